@@ -1,0 +1,1 @@
+"""vpcid adapters: bridges from the suite to implementations."""

@@ -1,0 +1,1 @@
+"""vpcid conformance suite."""

@@ -1,0 +1,48 @@
+"""Bus/device/function addresses, the keys of the configuration table (R-DS-003)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from vpcid.model.errors import InvalidArgument
+
+_BDF_TEXT = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Bdf:
+    """A PCI function address: bus 0-255, device 0-31, function 0-7 (R-DS-003)."""
+
+    bus: int
+    device: int
+    function: int
+
+    def __post_init__(self) -> None:
+        for name, value, top in (("bus", self.bus, 255), ("device", self.device, 31),
+                                 ("function", self.function, 7)):  # fmt: skip
+            if type(value) is not int or not 0 <= value <= top:
+                raise InvalidArgument(f"BDF {name} must be an integer 0-{top}, got {value!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Bdf:
+        """Parse ``bb:dd.f`` (hexadecimal bus and device, as lspci prints them)."""
+        match = _BDF_TEXT.match(text.strip()) if isinstance(text, str) else None
+        if match is None:
+            raise InvalidArgument(f"not a BDF (expected bb:dd.f): {text!r}")
+        return cls(int(match[1], 16), int(match[2], 16), int(match[3]))
+
+    @classmethod
+    def unpack(cls, packed: int) -> Bdf:
+        """Inverse of :attr:`packed`."""
+        if type(packed) is not int or not 0 <= packed <= 0xFFFF:
+            raise InvalidArgument(f"packed BDF must be 0-0xffff, got {packed!r}")
+        return cls(packed >> 8, (packed >> 3) & 0x1F, packed & 0x7)
+
+    @property
+    def packed(self) -> int:
+        """The 16-bit routing ID: bus 15:8, device 7:3, function 2:0."""
+        return self.bus << 8 | self.device << 3 | self.function
+
+    def __str__(self) -> str:
+        return f"{self.bus:02x}:{self.device:02x}.{self.function}"

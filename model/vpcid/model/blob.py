@@ -1,0 +1,214 @@
+"""The data blob and VM snapshot formats (R-BLOB-*); prose in spec/formats/blob.md.
+
+Both are canonical: equal state always encodes to equal bytes. Both are
+versioned, made of tagged sections, and end in a SHA-256 of what precedes.
+Hand-written with :mod:`struct` rather than a serialisation library because
+the byte layout itself is normative: any implementation, in any language,
+must produce exactly these bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from vpcid.model.behaviour import PAGE_SIZE
+from vpcid.model.errors import BlobError
+
+BLOB_MAGIC = b"VPCIDBLB"
+SNAPSHOT_MAGIC = b"VPCIDVMS"
+FORMAT_MAJOR, FORMAT_MINOR = 1, 0
+WINDOW_SLOTS = 7
+"""BAR0-5 and the ROM."""
+
+CRITICAL = 0x1
+"""Section flag: a reader that does not know the tag must reject the blob (R-BLOB-002)."""
+
+TAG_TYPE, TAG_CONFIG, TAG_WINDOWS, TAG_MEMORY, TAG_EXTRA = 1, 2, 3, 4, 5
+TAG_VM, TAG_DEVICE, TAG_MAP_ORDER = 1, 2, 3
+
+_HEADER = struct.Struct("<8sHHHH")  # magic, major, minor, section count, reserved
+_SECTION = struct.Struct("<HHI")  # tag, flags, length
+_DIGEST = 32
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """Decoded content of an instance blob (R-BLOB-003)."""
+
+    type_name: str
+    fingerprint: bytes
+    config: bytes
+    windows: tuple[int | None, ...]
+    pages: tuple[tuple[int, int, bytes], ...]
+    """(BAR index, page index, PAGE_SIZE bytes), ascending, no all-zero page."""
+    extra: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VmRecord:
+    """Decoded content of a VM snapshot (R-BLOB-005)."""
+
+    ecam_base: int | None
+    cf8: int
+    devices: tuple[tuple[int, bytes], ...]
+    """(packed BDF, instance blob), ascending by BDF."""
+    map_order: tuple[tuple[int, int], ...]
+    """(packed BDF, BAR index) of every decoding BAR, oldest mapping first."""
+
+
+def _frame(magic: bytes, sections: list[tuple[int, bytes]]) -> bytes:
+    body = bytearray(_HEADER.pack(magic, FORMAT_MAJOR, FORMAT_MINOR, len(sections), 0))
+    for tag, payload in sections:
+        body += _SECTION.pack(tag, CRITICAL, len(payload)) + payload
+    return bytes(body + hashlib.sha256(body).digest())
+
+
+def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int, bytes]:
+    """Check framing and digest; return the known sections by tag (R-BLOB-001, R-BLOB-002)."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise BlobError(f"{what} must be bytes, got {type(blob).__name__}")
+    blob = bytes(blob)
+    if len(blob) < _HEADER.size + _DIGEST:
+        raise BlobError(f"{what} is truncated ({len(blob)} bytes)")
+    got_magic, major, _minor, count, reserved = _HEADER.unpack_from(blob)
+    if got_magic != magic:
+        raise BlobError(f"not a {what} (magic {got_magic!r})")
+    if major != FORMAT_MAJOR:
+        raise BlobError(f"{what} format {major}.x is not supported (this reader: {FORMAT_MAJOR}.x)")
+    if reserved:
+        raise BlobError(f"{what} header reserved field is not zero")
+    body, digest = blob[:-_DIGEST], blob[-_DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise BlobError(f"{what} integrity check failed (SHA-256 mismatch)")
+    sections: dict[int, bytes] = {}
+    pos, last_tag = _HEADER.size, 0
+    for _ in range(count):
+        if pos + _SECTION.size > len(body):
+            raise BlobError(f"{what} section header runs past the end")
+        tag, flags, length = _SECTION.unpack_from(body, pos)
+        pos += _SECTION.size
+        if tag <= last_tag:
+            raise BlobError(f"{what} sections out of order at tag {tag}")
+        if flags & ~CRITICAL:
+            raise BlobError(f"{what} section {tag} has unknown flags {flags:#x}")
+        if pos + length > len(body):
+            raise BlobError(f"{what} section {tag} runs past the end")
+        if tag in known:
+            sections[tag] = body[pos : pos + length]
+        elif flags & CRITICAL:
+            raise BlobError(f"{what} has critical section {tag} this reader does not know")
+        pos, last_tag = pos + length, tag
+    if pos != len(body):
+        raise BlobError(f"{what} has {len(body) - pos} trailing bytes")
+    missing = known - set(sections)
+    if missing:
+        raise BlobError(f"{what} lacks section(s) {sorted(missing)}")
+    return sections
+
+
+def encode_instance(rec: InstanceRecord) -> bytes:
+    """Canonical bytes of an instance blob (R-BLOB-003, R-BLOB-004)."""
+    name = rec.type_name.encode()
+    windows = b"".join(struct.pack("<BQ", 0 if w is None else 1, 0 if w is None else w) for w in rec.windows)
+    memory = bytearray(struct.pack("<I", len(rec.pages)))
+    for bar, page, content in rec.pages:
+        memory += struct.pack("<BQ", bar, page) + content
+    return _frame(BLOB_MAGIC, [
+        (TAG_TYPE, struct.pack("<B", len(name)) + name + rec.fingerprint),
+        (TAG_CONFIG, rec.config),
+        (TAG_WINDOWS, windows),
+        (TAG_MEMORY, bytes(memory)),
+        (TAG_EXTRA, rec.extra),
+    ])  # fmt: skip
+
+
+def decode_instance(blob: bytes) -> InstanceRecord:
+    """Parse an instance blob, rejecting anything non-canonical (R-BLOB-001..R-BLOB-004)."""
+    what = "instance blob"
+    s = _unframe(BLOB_MAGIC, blob, {TAG_TYPE, TAG_CONFIG, TAG_WINDOWS, TAG_MEMORY, TAG_EXTRA}, what)
+    typ = s[TAG_TYPE]
+    if not typ or len(typ) != 1 + typ[0] + _DIGEST:
+        raise BlobError(f"{what} type section has the wrong length")
+    try:
+        name = typ[1 : 1 + typ[0]].decode()
+    except UnicodeDecodeError:
+        raise BlobError(f"{what} type name is not UTF-8") from None
+    config = s[TAG_CONFIG]
+    if len(config) not in (0x100, 0x1000):
+        raise BlobError(f"{what} configuration section is {len(config)} bytes, not 256 or 4096")
+    raw = s[TAG_WINDOWS]
+    if len(raw) != 9 * WINDOW_SLOTS:
+        raise BlobError(f"{what} windows section has the wrong length")
+    windows: list[int | None] = []
+    for k in range(WINDOW_SLOTS):
+        flag, base = struct.unpack_from("<BQ", raw, 9 * k)
+        if flag not in (0, 1) or (flag == 0 and base):
+            raise BlobError(f"{what} window {k} is not canonical")
+        windows.append(base if flag else None)
+    mem = s[TAG_MEMORY]
+    if len(mem) < 4:
+        raise BlobError(f"{what} memory section is truncated")
+    (count,) = struct.unpack_from("<I", mem)
+    entry = 9 + PAGE_SIZE
+    if len(mem) != 4 + count * entry:
+        raise BlobError(f"{what} memory section length does not match its page count")
+    pages: list[tuple[int, int, bytes]] = []
+    for k in range(count):
+        bar, page = struct.unpack_from("<BQ", mem, 4 + k * entry)
+        content = mem[4 + k * entry + 9 : 4 + (k + 1) * entry]
+        if pages and (bar, page) <= pages[-1][:2]:
+            raise BlobError(f"{what} memory pages are not in ascending order")
+        if not any(content):
+            raise BlobError(f"{what} stores an all-zero page (not canonical)")
+        pages.append((bar, page, content))
+    return InstanceRecord(name, typ[1 + typ[0] :], config, tuple(windows), tuple(pages), s[TAG_EXTRA])
+
+
+def encode_snapshot(rec: VmRecord) -> bytes:
+    """Canonical bytes of a VM snapshot (R-BLOB-005)."""
+    vm = struct.pack("<BQI", rec.ecam_base is not None, rec.ecam_base or 0, rec.cf8)
+    devices = bytearray(struct.pack("<I", len(rec.devices)))
+    for packed, blob in rec.devices:
+        devices += struct.pack("<HI", packed, len(blob)) + blob
+    order = bytearray(struct.pack("<I", len(rec.map_order)))
+    for packed, bar in rec.map_order:
+        order += struct.pack("<HB", packed, bar)
+    return _frame(SNAPSHOT_MAGIC, [(TAG_VM, vm), (TAG_DEVICE, bytes(devices)), (TAG_MAP_ORDER, bytes(order))])
+
+
+def decode_snapshot(blob: bytes) -> VmRecord:
+    """Parse a VM snapshot's framing; the device blobs are parsed by :func:`decode_instance`."""
+    what = "VM snapshot"
+    s = _unframe(SNAPSHOT_MAGIC, blob, {TAG_VM, TAG_DEVICE, TAG_MAP_ORDER}, what)
+    if len(s[TAG_VM]) != 13:
+        raise BlobError(f"{what} VM section has the wrong length")
+    has_ecam, ecam, cf8 = struct.unpack("<BQI", s[TAG_VM])
+    if has_ecam not in (0, 1) or (not has_ecam and ecam):
+        raise BlobError(f"{what} ECAM field is not canonical")
+    dev = s[TAG_DEVICE]
+    if len(dev) < 4:
+        raise BlobError(f"{what} device section is truncated")
+    (count,) = struct.unpack_from("<I", dev)
+    pos, devices = 4, list[tuple[int, bytes]]()
+    for _ in range(count):
+        if pos + 6 > len(dev):
+            raise BlobError(f"{what} device entry runs past the end")
+        packed, length = struct.unpack_from("<HI", dev, pos)
+        if pos + 6 + length > len(dev):
+            raise BlobError(f"{what} device blob runs past the end")
+        if devices and packed <= devices[-1][0]:
+            raise BlobError(f"{what} devices are not in ascending BDF order")
+        devices.append((packed, dev[pos + 6 : pos + 6 + length]))
+        pos += 6 + length
+    if pos != len(dev):
+        raise BlobError(f"{what} device section has trailing bytes")
+    order_raw = s[TAG_MAP_ORDER]
+    if len(order_raw) < 4:
+        raise BlobError(f"{what} map-order section is truncated")
+    (n,) = struct.unpack_from("<I", order_raw)
+    if len(order_raw) != 4 + 3 * n:
+        raise BlobError(f"{what} map-order section length does not match its count")
+    order = tuple(struct.unpack_from("<HB", order_raw, 4 + 3 * k) for k in range(n))
+    return VmRecord(ecam if has_ecam else None, cf8, tuple(devices), order)

@@ -1,0 +1,129 @@
+"""Example device types written from real devices' public identities (R-DT-001).
+
+Identities (vendor/device/class/subsystem IDs, BAR kinds and sizes) follow the
+real parts; capability bodies are simplified but keep the real register
+classes (writable enable bits, RW1C status bits).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from vpcid.model.behaviour import DeviceData
+from vpcid.model.devicetype import BarKind, BarSpec, Capability, DeviceType, RomSpec
+
+
+def _power_management() -> Capability:
+    """PCI power management: PMCSR power state and PME_En writable, PME status RW1C."""
+    body = struct.pack("<HHBB", 0x0003, 0x0000, 0, 0)
+    return Capability(0x01, body, writable=bytes([0, 0, 0x03, 0x01, 0, 0]),
+                      rw1c=bytes([0, 0, 0, 0x80, 0, 0]))  # fmt: skip
+
+
+def _msi64() -> Capability:
+    """64-bit MSI: control (enable, multiple message enable), address and data writable."""
+    body = struct.pack("<HIIH", 0x0080, 0, 0, 0)
+    writable = bytes([0x71, 0x00]) + bytes([0xFC, 0xFF, 0xFF, 0xFF]) + b"\xff" * 4 + b"\xff\xff"
+    return Capability(0x05, body, writable=writable)
+
+
+def _msix(table_size: int) -> Capability:
+    """MSI-X: enable and function-mask writable; table in BAR0 at 0x2000, PBA at 0x3000."""
+    body = struct.pack("<HII", table_size - 1, 0x2000, 0x3000)
+    return Capability(0x11, body, writable=bytes([0, 0xC0]) + bytes(8))
+
+
+def _pci_express_endpoint() -> Capability:
+    """PCI Express capability (endpoint): device control writable, device status error bits RW1C."""
+    body = struct.pack("<HIHHIHH", 0x0002, 0x0000_8000, 0x2810, 0, 0x0040_3443, 0, 0x1043)
+    writable = bytes(6) + b"\xff\x7f" + bytes(10)
+    rw1c = bytes(8) + b"\x0f\x00" + bytes(8)
+    return Capability(0x10, body, writable=writable, rw1c=rw1c)
+
+
+class EduBehaviour:
+    """Registers of QEMU's ``edu`` teaching device, deterministic subset (R-DT-003).
+
+    BAR0 offset 0x00 reads the identification 0x010000ed; 0x04 reads the
+    bitwise inverse of the last value written there (liveness check); 0x20
+    bit 7 is a writable status bit. Only 4-byte accesses at those offsets
+    take effect; every other read returns all ones, every other write is
+    dropped. State: liveness and status, 8 bytes of ``extra``.
+    """
+
+    name = "edu"
+
+    def read(self, data: DeviceData, bar: int, offset: int, length: int) -> bytes:
+        liveness, status = (int(v) for v in struct.unpack("<II", data.extra))
+        value = {0x00: 0x010000ED, 0x04: ~liveness & 0xFFFFFFFF, 0x20: status}.get(offset)
+        if length != 4 or value is None:
+            return b"\xff" * length
+        return value.to_bytes(4, "little")
+
+    def write(self, data: DeviceData, bar: int, offset: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            return
+        value = int.from_bytes(payload, "little")
+        if offset == 0x04:
+            data.extra[0:4] = payload
+        elif offset == 0x20:
+            data.extra[4:8] = (value & 0x80).to_bytes(4, "little")
+
+    def reset(self, data: DeviceData) -> None:
+        data.extra[:] = bytes(8)
+
+    def check(self, data: DeviceData) -> str | None:
+        if len(data.extra) != 8:
+            return "edu state is 8 bytes"
+        if data.memory:
+            return "edu keeps no BAR memory"
+        (status,) = struct.unpack_from("<I", data.extra, 4)
+        return None if status & ~0x80 == 0 else "edu status has bits other than 0x80"
+
+
+E1000 = DeviceType(
+    name="e1000",
+    vendor_id=0x8086, device_id=0x100E, revision=0x02, class_code=0x020000,
+    subsystem_vendor_id=0x8086, subsystem_id=0x001E, interrupt_pin=1,
+    bars=(BarSpec(BarKind.MEM32, 128 << 10), BarSpec(BarKind.IO, 64)),
+    rom=RomSpec(64 << 10, b"\x55\xaa" + bytes(30)),
+    capabilities=(_power_management(),),
+)  # fmt: skip
+"""Intel 82540EM Gigabit Ethernet (PRO/1000 MT Desktop): 128 KiB registers, 64-byte I/O window, option ROM."""
+
+NVME = DeviceType(
+    name="nvme",
+    vendor_id=0x144D, device_id=0xA808, revision=0x00, class_code=0x010802,
+    subsystem_vendor_id=0x144D, subsystem_id=0xA801, interrupt_pin=1,
+    bars=(BarSpec(BarKind.MEM64, 16 << 10), None),
+    capabilities=(_power_management(), _msi64(), _pci_express_endpoint(), _msix(33)),
+    express=True,
+)  # fmt: skip
+"""Samsung 970 EVO Plus NVMe controller: 16 KiB 64-bit BAR, PCI Express, MSI and MSI-X."""
+
+EDU = DeviceType(
+    name="edu",
+    vendor_id=0x1234, device_id=0x11E8, revision=0x10, class_code=0x00FF00,
+    subsystem_vendor_id=0x1AF4, subsystem_id=0x1100, interrupt_pin=1,
+    bars=(BarSpec(BarKind.MEM32, 1 << 20),),
+    capabilities=(_msi64(),),
+    behaviour=EduBehaviour(),
+)  # fmt: skip
+"""QEMU's edu teaching device: one 1 MiB register BAR."""
+
+A100 = DeviceType(
+    name="a100",
+    vendor_id=0x10DE, device_id=0x20F1, revision=0xA1, class_code=0x030200,
+    subsystem_vendor_id=0x10DE, subsystem_id=0x145F, interrupt_pin=1,
+    bars=(
+        BarSpec(BarKind.MEM32, 16 << 20),
+        BarSpec(BarKind.MEM64, 64 << 30, prefetchable=True), None,
+        BarSpec(BarKind.MEM64, 32 << 20, prefetchable=True), None,
+    ),
+    capabilities=(_power_management(), _msi64(), _pci_express_endpoint()),
+    express=True,
+)  # fmt: skip
+"""NVIDIA A100 PCIe 40 GB: 16 MiB registers, 64 GiB and 32 MiB prefetchable 64-bit BARs."""
+
+CATALOG: dict[str, DeviceType] = {t.name: t for t in (E1000, NVME, EDU, A100)}
+"""Bundled device types by name."""

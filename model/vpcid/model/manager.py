@@ -1,0 +1,651 @@
+"""The data manager: VM elements, their three hash tables, and VPCID instances (R-DS-*).
+
+Structure, as in the seed claims: a :class:`DataManager` holds one
+:class:`VmElement` per unique VM id; each element holds a configuration
+table (BDF -> :class:`Instance`), an I/O table and a memory table
+(:class:`~vpcid.model.tables.DecodeTable`, address -> instance and BAR);
+each instance owns the state and data its blob carries.
+
+Every public method validates all of its arguments before it changes
+anything, so a rejected call leaves the manager as it was (R-ERR-001).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vpcid.model import blob as blobfmt
+from vpcid.model.bdf import Bdf
+from vpcid.model.behaviour import MEMORY, PAGE_SIZE, BarBehaviour, DeviceData
+from vpcid.model.configspace import (
+    address_limit,
+    bar_register_span,
+    bar_size,
+    decode_enabled,
+    decode_window,
+    implemented_bars,
+    merge_byte,
+)
+from vpcid.model.devicetype import (
+    COMMAND,
+    ROM_BAR,
+    ROM_INDEX,
+    BarKind,
+    ConfigLayout,
+    DeviceType,
+    layout,
+)
+from vpcid.model.errors import (
+    BadWidth,
+    BlobError,
+    BlobMismatch,
+    DeviceTypeError,
+    DuplicateVm,
+    InvalidArgument,
+    Misaligned,
+    SlotOccupied,
+    UnknownDevice,
+    UnknownVm,
+)
+from vpcid.model.profile import (
+    DEFAULT_PROFILE,
+    Alignment,
+    BarMoveWhileDecoding,
+    Cf8AfterAccess,
+    Cf8Extended,
+    Cf8LowBits,
+    Overlap,
+    Profile,
+    Straddle,
+    UnmappedMmioRead,
+)
+from vpcid.model.tables import DecodeTable, Mapping, last_mapped_first, lowest_bdf_first
+
+CONFIG_WIDTHS = (1, 2, 4)
+IO_WIDTHS = (1, 2, 4)
+MMIO_WIDTHS = (1, 2, 4, 8)
+CF8, CFC = 0xCF8, 0xCFC
+"""Configuration mechanism #1: address register and data window (R-CAM-001)."""
+ECAM_SIZE = 256 << 20
+"""ECAM window: 4 KiB per function, 256 buses (R-ECAM-001)."""
+DEFAULT_ECAM_BASE = 0xB000_0000
+MAX_VM_ID = 0xFFFF_FFFF
+_DECODE_FIELDS = (
+    frozenset(range(COMMAND, COMMAND + 2))
+    | frozenset(range(0x10, 0x28))
+    | frozenset(range(ROM_BAR, ROM_BAR + 4))
+)
+
+
+@dataclass
+class Instance:
+    """A VPCID instance: a device type placed at a BDF, with its blob's state and data (R-DS-004)."""
+
+    bdf: Bdf
+    dtype: DeviceType
+    layout: ConfigLayout
+    config: bytearray
+    data: DeviceData
+    mappings: dict[int, Mapping] = field(default_factory=dict)
+    """BAR index (6 = ROM) -> where it decodes now; absent when it does not decode."""
+
+    @property
+    def behaviour(self) -> BarBehaviour:
+        return self.dtype.behaviour if self.dtype.behaviour is not None else MEMORY
+
+
+class _PlatformWindow:
+    """Routing target: a configuration window of the platform (0xCFC-0xCFF or ECAM)."""
+
+
+_WINDOW = _PlatformWindow()
+Target = Mapping | _PlatformWindow | None
+
+
+@dataclass
+class VmElement:
+    """One VM: its configuration, I/O and memory hash tables and platform registers (R-DS-001)."""
+
+    vm_id: int
+    io_table: DecodeTable
+    memory_table: DecodeTable
+    ecam_base: int | None
+    config_table: dict[Bdf, Instance] = field(default_factory=dict)
+    cf8: int = 0
+    next_stamp: int = 1
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TableEntry:
+    """Introspection row of an I/O or memory table (R-DS-007)."""
+
+    size_class: int
+    base: int
+    size: int
+    bdf: Bdf
+    bar: int
+
+
+@dataclass(frozen=True, slots=True)
+class VmTables:
+    """Introspection of one VM's three hash tables, sorted for stable comparison (R-DS-007)."""
+
+    config: tuple[tuple[Bdf, str], ...]
+    io: tuple[TableEntry, ...]
+    memory: tuple[TableEntry, ...]
+
+
+def _check_int(name: str, value: object, top: int) -> int:
+    """Reject non-integers (bools included) and values outside ``0..top`` (R-ERR-002)."""
+    if type(value) is not int or not 0 <= value <= top:
+        raise InvalidArgument(f"{name} must be an integer 0-{top:#x}, got {value!r}")
+    return value
+
+
+def _check_bdf(bdf: object) -> Bdf:
+    if not isinstance(bdf, Bdf):
+        raise InvalidArgument(f"expected a Bdf, got {type(bdf).__name__}")
+    return bdf
+
+
+class DataManager:
+    """The VPCID data manager (R-DS-001): VM elements keyed by unique VM id."""
+
+    def __init__(self, profile: Profile = DEFAULT_PROFILE) -> None:
+        if not isinstance(profile, Profile):
+            raise InvalidArgument("profile must be a vpcid.model.Profile")
+        self.profile = profile
+        self._vms: dict[int, VmElement] = {}
+        self._types: dict[str, DeviceType] = {}
+        self._priority = lowest_bdf_first if profile.overlap is Overlap.LOWEST_BDF else last_mapped_first
+
+    # ----------------------------------------------------------------- VMs
+    def create_vm(self, vm_id: int, *, ecam_base: int | None = DEFAULT_ECAM_BASE) -> None:
+        """Add a VM element with empty tables (R-DS-001, R-ECAM-001)."""
+        _check_int("vm_id", vm_id, MAX_VM_ID)
+        if ecam_base is not None:
+            _check_int("ecam_base", ecam_base, (1 << 64) - ECAM_SIZE)
+            if ecam_base % ECAM_SIZE:
+                raise InvalidArgument("ecam_base must be aligned to the 256 MiB window")
+        if vm_id in self._vms:
+            raise DuplicateVm(f"VM {vm_id} already exists")
+        self._vms[vm_id] = self._new_vm(vm_id, ecam_base)
+
+    def _new_vm(self, vm_id: int, ecam_base: int | None) -> VmElement:
+        return VmElement(vm_id, DecodeTable(self._priority), DecodeTable(self._priority), ecam_base)
+
+    def destroy_vm(self, vm_id: int) -> None:
+        """Remove a VM element and everything it holds (R-DS-002)."""
+        self._vm(vm_id)
+        del self._vms[vm_id]
+
+    def vm_ids(self) -> tuple[int, ...]:
+        """The ids of all VM elements, ascending."""
+        return tuple(sorted(self._vms))
+
+    def _vm(self, vm_id: int) -> VmElement:
+        _check_int("vm_id", vm_id, MAX_VM_ID)
+        vm = self._vms.get(vm_id)
+        if vm is None:
+            raise UnknownVm(f"no VM {vm_id}")
+        return vm
+
+    def _instance(self, vm: VmElement, bdf: Bdf) -> Instance:
+        inst = vm.config_table.get(_check_bdf(bdf))
+        if inst is None:
+            raise UnknownDevice(f"no device at {bdf} in VM {vm.vm_id}")
+        return inst
+
+    # ------------------------------------------------------------ hot-plug
+    def register_type(self, dtype: DeviceType) -> None:
+        """Make ``dtype`` known by name, for restores (R-DT-002: names are unique per manager)."""
+        if not isinstance(dtype, DeviceType):
+            raise InvalidArgument(f"expected a DeviceType, got {type(dtype).__name__}")
+        known = self._types.get(dtype.name)
+        if known is not None and known.fingerprint() != dtype.fingerprint():
+            raise DeviceTypeError(f"another device type is already registered as {dtype.name!r}")
+        self._types[dtype.name] = dtype
+
+    def plug(self, vm_id: int, bdf: Bdf, dtype: DeviceType) -> None:
+        """Hot-plug an instance of ``dtype`` at ``bdf`` in its power-on state (R-HP-001)."""
+        vm = self._vm(vm_id)
+        _check_bdf(bdf)
+        if bdf in vm.config_table:
+            raise SlotOccupied(f"{bdf} in VM {vm_id} already holds a device")
+        self.register_type(dtype)
+        lay = layout(dtype, self.profile.status)
+        inst = Instance(bdf, dtype, lay, bytearray(lay.image), DeviceData())
+        inst.behaviour.reset(inst.data)
+        vm.config_table[bdf] = inst
+
+    def unplug(self, vm_id: int, bdf: Bdf) -> None:
+        """Remove an instance and every table entry that routes to it (R-HP-002)."""
+        vm = self._vm(vm_id)
+        inst = self._instance(vm, bdf)
+        for index in list(inst.mappings):
+            self._unmap(vm, inst, index)
+        del vm.config_table[bdf]
+
+    # -------------------------------------------------------- config space
+    def config_read(self, vm_id: int, bdf: Bdf, offset: int, width: int) -> int:
+        """Read configuration space of the function at ``bdf`` (R-ACC-003, R-ACC-006)."""
+        vm = self._vm(vm_id)
+        self._check_config_access(_check_bdf(bdf), offset, width)
+        return int.from_bytes(self._config_access(vm, bdf, offset, width, None), "little")
+
+    def config_write(self, vm_id: int, bdf: Bdf, offset: int, width: int, value: int) -> None:
+        """Write configuration space of the function at ``bdf`` (R-CFG-001, R-ACC-006)."""
+        vm = self._vm(vm_id)
+        self._check_config_access(_check_bdf(bdf), offset, width)
+        _check_int("value", value, (1 << (8 * width)) - 1)
+        self._config_access(vm, bdf, offset, width, value.to_bytes(width, "little"))
+
+    @staticmethod
+    def _check_config_access(bdf: Bdf, offset: int, width: int) -> None:
+        _check_int("offset", offset, 0xFFF)
+        if width not in CONFIG_WIDTHS or type(width) is not int:
+            raise BadWidth(f"configuration accesses are 1, 2 or 4 bytes, not {width!r}")
+        if offset % 4 + width > 4:
+            raise Misaligned(f"configuration access {offset:#x}+{width} crosses a dword")
+
+    def _config_access(
+        self, vm: VmElement, bdf: Bdf, offset: int, length: int, payload: bytes | None
+    ) -> bytes:
+        """One configuration access of ``length`` bytes inside a dword (R-ACC-006, R-CFG-009)."""
+        inst = vm.config_table.get(bdf)
+        if inst is None or offset >= len(inst.config):
+            return b"\xff" * length
+        if payload is None:
+            return bytes(inst.config[offset : offset + length])
+        self._config_store(vm, inst, offset, payload)
+        return b""
+
+    def _config_store(self, vm: VmElement, inst: Instance, offset: int, payload: bytes) -> None:
+        """Apply masked write bytes, then re-derive the BAR windows (R-CFG-001, R-DEC-005)."""
+        cfg, lay = inst.config, inst.layout
+        span = range(offset, offset + len(payload))
+        touches_decode = not _DECODE_FIELDS.isdisjoint(span)
+        skip: set[int] = set()
+        was_enabled: dict[int, bool] = {}
+        if touches_decode:
+            was_enabled = {i: decode_enabled(cfg, inst.dtype, i) for i in implemented_bars(inst.dtype)}
+            if self.profile.bar_move_while_decoding is BarMoveWhileDecoding.IGNORED:
+                for index, enabled in was_enabled.items():
+                    reg = bar_register_span(inst.dtype, index)
+                    if enabled and reg.start < span.stop and span.start < reg.stop:
+                        skip.update(reg)  # R-DEC-005 ignored: no BAR write while it decodes
+        for k, value in enumerate(payload):
+            o = offset + k
+            if o not in skip:
+                cfg[o] = merge_byte(cfg[o], value, lay.wmask[o], lay.w1cmask[o])
+        if touches_decode:
+            self._rederive_windows(vm, inst, was_enabled)
+
+    def _rederive_windows(self, vm: VmElement, inst: Instance, was_enabled: dict[int, bool]) -> None:
+        """Bring the tables in line with the configuration space (R-DEC-001..R-DEC-007)."""
+        deferred = self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED
+        for index in implemented_bars(inst.dtype):
+            if deferred and was_enabled[index] and decode_enabled(inst.config, inst.dtype, index):
+                continue  # R-DEC-005 deferred: the window moves when decode is next enabled
+            want = decode_window(inst.config, inst.dtype, index)
+            current = inst.mappings.get(index)
+            if (current.base if current else None) != want:
+                self._unmap(vm, inst, index)
+                if want is not None:
+                    self._map(vm, inst, index, want)
+
+    def _table(self, vm: VmElement, inst: Instance, index: int) -> DecodeTable:
+        bar = inst.dtype.bar(index) if index != ROM_INDEX else None
+        return vm.io_table if bar is not None and bar.kind is BarKind.IO else vm.memory_table
+
+    def _map(self, vm: VmElement, inst: Instance, index: int, base: int) -> None:
+        size_log2 = bar_size(inst.dtype, index).bit_length() - 1
+        mapping = Mapping(inst.bdf, index, base, size_log2, vm.next_stamp)
+        vm.next_stamp += 1
+        self._table(vm, inst, index).insert(mapping)
+        inst.mappings[index] = mapping
+
+    def _unmap(self, vm: VmElement, inst: Instance, index: int) -> None:
+        mapping = inst.mappings.pop(index, None)
+        if mapping is not None:
+            self._table(vm, inst, index).remove(mapping)
+
+    # --------------------------------------------------------- I/O and MMIO
+    def io_read(self, vm_id: int, port: int, width: int) -> int:
+        """Guest ``in`` of ``width`` bytes at ``port`` (R-ACC-*, R-CAM-*)."""
+        vm = self._vm(vm_id)
+        self._check_space_access(port, width, IO_WIDTHS, 1 << 16, "I/O")
+        return int.from_bytes(self._io_access(vm, port, width, None), "little")
+
+    def io_write(self, vm_id: int, port: int, width: int, value: int) -> None:
+        """Guest ``out`` of ``width`` bytes at ``port`` (R-ACC-*, R-CAM-*)."""
+        vm = self._vm(vm_id)
+        self._check_space_access(port, width, IO_WIDTHS, 1 << 16, "I/O")
+        _check_int("value", value, (1 << (8 * width)) - 1)
+        self._io_access(vm, port, width, value.to_bytes(width, "little"))
+
+    def mmio_read(self, vm_id: int, address: int, width: int) -> int:
+        """Guest load of ``width`` bytes at guest-physical ``address`` (R-ACC-*, R-ECAM-*)."""
+        vm = self._vm(vm_id)
+        self._check_space_access(address, width, MMIO_WIDTHS, 1 << 64, "MMIO")
+        return int.from_bytes(self._memory_access(vm, address, width, None), "little")
+
+    def mmio_write(self, vm_id: int, address: int, width: int, value: int) -> None:
+        """Guest store of ``width`` bytes at guest-physical ``address`` (R-ACC-*, R-ECAM-*)."""
+        vm = self._vm(vm_id)
+        self._check_space_access(address, width, MMIO_WIDTHS, 1 << 64, "MMIO")
+        _check_int("value", value, (1 << (8 * width)) - 1)
+        self._memory_access(vm, address, width, value.to_bytes(width, "little"))
+
+    def _check_space_access(
+        self, address: int, width: int, widths: tuple[int, ...], limit: int, space: str
+    ) -> None:
+        """Validate width, range and alignment of an I/O or MMIO access (R-ACC-001, R-ACC-002)."""
+        if type(width) is not int or width not in widths:
+            raise BadWidth(f"{space} accesses are {'/'.join(map(str, widths))} bytes, not {width!r}")
+        _check_int("address", address, limit - width)
+        if self.profile.alignment is Alignment.NATURAL and address % width:
+            raise Misaligned(f"{space} access {address:#x}+{width} is not naturally aligned")
+
+    def _io_access(self, vm: VmElement, port: int, width: int, payload: bytes | None) -> bytes:
+        """Route an I/O access: 0xCF8 register, 0xCFC window, then I/O BARs (R-CAM-*, R-DEC-*)."""
+        if port == CF8 and width == 4:
+            return self._cf8_access(vm, payload)
+
+        def resolve(p: int) -> Target:
+            if CF8 <= p < CFC:
+                return None  # R-CAM-001: only a dword access at 0xCF8 reaches the address register
+            if CFC <= p < CFC + 4:
+                return _WINDOW  # R-CAM-004: the data window
+            return vm.io_table.lookup(p)
+
+        touched_window = port < CFC + 4 and port + width > CFC
+        result = self._route(vm, resolve, port, width, payload, b"\xff", self._cam_data)
+        if touched_window and self.profile.cf8_after_access is Cf8AfterAccess.CLEAR:
+            vm.cf8 = 0  # R-CAM-007
+        return result
+
+    def _cf8_access(self, vm: VmElement, payload: bytes | None) -> bytes:
+        """Read or write the configuration address register (R-CAM-002, R-CAM-003)."""
+        if payload is None:
+            return vm.cf8.to_bytes(4, "little")
+        value = int.from_bytes(payload, "little")
+        if self.profile.cf8_low_bits is Cf8LowBits.MASKED:
+            value &= self._cf8_keep()
+        vm.cf8 = value
+        return b""
+
+    def _cf8_keep(self) -> int:
+        """Bits 0xCF8 latches under the masked variant: enable, bus/dev/fn, register (R-CAM-002)."""
+        return 0x8FFF_FFFC if self.profile.cf8_extended is Cf8Extended.EXTENDS else 0x80FF_FFFC
+
+    def _cam_data(self, vm: VmElement, port: int, payload: bytes | None, length: int) -> bytes:
+        """Bytes of the 0xCFC-0xCFF window: the selected dword's bytes (R-CAM-004..R-CAM-006)."""
+        cf8 = vm.cf8
+        if not cf8 & 0x8000_0000:
+            return b"\xff" * length if payload is None else b""  # R-CAM-005
+        register = cf8 & 0xFC
+        if self.profile.cf8_extended is Cf8Extended.EXTENDS:
+            register |= ((cf8 >> 24) & 0xF) << 8
+        bdf = Bdf((cf8 >> 16) & 0xFF, (cf8 >> 11) & 0x1F, (cf8 >> 8) & 0x7)
+        return self._config_access(vm, bdf, register + (port - CFC), length, payload)
+
+    def _memory_access(self, vm: VmElement, address: int, width: int, payload: bytes | None) -> bytes:
+        """Route an MMIO access: the ECAM window first, then memory BARs (R-ECAM-*, R-DEC-*)."""
+        ecam = vm.ecam_base
+        table = vm.memory_table
+
+        def resolve(a: int) -> Target:
+            if ecam is not None and ecam <= a < ecam + ECAM_SIZE:
+                return _WINDOW
+            return table.lookup(a)
+
+        unmapped = b"\xff" if self.profile.unmapped_mmio_read is UnmappedMmioRead.ONES else b"\x00"
+        return self._route(vm, resolve, address, width, payload, unmapped, self._ecam_data)
+
+    def _ecam_data(self, vm: VmElement, address: int, payload: bytes | None, length: int) -> bytes:
+        """ECAM bytes, one configuration access per dword they touch (R-ECAM-002, R-ECAM-003)."""
+        assert vm.ecam_base is not None
+        out = bytearray()
+        end = address + length
+        while address < end:
+            chunk = min(end, (address & ~3) + 4) - address
+            rel = address - vm.ecam_base
+            bdf = Bdf(rel >> 20, (rel >> 15) & 0x1F, (rel >> 12) & 0x7)
+            part = None if payload is None else payload[len(out) : len(out) + chunk]
+            got = self._config_access(vm, bdf, rel & 0xFFF, chunk, part)
+            out += got if payload is None else bytes(chunk)
+            address += chunk
+        return bytes(out) if payload is None else b""
+
+    def _route(
+        self,
+        vm: VmElement,
+        resolve: Callable[[int], Target],
+        address: int,
+        width: int,
+        payload: bytes | None,
+        unmapped: bytes,
+        platform: Callable[[VmElement, int, bytes | None, int], bytes],
+    ) -> bytes:
+        """Split an access into runs of bytes with one target and perform them (R-ACC-004, R-ACC-005).
+
+        BARs are at least 4 bytes (I/O) or 16 bytes (memory) and naturally
+        aligned, so no BAR lies strictly inside an access: if the first and
+        last byte resolve to the same target, every byte does.
+        """
+        first = resolve(address)
+        last = first if width == 1 else resolve(address + width - 1)
+        if first is last:
+            runs: list[tuple[Target, int, int]] = [(first, address, width)]
+        else:
+            runs = []
+            for a in range(address, address + width):
+                t = first if a == address else last if a == address + width - 1 else resolve(a)
+                if runs and runs[-1][0] is t:
+                    runs[-1] = (t, runs[-1][1], runs[-1][2] + 1)
+                else:
+                    runs.append((t, a, 1))
+            if self.profile.straddle is Straddle.REJECT:
+                runs = [(None, address, width)]
+            elif self.profile.straddle is Straddle.START_ADDRESS:
+                runs = [runs[0], (None, runs[1][1], address + width - runs[1][1])]
+        out = bytearray()
+        for target, start, length in runs:
+            part = None if payload is None else payload[start - address : start - address + length]
+            if target is None:
+                got = unmapped * length
+            elif isinstance(target, _PlatformWindow):
+                got = platform(vm, start, part, length)
+            else:
+                got = self._bar_access(vm, target, start - target.base, part, length)
+            if payload is None:
+                out += got
+        return bytes(out)
+
+    def _bar_access(
+        self, vm: VmElement, m: Mapping, offset: int, payload: bytes | None, length: int
+    ) -> bytes:
+        """Serve bytes of a BAR through the device behaviour; the ROM is read-only (R-DT-003, R-BAR-007)."""
+        inst = vm.config_table[m.bdf]
+        if m.bar == ROM_INDEX:
+            if payload is not None:
+                return b""
+            assert inst.dtype.rom is not None
+            return inst.dtype.rom.contents[offset : offset + length].ljust(length, b"\x00")
+        if payload is None:
+            return inst.behaviour.read(inst.data, m.bar, offset, length)
+        inst.behaviour.write(inst.data, m.bar, offset, payload)
+        return b""
+
+    # --------------------------------------------------------------- reset
+    def reset(self, vm_id: int, bdf: Bdf) -> None:
+        """Function-level reset: power-on configuration, fresh data, no decode (R-RST-001, R-RST-002)."""
+        vm = self._vm(vm_id)
+        inst = self._instance(vm, bdf)
+        for index in list(inst.mappings):
+            self._unmap(vm, inst, index)
+        inst.config[:] = inst.layout.image
+        inst.data = DeviceData()
+        inst.behaviour.reset(inst.data)
+
+    def reset_vm(self, vm_id: int) -> None:
+        """Platform reset: every instance reset, 0xCF8 cleared (R-RST-003)."""
+        vm = self._vm(vm_id)
+        for bdf in sorted(vm.config_table):
+            self.reset(vm_id, bdf)
+        vm.cf8 = 0
+
+    # ------------------------------------------------------ save / restore
+    def save(self, vm_id: int, bdf: Bdf) -> bytes:
+        """The instance's data blob: state and data, canonical (R-SR-001, R-BLOB-003)."""
+        vm = self._vm(vm_id)
+        return blobfmt.encode_instance(self._record(self._instance(vm, bdf)))
+
+    @staticmethod
+    def _record(inst: Instance) -> blobfmt.InstanceRecord:
+        windows = tuple(
+            m.base if (m := inst.mappings.get(i)) is not None else None for i in range(blobfmt.WINDOW_SLOTS)
+        )
+        pages = tuple(
+            (bar, page, content)
+            for bar in sorted(inst.data.memory)
+            for page, content in inst.data.memory[bar].nonzero_pages()
+        )
+        return blobfmt.InstanceRecord(
+            inst.dtype.name, inst.dtype.fingerprint(), bytes(inst.config), windows, pages,
+            bytes(inst.data.extra),
+        )  # fmt: skip
+
+    def restore(self, vm_id: int, bdf: Bdf, blob: bytes) -> None:
+        """Replace an instance's state and data with a blob's, all or nothing (R-SR-002..R-SR-005)."""
+        vm = self._vm(vm_id)
+        inst = self._instance(vm, bdf)
+        record = blobfmt.decode_instance(blob)
+        new = self._instance_from(record, inst.bdf, inst.dtype)
+        for index in list(inst.mappings):
+            self._unmap(vm, inst, index)
+        vm.config_table[bdf] = new
+        self._map_restored(
+            vm,
+            new,
+            record.windows,
+            sorted(i for i, w in enumerate(record.windows) if w is not None),
+        )
+
+    def _map_restored(
+        self, vm: VmElement, inst: Instance, windows: tuple[int | None, ...], order: list[int]
+    ) -> None:
+        for index in order:
+            base = windows[index]
+            assert base is not None
+            self._map(vm, inst, index, base)
+
+    def _instance_from(self, rec: blobfmt.InstanceRecord, bdf: Bdf, dtype: DeviceType) -> Instance:
+        """Check a decoded blob against ``dtype``; build the instance it describes (R-SR-003..R-SR-005)."""
+        if rec.type_name != dtype.name or rec.fingerprint != dtype.fingerprint():
+            raise BlobMismatch(f"blob is of device type {rec.type_name!r}, the slot holds {dtype.name!r}")
+        lay = layout(dtype, self.profile.status)
+        if len(rec.config) != len(lay.image):
+            raise BlobMismatch("blob configuration space size differs from the device type's")
+        fixed = lay.fixed
+        for o, (got, want) in enumerate(zip(rec.config, lay.image, strict=True)):
+            if (got ^ want) & fixed[o]:
+                raise BlobMismatch(
+                    f"read-only configuration byte {o:#x} is {got:#04x}, type says {want:#04x}"
+                )
+        deferred = self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED
+        implemented = implemented_bars(dtype)
+        for index, base in enumerate(rec.windows):
+            if index not in implemented:
+                if base is not None:
+                    raise BlobMismatch(f"blob maps BAR {index}, which the device type does not implement")
+                continue
+            if deferred and decode_enabled(rec.config, dtype, index):
+                size = bar_size(dtype, index)
+                bar = dtype.bar(index)
+                limit = 1 << 32 if bar is None else address_limit(bar.kind)
+                ok = base is None or (base != 0 and base % size == 0 and base + size <= limit)
+            else:
+                ok = base == decode_window(rec.config, dtype, index)
+            if not ok:
+                raise BlobMismatch(f"blob window of BAR {index} disagrees with its configuration")
+        data = DeviceData(extra=bytearray(rec.extra))
+        for bar_index, page, content in rec.pages:
+            bar_spec = dtype.bar(bar_index) if bar_index < 6 else None
+            if bar_spec is None or page * PAGE_SIZE >= bar_spec.size:
+                raise BlobMismatch(f"blob holds data for BAR {bar_index} page {page}, outside the device")
+            data.bar_memory(bar_index).pages[page] = bytearray(content)
+        behaviour = dtype.behaviour if dtype.behaviour is not None else MEMORY
+        problem = behaviour.check(data)
+        if problem is not None:
+            raise BlobMismatch(f"blob device state rejected by {behaviour.name!r}: {problem}")
+        return Instance(bdf, dtype, lay, bytearray(rec.config), data)
+
+    def snapshot(self, vm_id: int) -> bytes:
+        """Canonical snapshot of a whole VM: platform registers and every instance (R-SR-006)."""
+        vm = self._vm(vm_id)
+        devices = tuple(
+            (bdf.packed, blobfmt.encode_instance(self._record(vm.config_table[bdf])))
+            for bdf in sorted(vm.config_table)
+        )
+        mappings = sorted((m for inst in vm.config_table.values() for m in inst.mappings.values()),
+                          key=lambda m: m.stamp)  # fmt: skip
+        order = tuple((m.bdf.packed, m.bar) for m in mappings)
+        return blobfmt.encode_snapshot(blobfmt.VmRecord(vm.ecam_base, vm.cf8, devices, order))
+
+    def restore_vm(self, vm_id: int, snapshot: bytes) -> None:
+        """Create or replace VM ``vm_id`` from a snapshot, all or nothing (R-SR-006, R-SR-007)."""
+        _check_int("vm_id", vm_id, MAX_VM_ID)
+        rec = blobfmt.decode_snapshot(snapshot)
+        if rec.ecam_base is not None and (rec.ecam_base % ECAM_SIZE or rec.ecam_base > (1 << 64) - ECAM_SIZE):
+            raise BlobError("VM snapshot ECAM base is not a valid window")
+        if self.profile.cf8_low_bits is Cf8LowBits.MASKED and rec.cf8 & ~self._cf8_keep():
+            raise BlobMismatch("VM snapshot 0xCF8 value has bits this profile never latches")
+        vm = self._new_vm(vm_id, rec.ecam_base)
+        vm.cf8 = rec.cf8
+        windows: dict[Bdf, tuple[int | None, ...]] = {}
+        for packed, device_blob in rec.devices:
+            record = blobfmt.decode_instance(device_blob)
+            dtype = self._types.get(record.type_name)
+            if dtype is None:
+                raise BlobMismatch(f"snapshot holds unknown device type {record.type_name!r}")
+            bdf = Bdf.unpack(packed)
+            vm.config_table[bdf] = self._instance_from(record, bdf, dtype)
+            windows[bdf] = record.windows
+        expected = sorted((b.packed, i) for b, w in windows.items() for i, x in enumerate(w) if x is not None)
+        if sorted(rec.map_order) != expected:
+            raise BlobMismatch("snapshot map order does not list exactly the decoding BARs")
+        for packed, index in rec.map_order:
+            bdf = Bdf.unpack(packed)
+            self._map_restored(vm, vm.config_table[bdf], windows[bdf], [index])
+        self._vms[vm_id] = vm
+
+    # -------------------------------------------------------- introspection
+    def tables(self, vm_id: int) -> VmTables:
+        """The VM's three hash tables, for reviewers and invariant checks (R-DS-007)."""
+        vm = self._vm(vm_id)
+
+        def rows(table: DecodeTable) -> tuple[TableEntry, ...]:
+            return tuple(sorted(TableEntry(m.size_log2, m.base, m.size, m.bdf, m.bar) for m in table))
+
+        config = tuple((bdf, vm.config_table[bdf].dtype.name) for bdf in sorted(vm.config_table))
+        return VmTables(config, rows(vm.io_table), rows(vm.memory_table))
+
+    def resolve(self, vm_id: int, space: str, address: int) -> tuple[Bdf, int] | None:
+        """Which instance and BAR decode one I/O port or memory address (R-DEC-008)."""
+        vm = self._vm(vm_id)
+        if space not in ("io", "memory"):
+            raise InvalidArgument("space is 'io' or 'memory'")
+        _check_int("address", address, 0xFFFF if space == "io" else (1 << 64) - 1)
+        m = (vm.io_table if space == "io" else vm.memory_table).lookup(address)
+        return None if m is None else (m.bdf, m.bar)
+
+    def device_type(self, vm_id: int, bdf: Bdf) -> DeviceType:
+        """The device type of the instance at ``bdf``."""
+        return self._instance(self._vm(vm_id), bdf).dtype
+
+    def cf8(self, vm_id: int) -> int:
+        """The configuration address register's current value (R-CAM-002)."""
+        return self._vm(vm_id).cf8

@@ -1,0 +1,156 @@
+"""Declared variants: the axes on which real implementations differ (R-VAR-*).
+
+A :class:`Profile` picks one value per axis; the model runs in that profile.
+The defaults are the spec's normative behaviour. ``spec/variants.md`` is the
+prose for every axis; ``spec/formats/profile.md`` the manifest format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from vpcid.model.errors import ProfileError
+
+
+class StatusRegister(StrEnum):
+    """V-STATUS: how the status register's error bits behave (R-CFG-006)."""
+
+    RW1C = "rw1c"
+    READ_ONLY = "read-only"
+
+
+class BarMoveWhileDecoding(StrEnum):
+    """V-BAR-MOVE: a BAR written while its decode is enabled (R-DEC-005)."""
+
+    IMMEDIATE = "immediate"
+    DEFERRED = "deferred"
+    IGNORED = "ignored"
+
+
+class Overlap(StrEnum):
+    """V-OVERLAP: which BAR decodes an address claimed by several (R-DEC-008)."""
+
+    LOWEST_BDF = "lowest-bdf"
+    LAST_MAPPED = "last-mapped"
+
+
+class UnmappedMmioRead(StrEnum):
+    """V-UNMAPPED-MMIO: the value an MMIO read that hits nothing returns (R-ACC-004)."""
+
+    ONES = "ones"
+    ZEROS = "zeros"
+
+
+class Straddle(StrEnum):
+    """V-STRADDLE: an access whose bytes are not all decoded by one BAR (R-ACC-005)."""
+
+    SPLIT = "split"
+    REJECT = "reject"
+    START_ADDRESS = "start-address"
+
+
+class Alignment(StrEnum):
+    """V-ALIGN: unaligned I/O and MMIO accesses (R-ACC-002)."""
+
+    ANY = "any"
+    NATURAL = "natural"
+
+
+class Cf8LowBits(StrEnum):
+    """V-CF8-LOW: what 0xCF8 keeps of the bits it does not decode (R-CAM-002)."""
+
+    MASKED = "masked"
+    LATCHED = "latched"
+
+
+class Cf8Extended(StrEnum):
+    """V-CF8-EXT: whether 0xCF8 bits 27:24 extend the register number (R-CAM-004)."""
+
+    IGNORED = "ignored"
+    EXTENDS = "extends"
+
+
+class Cf8AfterAccess(StrEnum):
+    """V-CF8-CLEAR: whether a data access clears 0xCF8 (R-CAM-007)."""
+
+    KEEP = "keep"
+    CLEAR = "clear"
+
+
+AXES: dict[str, type[StrEnum]] = {
+    "status": StatusRegister,
+    "bar_move_while_decoding": BarMoveWhileDecoding,
+    "overlap": Overlap,
+    "unmapped_mmio_read": UnmappedMmioRead,
+    "straddle": Straddle,
+    "alignment": Alignment,
+    "cf8_low_bits": Cf8LowBits,
+    "cf8_extended": Cf8Extended,
+    "cf8_after_access": Cf8AfterAccess,
+}
+"""Every variant axis, by its manifest key, with the enum of its values (R-VAR-001)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One value per variant axis; the defaults are normative (R-VAR-001, R-VAR-002)."""
+
+    status: StatusRegister = StatusRegister.RW1C
+    bar_move_while_decoding: BarMoveWhileDecoding = BarMoveWhileDecoding.IMMEDIATE
+    overlap: Overlap = Overlap.LOWEST_BDF
+    unmapped_mmio_read: UnmappedMmioRead = UnmappedMmioRead.ONES
+    straddle: Straddle = Straddle.SPLIT
+    alignment: Alignment = Alignment.ANY
+    cf8_low_bits: Cf8LowBits = Cf8LowBits.MASKED
+    cf8_extended: Cf8Extended = Cf8Extended.IGNORED
+    cf8_after_access: Cf8AfterAccess = Cf8AfterAccess.KEEP
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Profile:
+        """Build a profile from ``{axis: value}``; absent axes take the default (R-VAR-003)."""
+        if not isinstance(values, Mapping):
+            raise ProfileError("a profile is a table of axis = value pairs")
+        chosen: dict[str, StrEnum] = {}
+        for axis, raw in values.items():
+            enum = AXES.get(axis)
+            if enum is None:
+                raise ProfileError(f"unknown variant axis {axis!r}; known axes: {', '.join(AXES)}")
+            try:
+                chosen[axis] = enum(raw)
+            except ValueError:
+                allowed = ", ".join(v.value for v in enum)
+                raise ProfileError(f"axis {axis!r} has no value {raw!r}; allowed: {allowed}") from None
+        return cls(**chosen)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_manifest(cls, text: str) -> Profile:
+        """Parse a manifest (TOML, or JSON when it starts with ``{``) with a ``[profile]`` table.
+
+        Implements R-VAR-003: unknown keys and values are errors, not ignored.
+        """
+        try:
+            doc: Any = json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ProfileError(f"profile manifest does not parse: {exc}") from None
+        extra = set(doc) - {"profile", "implementation"}
+        if extra:
+            raise ProfileError(f"unknown manifest sections: {', '.join(sorted(extra))}")
+        return cls.from_mapping(doc.get("profile", {}))
+
+    def to_mapping(self) -> dict[str, str]:
+        """The profile as ``{axis: value}``, every axis present, in declaration order."""
+        return {f.name: str(getattr(self, f.name).value) for f in dataclasses.fields(self)}
+
+    def deviations(self) -> dict[str, str]:
+        """The axes on which this profile differs from the normative default."""
+        default = DEFAULT_PROFILE.to_mapping()
+        return {k: v for k, v in self.to_mapping().items() if default[k] != v}
+
+
+DEFAULT_PROFILE = Profile()

@@ -1,0 +1,97 @@
+"""The I/O and memory hash tables of a VM element (R-DS-006, R-DEC-008).
+
+A BAR of size ``2**k`` at naturally aligned ``base`` is stored under the key
+``(k, base >> k)``. An address ``a`` is resolved by one probe per size class
+in use, at key ``(k, a >> k)``: exact, hash-only, and independent of how
+many BARs there are and of how large they are. At most 64 classes exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from vpcid.model.bdf import Bdf
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """One decoding BAR: the instance's BDF, BAR index (6 = ROM), base and size log2."""
+
+    bdf: Bdf
+    bar: int
+    base: int
+    size_log2: int
+    stamp: int
+    """Order in which mappings were made in the VM; used by the last-mapped overlap variant."""
+
+    @property
+    def size(self) -> int:
+        return 1 << self.size_log2
+
+    @property
+    def end(self) -> int:
+        """One past the last decoded address."""
+        return self.base + (1 << self.size_log2)
+
+
+PriorityKey = Callable[[Mapping], tuple[int, ...]]
+
+
+def lowest_bdf_first(m: Mapping) -> tuple[int, ...]:
+    """Overlap rule ``lowest-bdf``: the lowest (BDF, BAR index) wins (R-DEC-008)."""
+    return (m.bdf.packed, m.bar)
+
+
+def last_mapped_first(m: Mapping) -> tuple[int, ...]:
+    """Overlap rule ``last-mapped``: the most recently mapped BAR wins (R-DEC-008)."""
+    return (-m.stamp,)
+
+
+class DecodeTable:
+    """Hash table from (size class, aligned base) to the BARs decoding there (R-DS-006)."""
+
+    __slots__ = ("_classes", "_priority")
+
+    def __init__(self, priority: PriorityKey) -> None:
+        self._classes: dict[int, dict[int, list[Mapping]]] = {}
+        self._priority = priority
+
+    def insert(self, m: Mapping) -> None:
+        """Add a mapping; ties at one key are kept in priority order."""
+        slots = self._classes.setdefault(m.size_log2, {})
+        bucket = slots.setdefault(m.base >> m.size_log2, [])
+        bucket.append(m)
+        bucket.sort(key=self._priority)
+
+    def remove(self, m: Mapping) -> None:
+        """Remove a mapping previously inserted; drop empty buckets and classes."""
+        slots = self._classes[m.size_log2]
+        key = m.base >> m.size_log2
+        bucket = slots[key]
+        bucket.remove(m)
+        if not bucket:
+            del slots[key]
+            if not slots:
+                del self._classes[m.size_log2]
+
+    def lookup(self, address: int) -> Mapping | None:
+        """The mapping that decodes ``address``, by the overlap rule; one probe per size class."""
+        best: Mapping | None = None
+        for log2, slots in self._classes.items():
+            bucket = slots.get(address >> log2)
+            if bucket is not None and (best is None or self._priority(bucket[0]) < self._priority(best)):
+                best = bucket[0]
+        return best
+
+    def size_classes(self) -> int:
+        """How many size classes are in use (the number of probes per lookup)."""
+        return len(self._classes)
+
+    def __iter__(self) -> Iterator[Mapping]:
+        for slots in self._classes.values():
+            for bucket in slots.values():
+                yield from bucket
+
+    def __len__(self) -> int:
+        return sum(len(b) for s in self._classes.values() for b in s.values())
