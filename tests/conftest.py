@@ -1,0 +1,61 @@
+"""Shared fixtures: a data manager with one VM, and helpers to program devices like firmware."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from vpcid.model import Bdf, DataManager, DeviceType, Profile
+from vpcid.model.catalog import A100, E1000, EDU, NVME
+
+VM = 1
+NIC = Bdf(0, 2, 0)
+"""Where the ``programmed`` fixture puts the e1000."""
+
+
+def program_bar(dm: DataManager, vm: int, bdf: Bdf, index: int, address: int) -> None:
+    """Write a BAR the way firmware does: lower dword, then upper dword for a 64-bit BAR."""
+    dtype = dm.device_type(vm, bdf)
+    bar = dtype.bar(index)
+    assert bar is not None
+    dm.config_write(vm, bdf, 0x10 + 4 * index, 4, address & 0xFFFFFFFF)
+    if bar.kind.value == "mem64":
+        dm.config_write(vm, bdf, 0x14 + 4 * index, 4, address >> 32)
+
+
+def enable(dm: DataManager, vm: int, bdf: Bdf, command: int = 0x7) -> None:
+    """Set the command register."""
+    dm.config_write(vm, bdf, 0x04, 2, command)
+
+
+@pytest.fixture
+def dm() -> DataManager:
+    """A data manager in the default profile with VM 1 (ECAM at 0xB0000000)."""
+    manager = DataManager()
+    manager.create_vm(VM)
+    return manager
+
+
+@pytest.fixture
+def programmed(dm: DataManager) -> DataManager:
+    """VM 1 with an e1000 at 00:02.0: BAR0 0xfebc0000 (128 KiB), BAR1 port 0xc000 (64), decoding."""
+    dm.plug(VM, NIC, E1000)
+    program_bar(dm, VM, NIC, 0, 0xFEBC0000)
+    program_bar(dm, VM, NIC, 1, 0xC000)
+    enable(dm, VM, NIC)
+    return dm
+
+
+@pytest.fixture(params=["default", "every-alternative"])
+def any_profile(request: pytest.FixtureRequest) -> Iterator[Profile]:
+    """The default profile and one that takes the first alternative value on every axis."""
+    if request.param == "default":
+        yield Profile()
+        return
+    from vpcid.model.profile import AXES
+
+    yield Profile.from_mapping({axis: list(enum)[1].value for axis, enum in AXES.items()})
+
+
+CATALOG_TYPES: tuple[DeviceType, ...] = (E1000, NVME, EDU, A100)
