@@ -225,7 +225,10 @@ class ConfigLayout:
 
 
 def bar_wmask(bar: BarSpec) -> int:
-    """Writable bits of the BAR's 64-bit address value (lower dword and, if 64-bit, upper)."""
+    """Writable bits of the BAR's address value: at and above its size (R-BAR-003, R-BAR-005).
+
+    An I/O BAR register is 32 bits wide; bits 31:16 are writable too (R-BAR-006).
+    """
     width = 64 if bar.kind is BarKind.MEM64 else 32
     low_bits = 0x3 if bar.kind is BarKind.IO else 0xF
     return ~(bar.size - 1) & ((1 << width) - 1) & ~low_bits
@@ -254,16 +257,19 @@ def layout(t: DeviceType, status: StatusRegister) -> ConfigLayout:
             rsvd[offset + k] = (rs >> sh) & 0xFF
             used[offset + k] = 1
 
+    # Bytes no field claims stay zero and read-only (R-CFG-010): that covers the
+    # latency timer, BIST, CardBus CIS, 0x35-0x3B, Min_Gnt, Max_Lat (R-CFG-003)
+    # and unimplemented BAR slots (R-BAR-004).
     put(VENDOR_ID, 2, t.vendor_id)
     put(DEVICE_ID, 2, t.device_id)
-    put(COMMAND, 2, 0, wm=t.command_mask)
-    status_value = STATUS_CAP_LIST if t.capabilities else 0
+    put(COMMAND, 2, 0, wm=t.command_mask)  # R-CFG-004
+    status_value = STATUS_CAP_LIST if t.capabilities else 0  # R-CFG-005
     status_c = t.status_rw1c if status is StatusRegister.RW1C else 0
     put(STATUS, 2, status_value, cm=status_c)
     put(REVISION, 1, t.revision)
     put(CLASS_CODE, 3, t.class_code)
-    put(CACHE_LINE_SIZE, 1, 0, wm=0xFF)
-    put(HEADER_TYPE, 1, 0x80 if t.multifunction else 0x00)
+    put(CACHE_LINE_SIZE, 1, 0, wm=0xFF)  # R-CFG-007
+    put(HEADER_TYPE, 1, 0x80 if t.multifunction else 0x00)  # R-CFG-011
     slot = 0
     while slot < BAR_COUNT:
         bar = t.bar(slot)
@@ -271,7 +277,7 @@ def layout(t: DeviceType, status: StatusRegister) -> ConfigLayout:
             slot += 1
             continue
         mask = bar_wmask(bar)
-        put(BAR0 + 4 * slot, 4, bar.type_bits(), wm=mask & 0xFFFFFFFF)
+        put(BAR0 + 4 * slot, 4, bar.type_bits(), wm=mask & 0xFFFFFFFF)  # R-BAR-008: address zero
         if bar.kind is BarKind.MEM64:
             put(BAR0 + 4 * slot + 4, 4, 0, wm=mask >> 32)
             slot += 1
@@ -280,10 +286,10 @@ def layout(t: DeviceType, status: StatusRegister) -> ConfigLayout:
     put(SUBSYSTEM_ID, 2, t.subsystem_id)
     if t.rom is not None:
         put(ROM_BAR, 4, 0, wm=rom_wmask(t.rom))
-    put(INTERRUPT_LINE, 1, 0, wm=0xFF)
+    put(INTERRUPT_LINE, 1, 0, wm=0xFF)  # R-CFG-007
     put(INTERRUPT_PIN, 1, t.interrupt_pin)
 
-    offset = CAPABILITY_AREA
+    offset = CAPABILITY_AREA  # R-CFG-008: chained, dword aligned, from 0x40
     for i, cap in enumerate(t.capabilities):
         length = 2 + len(cap.body)
         if not 0 <= cap.cap_id <= 0xFF or length > 0x40 * 3:
@@ -304,7 +310,7 @@ def layout(t: DeviceType, status: StatusRegister) -> ConfigLayout:
         if i == 0:
             put(CAP_POINTER, 1, offset)
         offset = nxt
-    for reg in t.registers:
+    for reg in t.registers:  # R-CFG-012
         if reg.width not in (1, 2, 4) or reg.offset % reg.width or reg.offset < CAPABILITY_AREA:
             raise DeviceTypeError(f"register at {reg.offset:#x}: aligned width 1/2/4 at or above 0x40")
         if reg.offset + reg.width > size or not 0 <= reg.value < 1 << (8 * reg.width):

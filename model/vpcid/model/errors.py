@@ -2,7 +2,7 @@
 
 Every rejected operation raises a subclass of :class:`VpcidError` and leaves
 the data manager exactly as it was (R-ERR-001). Each class carries a stable
-``kind`` string that traces and reports use to name the error.
+``kind`` string that traces and reports use to name the error (R-ERR-003).
 """
 
 from __future__ import annotations

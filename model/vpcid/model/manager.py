@@ -150,7 +150,11 @@ def _check_bdf(bdf: object) -> Bdf:
 
 
 class DataManager:
-    """The VPCID data manager (R-DS-001): VM elements keyed by unique VM id."""
+    """The VPCID data manager (R-DS-001): VM elements keyed by unique VM id.
+
+    Each VM element owns its tables and instances; every operation names one
+    VM and touches only that element (R-DS-008).
+    """
 
     def __init__(self, profile: Profile = DEFAULT_PROFILE) -> None:
         if not isinstance(profile, Profile):
@@ -208,7 +212,7 @@ class DataManager:
         self._types[dtype.name] = dtype
 
     def plug(self, vm_id: int, bdf: Bdf, dtype: DeviceType) -> None:
-        """Hot-plug an instance of ``dtype`` at ``bdf`` in its power-on state (R-HP-001)."""
+        """Hot-plug a new instance of ``dtype`` at ``bdf`` in power-on state (R-HP-001, R-HP-003)."""
         vm = self._vm(vm_id)
         _check_bdf(bdf)
         if bdf in vm.config_table:
@@ -265,7 +269,7 @@ class DataManager:
         """Apply masked write bytes, then re-derive the BAR windows (R-CFG-001, R-DEC-005)."""
         cfg, lay = inst.config, inst.layout
         span = range(offset, offset + len(payload))
-        touches_decode = not _DECODE_FIELDS.isdisjoint(span)
+        touches_decode = not _DECODE_FIELDS.isdisjoint(span)  # R-DEC-009: only these move windows
         skip: set[int] = set()
         was_enabled: dict[int, bool] = {}
         if touches_decode:
@@ -283,7 +287,7 @@ class DataManager:
             self._rederive_windows(vm, inst, was_enabled)
 
     def _rederive_windows(self, vm: VmElement, inst: Instance, was_enabled: dict[int, bool]) -> None:
-        """Bring the tables in line with the configuration space (R-DEC-001..R-DEC-007)."""
+        """Bring the tables in line with the configuration space (R-DEC-001..R-DEC-007, R-DEC-010)."""
         deferred = self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED
         for index in implemented_bars(inst.dtype):
             if deferred and was_enabled[index] and decode_enabled(inst.config, inst.dtype, index):
@@ -313,7 +317,7 @@ class DataManager:
 
     # --------------------------------------------------------- I/O and MMIO
     def io_read(self, vm_id: int, port: int, width: int) -> int:
-        """Guest ``in`` of ``width`` bytes at ``port`` (R-ACC-*, R-CAM-*)."""
+        """Guest ``in`` of ``width`` bytes at ``port``; the value is little-endian (R-ACC-007)."""
         vm = self._vm(vm_id)
         self._check_space_access(port, width, IO_WIDTHS, 1 << 16, "I/O")
         return int.from_bytes(self._io_access(vm, port, width, None), "little")
@@ -322,7 +326,7 @@ class DataManager:
         """Guest ``out`` of ``width`` bytes at ``port`` (R-ACC-*, R-CAM-*)."""
         vm = self._vm(vm_id)
         self._check_space_access(port, width, IO_WIDTHS, 1 << 16, "I/O")
-        _check_int("value", value, (1 << (8 * width)) - 1)
+        _check_int("value", value, (1 << (8 * width)) - 1)  # R-ACC-008
         self._io_access(vm, port, width, value.to_bytes(width, "little"))
 
     def mmio_read(self, vm_id: int, address: int, width: int) -> int:
@@ -398,7 +402,7 @@ class DataManager:
 
         def resolve(a: int) -> Target:
             if ecam is not None and ecam <= a < ecam + ECAM_SIZE:
-                return _WINDOW
+                return _WINDOW  # R-ECAM-004: the window hides any BAR under it
             return table.lookup(a)
 
         unmapped = b"\xff" if self.profile.unmapped_mmio_read is UnmappedMmioRead.ONES else b"\x00"
@@ -467,7 +471,7 @@ class DataManager:
     def _bar_access(
         self, vm: VmElement, m: Mapping, offset: int, payload: bytes | None, length: int
     ) -> bytes:
-        """Serve bytes of a BAR through the device behaviour; the ROM is read-only (R-DT-003, R-BAR-007)."""
+        """Serve a run of bytes inside one BAR, offset from its base (R-ACC-009, R-DT-003, R-BAR-007)."""
         inst = vm.config_table[m.bdf]
         if m.bar == ROM_INDEX:
             if payload is not None:
@@ -499,7 +503,7 @@ class DataManager:
 
     # ------------------------------------------------------ save / restore
     def save(self, vm_id: int, bdf: Bdf) -> bytes:
-        """The instance's data blob: state and data, canonical (R-SR-001, R-BLOB-003)."""
+        """The instance's data blob: state and data, canonical (R-SR-001, R-BLOB-003, R-SR-008)."""
         vm = self._vm(vm_id)
         return blobfmt.encode_instance(self._record(self._instance(vm, bdf)))
 
@@ -584,7 +588,7 @@ class DataManager:
         return Instance(bdf, dtype, lay, bytearray(rec.config), data)
 
     def snapshot(self, vm_id: int) -> bytes:
-        """Canonical snapshot of a whole VM: platform registers and every instance (R-SR-006)."""
+        """Canonical snapshot of a VM: 0xCF8, ECAM, instances, decode order (R-SR-006, R-SR-009)."""
         vm = self._vm(vm_id)
         devices = tuple(
             (bdf.packed, blobfmt.encode_instance(self._record(vm.config_table[bdf])))

@@ -76,7 +76,7 @@ class DecodeTable:
                 del self._classes[m.size_log2]
 
     def lookup(self, address: int) -> Mapping | None:
-        """The mapping that decodes ``address``, by the overlap rule; one probe per size class."""
+        """The mapping that decodes ``address`` by the overlap rule, one probe per class (R-DS-009)."""
         best: Mapping | None = None
         for log2, slots in self._classes.items():
             bucket = slots.get(address >> log2)
