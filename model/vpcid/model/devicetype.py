@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from vpcid.model.errors import DeviceTypeError
@@ -141,11 +141,15 @@ class DeviceType:
         """The BAR implemented at ``index`` (0-5), or None."""
         return self.bars[index] if index < len(self.bars) else None
 
-    def fingerprint(self) -> bytes:
-        """SHA-256 over everything that defines the type's behaviour (R-BLOB-004)."""
+    @cached_property
+    def _fingerprint(self) -> bytes:
         behaviour = self.behaviour.name if self.behaviour is not None else "memory"
         text = repr((self.name, _identity_tuple(self), behaviour))
         return hashlib.sha256(text.encode()).digest()
+
+    def fingerprint(self) -> bytes:
+        """SHA-256 over everything that defines the type's behaviour (R-DT-002, R-BLOB-004)."""
+        return self._fingerprint
 
 
 def _identity_tuple(t: DeviceType) -> tuple[object, ...]:
@@ -217,11 +221,20 @@ class ConfigLayout:
     wmask: bytes
     w1cmask: bytes
     rsvd: bytes
+    fixed: bytes = b""
+    """Bits neither writable nor RW1C: restore must find them equal to ``image`` (R-SR-004)."""
 
-    @property
-    def fixed(self) -> bytes:
-        """Bits neither writable nor RW1C: restore must find them equal to ``image`` (R-SR-004)."""
-        return bytes(~(w | c) & 0xFF for w, c in zip(self.wmask, self.w1cmask, strict=True))
+    def __post_init__(self) -> None:
+        fixed = bytes(~(w | c) & 0xFF for w, c in zip(self.wmask, self.w1cmask, strict=True))
+        object.__setattr__(self, "fixed", fixed)
+
+    def first_fixed_difference(self, config: bytes) -> int | None:
+        """Offset of the first byte of ``config`` whose fixed bits differ from the image, or None."""
+        if len(config) != len(self.image):
+            return 0
+        diff = int.from_bytes(config, "little") ^ int.from_bytes(self.image, "little")
+        diff &= int.from_bytes(self.fixed, "little")
+        return None if diff == 0 else ((diff & -diff).bit_length() - 1) // 8
 
 
 def bar_wmask(bar: BarSpec) -> int:

@@ -553,12 +553,10 @@ class DataManager:
         lay = layout(dtype, self.profile.status)
         if len(rec.config) != len(lay.image):
             raise BlobMismatch("blob configuration space size differs from the device type's")
-        fixed = lay.fixed
-        for o, (got, want) in enumerate(zip(rec.config, lay.image, strict=True)):
-            if (got ^ want) & fixed[o]:
-                raise BlobMismatch(
-                    f"read-only configuration byte {o:#x} is {got:#04x}, type says {want:#04x}"
-                )
+        o = lay.first_fixed_difference(rec.config)
+        if o is not None:
+            got, want = rec.config[o], lay.image[o]
+            raise BlobMismatch(f"read-only configuration byte {o:#x} is {got:#04x}, type says {want:#04x}")
         deferred = self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED
         implemented = implemented_bars(dtype)
         for index, base in enumerate(rec.windows):

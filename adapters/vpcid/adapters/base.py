@@ -1,0 +1,74 @@
+"""The adapter protocol: how the suite drives an implementation (spec/formats/adapter.md).
+
+An adapter executes one :class:`~vpcid.conformance.trace.Op` at a time and
+returns its :class:`~vpcid.conformance.trace.Observation`. It declares which
+operation kinds it supports, its variant profile, and, for implementations
+that show a guest a fixed set of devices rather than the whole data-manager
+API, the machine it presents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from vpcid.conformance.trace import FULL, GUEST_VIEW, Observation, Op, OpKind
+from vpcid.model import Bdf, DeviceType, Profile
+from vpcid.model.manager import DEFAULT_ECAM_BASE
+
+
+@dataclass(frozen=True)
+class FixedMachine:
+    """The VM a guest-view adapter presents after ``init``: its id, ECAM window and devices."""
+
+    vm: int
+    devices: tuple[tuple[Bdf, DeviceType], ...]
+    ecam_base: int | None = DEFAULT_ECAM_BASE
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What an implementation declares about itself."""
+
+    name: str
+    profile: Profile = field(default_factory=Profile)
+    operations: frozenset[OpKind] = FULL
+    machine: FixedMachine | None = None
+    """None: the adapter offers the full API and starts empty after ``init``."""
+    canonical_blobs: bool = True
+    """Whether save/snapshot produce the spec's byte format (R-BLOB-*), so digests compare."""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.operations >= GUEST_VIEW:
+            missing = ", ".join(sorted(k.value for k in GUEST_VIEW - self.operations))
+            raise ValueError(f"adapter {self.name!r} must support the guest-view operations; lacks {missing}")
+        if self.machine is None and self.operations != FULL:
+            raise ValueError(f"adapter {self.name!r}: without a fixed machine the full API is required")
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """An implementation under test, or the reference model."""
+
+    @property
+    def info(self) -> AdapterInfo:
+        """The adapter's declaration."""
+        ...
+
+    def execute(self, op: Op) -> Observation:
+        """Perform one operation; a rejected operation is ``Observation(error=kind)``."""
+        ...
+
+    def close(self) -> None:
+        """Release every resource (processes, sockets, file descriptors)."""
+        ...
+
+
+AdapterFactory = Callable[[str | None], Adapter]
+"""Builds an adapter from the text after ``name:`` in ``--adapter name:argument`` (or None)."""
+
+
+class AdapterUnavailable(Exception):
+    """The adapter cannot run on this machine; the message says why, in one line."""

@@ -1,0 +1,465 @@
+"""The differential engine: run operations on an implementation and on the model, compare.
+
+:class:`Differential` executes each operation on both sides and compares the
+observations. :class:`RandomOps` is the fast seeded generator; it is biased
+towards deep states (BARs sized then moved, decode toggled, 64-bit halves,
+overlap, straddling accesses, hot-plug, reset, save/restore, cross-VM
+accesses). :func:`shrink` reduces a diverging sequence to a minimal one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from vpcid.adapters.base import Adapter, AdapterInfo
+from vpcid.adapters.reference import ModelAdapter
+from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.conformance.trace import OK, Observation, Op, OpKind, TraceError
+from vpcid.model import Bdf, DeviceType
+from vpcid.model.devicetype import ROM_INDEX, BarKind
+from vpcid.model.manager import DEFAULT_ECAM_BASE
+
+INIT = Op(OpKind.INIT)
+
+
+def model_for(info: AdapterInfo) -> ModelAdapter:
+    """The model, configured as the implementation declares itself (R-VAR-002)."""
+    return ModelAdapter(f"model({info.name})", info.profile, info.machine, operations=info.operations)
+
+
+def normalise(obs: Observation, info: AdapterInfo) -> Observation:
+    """Drop what an implementation is not asked to match: blob digests of non-canonical blobs."""
+    if obs.digest is not None and not info.canonical_blobs:
+        return OK
+    return obs
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first operation on which implementation and model disagree."""
+
+    index: int
+    op: Op
+    expected: Observation
+    observed: Observation | None
+    crash: str | None = None
+    """Set when the implementation raised instead of observing."""
+
+    def describe(self) -> str:
+        got = self.crash if self.crash is not None else str(self.observed)
+        return f"step {self.index}: {self.op.to_json()} expected {self.expected} got {got}"
+
+
+class Differential:
+    """Runs operations on an implementation and the model side by side."""
+
+    def __init__(self, impl: Adapter, model: ModelAdapter | None = None) -> None:
+        self.impl = impl
+        self.info = impl.info
+        self.model = model or model_for(impl.info)
+        self.steps = 0
+
+    def run(self, ops: Sequence[Op], start: int = 0) -> Divergence | None:
+        """Execute ``ops``; return the first divergence, or None."""
+        impl, model, info = self.impl, self.model, self.info
+        canonical = info.canonical_blobs
+        for index, op in enumerate(ops, start):
+            expected = model.execute(op)
+            if expected.digest is not None and not canonical:
+                expected = OK
+            try:
+                observed = impl.execute(op)
+            except TraceError:
+                raise
+            except Exception as exc:
+                self.steps += index - start + 1
+                return Divergence(index, op, expected, None, f"{type(exc).__name__}: {exc}")
+            if observed != expected and normalise(observed, info) != expected:
+                self.steps += index - start + 1
+                return Divergence(index, op, expected, observed)
+        self.steps += len(ops)
+        return None
+
+    def replay(self, ops: Sequence[Op]) -> Divergence | None:
+        """Run ``ops`` from a fresh state on both sides (``ops`` should start with ``init``)."""
+        return self.run(ops)
+
+
+def shrink(ops: list[Op], diverges: Callable[[list[Op]], bool]) -> list[Op]:
+    """Smallest sublist (1-minimal) for which ``diverges`` holds, by delta debugging.
+
+    The first operation (``init``) is always kept. Hand-written rather than
+    Hypothesis's shrinker because it works on any recorded sequence, also one
+    found by the fast engine, and needs no replayable strategy.
+    """
+    head, body = ops[:1], ops[1:]
+    granularity = 2
+    while len(body) >= 2:
+        chunk = max(1, len(body) // granularity)
+        reduced = False
+        for start in range(0, len(body), chunk):
+            candidate = body[:start] + body[start + chunk :]
+            if diverges(head + candidate):
+                body, granularity, reduced = candidate, max(granularity - 1, 2), True
+                break
+        if not reduced:
+            if chunk == 1:
+                break
+            granularity = min(len(body), granularity * 2)
+    if len(body) == 1 and diverges(head):
+        body = []
+    return head + body
+
+
+# --------------------------------------------------------------------------- generation
+
+MEM32_POOL = (0xE000_0000, 0xE000_1000, 0xE010_0000, 0xE800_0000, 0xFEBC_0000, 0xFFF0_0000, 0x8000_0000)
+MEM64_POOL = (0x10_0000_0000, 0x40_0000_0000, 0xFFFF_FFFF_0000_0000, 0x1_0000_0000, 0xE000_0000)
+IO_POOL = (0xC000, 0xC040, 0xC100, 0xCF0, 0xFF00, 0x1000)
+SYSTEM_VMS = (1, 2)
+"""The full-API engine builds two VMs with the same layout, for isolation (R-DS-008)."""
+SYSTEM_LAYOUT = (
+    (Bdf(0, 2, 0), "kitchen-sink"),
+    (Bdf(0, 3, 0), "e1000"),
+    (Bdf(0, 4, 0), "express-sink"),
+    (Bdf(1, 0, 0), "a100"),
+)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A device the generator may address: where it is and what it is."""
+
+    vm: int
+    bdf: Bdf
+    dtype: DeviceType
+
+
+class RandomOps:
+    """Seeded generator of operation episodes for one adapter's capabilities."""
+
+    def __init__(self, info: AdapterInfo, seed: int, episode: int = 120) -> None:
+        self.info = info
+        self.rng = random.Random(seed)
+        self.episode = episode
+        self.full = info.machine is None
+        if info.machine is not None:
+            self.slots = [Slot(info.machine.vm, b, t) for b, t in info.machine.devices]
+            self.vms: tuple[int, ...] = (info.machine.vm,)
+            self.ecam = info.machine.ecam_base
+        else:
+            self.slots = [Slot(vm, b, SUITE_TYPES[t]) for vm in SYSTEM_VMS for b, t in SYSTEM_LAYOUT]
+            self.vms = SYSTEM_VMS
+            self.ecam = DEFAULT_ECAM_BASE
+        self.ops = info.operations
+        self.windows: dict[tuple[int, int, int], tuple[int, int]] = {}
+        """(vm, packed BDF, BAR) -> (base, size) last programmed by this generator: access targets."""
+        choices: list[tuple[Callable[[], list[Op]], int]] = [
+            (self._program_bar, 14), (self._size_bar, 5), (self._command, 8), (self._config_write, 8),
+            (self._config_read, 10), (self._bar_access, 24), (self._io_access, 6), (self._cam, 6),
+            (self._ecam, 4), (self._invalid, 3),
+        ]  # fmt: skip
+        optional: list[tuple[OpKind, Callable[[], list[Op]], int]] = [
+            (OpKind.RESET, self._reset, 2), (OpKind.RESET_VM, self._reset_vm, 1),
+            (OpKind.PLUG, self._hotplug, 2), (OpKind.SAVE, self._save_restore, 3),
+            (OpKind.SNAPSHOT, self._snapshot, 2), (OpKind.TABLES, self._tables, 2),
+        ]  # fmt: skip
+        choices += [(f, w) for kind, f, w in optional if kind in self.ops]
+        self._makers = [f for f, _ in choices]
+        self._weights = [w for _, w in choices]
+
+    def episodes(self, budget: int) -> Iterator[list[Op]]:
+        """Episodes of about ``self.episode`` operations, each starting from ``init``; ``budget`` ops in all."""
+        produced = 0
+        while produced < budget:
+            ops = self.prologue()
+            while len(ops) < self.episode:
+                (maker,) = self.rng.choices(self._makers, self._weights)
+                ops += maker()
+            produced += len(ops)
+            yield ops
+
+    def prologue(self) -> list[Op]:
+        """``init`` and, for the full API, the two-VM layout."""
+        self.windows.clear()
+        ops = [INIT]
+        if self.full:
+            for vm in self.vms:
+                ops.append(Op(OpKind.CREATE_VM, vm=vm))
+                ops += [Op(OpKind.PLUG, vm=vm, bdf=b, name=t) for b, t in SYSTEM_LAYOUT]
+        return ops
+
+    # -- helpers
+    def _slot(self) -> Slot:
+        return self.rng.choice(self.slots)
+
+    def _vm(self) -> int:
+        return self.rng.choice(self.vms)
+
+    def _bar(self, slot: Slot) -> int | None:
+        bars = [i for i in range(6) if slot.dtype.bar(i) is not None]
+        if slot.dtype.rom is not None:
+            bars.append(ROM_INDEX)
+        return self.rng.choice(bars) if bars else None
+
+    def _size(self, slot: Slot, index: int) -> int:
+        if index == ROM_INDEX:
+            assert slot.dtype.rom is not None
+            return slot.dtype.rom.size
+        bar = slot.dtype.bar(index)
+        assert bar is not None
+        return bar.size
+
+    def _base_for(self, slot: Slot, index: int) -> int:
+        rng, size = self.rng, self._size(slot, index)
+        bar = slot.dtype.bar(index) if index != ROM_INDEX else None
+        if bar is not None and bar.kind is BarKind.IO:
+            pool: tuple[int, ...] = IO_POOL
+        elif bar is not None and bar.kind is BarKind.MEM64:
+            pool = MEM64_POOL + MEM32_POOL
+        else:
+            pool = MEM32_POOL
+        base = rng.choice(pool) if rng.random() < 0.8 else rng.getrandbits(32)
+        if rng.random() < 0.1:
+            base = 0
+        return base & ~(size - 1)
+
+    def _cfg(self, kind: OpKind, slot: Slot, offset: int, width: int, value: int = 0) -> Op:
+        return Op(kind, vm=slot.vm, bdf=slot.bdf, address=offset, width=width, value=value)
+
+    # -- makers
+    def _program_bar(self) -> list[Op]:
+        slot = self._slot()
+        index = self._bar(slot)
+        if index is None:
+            return self._config_read()
+        base = self._base_for(slot, index)
+        if index == ROM_INDEX:
+            value = base | self.rng.choice((0, 1, 1))
+            ops = [self._cfg(OpKind.CONFIG_WRITE, slot, 0x30, 4, value & 0xFFFFFFFF)]
+        else:
+            reg = 0x10 + 4 * index
+            ops = [self._cfg(OpKind.CONFIG_WRITE, slot, reg, 4, base & 0xFFFFFFFF)]
+            bar = slot.dtype.bar(index)
+            if bar is not None and bar.kind is BarKind.MEM64:
+                upper = self._cfg(OpKind.CONFIG_WRITE, slot, reg + 4, 4, base >> 32)
+                ops = [upper, *ops] if self.rng.random() < 0.3 else [*ops, upper]  # R-DEC-007 halves
+        self.windows[(slot.vm, slot.bdf.packed, index)] = (base, self._size(slot, index))
+        ops.append(self._cfg(OpKind.CONFIG_READ, slot, 0x30 if index == ROM_INDEX else 0x10 + 4 * index, 4))
+        return ops
+
+    def _size_bar(self) -> list[Op]:
+        slot = self._slot()
+        index = self._bar(slot)
+        if index is None:
+            return self._config_read()
+        reg = 0x30 if index == ROM_INDEX else 0x10 + 4 * index
+        probe = self.rng.choice((0xFFFFFFFF, 0xFFFFFFF0, 0xFFFFF800, 0xFFFFFFFE))
+        return [
+            self._cfg(OpKind.CONFIG_READ, slot, reg, 4),
+            self._cfg(OpKind.CONFIG_WRITE, slot, reg, 4, probe),
+            self._cfg(OpKind.CONFIG_READ, slot, reg, 4),
+            self._cfg(OpKind.CONFIG_READ, slot, reg + 4, 4),
+        ]
+
+    def _command(self) -> list[Op]:
+        slot = self._slot()
+        value = self.rng.choice((0x0, 0x1, 0x2, 0x3, 0x7, 0x6, 0x507, 0xFFFF))
+        return [
+            self._cfg(OpKind.CONFIG_WRITE, slot, 0x04, 2, value),
+            self._cfg(OpKind.CONFIG_READ, slot, 0x04, 4),
+        ]
+
+    def _config_write(self) -> list[Op]:
+        slot, rng = self._slot(), self.rng
+        width = rng.choice((1, 2, 4))
+        offset = rng.choice((rng.randrange(0, 0x40), rng.randrange(0x40, 0x100), rng.randrange(0, 0x1000)))
+        offset -= offset % width
+        value = rng.choice((0, (1 << (8 * width)) - 1, rng.getrandbits(8 * width)))
+        return [
+            self._cfg(OpKind.CONFIG_WRITE, slot, offset, width, value),
+            self._cfg(OpKind.CONFIG_READ, slot, offset & ~3, 4),
+        ]
+
+    def _config_read(self) -> list[Op]:
+        slot, rng = self._slot(), self.rng
+        width = rng.choice((1, 2, 4))
+        offset = rng.randrange(0, 0x100 if rng.random() < 0.8 else 0x1000)
+        offset -= offset % width
+        if rng.random() < 0.1:
+            slot = Slot(slot.vm, Bdf(rng.randrange(256), rng.randrange(32), rng.randrange(8)), slot.dtype)
+        return [self._cfg(OpKind.CONFIG_READ, slot, offset, width)]
+
+    def _target_address(self, want_io: bool) -> tuple[int, int]:
+        """(vm, address) near a window the generator programmed, or a random one."""
+        rng = self.rng
+        candidates = [
+            (key[0], base, size)
+            for key, (base, size) in self.windows.items()
+            if (size <= 256 and base < 0x10000) == want_io
+        ]
+        if not candidates or rng.random() < 0.1:
+            return self._vm(), rng.getrandbits(16 if want_io else 32)
+        vm, base, size = rng.choice(candidates)
+        if rng.random() < 0.2:
+            vm = self._vm()
+        offset = rng.choice((0, size - 4, size - 2, size - 1, size, rng.randrange(size), -2))
+        return vm, (base + offset) % (1 << (16 if want_io else 64))
+
+    def _bar_access(self) -> list[Op]:
+        rng = self.rng
+        vm, address = self._target_address(False)
+        width = rng.choice((1, 2, 4, 8))
+        address = min(address, (1 << 64) - width)
+        if rng.random() < 0.5:
+            return [
+                Op(OpKind.MMIO_WRITE, vm=vm, address=address, width=width, value=rng.getrandbits(8 * width)),
+                Op(OpKind.MMIO_READ, vm=vm, address=address, width=width),
+            ]
+        return [Op(OpKind.MMIO_READ, vm=vm, address=address, width=width)]
+
+    def _io_access(self) -> list[Op]:
+        rng = self.rng
+        vm, port = self._target_address(True)
+        width = rng.choice((1, 2, 4))
+        port = min(port, 0x10000 - width)
+        ops = [Op(OpKind.IO_READ, vm=vm, address=port, width=width)]
+        if rng.random() < 0.5:
+            ops.insert(
+                0, Op(OpKind.IO_WRITE, vm=vm, address=port, width=width, value=rng.getrandbits(8 * width))
+            )
+        return ops
+
+    def _cam(self) -> list[Op]:
+        rng = self.rng
+        slot = self._slot()
+        register = rng.choice((0x00, 0x04, 0x10, 0x14, 0x30, 0x3C, 0x40, 0x60, 0xFC))
+        address = 0x8000_0000 | slot.bdf.packed << 8 | register
+        if rng.random() < 0.15:
+            address ^= rng.choice((0x8000_0000, 0x3, 0x0100_0000, 0x7F00_0000))
+        vm = slot.vm
+        port = 0xCFC + rng.randrange(4)
+        width = rng.choice([w for w in (1, 2, 4) if port - 0xCFC + w <= 4] or [1])
+        ops = [Op(OpKind.IO_WRITE, vm=vm, address=0xCF8, width=4, value=address)]
+        if rng.random() < 0.3:
+            ops.append(
+                Op(OpKind.IO_WRITE, vm=vm, address=port, width=width, value=rng.getrandbits(8 * width))
+            )
+        ops += [
+            Op(OpKind.IO_READ, vm=vm, address=port, width=width),
+            Op(OpKind.IO_READ, vm=vm, address=0xCF8, width=4),
+        ]
+        if rng.random() < 0.1:
+            ops.append(Op(OpKind.IO_WRITE, vm=vm, address=0xCF8 + rng.randrange(4), width=1, value=0xFF))
+        return ops
+
+    def _ecam(self) -> list[Op]:
+        rng = self.rng
+        slot = self._slot()
+        base = self.ecam if self.ecam is not None else DEFAULT_ECAM_BASE
+        offset = rng.choice((0, 4, 0x10, 0x30, 0x40, 0xFC, 0x100, 0xFFC, rng.randrange(0x1000)))
+        address = base + (slot.bdf.packed << 12) + offset
+        width = rng.choice((1, 2, 4, 8))
+        address = min(address, (1 << 64) - width)
+        ops = [Op(OpKind.MMIO_READ, vm=slot.vm, address=address, width=width)]
+        if rng.random() < 0.4:
+            value = rng.getrandbits(8 * width)
+            ops.insert(0, Op(OpKind.MMIO_WRITE, vm=slot.vm, address=address, width=width, value=value))
+        return ops
+
+    def _invalid(self) -> list[Op]:
+        rng = self.rng
+        slot = self._slot()
+        return [rng.choice([
+            Op(OpKind.CONFIG_READ, vm=slot.vm, bdf=slot.bdf, address=rng.randrange(0x1000), width=3),
+            Op(OpKind.CONFIG_READ, vm=slot.vm, bdf=slot.bdf, address=0x1002, width=2),
+            Op(OpKind.CONFIG_WRITE, vm=slot.vm, bdf=slot.bdf, address=0x3, width=2, value=0),
+            Op(OpKind.MMIO_WRITE, vm=slot.vm, address=0x1000, width=2, value=0x1_0000),
+            Op(OpKind.MMIO_READ, vm=slot.vm, address=(1 << 64) - 2, width=4),
+            Op(OpKind.IO_READ, vm=slot.vm, address=0xFFFF, width=2),
+            Op(OpKind.IO_READ, vm=slot.vm, address=0x80, width=8),
+            Op(OpKind.MMIO_READ, vm=slot.vm + 7, address=0x1000, width=4),
+            Op(OpKind.MMIO_READ, vm=slot.vm, address=0xE000_0001, width=4),
+        ])]  # fmt: skip
+
+    def _reset(self) -> list[Op]:
+        slot = self._slot()
+        self.windows = {k: v for k, v in self.windows.items() if k[:2] != (slot.vm, slot.bdf.packed)}
+        return [Op(OpKind.RESET, vm=slot.vm, bdf=slot.bdf), self._cfg(OpKind.CONFIG_READ, slot, 0x04, 4)]
+
+    def _reset_vm(self) -> list[Op]:
+        vm = self._vm()
+        return [Op(OpKind.RESET_VM, vm=vm), Op(OpKind.IO_READ, vm=vm, address=0xCF8, width=4)]
+
+    def _hotplug(self) -> list[Op]:
+        slot = self._slot()
+        ops = [Op(OpKind.UNPLUG, vm=slot.vm, bdf=slot.bdf), self._cfg(OpKind.CONFIG_READ, slot, 0, 4)]
+        if self.rng.random() < 0.8:
+            ops.append(Op(OpKind.PLUG, vm=slot.vm, bdf=slot.bdf, name=slot.dtype.name))
+        return ops
+
+    def _save_restore(self) -> list[Op]:
+        source, target = self._slot(), self._slot()
+        ops = [Op(OpKind.SAVE, vm=source.vm, bdf=source.bdf, name="s")]
+        if self.rng.random() < 0.6:
+            ops.append(Op(OpKind.RESTORE, vm=target.vm, bdf=target.bdf, name="s"))
+        return ops
+
+    def _snapshot(self) -> list[Op]:
+        vm = self._vm()
+        ops = [Op(OpKind.SNAPSHOT, vm=vm, name="v")]
+        if self.rng.random() < 0.6:
+            ops.append(Op(OpKind.RESTORE_VM, vm=self.rng.choice((*self.vms, 3)), name="v"))
+        return ops
+
+    def _tables(self) -> list[Op]:
+        return [Op(OpKind.TABLES, vm=self._vm())]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A divergence found by an engine, with the minimal trace that reproduces it."""
+
+    engine: str
+    divergence: Divergence
+    trace: tuple[Op, ...]
+    """Minimal operation sequence, from ``init``, whose last operation diverges."""
+    seed: int | None = None
+
+
+def run_random(
+    impl: Adapter, budget: int, seed: int, progress: Callable[[int], None] | None = None
+) -> tuple[int, list[Finding]]:
+    """The fast engine: ``budget`` operations; stop at the first divergence, shrunk.
+
+    Returns the number of operations executed and the findings (zero or one).
+    """
+    diff = Differential(impl)
+    generator = RandomOps(impl.info, seed)
+    executed = 0
+    for ops in generator.episodes(budget):
+        divergence = diff.run(ops)
+        executed += len(ops) if divergence is None else divergence.index + 1
+        if progress is not None:
+            progress(executed)
+        if divergence is not None:
+            prefix = ops[: divergence.index + 1]
+            return executed, [minimise(impl, prefix, "random", seed)]
+    return executed, []
+
+
+def minimise(impl: Adapter, ops: list[Op], engine: str, seed: int | None) -> Finding:
+    """Shrink a diverging sequence and record the divergence the minimal trace produces."""
+
+    def diverges(candidate: list[Op]) -> bool:
+        return Differential(impl).replay(candidate) is not None
+
+    minimal = shrink(ops, diverges)
+    final = Differential(impl).replay(minimal)
+    if final is None:  # flaky implementation: keep the unshrunk sequence
+        minimal = ops
+        final = Differential(impl).replay(minimal)
+    assert final is not None
+    return Finding(engine, final, tuple(minimal[: final.index + 1]), seed)

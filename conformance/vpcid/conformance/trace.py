@@ -1,0 +1,292 @@
+"""The trace language: operations in, observations out, one JSON object per line.
+
+``spec/formats/trace.md`` is the one-page description. A trace file is a
+sequence of lines, each an operation with, optionally, the observation it
+must produce (``expect``). Parsing is strict: a malformed line raises
+:class:`TraceError` naming the line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from vpcid.model import Bdf, VpcidError
+from vpcid.model.manager import DEFAULT_ECAM_BASE
+
+
+class TraceError(VpcidError, ValueError):
+    """A trace line, vector or observation does not follow the trace language."""
+
+    kind = "bad-trace"
+
+
+class OpKind(StrEnum):
+    """Every operation of the trace language."""
+
+    INIT = "init"
+    CREATE_VM = "create_vm"
+    DESTROY_VM = "destroy_vm"
+    PLUG = "plug"
+    UNPLUG = "unplug"
+    CONFIG_READ = "config_read"
+    CONFIG_WRITE = "config_write"
+    IO_READ = "io_read"
+    IO_WRITE = "io_write"
+    MMIO_READ = "mmio_read"
+    MMIO_WRITE = "mmio_write"
+    RESET = "reset"
+    RESET_VM = "reset_vm"
+    SAVE = "save"
+    RESTORE = "restore"
+    SNAPSHOT = "snapshot"
+    RESTORE_VM = "restore_vm"
+    TABLES = "tables"
+
+
+GUEST_VIEW = frozenset(
+    {OpKind.INIT, OpKind.CONFIG_READ, OpKind.CONFIG_WRITE, OpKind.IO_READ, OpKind.IO_WRITE,
+     OpKind.MMIO_READ, OpKind.MMIO_WRITE}
+)  # fmt: skip
+"""What a guest can do to a fixed machine: the least an adapter supports."""
+FULL = frozenset(OpKind)
+"""The whole data-manager API."""
+
+_FIELDS: dict[OpKind, tuple[str, ...]] = {
+    OpKind.INIT: (),
+    OpKind.CREATE_VM: ("vm", "ecam_base"),
+    OpKind.DESTROY_VM: ("vm",),
+    OpKind.PLUG: ("vm", "bdf", "type"),
+    OpKind.UNPLUG: ("vm", "bdf"),
+    OpKind.CONFIG_READ: ("vm", "bdf", "offset", "width"),
+    OpKind.CONFIG_WRITE: ("vm", "bdf", "offset", "width", "value"),
+    OpKind.IO_READ: ("vm", "port", "width"),
+    OpKind.IO_WRITE: ("vm", "port", "width", "value"),
+    OpKind.MMIO_READ: ("vm", "address", "width"),
+    OpKind.MMIO_WRITE: ("vm", "address", "width", "value"),
+    OpKind.RESET: ("vm", "bdf"),
+    OpKind.RESET_VM: ("vm",),
+    OpKind.SAVE: ("vm", "bdf", "slot"),
+    OpKind.RESTORE: ("vm", "bdf", "slot|blob"),
+    OpKind.SNAPSHOT: ("vm", "slot"),
+    OpKind.RESTORE_VM: ("vm", "slot|blob"),
+    OpKind.TABLES: ("vm",),
+}
+"""Required fields per kind; ``a|b`` means exactly one of them."""
+_OPTIONAL = {OpKind.CREATE_VM: {"ecam_base"}}
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One operation. ``address`` is the offset, port or address of an access."""
+
+    kind: OpKind
+    vm: int = 0
+    bdf: Bdf | None = None
+    address: int = 0
+    width: int = 0
+    value: int = 0
+    name: str = ""
+    """Device type name (plug) or slot name (save, restore, snapshot, restore_vm)."""
+    data: bytes = b""
+    """Literal blob or snapshot for restore/restore_vm when no slot is named."""
+    ecam_base: int | None = DEFAULT_ECAM_BASE
+
+    def to_json(self) -> dict[str, Any]:
+        """The operation as a JSON object of the trace language."""
+        out: dict[str, Any] = {"op": self.kind.value}
+        for name in _FIELDS[self.kind]:
+            if name == "slot|blob":
+                if self.name:
+                    out["slot"] = self.name
+                else:
+                    out["blob"] = self.data.hex()
+            elif name == "bdf":
+                out["bdf"] = str(self.bdf)
+            elif name in ("type", "slot"):
+                out[name] = self.name
+            elif name in ("offset", "port", "address"):
+                out[name] = self.address
+            else:
+                out[name] = getattr(self, name)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object) -> Op:
+        """Parse one operation object strictly."""
+        if not isinstance(obj, Mapping) or not isinstance(obj.get("op"), str):
+            raise TraceError("an operation is an object with an 'op' string")
+        try:
+            kind = OpKind(obj["op"])
+        except ValueError:
+            raise TraceError(f"unknown operation {obj['op']!r}") from None
+        required = _FIELDS[kind]
+        allowed = {"op", "expect"} | {n for r in required for n in r.split("|")}
+        extra = set(obj) - allowed
+        if extra:
+            raise TraceError(f"{kind.value}: unexpected field(s) {', '.join(sorted(extra))}")
+        args: dict[str, Any] = {"kind": kind}
+        for spec in required:
+            present = [n for n in spec.split("|") if n in obj]
+            if len(present) != 1:
+                if spec in _OPTIONAL.get(kind, set()):
+                    continue
+                raise TraceError(f"{kind.value}: needs exactly one of {spec.replace('|', ', ')}")
+            key = present[0]
+            raw = obj[key]
+            if key == "bdf":
+                if not isinstance(raw, str):
+                    raise TraceError(f"{kind.value}: bdf is a string bb:dd.f")
+                try:
+                    args["bdf"] = Bdf.parse(raw)
+                except VpcidError as exc:
+                    raise TraceError(f"{kind.value}: {exc}") from None
+            elif key in ("type", "slot"):
+                if not isinstance(raw, str) or not raw:
+                    raise TraceError(f"{kind.value}: {key} is a non-empty string")
+                args["name"] = raw
+            elif key == "blob":
+                try:
+                    args["data"] = bytes.fromhex(raw) if isinstance(raw, str) else None
+                except ValueError:
+                    args["data"] = None
+                if args["data"] is None:
+                    raise TraceError(f"{kind.value}: blob is a hexadecimal string")
+            elif key == "ecam_base":
+                if raw is not None and (type(raw) is not int):
+                    raise TraceError(f"{kind.value}: ecam_base is an integer or null")
+                args["ecam_base"] = raw
+            else:
+                if type(raw) is not int:
+                    raise TraceError(f"{kind.value}: {key} is an integer, got {raw!r}")
+                args["address" if key in ("offset", "port", "address") else key] = raw
+        return cls(**args)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What an operation produced: a read value, an error kind, a blob digest, or tables."""
+
+    value: int | None = None
+    error: str | None = None
+    digest: str | None = None
+    tables: tuple[tuple[Any, ...], ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": self.error}
+        if self.value is not None:
+            return {"value": self.value}
+        if self.digest is not None:
+            return {"digest": self.digest}
+        if self.tables is not None:
+            return {"tables": [list(row) for row in self.tables]}
+        return {"ok": True}
+
+    @classmethod
+    def from_json(cls, obj: object) -> Observation:
+        """Parse one observation object strictly."""
+        if not isinstance(obj, Mapping) or len(obj) != 1:
+            raise TraceError("an observation is an object with exactly one field")
+        ((key, raw),) = obj.items()
+        if key == "ok" and raw is True:
+            return cls()
+        if key == "value" and type(raw) is int and raw >= 0:
+            return cls(value=raw)
+        if key == "error" and isinstance(raw, str) and raw:
+            return cls(error=raw)
+        if key == "digest" and isinstance(raw, str) and raw:
+            return cls(digest=raw)
+        if key == "tables" and isinstance(raw, list) and all(isinstance(r, list) for r in raw):
+            return cls(tables=tuple(tuple(r) for r in raw))
+        raise TraceError(f"not an observation: {dict(obj)!r}")
+
+    def __str__(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=True)
+
+
+OK = Observation()
+
+
+def blob_digest(blob: bytes) -> str:
+    """How a saved blob is observed: its SHA-256 (blobs are canonical, R-BLOB-004)."""
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A trace line: an operation and, optionally, what it must produce."""
+
+    op: Op
+    expect: Observation | None = None
+    line: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.op.to_json()
+        if self.expect is not None:
+            out["expect"] = self.expect.to_json()
+        return out
+
+
+@dataclass(frozen=True)
+class TraceHeader:
+    """First line of a trace file: format version, profile, free-form notes."""
+
+    profile: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vpcid-trace": 1, "profile": self.profile, "notes": self.notes}
+
+
+def parse_lines(lines: Iterable[str]) -> tuple[TraceHeader, list[Step]]:
+    """Parse a trace; the header line is optional; blank lines and ``#`` lines are skipped."""
+    header = TraceHeader()
+    steps: list[Step] = []
+    for number, text in enumerate(lines, start=1):
+        text = text.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"line {number}: not JSON ({exc.msg})") from None
+        if isinstance(obj, dict) and "vpcid-trace" in obj:
+            if steps or obj.get("vpcid-trace") != 1 or set(obj) - {"vpcid-trace", "profile", "notes"}:
+                raise TraceError(f"line {number}: bad header (version 1, before any operation)")
+            profile, notes = obj.get("profile", {}), obj.get("notes", {})
+            if not isinstance(profile, dict) or not isinstance(notes, dict):
+                raise TraceError(f"line {number}: header profile and notes are objects")
+            header = TraceHeader({str(k): str(v) for k, v in profile.items()}, notes)
+            continue
+        try:
+            op = Op.from_json(obj)
+            expect = Observation.from_json(obj["expect"]) if "expect" in obj else None
+        except TraceError as exc:
+            raise TraceError(f"line {number}: {exc}") from None
+        steps.append(Step(op, expect, number))
+    return header, steps
+
+
+def read_trace(path: Path) -> tuple[TraceHeader, list[Step]]:
+    """Read a trace file."""
+    with path.open(encoding="utf-8") as handle:
+        return parse_lines(handle)
+
+
+def dump_lines(header: TraceHeader, steps: Iterable[Step]) -> Iterator[str]:
+    """Serialise a trace, one JSON object per line."""
+    yield json.dumps(header.to_json(), sort_keys=True)
+    for step in steps:
+        yield json.dumps(step.to_json(), sort_keys=True)
+
+
+def write_trace(path: Path, header: TraceHeader, steps: Iterable[Step]) -> None:
+    """Write a trace file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(dump_lines(header, steps)) + "\n", encoding="utf-8")
