@@ -292,12 +292,16 @@ class DataManager:
         for index in implemented_bars(inst.dtype):
             if deferred and was_enabled[index] and decode_enabled(inst.config, inst.dtype, index):
                 continue  # R-DEC-005 deferred: the window moves when decode is next enabled
-            want = decode_window(inst.config, inst.dtype, index)
+            want = self._window(inst.config, inst.dtype, index)
             current = inst.mappings.get(index)
             if (current.base if current else None) != want:
                 self._unmap(vm, inst, index)
                 if want is not None:
                     self._map(vm, inst, index, want)
+
+    def _window(self, config: bytes | bytearray, dtype: DeviceType, index: int) -> int | None:
+        """Where BAR ``index`` decodes given its registers (R-DEC-001..R-DEC-006)."""
+        return decode_window(config, dtype, index)
 
     def _table(self, vm: VmElement, inst: Instance, index: int) -> DecodeTable:
         bar = inst.dtype.bar(index) if index != ROM_INDEX else None
@@ -570,7 +574,7 @@ class DataManager:
                 limit = 1 << 32 if bar is None else address_limit(bar.kind)
                 ok = base is None or (base != 0 and base % size == 0 and base + size <= limit)
             else:
-                ok = base == decode_window(rec.config, dtype, index)
+                ok = base == self._window(rec.config, dtype, index)
             if not ok:
                 raise BlobMismatch(f"blob window of BAR {index} disagrees with its configuration")
         data = DeviceData(extra=bytearray(rec.extra))

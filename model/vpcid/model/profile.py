@@ -96,6 +96,19 @@ AXES: dict[str, type[StrEnum]] = {
 }
 """Every variant axis, by its manifest key, with the enum of its values (R-VAR-001)."""
 
+AXIS_REQUIREMENT: dict[str, str] = {
+    "status": "R-CFG-006",
+    "bar_move_while_decoding": "R-DEC-005",
+    "overlap": "R-DEC-008",
+    "unmapped_mmio_read": "R-ACC-004",
+    "straddle": "R-ACC-005",
+    "alignment": "R-ACC-002",
+    "cf8_low_bits": "R-CAM-002",
+    "cf8_extended": "R-CAM-004",
+    "cf8_after_access": "R-CAM-007",
+}
+"""The requirement that states each axis's rule (spec/variants.md)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:

@@ -1,0 +1,86 @@
+"""Finding adapters: built-in names, ``vpcid.adapters`` entry points, or ``package.module:factory``.
+
+``--adapter NAME[:ARGUMENT]`` names a registered adapter; ``--adapter
+package.module:factory[:ARGUMENT]`` imports a factory directly, so third
+parties plug in without touching this repository.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import cast
+
+from vpcid.adapters.base import Adapter, AdapterFactory, AdapterUnavailable
+
+ENTRY_POINT_GROUP = "vpcid.adapters"
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    """A registered adapter: name, where its factory lives, a summary, an example argument."""
+
+    name: str
+    target: str
+    summary: str
+    example: str | None = None
+
+
+BUILTIN: tuple[AdapterEntry, ...] = (
+    AdapterEntry("reference", "vpcid.adapters.reference:reference", "the reference model itself"),
+    AdapterEntry("mutant", "vpcid.conformance.mutants:mutant_adapter",
+                 "the reference with one planted bug (mutation testing)", "mutant:rw1c-as-rw"),
+)  # fmt: skip
+
+
+def registered() -> dict[str, AdapterEntry]:
+    """Built-in adapters and those other packages register under the ``vpcid.adapters`` group."""
+    found = {entry.name: entry for entry in BUILTIN}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, AdapterEntry(ep.name, ep.value, f"entry point from {ep.value}"))
+    return found
+
+
+def _import(target: str) -> AdapterFactory:
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AdapterUnavailable(f"cannot import {module_name}: {exc}") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise AdapterUnavailable(f"{target} is not a callable adapter factory")
+    return cast(AdapterFactory, factory)
+
+
+def load_adapter(spec: str) -> Adapter:
+    """Build the adapter ``spec`` names; raises :class:`AdapterUnavailable` with the reason."""
+    head, _, rest = spec.partition(":")
+    if "." in head:  # package.module:factory[:argument]
+        attribute, _, argument = rest.partition(":")
+        if not attribute:
+            raise AdapterUnavailable(f"{spec!r}: expected package.module:factory")
+        factory = _import(f"{head}:{attribute}")
+    else:
+        entry = registered().get(head)
+        if entry is None:
+            known = ", ".join(sorted(registered()))
+            raise AdapterUnavailable(f"no adapter named {head!r} (known: {known})")
+        factory, argument = _import(entry.target), rest
+    adapter = factory(argument or None)
+    if not isinstance(adapter, Adapter):
+        raise AdapterUnavailable(f"{spec!r}: the factory did not return an adapter")
+    return adapter
+
+
+def probe(entry: AdapterEntry) -> tuple[bool, str]:
+    """Whether the adapter can run here, and why not; builds it once with its example argument."""
+    try:
+        adapter = load_adapter(entry.example or entry.name)
+    except AdapterUnavailable as exc:
+        return False, str(exc)
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    adapter.close()
+    return True, "ready"

@@ -1,0 +1,400 @@
+"""Certification: run every check against an adapter and give a verdict per requirement.
+
+Checks are the scenario cases (:mod:`vpcid.conformance.cases`), the fast
+random engine and the stateful Hypothesis engine. Each is compared with the
+model in the implementation's declared profile. A requirement fails when a
+check attributed to it diverges; passes when at least one applicable check
+exercised it and none failed; is not applicable otherwise. A divergence that
+matches the model in another variant is reported as that variant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from vpcid.adapters.base import Adapter, AdapterInfo
+from vpcid.adapters.reference import ModelAdapter
+from vpcid.conformance.cases import Case, Target, default_targets, device_cases, system_cases
+from vpcid.conformance.engine import INIT, Differential, Finding, minimise, run_random
+from vpcid.conformance.trace import Observation, Op, OpKind
+from vpcid.conformance.traceability import Requirement, load_requirements
+from vpcid.model import VpcidError
+from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile
+
+DEFAULT_BUDGET = 50_000
+"""Operations the fast engine runs by default; the stateful engine runs budget/1000 examples."""
+DEFAULT_SEED = 0
+
+
+class Verdict(StrEnum):
+    """Outcome for one requirement."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    NOT_APPLICABLE = "n/a"
+    WAIVED = "waived"
+
+
+class WaiverError(VpcidError):
+    """A waiver file is malformed, or names a requirement that does not exist."""
+
+    kind = "bad-waiver"
+
+
+@dataclass(frozen=True)
+class Waiver:
+    """A deviation a certifier accepts: the requirement and why (strict: it must still fail)."""
+
+    requirement: str
+    reason: str
+
+
+def load_waivers(path: Path, known: set[str]) -> dict[str, Waiver]:
+    """Parse a waiver file: ``[[waiver]]`` tables with ``requirement`` and ``reason``, nothing else."""
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise WaiverError(f"cannot read waivers {path}: {exc}") from None
+    if set(doc) - {"waiver"} or not isinstance(doc.get("waiver", []), list):
+        raise WaiverError("a waiver file has only [[waiver]] tables")
+    waivers: dict[str, Waiver] = {}
+    for entry in doc.get("waiver", []):
+        if not isinstance(entry, dict) or set(entry) != {"requirement", "reason"}:
+            raise WaiverError("each [[waiver]] has exactly 'requirement' and 'reason'")
+        rid, reason = entry["requirement"], entry["reason"]
+        if rid not in known:
+            raise WaiverError(f"waiver names unknown requirement {rid!r}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise WaiverError(f"waiver for {rid} needs a reason")
+        if rid in waivers:
+            raise WaiverError(f"{rid} is waived twice")
+        waivers[rid] = Waiver(rid, reason.strip())
+    return waivers
+
+
+@dataclass
+class Failure:
+    """One failed check: what diverged, the minimal trace, and the variant it matches if any."""
+
+    check: str
+    description: str
+    trace: list[dict[str, Any]]
+    observed_variant: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RequirementResult:
+    """Verdict and evidence for one requirement."""
+
+    rid: str
+    title: str
+    verdict: Verdict = Verdict.NOT_APPLICABLE
+    checks: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    variant: str | None = None
+    """For a requirement that states a variant axis: ``axis=value`` observed."""
+    waiver: str | None = None
+
+
+@dataclass
+class CertificationReport:
+    """Everything a certifier attaches to a release."""
+
+    adapter: str
+    description: str
+    profile: dict[str, str]
+    seed: int
+    budget: int
+    requirements: list[RequirementResult]
+    engines: dict[str, dict[str, int]]
+    duration_s: float
+    errors: list[str] = field(default_factory=list)
+    """Problems that make the run non-conformant beyond failed requirements (e.g. stale waivers)."""
+
+    @property
+    def conformant(self) -> bool:
+        return not self.errors and all(r.verdict is not Verdict.FAIL for r in self.requirements)
+
+    def counts(self) -> dict[str, int]:
+        out = {v.value: 0 for v in Verdict}
+        for r in self.requirements:
+            out[r.verdict.value] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "adapter": self.adapter,
+            "description": self.description,
+            "conformant": self.conformant,
+            "profile": self.profile,
+            "seed": self.seed,
+            "budget": self.budget,
+            "duration_s": round(self.duration_s, 3),
+            "counts": self.counts(),
+            "engines": self.engines,
+            "errors": self.errors,
+            "requirements": [
+                {
+                    "id": r.rid,
+                    "title": r.title,
+                    "verdict": r.verdict.value,
+                    "checks": r.checks,
+                    "variant": r.variant,
+                    "waiver": r.waiver,
+                    "failures": [dataclasses.asdict(f) for f in r.failures],
+                }
+                for r in self.requirements
+            ],
+        }
+
+
+# ----------------------------------------------------------------- attribution
+
+
+def implicated(op: Op, expected: Observation) -> tuple[str, ...]:
+    """Requirements a divergence on ``op`` speaks against (used for engine findings)."""
+    if expected.error is not None:
+        return ("R-ERR-001", "R-ERR-002", "R-ERR-003")
+    kind = op.kind
+    if kind in (OpKind.CONFIG_READ, OpKind.CONFIG_WRITE):
+        return _config_requirements(op.address)
+    if kind in (OpKind.IO_READ, OpKind.IO_WRITE):
+        if op.address + op.width - 1 >= 0xCF8 and op.address <= 0xCFF:
+            return ("R-CAM-001", "R-CAM-002", "R-CAM-003", "R-CAM-004", "R-CAM-005", "R-CAM-006", "R-CAM-007")
+        return ("R-DEC-001", "R-DEC-005", "R-DEC-008", "R-DEC-010", "R-ACC-004", "R-ACC-005")
+    if kind in (OpKind.MMIO_READ, OpKind.MMIO_WRITE):
+        return ("R-DEC-002", "R-DEC-003", "R-DEC-005", "R-DEC-007", "R-DEC-008", "R-DEC-010", "R-ACC-004",
+                "R-ACC-005", "R-ECAM-003", "R-DT-004")  # fmt: skip
+    return {
+        OpKind.SAVE: ("R-SR-001", "R-BLOB-003", "R-BLOB-004"),
+        OpKind.SNAPSHOT: ("R-SR-006", "R-BLOB-005"),
+        OpKind.RESTORE: ("R-SR-002", "R-SR-005", "R-SR-007"),
+        OpKind.RESTORE_VM: ("R-SR-006", "R-SR-007", "R-SR-009"),
+        OpKind.TABLES: ("R-DS-006", "R-DS-007", "R-DS-009"),
+        OpKind.RESET: ("R-RST-001", "R-RST-002"),
+        OpKind.RESET_VM: ("R-RST-003",),
+        OpKind.PLUG: ("R-HP-001",),
+        OpKind.UNPLUG: ("R-HP-002",),
+        OpKind.CREATE_VM: ("R-DS-001",),
+        OpKind.DESTROY_VM: ("R-DS-002",),
+    }.get(kind, ("R-VAR-002",))
+
+
+def _config_requirements(offset: int) -> tuple[str, ...]:
+    register = offset & ~3
+    if register == 0x04:
+        return ("R-CFG-001", "R-CFG-004", "R-CFG-005", "R-CFG-006")
+    if 0x10 <= register < 0x28:
+        return ("R-BAR-002", "R-BAR-003", "R-BAR-004", "R-BAR-005", "R-BAR-006", "R-BAR-008")
+    if register == 0x30:
+        return ("R-BAR-007",)
+    if register >= 0x100:
+        return ("R-CFG-009",)
+    if register >= 0x40:
+        return ("R-CFG-008", "R-CFG-012", "R-CFG-010")
+    return ("R-CFG-001", "R-CFG-002", "R-CFG-003", "R-CFG-007", "R-CFG-011")
+
+
+# ----------------------------------------------------------------- variant detection
+
+
+def observations(adapter: Adapter, ops: Sequence[Op]) -> list[Observation | str]:
+    """Every observation of ``ops`` on ``adapter``; a crash ends the list with its text."""
+    out: list[Observation | str] = []
+    for op in ops:
+        try:
+            out.append(adapter.execute(op))
+        except Exception as exc:
+            out.append(f"{type(exc).__name__}: {exc}")
+            break
+    return out
+
+
+def detect_variant(impl: Adapter, ops: Sequence[Op]) -> dict[str, str]:
+    """The single-axis change of the declared profile under which the model matches ``impl``, if any."""
+    info = impl.info
+    seen = [_normal(o, info) for o in observations(impl, ops)]
+    declared = info.profile.to_mapping()
+    for axis, enum in AXES.items():
+        for value in enum:
+            if value.value == declared[axis]:
+                continue
+            profile = Profile.from_mapping({**declared, axis: value.value})
+            model = ModelAdapter("variant", profile, info.machine, operations=info.operations)
+            if [_normal(o, info) for o in observations(model, ops)] == seen:
+                return {axis: value.value}
+    return {}
+
+
+def _normal(obs: Observation | str, info: AdapterInfo) -> Observation | str:
+    if isinstance(obs, Observation) and obs.digest is not None and not info.canonical_blobs:
+        return Observation()
+    return obs
+
+
+# ----------------------------------------------------------------- running
+
+
+def applicable_cases(info: AdapterInfo) -> list[tuple[str, Case, list[Op]]]:
+    """Cases this adapter can run: (label, case, operations with prologue), in a stable order."""
+    if info.machine is None:
+        targets = default_targets()
+    else:
+        machine = info.machine
+        targets = [Target(machine.vm, bdf, dtype, machine.ecam_base) for bdf, dtype in machine.devices]
+    runnable: list[tuple[str, Case, list[Op]]] = []
+    for target in targets:
+        prologue = [INIT]
+        if info.machine is None:
+            prologue += [
+                Op(OpKind.CREATE_VM, vm=target.vm, ecam_base=target.ecam_base),
+                Op(OpKind.PLUG, vm=target.vm, bdf=target.bdf, name=target.dtype.name),
+            ]
+        for case in device_cases(target):
+            if case.needs <= info.operations:
+                label = f"{case.group}/{case.name}@{target.dtype.name}:{target.bdf}"
+                runnable.append((label, case, prologue + list(case.ops)))
+    if info.machine is None:
+        runnable += [(f"{c.group}/{c.name}", c, [INIT, *c.ops]) for c in system_cases()]
+    return runnable
+
+
+Progress = Callable[[str, int, int], None]
+"""Callback: (phase, done, total)."""
+
+
+def certify(
+    impl: Adapter,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = DEFAULT_SEED,
+    waivers: dict[str, Waiver] | None = None,
+    progress: Progress | None = None,
+    stop_at_first_failure: bool = False,
+) -> CertificationReport:
+    """Run cases, the random engine and the stateful engine; return the verdict per requirement."""
+    started = time.perf_counter()
+    info = impl.info
+    requirements: dict[str, Requirement] = load_requirements()
+    results = {rid: RequirementResult(rid, req.title) for rid, req in requirements.items()}
+    engines: dict[str, dict[str, int]] = {}
+
+    def fail(rids: Sequence[str], failure: Failure) -> None:
+        for rid in rids:
+            if rid in results:
+                results[rid].checks += 1
+                results[rid].failures.append(failure)
+
+    def record(finding: Finding, check: str, rids: Sequence[str]) -> None:
+        trace = [op.to_json() for op in finding.trace]
+        failure = Failure(check, finding.divergence.describe(), trace, detect_variant(impl, finding.trace))
+        fail(rids, failure)
+
+    # 1. scenario cases
+    cases = applicable_cases(info)
+    diff = Differential(impl)
+    failed_cases = 0
+    for done, (label, case, ops) in enumerate(cases, start=1):
+        divergence = diff.run(ops)
+        if divergence is None:
+            for rid in case.requirements:
+                if rid in results:
+                    results[rid].checks += 1
+        else:
+            failed_cases += 1
+            finding = minimise(impl, ops[: divergence.index + 1], "case", None)
+            record(finding, f"case {label}", case.requirements)
+        if progress is not None:
+            progress("cases", done, len(cases))
+        if failed_cases and stop_at_first_failure:
+            break
+    engines["cases"] = {"run": len(cases), "failed": failed_cases, "operations": diff.steps}
+
+    # 2. fast random engine
+    if not (failed_cases and stop_at_first_failure):
+        executed, findings = run_random(
+            impl, budget, seed, None if progress is None else lambda n: progress("random", n, budget)
+        )
+        for finding in findings:
+            record(
+                finding,
+                f"random engine (seed {seed})",
+                implicated(finding.trace[-1], finding.divergence.expected),
+            )
+        engines["random"] = {"operations": executed, "findings": len(findings)}
+        for rid in _exercised_by_engines(info):
+            if rid in results and not findings:
+                results[rid].checks += 1
+
+    # 3. stateful Hypothesis engine
+    if not any(r.failures for r in results.values()) or not stop_at_first_failure:
+        from vpcid.conformance.stateful import run_stateful
+
+        examples = max(5, budget // 1000)
+        steps, stateful_findings = run_stateful(impl, examples, seed)
+        for finding in stateful_findings:
+            record(
+                finding,
+                f"stateful engine (seed {seed})",
+                implicated(finding.trace[-1], finding.divergence.expected),
+            )
+        engines["stateful"] = {"examples": examples, "operations": steps, "findings": len(stateful_findings)}
+
+    errors = _verdicts(results, info, waivers or {})
+    return CertificationReport(
+        adapter=info.name,
+        description=info.description,
+        profile=info.profile.to_mapping(),
+        seed=seed,
+        budget=budget,
+        requirements=[results[rid] for rid in sorted(results, key=_requirement_order)],
+        engines=engines,
+        duration_s=time.perf_counter() - started,
+        errors=errors,
+    )
+
+
+def _exercised_by_engines(info: AdapterInfo) -> set[str]:
+    """Requirements the random engine's operation mix exercises, for this adapter's operations."""
+    rids: set[str] = set()
+    sample = [Op(k) for k in info.operations]
+    for op in sample:
+        rids.update(implicated(op, Observation()))
+    return rids
+
+
+def _verdicts(
+    results: dict[str, RequirementResult], info: AdapterInfo, waivers: dict[str, Waiver]
+) -> list[str]:
+    errors: list[str] = []
+    declared = info.profile.to_mapping()
+    for axis, rid in AXIS_REQUIREMENT.items():
+        results[rid].variant = f"{axis}={declared[axis]}"
+    for rid, result in results.items():
+        if result.failures:
+            result.verdict = Verdict.FAIL
+            hints = {f"{a}={v}" for f in result.failures for a, v in f.observed_variant.items()}
+            if hints and result.variant is not None:
+                result.variant = f"observed {', '.join(sorted(hints))} (declared {result.variant})"
+        elif result.checks:
+            result.verdict = Verdict.PASS
+        waiver = waivers.get(rid)
+        if waiver is not None:
+            result.waiver = waiver.reason
+            if result.verdict is Verdict.FAIL:
+                result.verdict = Verdict.WAIVED
+            else:
+                errors.append(f"{rid} is waived but did not fail ({result.verdict.value}): remove the waiver")
+    return errors
+
+
+def _requirement_order(rid: str) -> tuple[int, int]:
+    order = ["DS", "DT", "CFG", "BAR", "DEC", "ACC", "CAM", "ECAM", "HP", "RST", "SR", "BLOB", "ERR", "VAR"]
+    group, number = rid.split("-")[1], int(rid.split("-")[2])
+    return (order.index(group) if group in order else len(order), number)

@@ -1,0 +1,193 @@
+"""The suite's commands: certify, replay, vectors, mutation-score, adapters, trace."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from vpcid.adapters.base import Adapter, AdapterUnavailable
+from vpcid.adapters.registry import load_adapter, probe, registered
+from vpcid.conformance import vectors as vector_suite
+from vpcid.conformance.certify import (
+    DEFAULT_BUDGET,
+    DEFAULT_SEED,
+    CertificationReport,
+    certify,
+    load_waivers,
+)
+from vpcid.conformance.engine import Differential
+from vpcid.conformance.mutants import MUTANTS
+from vpcid.conformance.report import print_table, write_html, write_json, write_junit
+from vpcid.conformance.trace import OpKind, TraceError, read_trace
+from vpcid.conformance.traceability import load_requirements
+
+EXIT_NONCONFORMANT = 1
+EXIT_UNAVAILABLE = 3
+
+
+@contextmanager
+def opened(spec: str) -> Iterator[Adapter]:
+    """Load an adapter, always closing it; an unavailable adapter exits 3 with its reason."""
+    try:
+        adapter = load_adapter(spec)
+    except AdapterUnavailable as exc:
+        click.echo(f"vpcid: adapter {spec!r} is unavailable: {exc}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    )  # fmt: skip
+
+
+def run_certification(
+    spec: str, budget: int, seed: int, waivers: Path | None, console: Console, quiet: bool = False
+) -> CertificationReport:
+    """Certify the adapter ``spec``, with a progress bar on ``console``."""
+    known = set(load_requirements())
+    waiver_map = load_waivers(waivers, known) if waivers is not None else {}
+    with opened(spec) as adapter, _progress(console) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if quiet:
+                return
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=min(done, total))
+
+        return certify(adapter, budget, seed, waiver_map, progress)
+
+
+@click.command("certify")
+@click.option(
+    "--adapter", "adapter_spec", required=True, help="Adapter: NAME[:ARG] or package.module:factory."
+)
+@click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100),
+              help="Random-engine operations; the stateful engine runs budget/1000 examples.")  # fmt: skip
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
+@click.option("--waivers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Strict waiver file: waived requirements must fail.")  # fmt: skip
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--failures-only", is_flag=True, help="Print only failing requirements in the table.")
+def certify_command(
+    adapter_spec: str,
+    budget: int,
+    seed: int,
+    waivers: Path | None,
+    json_path: Path | None,
+    junit_path: Path | None,
+    html_path: Path | None,
+    failures_only: bool,
+) -> None:
+    """Certify an implementation: per-requirement verdicts; exit 0 only when conformant."""
+    console = Console()
+    report = run_certification(adapter_spec, budget, seed, waivers, console)
+    print_table(report, console, show_all=not failures_only)
+    for path, writer in ((json_path, write_json), (junit_path, write_junit), (html_path, write_html)):
+        if path is not None:
+            writer(report, path)
+            console.print(f"wrote {path}")
+    sys.exit(0 if report.conformant else EXIT_NONCONFORMANT)
+
+
+@click.command("replay")
+@click.argument("trace_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--adapter", "adapter_spec", required=True)
+def replay_command(trace_file: Path, adapter_spec: str) -> None:
+    """Replay a trace on an adapter against the model; exit 1 if it diverges (reproduces)."""
+    _header, steps = read_trace(trace_file)
+    ops = [step.op for step in steps]
+    if not ops or ops[0].kind is not OpKind.INIT:
+        raise TraceError("a replayable trace starts with an init operation")
+    with opened(adapter_spec) as adapter:
+        divergence = Differential(adapter).replay(ops)
+    if divergence is None:
+        click.echo(f"no divergence: {len(ops)} operations matched the model")
+        return
+    click.echo(f"DIVERGES at line {steps[divergence.index].line}: {divergence.describe()}")
+    sys.exit(EXIT_NONCONFORMANT)
+
+
+@click.group("vectors")
+def vectors_group() -> None:
+    """Golden vectors: generate them from the model, run them against an adapter."""
+
+
+@vectors_group.command("generate")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def vectors_generate(directory: Path) -> None:
+    """Write one folder per requirement group, a manifest and a trace per case."""
+    count = vector_suite.generate(directory)
+    click.echo(f"wrote {count} vectors to {directory}")
+
+
+@vectors_group.command("run")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--adapter", "adapter_spec", required=True)
+def vectors_run(directory: Path, adapter_spec: str) -> None:
+    """Run every vector; end with an audit line; exit 1 on any failure or unaccounted vector."""
+    with opened(adapter_spec) as adapter:
+        result = vector_suite.run(directory, adapter)
+    for case_id, detail in result.failed:
+        click.echo(f"FAIL {case_id}: {detail}")
+    reasons: dict[str, int] = {}
+    for _, reason in result.excluded:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items()):
+        click.echo(f"excluded {count}: {reason}")
+    click.echo(result.audit_line())
+    sys.exit(0 if result.complete and not result.failed else EXIT_NONCONFORMANT)
+
+
+@click.command("mutation-score")
+@click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100))
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
+def mutation_score_command(budget: int, seed: int) -> None:
+    """Certify every planted bug; the suite must reject each one (killed/total)."""
+    console = Console()
+    table = Table(title="planted bugs")
+    for column in ("mutant", "breaks", "killed", "by"):
+        table.add_column(column)
+    killed = 0
+    for mutant in MUTANTS:
+        report = certify(mutant.adapter(), budget, seed, stop_at_first_failure=True)
+        failing = [r.rid for r in report.requirements if r.failures]
+        verdict = not report.conformant
+        killed += verdict
+        table.add_row(mutant.name, ", ".join(mutant.requirements), "yes" if verdict else "[bold red]NO[/]",
+                      ", ".join(failing[:4]))  # fmt: skip
+    console.print(table)
+    console.print(f"mutation score: {killed}/{len(MUTANTS)} killed")
+    sys.exit(0 if killed == len(MUTANTS) else EXIT_NONCONFORMANT)
+
+
+@click.command("adapters")
+def adapters_command() -> None:
+    """List the adapters found and whether each can run here (and why not)."""
+    console = Console()
+    table = Table(title="adapters")
+    for column in ("name", "status", "summary", "example"):
+        table.add_column(column)
+    for entry in registered().values():
+        ok, reason = probe(entry)
+        status = "[green]available[/]" if ok else f"[red]unavailable[/]: {reason}"
+        table.add_row(entry.name, status, entry.summary, entry.example or entry.name)
+    console.print(table)
+
+
+ALL_COMMANDS = (certify_command, replay_command, vectors_group, mutation_score_command, adapters_command)

@@ -1,0 +1,192 @@
+"""Golden vectors: cases written out with the model's expected observations (spec/formats/vectors.md).
+
+``DIR/index.json`` lists every case with the SHA-256 of its files;
+``DIR/<group>/<case>/manifest.json`` describes one case and its outcomes
+(the observations expected under each combination of the variant axes the
+case is sensitive to); ``trace.jsonl`` holds its operations with the default
+profile's expectations. A runner in any language can use them; ours ends
+with an audit line accounting for every vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vpcid.adapters.base import Adapter, AdapterInfo
+from vpcid.adapters.reference import ModelAdapter
+from vpcid.conformance.certify import applicable_cases, observations
+from vpcid.conformance.trace import FULL, Observation, Op, OpKind, Step, TraceError, TraceHeader, dump_lines
+from vpcid.conformance.trace import parse_lines as parse_trace_lines
+from vpcid.model.profile import AXES, Profile
+
+FORMAT = 1
+
+
+def _outcomes(ops: Sequence[Op]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The axes ``ops`` are sensitive to, and the observations under each combination of them."""
+    default = observations(ModelAdapter(), ops)
+    sensitive = []
+    for axis, enum in AXES.items():
+        for value in list(enum)[1:]:
+            alternative = ModelAdapter(profile=Profile.from_mapping({axis: value.value}))
+            if observations(alternative, ops) != default:
+                sensitive.append(axis)
+                break
+    outcomes = []
+    for combo in itertools.product(*(list(AXES[a]) for a in sensitive)):
+        when = {a: v.value for a, v in zip(sensitive, combo, strict=True)}
+        seen = observations(ModelAdapter(profile=Profile.from_mapping(when)), ops)
+        outcomes.append({"when": when, "observations": [_obs_json(o) for o in seen]})
+    return sensitive, outcomes
+
+
+def _obs_json(obs: Observation | str) -> dict[str, Any]:
+    if isinstance(obs, str):
+        raise TraceError(f"the model crashed while generating vectors: {obs}")
+    return obs.to_json()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def generate(directory: Path) -> int:
+    """Write every case for the full-API default targets; return the number written."""
+    info = AdapterInfo("vectors", Profile(), operations=FULL)
+    index: list[dict[str, Any]] = []
+    for label, case, ops in applicable_cases(info):
+        name = label.split("/", 1)[1].replace("@", "--").replace(":", "-").replace(".", "-")
+        folder = directory / case.group / name
+        folder.mkdir(parents=True, exist_ok=True)
+        axes, outcomes = _outcomes(ops)
+        default = next(
+            o for o in outcomes if all(AXES[a](v) is next(iter(AXES[a])) for a, v in o["when"].items())
+        )
+        steps = [
+            Step(op, Observation.from_json(obs)) for op, obs in zip(ops, default["observations"], strict=True)
+        ]
+        (folder / "trace.jsonl").write_text(
+            "\n".join(dump_lines(TraceHeader(notes={"case": label}), steps)) + "\n", encoding="utf-8"
+        )
+        manifest = {
+            "format": FORMAT,
+            "id": f"{case.group}/{name}",
+            "group": case.group,
+            "requirements": list(case.requirements),
+            "description": case.description,
+            "needs": sorted(k.value for k in case.needs | {OpKind.INIT}),
+            "full_api": True,
+            "axes": axes,
+            "outcomes": outcomes,
+        }
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        index.append({
+            "id": manifest["id"],
+            "path": f"{case.group}/{name}",
+            "files": {f: _digest(folder / f) for f in ("manifest.json", "trace.jsonl")},
+        })  # fmt: skip
+    (directory / "index.json").write_text(
+        json.dumps({"format": FORMAT, "cases": index}, indent=1) + "\n", encoding="utf-8"
+    )
+    return len(index)
+
+
+@dataclass
+class VectorResult:
+    """Outcome of running a vector directory against one adapter."""
+
+    listed: int = 0
+    passed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+    requirements: dict[str, list[str]] = field(default_factory=dict)
+    """Case id -> requirements it checks."""
+
+    def audit_line(self) -> str:
+        ran = len(self.passed) + len(self.failed)
+        return (
+            f"Ran {ran} of {self.listed} vectors ({len(self.excluded)} intentionally excluded): "
+            f"{len(self.passed)} passed, {len(self.failed)} failed"
+        )
+
+    @property
+    def complete(self) -> bool:
+        """Every listed vector was run or excluded with a reason."""
+        return len(self.passed) + len(self.failed) + len(self.excluded) == self.listed
+
+
+def _load_index(directory: Path) -> list[dict[str, Any]]:
+    try:
+        index = json.loads((directory / "index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TraceError(f"{directory}/index.json: {exc}") from None
+    if (
+        not isinstance(index, dict)
+        or index.get("format") != FORMAT
+        or not isinstance(index.get("cases"), list)
+    ):
+        raise TraceError(f"{directory}/index.json is not a format-{FORMAT} vector index")
+    listed = {entry.get("path") for entry in index["cases"] if isinstance(entry, dict)}
+    on_disk = {str(p.parent.relative_to(directory)) for p in directory.glob("*/*/manifest.json")}
+    if on_disk - listed:
+        raise TraceError(f"vector folders not in index.json: {', '.join(sorted(on_disk - listed))}")
+    cases: list[dict[str, Any]] = index["cases"]
+    return cases
+
+
+def run(directory: Path, impl: Adapter, exclude: dict[str, str] | None = None) -> VectorResult:
+    """Run every vector against ``impl``; a vector the adapter cannot run is excluded with the reason."""
+    info = impl.info
+    result = VectorResult()
+    entries = _load_index(directory)
+    result.listed = len(entries)
+    declared = info.profile.to_mapping()
+    for entry in entries:
+        case_id, folder = entry["id"], directory / entry["path"]
+        for name, digest in entry["files"].items():
+            if not (folder / name).is_file() or _digest(folder / name) != digest:
+                raise TraceError(f"vector {case_id}: {name} is missing or does not match index.json")
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        result.requirements[case_id] = list(manifest["requirements"])
+        reason = _exclusion(manifest, info, (exclude or {}).get(case_id))
+        if reason is not None:
+            result.excluded.append((case_id, reason))
+            continue
+        _, steps = parse_trace_lines((folder / "trace.jsonl").read_text(encoding="utf-8").splitlines())
+        ops = [s.op for s in steps]
+        seen = [o.to_json() if isinstance(o, Observation) else {"crash": o} for o in observations(impl, ops)]
+        if not info.canonical_blobs:
+            seen = [{"ok": True} if "digest" in o else o for o in seen]
+        wanted = {a: declared[a] for a in manifest["axes"]}
+        outcome = next((o for o in manifest["outcomes"] if o["when"] == wanted), None)
+        expected = outcome["observations"] if outcome else []
+        if not info.canonical_blobs:
+            expected = [{"ok": True} if "digest" in o else o for o in expected]
+        if seen == expected:
+            result.passed.append(case_id)
+            continue
+        other = next((o["when"] for o in manifest["outcomes"] if o["observations"] == seen), None)
+        index = next((i for i, (a, b) in enumerate(zip(seen, expected, strict=False)) if a != b), len(seen))
+        detail = f"step {index}: expected {expected[index] if index < len(expected) else 'end'}, got "
+        detail += f"{seen[index] if index < len(seen) else 'end'}"
+        if other is not None:
+            detail += f" (matches variant {other}, declared {wanted})"
+        result.failed.append((case_id, detail))
+    return result
+
+
+def _exclusion(manifest: dict[str, Any], info: AdapterInfo, waived: str | None) -> str | None:
+    if waived is not None:
+        return f"excluded by the user: {waived}"
+    if manifest["full_api"] and info.machine is not None:
+        return "needs the full data-manager API; the adapter presents a fixed machine"
+    missing = {k for k in manifest["needs"] if OpKind(k) not in info.operations}
+    if missing:
+        return f"adapter does not support {', '.join(sorted(missing))}"
+    return None
