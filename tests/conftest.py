@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from vpcid.model import Bdf, DataManager, DeviceType, Profile
 from vpcid.model.catalog import A100, E1000, EDU, NVME
 

@@ -171,7 +171,7 @@ class RandomOps:
         self._weights = [w for _, w in choices]
 
     def episodes(self, budget: int) -> Iterator[list[Op]]:
-        """Episodes of about ``self.episode`` operations, each starting from ``init``; ``budget`` ops in all."""
+        """Episodes of about ``self.episode`` operations, each from ``init``; ``budget`` ops in all."""
         produced = 0
         while produced < budget:
             ops = self.prologue()
