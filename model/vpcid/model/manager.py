@@ -580,7 +580,8 @@ class DataManager:
         data = DeviceData(extra=bytearray(rec.extra))
         for bar_index, page, content in rec.pages:
             bar_spec = dtype.bar(bar_index) if bar_index < 6 else None
-            if bar_spec is None or page * PAGE_SIZE >= bar_spec.size:
+            past_end = content[max(0, bar_spec.size - page * PAGE_SIZE) :] if bar_spec is not None else b""
+            if bar_spec is None or page * PAGE_SIZE >= bar_spec.size or any(past_end):
                 raise BlobMismatch(f"blob holds data for BAR {bar_index} page {page}, outside the device")
             data.bar_memory(bar_index).pages[page] = bytearray(content)
         behaviour = dtype.behaviour if dtype.behaviour is not None else MEMORY
