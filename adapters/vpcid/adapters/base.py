@@ -25,6 +25,18 @@ class FixedMachine:
     vm: int
     devices: tuple[tuple[Bdf, DeviceType], ...]
     ecam_base: int | None = DEFAULT_ECAM_BASE
+    reserved_functions: tuple[Bdf, ...] = ()
+    """Functions the platform has that the model does not describe (host bridge, ...): never probed."""
+    reserved_io: tuple[range, ...] = ()
+    """Port ranges the platform owns (PIC, PIT, serial, ...): never accessed or used for BARs."""
+    reserved_memory: tuple[range, ...] = ()
+    """Guest-physical ranges the platform owns (RAM, firmware, APICs, ...): likewise."""
+
+    def is_reserved(self, space: str, start: int, length: int = 1) -> bool:
+        """Whether ``[start, start+length)`` touches a platform range of ``space`` ("io"/"memory")."""
+        ranges = self.reserved_io if space == "io" else self.reserved_memory
+        end = start + length
+        return any(r.start < end and start < r.stop for r in ranges)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from vpcid.adapters.base import Adapter, AdapterUnavailable
 from vpcid.adapters.registry import load_adapter, probe, registered
@@ -59,7 +59,7 @@ def run_certification(
     known = set(load_requirements())
     waiver_map = load_waivers(waivers, known) if waivers is not None else {}
     with opened(spec) as adapter, _progress(console) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
             if quiet:

@@ -145,6 +145,7 @@ class RandomOps:
         self.rng = random.Random(seed)
         self.episode = episode
         self.full = info.machine is None
+        self.machine = info.machine
         if info.machine is not None:
             self.slots = [Slot(info.machine.vm, b, t) for b, t in info.machine.devices]
             self.vms: tuple[int, ...] = (info.machine.vm,)
@@ -221,10 +222,15 @@ class RandomOps:
             pool = MEM64_POOL + MEM32_POOL
         else:
             pool = MEM32_POOL
-        base = rng.choice(pool) if rng.random() < 0.8 else rng.getrandbits(32)
-        if rng.random() < 0.1:
-            base = 0
-        return base & ~(size - 1)
+        space = "io" if bar is not None and bar.kind is BarKind.IO else "memory"
+        for _ in range(8):
+            base = rng.choice(pool) if rng.random() < 0.8 else rng.getrandbits(32)
+            if rng.random() < 0.1:
+                base = 0
+            base &= ~(size - 1)
+            if self.machine is None or not self.machine.is_reserved(space, base, size):
+                return base
+        return 0
 
     def _cfg(self, kind: OpKind, slot: Slot, offset: int, width: int, value: int = 0) -> Op:
         return Op(kind, vm=slot.vm, bdf=slot.bdf, address=offset, width=width, value=value)
@@ -289,11 +295,22 @@ class RandomOps:
         offset = rng.randrange(0, 0x100 if rng.random() < 0.8 else 0x1000)
         offset -= offset % width
         if rng.random() < 0.1:
-            slot = Slot(slot.vm, Bdf(rng.randrange(256), rng.randrange(32), rng.randrange(8)), slot.dtype)
+            other = Bdf(rng.randrange(256), rng.randrange(32), rng.randrange(8))
+            if self.machine is None or other not in self.machine.reserved_functions:
+                slot = Slot(slot.vm, other, slot.dtype)
         return [self._cfg(OpKind.CONFIG_READ, slot, offset, width)]
 
     def _target_address(self, want_io: bool) -> tuple[int, int]:
-        """(vm, address) near a window the generator programmed, or a random one."""
+        """(vm, address) near a window the generator programmed, or a random one; never a platform range."""
+        for _ in range(8):
+            vm, address = self._candidate_address(want_io)
+            if self.machine is None or not self.machine.is_reserved(
+                "io" if want_io else "memory", address, 8
+            ):
+                return vm, address
+        return self._vm(), 0xC000 if want_io else 0xE000_0000
+
+    def _candidate_address(self, want_io: bool) -> tuple[int, int]:
         rng = self.rng
         candidates = [
             (key[0], base, size)
@@ -376,11 +393,11 @@ class RandomOps:
             Op(OpKind.CONFIG_READ, vm=slot.vm, bdf=slot.bdf, address=rng.randrange(0x1000), width=3),
             Op(OpKind.CONFIG_READ, vm=slot.vm, bdf=slot.bdf, address=0x1002, width=2),
             Op(OpKind.CONFIG_WRITE, vm=slot.vm, bdf=slot.bdf, address=0x3, width=2, value=0),
-            Op(OpKind.MMIO_WRITE, vm=slot.vm, address=0x1000, width=2, value=0x1_0000),
+            Op(OpKind.MMIO_WRITE, vm=slot.vm, address=0xE000_1000, width=2, value=0x1_0000),
             Op(OpKind.MMIO_READ, vm=slot.vm, address=(1 << 64) - 2, width=4),
             Op(OpKind.IO_READ, vm=slot.vm, address=0xFFFF, width=2),
-            Op(OpKind.IO_READ, vm=slot.vm, address=0x80, width=8),
-            Op(OpKind.MMIO_READ, vm=slot.vm + 7, address=0x1000, width=4),
+            Op(OpKind.IO_READ, vm=slot.vm, address=0xC000, width=8),
+            Op(OpKind.MMIO_READ, vm=slot.vm + 7, address=0xE000_1000, width=4),
             Op(OpKind.MMIO_READ, vm=slot.vm, address=0xE000_0001, width=4),
         ])]  # fmt: skip
 
