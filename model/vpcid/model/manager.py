@@ -247,9 +247,9 @@ class DataManager:
 
     @staticmethod
     def _check_config_access(bdf: Bdf, offset: int, width: int) -> None:
-        _check_int("offset", offset, 0xFFF)
-        if width not in CONFIG_WIDTHS or type(width) is not int:
+        if type(width) is not int or width not in CONFIG_WIDTHS:
             raise BadWidth(f"configuration accesses are 1, 2 or 4 bytes, not {width!r}")
+        _check_int("offset", offset, 0xFFF)
         if offset % 4 + width > 4:
             raise Misaligned(f"configuration access {offset:#x}+{width} crosses a dword")
 

@@ -1,0 +1,3265 @@
+"""Scenario cases: short, concrete operation sequences that check the spec's requirements.
+
+A case is a body of operations with no expectations: the suite runs it on
+the implementation and on the model (in the implementation's declared
+profile) and compares the observations op by op. A good case is one whose
+observations would differ if the implementation broke the requirement, so
+bodies read back after writes, read at BAR boundaries, read old and new
+addresses after a move, and so on.
+
+Two kinds:
+
+- **device cases** (:func:`device_cases`) exercise one device already
+  present at ``Target.bdf`` of ``Target.vm``, through guest-view operations
+  only (plus reset, save and restore where noted in ``needs``). They rely only
+  on what the target's :class:`~vpcid.model.DeviceType` declares, so they
+  also run against real devices whose types were discovered; a case whose
+  feature the device lacks is not generated.
+- **system cases** (:func:`system_cases`) start from an empty data manager
+  right after ``init`` and create VMs, plug :data:`SUITE_TYPES` by name,
+  hot-plug, snapshot and restore literal blobs (``full_api``).
+
+Addresses used by device cases: 32-bit memory BARs and the ROM in
+0xE000_0000-0xEFFF_FFFF, 64-bit memory BARs from 0x10_0000_0000, I/O BARs
+in 0xC000-0xCFFF, each naturally aligned, never in the ECAM window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from vpcid.conformance.devices import EXPRESS_SINK, KITCHEN_SINK, SUITE_TYPES
+from vpcid.conformance.trace import Op, OpKind
+from vpcid.model import Bdf, DataManager, DeviceType, Profile
+from vpcid.model import blob as blobfmt
+from vpcid.model.catalog import A100, E1000, EDU, NVME
+from vpcid.model.devicetype import BarKind, BarSpec, Capability
+from vpcid.model.manager import DEFAULT_ECAM_BASE
+from vpcid.model.profile import BarMoveWhileDecoding
+
+GROUPS = (
+    "data-structure",
+    "device-types",
+    "configuration-space",
+    "bars",
+    "decode",
+    "access",
+    "config-mechanism",
+    "ecam",
+    "hot-plug",
+    "reset",
+    "save-restore",
+    "blob",
+    "errors",
+    "variants",
+)
+"""Every case group, in report order."""
+
+SUITE_VM = 1
+"""The VM id of the default targets."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The device a single-device case exercises."""
+
+    vm: int
+    bdf: Bdf
+    dtype: DeviceType
+    ecam_base: int | None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scenario: a body of operations and the requirements it checks."""
+
+    name: str
+    group: str
+    requirements: tuple[str, ...]
+    description: str
+    ops: tuple[Op, ...]
+    needs: frozenset[OpKind]
+    full_api: bool
+
+
+# ------------------------------------------------------------------ constants
+
+CF8, CFC = 0xCF8, 0xCFC
+CMD_IO, CMD_MEM, CMD_MASTER = 0x1, 0x2, 0x4
+ROM_BAR, ROM = 0x30, 6
+ECAM_SIZE = 256 << 20
+ONES32 = 0xFFFF_FFFF
+U64 = 1 << 64
+
+_IO_START, _IO_END = 0xC000, 0xD000
+_LOW_START, _LOW_END = 0xE000_0000, 0xF000_0000
+_HIGH_START = 0x10_0000_0000
+_GAP = {"io": 0x40, "low": 0x1000, "high": 0x1000}
+_REGION = {"io": (_IO_START, _IO_END), "low": (_LOW_START, _LOW_END), "high": (_HIGH_START, U64)}
+
+
+# ------------------------------------------------------------------ BARs and their addresses
+
+
+@dataclass(frozen=True)
+class _Bar:
+    """One implemented BAR (index 0-5) or the expansion ROM (index 6) of a device type."""
+
+    index: int
+    kind: BarKind | None
+    """None for the ROM."""
+    size: int
+
+    @property
+    def is_rom(self) -> bool:
+        return self.kind is None
+
+    @property
+    def is_io(self) -> bool:
+        return self.kind is BarKind.IO
+
+    @property
+    def is64(self) -> bool:
+        return self.kind is BarKind.MEM64
+
+    @property
+    def reg(self) -> int:
+        """Configuration offset of the BAR's (lower) register."""
+        return ROM_BAR if self.is_rom else 0x10 + 4 * self.index
+
+    @property
+    def enable(self) -> int:
+        """Command bit that enables the BAR's decode."""
+        return CMD_IO if self.is_io else CMD_MEM
+
+    @property
+    def region(self) -> str:
+        return "io" if self.is_io else "high" if self.is64 else "low"
+
+    @property
+    def label(self) -> str:
+        if self.is_rom:
+            return "rom"
+        return f"{'io-bar' if self.is_io else 'bar'}{self.index}"
+
+    @property
+    def probe(self) -> int:
+        """Offset of the dword the cases use to check that data reaches the BAR."""
+        return 4 if self.size >= 8 else 0
+
+
+def _bars(dtype: DeviceType) -> list[_Bar]:
+    out = [_Bar(i, spec.kind, spec.size) for i in range(6) if (spec := dtype.bar(i)) is not None]
+    if dtype.rom is not None:
+        out.append(_Bar(ROM, None, dtype.rom.size))
+    return out
+
+
+def _align(value: int, size: int) -> int:
+    return (value + size - 1) // size * size
+
+
+@cache
+def _plan(dtype: DeviceType) -> dict[int, tuple[int, ...]]:
+    """BAR index -> (primary address, alternate address), both safe and disjoint; absent if none fit.
+
+    Memory BARs and the ROM go to 0xE000_0000-0xEFFF_FFFF (32-bit) or from
+    0x10_0000_0000 (64-bit), I/O BARs to 0xC000-0xCFFF; every address is
+    aligned to its BAR's size and separated from the region's start and from
+    the next BAR by a gap, so that the bytes just outside a BAR decode nothing
+    and still lie in the safe window.
+    """
+    cursor = {region: start + _GAP[region] for region, (start, _) in _REGION.items()}
+    placed: dict[int, list[int]] = {}
+    bars = sorted(_bars(dtype), key=lambda b: (-b.size, b.index))
+    for _round in range(2):
+        for bar in bars:
+            if _round == 1 and bar.index not in placed:
+                continue
+            region = bar.region
+            base = _align(cursor[region], bar.size)
+            if base + bar.size > _REGION[region][1]:
+                continue
+            placed.setdefault(bar.index, []).append(base)
+            cursor[region] = base + bar.size + _GAP[region]
+    return {index: tuple(addresses) for index, addresses in placed.items()}
+
+
+def _cap_offsets(dtype: DeviceType) -> list[tuple[int, Capability]]:
+    """Where each capability lies: from 0x40, dword aligned, in the type's order (R-CFG-008)."""
+    out: list[tuple[int, Capability]] = []
+    offset = 0x40
+    for cap in dtype.capabilities:
+        out.append((offset, cap))
+        offset = (offset + 2 + len(cap.body) + 3) & ~3
+    return out
+
+
+def _claimed(dtype: DeviceType) -> set[int]:
+    """Configuration bytes at or above 0x40 that a capability or a register defines."""
+    used: set[int] = set()
+    for offset, cap in _cap_offsets(dtype):
+        used.update(range(offset, offset + 2 + len(cap.body)))
+    for reg in dtype.registers:
+        used.update(range(reg.offset, reg.offset + reg.width))
+    return used
+
+
+def _unclaimed_dwords(dtype: DeviceType) -> list[int]:
+    """A few dword offsets no capability or register touches (R-CFG-010)."""
+    used = _claimed(dtype)
+    free = [d for d in range(0x40, dtype.config_size, 4) if used.isdisjoint(range(d, d + 4))]
+    low = [d for d in free if d < 0x100]
+    high = [d for d in free if d >= 0x100]
+    picked = low[:3] + low[-1:] + high[:2] + high[-1:]
+    return sorted(set(picked))
+
+
+# ------------------------------------------------------------------ building bodies
+
+
+class _Body:
+    """The operations of one case body, with helpers for VM-level operations."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+
+    def add(self, op: Op) -> None:
+        self.ops.append(op)
+
+    def create_vm(self, vm: int, ecam_base: int | None = DEFAULT_ECAM_BASE) -> None:
+        self.add(Op(OpKind.CREATE_VM, vm=vm, ecam_base=ecam_base))
+
+    def destroy_vm(self, vm: int) -> None:
+        self.add(Op(OpKind.DESTROY_VM, vm=vm))
+
+    def plug(self, vm: int, bdf: Bdf, dtype: DeviceType, ecam_base: int | None = DEFAULT_ECAM_BASE) -> _Fn:
+        self.add(Op(OpKind.PLUG, vm=vm, bdf=bdf, name=dtype.name))
+        return _Fn(self, vm, bdf, dtype, ecam_base)
+
+    def unplug(self, vm: int, bdf: Bdf) -> None:
+        self.add(Op(OpKind.UNPLUG, vm=vm, bdf=bdf))
+
+    def reset_vm(self, vm: int) -> None:
+        self.add(Op(OpKind.RESET_VM, vm=vm))
+
+    def snapshot(self, vm: int, slot: str) -> None:
+        self.add(Op(OpKind.SNAPSHOT, vm=vm, name=slot))
+
+    def restore_vm(self, vm: int, slot: str = "", data: bytes = b"") -> None:
+        self.add(Op(OpKind.RESTORE_VM, vm=vm, name=slot, data=data))
+
+    def tables(self, vm: int) -> None:
+        self.add(Op(OpKind.TABLES, vm=vm))
+
+    def ior(self, vm: int, port: int, width: int = 4) -> None:
+        self.add(Op(OpKind.IO_READ, vm=vm, address=port, width=width))
+
+    def iow(self, vm: int, port: int, width: int, value: int) -> None:
+        self.add(Op(OpKind.IO_WRITE, vm=vm, address=port, width=width, value=value))
+
+    def mr(self, vm: int, address: int, width: int = 4) -> None:
+        self.add(Op(OpKind.MMIO_READ, vm=vm, address=address, width=width))
+
+    def mw(self, vm: int, address: int, width: int, value: int) -> None:
+        self.add(Op(OpKind.MMIO_WRITE, vm=vm, address=address, width=width, value=value))
+
+
+class _Fn:
+    """Operations on one function (VM, BDF, device type), appended to a body."""
+
+    def __init__(self, body: _Body, vm: int, bdf: Bdf, dtype: DeviceType, ecam_base: int | None) -> None:
+        self.body = body
+        self.vm = vm
+        self.bdf = bdf
+        self.dtype = dtype
+        self.ecam_base = ecam_base
+        self.bars = _bars(dtype)
+        self.plan = _plan(dtype)
+
+    # --- raw operations
+    def cr(self, offset: int, width: int = 4) -> None:
+        self.body.add(Op(OpKind.CONFIG_READ, vm=self.vm, bdf=self.bdf, address=offset, width=width))
+
+    def cw(self, offset: int, width: int, value: int) -> None:
+        self.body.add(
+            Op(OpKind.CONFIG_WRITE, vm=self.vm, bdf=self.bdf, address=offset, width=width, value=value)
+        )
+
+    def ior(self, port: int, width: int = 4) -> None:
+        self.body.ior(self.vm, port, width)
+
+    def iow(self, port: int, width: int, value: int) -> None:
+        self.body.iow(self.vm, port, width, value)
+
+    def mr(self, address: int, width: int = 4) -> None:
+        self.body.mr(self.vm, address, width)
+
+    def mw(self, address: int, width: int, value: int) -> None:
+        self.body.mw(self.vm, address, width, value)
+
+    def reset(self) -> None:
+        self.body.add(Op(OpKind.RESET, vm=self.vm, bdf=self.bdf))
+
+    def save(self, slot: str) -> None:
+        self.body.add(Op(OpKind.SAVE, vm=self.vm, bdf=self.bdf, name=slot))
+
+    def restore(self, slot: str = "", data: bytes = b"") -> None:
+        self.body.add(Op(OpKind.RESTORE, vm=self.vm, bdf=self.bdf, name=slot, data=data))
+
+    # --- helpers
+    def bar(self, index: int) -> _Bar:
+        return next(b for b in self.bars if b.index == index)
+
+    def placed(self, *, rom: bool = True) -> list[_Bar]:
+        """BARs that have a safe primary address (optionally without the ROM)."""
+        return [b for b in self.bars if b.index in self.plan and (rom or not b.is_rom)]
+
+    def movable(self) -> list[_Bar]:
+        """BARs with both a primary and an alternate address."""
+        return [b for b in self.bars if len(self.plan.get(b.index, ())) == 2]
+
+    def addr(self, bar: _Bar, which: int = 0) -> int:
+        return self.plan[bar.index][which]
+
+    def command(self, value: int) -> None:
+        self.cw(0x04, 2, value)
+
+    def program(self, bar: _Bar, address: int, *, rom_enable: bool = True) -> None:
+        """Write a BAR's register(s) like firmware: lower dword, then upper (R-BAR-003, R-BAR-005)."""
+        if bar.is_rom:
+            self.cw(ROM_BAR, 4, (address & ONES32) | int(rom_enable))
+            return
+        self.cw(bar.reg, 4, address & ONES32)
+        if bar.is64:
+            self.cw(bar.reg + 4, 4, address >> 32)
+
+    def read_reg(self, bar: _Bar) -> None:
+        self.cr(bar.reg)
+        if bar.is64:
+            self.cr(bar.reg + 4)
+
+    def rd(self, bar: _Bar, address: int, width: int = 4) -> None:
+        """Read ``width`` bytes at ``address`` in the BAR's space (I/O or memory)."""
+        if bar.is_io:
+            self.ior(address, width)
+        else:
+            self.mr(address, width)
+
+    def wr(self, bar: _Bar, address: int, width: int, value: int) -> None:
+        if bar.is_io:
+            self.iow(address, width, value)
+        else:
+            self.mw(address, width, value)
+
+    def poke(self, bar: _Bar, base: int, value: int) -> None:
+        self.wr(bar, base + bar.probe, 4, value)
+
+    def peek(self, bar: _Bar, base: int) -> None:
+        self.rd(bar, base + bar.probe, 4)
+
+    def cf8_value(self, offset: int, *, enable: bool = True, bdf: Bdf | None = None) -> int:
+        """The 0xCF8 value selecting ``offset`` of ``bdf`` (default: this function) (R-CAM-004)."""
+        b = bdf or self.bdf
+        return (
+            (0x8000_0000 if enable else 0) | b.bus << 16 | b.device << 11 | b.function << 8 | (offset & 0xFC)
+        )
+
+    def cf8(self, offset: int, *, enable: bool = True, bdf: Bdf | None = None, extra: int = 0) -> None:
+        self.iow(CF8, 4, self.cf8_value(offset, enable=enable, bdf=bdf) | extra)
+
+    def ecam(self, offset: int, bdf: Bdf | None = None) -> int:
+        """MMIO address of ``offset`` of ``bdf`` in the ECAM window (R-ECAM-002)."""
+        assert self.ecam_base is not None
+        b = bdf or self.bdf
+        return self.ecam_base + (b.bus << 20 | b.device << 15 | b.function << 12 | offset)
+
+
+def _make(
+    name: str, group: str, requirements: Iterable[str], description: str, body: _Body, *, full_api: bool
+) -> Case:
+    assert group in GROUPS, group
+    ops = tuple(body.ops)
+    return Case(
+        name, group, tuple(requirements), description, ops, frozenset(op.kind for op in ops), full_api
+    )
+
+
+def _absent(bdf: Bdf) -> Bdf:
+    """A BDF on a bus the cases never populate."""
+    return Bdf(0xFE if bdf.bus != 0xFE else 0xFD, 0x1F, 7)
+
+
+# ================================================================== device cases
+
+
+class _Dev:
+    """Context for the device-case builders of one target."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.out: list[Case] = []
+        self._body: _Body | None = None
+
+    def start(self) -> _Fn:
+        """Begin a new case body; returns the target's function handle."""
+        self._body = _Body()
+        t = self.target
+        return _Fn(self._body, t.vm, t.bdf, t.dtype, t.ecam_base)
+
+    def done(self, name: str, group: str, requirements: Iterable[str], description: str) -> None:
+        assert self._body is not None
+        self.out.append(_make(name, group, requirements, description, self._body, full_api=False))
+        self._body = None
+
+
+# ---------------------------------------------------------------- data structure
+
+
+def _ds_windows(d: _Dev) -> None:
+    """R-DS-006, R-DS-009, R-DT-004, R-ACC-009: a BAR decodes exactly its range, and moves with its data."""
+    probe = d.start()
+    chosen = [b for r in ("low", "high", "io") for b in [x for x in probe.movable() if x.region == r][:1]]
+    for bar in chosen + [b for b in probe.movable() if b.is_rom]:
+        f = d.start()
+        first, second = f.addr(bar, 0), f.addr(bar, 1)
+        last = bar.size - 4
+        f.program(bar, first)
+        f.command(bar.enable)
+        if not bar.is_rom:
+            f.wr(bar, first, 4, 0x1111_0000 | bar.index)
+            f.wr(bar, first + last, 4, 0x2222_0000 | bar.index)
+            f.poke(bar, first, 0x3333_0000 | bar.index)
+        for a in (first - 4, first, first + last, first + bar.size):
+            f.rd(bar, a)
+        if bar.size >= 16 and not bar.is_rom:
+            f.rd(bar, first + 8)  # never written: reads as the behaviour's initial state
+        f.command(0)
+        f.program(bar, second)
+        f.command(bar.enable)
+        for a in (first, first + last, second - 4, second, second + last, second + bar.size):
+            f.rd(bar, a)
+        f.peek(bar, second)
+        f.read_reg(bar)
+        d.done(
+            f"tables-exact-{bar.label}",
+            "data-structure",
+            ("R-DS-006", "R-DS-009", "R-DT-004", "R-ACC-009", "R-DEC-005", "R-DEC-010"),
+            f"{bar.label} decodes exactly [base, base+size) and, moved while disabled, only at its new "
+            "base, carrying its contents at the same offsets",
+        )
+
+
+def _ds_all_bars(d: _Dev) -> None:
+    """R-DS-006, R-DS-009: every BAR decoding at once, each at its own address, each first and last byte."""
+    f = d.start()
+    bars = f.placed()
+    if len(bars) < 2:
+        return
+    f.command(0)
+    for bar in bars:
+        f.program(bar, f.addr(bar))
+    f.command(CMD_IO | CMD_MEM)
+    for n, bar in enumerate(bars):
+        if not bar.is_rom:
+            f.poke(bar, f.addr(bar), 0xA000_0000 | n)
+    for bar in bars:
+        base = f.addr(bar)
+        f.peek(bar, base)
+        f.rd(bar, base, 1)
+        f.rd(bar, base + bar.size - 1, 1)
+        f.rd(bar, base + bar.size, 1)
+    d.done(
+        "tables-all-bars",
+        "data-structure",
+        ("R-DS-006", "R-DS-009", "R-DEC-001", "R-DEC-002"),
+        "all BARs decode at once, each only over its own range, and each keeps its own data",
+    )
+
+
+# ---------------------------------------------------------------- device types
+
+
+def _dt_identity(d: _Dev) -> None:
+    """R-DT-001, R-CFG-002, R-CFG-011: the header shows every identity field the type supplies."""
+    f = d.start()
+    for offset in range(0, 0x40, 4):
+        f.cr(offset)
+    f.cr(0x0E, 1)
+    f.cr(0x3D, 1)
+    d.done(
+        "identity-header",
+        "device-types",
+        ("R-DT-001", "R-CFG-002", "R-CFG-011", "R-BAR-008"),
+        "the power-on header holds the type's IDs, class, header type, BAR type bits and pin",
+    )
+
+
+def _dt_bar_data(d: _Dev) -> None:
+    """R-DT-003, R-DT-004: accesses routed to a BAR reach its behaviour with offsets from the base."""
+    f = d.start()
+    bars = f.placed(rom=False)
+    if not bars:
+        return
+    f.command(0)
+    for bar in bars:
+        f.program(bar, f.addr(bar))
+    f.command(CMD_IO | CMD_MEM)
+    for n, bar in enumerate(bars):
+        base = f.addr(bar)
+        f.peek(bar, base)
+        f.poke(bar, base, 0x5EED_0000 | n)
+        f.peek(bar, base)
+        f.rd(bar, base, 4)
+        f.rd(bar, base + bar.size - 4, 4)
+        f.wr(bar, base + bar.size - 4, 4, 0x0BAD_F00D)
+        f.rd(bar, base + bar.size - 4, 4)
+        f.rd(bar, base + bar.probe, 2)
+    d.done(
+        "bar-behaviour",
+        "device-types",
+        ("R-DT-003", "R-DT-004", "R-ACC-009"),
+        "each BAR's accesses reach the type's behaviour (memory-like by default) at the right offsets",
+    )
+
+
+# ---------------------------------------------------------------- configuration space
+
+
+def _cfg_header(d: _Dev) -> None:
+    """R-CFG-002, R-CFG-003, R-CFG-011: identity and fixed-zero header fields ignore writes."""
+    f = d.start()
+    for offset in (0x00, 0x08, 0x2C):
+        f.cr(offset)
+        f.cw(offset, 4, ONES32)
+        f.cr(offset)
+        f.cw(offset, 4, 0)
+        f.cr(offset)
+    for offset, width in (
+        (0x0D, 1),
+        (0x0E, 1),
+        (0x0F, 1),
+        (0x28, 4),
+        (0x34, 1),
+        (0x35, 1),
+        (0x36, 2),
+        (0x38, 4),
+        (0x3D, 1),
+        (0x3E, 2),
+    ):
+        f.cw(offset, width, (1 << (8 * width)) - 1)
+        f.cr(offset, width)
+    f.cr(0x0C)
+    f.cr(0x34)
+    f.cr(0x3C)
+    d.done(
+        "read-only-header-fields",
+        "configuration-space",
+        ("R-CFG-002", "R-CFG-003", "R-CFG-011", "R-CFG-001"),
+        "IDs, revision, class, header type, subsystem IDs, capability pointer, pin and the fixed-zero "
+        "fields keep their values when written with ones and zeros",
+    )
+
+
+def _cfg_command(d: _Dev) -> None:
+    """R-CFG-004..R-CFG-006: command keeps exactly its writable bits; status bits never get set by writes."""
+    f = d.start()
+    f.cr(0x04)
+    for value in (0xFFFF, 0x5555, 0xAAAA, 0):
+        f.cw(0x04, 2, value)
+        f.cr(0x04, 2)
+    f.cw(0x05, 1, 0xFF)
+    f.cr(0x04, 2)
+    f.cw(0x04, 1, 0xFF)
+    f.cr(0x04, 2)
+    f.cw(0x04, 2, 0)
+    for value in (0xFFFF, 0xF900, 0x0010, 0):
+        f.cw(0x06, 2, value)
+        f.cr(0x06, 2)
+    f.cw(0x04, 4, 0xFFFF_0000)
+    f.cr(0x04)
+    f.cw(0x07, 1, 0xFF)
+    f.cw(0x06, 1, 0xFF)
+    f.cr(0x04)
+    d.done(
+        "command-and-status",
+        "configuration-space",
+        ("R-CFG-004", "R-CFG-005", "R-CFG-006", "R-CFG-001"),
+        "command starts at zero and keeps exactly the type's writable bits; status shows the "
+        "capability-list bit iff the type has capabilities and no write sets a bit",
+    )
+
+
+def _cfg_writable_header(d: _Dev) -> None:
+    """R-CFG-007, R-CFG-001: cache line size and interrupt line are fully writable, zero at power-on."""
+    f = d.start()
+    f.cr(0x0C, 1)
+    f.cr(0x3C, 1)
+    f.cw(0x0C, 1, 0xA5)
+    f.cw(0x3C, 1, 0x5A)
+    f.cr(0x0C)
+    f.cr(0x3C)
+    f.cw(0x0C, 4, ONES32)
+    f.cw(0x3C, 4, ONES32)
+    f.cr(0x0C)
+    f.cr(0x3C)
+    f.cw(0x0C, 2, 0x0010)
+    f.cw(0x3C, 2, 0x000B)
+    f.cr(0x0C, 1)
+    f.cr(0x0D, 1)
+    f.cr(0x3C, 2)
+    f.cw(0x3C, 1, 0)
+    f.cr(0x3C)
+    d.done(
+        "cache-line-and-interrupt-line",
+        "configuration-space",
+        ("R-CFG-007", "R-CFG-001"),
+        "cache line size and interrupt line start at zero, take any byte, and writes change only "
+        "the bytes they cover",
+    )
+
+
+def _cfg_capabilities(d: _Dev) -> None:
+    """R-CFG-008, R-CFG-001: the capability chain and each capability's masks."""
+    caps = _cap_offsets(d.target.dtype)
+    if not caps:
+        f = d.start()
+        f.cr(0x34, 1)
+        f.cr(0x06, 2)
+        f.cr(0x40)
+        f.cw(0x40, 4, ONES32)
+        f.cr(0x40)
+        d.done(
+            "capability-list-empty",
+            "configuration-space",
+            ("R-CFG-008", "R-CFG-005"),
+            "without capabilities the pointer is zero and status bit 4 is clear",
+        )
+        return
+    for k, (offset, cap) in enumerate(caps):
+        dwords = list(range(offset, offset + 2 + len(cap.body), 4))
+        for part in range(0, len(dwords), 10):
+            chunk = dwords[part : part + 10]
+            f = d.start()
+            if k == 0 and part == 0:
+                f.cr(0x34, 1)
+                f.cr(0x06, 2)
+            if part == 0:
+                f.cr(offset, 2)
+            for value in (ONES32, 0, 0x5AA5_5AA5):
+                for dw in chunk:
+                    f.cr(dw)
+                    f.cw(dw, 4, value)
+                    f.cr(dw)
+            f.cw(offset, 1, 0xFF)
+            f.cw(offset + 1, 1, 0xFF)
+            f.cr(offset, 2)
+            suffix = f"-part{part // 10}" if len(dwords) > 10 else ""
+            d.done(
+                f"capability-{k}-id-{cap.cap_id:02x}{suffix}",
+                "configuration-space",
+                ("R-CFG-008", "R-CFG-001"),
+                f"capability {k} (ID {cap.cap_id:#04x}) sits in the chain from 0x40 with read-only "
+                "ID and next bytes, and its body follows its writable and RW1C masks",
+            )
+
+
+def _cfg_size(d: _Dev) -> None:
+    """R-CFG-009, R-CFG-010: bytes past the function's space read all ones; unclaimed bytes read zero."""
+    f = d.start()
+    dtype = d.target.dtype
+    if not dtype.express:
+        for offset, width in (
+            (0x100, 1),
+            (0x100, 2),
+            (0x100, 4),
+            (0x102, 2),
+            (0x103, 1),
+            (0x800, 4),
+            (0xFFC, 4),
+            (0xFFF, 1),
+        ):
+            f.cr(offset, width)
+        f.cw(0x100, 4, 0x1234_5678)
+        f.cr(0x100)
+        f.cw(0xFFC, 4, 0)
+        f.cr(0xFFC)
+    for dw in _unclaimed_dwords(dtype):
+        f.cr(dw)
+        f.cw(dw, 4, ONES32)
+        f.cr(dw)
+        f.cw(dw + 3, 1, 0xFF)
+        f.cr(dw + 2, 2)
+    if len(f.body.ops) < 3:
+        return
+    d.done(
+        "space-size-and-unclaimed-bytes",
+        "configuration-space",
+        ("R-CFG-009", "R-CFG-010"),
+        f"a {dtype.config_size}-byte function reads all ones beyond its space and zero at unclaimed "
+        "bytes, ignoring writes to both",
+    )
+
+
+def _cfg_registers(d: _Dev) -> None:
+    """R-CFG-012, R-CFG-001: device-specific registers follow their class (RO, RW, RW1C, reserved)."""
+    regs = d.target.dtype.registers
+    for part in range(0, len(regs), 5):
+        f = d.start()
+        for reg in regs[part : part + 5]:
+            full = (1 << (8 * reg.width)) - 1
+            f.cr(reg.offset, reg.width)
+            for value in (0x5A5A_5A5A & full, full, 0):
+                f.cw(reg.offset, reg.width, value)
+                f.cr(reg.offset, reg.width)
+            if reg.width > 1:
+                f.cw(reg.offset, 4 if reg.width == 4 else reg.width, full)
+                f.cw(reg.offset, 1, 0xA5)
+                f.cr(reg.offset, reg.width)
+        suffix = f"-{part // 5}" if len(regs) > 5 else ""
+        classes = ", ".join(sorted({r.cls.value for r in regs[part : part + 5]}))
+        d.done(
+            f"device-specific-registers{suffix}",
+            "configuration-space",
+            ("R-CFG-012", "R-CFG-001"),
+            f"device-specific registers ({classes}) start at their initial values and follow their "
+            "class on every write",
+        )
+
+
+# ---------------------------------------------------------------- BAR registers
+
+
+def _bar_registers(d: _Dev) -> None:
+    """R-BAR-001..R-BAR-003, R-BAR-005..R-BAR-008: sizing, type bits and dropped low bits of each BAR."""
+    f0 = d.start()
+    for bar in f0.bars:
+        f = d.start()
+        f.read_reg(bar)
+        if bar.is_rom:
+            for value in (0xFFFF_FFFE, ONES32, 0x7FE, 0):
+                f.cw(ROM_BAR, 4, value)
+                f.cr(ROM_BAR)
+            if bar.index in f.plan:
+                f.cw(ROM_BAR, 4, f.addr(bar) | 0x7FF)
+                f.cr(ROM_BAR)
+                f.cr(ROM_BAR, 1)
+                f.cr(ROM_BAR + 2, 2)
+            f.cw(ROM_BAR, 4, 0)
+            f.cr(ROM_BAR)
+            d.done(
+                "register-rom",
+                "bars",
+                ("R-BAR-007", "R-BAR-001", "R-BAR-008"),
+                "the ROM BAR sizes as its address bits at and above the ROM size plus the enable bit, "
+                "with bits 10:1 reading zero",
+            )
+            continue
+        f.cw(bar.reg, 4, ONES32)
+        f.cr(bar.reg)
+        if bar.is64:
+            f.cw(bar.reg + 4, 4, ONES32)
+            f.read_reg(bar)
+        f.cw(bar.reg, 4, 0)
+        f.cr(bar.reg)
+        if bar.is64:
+            f.cw(bar.reg + 4, 4, 0)
+            f.cr(bar.reg + 4)
+        if bar.index in f.plan:
+            base = f.addr(bar)
+            junk = (bar.size - 1) & ONES32
+            f.cw(bar.reg, 4, (base & ONES32) | junk)
+            f.cr(bar.reg)
+            f.cr(bar.reg, 1)
+            f.cr(bar.reg + 2, 2)
+            if bar.is64:
+                f.cw(bar.reg + 4, 4, (base >> 32) | ((bar.size - 1) >> 32))
+                f.cr(bar.reg + 4)
+        f.cw(bar.reg, 4, 0xF)
+        f.cr(bar.reg)
+        reqs = ["R-BAR-001", "R-BAR-002", "R-BAR-003", "R-BAR-008"]
+        reqs += ["R-BAR-005"] if bar.is64 else ["R-BAR-006"] if bar.is_io else []
+        d.done(
+            f"register-{bar.label}",
+            "bars",
+            reqs,
+            f"{bar.label} ({bar.kind}, {bar.size:#x} bytes) reads its type bits, sizes as ~(size-1) "
+            "and drops written address bits below its size",
+        )
+
+
+def _bar_unimplemented(d: _Dev) -> None:
+    """R-BAR-004: unimplemented BAR slots read zero and ignore writes."""
+    dtype = d.target.dtype
+    slots = [
+        i
+        for i in range(6)
+        if dtype.bar(i) is None
+        and not (i > 0 and (p := dtype.bar(i - 1)) is not None and p.kind is BarKind.MEM64)
+    ]
+    if not slots:
+        return
+    f = d.start()
+    for i in slots:
+        f.cr(0x10 + 4 * i)
+        f.cw(0x10 + 4 * i, 4, ONES32)
+        f.cr(0x10 + 4 * i)
+        f.cw(0x10 + 4 * i, 2, 0xC001)
+        f.cr(0x10 + 4 * i)
+    d.done(
+        "unimplemented-slots",
+        "bars",
+        ("R-BAR-004",),
+        "BAR slots the type does not implement read zero and ignore writes",
+    )
+
+
+def _bar_io_high_bits(d: _Dev) -> None:
+    """R-BAR-006, R-DEC-006: an I/O BAR keeps bits 31:16 but decodes only below 64 KiB."""
+    f = d.start()
+    bars = [b for b in f.placed(rom=False) if b.is_io]
+    if not bars:
+        return
+    bar = bars[0]
+    base = f.addr(bar)
+    f.cw(bar.reg, 4, 0x0001_0000 | base)
+    f.cr(bar.reg)
+    f.command(CMD_IO)
+    f.wr(bar, base + bar.probe, 4, 0x1234_5678)
+    f.peek(bar, base)
+    f.command(0)
+    f.cw(bar.reg, 4, base)
+    f.cr(bar.reg)
+    f.command(CMD_IO)
+    f.peek(bar, base)
+    f.cw(bar.reg, 4, 0xFFFF_0000 | base)
+    f.cr(bar.reg)
+    f.peek(bar, base)
+    d.done(
+        f"high-address-bits-{bar.label}",
+        "bars",
+        ("R-BAR-006", "R-DEC-006", "R-DEC-005"),
+        "an I/O BAR keeps written bits 31:16 and does not decode while its address is at or above 64 KiB",
+    )
+
+
+def _bar_rom(d: _Dev) -> None:
+    """R-BAR-007: ROM contents, zero past their end, writes ignored; absent ROM reads zero."""
+    f = d.start()
+    rom = d.target.dtype.rom
+    if rom is None:
+        f.cr(ROM_BAR)
+        f.cw(ROM_BAR, 4, ONES32)
+        f.cr(ROM_BAR)
+        f.cw(ROM_BAR, 4, 0xE000_0001)
+        f.cr(ROM_BAR)
+        f.cr(ROM_BAR + 1, 1)
+        d.done(
+            "rom-absent",
+            "bars",
+            ("R-BAR-007",),
+            "without an expansion ROM the ROM BAR reads zero and ignores writes",
+        )
+        return
+    bar = f.bar(ROM)
+    if ROM not in f.plan:
+        return
+    base = f.addr(bar)
+    f.program(bar, base)
+    f.command(CMD_MEM)
+    f.mr(base, 4)
+    f.mr(base, 8)
+    f.mr(base + 1, 2)
+    end = len(rom.contents)
+    for offset in sorted({max(end - 4, 0), end & ~3, rom.size - 8}):
+        if offset + 8 <= rom.size:
+            f.mr(base + offset, 8)
+    f.mw(base, 4, 0xDEAD_BEEF)
+    f.mw(base + rom.size - 4, 4, 0xDEAD_BEEF)
+    f.mr(base)
+    f.mr(base + rom.size - 4)
+    f.mr(base + rom.size)
+    d.done(
+        "rom-contents",
+        "bars",
+        ("R-BAR-007", "R-DEC-003"),
+        "a decoding ROM reads its contents, zero past their end, and ignores writes",
+    )
+
+
+# ---------------------------------------------------------------- decode
+
+
+def _dec_enable(d: _Dev) -> None:
+    """R-DEC-001, R-DEC-002, R-ACC-004: a BAR decodes only while its command bit is set."""
+    for kind, bit, other, req in (
+        ("io", CMD_IO, CMD_MEM, "R-DEC-001"),
+        ("memory", CMD_MEM, CMD_IO, "R-DEC-002"),
+    ):
+        f = d.start()
+        bars = [b for b in f.placed(rom=False) if b.is_io == (kind == "io")]
+        if not bars:
+            continue
+        for bar in bars:
+            f.program(bar, f.addr(bar))
+        for bar in bars:
+            f.poke(bar, f.addr(bar), 0x0D15_AB1E)  # dropped: nothing decodes yet
+            f.peek(bar, f.addr(bar))
+        f.command(other | CMD_MASTER)
+        for bar in bars:
+            f.peek(bar, f.addr(bar))
+        f.command(bit)
+        for n, bar in enumerate(bars):
+            f.peek(bar, f.addr(bar))
+            f.poke(bar, f.addr(bar), 0xE4AB_1E00 | n)
+            f.peek(bar, f.addr(bar))
+        f.command(0)
+        for bar in bars:
+            f.peek(bar, f.addr(bar))
+        f.command(bit | other)
+        for bar in bars:
+            f.peek(bar, f.addr(bar))
+        name = "io-bar-enable" if kind == "io" else "memory-enable"
+        d.done(
+            name,
+            "decode",
+            (req, "R-ACC-004", "R-DEC-009"),
+            f"{kind} BARs decode only while command bit {bit.bit_length() - 1} is set; data written "
+            "while they do not decode is dropped",
+        )
+
+
+def _dec_rom_enable(d: _Dev) -> None:
+    """R-DEC-003: the ROM decodes only while command memory space and its enable bit are both set."""
+    f = d.start()
+    if d.target.dtype.rom is None or ROM not in f.plan:
+        return
+    bar = f.bar(ROM)
+    base = f.addr(bar)
+    f.program(bar, base, rom_enable=False)
+    f.command(CMD_MEM)
+    f.mr(base)
+    f.command(0)
+    f.program(bar, base, rom_enable=True)
+    f.mr(base)
+    f.command(CMD_IO)
+    f.mr(base)
+    f.command(CMD_MEM)
+    f.mr(base)
+    f.mr(base + 4)
+    f.cw(ROM_BAR, 1, 0)  # clear the enable bit only (the address bytes are untouched)
+    f.cr(ROM_BAR)
+    f.mr(base)
+    f.cw(ROM_BAR, 1, 1)
+    f.mr(base)
+    d.done(
+        "rom-enable",
+        "decode",
+        ("R-DEC-003", "R-BAR-007"),
+        "the ROM decodes only while both command bit 1 and its enable bit are set",
+    )
+
+
+def _dec_address_zero(d: _Dev) -> None:
+    """R-DEC-004: a BAR whose address is zero does not decode (its contents stay)."""
+    f = d.start()
+    bars = f.placed(rom=False)
+    if not bars:
+        return
+    bar = bars[0]
+    base = f.addr(bar)
+    f.program(bar, base)
+    f.command(bar.enable)
+    f.poke(bar, base, 0x2E40_0000)
+    f.peek(bar, base)
+    f.command(0)
+    f.program(bar, 0)
+    f.read_reg(bar)
+    f.command(bar.enable)
+    f.peek(bar, base)
+    f.command(0)
+    f.program(bar, base)
+    f.command(bar.enable)
+    f.peek(bar, base)
+    d.done(
+        f"address-zero-{bar.label}",
+        "decode",
+        ("R-DEC-004", "R-DEC-010"),
+        "a BAR programmed to address zero decodes nowhere; programmed back, it shows its old data",
+    )
+
+
+def _dec_move_while_decoding(d: _Dev) -> None:
+    """R-DEC-005 (V-BAR-MOVE): writing the register of a decoding BAR, then re-enabling decode."""
+    f0 = d.start()
+    chosen: list[_Bar] = []
+    for region in ("low", "high", "io"):
+        chosen += [b for b in f0.movable() if b.region == region and not b.is_rom][:1]
+    for bar in chosen[:1] + [b for b in f0.movable() if b.is_rom]:
+        f = d.start()
+        first, second = f.addr(bar, 0), f.addr(bar, 1)
+        f.program(bar, first)
+        f.command(bar.enable)
+        if not bar.is_rom:
+            f.poke(bar, first, 0x4D0F_E000 | bar.index)
+        f.peek(bar, first)
+        f.program(bar, second)
+        f.read_reg(bar)
+        f.peek(bar, first)
+        f.peek(bar, second)
+        f.command(bar.enable | CMD_MASTER)  # decode stays enabled: not a re-enable
+        f.peek(bar, first)
+        f.peek(bar, second)
+        f.command(0)
+        f.peek(bar, first)
+        f.peek(bar, second)
+        f.command(bar.enable)
+        f.peek(bar, first)
+        f.peek(bar, second)
+        f.read_reg(bar)
+        d.done(
+            f"move-while-decoding-{bar.label}",
+            "decode",
+            ("R-DEC-005", "R-DEC-009", "R-DEC-010"),
+            f"rewriting {bar.label} while it decodes moves it at once (default), on the next decode "
+            "enable (deferred), or not at all (ignored)",
+        )
+
+
+def _dec_64bit_halves(d: _Dev) -> None:
+    """R-DEC-007: a 64-bit BAR written one dword at a time decodes at the half-updated address."""
+    f0 = d.start()
+    for bar in [b for b in f0.movable() if b.is64][:2]:
+        f = d.start()
+        first, second = f.addr(bar, 0), f.addr(bar, 1)
+        half = (first & ~ONES32) | (second & ONES32)
+        f.program(bar, first)
+        f.command(CMD_MEM)
+        f.poke(bar, first, 0x64B1_7000 | bar.index)
+        f.cw(bar.reg, 4, second & ONES32)
+        for a in sorted({first, half, second}):
+            f.peek(bar, a)
+        f.cw(bar.reg + 4, 4, second >> 32)
+        for a in sorted({first, half, second}):
+            f.peek(bar, a)
+        f.read_reg(bar)
+        f.command(0)
+        f.cw(bar.reg + 4, 4, first >> 32)
+        f.cw(bar.reg, 4, first & ONES32)
+        f.command(CMD_MEM)
+        f.peek(bar, first)
+        d.done(
+            f"64bit-halves-{bar.label}",
+            "decode",
+            ("R-DEC-007", "R-BAR-005", "R-DEC-005"),
+            "a decoding 64-bit BAR written lower dword then upper dword decodes at the half-updated "
+            "address in between",
+        )
+
+
+def _dec_other_writes(d: _Dev) -> None:
+    """R-DEC-009: configuration writes that touch neither command nor BARs, and BAR data, never reroute."""
+    f = d.start()
+    bars = f.placed(rom=False)
+    if not bars:
+        return
+    bar = bars[0]
+    base = f.addr(bar)
+    f.program(bar, base)
+    f.command(bar.enable)
+    f.poke(bar, base, 0x0F0F_0F0F)
+    writes: list[tuple[int, int, int]] = [
+        (0x0C, 1, 0x10),
+        (0x3C, 1, 0x0B),
+        (0x06, 2, 0xFFFF),
+        (0x2C, 4, 0),
+        (0x28, 4, ONES32),
+    ]
+    writes += [(off, 4, ONES32) for off, _ in _cap_offsets(d.target.dtype)[:2]]
+    writes += [(r.offset, r.width, (1 << (8 * r.width)) - 1) for r in d.target.dtype.registers[:2]]
+    for offset, width, value in writes:
+        f.cw(offset, width, value)
+        f.peek(bar, base)
+    f.wr(bar, base, 4, 0x0000_0000)
+    f.command(bar.enable)  # rewriting the same command value is not a new enable
+    f.peek(bar, base)
+    f.read_reg(bar)
+    d.done(
+        f"routing-unchanged-{bar.label}",
+        "decode",
+        ("R-DEC-009", "R-DEC-010"),
+        "writes to other configuration fields and to BAR contents leave routing unchanged",
+    )
+
+
+def _dec_overlap_rom(d: _Dev) -> None:
+    """R-DEC-008 (V-OVERLAP): a ROM enabled on top of a decoding memory BAR of the same function."""
+    f = d.start()
+    if ROM not in f.plan:
+        return
+    rom = f.bar(ROM)
+    mems = [b for b in f.placed(rom=False) if b.region == "low"]
+    if not mems:
+        return
+    bar = mems[0]
+    big = bar if bar.size >= rom.size else rom
+    at = f.addr(big)
+    f.program(bar, at)
+    f.program(rom, at, rom_enable=False)
+    f.command(CMD_MEM)
+    f.mw(at, 4, 0x0E41_A900)
+    f.mr(at)
+    f.cw(ROM_BAR, 4, at | 1)  # the ROM begins decoding after the BAR
+    f.mr(at)
+    f.mr(at + 4)
+    f.mw(at, 4, 0x0E41_A911)
+    f.read_reg(bar)
+    f.cr(ROM_BAR)
+    f.cw(ROM_BAR, 4, at)  # ROM disabled again: only the BAR decodes
+    f.mr(at)
+    d.done(
+        f"overlap-rom-{bar.label}",
+        "decode",
+        ("R-DEC-008", "R-BAR-007", "R-DEC-003"),
+        "where the ROM and a BAR of the same function overlap, the BAR wins (lowest-bdf: ROM last) "
+        "or the ROM (last-mapped), and configuration space is unchanged",
+    )
+
+
+def _dec_overlap_bars(d: _Dev) -> None:
+    """R-DEC-008 (V-OVERLAP): two BARs of one function made to overlap by moving the higher one."""
+    f0 = d.start()
+    for region in ("io", "low", "high"):
+        bars = [b for b in f0.movable() if b.region == region and not b.is_rom]
+        if len(bars) < 2:
+            continue
+        low_i, high_i = bars[0], bars[1]
+        f = d.start()
+        at = f.addr(low_i if low_i.size >= high_i.size else high_i, 0)
+        other = f.addr(high_i, 1)
+        off = max(low_i.probe, high_i.probe) if min(low_i.size, high_i.size) >= 8 else 0
+        f.program(low_i, at)
+        f.program(high_i, other)
+        f.command(low_i.enable)
+        f.wr(low_i, at + off, 4, 0x1000_0000 | low_i.index)
+        f.wr(high_i, other + off, 4, 0x2000_0000 | high_i.index)
+        f.program(high_i, at)  # moved onto the lower BAR while decoding
+        f.rd(low_i, at + off)
+        f.wr(low_i, at + off + 0, 2, 0x3333)
+        f.read_reg(low_i)
+        f.read_reg(high_i)
+        f.command(0)
+        f.program(high_i, other)
+        f.command(low_i.enable)
+        f.rd(low_i, at + off)
+        f.rd(high_i, other + off)
+        d.done(
+            f"overlap-{low_i.label}-{high_i.label}",
+            "decode",
+            ("R-DEC-008", "R-DEC-005"),
+            f"when {high_i.label} is moved onto {low_i.label}, the lower index wins by default and "
+            "the most recently mapped under last-mapped",
+        )
+        return
+
+
+# ---------------------------------------------------------------- access
+
+
+def _first(f: _Fn, region: str) -> _Bar | None:
+    bars = [b for b in f.placed(rom=False) if b.region == region]
+    return bars[0] if bars else None
+
+
+def _acc_byte_order(d: _Dev) -> None:
+    """R-ACC-007, R-ACC-001: values are little-endian at every allowed width."""
+    f = d.start()
+    f.cw(0x3C, 2, 0xFF5A)
+    for width in (1, 2, 4):
+        f.cr(0x3C, width)
+    bars = [b for r in ("low", "high", "io") if (b := _first(f, r)) is not None][:2]
+    for bar in bars:
+        f.program(bar, f.addr(bar))
+    f.command(CMD_IO | CMD_MEM)
+    for bar in bars:
+        base = f.addr(bar) + bar.probe
+        f.wr(bar, base, 4, 0x4433_2211)
+        f.rd(bar, base)
+        for k in range(4):
+            f.rd(bar, base + k, 1)
+        f.rd(bar, base, 2)
+        f.rd(bar, base + 2, 2)
+        end = f.addr(bar) + bar.size
+        for width in (1, 2, 4, 8) if not bar.is_io else (1, 2):
+            f.wr(bar, end - width, width, (1 << (8 * width)) - 2)
+            f.rd(bar, end - width, width)
+        if not bar.is_io and bar.size >= 16:
+            f.mw(f.addr(bar) + 8, 8, 0x8877_6655_4433_2211)
+            f.mr(f.addr(bar) + 8, 8)
+            f.mr(f.addr(bar) + 12, 4)
+            f.mw(f.addr(bar) + 12, 1, 0xEE)
+            f.mr(f.addr(bar) + 8, 8)
+    d.done(
+        "byte-order-and-widths",
+        "access",
+        ("R-ACC-007", "R-ACC-001", "R-DT-004"),
+        "byte k of an access is bits 8k+7:8k of its value, for configuration, I/O and MMIO accesses "
+        "of every allowed width",
+    )
+
+
+def _acc_unmapped(d: _Dev) -> None:
+    """R-ACC-004 (V-UNMAPPED-MMIO): unmapped reads return ones (or zeros for MMIO); writes vanish."""
+    f = d.start()
+    bars = [b for r in ("low", "high", "io") if (b := _first(f, r)) is not None]
+    if not bars:
+        return
+    for bar in bars:
+        base = f.addr(bar)
+        f.program(bar, base)
+        widths = (1, 2, 4) if bar.is_io else (1, 2, 4, 8)
+        for w in widths:
+            f.rd(bar, base, w)
+        f.wr(bar, base, 4, 0x1111_1111)
+    f.command(CMD_IO | CMD_MEM)
+    for bar in bars:
+        f.rd(bar, f.addr(bar), 4)
+        f.rd(bar, f.addr(bar) + bar.size, 4)
+    d.done(
+        "unmapped",
+        "access",
+        ("R-ACC-004", "R-DEC-004"),
+        "reads nothing decodes return all ones (MMIO: zeros under unmapped_mmio_read=zeros) and "
+        "writes nothing decodes are dropped",
+    )
+
+
+def _acc_straddle_edges(d: _Dev) -> None:
+    """R-ACC-005 (V-STRADDLE): accesses that run off either end of a BAR."""
+    f = d.start()
+    bars = [b for r in ("low", "io", "high") if (b := _first(f, r)) is not None][:2]
+    if not bars:
+        return
+    for bar in bars:
+        f.program(bar, f.addr(bar))
+    f.command(CMD_IO | CMD_MEM)
+    for bar in bars:
+        base, size = f.addr(bar), bar.size
+        f.wr(bar, base, 4, 0x0302_0100)
+        f.wr(bar, base + size - 4, 4, 0x7F7E_7D7C)
+        f.rd(bar, base + size - 2, 4)
+        f.rd(bar, base - 2, 4)
+        f.rd(bar, base - 1, 2)
+        f.wr(bar, base + size - 2, 4, 0xAAAA_BBBB)
+        f.wr(bar, base - 2, 4, 0xCCCC_DDDD)
+        f.rd(bar, base + size - 4, 4)
+        f.rd(bar, base, 4)
+        if not bar.is_io:
+            f.mr(base + size - 4, 8)
+            f.mr(base - 4, 8)
+    d.done(
+        "straddle-edges",
+        "access",
+        ("R-ACC-005", "R-ACC-004", "R-ACC-009"),
+        "an access running off a BAR is split into its decoded and unmapped runs (default), treated "
+        "as unmapped (reject) or served from its start address only (start-address)",
+    )
+
+
+def _acc_straddle_adjacent(d: _Dev) -> None:
+    """R-ACC-005 (V-STRADDLE), R-ACC-009: an access across two adjacent BARs reaches both."""
+    f0 = d.start()
+    for region in ("low", "io", "high"):
+        bars = sorted((b for b in f0.placed() if b.region == region), key=lambda b: (-b.size, b.index))
+        if len(bars) < 2:
+            continue
+        big, small = bars[0], bars[1]
+        f = d.start()
+        at = f.addr(big)
+        nxt = at + big.size
+        if nxt + small.size > _REGION[region][1]:
+            continue
+        f.program(big, at)
+        f.program(small, nxt)
+        f.command(CMD_IO | CMD_MEM)
+        if not big.is_rom:
+            f.wr(big, nxt - 4, 4, 0x4433_2211)
+        if not small.is_rom:
+            f.wr(small, nxt, 4, 0x8877_6655)
+        f.rd(big, nxt - 2, 4)
+        f.rd(big, nxt - 1, 2)
+        f.rd(big, nxt - 3, 4)
+        if not big.is_io:
+            f.mr(nxt - 4, 8)
+        f.wr(big, nxt - 2, 4, 0xDDCC_BBAA)
+        f.rd(big, nxt - 4, 4)
+        f.rd(small, nxt, 4)
+        d.done(
+            f"straddle-{big.label}-{small.label}",
+            "access",
+            ("R-ACC-005", "R-ACC-009"),
+            f"an access across adjacent {big.label} and {small.label} is split between them in "
+            "ascending address order (default)",
+        )
+
+
+def _acc_unaligned(d: _Dev) -> None:
+    """R-ACC-002 (V-ALIGN): unaligned I/O and MMIO accesses inside one BAR."""
+    f = d.start()
+    bars = [b for r in ("low", "high", "io") if (b := _first(f, r)) is not None]
+    bars = [b for b in bars if b.size >= 16 or b.is_io]
+    if not bars:
+        return
+    for bar in bars:
+        f.program(bar, f.addr(bar))
+    f.command(CMD_IO | CMD_MEM)
+    for bar in bars:
+        base = f.addr(bar)
+        if bar.size >= 8:
+            f.wr(bar, base + 1, 4, 0x4433_2211)
+            f.rd(bar, base + 1, 4)
+            f.rd(bar, base + 3, 2)
+            f.rd(bar, base, 4)
+            f.rd(bar, base + 4, 4)
+        else:
+            f.wr(bar, base + 1, 2, 0x2211)
+            f.rd(bar, base + 1, 2)
+            f.rd(bar, base, 4)
+        if not bar.is_io:
+            f.mw(base + 4, 8, 0x0102_0304_0506_0708)
+            f.mr(base + 4, 8)
+            f.mr(base + 2, 8)
+            f.mr(base + 8, 8)
+    d.done(
+        "unaligned",
+        "access",
+        ("R-ACC-002", "R-ACC-007"),
+        "unaligned accesses inside a BAR are performed (default) or rejected as misaligned "
+        "(alignment=natural)",
+    )
+
+
+def _acc_absent(d: _Dev) -> None:
+    """R-ACC-006: a BDF with no instance reads all ones of the access width; writes are dropped."""
+    f = d.start()
+    absent = _absent(d.target.bdf)
+    g = _Fn(f.body, f.vm, absent, f.dtype, f.ecam_base)
+    for offset, width in ((0x00, 4), (0x00, 2), (0x02, 2), (0x03, 1), (0x3C, 4), (0x100, 4), (0xFFC, 4)):
+        g.cr(offset, width)
+    g.cw(0x3C, 1, 0x5A)
+    g.cr(0x3C, 1)
+    g.cw(0x04, 2, 0x7)
+    g.cr(0x04, 2)
+    f.cr(0x00)
+    f.cr(0x3C, 1)
+    d.done(
+        "absent-function",
+        "access",
+        ("R-ACC-006", "R-DS-004"),
+        "configuration reads of an empty BDF return all ones of the access width and writes are "
+        "dropped, leaving present functions untouched",
+    )
+
+
+# ---------------------------------------------------------------- configuration mechanism #1
+
+
+def _cam_window(d: _Dev) -> None:
+    """R-CAM-004, R-ACC-007: the data window reads and writes the selected dword's bytes."""
+    f = d.start()
+    f.cf8(0x00)
+    f.ior(CFC, 4)
+    f.ior(CFC, 1)
+    f.ior(CFC + 1, 1)
+    f.ior(CFC + 2, 2)
+    f.ior(CFC + 3, 1)
+    f.ior(CFC + 1, 2)
+    f.cf8(0x08)
+    f.ior(CFC, 4)
+    f.cf8(0x2C)
+    f.ior(CFC + 2, 2)
+    f.cf8(0x3C)
+    f.iow(CFC, 1, 0x5A)
+    f.cr(0x3C)
+    f.iow(CFC, 4, 0xFFFF_FFA5)
+    f.ior(CFC, 4)
+    f.cr(0x3C)
+    f.cf8(0x0C)
+    f.iow(CFC, 1, 0x20)
+    f.iow(CFC + 2, 1, 0xFF)  # header type: read-only
+    f.iow(CFC + 1, 2, 0xFFFF)
+    f.ior(CFC, 4)
+    f.cr(0x0C)
+    d.done(
+        "data-window",
+        "config-mechanism",
+        ("R-CAM-004", "R-ACC-007", "R-CFG-001"),
+        "0xCFC-0xCFF read and write the dword 0xCF8 selects, at the port's distance from 0xCFC",
+    )
+
+
+def _cam_address_register(d: _Dev) -> None:
+    """R-CAM-001..R-CAM-003 (V-CF8-LOW, V-CF8-EXT): what 0xCF8 keeps and who reaches it."""
+    f = d.start()
+    f.ior(CF8, 4)
+    f.iow(CF8, 4, ONES32)
+    f.ior(CF8, 4)
+    f.iow(CF8, 4, 0x7F00_0003)
+    f.ior(CF8, 4)
+    f.iow(CF8, 4, f.cf8_value(0x00) | 0x3)
+    f.ior(CF8, 4)
+    f.ior(CFC, 4)
+    f.ior(CF8, 1)
+    f.ior(CF8, 2)
+    f.ior(CF8 + 1, 1)
+    f.ior(CF8 + 2, 2)
+    f.iow(CF8, 2, 0x0000)
+    f.iow(CF8 + 3, 1, 0x00)
+    f.iow(CF8 + 2, 2, 0x1234)
+    f.ior(CF8, 4)
+    f.ior(CFC, 4)
+    f.iow(CF8, 4, 0)
+    f.ior(CF8, 4)
+    d.done(
+        "address-register",
+        "config-mechanism",
+        ("R-CAM-001", "R-CAM-002", "R-CAM-003"),
+        "only dword accesses at 0xCF8 reach the address register, which keeps bit 31 and bits 23:2 "
+        "(all bits when latched) and reads back what it kept",
+    )
+
+
+def _cam_extended_and_enable(d: _Dev) -> None:
+    """R-CAM-004 (V-CF8-EXT), R-CAM-005: bits 27:24 and the enable bit of 0xCF8."""
+    f = d.start()
+    express = d.target.dtype.express
+    if express:
+        f.cw(0x100, 4, 0x0BAD_CAFE)
+    f.cf8(0x00, extra=1 << 24)
+    f.ior(CF8, 4)
+    f.ior(CFC, 4)
+    f.cf8(0xFC, extra=0xF << 24)
+    f.ior(CFC, 4)
+    f.iow(CFC, 4, 0)
+    f.cr(0xFC)
+    if express:
+        f.cr(0xFFC)
+    f.cf8(0x3C, enable=False)
+    f.ior(CF8, 4)
+    f.ior(CFC, 4)
+    f.ior(CFC + 2, 2)
+    f.iow(CFC, 1, 0x77)
+    f.cr(0x3C, 1)
+    f.cf8(0x3C)
+    f.iow(CFC, 1, 0x66)
+    f.cr(0x3C, 1)
+    d.done(
+        "extended-bits-and-enable",
+        "config-mechanism",
+        ("R-CAM-004", "R-CAM-005", "R-CAM-002"),
+        "0xCF8 bits 27:24 are ignored (default) or select registers 0x100-0xFFF (extends); with "
+        "bit 31 clear the data window reads ones and drops writes",
+    )
+
+
+def _cam_after_access(d: _Dev) -> None:
+    """R-CAM-007 (V-CF8-CLEAR): 0xCF8 across data-window accesses."""
+    f = d.start()
+    select = f.cf8_value(0x3C)
+    f.iow(CF8, 4, select)
+    f.ior(CFC, 4)
+    f.ior(CF8, 4)
+    f.ior(CFC, 1)
+    f.iow(CF8, 4, select)
+    f.iow(CFC + 1, 1, 0x00)
+    f.ior(CF8, 4)
+    f.iow(CF8, 4, select)
+    f.ior(CF8, 4)
+    f.ior(CF8, 4)
+    f.ior(CFC + 3, 1)
+    f.ior(CFC, 4)
+    d.done(
+        "after-data-access",
+        "config-mechanism",
+        ("R-CAM-007", "R-CAM-003"),
+        "0xCF8 keeps its value across data-window accesses (default) or reads zero after one (clear)",
+    )
+
+
+def _cam_absent_and_straddle(d: _Dev) -> None:
+    """R-ACC-006, R-ACC-005, R-CAM-001: mechanism #1 on an empty BDF, and accesses across 0xCFB/0xCFC."""
+    f = d.start()
+    f.cf8(0x00, bdf=_absent(d.target.bdf))
+    f.ior(CFC, 4)
+    f.ior(CFC + 2, 2)
+    f.iow(CFC, 4, 0)
+    f.ior(CFC + 3, 1)
+    f.cf8(0x00)
+    f.ior(CFC - 2, 4)  # 0xCFA-0xCFB unmapped, 0xCFC-0xCFD the window
+    f.ior(CFC + 2, 4)  # 0xCFE-0xCFF the window, 0xD00-0xD01 unmapped
+    f.cf8(0x3C)
+    f.iow(CFC - 2, 4, 0x005A_FFFF)
+    f.cr(0x3C)
+    f.ior(CF8, 4)
+    d.done(
+        "absent-and-straddle",
+        "config-mechanism",
+        ("R-ACC-006", "R-ACC-005", "R-CAM-001", "R-CAM-004"),
+        "an empty BDF reads all ones through 0xCFC, and an access across 0xCFB/0xCFC reaches only "
+        "its window bytes (split)",
+    )
+
+
+# ---------------------------------------------------------------- ECAM
+
+
+def _ecam_access(d: _Dev) -> None:
+    """R-ECAM-002, R-ECAM-003: ECAM addressing and per-dword splitting."""
+    if d.target.ecam_base is None:
+        return
+    f = d.start()
+    e = f.ecam
+    f.mr(e(0x00), 4)
+    f.mr(e(0x02), 2)
+    f.mr(e(0x00), 8)
+    f.mr(e(0x08), 8)
+    f.mr(e(0x3D), 1)
+    f.mw(e(0x3C), 1, 0x5A)
+    f.cr(0x3C)
+    f.mw(e(0x08), 8, 0xFFFF_FFFF_FFFF_FFFF)
+    f.mr(e(0x08), 8)
+    f.cr(0x0C)
+    f.mr(e(0x02), 4)  # crosses a dword: two configuration accesses
+    f.mr(e(0x3B), 2)
+    f.mw(e(0x3A), 4, 0x00A5_0000)
+    f.cr(0x3C)
+    f.mw(e(0x3C), 4, 0)
+    f.mr(e(0x3C), 4)
+    d.done(
+        "addressing-and-split",
+        "ecam",
+        ("R-ECAM-002", "R-ECAM-003", "R-ACC-002"),
+        "ECAM offsets select bus, device, function and register; accesses split at dword boundaries, "
+        "lower address first",
+    )
+
+
+def _ecam_space(d: _Dev) -> None:
+    """R-ECAM-001, R-ECAM-003, R-CFG-009, R-ACC-006: the window's bounds, past the space, empty BDFs."""
+    base = d.target.ecam_base
+    if base is None:
+        return
+    f = d.start()
+    e = f.ecam
+    for offset, width in ((0x100, 4), (0x100, 8), (0xFFC, 4), (0xFFF, 1), (0x7FE, 4)):
+        f.mr(e(offset), width)
+    f.mw(e(0x100), 4, 0x1357_9BDF)
+    f.mr(e(0x100), 4)
+    f.cr(0x100)
+    for reg in d.target.dtype.registers:
+        if reg.offset >= 0x100:
+            f.mr(e(reg.offset), reg.width)
+            f.mw(e(reg.offset), reg.width, (1 << (8 * reg.width)) - 1)
+            f.mr(e(reg.offset), reg.width)
+    absent = _absent(d.target.bdf)
+    f.mr(e(0x00, absent), 4)
+    f.mr(e(0x00, absent), 8)
+    f.mw(e(0x3C, absent), 1, 0x5A)
+    f.mr(e(0x3C, absent), 1)
+    f.mr(base - 4, 4)
+    f.mr(base + ECAM_SIZE, 4)
+    f.mr(base + ECAM_SIZE - 4, 8)  # the last function's last dword, then unmapped
+    f.mr(base - 4, 8)  # unmapped, then 00:00.0 offset 0
+    f.mw(base + ECAM_SIZE, 4, 0x1234_5678)
+    f.mr(base + ECAM_SIZE, 4)
+    d.done(
+        "window-bounds-and-absent",
+        "ecam",
+        ("R-ECAM-001", "R-ECAM-003", "R-CFG-009", "R-ACC-006", "R-ACC-004", "R-ACC-005"),
+        "the ECAM window covers exactly 256 MiB; through it, offsets past the function's space and "
+        "empty BDFs read all ones and drop writes",
+    )
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _err_config(d: _Dev) -> None:
+    """R-ACC-001, R-ACC-003, R-ERR-001..R-ERR-003: bad configuration accesses are rejected, with no effect."""
+    f = d.start()
+    f.cw(0x3C, 1, 0x11)
+    for width in (0, 3, 8):
+        f.cr(0x3C, width)
+    f.cw(0x3C, 3, 0x22)
+    f.cr(0x3C)
+    for offset, width in ((0x02, 4), (0x03, 2), (0x3D, 4), (0x3F, 2), (0xFFF, 2)):
+        f.cr(offset, width)
+    f.cw(0x3A, 4, 0x3333_3333)
+    f.cw(0x3B, 2, 0x4444)
+    f.cr(0x3C)
+    f.cr(0x1000, 1)
+    f.cw(0x1000, 4, 0)
+    f.cr(-4, 4)
+    f.cw(0x3C, 1, 0x100)
+    f.cw(0x3C, 2, 0x1_0000)
+    f.cw(0x3C, 4, 1 << 32)
+    f.cw(0x3C, 1, -1)
+    f.cr(0x3C)
+    d.done(
+        "config-access",
+        "errors",
+        ("R-ACC-001", "R-ACC-003", "R-ACC-008", "R-ERR-001", "R-ERR-002", "R-ERR-003"),
+        "configuration accesses of a bad width, crossing a dword, past 0xFFF or with a value too wide "
+        "are rejected (bad-width, misaligned, invalid-argument) and change nothing",
+    )
+
+
+def _err_space(d: _Dev) -> None:
+    """R-ACC-001, R-ACC-008, R-ERR-001..R-ERR-003: bad I/O and MMIO accesses are rejected, with no effect."""
+    f = d.start()
+    select = f.cf8_value(0x00)
+    f.iow(CF8, 4, select)
+    for port, width in ((CFC, 8), (CFC, 3), (CFC, 0)):
+        f.ior(port, width)
+    for port, width in ((0x1_0000, 1), (0xFFFF, 2), (0xFFFD, 4), (-1, 1)):
+        f.ior(port, width)
+    f.ior(0xFFFC, 4)
+    f.ior(0xFFFF, 1)
+    f.iow(0xFFFF, 2, 0)
+    f.iow(CF8, 4, 1 << 32)
+    f.iow(CF8, 4, -1)
+    f.iow(CF8, 2, 0x1_0000)
+    f.ior(CF8, 4)
+    bar = _first(f, "low") or _first(f, "high")
+    at = f.addr(bar) if bar is not None else _LOW_START
+    if bar is not None:
+        f.program(bar, at)
+        f.command(CMD_MEM)
+        f.mw(at, 4, 0x600D_600D)
+    for width in (16, 3, 0):
+        f.mr(at, width)
+    f.mw(at, 8, 1 << 64)
+    f.mw(at, 1, 0x100)
+    f.mw(at, 4, -1)
+    f.mr(at, 4)
+    f.mr(U64 - 4, 8)
+    f.mr(U64, 1)
+    f.mr(-8, 8)
+    f.mr(U64 - 8, 8)
+    f.mr(U64 - 1, 1)
+    d.done(
+        "io-and-mmio-access",
+        "errors",
+        ("R-ACC-001", "R-ACC-008", "R-ERR-001", "R-ERR-002", "R-ERR-003"),
+        "I/O and MMIO accesses of a bad width, outside their space or with a value too wide are "
+        "rejected and change nothing; the last bytes of each space are accessible",
+    )
+
+
+# ---------------------------------------------------------------- reset
+
+
+def _rst_config(d: _Dev) -> None:
+    """R-RST-001, R-RST-002, R-BAR-008: a function reset restores power-on configuration and empties data."""
+    f = d.start()
+    bars = f.placed()
+    for bar in bars:
+        f.program(bar, f.addr(bar))
+    f.command(0xFFFF)
+    f.cw(0x0C, 1, 0x10)
+    f.cw(0x3C, 1, 0x0B)
+    caps = _cap_offsets(d.target.dtype)
+    cap_dwords = [dw for off, cap in caps for dw in range(off, off + 2 + len(cap.body), 4)][:6]
+    for dw in cap_dwords:
+        f.cw(dw, 4, ONES32)
+    regs = d.target.dtype.registers[:4]
+    for reg in regs:
+        f.cw(reg.offset, reg.width, (1 << (8 * reg.width)) - 1)
+    data = [b for b in bars if not b.is_rom][:3]
+    for n, bar in enumerate(data):
+        f.poke(bar, f.addr(bar), 0xDA7A_0000 | n)
+    f.reset()
+    f.cr(0x04)
+    f.cr(0x0C)
+    f.cr(0x3C)
+    for bar in f.bars:
+        f.read_reg(bar)
+    for dw in cap_dwords:
+        f.cr(dw)
+    for reg in regs:
+        f.cr(reg.offset, reg.width)
+    for bar in bars:
+        f.peek(bar, f.addr(bar))
+    for bar in data:
+        f.program(bar, f.addr(bar))
+    f.command(CMD_IO | CMD_MEM)
+    for bar in data:
+        f.peek(bar, f.addr(bar))
+    d.done(
+        "function-reset",
+        "reset",
+        ("R-RST-001", "R-RST-002", "R-BAR-008"),
+        "a function reset brings command, BARs, ROM BAR, cache line, interrupt line, capabilities and "
+        "registers back to power-on values, removes every decode and empties the BARs' data",
+    )
+
+
+# ---------------------------------------------------------------- save / restore
+
+
+def _sr_round_trip(d: _Dev) -> None:
+    """R-SR-001, R-SR-002, R-SR-008, R-DS-005: save, change everything, restore, save again."""
+    f = d.start()
+    bars = [b for b in f.movable() if not b.is_rom][:3]
+    for bar in bars:
+        f.program(bar, f.addr(bar))
+    f.command(CMD_IO | CMD_MEM)
+    for n, bar in enumerate(bars):
+        f.poke(bar, f.addr(bar), 0x5A7E_0000 | n)
+    f.cw(0x3C, 1, 0x0B)
+    f.save("before")
+    f.save("again")
+    f.cr(0x3C, 1)
+    for bar in bars:
+        f.peek(bar, f.addr(bar))
+    f.cw(0x3C, 1, 0x0C)
+    f.command(0)
+    for bar in bars:
+        f.program(bar, f.addr(bar, 1))
+    f.command(CMD_IO | CMD_MEM)
+    for n, bar in enumerate(bars):
+        f.poke(bar, f.addr(bar, 1), 0x0DD0_0000 | n)
+    f.restore("before")
+    f.cr(0x04, 2)
+    f.cr(0x3C, 1)
+    for bar in bars:
+        f.read_reg(bar)
+        f.peek(bar, f.addr(bar))
+        f.peek(bar, f.addr(bar, 1))
+    f.save("after")
+    d.done(
+        "round-trip",
+        "save-restore",
+        ("R-SR-001", "R-SR-002", "R-SR-008", "R-DS-005", "R-BLOB-003"),
+        "restoring a saved blob brings back configuration, decode addresses and data, and saving "
+        "again gives the same bytes",
+    )
+
+
+def _sr_power_on(d: _Dev) -> None:
+    """R-SR-002, R-RST-001: restoring a power-on blob, and restoring after a reset."""
+    f = d.start()
+    bars = f.placed(rom=False)[:2]
+    f.save("power-on")
+    for bar in bars:
+        f.program(bar, f.addr(bar))
+    f.command(CMD_IO | CMD_MEM)
+    for bar in bars:
+        f.poke(bar, f.addr(bar), 0xB10B_0001)
+    f.save("programmed")
+    f.restore("power-on")
+    f.cr(0x04)
+    for bar in bars:
+        f.read_reg(bar)
+        f.peek(bar, f.addr(bar))
+    f.reset()
+    f.restore("programmed")
+    f.cr(0x04)
+    for bar in bars:
+        f.peek(bar, f.addr(bar))
+    f.save("programmed-again")
+    d.done(
+        "power-on-and-after-reset",
+        "save-restore",
+        ("R-SR-002", "R-SR-001", "R-SR-008"),
+        "a power-on blob restores a quiet device, and a programmed blob restores over a reset one",
+    )
+
+
+def _sr_decode_order(d: _Dev) -> None:
+    """R-SR-002, R-DEC-008: restored BARs begin decoding in ascending index (visible under last-mapped)."""
+    f0 = d.start()
+    for region in ("io", "low", "high"):
+        bars = [b for b in f0.movable() if b.region == region and not b.is_rom]
+        if len(bars) < 2:
+            continue
+        lo, hi = bars[0], bars[1]
+        f = d.start()
+        at = f.addr(lo if lo.size >= hi.size else hi, 0)
+        off = 4 if min(lo.size, hi.size) >= 8 else 0
+        f.program(lo, f.addr(lo, 1))
+        f.program(hi, at)
+        f.command(lo.enable)
+        f.wr(lo, f.addr(lo, 1) + off, 4, 0x1010_1010)
+        f.wr(hi, at + off, 4, 0x2020_2020)
+        f.program(lo, at)  # moved onto hi while decoding: lo begins decoding last
+        f.rd(lo, at + off)
+        f.save("overlapping")
+        f.restore("overlapping")  # both begin decoding again, lo first, hi last
+        f.rd(lo, at + off)
+        f.save("restored")
+        d.done(
+            f"restore-decode-order-{lo.label}-{hi.label}",
+            "save-restore",
+            ("R-SR-002", "R-DEC-008"),
+            "after a restore, overlapping BARs of one function resolve as if they began decoding in "
+            "ascending index order (visible under last-mapped)",
+        )
+        return
+
+
+# ---------------------------------------------------------------- variants
+
+
+def _var_probe(d: _Dev) -> None:
+    """R-VAR-001..R-VAR-003: one short probe per variant axis a guest can observe on this device."""
+    f = d.start()
+    select = f.cf8_value(0x00)
+    f.iow(CF8, 4, select | 0x3 | 1 << 24)  # V-CF8-LOW, V-CF8-EXT
+    f.ior(CF8, 4)
+    f.ior(CFC, 4)  # V-CF8-EXT: offset 0x100 under extends
+    f.ior(CF8, 4)  # V-CF8-CLEAR
+    bar = _first(f, "low") or _first(f, "high")
+    if bar is not None:
+        base = f.addr(bar)
+        f.mr(base, 4)  # V-UNMAPPED-MMIO
+        f.program(bar, base)
+        f.command(CMD_MEM)
+        f.mw(base + bar.size - 4, 4, 0xA1B2_C3D4)
+        f.mr(base + bar.size - 2, 4)  # V-STRADDLE (and V-ALIGN)
+        f.mr(base - 2, 4)
+        f.mr(base + 2, 4)  # V-ALIGN
+        if len(f.plan.get(bar.index, ())) == 2:
+            f.program(bar, f.addr(bar, 1))  # V-BAR-MOVE
+            f.mr(base + bar.size - 4, 4)
+            f.mr(f.addr(bar, 1) + bar.size - 4, 4)
+            f.read_reg(bar)
+    d.done(
+        "axis-probe",
+        "variants",
+        ("R-VAR-001", "R-VAR-002", "R-VAR-003"),
+        "a guest-visible probe of every variant axis: the observations match the model only in the "
+        "declared profile, every axis not declared taking its default",
+    )
+
+
+_DEVICE_BUILDERS: tuple[Callable[[_Dev], None], ...] = (
+    _ds_windows,
+    _ds_all_bars,
+    _dt_identity,
+    _dt_bar_data,
+    _cfg_header,
+    _cfg_command,
+    _cfg_writable_header,
+    _cfg_capabilities,
+    _cfg_size,
+    _cfg_registers,
+    _bar_registers,
+    _bar_unimplemented,
+    _bar_io_high_bits,
+    _bar_rom,
+    _dec_enable,
+    _dec_rom_enable,
+    _dec_address_zero,
+    _dec_move_while_decoding,
+    _dec_64bit_halves,
+    _dec_other_writes,
+    _dec_overlap_rom,
+    _dec_overlap_bars,
+    _acc_byte_order,
+    _acc_unmapped,
+    _acc_straddle_edges,
+    _acc_straddle_adjacent,
+    _acc_unaligned,
+    _acc_absent,
+    _cam_window,
+    _cam_address_register,
+    _cam_extended_and_enable,
+    _cam_after_access,
+    _cam_absent_and_straddle,
+    _ecam_access,
+    _ecam_space,
+    _err_config,
+    _err_space,
+    _rst_config,
+    _sr_round_trip,
+    _sr_power_on,
+    _sr_decode_order,
+    _var_probe,
+)
+
+
+def device_cases(target: Target) -> list[Case]:
+    """Cases about the one device at ``target.bdf`` of VM ``target.vm`` (body operations only).
+
+    The runner first executes ``init`` and, for full-API adapters, creates
+    the VM (with ``target.ecam_base``) and plugs ``target.dtype`` at
+    ``target.bdf``. Features the type lacks produce no case.
+    """
+    d = _Dev(target)
+    for build in _DEVICE_BUILDERS:
+        build(d)
+    return d.out
+
+
+# ================================================================== system cases
+
+KS_BDF = Bdf(0, 3, 0)
+NIC_BDF = Bdf(0, 2, 0)
+EXP_BDF = Bdf(0, 4, 0)
+GPU_BDF = Bdf(0, 5, 0)
+EDU_BDF = Bdf(0, 7, 0)
+VM2 = 2
+
+
+class _Sys:
+    """Collects system cases."""
+
+    def __init__(self) -> None:
+        self.out: list[Case] = []
+
+    def add(self, name: str, group: str, requirements: Iterable[str], description: str, body: _Body) -> None:
+        self.out.append(_make(name, group, requirements, description, body, full_api=True))
+
+
+def _vm_with(
+    body: _Body, vm: int, *devices: tuple[Bdf, DeviceType], ecam_base: int | None = DEFAULT_ECAM_BASE
+) -> list[_Fn]:
+    body.create_vm(vm, ecam_base)
+    return [body.plug(vm, bdf, dtype, ecam_base) for bdf, dtype in devices]
+
+
+def _bring_up(f: _Fn, *, which: int = 0, value: int = 0x0C0F_FEE0, limit: int = 7) -> None:
+    """Program the first ``limit`` placed BARs at their primary (or alternate) addresses, enable decode
+    and write one dword to each."""
+    bars = [b for b in f.bars if len(f.plan.get(b.index, ())) > which][:limit]
+    for bar in bars:
+        f.program(bar, f.addr(bar, which))
+    f.command(CMD_IO | CMD_MEM)
+    for n, bar in enumerate(bars):
+        if not bar.is_rom:
+            f.poke(bar, f.addr(bar, which), value + n)
+
+
+def _look(f: _Fn, *, which: int = 0, registers: bool = True) -> None:
+    """Read back what :func:`_bring_up` set: command, BAR registers, one dword of each BAR."""
+    f.cr(0x04)
+    for bar in f.bars:
+        if len(f.plan.get(bar.index, ())) > which:
+            if registers:
+                f.read_reg(bar)
+            f.peek(bar, f.addr(bar, which))
+
+
+# ---------------------------------------------------------------- data structure
+
+
+def _sys_data_structure(s: _Sys) -> None:
+    """R-DS-001..R-DS-004, R-DS-007, R-DS-008: VM elements and their tables."""
+    b = _Body()
+    b.create_vm(SUITE_VM)
+    b.ior(SUITE_VM, CF8, 4)
+    b.tables(SUITE_VM)
+    ks = b.plug(SUITE_VM, KS_BDF, KITCHEN_SINK)
+    _bring_up(ks)
+    b.create_vm(SUITE_VM)
+    b.create_vm(SUITE_VM, None)
+    _look(ks)
+    ks.mr(ks.ecam(0x00), 4)
+    b.tables(SUITE_VM)
+    s.add(
+        "create-vm-unique",
+        "data-structure",
+        ("R-DS-001", "R-ERR-001", "R-ERR-003", "R-CAM-003"),
+        "a new VM is empty with 0xCF8 zero; creating an existing VM id is rejected (duplicate-vm) and "
+        "leaves that VM as it was",
+        b,
+    )
+
+    b = _Body()
+    for vm in (0, 0xFFFF_FFFF):
+        b.create_vm(vm)
+        b.plug(vm, KS_BDF, KITCHEN_SINK).cr(0x00)
+    b.create_vm(0x1_0000_0000)
+    b.create_vm(-1)
+    b.tables(0)
+    b.tables(0xFFFF_FFFF)
+    b.destroy_vm(0)
+    b.tables(0xFFFF_FFFF)
+    s.add(
+        "vm-id-range",
+        "data-structure",
+        ("R-DS-001", "R-ERR-002"),
+        "VM ids 0 and 0xFFFFFFFF are valid; ids outside 0-0xFFFFFFFF are rejected (invalid-argument)",
+        b,
+    )
+
+    b = _Body()
+    ks, _nic = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK), (NIC_BDF, E1000))
+    _bring_up(ks)
+    ks.save("ks")
+    b.snapshot(SUITE_VM, "vm")
+    b.destroy_vm(SUITE_VM)
+    ks.cr(0x00)
+    ks.cw(0x04, 2, 0)
+    ks.ior(CF8, 4)
+    ks.iow(CF8, 4, 0)
+    ks.mr(ks.addr(ks.bar(1)), 4)
+    ks.mw(ks.addr(ks.bar(1)), 4, 0)
+    b.plug(SUITE_VM, GPU_BDF, A100)
+    b.unplug(SUITE_VM, NIC_BDF)
+    ks.reset()
+    b.reset_vm(SUITE_VM)
+    ks.save("gone")
+    ks.restore("ks")
+    b.snapshot(SUITE_VM, "gone")
+    b.tables(SUITE_VM)
+    b.destroy_vm(SUITE_VM)
+    b.create_vm(SUITE_VM)
+    ks.cr(0x00)
+    b.tables(SUITE_VM)
+    ks.mr(ks.addr(ks.bar(1)), 4)
+    s.add(
+        "destroy-vm",
+        "data-structure",
+        ("R-DS-002", "R-ERR-003"),
+        "destroying a VM removes it with its instances; every operation naming it is rejected "
+        "(unknown-vm) until it is created again, empty",
+        b,
+    )
+
+    b = _Body()
+    b.create_vm(SUITE_VM)
+    far = (Bdf(0, 0, 0), Bdf(0xFF, 0x1F, 7), Bdf(0x80, 0x10, 3), Bdf(0x01, 0x00, 5))
+    fns = [
+        b.plug(SUITE_VM, bdf, t)
+        for bdf, t in zip(far, (E1000, KITCHEN_SINK, EXPRESS_SINK, NVME), strict=True)
+    ]
+    for f in fns:
+        f.cr(0x00)
+        f.cf8(0x00)
+        f.ior(CFC, 4)
+        f.mr(f.ecam(0x00), 4)
+        f.cw(0x3C, 1, f.bdf.packed & 0xFF)
+    for f in fns:
+        f.cr(0x3C, 1)
+    b.tables(SUITE_VM)
+    s.add(
+        "config-table-flat-buses",
+        "data-structure",
+        ("R-DS-003", "R-ECAM-002", "R-CAM-004", "R-DS-007"),
+        "instances at any bus 0-255, device 0-31, function 0-7 are reached directly, through 0xCFC "
+        "and through ECAM",
+        b,
+    )
+
+    b = _Body()
+    b.create_vm(SUITE_VM)
+    fn1 = b.plug(SUITE_VM, Bdf(0, 3, 1), KITCHEN_SINK)
+    fn0 = _Fn(b, SUITE_VM, Bdf(0, 3, 0), E1000, DEFAULT_ECAM_BASE)
+    fn0.cr(0x00)
+    fn1.cr(0x00)
+    fn1.cr(0x0E, 1)
+    b.plug(SUITE_VM, Bdf(0, 3, 0), E1000)
+    fn0.cr(0x00)
+    fn0.command(CMD_MEM)
+    fn0.cw(0x3C, 1, 0x0A)
+    fn1.cr(0x04, 2)
+    fn1.cr(0x3C, 1)
+    b.unplug(SUITE_VM, Bdf(0, 3, 0))
+    fn1.cr(0x00)
+    fn0.cr(0x00)
+    s.add(
+        "functions-independent",
+        "data-structure",
+        ("R-DS-003", "R-ACC-006"),
+        "each function of a device is independent: function 1 works without function 0 and writes to "
+        "one never show in the other",
+        b,
+    )
+
+    b = _Body()
+    b.create_vm(SUITE_VM)
+    b.plug(SUITE_VM, KS_BDF, KITCHEN_SINK).save("ks")
+    empty = _Fn(b, SUITE_VM, NIC_BDF, E1000, DEFAULT_ECAM_BASE)
+    empty.reset()
+    empty.save("none")
+    empty.restore("ks")
+    b.unplug(SUITE_VM, NIC_BDF)
+    empty.cr(0x00)
+    empty.cw(0x3C, 1, 1)
+    empty.cr(0x3C)
+    b.tables(SUITE_VM)
+    s.add(
+        "unknown-device",
+        "data-structure",
+        ("R-DS-004", "R-HP-002", "R-ERR-003", "R-ACC-006"),
+        "reset, save, restore and unplug of an empty BDF are rejected (unknown-device); its "
+        "configuration reads all ones",
+        b,
+    )
+
+    b = _Body()
+    gpu, ks, exp = _vm_with(b, SUITE_VM, (GPU_BDF, A100), (KS_BDF, KITCHEN_SINK), (EXP_BDF, EXPRESS_SINK))
+    for f in (gpu, ks, exp):
+        _bring_up(f)
+    b.tables(SUITE_VM)
+    big = gpu.bar(1)
+    at = gpu.addr(big)
+    for offset in (0, 8, big.size >> 1, big.size - 8):
+        gpu.mw(at + offset, 8, 0x0123_4567_89AB_CDEF ^ offset)
+        gpu.mr(at + offset, 8)
+    gpu.mr(at + big.size, 8)
+    gpu.mr(at - 8, 8)
+    gpu.save("gpu")
+    s.add(
+        "tables-one-entry-per-bar",
+        "data-structure",
+        ("R-DS-006", "R-DS-007", "R-DS-009", "R-DT-004"),
+        "each decoding BAR, whatever its size (up to 64 GiB here), is one table entry, decodes to its "
+        "last byte and its contents are stored sparsely",
+        b,
+    )
+
+    b = _Body()
+    f1, n1 = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK), (NIC_BDF, E1000))
+    f2, n2 = _vm_with(b, VM2, (KS_BDF, KITCHEN_SINK), (NIC_BDF, E1000))
+    for f in (f1, n1, f2, n2):
+        _bring_up(f, value=0x1000_0000 * f.vm, limit=2)
+    f1.iow(CF8, 4, f1.cf8_value(0x3C))
+    f2.iow(CF8, 4, f2.cf8_value(0x00))
+
+    def look2() -> None:
+        f2.cr(0x04)
+        f2.cr(0x14)
+        f2.peek(f2.bar(1), f2.addr(f2.bar(1)))
+        f2.peek(f2.bar(0), f2.addr(f2.bar(0)))
+        n2.peek(n2.bar(0), n2.addr(n2.bar(0)))
+        f2.ior(CF8, 4)
+        f2.ior(CFC, 4)
+
+    f1.iow(CFC, 1, 0x77)
+    f1.mw(f1.addr(f1.bar(1)) + 4, 4, 0xFFFF_0001)
+    look2()
+    f1.reset()
+    b.reset_vm(SUITE_VM)
+    look2()
+    f2.save("vm2-ks")
+    f1.restore("vm2-ks")
+    b.unplug(SUITE_VM, NIC_BDF)
+    b.plug(SUITE_VM, NIC_BDF, E1000)
+    b.snapshot(SUITE_VM, "vm1")
+    b.restore_vm(SUITE_VM, "vm1")
+    b.destroy_vm(SUITE_VM)
+    look2()
+    b.tables(VM2)
+    s.add(
+        "vm-isolation",
+        "data-structure",
+        ("R-DS-008", "R-DS-001"),
+        "accesses, resets, restores, hot-plug and destruction in VM 1 change nothing observable in "
+        "VM 2, with equal BDFs and addresses",
+        b,
+    )
+
+    b = _Body()
+    fns = _vm_with(
+        b, SUITE_VM, (NIC_BDF, E1000), (KS_BDF, KITCHEN_SINK), (EXP_BDF, EXPRESS_SINK), (GPU_BDF, A100)
+    )
+    # every type's plan starts at the same addresses: devices on odd slots use their primary
+    # addresses, the others their alternates, so several BARs of different devices overlap
+    for f in fns:
+        _bring_up(f, which=f.bdf.device % 2, value=0x1000_0000 * f.bdf.device)
+    b.tables(SUITE_VM)
+    for f in fns:
+        _look(f, which=f.bdf.device % 2, registers=False)
+    s.add(
+        "tables-exact-many-devices",
+        "data-structure",
+        ("R-DS-009", "R-DS-006", "R-DEC-008", "R-DS-007"),
+        "with every suite type plugged and decoding, each address resolves to the BAR the overlap rule "
+        "picks, and the tables list exactly the decoding BARs",
+        b,
+    )
+
+
+# ---------------------------------------------------------------- device types
+
+
+def _sys_device_types(s: _Sys) -> None:
+    """R-DT-001..R-DT-004 with the suite's types."""
+    b = _Body()
+    fns = _vm_with(b, SUITE_VM, *((Bdf(0, 8 + n, 0), t) for n, t in enumerate(SUITE_TYPES.values())))
+    for f in fns:
+        for offset in (0x00, 0x08, 0x0C, 0x2C, 0x34, 0x3C):
+            f.cr(offset)
+    b.tables(SUITE_VM)
+    s.add(
+        "suite-types-identity",
+        "device-types",
+        ("R-DT-001", "R-DT-002", "R-CFG-002"),
+        "every suite device type plugs by name and shows its declared identity",
+        b,
+    )
+
+    b = _Body()
+    (edu,) = _vm_with(b, SUITE_VM, (EDU_BDF, EDU))
+    bar = edu.bar(0)
+    at = edu.addr(bar)
+    edu.program(bar, at)
+    edu.command(CMD_MEM)
+    edu.mr(at)
+    edu.mr(at + 4)
+    edu.mw(at + 4, 4, 0x1234_5678)
+    edu.mr(at + 4)
+    edu.mr(at + 4, 2)
+    edu.mw(at + 0x20, 4, 0xFF)
+    edu.mr(at + 0x20)
+    edu.mw(at + 0x20, 2, 0x0)
+    edu.mr(at + 0x20)
+    edu.mr(at + 0x40)
+    edu.save("edu")
+    edu.command(0)
+    edu.program(bar, edu.addr(bar, 1))
+    edu.command(CMD_MEM)
+    edu.mr(edu.addr(bar, 1) + 4)
+    edu.mr(edu.addr(bar, 1) + 0x20)
+    edu.reset()
+    edu.restore("edu")
+    edu.mr(at + 4)
+    edu.mr(at + 0x20)
+    edu.reset()
+    edu.program(bar, at)
+    edu.command(CMD_MEM)
+    edu.mr(at + 4)
+    edu.mr(at + 0x20)
+    s.add(
+        "edu-behaviour",
+        "device-types",
+        ("R-DT-003", "R-RST-002", "R-SR-002"),
+        "edu's BAR behaviour sees offsets from the BAR base, keeps its state in the blob and is "
+        "re-initialised by reset",
+        b,
+    )
+
+    fake = dataclasses.replace(E1000, device_id=0x100F)
+    blob = _foreign_blob(fake, NIC_BDF)
+    b = _Body()
+    (nic,) = _vm_with(b, SUITE_VM, (NIC_BDF, E1000))
+    _bring_up(nic)
+    nic.restore(data=blob)
+    _look(nic)
+    b.restore_vm(VM2, data=_foreign_snapshot(fake, NIC_BDF))
+    b.tables(VM2)
+    s.add(
+        "fingerprint-mismatch",
+        "device-types",
+        ("R-DT-002", "R-SR-003", "R-SR-006", "R-SR-007"),
+        "a blob or snapshot of a different definition under a known type name is rejected "
+        "(blob-mismatch) and changes nothing",
+        b,
+    )
+
+
+# ---------------------------------------------------------------- hot-plug
+
+
+def _sys_hot_plug(s: _Sys) -> None:
+    """R-HP-001..R-HP-003: plug, unplug and re-plug."""
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
+    ks.cr(0x00)
+    ks.cr(0x04)
+    b.tables(SUITE_VM)
+    _bring_up(ks)
+    b.plug(SUITE_VM, KS_BDF, KITCHEN_SINK)
+    b.plug(SUITE_VM, KS_BDF, E1000)
+    _look(ks)
+    b.tables(SUITE_VM)
+    s.add(
+        "plug-power-on-and-occupied",
+        "hot-plug",
+        ("R-HP-001", "R-ERR-001", "R-ERR-003"),
+        "a plugged instance starts at power-on with nothing decoding; plugging an occupied BDF is "
+        "rejected (slot-occupied) and changes nothing",
+        b,
+    )
+
+    b = _Body()
+    ks, nic = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK), (NIC_BDF, E1000))
+    _bring_up(ks)
+    _bring_up(nic)
+    b.tables(SUITE_VM)
+    b.unplug(SUITE_VM, KS_BDF)
+    ks.cr(0x00)
+    ks.cf8(0x00)
+    ks.ior(CFC)
+    ks.mr(ks.ecam(0x00))
+    for bar in ks.placed():
+        ks.peek(bar, ks.addr(bar))
+    b.unplug(SUITE_VM, KS_BDF)
+    _look(nic)
+    b.tables(SUITE_VM)
+    s.add(
+        "unplug-removes-routing",
+        "hot-plug",
+        ("R-HP-002", "R-ACC-004", "R-ACC-006", "R-DEC-009"),
+        "after unplug the BDF reads as absent, its former BAR addresses as unmapped, a second unplug "
+        "is rejected (unknown-device), and other instances are untouched",
+        b,
+    )
+
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
+    _bring_up(ks)
+    ks.cw(0x3C, 1, 0x0B)
+    ks.cw(0x64, 4, 0)
+    ks.cw(0x60, 4, ONES32)
+    b.unplug(SUITE_VM, KS_BDF)
+    b.plug(SUITE_VM, KS_BDF, KITCHEN_SINK)
+    for offset in (0x04, 0x3C, 0x60, 0x64):
+        ks.cr(offset)
+    _look(ks)
+    ks.command(0)
+    for bar in ks.placed():
+        ks.program(bar, ks.addr(bar))
+    ks.command(CMD_IO | CMD_MEM)
+    _look(ks, registers=False)
+    b.unplug(SUITE_VM, KS_BDF)
+    nic = b.plug(SUITE_VM, KS_BDF, E1000)
+    nic.cr(0x00)
+    nic.cr(0x10)
+    b.tables(SUITE_VM)
+    s.add(
+        "replug-starts-fresh",
+        "hot-plug",
+        ("R-HP-003", "R-HP-001"),
+        "an instance plugged where another was unplugged starts from power-on with empty data, "
+        "whatever the previous one held",
+        b,
+    )
+
+    b = _Body()
+    nic, ks = _vm_with(b, SUITE_VM, (NIC_BDF, E1000), (KS_BDF, KITCHEN_SINK))
+    big = nic.bar(0)
+    at = nic.addr(big)
+    small = ks.bar(1)
+    ks.program(small, at + 0x1000)
+    ks.command(CMD_MEM)
+    ks.mw(at + 0x1004, 4, 0x0000_0005)
+    nic.program(big, at)
+    nic.command(CMD_MEM)
+    nic.mw(at + 0x1004, 4, 0x0000_0002)
+    nic.mr(at + 0x1004)
+    b.tables(SUITE_VM)
+    b.unplug(SUITE_VM, NIC_BDF)
+    nic.mr(at + 0x1004)
+    nic.mr(at + 0x2004)
+    b.plug(SUITE_VM, NIC_BDF, E1000)
+    nic.program(big, at)
+    nic.command(CMD_MEM)
+    nic.mr(at + 0x1004)
+    nic.mr(at + 0x2004)
+    s.add(
+        "unplug-overlap-winner",
+        "hot-plug",
+        ("R-HP-002", "R-DEC-008", "R-HP-003"),
+        "unplugging the device that wins an overlap exposes the other one; a re-plugged winner "
+        "wins again by BDF (lowest-bdf) or by being mapped last",
+        b,
+    )
+
+
+# ---------------------------------------------------------------- decode and mechanisms
+
+
+def _sys_decode(s: _Sys) -> None:
+    """R-DEC-008, R-DEC-006, R-CAM-006, R-ECAM-004, R-ECAM-001 across devices and platform windows."""
+    b = _Body()
+    nic, ks = _vm_with(b, SUITE_VM, (NIC_BDF, E1000), (KS_BDF, KITCHEN_SINK))
+    at = nic.addr(nic.bar(0))
+    ks.program(ks.bar(1), ks.addr(ks.bar(1), 1))
+    ks.command(CMD_MEM)
+    ks.mw(ks.addr(ks.bar(1), 1) + 8, 4, 0x0000_0003)
+    ks.command(0)
+    nic.program(nic.bar(0), at)
+    nic.command(CMD_MEM)
+    nic.mw(at + 8, 4, 0x0000_0002)
+    ks.program(ks.bar(1), at)
+    ks.command(CMD_MEM)  # ks maps after the e1000
+    nic.mr(at + 8)
+    nic.mw(at + 12, 4, 0x0000_00AA)
+    nic.mr(at + 12)
+    b.tables(SUITE_VM)
+    nic.command(0)
+    nic.command(CMD_MEM)  # now the e1000 is the most recently mapped
+    nic.mr(at + 8)
+    nic.mr(at + 12)
+    ks.cr(0x14)
+    nic.cr(0x10)
+    s.add(
+        "overlap-between-devices",
+        "decode",
+        ("R-DEC-008", "R-DEC-009", "R-DS-009"),
+        "BARs of two devices claiming one address resolve to the lowest BDF (default) or the most "
+        "recently mapped (last-mapped); overlap is not rejected and changes no register",
+        b,
+    )
+
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
+    io = ks.bar(0)
+    ks.program(io, 0xCE0)  # 32 bytes: 0xCE0-0xCFF, over the platform ports
+    ks.command(CMD_IO)
+    ks.iow(0xCE0, 4, 0x1111_1111)
+    ks.iow(0xCF4, 4, 0x2222_2222)
+    ks.ior(0xCE0)
+    ks.ior(0xCF4)
+    ks.iow(CF8, 4, ks.cf8_value(0x00))
+    ks.ior(CF8, 4)
+    ks.ior(CFC, 4)
+    ks.ior(CF8 + 1, 1)
+    ks.ior(CF8 + 2, 2)
+    ks.ior(0xCF6, 4)  # BAR bytes, then 0xCF8-0xCF9 (unmapped)
+    ks.iow(CFC, 4, 0)
+    ks.iow(0xCFE, 2, 0xFFFF)
+    ks.cr(0x00)
+    ks.command(0)
+    ks.ior(CF8, 4)
+    b.tables(SUITE_VM)
+    s.add(
+        "platform-ports-first",
+        "config-mechanism",
+        ("R-CAM-006", "R-CAM-001", "R-ACC-005"),
+        "an I/O BAR covering 0xCF8-0xCFF never receives accesses to those ports",
+        b,
+    )
+
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
+    mem = ks.bar(1)
+    inside = ks.ecam(0x000)  # the BAR sits exactly on this function's own ECAM page
+    ks.program(mem, inside)
+    ks.command(CMD_MEM)
+    ks.mr(inside)
+    ks.mw(inside + 0x3C, 1, 0x42)
+    ks.cr(0x3C)
+    b.tables(SUITE_VM)
+    below = DEFAULT_ECAM_BASE - mem.size
+    ks.program(mem, below)
+    ks.mw(below + mem.size - 4, 4, 0x4433_2211)
+    ks.mr(below + mem.size - 2, 4)  # BAR bytes, then ECAM bytes of 00:00.0 (absent)
+    ks.mr(below + mem.size - 4, 8)
+    ks.command(0)
+    ks.program(mem, inside)
+    ks.cr(0x10)
+    s.add(
+        "ecam-before-bars",
+        "ecam",
+        ("R-ECAM-004", "R-ECAM-001", "R-ACC-005"),
+        "a memory BAR under the ECAM window never sees accesses there; accesses straddling the window "
+        "edge split between the BAR and ECAM",
+        b,
+    )
+
+    b = _Body()
+    b.create_vm(SUITE_VM, 0xC000_0000)
+    ks = b.plug(SUITE_VM, KS_BDF, KITCHEN_SINK, 0xC000_0000)
+    b.create_vm(VM2, None)
+    ks2 = b.plug(VM2, KS_BDF, KITCHEN_SINK, None)
+    ks.mr(ks.ecam(0x00))
+    ks.mr(DEFAULT_ECAM_BASE + (KS_BDF.packed << 12))
+    ks2.mr(DEFAULT_ECAM_BASE + (KS_BDF.packed << 12))
+    ks2.cr(0x00)
+    b.reset_vm(SUITE_VM)
+    ks.mr(ks.ecam(0x00))
+    b.create_vm(3, 0xB000_1000)
+    b.create_vm(3, U64 - (ECAM_SIZE // 2))
+    b.create_vm(3, U64 - ECAM_SIZE)
+    b.plug(3, KS_BDF, KITCHEN_SINK).mr(U64 - ECAM_SIZE + (KS_BDF.packed << 12))
+    s.add(
+        "ecam-window-choice",
+        "ecam",
+        ("R-ECAM-001", "R-DS-001", "R-RST-003", "R-ERR-002"),
+        "a VM's ECAM window is the 256 MiB-aligned base it was created with, or none; a misaligned or "
+        "overflowing base is rejected (invalid-argument)",
+        b,
+    )
+
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
+    top = ks.bar(2)
+    high = U64 - top.size
+    ks.program(top, high)
+    ks.command(CMD_MEM)
+    ks.mw(U64 - 8, 8, 0xFEDC_BA98_7654_3210)
+    ks.mr(U64 - 8, 8)
+    ks.mr(high)
+    b.tables(SUITE_VM)
+    ks.cw(0x10, 4, 0xFFE0)  # I/O BAR0 (32 bytes) ending exactly at 64 KiB: decodes
+    ks.command(CMD_IO | CMD_MEM)
+    ks.iow(0xFFFC, 4, 0x1234_5678)
+    ks.ior(0xFFFC)
+    ks.cw(0x10, 4, 0x1_FFE0)
+    ks.ior(0xFFFC)
+    b.tables(SUITE_VM)
+    s.add(
+        "address-limits",
+        "decode",
+        ("R-DEC-006", "R-ACC-001", "R-BAR-006"),
+        "BARs ending exactly at the top of their space decode; an I/O BAR above 64 KiB does not",
+        b,
+    )
+
+
+# ---------------------------------------------------------------- reset
+
+
+def _sys_reset(s: _Sys) -> None:
+    """R-RST-003: VM reset resets every instance and 0xCF8, keeping the ECAM window and instances."""
+    b = _Body()
+    ks, nic = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK), (NIC_BDF, E1000), ecam_base=0x8000_0000)
+    _bring_up(ks)
+    _bring_up(nic)
+    ks.iow(CF8, 4, ks.cf8_value(0x3C))
+    ks.iow(CFC, 1, 0x0B)
+    b.reset_vm(SUITE_VM)
+    ks.ior(CF8, 4)
+    ks.ior(CFC, 4)
+    _look(ks)
+    _look(nic)
+    ks.mr(ks.ecam(0x00))
+    nic.mr(nic.ecam(0x3C))
+    b.tables(SUITE_VM)
+    s.add(
+        "vm-reset",
+        "reset",
+        ("R-RST-003", "R-RST-001", "R-RST-002", "R-CAM-003"),
+        "a VM reset resets every instance and clears 0xCF8; the ECAM window and the set of instances stay",
+        b,
+    )
+
+
+# ---------------------------------------------------------------- save / restore
+
+
+def _sys_save_restore(s: _Sys) -> None:
+    """R-SR-002..R-SR-009 across instances, VMs and snapshots."""
+    b = _Body()
+    ks, nic = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK), (NIC_BDF, E1000))
+    _bring_up(ks)
+    _bring_up(nic, value=0x0E10_0000)
+    ks.save("ks")
+    nic.restore("ks")
+    _look(nic)
+    b.create_vm(VM2)
+    other = b.plug(VM2, GPU_BDF, KITCHEN_SINK)
+    other.restore("ks")
+    _look(other)
+    other.save("copy")
+    s.add(
+        "restore-elsewhere-and-type-check",
+        "save-restore",
+        ("R-SR-003", "R-SR-002", "R-SR-007", "R-DS-005"),
+        "a blob restores into any instance of its type (other VM, other BDF) and is rejected "
+        "(blob-mismatch) by an instance of another type, which stays unchanged",
+        b,
+    )
+
+    b = _Body()
+    ks, nic = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK), (NIC_BDF, E1000))
+    for f in (ks, nic):
+        _bring_up(f, limit=3)
+    ks.iow(CF8, 4, ks.cf8_value(0x3C))
+    b.snapshot(SUITE_VM, "vm1")
+    b.snapshot(SUITE_VM, "vm1-again")
+    b.restore_vm(VM2, "vm1")
+    b.snapshot(VM2, "vm2")
+    b.tables(VM2)
+    k2 = _Fn(b, VM2, KS_BDF, KITCHEN_SINK, DEFAULT_ECAM_BASE)
+    n2 = _Fn(b, VM2, NIC_BDF, E1000, DEFAULT_ECAM_BASE)
+    for f in (k2, n2):
+        _look(f, registers=False)
+    k2.ior(CF8, 4)
+    k2.ior(CFC, 4)
+    for f1, f2 in ((ks, k2), (nic, n2)):
+        for f in (f1, f2):  # the same operations on the source and the migrated copy
+            f.iow(CFC, 1, 0x21)
+            f.command(0)
+            f.program(f.bar(0), f.addr(f.bar(0), 1))
+            f.command(CMD_IO | CMD_MEM)
+            f.peek(f.bar(0), f.addr(f.bar(0), 1))
+            f.cr(0x3C)
+    b.snapshot(SUITE_VM, "vm1-after")
+    b.snapshot(VM2, "vm2-after")
+    s.add(
+        "snapshot-migration",
+        "save-restore",
+        ("R-SR-006", "R-SR-008", "R-BLOB-005", "R-DS-008"),
+        "a VM restored from another's snapshot gives the same observations and the same snapshot "
+        "bytes for the same operations afterwards",
+        b,
+    )
+
+    b = _Body()
+    ks, nic = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK), (NIC_BDF, E1000))
+    _bring_up(ks)
+    b.snapshot(SUITE_VM, "one-ks")
+    (gpu,) = _vm_with(b, VM2, (GPU_BDF, A100), ecam_base=None)
+    _bring_up(gpu)
+    b.restore_vm(VM2, "one-ks")
+    gpu.cr(0x00)
+    _look(_Fn(b, VM2, KS_BDF, KITCHEN_SINK, DEFAULT_ECAM_BASE))
+    gpu.mr(gpu.addr(gpu.bar(0)) + 4)
+    b.mr(VM2, DEFAULT_ECAM_BASE + (KS_BDF.packed << 12))
+    b.tables(VM2)
+    b.plug(SUITE_VM, GPU_BDF, A100)
+    b.restore_vm(SUITE_VM, "one-ks")
+    b.tables(SUITE_VM)
+    s.add(
+        "snapshot-replaces-vm",
+        "save-restore",
+        ("R-SR-006", "R-SR-007", "R-ECAM-001"),
+        "restoring a snapshot into an existing VM replaces it entirely: devices, ECAM window, 0xCF8 "
+        "and tables",
+        b,
+    )
+
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK), ecam_base=None)
+    bar = ks.bar(1)
+    first, second = ks.addr(bar, 0), ks.addr(bar, 1)
+    ks.program(bar, first)
+    ks.command(CMD_MEM)
+    ks.mw(first + 4, 4, 0x9E4D_1119)
+    ks.program(bar, second)  # while decoding: the deferred variant keeps it at `first`
+    ks.iow(CF8, 4, ks.cf8_value(0x00))
+    b.snapshot(SUITE_VM, "pending")
+    b.restore_vm(VM2, "pending")
+    k2 = _Fn(b, VM2, KS_BDF, KITCHEN_SINK, None)
+    k2.mr(first + 4)
+    k2.mr(second + 4)
+    k2.ior(CF8, 4)
+    k2.ior(CFC, 4)
+    k2.command(0)
+    k2.command(CMD_MEM)
+    k2.mr(first + 4)
+    k2.mr(second + 4)
+    b.snapshot(VM2, "pending-copy")
+    s.add(
+        "pending-state-travels",
+        "save-restore",
+        ("R-SR-009", "R-SR-006", "R-DEC-005", "R-CAM-003"),
+        "a deferred BAR move and 0xCF8 travel in the snapshot: the copy decodes where the source did "
+        "and moves on the next enable",
+        b,
+    )
+
+    b = _Body()
+    nic, ks = _vm_with(b, SUITE_VM, (NIC_BDF, E1000), (KS_BDF, KITCHEN_SINK))
+    at = nic.addr(nic.bar(0))
+    nic.program(nic.bar(0), at)
+    nic.command(CMD_MEM)
+    nic.mw(at + 4, 4, 0x0000_0002)
+    ks.program(ks.bar(1), ks.addr(ks.bar(1), 1))
+    ks.command(CMD_MEM)
+    ks.mw(ks.addr(ks.bar(1), 1) + 4, 4, 0x0000_0003)
+    ks.command(0)
+    ks.program(ks.bar(1), at)
+    ks.command(CMD_MEM)  # ks begins decoding last
+    nic.mr(at + 4)
+    b.snapshot(SUITE_VM, "order")
+    b.restore_vm(VM2, "order")
+    b.mr(VM2, at + 4)
+    b.restore_vm(SUITE_VM, "order")
+    nic.mr(at + 4)
+    ks.save("ks")
+    ks.restore("ks")  # a single-instance restore maps ks again, now last
+    nic.mr(at + 4)
+    s.add(
+        "decode-order-travels",
+        "save-restore",
+        ("R-SR-009", "R-SR-006", "R-DEC-008", "R-SR-002"),
+        "the order in which BARs began decoding travels in the snapshot, so last-mapped overlap "
+        "resolves the same way in the copy",
+        b,
+    )
+
+    rec = blobfmt.decode_instance(_ks_blob())
+    page = bytes([0x77]) * 4096
+    groups: list[tuple[str, str, str, list[blobfmt.InstanceRecord]]] = [
+        (
+            "read-only-bits-changed",
+            "R-SR-004",
+            "blobs changing a vendor ID, BAR type bits, a capability ID or a reserved register bit",
+            [
+                _set_config(rec, 0x00, b"\x37\x1b"),
+                _set_config(rec, 0x10, b"\x00"),
+                _set_config(rec, 0x40, b"\x05"),
+                _set_config(rec, 0x6C, b"\x01"),
+            ],
+        ),
+        (
+            "state-disagrees",
+            "R-SR-005",
+            "blobs with a 4096-byte configuration space for a 256-byte function, a decode address the "
+            "registers do not hold, or one for a 64-bit BAR's upper slot",
+            [
+                dataclasses.replace(rec, config=rec.config + bytes(0x1000 - len(rec.config))),
+                dataclasses.replace(rec, windows=(None, 0xE000_2000, *rec.windows[2:])),
+                dataclasses.replace(rec, windows=(*rec.windows[:3], 0x10_0000_0000, *rec.windows[4:])),
+            ],
+        ),
+        (
+            "data-outside-device",
+            "R-SR-005",
+            "blobs with data for an unimplemented slot, for the ROM, in a page past a 16-byte BAR, in its "
+            "first page but past its 16 bytes, or device state the memory behaviour does not keep",
+            [
+                dataclasses.replace(rec, pages=(*rec.pages, (3, 0, page))),
+                dataclasses.replace(rec, pages=(*rec.pages, (6, 0, page))),
+                dataclasses.replace(rec, pages=(*rec.pages, (4, 1, page))),
+                dataclasses.replace(rec, pages=(*rec.pages, (4, 0, bytes(16) + page[16:]))),
+                dataclasses.replace(rec, extra=b"\x01"),
+            ],
+        ),
+    ]
+    for name, req, what, records in groups:
+        s.add(
+            f"restore-rejects-{name}",
+            "save-restore",
+            (req, "R-SR-007", "R-ERR-001"),
+            f"{what} are each rejected (blob-mismatch) and the instance is unchanged",
+            _restore_body([blobfmt.encode_instance(r) for r in records]),
+        )
+
+    b = _restore_body([blobfmt.encode_instance(_set_config(rec, 0x06, bytes([0x10, 0xF9])))])
+    ks = _Fn(b, SUITE_VM, KS_BDF, KITCHEN_SINK, DEFAULT_ECAM_BASE)
+    for value in (0x0800, 0x0000, 0x8100):
+        ks.cw(0x06, 2, value)
+        ks.cr(0x06, 2)
+    ks.cw(0x04, 4, 0xF900_0000)
+    ks.cr(0x06, 2)
+    s.add(
+        "status-error-bits",
+        "variants",
+        ("R-CFG-006", "R-CFG-005", "R-SR-004", "R-VAR-001"),
+        "status error bits restored set are cleared one by one by writing ones (rw1c); under "
+        "status=read-only they are not restorable and never change",
+        b,
+    )
+
+    s.add(
+        "restore-deferred-window",
+        "variants",
+        ("R-SR-005", "R-DEC-005", "R-VAR-001"),
+        "a blob whose enabled BAR decodes away from its register is valid only under "
+        "bar_move_while_decoding=deferred, where the copy keeps decoding there until re-enabled",
+        _restore_body([_ks_deferred_blob()], move_after=True),
+    )
+
+
+# ---------------------------------------------------------------- blob format
+
+
+def _restore_body(blobs: Sequence[bytes], *, move_after: bool = False) -> _Body:
+    """KS at 00:03.0 programmed at its alternate addresses, literal restores, then reads of everything."""
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
+    _bring_up(ks, which=1, value=0x0A17_0000)
+    ks.cw(0x3C, 1, 0x0C)
+    for blob in blobs:
+        ks.restore(data=blob)
+        ks.cr(0x3C, 1)
+    ks.cr(0x04)
+    for which in (0, 1):
+        for bar in ks.placed():
+            ks.peek(bar, ks.addr(bar, which))
+    for bar in ks.bars:
+        ks.read_reg(bar)
+    ks.cr(0x64)
+    if move_after:
+        ks.command(0)
+        ks.command(CMD_IO | CMD_MEM)
+        for which in (0, 1):
+            ks.peek(ks.bar(1), ks.addr(ks.bar(1), which))
+    ks.save("after")
+    return b
+
+
+def _snapshot_body(snapshots: Sequence[bytes]) -> _Body:
+    """VM 1 with two devices; literal snapshots restored over it and into a new VM 2; reads of both."""
+    b = _Body()
+    ks, _nic = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK), (NIC_BDF, E1000))
+    _bring_up(ks, which=1)
+    ks.iow(CF8, 4, ks.cf8_value(0x08))
+    for snapshot in snapshots:
+        b.restore_vm(SUITE_VM, data=snapshot)
+        b.restore_vm(VM2, data=snapshot)
+    for vm in (SUITE_VM, VM2):
+        b.tables(vm)
+        b.ior(vm, CF8, 4)
+        b.ior(vm, CFC, 4)
+        k = _Fn(b, vm, KS_BDF, KITCHEN_SINK, DEFAULT_ECAM_BASE)
+        for which in (0, 1):
+            k.peek(k.bar(1), k.addr(k.bar(1), which))
+            k.peek(k.bar(0), k.addr(k.bar(0), which))
+        k.mr(k.ecam(0x10))
+    b.snapshot(SUITE_VM, "vm1")
+    return b
+
+
+def _sys_blob(s: _Sys) -> None:
+    """R-BLOB-001..R-BLOB-005: literal blobs and snapshots, valid and broken."""
+    good = _ks_blob()
+    s.add(
+        "instance-valid-literal",
+        "blob",
+        ("R-BLOB-003", "R-SR-002", "R-BLOB-004"),
+        "a canonical literal blob restores its configuration, decode addresses and data, and saves "
+        "back to the same bytes",
+        _restore_body([good]),
+    )
+
+    magic, _major, _minor, sections = _split(good)
+    body = good[:-32]
+    flipped = bytearray(body)
+    flipped[_payload_offset(good, 2) + 0x3C] ^= 0x01
+    last_len_at = _section_header_offsets(good)[-1] + 4
+    past_end = bytearray(body)
+    past_end[last_len_at : last_len_at + 4] = struct.pack("<I", len(sections[-1][2]) + 1)
+    rec = blobfmt.decode_instance(good)
+    typ, _config, windows, memory, _extra = (sec[2] for sec in sections)
+    loose_window = bytearray(windows)
+    loose_window[0:9] = struct.pack("<BQ", 0, 0xC000)
+    flag2 = bytearray(windows)
+    flag2[9] = 2
+
+    def with_section(tag: int, payload: bytes) -> bytes:
+        return _frame(magic, [(t, fl, payload if t == tag else p) for t, fl, p in sections])
+
+    broken: list[tuple[str, str, str, list[bytes]]] = [
+        (
+            "framing",
+            "R-BLOB-001",
+            "no bytes, fewer bytes than a header and digest, half the bytes, the snapshot magic, or a "
+            "non-zero reserved field",
+            [
+                b"",
+                good[:40],
+                good[: len(good) // 2],
+                _frame(blobfmt.SNAPSHOT_MAGIC, sections),
+                _frame(magic, sections, reserved=1),
+            ],
+        ),
+        (
+            "integrity",
+            "R-BLOB-001",
+            "a body byte changed after hashing, or a digest bit flipped",
+            [bytes(flipped) + good[-32:], body + bytes([good[-32] ^ 0x80]) + good[-31:]],
+        ),
+        (
+            "section-bounds",
+            "R-BLOB-001",
+            "a section running past the end, bytes after the last section, or a section count one short",
+            [
+                _digest(bytes(past_end)),
+                _frame(magic, sections, tail=bytes(4)),
+                _frame(magic, sections, count=len(sections) - 1),
+            ],
+        ),
+        (
+            "versions",
+            "R-BLOB-002",
+            "major version 2 or 0, or an unknown critical section",
+            [
+                _frame(magic, sections, major=2),
+                _frame(magic, sections, major=0),
+                _frame(magic, [*sections, (6, 1, b"x")], minor=1),
+            ],
+        ),
+        (
+            "section-order",
+            "R-BLOB-002",
+            "sections out of tag order, a tag repeated, or a required section missing",
+            [
+                _frame(magic, [sections[1], sections[0], *sections[2:]]),
+                _frame(magic, [*sections[:2], sections[1], *sections[2:]]),
+                _frame(magic, sections[:-1]),
+            ],
+        ),
+        (
+            "section-contents",
+            "R-BLOB-003",
+            "a type section too long, a name that is not UTF-8, a 300-byte configuration, six windows, or a "
+            "page count disagreeing with the memory section",
+            [
+                with_section(1, typ + b"\0"),
+                with_section(1, typ[:1] + b"\xff" + typ[2:]),
+                with_section(2, bytes(300)),
+                with_section(3, windows[:-9]),
+                with_section(4, struct.pack("<I", 9) + memory[4:]),
+            ],
+        ),
+        (
+            "non-canonical",
+            "R-BLOB-004",
+            "an all-zero page, pages in descending order, a non-decoding window with a base, or a decode "
+            "flag of 2",
+            [
+                blobfmt.encode_instance(dataclasses.replace(rec, pages=(*rec.pages, (5, 0, bytes(4096))))),
+                blobfmt.encode_instance(dataclasses.replace(rec, pages=tuple(reversed(rec.pages)))),
+                with_section(3, bytes(loose_window)),
+                with_section(3, bytes(flag2)),
+            ],
+        ),
+    ]
+    for name, req, what, blobs in broken:
+        s.add(
+            f"instance-rejects-{name}",
+            "blob",
+            (req, "R-SR-007", "R-ERR-001", "R-ERR-002"),
+            f"blobs with {what} are each rejected (bad-blob) and the instance is unchanged",
+            _restore_body(blobs),
+        )
+    s.add(
+        "instance-skips-unknown-noncritical-section",
+        "blob",
+        ("R-BLOB-002", "R-SR-002"),
+        "a minor-version blob with an unknown non-critical section is read, the section skipped",
+        _restore_body([_frame(magic, [*sections, (6, 0, b"future")], minor=1)]),
+    )
+    wrong_fp = dataclasses.replace(rec, fingerprint=hashlib.sha256(b"not the kitchen sink").digest())
+    s.add(
+        "instance-rejects-foreign-fingerprint",
+        "blob",
+        ("R-BLOB-004", "R-SR-003", "R-DT-002", "R-SR-007"),
+        "a blob whose fingerprint is not that of its named type is rejected and changes nothing",
+        _restore_body([blobfmt.encode_instance(wrong_fp)]),
+    )
+
+    snap = _snapshot()
+    srec = blobfmt.decode_snapshot(snap)
+    smagic, _, _, ssecs = _split(snap)
+    vm_section = ssecs[0][2]
+    devices = list(srec.devices)
+
+    def snap_with(**changes: object) -> bytes:
+        return blobfmt.encode_snapshot(dataclasses.replace(srec, **changes))  # type: ignore[arg-type]
+
+    s.add(
+        "snapshot-valid-literal",
+        "blob",
+        ("R-BLOB-005", "R-SR-006", "R-SR-009"),
+        "a canonical literal snapshot creates or replaces a VM with its ECAM window, 0xCF8, "
+        "instances and decode order",
+        _snapshot_body([snap]),
+    )
+    sbroken: list[tuple[str, str, str, list[bytes]]] = [
+        (
+            "framing",
+            "R-BLOB-001",
+            "the instance blob magic, a changed body byte, or a broken instance blob",
+            [
+                good,
+                snap[:-33] + bytes([snap[-33] ^ 1]) + snap[-32:],
+                snap_with(devices=((devices[0][0], devices[0][1][:-1]), *devices[1:])),
+            ],
+        ),
+        (
+            "vm-section",
+            "R-BLOB-005",
+            "a 14-byte VM section, no ECAM flag but a base, or a misaligned ECAM base",
+            [
+                _frame(smagic, [(1, 1, vm_section + b"\0"), *ssecs[1:]]),
+                _frame(smagic, [(1, 1, b"\0" + vm_section[1:]), *ssecs[1:]]),
+                _frame(
+                    smagic,
+                    [(1, 1, vm_section[:1] + struct.pack("<Q", 0xB000_1000) + vm_section[9:]), *ssecs[1:]],
+                ),
+            ],
+        ),
+        (
+            "devices-and-order",
+            "R-BLOB-005",
+            "instances in descending BDF order, a decoding BAR missing from the map order, or a "
+            "non-decoding BAR listed in it",
+            [
+                snap_with(devices=tuple(reversed(devices))),
+                snap_with(map_order=srec.map_order[:-1]),
+                snap_with(map_order=(*srec.map_order, (KS_BDF.packed, 3))),
+            ],
+        ),
+        (
+            "unknown-type",
+            "R-SR-006",
+            "a device type the data manager does not know",
+            [_foreign_snapshot(_MYSTERY, KS_BDF)],
+        ),
+    ]
+    for name, req, what, snaps in sbroken:
+        s.add(
+            f"snapshot-rejects-{name}",
+            "blob",
+            (req, "R-SR-007", "R-ERR-001"),
+            f"snapshots with {what} are each rejected; VM 1 stays as it was and VM 2 is not created",
+            _snapshot_body(snaps),
+        )
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _sys_errors(s: _Sys) -> None:
+    """R-ERR-001..R-ERR-003: invalid arguments on the management operations."""
+    b = _Body()
+    ks = _Fn(b, 7, KS_BDF, KITCHEN_SINK, DEFAULT_ECAM_BASE)
+    ks.cr(0x00)
+    ks.cw(0x3C, 1, 0)
+    ks.ior(CF8)
+    ks.iow(CF8, 4, 0)
+    ks.mr(DEFAULT_ECAM_BASE)
+    ks.mw(DEFAULT_ECAM_BASE, 4, 0)
+    b.plug(7, KS_BDF, KITCHEN_SINK)
+    b.unplug(7, KS_BDF)
+    ks.reset()
+    b.reset_vm(7)
+    ks.save("x")
+    b.snapshot(7, "x")
+    b.tables(7)
+    b.destroy_vm(7)
+    b.create_vm(7)
+    b.tables(7)
+    s.add(
+        "unknown-vm",
+        "errors",
+        ("R-DS-002", "R-ERR-003", "R-ERR-001"),
+        "every operation naming a VM that was never created is rejected (unknown-vm)",
+        b,
+    )
+
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
+    _bring_up(ks)
+    ks.cr(0x3C, 3)
+    ks.cw(0x06, 4, 0)
+    ks.cw(0x3C, 1, 0x1FF)
+    ks.ior(CF8, 8)
+    ks.iow(0x1_0000, 1, 0)
+    ks.mw(ks.addr(ks.bar(1)), 16, 0)
+    ks.mw(ks.addr(ks.bar(1)), 4, 1 << 32)
+    ks.restore(data=b"not a blob")
+    b.restore_vm(SUITE_VM, data=b"")
+    b.create_vm(SUITE_VM)
+    b.plug(SUITE_VM, KS_BDF, KITCHEN_SINK)
+    _look(ks)
+    b.tables(SUITE_VM)
+    b.snapshot(SUITE_VM, "unchanged")
+    s.add(
+        "no-partial-effects",
+        "errors",
+        ("R-ERR-001", "R-ERR-002", "R-ERR-003", "R-SR-007"),
+        "a run of rejected operations of every kind leaves tables, configuration, data and 0xCF8 "
+        "exactly as they were",
+        b,
+    )
+
+
+def system_cases() -> list[Case]:
+    """Cases that create their own VMs and devices (``full_api``); the body starts right after ``init``."""
+    s = _Sys()
+    for build in (
+        _sys_data_structure,
+        _sys_device_types,
+        _sys_hot_plug,
+        _sys_decode,
+        _sys_reset,
+        _sys_save_restore,
+        _sys_blob,
+        _sys_errors,
+    ):
+        build(s)
+    return s.out
+
+
+# ================================================================== literal blobs
+
+
+_MYSTERY = DeviceType(
+    name="mystery-device",
+    vendor_id=0x1B36,
+    device_id=0x00FE,
+    class_code=0xFF0000,
+    bars=(BarSpec(BarKind.MEM32, 4096),),
+)
+"""A device type no suite adapter knows, for snapshots naming an unknown type."""
+
+_HDR = struct.Struct("<8sHHHH")
+_SEC = struct.Struct("<HHI")
+Section = tuple[int, int, bytes]
+
+
+def _digest(body: bytes) -> bytes:
+    return body + hashlib.sha256(body).digest()
+
+
+def _frame(
+    magic: bytes,
+    sections: Sequence[Section],
+    *,
+    major: int = 1,
+    minor: int = 0,
+    reserved: int = 0,
+    count: int | None = None,
+    tail: bytes = b"",
+) -> bytes:
+    """Frame sections like R-BLOB-001 (with a correct digest), optionally breaking one header field."""
+    body = bytearray(_HDR.pack(magic, major, minor, len(sections) if count is None else count, reserved))
+    for tag, flags, payload in sections:
+        body += _SEC.pack(tag, flags, len(payload)) + payload
+    return _digest(bytes(body + tail))
+
+
+def _section_header_offsets(blob: bytes) -> list[int]:
+    count = _HDR.unpack_from(blob)[3]
+    out, pos = [], _HDR.size
+    for _ in range(count):
+        out.append(pos)
+        pos += _SEC.size + _SEC.unpack_from(blob, pos)[2]
+    return out
+
+
+def _split(blob: bytes) -> tuple[bytes, int, int, list[Section]]:
+    """Magic, version and sections of a well-formed blob or snapshot."""
+    magic, major, minor, _, _ = _HDR.unpack_from(blob)
+    sections: list[Section] = []
+    for pos in _section_header_offsets(blob):
+        tag, flags, length = _SEC.unpack_from(blob, pos)
+        sections.append((tag, flags, blob[pos + _SEC.size : pos + _SEC.size + length]))
+    return magic, major, minor, sections
+
+
+def _payload_offset(blob: bytes, tag: int) -> int:
+    for pos in _section_header_offsets(blob):
+        if _SEC.unpack_from(blob, pos)[0] == tag:
+            return pos + _SEC.size
+    raise KeyError(tag)
+
+
+def _set_config(rec: blobfmt.InstanceRecord, offset: int, data: bytes) -> blobfmt.InstanceRecord:
+    config = bytearray(rec.config)
+    config[offset : offset + len(data)] = data
+    return dataclasses.replace(rec, config=bytes(config))
+
+
+def _ks_manager(profile: Profile | None = None) -> DataManager:
+    dm = DataManager(profile or Profile())
+    dm.create_vm(SUITE_VM)
+    dm.plug(SUITE_VM, KS_BDF, KITCHEN_SINK)
+    return dm
+
+
+@cache
+def _ks_blob() -> bytes:
+    """Kitchen-sink with BARs 0, 1, 2 and the ROM decoding at their primary addresses and data in 3 BARs."""
+    dm = _ks_manager()
+    plan = _plan(KITCHEN_SINK)
+    for index in (0, 1, 2):
+        dm.config_write(SUITE_VM, KS_BDF, 0x10 + 4 * index, 4, plan[index][0] & ONES32)
+    dm.config_write(SUITE_VM, KS_BDF, 0x18, 4, plan[2][0] & ONES32)
+    dm.config_write(SUITE_VM, KS_BDF, 0x1C, 4, plan[2][0] >> 32)
+    dm.config_write(SUITE_VM, KS_BDF, ROM_BAR, 4, plan[ROM][0] | 1)
+    dm.config_write(SUITE_VM, KS_BDF, 0x04, 2, CMD_IO | CMD_MEM)
+    dm.config_write(SUITE_VM, KS_BDF, 0x3C, 1, 0x0B)
+    dm.config_write(SUITE_VM, KS_BDF, 0x64, 4, 0xCAFE_F00D)
+    dm.io_write(SUITE_VM, plan[0][0] + 4, 4, 0x1000_0004)
+    dm.mmio_write(SUITE_VM, plan[1][0] + 4, 4, 0x1100_0004)
+    dm.mmio_write(SUITE_VM, plan[2][0] + 4, 4, 0x1200_0004)
+    dm.mmio_write(SUITE_VM, plan[2][0] + 0x5000, 8, 0x1200_5000_1200_5000)
+    return dm.save(SUITE_VM, KS_BDF)
+
+
+@cache
+def _ks_deferred_blob() -> bytes:
+    """Kitchen-sink saved under bar_move_while_decoding=deferred: BAR1 decodes away from its register."""
+    dm = _ks_manager(Profile(bar_move_while_decoding=BarMoveWhileDecoding.DEFERRED))
+    plan = _plan(KITCHEN_SINK)
+    dm.config_write(SUITE_VM, KS_BDF, 0x14, 4, plan[1][0])
+    dm.config_write(SUITE_VM, KS_BDF, 0x04, 2, CMD_MEM)
+    dm.mmio_write(SUITE_VM, plan[1][0] + 4, 4, 0xDEFE_0001)
+    dm.config_write(SUITE_VM, KS_BDF, 0x14, 4, plan[1][1])
+    return dm.save(SUITE_VM, KS_BDF)
+
+
+@cache
+def _snapshot() -> bytes:
+    """VM with kitchen-sink and e1000 decoding, 0xCF8 set, overlapping BARs in a known decode order."""
+    dm = DataManager()
+    dm.create_vm(SUITE_VM)
+    dm.plug(SUITE_VM, NIC_BDF, E1000)
+    dm.plug(SUITE_VM, KS_BDF, KITCHEN_SINK)
+    ks, nic = _plan(KITCHEN_SINK), _plan(E1000)
+    dm.config_write(SUITE_VM, KS_BDF, 0x14, 4, ks[1][0])
+    dm.config_write(SUITE_VM, KS_BDF, 0x10, 4, ks[0][0])
+    dm.config_write(SUITE_VM, KS_BDF, 0x04, 2, CMD_IO | CMD_MEM)
+    dm.mmio_write(SUITE_VM, ks[1][0] + 4, 4, 0x5555_0004)
+    dm.config_write(SUITE_VM, NIC_BDF, 0x10, 4, nic[0][0])
+    dm.config_write(SUITE_VM, NIC_BDF, 0x04, 2, CMD_MEM)
+    dm.mmio_write(SUITE_VM, nic[0][0] + 4, 4, 0x2222_0004)
+    dm.io_write(SUITE_VM, CF8, 4, 0x8000_1808)
+    return dm.snapshot(SUITE_VM)
+
+
+def _foreign_manager(dtype: DeviceType, bdf: Bdf) -> DataManager:
+    dm = DataManager()
+    dm.create_vm(SUITE_VM)
+    dm.plug(SUITE_VM, bdf, dtype)
+    dm.config_write(SUITE_VM, bdf, 0x10, 4, _LOW_START)
+    dm.config_write(SUITE_VM, bdf, 0x04, 2, CMD_MEM)
+    return dm
+
+
+def _foreign_blob(dtype: DeviceType, bdf: Bdf) -> bytes:
+    return _foreign_manager(dtype, bdf).save(SUITE_VM, bdf)
+
+
+def _foreign_snapshot(dtype: DeviceType, bdf: Bdf) -> bytes:
+    return _foreign_manager(dtype, bdf).snapshot(SUITE_VM)
+
+
+# ================================================================== the library
+
+
+def _suffix(target: Target) -> str:
+    b = target.bdf
+    return f"{target.dtype.name}-{b.bus:02x}-{b.device:02x}-{b.function}"
+
+
+def all_cases(targets: Sequence[Target]) -> list[Case]:
+    """Device cases for each target (names suffixed with type and BDF), then the system cases."""
+    out: list[Case] = []
+    for target in targets:
+        suffix = _suffix(target)
+        out += [dataclasses.replace(c, name=f"{c.name}-{suffix}") for c in device_cases(target)]
+    return out + system_cases()
+
+
+def default_targets() -> list[Target]:
+    """One target per suite type in VM 1 with the default ECAM window (for full-API adapters)."""
+    placement = (
+        ("e1000", NIC_BDF),
+        ("kitchen-sink", KS_BDF),
+        ("express-sink", EXP_BDF),
+        ("a100", GPU_BDF),
+        ("nvme", Bdf(0, 6, 0)),
+        ("edu", EDU_BDF),
+    )
+    return [Target(SUITE_VM, bdf, SUITE_TYPES[name], DEFAULT_ECAM_BASE) for name, bdf in placement]
+
+
+__all__ = ["GROUPS", "Case", "Target", "all_cases", "default_targets", "device_cases", "system_cases"]
