@@ -45,6 +45,7 @@ class ModelAdapter:
         self._types = types or SUITE_TYPES
         self._slots: dict[str, bytes] = {}
         self.manager = self._fresh()
+        self._handlers = self._handler_table()
 
     @property
     def info(self) -> AdapterInfo:
@@ -73,48 +74,85 @@ class ModelAdapter:
             return Observation(error=exc.kind)
 
     def _perform(self, op: Op) -> Observation:
-        m = self.manager
-        match op.kind:
-            case OpKind.CONFIG_READ:
-                return Observation(value=m.config_read(op.vm, self._bdf(op), op.address, op.width))
-            case OpKind.MMIO_READ:
-                return Observation(value=m.mmio_read(op.vm, op.address, op.width))
-            case OpKind.IO_READ:
-                return Observation(value=m.io_read(op.vm, op.address, op.width))
-            case OpKind.CONFIG_WRITE:
-                m.config_write(op.vm, self._bdf(op), op.address, op.width, op.value)
-            case OpKind.MMIO_WRITE:
-                m.mmio_write(op.vm, op.address, op.width, op.value)
-            case OpKind.IO_WRITE:
-                m.io_write(op.vm, op.address, op.width, op.value)
-            case OpKind.INIT:
-                self._slots.clear()
-                self.manager = self._fresh()
-            case OpKind.CREATE_VM:
-                m.create_vm(op.vm, ecam_base=op.ecam_base)
-            case OpKind.DESTROY_VM:
-                m.destroy_vm(op.vm)
-            case OpKind.PLUG:
-                dtype = self._types.get(op.name)
-                if dtype is None:
-                    raise TraceError(f"plug: unknown device type {op.name!r}")
-                m.plug(op.vm, self._bdf(op), dtype)
-            case OpKind.UNPLUG:
-                m.unplug(op.vm, self._bdf(op))
-            case OpKind.RESET:
-                m.reset(op.vm, self._bdf(op))
-            case OpKind.RESET_VM:
-                m.reset_vm(op.vm)
-            case OpKind.SAVE:
-                return self._store(op, m.save(op.vm, self._bdf(op)))
-            case OpKind.RESTORE:
-                m.restore(op.vm, self._bdf(op), self._load(op))
-            case OpKind.SNAPSHOT:
-                return self._store(op, m.snapshot(op.vm))
-            case OpKind.RESTORE_VM:
-                m.restore_vm(op.vm, self._load(op))
-            case OpKind.TABLES:
-                return self._tables(op)
+        return self._handlers[op.kind](op)
+
+    def _handler_table(self) -> dict[OpKind, Callable[[Op], Observation]]:
+        """One small method per operation kind (a dict lookup, not a chain of comparisons)."""
+        return {
+            OpKind.CONFIG_READ: self._config_read, OpKind.CONFIG_WRITE: self._config_write,
+            OpKind.MMIO_READ: self._mmio_read, OpKind.MMIO_WRITE: self._mmio_write,
+            OpKind.IO_READ: self._io_read, OpKind.IO_WRITE: self._io_write,
+            OpKind.INIT: self._init, OpKind.CREATE_VM: self._create_vm, OpKind.DESTROY_VM: self._destroy_vm,
+            OpKind.PLUG: self._plug, OpKind.UNPLUG: self._unplug, OpKind.RESET: self._reset,
+            OpKind.RESET_VM: self._reset_vm, OpKind.SAVE: self._save, OpKind.RESTORE: self._restore,
+            OpKind.SNAPSHOT: self._snapshot, OpKind.RESTORE_VM: self._restore_vm, OpKind.TABLES: self._tables,
+        }  # fmt: skip
+
+    def _config_read(self, op: Op) -> Observation:
+        return Observation(self.manager.config_read(op.vm, self._bdf(op), op.address, op.width))
+
+    def _config_write(self, op: Op) -> Observation:
+        self.manager.config_write(op.vm, self._bdf(op), op.address, op.width, op.value)
+        return OK
+
+    def _mmio_read(self, op: Op) -> Observation:
+        return Observation(self.manager.mmio_read(op.vm, op.address, op.width))
+
+    def _mmio_write(self, op: Op) -> Observation:
+        self.manager.mmio_write(op.vm, op.address, op.width, op.value)
+        return OK
+
+    def _io_read(self, op: Op) -> Observation:
+        return Observation(self.manager.io_read(op.vm, op.address, op.width))
+
+    def _io_write(self, op: Op) -> Observation:
+        self.manager.io_write(op.vm, op.address, op.width, op.value)
+        return OK
+
+    def _init(self, op: Op) -> Observation:
+        self._slots.clear()
+        self.manager = self._fresh()
+        return OK
+
+    def _create_vm(self, op: Op) -> Observation:
+        self.manager.create_vm(op.vm, ecam_base=op.ecam_base)
+        return OK
+
+    def _destroy_vm(self, op: Op) -> Observation:
+        self.manager.destroy_vm(op.vm)
+        return OK
+
+    def _plug(self, op: Op) -> Observation:
+        dtype = self._types.get(op.name)
+        if dtype is None:
+            raise TraceError(f"plug: unknown device type {op.name!r}")
+        self.manager.plug(op.vm, self._bdf(op), dtype)
+        return OK
+
+    def _unplug(self, op: Op) -> Observation:
+        self.manager.unplug(op.vm, self._bdf(op))
+        return OK
+
+    def _reset(self, op: Op) -> Observation:
+        self.manager.reset(op.vm, self._bdf(op))
+        return OK
+
+    def _reset_vm(self, op: Op) -> Observation:
+        self.manager.reset_vm(op.vm)
+        return OK
+
+    def _save(self, op: Op) -> Observation:
+        return self._store(op, self.manager.save(op.vm, self._bdf(op)))
+
+    def _restore(self, op: Op) -> Observation:
+        self.manager.restore(op.vm, self._bdf(op), self._load(op))
+        return OK
+
+    def _snapshot(self, op: Op) -> Observation:
+        return self._store(op, self.manager.snapshot(op.vm))
+
+    def _restore_vm(self, op: Op) -> Observation:
+        self.manager.restore_vm(op.vm, self._load(op))
         return OK
 
     def close(self) -> None:

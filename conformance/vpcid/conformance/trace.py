@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vpcid.model import Bdf, VpcidError
 from vpcid.model.manager import DEFAULT_ECAM_BASE
@@ -81,9 +81,12 @@ _FIELDS: dict[OpKind, tuple[str, ...]] = {
 _OPTIONAL = {OpKind.CREATE_VM: {"ecam_base"}}
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
-    """One operation. ``address`` is the offset, port or address of an access."""
+class Op(NamedTuple):
+    """One operation. ``address`` is the offset, port or address of an access.
+
+    A named tuple rather than a frozen dataclass: the engines build hundreds of
+    thousands per second, and tuple construction is three times cheaper.
+    """
 
     kind: OpKind
     vm: int = 0
@@ -168,9 +171,8 @@ class Op:
         return cls(**args)
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What an operation produced: a read value, an error kind, a blob digest, or tables."""
+class Observation(NamedTuple):
+    """What an operation produced: a read value, an error kind, a blob digest, or tables (a named tuple)."""
 
     value: int | None = None
     error: str | None = None
@@ -208,6 +210,10 @@ class Observation:
 
     def __str__(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True)
+
+    def same(self, other: object) -> bool:
+        """Equality as observations (a named tuple would also equal a plain tuple)."""
+        return type(other) is Observation and tuple.__eq__(self, other) is True
 
 
 OK = Observation()

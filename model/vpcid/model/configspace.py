@@ -106,5 +106,4 @@ def bar_size(dtype: DeviceType, index: int) -> int:
 
 def implemented_bars(dtype: DeviceType) -> tuple[int, ...]:
     """Indices of the implemented BARs, ROM (6) last."""
-    bars = tuple(i for i in range(6) if dtype.bar(i) is not None)
-    return bars + ((ROM_INDEX,) if dtype.rom is not None else ())
+    return dtype.implemented

@@ -151,6 +151,16 @@ class DeviceType:
         """SHA-256 over everything that defines the type's behaviour (R-DT-002, R-BLOB-004)."""
         return self._fingerprint
 
+    def __hash__(self) -> int:
+        # Computed once: types key the layout cache on every plug and restore.
+        return hash(self._fingerprint)
+
+    @cached_property
+    def implemented(self) -> tuple[int, ...]:
+        """Indices of the implemented BARs, ROM (6) last."""
+        bars = tuple(i for i in range(BAR_COUNT) if self.bar(i) is not None)
+        return bars + ((ROM_INDEX,) if self.rom is not None else ())
+
 
 def _identity_tuple(t: DeviceType) -> tuple[object, ...]:
     return (

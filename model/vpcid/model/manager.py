@@ -78,6 +78,17 @@ _DECODE_FIELDS = (
 )
 
 
+def _affected_bars(dtype: DeviceType, span: range) -> tuple[int, ...]:
+    """BARs whose decode a write to ``span`` can change: all for the command register, else those written."""
+    if span.start < COMMAND + 2 and span.stop > COMMAND:
+        return implemented_bars(dtype)
+    return tuple(
+        i
+        for i in implemented_bars(dtype)
+        if (r := bar_register_span(dtype, i)).start < span.stop and span.start < r.stop
+    )
+
+
 @dataclass
 class Instance:
     """A VPCID instance: a device type placed at a BDF, with its blob's state and data (R-DS-004)."""
@@ -273,7 +284,8 @@ class DataManager:
         skip: set[int] = set()
         was_enabled: dict[int, bool] = {}
         if touches_decode:
-            was_enabled = {i: decode_enabled(cfg, inst.dtype, i) for i in implemented_bars(inst.dtype)}
+            affected = _affected_bars(inst.dtype, span)
+            was_enabled = {i: decode_enabled(cfg, inst.dtype, i) for i in affected}
             if self.profile.bar_move_while_decoding is BarMoveWhileDecoding.IGNORED:
                 for index, enabled in was_enabled.items():
                     reg = bar_register_span(inst.dtype, index)
@@ -289,7 +301,7 @@ class DataManager:
     def _rederive_windows(self, vm: VmElement, inst: Instance, was_enabled: dict[int, bool]) -> None:
         """Bring the tables in line with the configuration space (R-DEC-001..R-DEC-007, R-DEC-010)."""
         deferred = self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED
-        for index in implemented_bars(inst.dtype):
+        for index in was_enabled:
             if deferred and was_enabled[index] and decode_enabled(inst.config, inst.dtype, index):
                 continue  # R-DEC-005 deferred: the window moves when decode is next enabled
             want = self._window(inst.config, inst.dtype, index)
