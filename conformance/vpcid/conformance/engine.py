@@ -165,7 +165,7 @@ class RandomOps:
         optional: list[tuple[OpKind, Callable[[], list[Op]], int]] = [
             (OpKind.RESET, self._reset, 2), (OpKind.RESET_VM, self._reset_vm, 1),
             (OpKind.PLUG, self._hotplug, 2), (OpKind.SAVE, self._save_restore, 3),
-            (OpKind.SNAPSHOT, self._snapshot, 2), (OpKind.TABLES, self._tables, 2),
+            (OpKind.SNAPSHOT, self._snapshot, 1), (OpKind.TABLES, self._tables, 2),
         ]  # fmt: skip
         choices += [(f, w) for kind, f, w in optional if kind in self.ops]
         self._makers = [f for f, _ in choices]

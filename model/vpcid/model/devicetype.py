@@ -156,6 +156,24 @@ class DeviceType:
         return hash(self._fingerprint)
 
     @cached_property
+    def decode_dwords(self) -> dict[int, tuple[int, ...]]:
+        """Configuration dword index -> the BARs whose decode a write there can change (R-DEC-009).
+
+        The command register's dword affects every BAR; a BAR's dword (both
+        dwords of a 64-bit BAR) affects that BAR; the ROM BAR's dword the ROM.
+        """
+        table: dict[int, tuple[int, ...]] = {COMMAND // 4: self.implemented}
+        for index in self.implemented:
+            if index == ROM_INDEX:
+                table[ROM_BAR // 4] = (ROM_INDEX,)
+                continue
+            bar = self.bars[index]
+            assert bar is not None
+            for dword in range(2 if bar.kind is BarKind.MEM64 else 1):
+                table[BAR0 // 4 + index + dword] = (index,)
+        return table
+
+    @cached_property
     def implemented(self) -> tuple[int, ...]:
         """Indices of the implemented BARs, ROM (6) last."""
         bars = tuple(i for i in range(BAR_COUNT) if self.bar(i) is not None)

@@ -28,8 +28,6 @@ from vpcid.model.configspace import (
     merge_byte,
 )
 from vpcid.model.devicetype import (
-    COMMAND,
-    ROM_BAR,
     ROM_INDEX,
     BarKind,
     ConfigLayout,
@@ -71,22 +69,6 @@ ECAM_SIZE = 256 << 20
 """ECAM window: 4 KiB per function, 256 buses (R-ECAM-001)."""
 DEFAULT_ECAM_BASE = 0xB000_0000
 MAX_VM_ID = 0xFFFF_FFFF
-_DECODE_FIELDS = (
-    frozenset(range(COMMAND, COMMAND + 2))
-    | frozenset(range(0x10, 0x28))
-    | frozenset(range(ROM_BAR, ROM_BAR + 4))
-)
-
-
-def _affected_bars(dtype: DeviceType, span: range) -> tuple[int, ...]:
-    """BARs whose decode a write to ``span`` can change: all for the command register, else those written."""
-    if span.start < COMMAND + 2 and span.stop > COMMAND:
-        return implemented_bars(dtype)
-    return tuple(
-        i
-        for i in implemented_bars(dtype)
-        if (r := bar_register_span(dtype, i)).start < span.stop and span.start < r.stop
-    )
 
 
 @dataclass
@@ -279,12 +261,11 @@ class DataManager:
     def _config_store(self, vm: VmElement, inst: Instance, offset: int, payload: bytes) -> None:
         """Apply masked write bytes, then re-derive the BAR windows (R-CFG-001, R-DEC-005)."""
         cfg, lay = inst.config, inst.layout
-        span = range(offset, offset + len(payload))
-        touches_decode = not _DECODE_FIELDS.isdisjoint(span)  # R-DEC-009: only these move windows
+        span = range(offset, offset + len(payload))  # always inside one dword
+        affected = inst.dtype.decode_dwords.get(offset >> 2, ())  # R-DEC-009: only these move windows
         skip: set[int] = set()
         was_enabled: dict[int, bool] = {}
-        if touches_decode:
-            affected = _affected_bars(inst.dtype, span)
+        if affected:
             was_enabled = {i: decode_enabled(cfg, inst.dtype, i) for i in affected}
             if self.profile.bar_move_while_decoding is BarMoveWhileDecoding.IGNORED:
                 for index, enabled in was_enabled.items():
@@ -295,7 +276,7 @@ class DataManager:
             o = offset + k
             if o not in skip:
                 cfg[o] = merge_byte(cfg[o], value, lay.wmask[o], lay.w1cmask[o])
-        if touches_decode:
+        if affected:
             self._rederive_windows(vm, inst, was_enabled)
 
     def _rederive_windows(self, vm: VmElement, inst: Instance, was_enabled: dict[int, bool]) -> None:
