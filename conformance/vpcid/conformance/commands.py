@@ -31,6 +31,11 @@ EXIT_NONCONFORMANT = 1
 EXIT_UNAVAILABLE = 3
 
 
+def _console() -> Console:
+    """The terminal's width on a terminal; 140 columns into a file or pipe, so tables stay readable."""
+    return Console() if sys.stdout.isatty() else Console(width=140)
+
+
 @contextmanager
 def opened(spec: str) -> Iterator[Adapter]:
     """Load an adapter, always closing it; an unavailable adapter exits 3 with its reason."""
@@ -95,7 +100,7 @@ def certify_command(
     failures_only: bool,
 ) -> None:
     """Certify an implementation: per-requirement verdicts; exit 0 only when conformant."""
-    console = Console()
+    console = _console()
     report = run_certification(adapter_spec, budget, seed, waivers, console)
     print_table(report, console, show_all=not failures_only)
     for path, writer in ((json_path, write_json), (junit_path, write_junit), (html_path, write_html)):
@@ -159,7 +164,7 @@ def vectors_run(directory: Path, adapter_spec: str) -> None:
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
 def mutation_score_command(budget: int, seed: int) -> None:
     """Certify every planted bug; the suite must reject each one (killed/total)."""
-    console = Console()
+    console = _console()
     table = Table(title="planted bugs")
     for column in ("mutant", "breaks", "killed", "by"):
         table.add_column(column)
@@ -179,7 +184,7 @@ def mutation_score_command(budget: int, seed: int) -> None:
 @click.command("adapters")
 def adapters_command() -> None:
     """List the adapters found and whether each can run here (and why not)."""
-    console = Console()
+    console = _console()
     table = Table(title="adapters")
     for column in ("name", "status", "summary", "example"):
         table.add_column(column)
@@ -190,4 +195,40 @@ def adapters_command() -> None:
     console.print(table)
 
 
-ALL_COMMANDS = (certify_command, replay_command, vectors_group, mutation_score_command, adapters_command)
+EVIDENCE_KINDS = ("unit", "property", "vector", "z3", "crosshair")
+
+
+@click.command("trace")
+@click.option("--missing", is_flag=True, help="Only requirements lacking some kind of evidence.")
+def trace_command(missing: bool) -> None:
+    """Per requirement: where the model implements it and which kinds of check establish it."""
+    from vpcid.conformance.traceability import repository_root, trace
+
+    root = repository_root()
+    if root is None:
+        raise TraceError("vpcid trace reads spec/, model/ and tests/ of a source checkout")
+    report = trace(root, suite=True)
+    table = Table(title="requirement evidence")
+    for column in ("requirement", "title", "model", *EVIDENCE_KINDS, "tests"):
+        table.add_column(column)
+    for rid, req in report.requirements.items():
+        ev = report.evidence[rid]
+        if missing and set(EVIDENCE_KINDS) <= ev.kinds:
+            continue
+        marks = ["[green]✓[/]" if k in ev.kinds else "[dim]·[/]" for k in EVIDENCE_KINDS]
+        table.add_row(rid, req.title, ", ".join(sorted(ev.model)), *marks, str(len(ev.tests)))
+    _console().print(table)
+    totals = {k: sum(k in e.kinds for e in report.evidence.values()) for k in EVIDENCE_KINDS}
+    click.echo(
+        f"{len(report.requirements)} requirements; " + ", ".join(f"{k}: {v}" for k, v in totals.items())
+    )
+
+
+ALL_COMMANDS = (
+    trace_command,
+    certify_command,
+    replay_command,
+    vectors_group,
+    mutation_score_command,
+    adapters_command,
+)

@@ -35,8 +35,9 @@ class Evidence:
 
     model: set[str] = field(default_factory=set)
     tests: set[str] = field(default_factory=set)
+    vectors: set[str] = field(default_factory=set)
     kinds: set[str] = field(default_factory=set)
-    """Kinds of checks: unit, property (Hypothesis), and later vector, z3, crosshair."""
+    """Kinds of checks: unit, property (Hypothesis), vector (scenario case), z3, crosshair."""
 
 
 def repository_root() -> Path | None:
@@ -155,8 +156,30 @@ class TraceReport:
         return sorted(r for r, e in self.evidence.items() if not getattr(e, where))
 
 
-def trace(root: Path | None = None) -> TraceReport:
-    """Build the matrix from a source checkout (spec/, model/, tests/)."""
+def vector_citations() -> dict[str, set[str]]:
+    """R-ID -> scenario cases (golden vectors) that check it."""
+    from vpcid.conformance.cases import all_cases, default_targets
+
+    cited: dict[str, set[str]] = {}
+    for case in all_cases(default_targets()):
+        for rid in case.requirements:
+            cited.setdefault(rid, set()).add(f"{case.group}/{case.name}")
+    return cited
+
+
+def formal_citations() -> dict[str, set[str]]:
+    """R-ID -> {"z3", "crosshair"}: what the formal layer establishes."""
+    from vpcid.conformance.formal import evidence
+
+    return {rid: set(kinds) for rid, kinds in evidence().items()}
+
+
+def trace(root: Path | None = None, *, suite: bool = False) -> TraceReport:
+    """Build the matrix from a source checkout (spec/, model/, tests/).
+
+    With ``suite``, also count scenario cases (kind "vector") and the formal
+    layer's proofs and contracts (kinds "z3", "crosshair").
+    """
     root = root or repository_root()
     if root is None:
         raise FileNotFoundError("traceability needs a source checkout with spec/, model/ and tests/")
@@ -174,4 +197,14 @@ def trace(root: Path | None = None) -> TraceReport:
             evidence[rid].kinds |= entry["kinds"]
         else:
             unknown.setdefault(rid, set()).update(entry["tests"])
+    if suite:
+        for source, kinds in ((vector_citations(), None), (formal_citations(), "formal")):
+            for rid, names in source.items():
+                if rid not in evidence:
+                    unknown.setdefault(rid, set()).update(names)
+                elif kinds is None:
+                    evidence[rid].kinds.add("vector")
+                    evidence[rid].vectors |= names
+                else:
+                    evidence[rid].kinds |= names
     return TraceReport(requirements, evidence, unknown)
