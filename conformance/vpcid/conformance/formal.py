@@ -318,9 +318,6 @@ class SymBool:
         return f"SymBool({self.term})"
 
 
-Symbolic = Sym | SymBool | z3.ExprRef | int | bool
-
-
 def _formula(value: object) -> z3.BoolRef:
     """A z3 formula from a claim: SymBool, z3 formula or Python bool."""
     if isinstance(value, SymBool):
@@ -388,7 +385,7 @@ class Path(Generic[T]):
 
 # --------------------------------------------------------------------- prover
 FIRST_TRY_MS = 250
-"""A claim is first tried on the incremental solver for this long, then from scratch (:func:`_decide_hard`)."""
+"""A claim is first tried on the incremental solver for this long (ms), then by :func:`_decide_hard`."""
 
 
 def _new_solver() -> z3.Solver:
@@ -499,7 +496,7 @@ class Prover:
         *,
         rids: Sequence[str] = (),
         given: Sequence[SymBool | z3.BoolRef | bool] = (),
-        show: Mapping[str, Symbolic] | None = None,
+        show: Mapping[str, object] | None = None,
     ) -> None:
         """Prove ``claim`` for every input allowed by the domain and ``given``, or raise."""
         rids = tuple(rids) or self.requirements
@@ -553,7 +550,7 @@ class Prover:
             raise Refuted(Counterexample(label, rids, self.case_label, inputs))
 
     def _counterexample(
-        self, label: str, rids: tuple[str, ...], model: z3.ModelRef, show: Mapping[str, Symbolic]
+        self, label: str, rids: tuple[str, ...], model: z3.ModelRef, show: Mapping[str, object]
     ) -> Counterexample:
         inputs = tuple(
             (name, _fmt(model.eval(term, model_completion=True), width))
@@ -652,7 +649,7 @@ def _fmt_concrete(value: object) -> str:
     return f"{value:#x}"
 
 
-def _fmt_value(model: z3.ModelRef, value: Symbolic) -> str:
+def _fmt_value(model: z3.ModelRef, value: object) -> str:
     if isinstance(value, Sym):
         return _fmt(model.eval(value.term, model_completion=True), None)
     if isinstance(value, SymBool):

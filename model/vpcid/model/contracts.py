@@ -16,7 +16,7 @@ reads it.
 Checked here: R-CFG-001, R-CFG-006 (masked writes); R-BAR-002, R-BAR-003,
 R-BAR-005, R-BAR-007 and R-DEC-001..R-DEC-004, R-DEC-006 (BAR registers and
 decode); R-DS-006, R-DS-009, R-DEC-008 (table keys and lookup); R-BLOB-001,
-R-BLOB-003, R-BLOB-004, R-SR-008 (blob round trip and integrity).
+R-BLOB-003, R-BLOB-004 (blob round trip and integrity).
 """
 
 from __future__ import annotations
@@ -62,27 +62,46 @@ def establishes(*requirements: str) -> Callable[[F], F]:
 # ------------------------------------------------------------- masked write
 @establishes("R-CFG-001", "R-CFG-006")
 def masked_write(old: int, value: int, wmask: int, w1cmask: int) -> int:
-    """One configuration byte written through the model's ``merge_byte``.
+    """One configuration byte written through the model's ``merge_byte``: the spec's formula, idempotent.
 
     pre: 0 <= old <= 0xFF and 0 <= value <= 0xFF
     pre: 0 <= wmask <= 0xFF and 0 <= w1cmask <= 0xFF
     pre: wmask & w1cmask == 0
-    post: 0 <= __return__ <= 0xFF
-    post: __return__ == ((old & ~wmask) | (value & wmask)) & ~(value & w1cmask) & 0xFF
-    post: (__return__ ^ old) & ~(wmask | w1cmask) & 0xFF == 0
-    post: (__return__ ^ value) & wmask == 0
-    post: __return__ & w1cmask & ~old == 0
-    post: __return__ & w1cmask & value == 0
-    post: (__return__ ^ old) & w1cmask & ~value == 0
+    post: __return__ == ((old & ~wmask) | (value & wmask)) & ~(value & w1cmask)
     post: merge_byte(__return__, value, wmask, w1cmask) == __return__
     """
     return merge_byte(old, value, wmask, w1cmask)
 
 
+@establishes("R-CFG-001", "R-CFG-006")
+def masked_write_bit(position: int, old: bool, value: bool, writable: bool, rw1c: bool) -> int:
+    """One bit of a configuration byte, at any position, through ``merge_byte``: the spec's truth table.
+
+    CrossHair cannot keep ``&``/``|`` on symbolic ints symbolic (it picks
+    concrete values), so besides :func:`masked_write` this contract states the
+    rule bit by bit, a domain small enough for CrossHair to cover: a writable
+    bit takes the written value, an RW1C bit is cleared by a written one and
+    kept by a written zero, any other bit keeps its value; no other bit is set.
+
+    pre: 0 <= position <= 7
+    pre: not (writable and rw1c)
+    post: __return__ >> position & 1 == (value if writable else (old and not value) if rw1c else old)
+    post: __return__ & ~(1 << position) == 0
+    """
+    bit = 1 << position
+    return merge_byte(bit if old else 0, bit if value else 0, bit if writable else 0, bit if rw1c else 0)
+
+
 # ------------------------------------------------------------ BAR decoding
 def _shape(name: str, bar: BarSpec | None = None, rom: RomSpec | None = None) -> DeviceType:
-    return DeviceType(f"contract-{name}", vendor_id=0x1B36, device_id=0x00FE, class_code=0xFF0000,
-                      bars=(bar,) if bar is not None else (), rom=rom)  # fmt: skip
+    return DeviceType(
+        f"contract-{name}",
+        vendor_id=0x1B36,
+        device_id=0x00FE,
+        class_code=0xFF0000,
+        bars=(bar,) if bar is not None else (),
+        rom=rom,
+    )
 
 
 BAR_SHAPES: tuple[tuple[DeviceType, int], ...] = (
@@ -129,7 +148,7 @@ def shape_size(shape: int) -> int:
 
 
 def spec_decode(shape: int, command: int, value: int) -> int | None:
-    """Where the spec says the BAR decodes after these writes (R-BAR-003, R-BAR-007, R-DEC-001..006)."""
+    """Where the spec says the BAR decodes after these writes (R-BAR-003, R-DEC-001..R-DEC-004, R-DEC-006)."""
     dtype, index = BAR_SHAPES[shape]
     if index == ROM_INDEX:
         assert dtype.rom is not None
@@ -147,8 +166,17 @@ def spec_decode(shape: int, command: int, value: int) -> int | None:
     return address if enabled and address != 0 and address + size <= limit else None
 
 
-@establishes("R-BAR-002", "R-BAR-003", "R-BAR-005", "R-BAR-007", "R-DEC-001", "R-DEC-002", "R-DEC-003",
-             "R-DEC-004", "R-DEC-006")  # fmt: skip
+@establishes(
+    "R-BAR-002",
+    "R-BAR-003",
+    "R-BAR-005",
+    "R-BAR-007",
+    "R-DEC-001",
+    "R-DEC-002",
+    "R-DEC-003",
+    "R-DEC-004",
+    "R-DEC-006",
+)
 def bar_decode(shape: int, command: int, value: int) -> int | None:
     """Write ``value`` to the BAR of ``BAR_SHAPES[shape]`` and ``command``, then run ``decode_window``.
 
@@ -184,7 +212,7 @@ def bar_read_back(shape: int, value: int) -> int:
 
 
 def spec_read_back(shape: int, value: int) -> int:
-    """What the spec says a BAR register reads after a write of ``value`` (R-BAR-002, R-BAR-003, R-BAR-007)."""
+    """What the spec says a BAR register reads after writing ``value`` (R-BAR-002, R-BAR-003, R-BAR-007)."""
     dtype, index = BAR_SHAPES[shape]
     if index == ROM_INDEX:
         assert dtype.rom is not None
@@ -216,7 +244,8 @@ def table_lookup(size_log2: int, base: int, address: int) -> bool:
     table = DecodeTable(lowest_bdf_first)
     m = Mapping(Bdf(0, 1, 0), 0, base, size_log2, 1)
     table.insert(m)
-    assert len(table) == 1 and table.size_classes() == 1  # one entry per BAR, one class (R-DS-006)
+    assert len(table) == 1, "a BAR is one table entry (R-DS-006)"
+    assert table.size_classes() == 1
     return table.lookup(address) is m
 
 
@@ -254,57 +283,86 @@ def untraced(fn: Callable[..., T], *args: object) -> T:
     except ImportError:  # pragma: no cover - CrossHair is a dev dependency
         return fn(*args)
     concrete_args = deep_realize(args)
-    with NoTracing():
+    with NoTracing():  # type: ignore[no-untyped-call]
         return fn(*concrete_args)
 
 
-def build_record(name: str, fingerprint: bytes, config_head: bytes, express: bool,
-                 windows: list[int | None], pages: list[tuple[int, int, bytes]], extra: bytes) -> InstanceRecord:  # fmt: skip
-    """An instance record from small inputs: config and pages are zero-padded to their sizes."""
+def build_record(
+    name: str,
+    fingerprint: bytes,
+    config_head: bytes,
+    express: bool,
+    window_mask: int,
+    window_base: int,
+    page_count: int,
+    page_bar: int,
+    page_index: int,
+    page_byte: int,
+    extra: bytes,
+) -> InstanceRecord:
+    """An instance record from a few scalars: config and pages are zero-padded to their sizes,
+    windows ``window_mask`` bit i decodes at ``window_base``, pages are consecutive."""
     size = 0x1000 if express else 0x100
-    return InstanceRecord(
-        name, fingerprint, config_head.ljust(size, b"\x00"), tuple(windows),
-        tuple((bar, page, head.ljust(PAGE_SIZE, b"\x00")) for bar, page, head in pages), extra,
-    )  # fmt: skip
+    windows = tuple(window_base if window_mask >> i & 1 else None for i in range(7))
+    pages = tuple(
+        (page_bar, page_index + i, bytes([page_byte]).ljust(PAGE_SIZE, b"\x00")) for i in range(page_count)
+    )
+    return InstanceRecord(name, fingerprint, config_head.ljust(size, b"\x00"), windows, pages, extra)
 
 
-def _encode(*args: object) -> bytes:
-    return encode_instance(build_record(*args))  # type: ignore[arg-type]
+def _encode(record: InstanceRecord) -> tuple[bytes, InstanceRecord]:
+    return encode_instance(record), record
 
 
 def _reencode(blob: bytes) -> bytes:
     return encode_instance(decode_instance(blob))
 
 
-@establishes("R-BLOB-003", "R-BLOB-004", "R-SR-008")
-def blob_round_trip(name: str, fingerprint: bytes, config_head: bytes, express: bool,
-                    windows: list[int | None], pages: list[tuple[int, int, bytes]], extra: bytes) -> bytes:  # fmt: skip
+@establishes("R-BLOB-003", "R-BLOB-004")
+def blob_round_trip(
+    name: str,
+    fingerprint: bytes,
+    config_head: bytes,
+    express: bool,
+    window_mask: int,
+    window_base: int,
+    page_count: int,
+    page_bar: int,
+    page_index: int,
+    page_byte: int,
+    extra: bytes,
+) -> tuple[bytes, InstanceRecord]:
     """Encode a small instance record; decoding gives it back, and re-encoding the same bytes.
 
-    pre: name.isprintable() and 1 <= len(name) <= 8
-    pre: len(fingerprint) == 32
-    pre: len(config_head) <= 8
-    pre: len(windows) == 7 and all(w is None or 0 <= w < 1 << 64 for w in windows)
-    pre: len(pages) <= 2
-    pre: all(0 <= b <= 0xFF and 0 <= p < 1 << 64 and 0 < len(h) <= 4 and any(h) for b, p, h in pages)
-    pre: all(pages[i][:2] < pages[i + 1][:2] for i in range(len(pages) - 1))
-    pre: len(extra) <= 8
-    post: untraced(decode_instance, __return__) == untraced(build_record, name, fingerprint, config_head, express, windows, pages, extra)
-    post: untraced(_reencode, __return__) == __return__
+    Returns the blob and the record it encodes.
+
+    pre: 1 <= len(name) <= 4 and all(ord(c) < 0xD800 or 0xE000 <= ord(c) for c in name)
+    pre: len(fingerprint) == 32 and len(config_head) <= 8 and len(extra) <= 8
+    pre: 0 <= window_mask <= 0x7F and 0 <= window_base < 1 << 64
+    pre: 0 <= page_count <= 2 and 0 <= page_bar <= 0xFF and 0 <= page_index < (1 << 64) - 1
+    pre: 1 <= page_byte <= 0xFF
+    post: untraced(decode_instance, __return__[0]) == __return__[1]
+    post: untraced(_reencode, __return__[0]) == __return__[0]
     """
-    return untraced(_encode, name, fingerprint, config_head, express, windows, pages, extra)
+    record = untraced(
+        build_record,
+        name,
+        fingerprint,
+        config_head,
+        express,
+        window_mask,
+        window_base,
+        page_count,
+        page_bar,
+        page_index,
+        page_byte,
+        extra,
+    )
+    return untraced(_encode, record)
 
 
 SAMPLE_BLOB = encode_instance(
-    build_record(
-        "sample",
-        bytes(range(32)),
-        b"\x86\x80\x0e\x10",
-        False,
-        [0xFEBC0000, None, None, None, None, None, None],
-        [(0, 1, b"\x01")],
-        b"x",
-    )  # fmt: skip
+    build_record("sample", bytes(range(32)), b"\x86\x80\x0e\x10", False, 0b1, 0xFEBC0000, 1, 0, 1, 0x5A, b"x")
 )
 """A valid instance blob to corrupt."""
 

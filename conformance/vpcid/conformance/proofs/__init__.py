@@ -4,6 +4,6 @@ See ``spec/proofs/README.md`` for what each proof establishes and how it is
 tied to the model's code, and :mod:`vpcid.conformance.formal` for the engine.
 """
 
-from vpcid.conformance.proofs import bars, cam, lookup, masked_write
+from . import bars, cam, lookup, masked_write
 
 __all__ = ["bars", "cam", "lookup", "masked_write"]

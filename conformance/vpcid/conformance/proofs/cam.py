@@ -25,13 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import z3
+from vpcid.conformance.formal import Prover, Sym, proof, stand_in, substituted, term_of
 from vpcid.model import manager
 from vpcid.model.bdf import Bdf
 from vpcid.model.manager import CFC, DataManager, VmElement
 from vpcid.model.profile import Cf8Extended, Profile
 from vpcid.model.tables import DecodeTable, lowest_bdf_first
-
-from vpcid.conformance.formal import Prover, Sym, proof, stand_in, substituted, term_of
 
 WINDOW = tuple((port, length) for port in range(CFC, CFC + 4) for length in range(1, CFC + 5 - port))
 """Every (port, length) an access can have inside 0xCFC-0xCFF."""
@@ -47,19 +46,22 @@ class _Access:
     payload: bytes | None
 
 
-class _Recorder(DataManager):
-    """The real DataManager, except that configuration accesses are recorded, not performed."""
+class _Recorder:
+    """A data manager of the class under proof whose configuration accesses are recorded, not performed."""
 
-    def __init__(self, profile: Profile) -> None:
-        super().__init__(profile)
+    def __init__(self, cls: type[DataManager], profile: Profile) -> None:
         self.accesses: list[_Access] = []
+        recorder = self
 
-    def _config_access(
-        self, vm: VmElement, bdf: Bdf, offset: int, length: int, payload: bytes | None
-    ) -> bytes:
-        bus, device, function = stand_in(bdf)
-        self.accesses.append(_Access(bus, device, function, offset, length, payload))
-        return b"" if payload is not None else bytes(length)
+        class Recording(cls):  # type: ignore[valid-type,misc]
+            def _config_access(
+                self, vm: VmElement, bdf: Bdf, offset: int, length: int, payload: bytes | None
+            ) -> bytes:
+                bus, device, function = stand_in(bdf)
+                recorder.accesses.append(_Access(bus, device, function, offset, length, payload))
+                return b"" if payload is not None else bytes(length)
+
+        self.manager: DataManager = Recording(profile)
 
 
 def _bdf_fields(bus: object, device: object, function: object) -> tuple[object, object, object]:
@@ -71,12 +73,14 @@ def _bits(term: z3.BitVecRef, high: int, low: int) -> z3.BitVecRef:
     return z3.ZeroExt(term.size() - (high - low + 1), z3.Extract(high, low, term))
 
 
-def _run(dm: _Recorder, cf8: Sym, port: int, length: int, payload: bytes | None) -> tuple[bytes, list[_Access]]:  # fmt: skip
+def _run(
+    dm: _Recorder, cf8: Sym, port: int, length: int, payload: bytes | None
+) -> tuple[bytes, list[_Access]]:
     vm = VmElement(0, DecodeTable(lowest_bdf_first), DecodeTable(lowest_bdf_first), None)
     vm.cf8 = stand_in(cf8)
     dm.accesses = []
     with substituted(manager, "Bdf", _bdf_fields):
-        data = dm._cam_data(vm, port, payload, length)
+        data = dm.manager._cam_data(vm, port, payload, length)
     return data, dm.accesses
 
 
@@ -91,25 +95,53 @@ def _decoding(p: Prover, dm: _Recorder, extends: bool) -> None:
                 data, accesses = path.result
                 show = {"port": port, "length": length, "write": payload is not None}
                 if not accesses:
-                    p.prove("with bit 31 clear the window selects nothing", _bits(x, 31, 31) == 0,
-                            rids=["R-CAM-005"], given=[path.condition], show=show)  # fmt: skip
-                    p.check("reads of a disabled window return all ones, writes are dropped",
-                            data == (b"" if payload is not None else b"\xff" * length), rids=["R-CAM-005"],
-                            show={**show, "returned": data})  # fmt: skip
+                    p.prove(
+                        "with bit 31 clear the window selects nothing",
+                        _bits(x, 31, 31) == 0,
+                        rids=["R-CAM-005"],
+                        given=[path.condition],
+                        show=show,
+                    )
+                    p.check(
+                        "reads of a disabled window return all ones, writes are dropped",
+                        data == (b"" if payload is not None else b"\xff" * length),
+                        rids=["R-CAM-005"],
+                        show={**show, "returned": data},
+                    )
                     continue
                 p.check("one configuration access per window access", len(accesses) == 1, show=show)
                 (a,) = accesses
-                p.check("the access has the window access's length and bytes",
-                        a.length == length and a.payload == payload, show=show)  # fmt: skip
-                fields = (Sym.lift(stand_in(a.bus)), Sym.lift(stand_in(a.device)),
-                          Sym.lift(stand_in(a.function)), Sym.lift(stand_in(a.offset)))  # fmt: skip
+                p.check(
+                    "the access has the window access's length and bytes",
+                    a.length == length and a.payload == payload,
+                    show=show,
+                )
+                fields = (
+                    Sym.lift(stand_in(a.bus)),
+                    Sym.lift(stand_in(a.device)),
+                    Sym.lift(stand_in(a.function)),
+                    Sym.lift(stand_in(a.offset)),
+                )
                 bus, device, function, offset = (f.term for f in fields)
-                p.prove("with bit 31 set the access goes to bits 23:16, 15:11, 10:8 and the register",
-                        z3.And(_bits(x, 31, 31) == 1, bus == _bits(x, 23, 16), device == _bits(x, 15, 11),
-                               function == _bits(x, 10, 8), offset == register + (port - CFC)),
-                        rids=["R-CAM-004", "R-CAM-005"], given=[path.condition],
-                        show={**show, "bus": fields[0], "device": fields[1], "function": fields[2],
-                              "offset": fields[3]})  # fmt: skip
+                p.prove(
+                    "with bit 31 set the access goes to bits 23:16, 15:11, 10:8 and the register",
+                    z3.And(
+                        _bits(x, 31, 31) == 1,
+                        bus == _bits(x, 23, 16),
+                        device == _bits(x, 15, 11),
+                        function == _bits(x, 10, 8),
+                        offset == register + (port - CFC),
+                    ),
+                    rids=["R-CAM-004", "R-CAM-005"],
+                    given=[path.condition],
+                    show={
+                        **show,
+                        "bus": fields[0],
+                        "device": fields[1],
+                        "function": fields[2],
+                        "offset": fields[3],
+                    },
+                )
 
 
 def _select(dm: _Recorder, cf8: Sym) -> tuple[z3.BitVecRef, ...] | None:
@@ -124,7 +156,9 @@ def _select(dm: _Recorder, cf8: Sym) -> tuple[z3.BitVecRef, ...] | None:
 def _bijection(p: Prover, dm: _Recorder, extends: bool) -> None:
     top = 0xFFC if extends else 0xFC
 
-    def encode(bus: z3.BitVecRef, device: z3.BitVecRef, function: z3.BitVecRef, reg: z3.BitVecRef) -> z3.BitVecRef:  # fmt: skip
+    def encode(
+        bus: z3.BitVecRef, device: z3.BitVecRef, function: z3.BitVecRef, reg: z3.BitVecRef
+    ) -> z3.BitVecRef:
         """The spec's 0xCF8 value for a function and register: its inverse of the decoding."""
         return 0x8000_0000 | bus << 16 | device << 11 | function << 8 | (reg & 0xFC) | (reg >> 8) << 24
 
@@ -139,14 +173,29 @@ def _bijection(p: Prover, dm: _Recorder, extends: bool) -> None:
             p.check("an enabled value selects a function", path.result is not None, show={})
             assert path.result is not None
             bus, device, function, reg = path.result
-            p.prove("the selection is a function and a dword register in range",
-                    z3.And(z3.ULE(bus, 0xFF), z3.ULE(device, 0x1F), z3.ULE(function, 0x7), z3.ULE(reg, top),
-                           reg & 3 == 0), given=[path.condition])  # fmt: skip
-            p.prove("encoding the selection gives back the value (decoding is injective)",
-                    encode(bus, device, function, reg) == term_of(cf8), given=[path.condition])  # fmt: skip
+            p.prove(
+                "the selection is a function and a dword register in range",
+                z3.And(
+                    z3.ULE(bus, 0xFF),
+                    z3.ULE(device, 0x1F),
+                    z3.ULE(function, 0x7),
+                    z3.ULE(reg, top),
+                    reg & 3 == 0,
+                ),
+                given=[path.condition],
+            )
+            p.prove(
+                "encoding the selection gives back the value (decoding is injective)",
+                encode(bus, device, function, reg) == term_of(cf8),
+                given=[path.condition],
+            )
     with p.case("encode then decode"):
-        want = (p.integer("bus", 0, 0xFF), p.integer("device", 0, 0x1F), p.integer("function", 0, 7),
-                p.integer("register", 0, top))  # fmt: skip
+        want = (
+            p.integer("bus", 0, 0xFF),
+            p.integer("device", 0, 0x1F),
+            p.integer("function", 0, 7),
+            p.integer("register", 0, top),
+        )
         p.assume(want[3] & 3 == 0)
         value = encode(*(w.term for w in want))
         cf8 = Sym(value, 32, 0xFFFF_FFFF)
@@ -154,17 +203,22 @@ def _bijection(p: Prover, dm: _Recorder, extends: bool) -> None:
         for path in p.explore(lambda: _select(dm, cf8)):
             p.check("an enabled value selects a function", path.result is not None, show={})
             assert path.result is not None
-            p.prove("decoding the encoding gives back the function and register (decoding is onto)",
-                    z3.And(*(got == w.term for got, w in zip(path.result, want, strict=True))),
-                    given=[path.condition])  # fmt: skip
+            p.prove(
+                "decoding the encoding gives back the function and register (decoding is onto)",
+                z3.And(*(got == w.term for got, w in zip(path.result, want, strict=True))),
+                given=[path.condition],
+            )
 
 
 @proof("R-CAM-004", "R-CAM-005")
-def cam_decoding(p: Prover) -> None:
-    """0xCF8 selects bus 23:16, device 15:11, function 10:8, register 7:2 (and 27:24): a bijection."""
+def cam_decoding(p: Prover, manager_class: type[DataManager] = DataManager) -> None:
+    """0xCF8 selects bus 23:16, device 15:11, function 10:8, register 7:2 (and 27:24): a bijection.
+
+    ``manager_class`` is the code under proof (the model's ``DataManager`` by default).
+    """
     for variant in Cf8Extended:
         extends = variant is Cf8Extended.EXTENDS
-        dm = _Recorder(Profile(cf8_extended=variant))
+        dm = _Recorder(manager_class, Profile(cf8_extended=variant))
         with p.case(f"cf8_extended = {variant.value}"):
             with p.case("every window access"):
                 _decoding(p, dm, extends)

@@ -25,10 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vpcid.conformance.formal import Prover, Sym, SymBool, proof, stand_in
 from vpcid.model.bdf import Bdf
 from vpcid.model.tables import DecodeTable, Mapping, PriorityKey, last_mapped_first, lowest_bdf_first
-
-from vpcid.conformance.formal import Prover, Sym, SymBool, proof, stand_in, term_of
 
 TOP = 1 << 64
 X_SLOT, Y_SLOT = Bdf(0, 1, 0), Bdf(0, 2, 0)
@@ -77,8 +76,11 @@ class SymDict:
         return sum(v.probes for v in self.values() if isinstance(v, SymDict))
 
 
-def _table(priority: PriorityKey) -> tuple[DecodeTable, SymDict]:
-    table = DecodeTable(priority)
+TableClass = type[DecodeTable]
+
+
+def _table(cls: TableClass, priority: PriorityKey) -> tuple[DecodeTable, SymDict]:
+    table = cls(priority)
     classes = SymDict()
     table._classes = stand_in(classes)  # the harness's one intervention, see the module docstring
     return table, classes
@@ -111,12 +113,12 @@ class _Two:
     shared_key: bool
 
 
-def _one_bar(p: Prover) -> None:
+def _one_bar(p: Prover, cls: TableClass) -> None:
     k, base = _bar(p, "")
     address = p.integer("address", 0, TOP - 1)
 
     def run() -> _One:
-        table, classes = _table(lowest_bdf_first)
+        table, classes = _table(cls, lowest_bdf_first)
         m = Mapping(X_SLOT, 0, stand_in(base), stand_in(k), 1)
         table.insert(m)
         found = table.lookup(stand_in(address))
@@ -127,21 +129,34 @@ def _one_bar(p: Prover) -> None:
         r = path.result
         show = {"hit": r.hit, "entries": r.entries, "probes": r.probes}
         p.check("a BAR is one table entry", r.entries == 1, rids=["R-DS-006"], show=show)
-        p.check("a lookup is one probe per size class in use", r.probes == r.classes == 1,
-                rids=["R-DS-006"], show=show)  # fmt: skip
-        p.prove("Mapping.end is base + 2**k", Sym.lift(r.end) == base + (1 << k),
-                rids=["R-DS-006"], given=[path.condition], show={"end": r.end})  # fmt: skip
-        p.prove("the probe hits the entry exactly when the address is inside the BAR",
-                inside if r.hit else ~inside, given=[path.condition], show=show)  # fmt: skip
+        p.check(
+            "a lookup is one probe per size class in use",
+            r.probes == r.classes == 1,
+            rids=["R-DS-006"],
+            show=show,
+        )
+        p.prove(
+            "Mapping.end is base + 2**k",
+            Sym.lift(r.end) == base + (1 << k),
+            rids=["R-DS-006"],
+            given=[path.condition],
+            show={"end": r.end},
+        )
+        p.prove(
+            "the probe hits the entry exactly when the address is inside the BAR",
+            inside if r.hit else ~inside,
+            given=[path.condition],
+            show=show,
+        )
 
 
-def _two_bars(p: Prover, rule: str, priority: PriorityKey) -> None:
+def _two_bars(p: Prover, cls: TableClass, rule: str, priority: PriorityKey) -> None:
     kx, bx = _bar(p, "X")
     ky, by = _bar(p, "Y")
     address = p.integer("address", 0, TOP - 1)
 
     def run() -> _Two:
-        table, classes = _table(priority)
+        table, classes = _table(cls, priority)
         x = Mapping(X_SLOT, 0, stand_in(bx), stand_in(kx), 1)
         y = Mapping(Y_SLOT, 0, stand_in(by), stand_in(ky), 2)
         table.insert(x)
@@ -152,10 +167,16 @@ def _two_bars(p: Prover, rule: str, priority: PriorityKey) -> None:
 
     in_x, in_y = _inside(address, kx, bx), _inside(address, ky, by)
     for k, base, inside in ((kx, bx, in_x), (ky, by, in_y)):
-        p.lemma("a probe matches a key exactly when the address is inside the BAR",
-                (address >> k == base >> k) == inside, rids=["R-DS-006", "R-DS-009"])  # fmt: skip
-    p.lemma("same-class keys are equal only for equal bases", ~((kx == ky) & (bx >> kx == by >> ky)) | (bx == by),
-            rids=["R-DS-006", "R-DS-009"])  # fmt: skip
+        p.lemma(
+            "a probe matches a key exactly when the address is inside the BAR",
+            (address >> k == base >> k) == inside,
+            rids=["R-DS-006", "R-DS-009"],
+        )
+    p.lemma(
+        "same-class keys are equal only for equal bases",
+        ~((kx == ky) & (bx >> kx == by >> ky)) | (bx == by),
+        rids=["R-DS-006", "R-DS-009"],
+    )
     first, second = (in_x, in_y) if rule == "lowest-bdf" else (in_y, in_x)
     expected = {
         ("X" if rule == "lowest-bdf" else "Y"): first,
@@ -165,11 +186,20 @@ def _two_bars(p: Prover, rule: str, priority: PriorityKey) -> None:
     for path in p.explore(run):
         r = path.result
         claim = expected.get(r.winner, False)
-        p.prove(f"lookup returns the BAR containing the address that {rule} prefers, or nothing", claim,
-                rids=["R-DS-009", "R-DEC-008"], given=[path.condition], show={"winner": str(r.winner)})  # fmt: skip
+        p.prove(
+            f"lookup returns the BAR containing the address that {rule} prefers, or nothing",
+            claim,
+            rids=["R-DS-009", "R-DEC-008"],
+            given=[path.condition],
+            show={"winner": str(r.winner)},
+        )
         if r.shared_key:
-            p.prove("two BARs share a key only when they are the same range", (kx == ky) & (bx == by),
-                    rids=["R-DS-006", "R-DS-009"], given=[path.condition])  # fmt: skip
+            p.prove(
+                "two BARs share a key only when they are the same range",
+                (kx == ky) & (bx == by),
+                rids=["R-DS-006", "R-DS-009"],
+                given=[path.condition],
+            )
 
 
 RULES: tuple[tuple[str, Callable[[Mapping], tuple[int, ...]]], ...] = (
@@ -179,11 +209,14 @@ RULES: tuple[tuple[str, Callable[[Mapping], tuple[int, ...]]], ...] = (
 
 
 @proof("R-DS-006", "R-DS-009", "R-DEC-008")
-def lookup_exact(p: Prover) -> None:
-    """The (k, base >> k) keys and one probe per class resolve exactly the BAR the overlap rule picks."""
+def lookup_exact(p: Prover, table: TableClass = DecodeTable) -> None:
+    """The (k, base >> k) keys and one probe per class resolve exactly the BAR the overlap rule picks.
+
+    ``table`` is the code under proof (the model's ``DecodeTable`` by default).
+    """
     p.first_try_ms = 0  # shifts by symbolic amounts: straight to the bit-blasting tactic
     with p.case("one BAR, any size class"):
-        _one_bar(p)
+        _one_bar(p, table)
     for rule, priority in RULES:
         with p.case(f"two BARs, any size classes, {rule}"):
-            _two_bars(p, rule, priority)
+            _two_bars(p, table, rule, priority)

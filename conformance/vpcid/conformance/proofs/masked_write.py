@@ -28,7 +28,9 @@ CROSS_CHECK_MASKS = ((0x00, 0x00), (0xFF, 0x00), (0x00, 0xFF), (0x0F, 0xF0), (0x
 _LANES = 64
 
 
-def word(merge: MergeFn, old: z3.BitVecRef, value: z3.BitVecRef, wmask: z3.BitVecRef, w1c: z3.BitVecRef) -> z3.BitVecRef:  # fmt: skip
+def word(
+    merge: MergeFn, old: z3.BitVecRef, value: z3.BitVecRef, wmask: z3.BitVecRef, w1c: z3.BitVecRef
+) -> z3.BitVecRef:
     """A multi-byte write: ``merge`` applied to every byte lane, as the manager does."""
     lanes = old.size() // 8
     if lanes == 1:
@@ -37,7 +39,9 @@ def word(merge: MergeFn, old: z3.BitVecRef, value: z3.BitVecRef, wmask: z3.BitVe
     def lane(x: z3.BitVecRef, k: int) -> z3.BitVecRef:
         return z3.Extract(8 * k + 7, 8 * k, x)
 
-    return z3.Concat(*[merge(lane(old, k), lane(value, k), lane(wmask, k), lane(w1c, k)) for k in reversed(range(lanes))])  # fmt: skip
+    return z3.Concat(
+        *[merge(lane(old, k), lane(value, k), lane(wmask, k), lane(w1c, k)) for k in reversed(range(lanes))]
+    )
 
 
 def _cross_check(p: Prover, merge: MergeFn) -> None:
@@ -68,9 +72,15 @@ def _cross_check(p: Prover, merge: MergeFn) -> None:
                     p.check(
                         "z3 and Python evaluate merge_byte alike",
                         False,
-                        show={"old": old, "value": block[k], "wmask": wm, "w1cmask": cm,
-                              "python": python[k], "z3": from_z3[k] if from_z3 else None},
-                    )  # fmt: skip
+                        show={
+                            "old": old,
+                            "value": block[k],
+                            "wmask": wm,
+                            "w1cmask": cm,
+                            "python": python[k],
+                            "z3": from_z3[k] if from_z3 else None,
+                        },
+                    )
         p.check("z3 and Python evaluate merge_byte alike", True, show={})
 
 
@@ -86,22 +96,45 @@ def masked_write(p: Prover, merge: MergeFn = merge_byte) -> None:
             p.assume(wmask & w1cmask == 0)  # R-CFG-001: no bit is in both masks
             new = word(merge, old, value, wmask, w1cmask)
             show = {"new": new}
-            p.prove("the write is the spec's formula",
-                    new == ((old & ~wmask) | (value & wmask)) & ~(value & w1cmask),
-                    rids=["R-CFG-001"], show=show)  # fmt: skip
-            p.prove("bits outside wmask|w1cmask never change", (new ^ old) & ~(wmask | w1cmask) == 0,
-                    rids=["R-CFG-001"], show=show)  # fmt: skip
-            p.prove("writable bits take the written value", (new ^ value) & wmask == 0,
-                    rids=["R-CFG-001"], show=show)  # fmt: skip
+            p.prove(
+                "the write is the spec's formula",
+                new == ((old & ~wmask) | (value & wmask)) & ~(value & w1cmask),
+                rids=["R-CFG-001"],
+                show=show,
+            )
+            p.prove(
+                "bits outside wmask|w1cmask never change",
+                (new ^ old) & ~(wmask | w1cmask) == 0,
+                rids=["R-CFG-001"],
+                show=show,
+            )
+            p.prove(
+                "writable bits take the written value",
+                (new ^ value) & wmask == 0,
+                rids=["R-CFG-001"],
+                show=show,
+            )
             p.prove("RW1C never sets a bit", new & w1cmask & ~old == 0, rids=["R-CFG-006"], show=show)
-            p.prove("a written one clears an RW1C bit", new & w1cmask & value == 0,
-                    rids=["R-CFG-006"], show=show)  # fmt: skip
-            p.prove("a written zero never clears an RW1C bit", (new ^ old) & w1cmask & ~value == 0,
-                    rids=["R-CFG-006"], show=show)  # fmt: skip
+            p.prove(
+                "a written one clears an RW1C bit", new & w1cmask & value == 0, rids=["R-CFG-006"], show=show
+            )
+            p.prove(
+                "a written zero never clears an RW1C bit",
+                (new ^ old) & w1cmask & ~value == 0,
+                rids=["R-CFG-006"],
+                show=show,
+            )
             again = word(merge, new, value, wmask, w1cmask)
-            p.prove("writing the same value twice changes nothing more", again == new,
-                    show={"new": new, "again": again})  # fmt: skip
+            p.prove(
+                "writing the same value twice changes nothing more",
+                again == new,
+                show={"new": new, "again": again},
+            )
             other = p.bitvec("value2", bits)
             second = word(merge, new, other, wmask, w1cmask)
-            p.prove("a second write can only clear RW1C bits", second & w1cmask & ~new == 0,
-                    rids=["R-CFG-006"], show={"new": new, "second": second})  # fmt: skip
+            p.prove(
+                "a second write can only clear RW1C bits",
+                second & w1cmask & ~new == 0,
+                rids=["R-CFG-006"],
+                show={"new": new, "second": second},
+            )
