@@ -87,6 +87,7 @@ class Failure:
     description: str
     trace: list[dict[str, Any]]
     observed_variant: dict[str, str] = field(default_factory=dict)
+    """Single-axis changes under which the model reproduces this check alone (``a|b``: ambiguous)."""
 
 
 @dataclass
@@ -117,6 +118,8 @@ class CertificationReport:
     duration_s: float
     errors: list[str] = field(default_factory=list)
     """Problems that make the run non-conformant beyond failed requirements (e.g. stale waivers)."""
+    variants: dict[str, str] = field(default_factory=dict)
+    """Variant values that explain the failures (explain_variants): what the implementation does."""
 
     @property
     def conformant(self) -> bool:
@@ -140,6 +143,7 @@ class CertificationReport:
             "counts": self.counts(),
             "engines": self.engines,
             "errors": self.errors,
+            "observed_variants": self.variants,
             "requirements": [
                 {
                     "id": r.rid,
@@ -218,10 +222,15 @@ def observations(adapter: Adapter, ops: Sequence[Op]) -> list[Observation | str]
 
 
 def detect_variant(impl: Adapter, ops: Sequence[Op]) -> dict[str, str]:
-    """The single-axis change of the declared profile under which the model matches ``impl``, if any."""
+    """Single-axis changes of the declared profile under which the model matches ``impl`` on ``ops``.
+
+    Returns ``{axis: value}``; when several values of one axis match (the
+    operations cannot tell them apart) the value lists them, ``a|b``.
+    """
     info = impl.info
     seen = [_normal(o, info) for o in observations(impl, ops)]
     declared = info.profile.to_mapping()
+    found: dict[str, list[str]] = {}
     for axis, enum in AXES.items():
         for value in enum:
             if value.value == declared[axis]:
@@ -229,8 +238,43 @@ def detect_variant(impl: Adapter, ops: Sequence[Op]) -> dict[str, str]:
             profile = Profile.from_mapping({**declared, axis: value.value})
             model = ModelAdapter("variant", profile, info.machine, operations=info.operations)
             if [_normal(o, info) for o in observations(model, ops)] == seen:
-                return {axis: value.value}
-    return {}
+                found.setdefault(axis, []).append(value.value)
+    return {axis: "|".join(values) for axis, values in found.items()}
+
+
+def explain_variants(impl: Adapter, traces: Sequence[Sequence[Op]]) -> dict[str, str]:
+    """The variant values that explain the failing ``traces``, chosen greedily (set cover).
+
+    Repeatedly picks the single axis value which, added to the declared profile
+    and the values already chosen, makes the model match ``impl`` on the most
+    still-unexplained traces. Traces no value explains stay unexplained: they
+    are deviations no variant covers.
+    """
+    info = impl.info
+    seen = [[_normal(o, info) for o in observations(impl, ops)] for ops in traces]
+    declared = info.profile.to_mapping()
+    chosen: dict[str, str] = {}
+    remaining = list(range(len(traces)))
+    while remaining:
+        best: tuple[str, str] | None = None
+        best_explained: list[int] = []
+        for axis, enum in AXES.items():
+            for value in enum:
+                if axis in chosen or value.value == declared[axis]:
+                    continue
+                profile = Profile.from_mapping({**declared, **chosen, axis: value.value})
+                model = ModelAdapter("variant", profile, info.machine, operations=info.operations)
+                explained = [
+                    i for i in remaining
+                    if [_normal(o, info) for o in observations(model, traces[i])] == seen[i]
+                ]  # fmt: skip
+                if len(explained) > len(best_explained):
+                    best, best_explained = (axis, value.value), explained
+        if best is None:
+            break
+        chosen[best[0]] = best[1]
+        remaining = [i for i in remaining if i not in best_explained]
+    return chosen
 
 
 def _normal(obs: Observation | str, info: AdapterInfo) -> Observation | str:
@@ -291,10 +335,16 @@ def certify(
                 results[rid].checks += 1
                 results[rid].failures.append(failure)
 
-    def record(finding: Finding, check: str, rids: Sequence[str]) -> None:
+    failing_traces: list[Sequence[Op]] = []
+
+    def record(
+        finding: Finding, check: str, rids: Sequence[str], context: Sequence[Op] | None = None
+    ) -> None:
+        """``context``: the whole failing case, which tells variants apart better than its shrunk prefix."""
         trace = [op.to_json() for op in finding.trace]
-        failure = Failure(check, finding.divergence.describe(), trace, detect_variant(impl, finding.trace))
-        fail(rids, failure)
+        evidence = context if context is not None else finding.trace
+        failing_traces.append(evidence)
+        fail(rids, Failure(check, finding.divergence.describe(), trace, detect_variant(impl, evidence)))
 
     # 1. scenario cases
     cases = applicable_cases(info)
@@ -309,7 +359,7 @@ def certify(
         else:
             failed_cases += 1
             finding = minimise(impl, ops[: divergence.index + 1], "case", None)
-            record(finding, f"case {label}", case.requirements)
+            record(finding, f"case {label}", case.requirements, ops)
         if progress is not None:
             progress("cases", done, len(cases))
         if failed_cases and stop_at_first_failure:
@@ -346,7 +396,8 @@ def certify(
             )
         engines["stateful"] = {"examples": examples, "operations": steps, "findings": len(stateful_findings)}
 
-    errors = _verdicts(results, info, waivers or {})
+    explained = explain_variants(impl, failing_traces) if failing_traces else {}
+    errors = _verdicts(results, info, waivers or {}, explained)
     return CertificationReport(
         adapter=info.name,
         description=info.description,
@@ -357,6 +408,7 @@ def certify(
         engines=engines,
         duration_s=time.perf_counter() - started,
         errors=errors,
+        variants=explained,
     )
 
 
@@ -370,18 +422,20 @@ def _exercised_by_engines(info: AdapterInfo) -> set[str]:
 
 
 def _verdicts(
-    results: dict[str, RequirementResult], info: AdapterInfo, waivers: dict[str, Waiver]
+    results: dict[str, RequirementResult],
+    info: AdapterInfo,
+    waivers: dict[str, Waiver],
+    explained: dict[str, str],
 ) -> list[str]:
     errors: list[str] = []
     declared = info.profile.to_mapping()
     for axis, rid in AXIS_REQUIREMENT.items():
         results[rid].variant = f"{axis}={declared[axis]}"
+        if axis in explained:
+            results[rid].variant = f"observed {axis}={explained[axis]} (declared {axis}={declared[axis]})"
     for rid, result in results.items():
         if result.failures:
             result.verdict = Verdict.FAIL
-            hints = {f"{a}={v}" for f in result.failures for a, v in f.observed_variant.items()}
-            if hints and result.variant is not None:
-                result.variant = f"observed {', '.join(sorted(hints))} (declared {result.variant})"
         elif result.checks:
             result.verdict = Verdict.PASS
         waiver = waivers.get(rid)

@@ -42,14 +42,11 @@ class Mutant:
 
 
 def _with_layout(change: Callable[[ConfigLayout, DeviceType], ConfigLayout]) -> type[DataManager]:
-    """A manager whose instances get a modified configuration layout at plug time."""
+    """A manager whose device types get a modified configuration layout (at plug and restore)."""
 
     class LayoutMutant(DataManager):
-        def plug(self, vm_id: int, bdf: Bdf, dtype: DeviceType) -> None:
-            super().plug(vm_id, bdf, dtype)
-            inst = self._vms[vm_id].config_table[bdf]
-            inst.layout = change(inst.layout, dtype)
-            inst.config[:] = inst.layout.image
+        def _layout(self, dtype: DeviceType) -> ConfigLayout:
+            return change(super()._layout(dtype), dtype)
 
     return LayoutMutant
 
@@ -242,18 +239,13 @@ class EcamBusShift(DataManager):
 
 class RestoreAcceptsIdentity(DataManager):
     def _instance_from(self, rec: blobfmt.InstanceRecord, bdf: Bdf, dtype: DeviceType) -> Instance:
-        lay = self._layout_of(dtype)
+        lay = self._layout(dtype)
         fixed_clear = bytes(
             (c & ~f) | (i & f) for c, i, f in zip(rec.config, lay.image, lay.fixed, strict=False)
         )
         inst = super()._instance_from(dataclasses.replace(rec, config=fixed_clear), bdf, dtype)
         inst.config[:] = rec.config[: len(inst.config)]
         return inst
-
-    def _layout_of(self, dtype: DeviceType) -> ConfigLayout:
-        from vpcid.model.devicetype import layout
-
-        return layout(dtype, self.profile.status)
 
 
 class RestoreHalfApplies(DataManager):

@@ -23,5 +23,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "req(*ids): the requirement IDs (R-...) a test checks")
     if config.getoption("vpcid_adapter"):
         config.args.append(str(SUITE_MODULE))

@@ -28,16 +28,41 @@ from vpcid.model.profile import AXES, Profile
 FORMAT = 1
 
 
+def _sensitive_axes(ops: Sequence[Op]) -> list[str]:
+    """Axes whose value changes the observations of ``ops``, closed over interactions.
+
+    An axis joins when changing it alters the observations in some combination
+    of the axes already found (starting from the default profile), until no
+    more join. Two axes that matter only together, and neither alone nor with
+    an axis already found, are not detected; no case in the library has such a
+    pair (tests/test_vectors.py checks every case under every profile value).
+    """
+    sensitive: list[str] = []
+    grew = True
+    while grew:
+        grew = False
+        contexts = [dict(zip(sensitive, combo, strict=True))
+                    for combo in itertools.product(*([v.value for v in AXES[a]] for a in sensitive))]  # fmt: skip
+        for axis, enum in AXES.items():
+            if axis in sensitive:
+                continue
+            if any(_differs(ops, context, axis, [v.value for v in enum]) for context in contexts):
+                sensitive.append(axis)
+                grew = True
+    return sensitive
+
+
+def _differs(ops: Sequence[Op], context: dict[str, str], axis: str, values: list[str]) -> bool:
+    seen = []
+    for value in values:
+        model = ModelAdapter(profile=Profile.from_mapping({**context, axis: value}))
+        seen.append(observations(model, ops))
+    return any(s != seen[0] for s in seen[1:])
+
+
 def _outcomes(ops: Sequence[Op]) -> tuple[list[str], list[dict[str, Any]]]:
     """The axes ``ops`` are sensitive to, and the observations under each combination of them."""
-    default = observations(ModelAdapter(), ops)
-    sensitive = []
-    for axis, enum in AXES.items():
-        for value in list(enum)[1:]:
-            alternative = ModelAdapter(profile=Profile.from_mapping({axis: value.value}))
-            if observations(alternative, ops) != default:
-                sensitive.append(axis)
-                break
+    sensitive = _sensitive_axes(ops)
     outcomes = []
     for combo in itertools.product(*(list(AXES[a]) for a in sensitive)):
         when = {a: v.value for a, v in zip(sensitive, combo, strict=True)}
@@ -80,7 +105,7 @@ def generate(directory: Path) -> int:
             "group": case.group,
             "requirements": list(case.requirements),
             "description": case.description,
-            "needs": sorted(k.value for k in case.needs | {OpKind.INIT}),
+            "needs": sorted({op.kind.value for op in ops}),
             "full_api": True,
             "axes": axes,
             "outcomes": outcomes,

@@ -211,7 +211,7 @@ class DataManager:
         if bdf in vm.config_table:
             raise SlotOccupied(f"{bdf} in VM {vm_id} already holds a device")
         self.register_type(dtype)
-        lay = layout(dtype, self.profile.status)
+        lay = self._layout(dtype)
         inst = Instance(bdf, dtype, lay, bytearray(lay.image), DeviceData())
         inst.behaviour.reset(inst.data)
         vm.config_table[bdf] = inst
@@ -291,6 +291,10 @@ class DataManager:
                 self._unmap(vm, inst, index)
                 if want is not None:
                     self._map(vm, inst, index, want)
+
+    def _layout(self, dtype: DeviceType) -> ConfigLayout:
+        """The per-byte image and masks of ``dtype`` in this profile (R-CFG-001, R-CFG-006)."""
+        return layout(dtype, self.profile.status)
 
     def _window(self, config: bytes | bytearray, dtype: DeviceType, index: int) -> int | None:
         """Where BAR ``index`` decodes given its registers (R-DEC-001..R-DEC-006)."""
@@ -547,7 +551,7 @@ class DataManager:
         """Check a decoded blob against ``dtype``; build the instance it describes (R-SR-003..R-SR-005)."""
         if rec.type_name != dtype.name or rec.fingerprint != dtype.fingerprint():
             raise BlobMismatch(f"blob is of device type {rec.type_name!r}, the slot holds {dtype.name!r}")
-        lay = layout(dtype, self.profile.status)
+        lay = self._layout(dtype)
         if len(rec.config) != len(lay.image):
             raise BlobMismatch("blob configuration space size differs from the device type's")
         o = lay.first_fixed_difference(rec.config)

@@ -1,0 +1,357 @@
+"""Certification: verdicts per requirement, planted bugs, declared profiles, variants and waivers."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from vpcid.adapters.reference import ModelAdapter
+from vpcid.conformance.certify import (
+    CertificationReport,
+    RequirementResult,
+    Verdict,
+    Waiver,
+    WaiverError,
+    certify,
+    load_waivers,
+)
+from vpcid.conformance.cli import main
+from vpcid.conformance.mutants import BY_NAME
+from vpcid.conformance.traceability import load_requirements
+from vpcid.model import DataManager, Profile
+from vpcid.model.profile import AXES, AXIS_REQUIREMENT
+
+BUDGET = 2_000
+REQUIREMENTS = load_requirements()
+KNOWN = set(REQUIREMENTS)
+EVERY_ALTERNATIVE = Profile.from_mapping({axis: list(enum)[1].value for axis, enum in AXES.items()})
+LAST_ALTERNATIVE = Profile.from_mapping({axis: list(enum)[-1].value for axis, enum in AXES.items()})
+
+
+@functools.cache
+def mutant_report(name: str) -> CertificationReport:
+    """The full certification of one planted bug (computed once per test session)."""
+    return certify(BY_NAME[name].adapter(), budget=BUDGET)
+
+
+def by_id(report: CertificationReport) -> dict[str, RequirementResult]:
+    return {r.rid: r for r in report.requirements}
+
+
+def failing(report: CertificationReport) -> set[str]:
+    return {r.rid for r in report.requirements if r.verdict is Verdict.FAIL}
+
+
+@pytest.fixture(scope="module")
+def reference_report() -> CertificationReport:
+    return certify(ModelAdapter(), budget=5_000)
+
+
+# ------------------------------------------------------------------ the reference
+
+
+@pytest.mark.req("R-VAR-002")
+def test_reference_is_conformant_with_every_requirement_passing(
+    reference_report: CertificationReport,
+) -> None:
+    report = reference_report
+    assert report.conformant
+    assert report.errors == []
+    assert [r.rid for r in report.requirements if r.verdict is not Verdict.PASS] == []
+    assert {r.rid for r in report.requirements} == KNOWN
+    assert len(report.requirements) == len(KNOWN)
+    assert report.counts() == {"pass": len(KNOWN), "fail": 0, "n/a": 0, "waived": 0}
+    assert all(r.checks > 0 and r.failures == [] for r in report.requirements)
+    assert all(r.title == REQUIREMENTS[r.rid].title for r in report.requirements)
+
+
+def test_reference_report_records_the_run(reference_report: CertificationReport) -> None:
+    report = reference_report
+    assert (report.adapter, report.seed, report.budget) == ("reference", 0, 5_000)
+    assert report.profile == Profile().to_mapping()
+    assert set(report.engines) == {"cases", "random", "stateful"}
+    assert report.engines["cases"]["failed"] == 0
+    assert report.engines["cases"]["run"] > 100
+    assert report.engines["random"]["operations"] >= 5_000
+    assert report.engines["random"]["findings"] == 0
+    assert report.engines["stateful"]["findings"] == 0
+    assert report.duration_s > 0
+
+
+@pytest.mark.req("R-VAR-001")
+def test_axis_requirements_show_the_declared_variant(reference_report: CertificationReport) -> None:
+    results = by_id(reference_report)
+    declared = Profile().to_mapping()
+    for axis, rid in AXIS_REQUIREMENT.items():
+        assert results[rid].variant == f"{axis}={declared[axis]}"
+    assert {r.rid for r in reference_report.requirements if r.variant} == set(AXIS_REQUIREMENT.values())
+
+
+def test_requirements_are_in_spec_order(reference_report: CertificationReport) -> None:
+    groups: list[str] = []
+    for r in reference_report.requirements:
+        group = r.rid.split("-")[1]
+        if not groups or groups[-1] != group:
+            groups.append(group)
+    assert len(groups) == len(set(groups)), "each group is contiguous"
+    assert groups[:3] == ["DS", "DT", "CFG"]
+    numbers = [(r.rid.split("-")[1], int(r.rid.split("-")[2])) for r in reference_report.requirements]
+    for (g1, n1), (g2, n2) in itertools.pairwise(numbers):
+        assert g1 != g2 or n1 < n2
+
+
+@pytest.mark.req("R-VAR-002", "R-VAR-001")
+@pytest.mark.parametrize("profile", [EVERY_ALTERNATIVE, LAST_ALTERNATIVE], ids=["first-alternatives", "last"])
+def test_reference_in_a_declared_profile_is_conformant(profile: Profile) -> None:
+    """The model runs in the implementation's declared profile, so the reference conforms in any."""
+    report = certify(ModelAdapter(profile=profile), budget=BUDGET)
+    assert report.conformant
+    assert report.counts()["fail"] == 0
+    assert report.counts()["n/a"] == 0
+    assert report.profile == profile.to_mapping()
+    mapping = profile.to_mapping()
+    for axis, rid in AXIS_REQUIREMENT.items():
+        assert by_id(report)[rid].variant == f"{axis}={mapping[axis]}"
+
+
+@pytest.mark.req("R-VAR-002")
+def test_other_variant_declared_as_default_is_not_conformant() -> None:
+    """Behaving like a variant is a failure unless the profile declares it."""
+    impl = ModelAdapter("undeclared", Profile(), manager_factory=lambda _p: DataManager(EVERY_ALTERNATIVE))
+    report = certify(impl, budget=BUDGET, stop_at_first_failure=True)
+    assert not report.conformant
+    assert failing(report)
+
+
+# ------------------------------------------------------------------ planted bugs
+
+DECLARED = [
+    "bar-size-off-by-one",
+    "rw1c-as-rw",
+    "subsystem-writable",
+    "io-decode-uses-memory-bit",
+    "rom-ignores-enable",
+    "io-limit-unchecked",
+    "cf8-latches-low-bits",
+    "overlap-last-mapped",
+    "bar-move-deferred",
+    "reset-keeps-data",
+    "unplug-leaves-routes",
+    "cam-ignores-enable",
+    "cam-function-bit",
+    "ecam-bus-shift",
+    "restore-accepts-identity",
+    "restore-half-applies",
+    "misaligned-config-accepted",
+    "duplicate-vm-replaces",
+]
+
+
+@pytest.mark.req("R-VAR-002")
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, id=n, marks=pytest.mark.req(*BY_NAME[n].requirements)) for n in DECLARED]
+    + [
+        pytest.param(
+            "rw1c-never-clears",
+            id="rw1c-never-clears",
+            marks=[
+                pytest.mark.req("R-CFG-006"),
+            ],
+        )
+    ],
+)
+def test_mutant_fails_its_declared_requirements(name: str) -> None:
+    mutant = BY_NAME[name]
+    report = mutant_report(name)
+    assert not report.conformant
+    assert set(mutant.requirements) <= failing(report), f"{name}: failing {sorted(failing(report))}"
+    for rid in mutant.requirements:
+        result = by_id(report)[rid]
+        assert result.failures
+        for failure in result.failures:
+            assert failure.trace[0] == {"op": "init"}
+            assert failure.check.startswith(("case ", "random engine", "stateful engine"))
+            assert failure.description.startswith("step ")
+
+
+VARIANT_MUTANTS = [
+    ("unmapped-mmio-zero", "unmapped_mmio_read", "zeros"),
+    ("cf8-latches-low-bits", "cf8_low_bits", "latched"),
+    ("overlap-last-mapped", "overlap", "last-mapped"),
+    ("bar-move-deferred", "bar_move_while_decoding", "deferred"),
+]
+
+
+@pytest.mark.req("R-VAR-002", "R-VAR-001")
+@pytest.mark.parametrize(
+    ("name", "axis", "value"),
+    [pytest.param(*v, id=v[0]) for v in VARIANT_MUTANTS]
+    + [
+        pytest.param(
+            "straddle-start-address",
+            "straddle",
+            "start-address",
+            id="straddle-start-address",
+        )
+    ],
+)
+def test_variant_mutant_is_reported_as_the_variant_it_implements(name: str, axis: str, value: str) -> None:
+    report = mutant_report(name)
+    assert not report.conformant
+    rid = AXIS_REQUIREMENT[axis]
+    result = by_id(report)[rid]
+    assert result.verdict is Verdict.FAIL
+    assert result.failures
+    # Each failure alone may be ambiguous (a|b); every one must at least admit the real value, and the
+    # explanation over all failures must be exactly it.
+    assert all(value in f.observed_variant.get(axis, "").split("|") for f in result.failures), [
+        f.observed_variant for f in result.failures
+    ]
+    assert report.variants == {axis: value}
+    default = Profile().to_mapping()[axis]
+    assert result.variant == f"observed {axis}={value} (declared {axis}={default})"
+
+
+def test_variant_column_names_only_the_requirements_own_axis() -> None:
+    bad = []
+    for name, _, _ in VARIANT_MUTANTS:
+        for axis, rid in AXIS_REQUIREMENT.items():
+            variant = by_id(mutant_report(name))[rid].variant or ""
+            if not re.fullmatch(
+                rf"{axis}=[a-z0-9-]+|observed {axis}=[a-z0-9|-]+ \(declared {axis}=[a-z0-9-]+\)", variant
+            ):
+                bad.append(f"{name}: {rid} {variant}")
+    assert bad == []
+
+
+def test_stop_at_first_failure_stops_after_the_first_failing_case() -> None:
+    report = certify(BY_NAME["cam-ignores-enable"].adapter(), budget=BUDGET, stop_at_first_failure=True)
+    assert not report.conformant
+    assert report.engines["cases"]["failed"] == 1
+    assert "random" not in report.engines
+    assert "stateful" not in report.engines
+    checks = {f.check for r in report.requirements for f in r.failures}
+    assert len(checks) == 1
+
+
+# ------------------------------------------------------------------ waivers
+
+
+def write_waivers(path: Path, rids: list[str], reason: str = "known deviation, ticket 42") -> Path:
+    path.write_text(
+        "".join(f'[[waiver]]\nrequirement = "{rid}"\nreason = "{reason}"\n\n' for rid in rids),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_waived_failures_are_conformant(tmp_path: Path) -> None:
+    name = "cam-ignores-enable"
+    failed = sorted(failing(mutant_report(name)))
+    assert failed
+    waivers = load_waivers(write_waivers(tmp_path / "w.toml", failed), KNOWN)
+    report = certify(BY_NAME[name].adapter(), budget=BUDGET, waivers=waivers)
+    assert report.conformant
+    assert report.errors == []
+    results = by_id(report)
+    for rid in failed:
+        assert results[rid].verdict is Verdict.WAIVED
+        assert results[rid].waiver == "known deviation, ticket 42"
+        assert results[rid].failures, "the evidence stays in the report"
+    assert report.counts()["waived"] == len(failed)
+    assert report.counts()["fail"] == 0
+
+
+def test_partial_waiver_is_still_not_conformant() -> None:
+    name = "cam-ignores-enable"
+    failed = sorted(failing(mutant_report(name)))
+    assert len(failed) >= 2
+    waivers = {failed[0]: Waiver(failed[0], "accepted")}
+    report = certify(BY_NAME[name].adapter(), budget=BUDGET, waivers=waivers)
+    assert not report.conformant
+    assert by_id(report)[failed[0]].verdict is Verdict.WAIVED
+    assert by_id(report)[failed[1]].verdict is Verdict.FAIL
+
+
+def test_waiver_for_a_passing_requirement_is_an_error() -> None:
+    report = certify(ModelAdapter(), budget=BUDGET, waivers={"R-DS-001": Waiver("R-DS-001", "stale")})
+    assert not report.conformant
+    assert len(report.errors) == 1
+    assert "R-DS-001" in report.errors[0]
+    assert "did not fail" in report.errors[0]
+    result = by_id(report)["R-DS-001"]
+    assert result.verdict is Verdict.PASS
+    assert result.waiver == "stale"
+
+
+def test_waiver_file_is_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text(
+        '[[waiver]]\nrequirement = "R-CAM-005"\nreason = "  legacy firmware  "\n\n'
+        '[[waiver]]\nrequirement = "R-DS-001"\nreason = "x"\n',
+        encoding="utf-8",
+    )
+    assert load_waivers(path, KNOWN) == {
+        "R-CAM-005": Waiver("R-CAM-005", "legacy firmware"),
+        "R-DS-001": Waiver("R-DS-001", "x"),
+    }
+    empty = tmp_path / "empty.toml"
+    empty.write_text("", encoding="utf-8")
+    assert load_waivers(empty, KNOWN) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[waiver]]\nrequirement = "R-DS-001"\nreason = "r"\nexpires = "2030"\n', "exactly"),
+        ('title = "mine"\n[[waiver]]\nrequirement = "R-DS-001"\nreason = "r"\n', "only"),
+        ('[[waivers]]\nrequirement = "R-DS-001"\nreason = "r"\n', "only"),
+        ('waiver = "R-DS-001"\n', "only"),
+        ('[[waiver]]\nrequirement = "R-XX-999"\nreason = "r"\n', "unknown requirement"),
+        ('[[waiver]]\nrequirement = "R-DS-1"\nreason = "r"\n', "unknown requirement"),
+        ('[[waiver]]\nrequirement = "R-DS-001"\n', "exactly"),
+        ('[[waiver]]\nreason = "r"\n', "exactly"),
+        ('[[waiver]]\nrequirement = "R-DS-001"\nreason = "   "\n', "needs a reason"),
+        ('[[waiver]]\nrequirement = "R-DS-001"\nreason = 3\n', "needs a reason"),
+        (2 * '[[waiver]]\nrequirement = "R-DS-001"\nreason = "r"\n', "twice"),
+        ("[[waiver]\nrequirement = R-DS-001\n", "cannot read"),
+    ],
+    ids=["unknown-key", "unknown-top-level", "misspelled-table", "not-a-table", "unknown-id", "malformed-id",
+         "missing-reason", "missing-requirement", "blank-reason", "reason-not-text", "duplicate", "not-toml"],
+)  # fmt: skip
+def test_malformed_waiver_files_are_rejected(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(WaiverError, match=message) as caught:
+        load_waivers(path, KNOWN)
+    assert caught.value.kind == "bad-waiver"
+
+
+def test_missing_waiver_file_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(WaiverError, match="cannot read"):
+        load_waivers(tmp_path / "absent.toml", KNOWN)
+
+
+def test_cli_certify_with_waivers(tmp_path: Path) -> None:
+    name = "cam-ignores-enable"
+    path = write_waivers(tmp_path / "w.toml", sorted(failing(mutant_report(name))))
+    args = ["certify", "--adapter", f"mutant:{name}", "--budget", str(BUDGET), "--failures-only"]
+    result = CliRunner().invoke(main, [*args, "--waivers", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "CONFORMANT" in result.output
+    assert "NOT CONFORMANT" not in result.output
+
+
+def test_cli_certify_rejects_a_malformed_waiver_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text('[[waiver]]\nrequirement = "R-NOPE-001"\nreason = "r"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["certify", "--adapter", "reference", "--waivers", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "vpcid: error: waiver names unknown requirement 'R-NOPE-001'"
+    ]
