@@ -41,8 +41,8 @@ def _sensitive_axes(ops: Sequence[Op]) -> list[str]:
     grew = True
     while grew:
         grew = False
-        contexts = [dict(zip(sensitive, combo, strict=True))
-                    for combo in itertools.product(*([v.value for v in AXES[a]] for a in sensitive))]  # fmt: skip
+        values = [[v.value for v in AXES[a]] for a in sensitive]
+        contexts = [dict(zip(sensitive, combo, strict=True)) for combo in itertools.product(*values)]
         for axis, enum in AXES.items():
             if axis in sensitive:
                 continue
