@@ -31,6 +31,9 @@ BUILTIN: tuple[AdapterEntry, ...] = (
     AdapterEntry("reference", "vpcid.adapters.reference:reference", "the reference model itself"),
     AdapterEntry("mutant", "vpcid.conformance.mutants:mutant_adapter",
                  "the reference with one planted bug (mutation testing)", "mutant:rw1c-as-rw"),
+    AdapterEntry("kvm", "vpcid.adapters.kvm:adapter", "real vCPUs execute every guest access", "kvm"),
+    AdapterEntry("kvm+cython", "vpcid.adapters.kvm:adapter_cython",
+                 "real vCPUs execute every guest access; exits served by the Cython backend", "kvm+cython"),
 )  # fmt: skip
 
 
