@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 certify: $(STAMP)
-	mkdir -p reports
-	$(BIN)/vpcid certify --adapter reference --json reports/reference.json --junit reports/reference.xml --html reports/reference.html
+	$(BIN)/vpcid certify-bundled --reports reports
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

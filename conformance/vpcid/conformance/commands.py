@@ -224,7 +224,44 @@ def trace_command(missing: bool) -> None:
     )
 
 
+@click.command("certify-bundled")
+@click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports"), show_default=True,
+              help="Where to write NAME.json, NAME.xml and NAME.html per adapter.")  # fmt: skip
+@click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100))
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
+def certify_bundled_command(reports_dir: Path, budget: int, seed: int) -> None:
+    """Certify every bundled implementation that can run here; say why the others cannot."""
+    console = _console()
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    summary = Table(title="bundled implementations")
+    for column in ("adapter", "result", "requirements", "seconds", "report"):
+        summary.add_column(column)
+    failed = False
+    for entry in registered().values():
+        if entry.name == "mutant":
+            continue
+        spec = entry.example or entry.name
+        ok, reason = probe(entry)
+        if not ok:
+            summary.add_row(spec, f"[yellow]skipped[/]: {reason}", "", "", "")
+            continue
+        report = run_certification(spec, budget, seed, None, console)
+        stem = reports_dir / spec.replace(":", "-").replace("/", "-").replace("+", "-")
+        for suffix, writer in ((".json", write_json), (".xml", write_junit), (".html", write_html)):
+            writer(report, stem.with_suffix(suffix))
+        counts = ", ".join(f"{v} {k}" for k, v in report.counts().items() if v)
+        verdict = "[green]CONFORMANT[/]" if report.conformant else "[bold red]NOT CONFORMANT[/]"
+        failed |= not report.conformant
+        summary.add_row(spec, verdict, counts, f"{report.duration_s:.1f}", f"{stem}.html")
+        if not report.conformant:
+            print_table(report, console, show_all=False)
+    console.print(summary)
+    sys.exit(EXIT_NONCONFORMANT if failed else 0)
+
+
 ALL_COMMANDS = (
+    certify_bundled_command,
     trace_command,
     certify_command,
     replay_command,
