@@ -30,3 +30,35 @@ def test_trace_command_prints_evidence_for_every_requirement() -> None:
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("89 requirements; unit:")
     assert "vector: 89" in last
+
+
+def test_certify_writes_each_failure_as_a_replayable_minimal_trace(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cx"
+    args = [
+        "certify",
+        "--adapter",
+        "mutant:ecam-bus-shift",
+        "--budget",
+        "1000",
+        "--counterexamples",
+        str(out),
+    ]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1, result.output
+    traces = sorted(out.glob("*.jsonl"))
+    assert traces, result.output
+    for trace in traces:
+        replayed = runner.invoke(main, ["replay", str(trace), "--adapter", "mutant:ecam-bus-shift"])
+        assert replayed.exit_code == 1, replayed.output
+        assert "DIVERGES" in replayed.output
+        assert runner.invoke(main, ["replay", str(trace), "--adapter", "reference"]).exit_code == 0
+
+
+def test_conformant_certify_writes_no_counterexample(tmp_path: Path) -> None:
+    out = tmp_path / "cx"
+    result = CliRunner().invoke(
+        main, ["certify", "--adapter", "reference", "--budget", "500", "--counterexamples", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert not out.exists() or not any(out.iterdir())

@@ -23,7 +23,7 @@ from vpcid.conformance.certify import (
 )
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.mutants import MUTANTS
-from vpcid.conformance.report import print_table, write_html, write_json, write_junit
+from vpcid.conformance.report import print_table, write_counterexamples, write_html, write_json, write_junit
 from vpcid.conformance.trace import OpKind, TraceError, read_trace
 from vpcid.conformance.traceability import load_requirements
 
@@ -89,6 +89,9 @@ def run_certification(
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--failures-only", is_flag=True, help="Print only failing requirements in the table.")
+@click.option("--counterexamples", "counterexample_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("counterexamples"), show_default=True,
+              help="Where each failure's minimal trace is written, for vpcid replay.")  # fmt: skip
 def certify_command(
     adapter_spec: str,
     budget: int,
@@ -98,6 +101,7 @@ def certify_command(
     junit_path: Path | None,
     html_path: Path | None,
     failures_only: bool,
+    counterexample_dir: Path,
 ) -> None:
     """Certify an implementation: per-requirement verdicts; exit 0 only when conformant."""
     console = _console()
@@ -107,6 +111,10 @@ def certify_command(
         if path is not None:
             writer(report, path)
             console.print(f"wrote {path}")
+    traces = write_counterexamples(report, counterexample_dir)
+    if traces:
+        console.print(f"wrote {len(traces)} minimal traces to {counterexample_dir}/; reproduce one with")
+        console.print(f"  vpcid replay {traces[0]} --adapter {adapter_spec}")
     sys.exit(0 if report.conformant else EXIT_NONCONFORMANT)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 from vpcid.conformance.certify import CertificationReport, Verdict
+from vpcid.conformance.trace import Op, Step, TraceHeader, write_trace
 
 VERDICT_STYLE = {
     Verdict.PASS: "green",
@@ -17,6 +18,27 @@ VERDICT_STYLE = {
     Verdict.NOT_APPLICABLE: "dim",
     Verdict.WAIVED: "yellow",
 }
+
+
+def write_counterexamples(report: CertificationReport, directory: Path) -> list[Path]:
+    """One replayable trace file per distinct failure (``vpcid replay FILE --adapter X``)."""
+    written: dict[str, Path] = {}
+    for result in report.requirements:
+        for failure in result.failures:
+            key = json.dumps(failure.trace, sort_keys=True)
+            if key in written:
+                continue
+            steps = [Step(Op.from_json(obj)) for obj in failure.trace]
+            header = TraceHeader(
+                report.profile,
+                {"adapter": report.adapter, "check": failure.check, "divergence": failure.description,
+                 "requirements": [r.rid for r in report.requirements if failure in r.failures],
+                 "seed": report.seed},
+            )  # fmt: skip
+            path = directory / f"{result.rid.lower()}-{len(written) + 1:03d}.jsonl"
+            write_trace(path, header, steps)
+            written[key] = path
+    return list(written.values())
 
 
 def write_json(report: CertificationReport, path: Path) -> None:
