@@ -34,6 +34,9 @@ BUILTIN: tuple[AdapterEntry, ...] = (
     AdapterEntry("kvm", "vpcid.adapters.kvm:adapter", "real vCPUs execute every guest access", "kvm"),
     AdapterEntry("kvm+cython", "vpcid.adapters.kvm:adapter_cython",
                  "real vCPUs execute every guest access; exits served by the Cython backend", "kvm+cython"),
+    AdapterEntry("vfio-user", "vpcid.adapters.vfio_user:adapter",
+                 "vfio-user device servers through a thin VMM: SOCKET[+PEER][@TYPE],... or spawn[=TYPE+...]",
+                 "vfio-user:spawn"),
 )  # fmt: skip
 
 

@@ -67,6 +67,7 @@ def lspci_command(machine_file: Path | None, verbose: bool) -> None:
 main.add_command(lspci_command)
 
 from vpcid.conformance.commands import ALL_COMMANDS  # noqa: E402 - commands attach to the group above
+from vpcid.conformance.serve import SERVE_COMMAND  # noqa: E402
 
-for _command in ALL_COMMANDS:
+for _command in (*ALL_COMMANDS, SERVE_COMMAND):
     main.add_command(_command)

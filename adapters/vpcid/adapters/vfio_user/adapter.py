@@ -1,0 +1,872 @@
+"""The vfio-user client adapter: a thin VMM that shows the suite a guest's view of vfio-user devices.
+
+vfio-user has no PCI bus, no 0xCF8 and no ECAM on the wire; a VMM provides
+them. This adapter is that VMM, and only that:
+
+- **configuration space** goes to region 7 of the device at the addressed
+  BDF, byte for byte; the server implements its semantics (masks, RW1C,
+  BAR sizing). The VMM's host bridge answers for what no device covers:
+  absent functions and offsets past a function's configuration space read
+  all ones, writes there are dropped (R-ACC-006, R-CFG-009);
+- **0xCF8/0xCFC and ECAM** are the host bridge, emulated here (latch 0xCF8,
+  turn data accesses into configuration accesses of the selected BDF);
+- **BAR routing** is the VMM's job in vfio-user: after every configuration
+  write that touches the command register, a BAR or the ROM BAR, after a
+  reset and after a restore, the adapter reads those registers back from the
+  device (one REGION_READ of 0x04-0x33), decides which BARs decode where,
+  and sends each run of a guest I/O or MMIO access that hits a BAR as a
+  REGION_READ/WRITE of that BAR's region at the offset from its base. BAR
+  sizes come from DEVICE_GET_REGION_INFO, BAR kinds from the type bits;
+- **reset** is DEVICE_RESET; **save** is migration v2 (STOP_COPY, MIG_DATA_READ
+  until a short read, back to RUNNING); **restore** is RESUMING,
+  MIG_DATA_WRITE, RUNNING. With a migration peer (``PRIMARY+PEER``) a
+  restore goes into the other server and the guest continues there: every
+  restore is a migration between two server instances.
+
+The device type of each device is recognised from its power-on
+configuration space among the suite's types (``@TYPE`` names it instead).
+When the migration stream is a vpcid data blob the adapter declares
+canonical blobs and the suite compares save digests.
+
+Argument (after ``vfio-user:``), comma-separated items:
+``SOCKET[+PEER][@TYPE]`` for each device (guest BDFs 00:02.0, 00:03.0, ...),
+``spawn[=TYPE[+TYPE...]]`` to start two vpcid servers for the given types
+(default kitchen-sink) and use the second as migration peer,
+``profile=MANIFEST`` for the declared variant profile.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vpcid.adapters.base import AdapterInfo, AdapterUnavailable, FixedMachine
+from vpcid.adapters.vfio_user.client import ServerViolation, VfioUserClient, VfioUserError
+from vpcid.adapters.vfio_user.protocol import (
+    CONFIG_REGION,
+    DEVICE_FLAGS_PCI,
+    DEVICE_FLAGS_RESET,
+    NUM_PCI_REGIONS,
+    REGION_READ_FLAG,
+    REGION_WRITE_FLAG,
+    MigState,
+)
+from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.conformance.trace import GUEST_VIEW, OK, Observation, Op, OpKind, TraceError, blob_digest
+from vpcid.model import (
+    BadWidth,
+    Bdf,
+    BlobError,
+    BlobMismatch,
+    DeviceType,
+    InvalidArgument,
+    Misaligned,
+    Profile,
+    UnknownDevice,
+    UnknownVm,
+    VpcidError,
+    layout,
+)
+from vpcid.model import blob as blobfmt
+from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE, MAX_VM_ID
+from vpcid.model.profile import (
+    Alignment,
+    BarMoveWhileDecoding,
+    Cf8AfterAccess,
+    Cf8Extended,
+    Cf8LowBits,
+    Overlap,
+    Straddle,
+    UnmappedMmioRead,
+)
+
+CF8, CFC = 0xCF8, 0xCFC
+CMD_IO, CMD_MEM = 0x1, 0x2
+ROM = 6
+REG_START, REG_END = 0x04, 0x34
+"""The registers routing depends on: command (0x04), BARs (0x10-0x27), ROM BAR (0x30)."""
+DECODE_FIELDS = frozenset(range(0x04, 0x06)) | frozenset(range(0x10, 0x28)) | frozenset(range(0x30, 0x34))
+GUEST_VM = 1
+FIRST_DEVICE = 2
+"""Guest BDF 00:02.0 for the first device, 00:03.0 for the next, ..."""
+SPAWN_TIMEOUT = 30.0
+DEFAULT_SPAWN_TYPE = "kitchen-sink"
+
+
+class EmptySlot(VpcidError):
+    """A restore names a slot no save filled (observed as ``empty-slot``, as the reference does)."""
+
+    kind = "empty-slot"
+
+
+def _check_int(name: str, value: object, top: int) -> int:
+    """The data-manager API's argument check (R-ERR-002): integers, not booleans, in range."""
+    if type(value) is not int or not 0 <= value <= top:
+        raise InvalidArgument(f"{name} must be an integer 0-{top:#x}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- the guest's devices
+
+
+@dataclass
+class Bar:
+    """One implemented BAR (0-5) or the ROM (6), as the VMM learns it from the device."""
+
+    index: int
+    io: bool
+    mem64: bool
+    size: int
+    readable: bool
+    writable: bool
+
+    @property
+    def limit(self) -> int:
+        if self.index == ROM:
+            return 1 << 32
+        if self.io:
+            return 1 << 16
+        return 1 << 64 if self.mem64 else 1 << 32
+
+
+@dataclass(eq=False)
+class Window:
+    """A BAR decoding in the guest's address space (the VMM's routing table entry)."""
+
+    function: Function
+    bar: int
+    base: int
+    end: int
+    stamp: int
+
+
+@dataclass(eq=False)
+class Function:
+    """One vfio-user device at a guest BDF, with its migration peer if any."""
+
+    bdf: Bdf
+    dtype: DeviceType
+    primary: VfioUserClient
+    peer: VfioUserClient | None
+    config_size: int
+    bars: dict[int, Bar]
+    live: VfioUserClient = field(init=False)
+    regs: bytes = b""
+    windows: dict[int, Window] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.live = self.primary
+
+    @property
+    def standby(self) -> VfioUserClient:
+        """Where a restore goes: the peer not in use, or the live device when there is no peer."""
+        if self.peer is None:
+            return self.live
+        return self.peer if self.live is self.primary else self.primary
+
+    def reg(self, regs: bytes, offset: int, width: int) -> int:
+        return int.from_bytes(regs[offset - REG_START : offset - REG_START + width], "little")
+
+    def enabled(self, index: int, regs: bytes) -> bool:
+        """Whether the BAR's enable bits are set, whatever its address (R-DEC-001..R-DEC-003)."""
+        command = self.reg(regs, 0x04, 2)
+        if index == ROM:
+            return bool(command & CMD_MEM) and bool(self.reg(regs, 0x30, 1) & 1)
+        return bool(command & (CMD_IO if self.bars[index].io else CMD_MEM))
+
+    def decode(self, index: int, regs: bytes) -> int | None:
+        """Where the BAR decodes given its registers (R-DEC-001..R-DEC-006), as the VMM computes it."""
+        bar = self.bars[index]
+        if index == ROM:
+            base = self.reg(regs, 0x30, 4) & 0xFFFF_F800
+        else:
+            low = self.reg(regs, 0x10 + 4 * index, 4)
+            base = low & ~0x3 if bar.io else low & ~0xF
+            if bar.mem64:
+                base |= self.reg(regs, 0x14 + 4 * index, 4) << 32
+        if not self.enabled(index, regs) or base == 0 or base + bar.size > bar.limit:
+            return None
+        return base
+
+
+class _Platform:
+    """Routing target of the host bridge's configuration windows (0xCFC-0xCFF, ECAM)."""
+
+
+_WINDOW = _Platform()
+Target = Window | _Platform | None
+
+
+# --------------------------------------------------------------------------- the adapter
+
+
+class VfioUserAdapter:
+    """Guest view of vfio-user devices through a thin VMM (see the module docstring)."""
+
+    def __init__(
+        self,
+        functions: Sequence[Function],
+        profile: Profile,
+        *,
+        migration: bool,
+        canonical: bool,
+        description: str,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.functions = list(functions)
+        self.by_bdf = {f.bdf: f for f in self.functions}
+        operations = GUEST_VIEW | {OpKind.RESET, OpKind.RESET_VM}
+        if migration:
+            operations |= {OpKind.SAVE, OpKind.RESTORE}
+        machine = FixedMachine(
+            vm=GUEST_VM, devices=tuple((f.bdf, f.dtype) for f in self.functions), ecam_base=DEFAULT_ECAM_BASE
+        )
+        self._info = AdapterInfo(
+            name="vfio-user",
+            profile=profile,
+            operations=frozenset(operations),
+            machine=machine,
+            canonical_blobs=canonical,
+            description=description,
+        )
+        self.profile = profile
+        self.cf8 = 0
+        self.slots: dict[str, bytes] = {}
+        self.stamp = 1
+        self.server_errors: list[str] = []
+        """Error replies to guest accesses (reads then see all ones, writes are dropped), newest last."""
+        self._on_close = on_close
+        self._closed = False
+        self._init()
+
+    @property
+    def info(self) -> AdapterInfo:
+        return self._info
+
+    # ------------------------------------------------------------------ protocol
+    def execute(self, op: Op) -> Observation:
+        if op.kind not in self._info.operations:
+            raise TraceError(f"adapter {self._info.name!r} does not support {op.kind.value}")
+        try:
+            return self._perform(op)
+        except VpcidError as exc:
+            if isinstance(exc, TraceError):
+                raise
+            return Observation(error=exc.kind)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for f in self.functions:
+            f.primary.close()
+            if f.peer is not None:
+                f.peer.close()
+        if self._on_close is not None:
+            self._on_close()
+
+    def _perform(self, op: Op) -> Observation:
+        kind = op.kind
+        if kind is OpKind.INIT:
+            self._init()
+        elif kind is OpKind.CONFIG_READ:
+            bdf = self._bdf(op)
+            self._vm(op.vm)
+            self._check_config(op.address, op.width)
+            return Observation(value=int.from_bytes(self._config(bdf, op.address, op.width, None), "little"))
+        elif kind is OpKind.CONFIG_WRITE:
+            bdf = self._bdf(op)
+            self._vm(op.vm)
+            self._check_config(op.address, op.width)
+            _check_int("value", op.value, (1 << (8 * op.width)) - 1)
+            self._config(bdf, op.address, op.width, op.value.to_bytes(op.width, "little"))
+        elif kind in (OpKind.IO_READ, OpKind.MMIO_READ):
+            self._vm(op.vm)
+            io = kind is OpKind.IO_READ
+            self._check_space(op.address, op.width, io)
+            got = self._io(op.address, op.width, None) if io else self._memory(op.address, op.width, None)
+            return Observation(value=int.from_bytes(got, "little"))
+        elif kind in (OpKind.IO_WRITE, OpKind.MMIO_WRITE):
+            self._vm(op.vm)
+            io = kind is OpKind.IO_WRITE
+            self._check_space(op.address, op.width, io)
+            _check_int("value", op.value, (1 << (8 * op.width)) - 1)
+            payload = op.value.to_bytes(op.width, "little")
+            if io:
+                self._io(op.address, op.width, payload)
+            else:
+                self._memory(op.address, op.width, payload)
+        elif kind is OpKind.RESET:
+            bdf = self._bdf(op)
+            self._vm(op.vm)
+            self._reset(self._function(bdf))
+        elif kind is OpKind.RESET_VM:
+            self._vm(op.vm)
+            for f in sorted(self.functions, key=lambda f: f.bdf):
+                self._reset(f)
+            self.cf8 = 0
+        elif kind is OpKind.SAVE:
+            bdf = self._bdf(op)
+            self._vm(op.vm)
+            stream = self._function(bdf).live.save_stream()
+            self.slots[op.name] = stream
+            return Observation(digest=blob_digest(stream))
+        elif kind is OpKind.RESTORE:
+            bdf = self._bdf(op)
+            blob = self._load(op)
+            self._vm(op.vm)
+            self._restore(self._function(bdf), blob)
+        else:  # pragma: no cover - execute() filters by declared operations
+            raise TraceError(f"{kind.value} is not supported")
+        return OK
+
+    # ------------------------------------------------------------------ argument checks (R-ERR-002)
+    @staticmethod
+    def _bdf(op: Op) -> Bdf:
+        if op.bdf is None:
+            raise TraceError(f"{op.kind.value} needs a bdf")
+        return op.bdf
+
+    def _vm(self, vm: int) -> None:
+        _check_int("vm_id", vm, MAX_VM_ID)
+        if vm != GUEST_VM:
+            raise UnknownVm(f"no VM {vm}")
+
+    def _function(self, bdf: Bdf) -> Function:
+        f = self.by_bdf.get(bdf)
+        if f is None:
+            raise UnknownDevice(f"no device at {bdf}")
+        return f
+
+    def _load(self, op: Op) -> bytes:
+        if not op.name:
+            return op.data
+        blob = self.slots.get(op.name)
+        if blob is None:
+            raise EmptySlot(f"restore: nothing saved in slot {op.name!r}")
+        return blob
+
+    @staticmethod
+    def _check_config(offset: int, width: int) -> None:
+        _check_int("offset", offset, 0xFFF)
+        if type(width) is not int or width not in (1, 2, 4):
+            raise BadWidth(f"configuration accesses are 1, 2 or 4 bytes, not {width!r}")
+        if offset % 4 + width > 4:
+            raise Misaligned(f"configuration access {offset:#x}+{width} crosses a dword")
+
+    def _check_space(self, address: int, width: int, io: bool) -> None:
+        widths = (1, 2, 4) if io else (1, 2, 4, 8)
+        if type(width) is not int or width not in widths:
+            raise BadWidth(f"{'I/O' if io else 'MMIO'} accesses are {'/'.join(map(str, widths))} bytes")
+        _check_int("address", address, (1 << (16 if io else 64)) - width)
+        if self.profile.alignment is Alignment.NATURAL and address % width:
+            raise Misaligned(f"access {address:#x}+{width} is not naturally aligned")
+
+    # ------------------------------------------------------------------ region traffic
+    def _read(self, f: Function, region: int, offset: int, length: int) -> bytes:
+        try:
+            return f.live.region_read(region, offset, length)
+        except VfioUserError as exc:
+            self._server_error(f, f"read region {region} {offset:#x}+{length}: {exc}")
+            return b"\xff" * length
+
+    def _write(self, f: Function, region: int, offset: int, data: bytes) -> None:
+        try:
+            f.live.region_write(region, offset, data)
+        except VfioUserError as exc:
+            self._server_error(f, f"write region {region} {offset:#x}+{len(data)}: {exc}")
+
+    def _server_error(self, f: Function, what: str) -> None:
+        self.server_errors.append(f"{f.bdf}: {what}")
+        del self.server_errors[:-100]
+
+    # ------------------------------------------------------------------ configuration space
+    def _config(self, bdf: Bdf, offset: int, length: int, payload: bytes | None) -> bytes:
+        """One configuration access inside a dword: region 7 of the device, or the bridge's ones."""
+        f = self.by_bdf.get(bdf)
+        if f is None or offset >= f.config_size:
+            return b"\xff" * length if payload is None else b""  # R-ACC-006, R-CFG-009
+        if payload is None:
+            return self._read(f, CONFIG_REGION, offset, length)
+        self._write(f, CONFIG_REGION, offset, payload)
+        if not DECODE_FIELDS.isdisjoint(range(offset, offset + length)):
+            self._rederive(f)
+        return b""
+
+    # ------------------------------------------------------------------ routing (the VMM's job)
+    def _read_regs(self, f: Function) -> bytes:
+        try:
+            return f.live.region_read(CONFIG_REGION, REG_START, REG_END - REG_START)
+        except VfioUserError as exc:
+            self._server_error(f, f"read of the routing registers: {exc}")
+            return bytes(REG_END - REG_START)
+
+    def _rederive(self, f: Function) -> None:
+        """After a write to a decode field: re-read the registers and move the BARs that moved."""
+        before, after = f.regs, self._read_regs(f)
+        f.regs = after
+        deferred = self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED
+        for index in sorted(f.bars):
+            if deferred and f.enabled(index, before) and f.enabled(index, after):
+                continue  # the window moves when decode is next enabled (R-DEC-005 deferred)
+            want = f.decode(index, after)
+            current = f.windows.get(index)
+            if (current.base if current else None) != want:
+                f.windows.pop(index, None)
+                if want is not None:
+                    self._map(f, index, want)
+
+    def _remap_all(self, f: Function, windows: Sequence[int | None] | None = None) -> None:
+        """After reset or restore: every window of the function from scratch, ascending BAR index."""
+        f.windows.clear()
+        f.regs = self._read_regs(f)
+        for index in sorted(f.bars):
+            want = windows[index] if windows is not None else f.decode(index, f.regs)
+            if want is not None:
+                self._map(f, index, want)
+
+    def _map(self, f: Function, index: int, base: int) -> None:
+        f.windows[index] = Window(f, index, base, base + f.bars[index].size, self.stamp)
+        self.stamp += 1
+
+    def _lookup(self, address: int, io: bool) -> Window | None:
+        best: Window | None = None
+        last_mapped = self.profile.overlap is Overlap.LAST_MAPPED
+        for f in self.functions:
+            for w in f.windows.values():
+                if f.bars[w.bar].io != io or not w.base <= address < w.end:
+                    continue
+                if best is None:
+                    best = w
+                elif last_mapped:
+                    best = w if w.stamp > best.stamp else best
+                elif (f.bdf.packed, w.bar) < (best.function.bdf.packed, best.bar):
+                    best = w
+        return best
+
+    def _route(
+        self,
+        resolve: Callable[[int], Target],
+        address: int,
+        width: int,
+        payload: bytes | None,
+        unmapped: bytes,
+        platform: Callable[[int, bytes | None, int], bytes],
+    ) -> bytes:
+        """Split an access into runs with one target each (R-ACC-004, R-ACC-005) and perform them."""
+        first = resolve(address)
+        last = first if width == 1 else resolve(address + width - 1)
+        runs: list[tuple[Target, int, int]]
+        if first is last:
+            runs = [(first, address, width)]
+        else:
+            runs = []
+            for a in range(address, address + width):
+                t = resolve(a)
+                if runs and runs[-1][0] is t:
+                    runs[-1] = (t, runs[-1][1], runs[-1][2] + 1)
+                else:
+                    runs.append((t, a, 1))
+            if self.profile.straddle is Straddle.REJECT:
+                runs = [(None, address, width)]
+            elif self.profile.straddle is Straddle.START_ADDRESS:
+                runs = [runs[0], (None, runs[1][1], address + width - runs[1][1])]
+        out = bytearray()
+        for target, start, length in runs:
+            part = None if payload is None else payload[start - address : start - address + length]
+            if target is None:
+                got = unmapped * length
+            elif isinstance(target, _Platform):
+                got = platform(start, part, length)
+            else:
+                got = self._bar_access(target, start - target.base, part, length)
+            if payload is None:
+                out += got
+        return bytes(out)
+
+    def _bar_access(self, w: Window, offset: int, payload: bytes | None, length: int) -> bytes:
+        """A run of bytes inside one BAR: REGION_READ/WRITE of its region (R-ACC-009)."""
+        bar = w.function.bars[w.bar]
+        if payload is None:
+            return self._read(w.function, w.bar, offset, length) if bar.readable else b"\xff" * length
+        if bar.writable:  # a read-only region (the ROM) ignores writes, as R-BAR-007 says
+            self._write(w.function, w.bar, offset, payload)
+        return b""
+
+    # ------------------------------------------------------------------ I/O space and 0xCF8/0xCFC
+    def _io(self, port: int, width: int, payload: bytes | None) -> bytes:
+        if port == CF8 and width == 4:
+            return self._cf8_access(payload)
+
+        def resolve(p: int) -> Target:
+            if CF8 <= p < CFC:
+                return None  # R-CAM-001
+            if CFC <= p < CFC + 4:
+                return _WINDOW  # R-CAM-004, R-CAM-006
+            return self._lookup(p, io=True)
+
+        touched = port < CFC + 4 and port + width > CFC
+        result = self._route(resolve, port, width, payload, b"\xff", self._cam_data)
+        if touched and self.profile.cf8_after_access is Cf8AfterAccess.CLEAR:
+            self.cf8 = 0  # R-CAM-007
+        return result
+
+    def _cf8_keep(self) -> int:
+        return 0x8FFF_FFFC if self.profile.cf8_extended is Cf8Extended.EXTENDS else 0x80FF_FFFC
+
+    def _cf8_access(self, payload: bytes | None) -> bytes:
+        if payload is None:
+            return self.cf8.to_bytes(4, "little")
+        value = int.from_bytes(payload, "little")
+        if self.profile.cf8_low_bits is Cf8LowBits.MASKED:
+            value &= self._cf8_keep()  # R-CAM-002
+        self.cf8 = value
+        return b""
+
+    def _cam_data(self, port: int, payload: bytes | None, length: int) -> bytes:
+        cf8 = self.cf8
+        if not cf8 & 0x8000_0000:
+            return b"\xff" * length if payload is None else b""  # R-CAM-005
+        register = cf8 & 0xFC
+        if self.profile.cf8_extended is Cf8Extended.EXTENDS:
+            register |= ((cf8 >> 24) & 0xF) << 8
+        bdf = Bdf((cf8 >> 16) & 0xFF, (cf8 >> 11) & 0x1F, (cf8 >> 8) & 0x7)
+        return self._config(bdf, register + (port - CFC), length, payload)
+
+    # ------------------------------------------------------------------ memory space and ECAM
+    def _memory(self, address: int, width: int, payload: bytes | None) -> bytes:
+        def resolve(a: int) -> Target:
+            if DEFAULT_ECAM_BASE <= a < DEFAULT_ECAM_BASE + ECAM_SIZE:
+                return _WINDOW  # R-ECAM-004
+            return self._lookup(a, io=False)
+
+        ones = self.profile.unmapped_mmio_read is UnmappedMmioRead.ONES
+        return self._route(resolve, address, width, payload, b"\xff" if ones else b"\x00", self._ecam_data)
+
+    def _ecam_data(self, address: int, payload: bytes | None, length: int) -> bytes:
+        """ECAM bytes, one configuration access per dword they touch (R-ECAM-002, R-ECAM-003)."""
+        out = bytearray()
+        end = address + length
+        while address < end:
+            chunk = min(end, (address & ~3) + 4) - address
+            rel = address - DEFAULT_ECAM_BASE
+            bdf = Bdf(rel >> 20, (rel >> 15) & 0x1F, (rel >> 12) & 0x7)
+            part = None if payload is None else payload[len(out) : len(out) + chunk]
+            got = self._config(bdf, rel & 0xFFF, chunk, part)
+            out += got if payload is None else bytes(chunk)
+            address += chunk
+        return bytes(out) if payload is None else b""
+
+    # ------------------------------------------------------------------ lifecycle
+    def _init(self) -> None:
+        """Power-on: every device (and peer) reset and running, the primary live, 0xCF8 zero."""
+        self.cf8 = 0
+        self.slots.clear()
+        self.stamp = 1
+        for f in self.functions:
+            for link in (f.primary, f.peer):
+                if link is not None:
+                    _reset_running(link)
+            f.live = f.primary
+            self._remap_all(f)
+
+    def _reset(self, f: Function) -> None:
+        """Function-level reset (R-RST-001, R-RST-002): DEVICE_RESET, then routing from scratch."""
+        f.live.reset()
+        self._remap_all(f)
+
+    def _restore(self, f: Function, blob: bytes) -> None:
+        """Restore = migrate the stream into the standby server (or the device itself) and go on there."""
+        target = f.standby
+        try:
+            target.restore_stream(blob)
+        except VfioUserError as exc:
+            _reset_running(target, reset=False)
+            if exc.errno in (errno.EBADMSG, errno.E2BIG):
+                raise BlobError(f"the device rejected the stream as malformed: {exc}") from None
+            raise BlobMismatch(f"the device rejected the stream: {exc}") from None
+        f.live = target
+        windows: Sequence[int | None] | None = None
+        if self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED:
+            try:  # latched decode addresses travel in a vpcid blob (R-SR-009)
+                windows = blobfmt.decode_instance(blob).windows
+            except BlobError:
+                windows = None
+        self._remap_all(f, windows)
+
+
+def _reset_running(link: VfioUserClient, reset: bool = True) -> None:
+    """Bring a device back to RUNNING (after a DEVICE_RESET unless ``reset`` is off)."""
+    if reset:
+        link.reset()
+    try:
+        if link.mig_state() is not MigState.RUNNING:
+            link.set_mig_state(MigState.RUNNING)
+    except VfioUserError:
+        pass  # a device without migration is always running
+
+
+# --------------------------------------------------------------------------- building it
+
+
+@dataclass(frozen=True)
+class DeviceArgument:
+    """One ``SOCKET[+PEER][@TYPE]`` item."""
+
+    primary: str
+    peer: str | None = None
+    type_name: str | None = None
+
+
+@dataclass(frozen=True)
+class AdapterArgument:
+    devices: tuple[DeviceArgument, ...] = ()
+    spawn: tuple[str, ...] = ()
+    profile_path: str | None = None
+
+
+def parse_argument(argument: str | None) -> AdapterArgument:
+    """Parse the text after ``vfio-user:`` (see the module docstring)."""
+    if not argument:
+        raise AdapterUnavailable("vfio-user needs SOCKET[+PEER][@TYPE], or 'spawn' to start vpcid servers")
+    devices: list[DeviceArgument] = []
+    spawn: tuple[str, ...] = ()
+    profile: str | None = None
+    for item in (part.strip() for part in argument.split(",")):
+        if not item:
+            continue
+        if item == "spawn" or item.startswith("spawn="):
+            names = item.partition("=")[2]
+            spawn = tuple(n for n in names.split("+") if n) or (DEFAULT_SPAWN_TYPE,)
+            unknown = [n for n in spawn if n not in SUITE_TYPES]
+            if unknown:
+                raise AdapterUnavailable(f"unknown device type(s) {', '.join(unknown)}; see 'vpcid types'")
+        elif item.startswith("profile="):
+            profile = item.partition("=")[2]
+        else:
+            sockets, _, type_name = item.partition("@")
+            primary, _, peer = sockets.partition("+")
+            if not primary:
+                raise AdapterUnavailable(f"empty socket path in {item!r}")
+            devices.append(DeviceArgument(primary, peer or None, type_name or None))
+    if spawn and devices:
+        raise AdapterUnavailable("give either socket paths or 'spawn', not both")
+    if not spawn and not devices:
+        raise AdapterUnavailable("no device given")
+    return AdapterArgument(tuple(devices), spawn, profile)
+
+
+def identify(config: bytes, sizes: Sequence[int], profile: Profile) -> DeviceType | None:
+    """The suite device type whose power-on configuration space and BAR/ROM sizes the device shows."""
+    for dtype in SUITE_TYPES.values():
+        if dtype.config_size != len(config) or layout(dtype, profile.status).image != config:
+            continue
+        bar_sizes = [b.size if (b := dtype.bar(i)) is not None else 0 for i in range(6)]
+        rom_size = dtype.rom.size if dtype.rom is not None else 0
+        if list(sizes[:6]) == bar_sizes and sizes[6] == rom_size:
+            return dtype
+    return None
+
+
+def _discover(bdf: Bdf, arg: DeviceArgument, profile: Profile) -> tuple[Function, bool]:
+    """Connect to a device (and its peer), reset it and learn its regions; (function, migratable)."""
+    links: list[VfioUserClient] = []
+    try:
+        for path in (arg.primary, arg.peer):
+            if path is not None:
+                links.append(_open(path))
+        primary = links[0]
+        for link in links:
+            info = link.device_info()
+            if not info.flags & DEVICE_FLAGS_PCI or info.num_regions < NUM_PCI_REGIONS:
+                raise AdapterUnavailable(f"{link.path} is not a PCI device (flags {info.flags:#x})")
+            if not info.flags & DEVICE_FLAGS_RESET:
+                raise AdapterUnavailable(f"{link.path} cannot be reset; the suite's init needs a reset")
+            link.reset()
+        regions = [primary.region_info(i) for i in range(NUM_PCI_REGIONS)]
+        config_size = regions[CONFIG_REGION].size
+        if config_size not in (0x100, 0x1000):
+            raise AdapterUnavailable(f"{primary.path}: configuration region is {config_size} bytes")
+        config = primary.region_read(CONFIG_REGION, 0, config_size)
+        sizes = [r.size for r in regions]
+        if arg.type_name is not None:
+            dtype = SUITE_TYPES.get(arg.type_name)
+            if dtype is None:
+                raise AdapterUnavailable(f"unknown device type {arg.type_name!r}; see 'vpcid types'")
+        else:
+            found = identify(config, sizes, profile)
+            if found is None:
+                ids = config[:4].hex()
+                raise AdapterUnavailable(
+                    f"{primary.path} (ids {ids}) matches no suite device type; name one: SOCKET@TYPE"
+                )
+            dtype = found
+        bars: dict[int, Bar] = {}
+        for index in range(7):
+            region = regions[index]
+            if region.size == 0:
+                continue
+            low = int.from_bytes(config[0x10 + 4 * index : 0x14 + 4 * index], "little") if index < 6 else 0
+            io = index < 6 and bool(low & 1)
+            mem64 = not io and index < 6 and (low >> 1) & 3 == 2
+            readable, writable = bool(region.flags & REGION_READ_FLAG), bool(region.flags & REGION_WRITE_FLAG)
+            bars[index] = Bar(index, io, mem64, region.size, readable, writable)
+        migratable = all(link.supports_migration() for link in links)
+        peer = links[1] if len(links) > 1 else None
+        return Function(bdf, dtype, primary, peer, config_size, bars), migratable
+    except BaseException:
+        for link in links:
+            link.close()
+        raise
+
+
+def _open(path: str) -> VfioUserClient:
+    if not Path(path).exists():
+        raise AdapterUnavailable(f"cannot open vfio-user device {path}: no such socket")
+    try:
+        return VfioUserClient(path, connect_timeout=2.0)
+    except (OSError, ServerViolation) as exc:
+        raise AdapterUnavailable(f"cannot open vfio-user device {path}: {exc}") from None
+
+
+def _canonical(functions: Sequence[Function]) -> bool:
+    """Whether every device's migration stream is a vpcid data blob of its type (so digests compare)."""
+    for f in functions:
+        for link in (f.primary, f.peer):
+            if link is None:
+                continue
+            try:
+                record = blobfmt.decode_instance(link.save_stream())
+            except (BlobError, VfioUserError):
+                return False
+            if record.type_name != f.dtype.name or record.fingerprint != f.dtype.fingerprint():
+                return False
+    return True
+
+
+class Spawned:
+    """Two vpcid vfio-user server processes (primary and migration peer) in a private directory."""
+
+    def __init__(self, types: Sequence[str], profile_path: str | None) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="vpcid-vfio-user-"))
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.sockets: list[list[str]] = []
+        try:
+            for side in ("a", "b"):
+                paths = [str(self.directory / f"dev{n}-{side}.sock") for n in range(len(types))]
+                command = [sys.executable, "-m", "vpcid.conformance.serve", "vfio-user"]
+                for path, name in zip(paths, types, strict=True):
+                    command += ["--socket", path, "--type", name]
+                if profile_path is not None:
+                    command += ["--profile", profile_path]
+                process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                self.processes.append(process)
+                self.sockets.append(paths)
+            for process in self.processes:
+                _await_ready(process)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for process in self.processes:
+            stop_process(process)
+        self.processes.clear()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _await_ready(process: subprocess.Popen[bytes], timeout: float = SPAWN_TIMEOUT) -> None:
+    """Wait for the server's ``ready`` line on stdout."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    deadline = time.monotonic() + timeout
+    buffered = b""
+    while b"ready\n" not in buffered:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AdapterUnavailable("vpcid vfio-user server did not become ready")
+        if not poller.poll(left * 1000):
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            process.wait(timeout=5)
+            raise AdapterUnavailable(f"vpcid vfio-user server exited with status {process.returncode}")
+        buffered += chunk
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM, wait, SIGKILL if needed; the process is reaped."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def build(arg: AdapterArgument) -> VfioUserAdapter:
+    """Connect to (or start) the servers and build the adapter."""
+    profile = Profile()
+    if arg.profile_path is not None:
+        try:
+            profile = Profile.from_manifest(Path(arg.profile_path).read_text(encoding="utf-8"))
+        except (OSError, VpcidError) as exc:
+            raise AdapterUnavailable(f"profile {arg.profile_path}: {exc}") from None
+    spawned: Spawned | None = None
+    devices = list(arg.devices)
+    if arg.spawn:
+        spawned = Spawned(arg.spawn, arg.profile_path)
+        primary, peer = spawned.sockets
+        devices = [DeviceArgument(a, b, t) for a, b, t in zip(primary, peer, arg.spawn, strict=True)]
+    functions: list[Function] = []
+    try:
+        migratable = True
+        for n, device in enumerate(devices):
+            function, can_migrate = _discover(Bdf(0, FIRST_DEVICE + n, 0), device, profile)
+            functions.append(function)
+            migratable = migratable and can_migrate
+        canonical = migratable and _canonical(functions)
+        where = ", ".join(
+            f"{f.bdf}={f.dtype.name} at {f.primary.path}" + (f" (peer {f.peer.path})" if f.peer else "")
+            for f in functions
+        )
+        description = (
+            f"vfio-user {'servers started here' if spawned else 'devices'}: {where}; "
+            f"migration {'v2, vpcid blob stream' if canonical else 'v2' if migratable else 'unsupported'}"
+        )
+        return VfioUserAdapter(
+            functions,
+            profile,
+            migration=migratable,
+            canonical=canonical,
+            description=description,
+            on_close=spawned.close if spawned is not None else None,
+        )
+    except BaseException:
+        for f in functions:
+            f.primary.close()
+            if f.peer is not None:
+                f.peer.close()
+        if spawned is not None:
+            spawned.close()
+        raise
+
+
+def adapter(argument: str | None) -> VfioUserAdapter:
+    """Factory for ``--adapter vfio-user:ARG`` (see the module docstring for ARG)."""
+    return build(parse_argument(argument))

@@ -1,0 +1,1010 @@
+"""A vfio-user server exposing VPCID instances of one data manager as devices.
+
+Each device is one instance (a device type at a BDF of one VM) of a shared
+:class:`~vpcid.model.DataManager`, served on its own UNIX socket by its own
+thread, one client at a time (a second client waits in the listen backlog
+until the first disconnects). Region 7 is configuration space with the data
+manager's semantics (masks, RW1C, BAR sizing); regions 0-5 are the BARs'
+contents as the device type's behaviour serves them; region 6 is the ROM. The
+migration stream is the instance's data blob (R-BLOB-003), configuration
+state included. spec/formats/vfio-user.md has the mapping and the errnos.
+
+Robustness rules, all enforced here:
+
+- every header field and payload length is checked before anything changes;
+  a rejected message changes nothing and is answered with an error reply
+  (unless its header is sound and sets No_reply, as the protocol says);
+- a client that disconnects, stalls mid-message (``message_timeout``),
+  or never reads its replies only loses its own connection; the device's
+  state is kept and other devices never notice;
+- file descriptors that arrive with a message are kept only by DMA_MAP and
+  DEVICE_SET_IRQS and closed otherwise, and all of a client's are closed
+  when it leaves.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import select
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vpcid.adapters.vfio_user.protocol import (
+    CONFIG_REGION,
+    DEVICE_FLAGS_PCI,
+    DEVICE_FLAGS_RESET,
+    DMA_READ_FLAG,
+    DMA_WRITE_FLAG,
+    FEATURE_GET,
+    FEATURE_INDEX_MASK,
+    FEATURE_KNOWN_BITS,
+    FEATURE_MIG_DEVICE_STATE,
+    FEATURE_MIGRATION,
+    FEATURE_PROBE,
+    FEATURE_SET,
+    HEADER_SIZE,
+    INTX_IRQ,
+    IRQ_INFO_AUTOMASKED,
+    IRQ_INFO_EVENTFD,
+    IRQ_INFO_MASKABLE,
+    IRQ_INFO_NORESIZE,
+    IRQ_SET_ACTION_MASK,
+    IRQ_SET_ACTION_MASK_BITS,
+    IRQ_SET_ACTION_TRIGGER,
+    IRQ_SET_ACTION_UNMASK,
+    IRQ_SET_DATA_BOOL,
+    IRQ_SET_DATA_EVENTFD,
+    IRQ_SET_DATA_MASK,
+    IRQ_SET_DATA_NONE,
+    MAX_DMA_MAPS,
+    MIGRATION_STOP_COPY,
+    NO_DATA_FD,
+    NUM_PCI_IRQS,
+    NUM_PCI_REGIONS,
+    PAGE_SIZE,
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    REGION_READ_FLAG,
+    REGION_WRITE_FLAG,
+    SERVER_MAX_MSG_FDS,
+    U64,
+    WRITE_MULTI_MAX,
+    Command,
+    DeviceInfo,
+    DmaMap,
+    DmaUnmap,
+    FeatureHeader,
+    Header,
+    IrqInfo,
+    IrqSet,
+    MigData,
+    MigState,
+    MigStateData,
+    ProtocolError,
+    RegionInfo,
+    RegionIoFds,
+    Version,
+    WriteOne,
+    check_command_header,
+    decode_mig_data,
+    decode_region_access,
+    decode_write_multi,
+    encode_error,
+    encode_reply,
+    header_is_sound,
+    invalid,
+    parse_capabilities,
+)
+from vpcid.model import Bdf, BlobError, BlobMismatch, DataManager, DeviceType, Profile
+from vpcid.model.devicetype import ROM_INDEX
+
+log = logging.getLogger("vpcid.vfio_user")
+
+DEFAULT_MAX_DATA_XFER = 1 << 20
+"""Largest ``count``/``size`` the server accepts and announces (``max_data_xfer_size``)."""
+DEFAULT_MESSAGE_TIMEOUT = 10.0
+"""Seconds a client may stay silent in the middle of a message before it is disconnected."""
+MAX_STREAM = 1 << 30
+"""Largest migration stream a RESUMING device buffers (E2BIG beyond)."""
+_FD_ANCILLARY = socket.CMSG_SPACE(SERVER_MAX_MSG_FDS * array.array("i").itemsize)
+
+
+# --------------------------------------------------------------------------- the data manager side
+
+
+class ServerManager(DataManager):
+    """The data manager, plus the two accesses vfio-user needs that a guest never makes.
+
+    A VMM reaches configuration space by BDF and BAR contents by BAR index
+    and offset (it does the guest-physical routing itself), so the server
+    serves region accesses with the manager's own per-dword configuration
+    access (the path 0xCFC and ECAM use, R-ECAM-003) and the device type's
+    behaviour (R-DT-003, R-ACC-009) directly.
+    """
+
+    def region_config(self, vm_id: int, bdf: Bdf, offset: int, length: int, payload: bytes | None) -> bytes:
+        """Configuration bytes ``[offset, offset+length)``, one access per dword they touch."""
+        vm = self._vm(vm_id)
+        out = bytearray()
+        end = offset + length
+        while offset < end:
+            chunk = min(end, (offset & ~3) + 4) - offset
+            part = None if payload is None else payload[len(out) : len(out) + chunk]
+            got = self._config_access(vm, bdf, offset, chunk, part)
+            out += got if payload is None else bytes(chunk)
+            offset += chunk
+        return bytes(out) if payload is None else b""
+
+    def region_bar(
+        self, vm_id: int, bdf: Bdf, index: int, offset: int, length: int, payload: bytes | None
+    ) -> bytes:
+        """Contents of BAR ``index`` (6 = ROM, read-only) at ``offset``, decoding or not."""
+        inst = self._instance(self._vm(vm_id), bdf)
+        if index == ROM_INDEX:
+            rom = inst.dtype.rom
+            if payload is not None or rom is None:
+                return b""
+            return rom.contents[offset : offset + length].ljust(length, b"\0")
+        if payload is None:
+            return inst.behaviour.read(inst.data, index, offset, length)
+        inst.behaviour.write(inst.data, index, offset, payload)
+        return b""
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """One vfio-user region of a device: size and READ/WRITE flags (0 size: not implemented)."""
+
+    size: int
+    flags: int
+
+
+def device_regions(dtype: DeviceType) -> tuple[Region, ...]:
+    """Regions 0-8 of a PCI device (spec/formats/vfio-user.md)."""
+    regions: list[Region] = []
+    for index in range(6):
+        bar = dtype.bar(index)
+        regions.append(Region(bar.size, REGION_READ_FLAG | REGION_WRITE_FLAG) if bar else Region(0, 0))
+    regions.append(Region(dtype.rom.size, REGION_READ_FLAG) if dtype.rom else Region(0, 0))
+    regions.append(Region(dtype.config_size, REGION_READ_FLAG | REGION_WRITE_FLAG))
+    regions.append(Region(0, 0))  # VGA
+    return tuple(regions)
+
+
+def device_irqs(dtype: DeviceType) -> tuple[tuple[int, int], ...]:
+    """(flags, count) of IRQ indices INTx, MSI, MSI-X, ERR, REQ, from the type's pin and capabilities."""
+    intx = (IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE | IRQ_INFO_AUTOMASKED, 1 if dtype.interrupt_pin else 0)
+    msi_count = msix_count = 0
+    for cap in dtype.capabilities:
+        if cap.cap_id == 0x05:
+            msi_count = 1 << min(5, (int.from_bytes(cap.body[0:2], "little") >> 1) & 0x7)
+        elif cap.cap_id == 0x11:
+            msix_count = (int.from_bytes(cap.body[0:2], "little") & 0x7FF) + 1
+    return (
+        intx,
+        (IRQ_INFO_EVENTFD | IRQ_INFO_NORESIZE, msi_count),
+        (IRQ_INFO_EVENTFD | IRQ_INFO_NORESIZE, msix_count),
+        (IRQ_INFO_EVENTFD, 0),
+        (IRQ_INFO_EVENTFD, 0),
+    )
+
+
+_ARCS: dict[tuple[MigState, MigState], MigState] = {}
+"""Next state on the shortest path between two supported states (saving states only at the ends)."""
+
+
+def _build_arcs() -> None:
+    direct = {
+        MigState.RUNNING: (MigState.STOP,),
+        MigState.STOP: (MigState.RUNNING, MigState.STOP_COPY, MigState.RESUMING),
+        MigState.STOP_COPY: (MigState.STOP,),
+        MigState.RESUMING: (MigState.STOP,),
+    }
+    for start in direct:
+        for goal in direct:
+            if start is goal:
+                continue
+            _ARCS[(start, goal)] = goal if goal in direct[start] else MigState.STOP
+
+
+_build_arcs()
+SUPPORTED_STATES = frozenset({MigState.RUNNING, MigState.STOP, MigState.STOP_COPY, MigState.RESUMING})
+
+
+class Device:
+    """One served VPCID instance: its regions, IRQs and migration state machine.
+
+    Every method takes the manager lock; the manager is shared by all the
+    devices of a server.
+    """
+
+    def __init__(self, manager: ServerManager, lock: threading.Lock, vm: int, bdf: Bdf) -> None:
+        self.manager = manager
+        self.lock = lock
+        self.vm = vm
+        self.bdf = bdf
+        self.dtype = manager.device_type(vm, bdf)
+        self.regions = device_regions(self.dtype)
+        self.irqs = device_irqs(self.dtype)
+        self.mig_state = MigState.RUNNING
+        self._stream: bytes | None = None
+        self._read_pos = 0
+        self._resume: bytearray | None = None
+
+    # -- regions
+    def access(self, region: int, offset: int, length: int, payload: bytes | None) -> bytes:
+        """A checked region access (the caller validated region, bounds and flags)."""
+        with self.lock:
+            if region == CONFIG_REGION:
+                return self.manager.region_config(self.vm, self.bdf, offset, length, payload)
+            return self.manager.region_bar(self.vm, self.bdf, region, offset, length, payload)
+
+    def check_access(self, region: int, offset: int, count: int, write: bool, limit: int) -> None:
+        """EINVAL unless the access names a readable/writable region and lies inside it."""
+        if region >= NUM_PCI_REGIONS:
+            raise invalid(f"region {region} does not exist")
+        info = self.regions[region]
+        if not info.flags & (REGION_WRITE_FLAG if write else REGION_READ_FLAG):
+            raise invalid(f"region {region} is not {'writable' if write else 'readable'}")
+        if not 1 <= count <= limit:
+            raise invalid(f"count {count} is not 1-{limit}")
+        if offset + count > info.size:
+            raise invalid(f"{offset:#x}+{count} runs past region {region} ({info.size:#x} bytes)")
+
+    def reset(self) -> None:
+        """Function-level reset (R-RST-001, R-RST-002); ends any migration session."""
+        with self.lock:
+            self.manager.reset(self.vm, self.bdf)
+            self._end_sessions()
+            self.mig_state = MigState.RUNNING
+
+    def client_gone(self) -> None:
+        """A client left: abandon its migration session, keep the device's state."""
+        with self.lock:
+            self._end_sessions()
+            self.mig_state = MigState.RUNNING
+
+    def _end_sessions(self) -> None:
+        self._stream, self._read_pos, self._resume = None, 0, None
+
+    # -- migration
+    def set_state(self, goal: MigState) -> None:
+        """Walk the state machine to ``goal``; on a failed arc stay where the walk stopped."""
+        if goal not in SUPPORTED_STATES:
+            raise invalid(f"migration state {goal.name} is not supported")
+        with self.lock:
+            if self.mig_state is MigState.ERROR:
+                raise invalid("the device is in the ERROR state; reset it")
+            while self.mig_state is not goal:
+                nxt = _ARCS[(self.mig_state, goal)]
+                self._arc(self.mig_state, nxt)
+                self.mig_state = nxt
+
+    def _arc(self, start: MigState, end: MigState) -> None:
+        if start is MigState.STOP and end is MigState.STOP_COPY:
+            self._stream, self._read_pos = self.manager.save(self.vm, self.bdf), 0  # R-SR-001
+        elif start is MigState.STOP_COPY:
+            self._stream, self._read_pos = None, 0
+        elif start is MigState.STOP and end is MigState.RESUMING:
+            self._resume = bytearray()
+        elif start is MigState.RESUMING:
+            blob, self._resume = bytes(self._resume or b""), None
+            try:
+                self.manager.restore(self.vm, self.bdf, blob)  # all or nothing (R-SR-007)
+            except BlobMismatch as exc:
+                self.mig_state = MigState.STOP
+                raise ProtocolError(errno.EINVAL, f"stream does not fit this device: {exc}") from None
+            except BlobError as exc:
+                self.mig_state = MigState.STOP
+                raise ProtocolError(errno.EBADMSG, f"stream is not a data blob: {exc}") from None
+
+    def read_stream(self, size: int) -> bytes:
+        with self.lock:
+            if self.mig_state is not MigState.STOP_COPY or self._stream is None:
+                raise invalid("MIG_DATA_READ outside STOP_COPY")
+            chunk = self._stream[self._read_pos : self._read_pos + size]
+            self._read_pos += len(chunk)
+            return chunk
+
+    def write_stream(self, data: bytes) -> None:
+        with self.lock:
+            if self.mig_state is not MigState.RESUMING or self._resume is None:
+                raise invalid("MIG_DATA_WRITE outside RESUMING")
+            if len(self._resume) + len(data) > MAX_STREAM:
+                raise ProtocolError(errno.E2BIG, f"migration stream would exceed {MAX_STREAM} bytes")
+            self._resume += data
+
+    def state_digest(self) -> str:
+        """Hash of everything a message could change on this device (for tests and the fuzzer)."""
+        with self.lock:
+            h = hashlib.sha256(self.manager.snapshot(self.vm))
+            h.update(bytes([self.mig_state]))
+            h.update(repr((self._stream, self._read_pos, self._resume)).encode())
+            return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- one connection
+
+
+@dataclass
+class Frame:
+    """One message as the framing delivered it."""
+
+    header: Header
+    payload: bytes | None
+    """``message_size - 16`` bytes; b"" for a size below the header; None when it was too large."""
+    fds: list[int] = field(default_factory=list)
+    fds_truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DmaRegion:
+    addr: int
+    size: int
+    flags: int
+    offset: int
+    fd: int | None
+
+
+def close_fds(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class Session:
+    """Protocol state of one client connection to one :class:`Device`.
+
+    :meth:`handle` takes a :class:`Frame` and returns the reply bytes (or
+    None). It validates everything before changing anything; handlers
+    raise :class:`ProtocolError` to reject.
+    """
+
+    def __init__(self, device: Device, max_data_xfer: int = DEFAULT_MAX_DATA_XFER) -> None:
+        self.device = device
+        self.max_data_xfer = max_data_xfer
+        self.max_message = HEADER_SIZE + max(16 + max_data_xfer, 8 + WRITE_MULTI_MAX * WriteOne.STRUCT.size)
+        """The largest message a command needs: a full REGION_WRITE, or a full REGION_WRITE_MULTI."""
+        self.negotiated = False
+        self.client_max_xfer = DEFAULT_MAX_DATA_XFER
+        self.client_max_fds = 1
+        self.write_multiple = False
+        self.dma: dict[int, DmaRegion] = {}
+        self.irq_fds: dict[tuple[int, int, int], int] = {}
+        self.irq_masked: set[int] = set()
+        self.rejected = 0
+        self.handled = 0
+        self._handlers: dict[int, Callable[[Frame, bytes], bytes]] = {
+            Command.VERSION: self._version,
+            Command.DMA_MAP: self._dma_map,
+            Command.DMA_UNMAP: self._dma_unmap,
+            Command.DEVICE_GET_INFO: self._device_info,
+            Command.DEVICE_GET_REGION_INFO: self._region_info,
+            Command.DEVICE_GET_REGION_IO_FDS: self._region_io_fds,
+            Command.DEVICE_GET_IRQ_INFO: self._irq_info,
+            Command.DEVICE_SET_IRQS: self._set_irqs,
+            Command.REGION_READ: self._region_read,
+            Command.REGION_WRITE: self._region_write,
+            Command.DMA_READ: self._wrong_direction,
+            Command.DMA_WRITE: self._wrong_direction,
+            Command.DEVICE_RESET: self._reset,
+            Command.REGION_WRITE_MULTI: self._write_multi,
+            Command.DEVICE_FEATURE: self._feature,
+            Command.MIG_DATA_READ: self._mig_read,
+            Command.MIG_DATA_WRITE: self._mig_write,
+        }
+
+    def handle(self, frame: Frame) -> bytes | None:
+        """Process one message; every rejection is an error reply and changes nothing."""
+        header = frame.header
+        self.handled += 1
+        try:
+            check_command_header(header, self.max_message)
+            if frame.payload is None:  # oversized: the framing drained it
+                raise ProtocolError(errno.E2BIG, "message too large")
+            if frame.fds_truncated:
+                raise invalid(f"more than {SERVER_MAX_MSG_FDS} file descriptors in one message")
+            if header.command != Command.VERSION and not self.negotiated:
+                raise invalid("the first message must be VERSION")
+            if frame.fds and header.command not in (Command.DMA_MAP, Command.DEVICE_SET_IRQS):
+                raise invalid(f"{Command(header.command).name} carries no file descriptors")
+            payload = self._handlers[header.command](frame, frame.payload)
+        except ProtocolError as exc:
+            self.rejected += 1
+            close_fds(frame.fds)
+            frame.fds.clear()
+            log.debug("msg %#x cmd %d rejected: %s", header.msg_id, header.command, exc)
+            if header.no_reply and header_is_sound(header, self.max_message):
+                return None
+            return encode_error(header, exc.errno)
+        except Exception:  # a bug: answer EIO rather than take the server down
+            self.rejected += 1
+            close_fds(frame.fds)
+            frame.fds.clear()
+            log.exception("internal error on msg %#x cmd %d", header.msg_id, header.command)
+            return None if header.no_reply else encode_error(header, errno.EIO)
+        close_fds(frame.fds)  # handlers take the descriptors they keep
+        frame.fds.clear()
+        return None if header.no_reply else encode_reply(header, payload)
+
+    def close(self) -> None:
+        """The client left: release its DMA and IRQ file descriptors (device state is kept)."""
+        close_fds([r.fd for r in self.dma.values() if r.fd is not None])
+        close_fds(list(self.irq_fds.values()))
+        self.dma.clear()
+        self.irq_fds.clear()
+
+    def state_digest(self) -> str:
+        """Hash of the session's bookkeeping (negotiation, DMA, IRQs) for no-change checks."""
+        dma = sorted((r.addr, r.size, r.flags, r.offset, r.fd is not None) for r in self.dma.values())
+        irqs = sorted(self.irq_fds)
+        state = (self.negotiated, self.client_max_xfer, self.client_max_fds, self.write_multiple, dma, irqs,
+                 sorted(self.irq_masked))  # fmt: skip
+        return hashlib.sha256(repr(state).encode()).hexdigest()
+
+    # -- negotiation
+    def _version(self, frame: Frame, payload: bytes) -> bytes:
+        if self.negotiated:
+            raise invalid("VERSION was already negotiated")
+        request = Version.unpack(payload)
+        if request.major != PROTOCOL_MAJOR:
+            raise ProtocolError(errno.ENOTSUP, f"protocol major {request.major} (this server speaks 0)")
+        caps = request.capabilities
+        if caps.pgsizes & PAGE_SIZE == 0:
+            raise ProtocolError(errno.ENOTSUP, "client supports no 4 KiB DMA pages")
+        reply_caps: dict[str, object] = {
+            "max_msg_fds": SERVER_MAX_MSG_FDS,
+            "max_data_xfer_size": self.max_data_xfer,
+            "max_dma_maps": MAX_DMA_MAPS,
+            "pgsizes": PAGE_SIZE,
+        }
+        proposed = (request.raw or {}).get("capabilities", {})
+        if caps.write_multiple:
+            reply_caps["write_multiple"] = True
+        if "twin_socket" in proposed:
+            reply_caps["twin_socket"] = {"supported": False}
+        document = {"capabilities": reply_caps}
+        reply = Version(
+            PROTOCOL_MAJOR, min(request.minor, PROTOCOL_MINOR), parse_capabilities(document), document
+        )
+        self.negotiated = True
+        self.client_max_xfer = caps.max_data_xfer_size
+        self.client_max_fds = caps.max_msg_fds
+        self.write_multiple = caps.write_multiple
+        return reply.pack()
+
+    # -- DMA bookkeeping
+    def _dma_map(self, frame: Frame, payload: bytes) -> bytes:
+        req = DmaMap.unpack_exact(payload)
+        if req.argsz != DmaMap.STRUCT.size:
+            raise invalid(f"DMA_MAP argsz {req.argsz} is not {DmaMap.STRUCT.size}")
+        if req.flags & ~(DMA_READ_FLAG | DMA_WRITE_FLAG) or not req.flags:
+            raise invalid(f"DMA_MAP flags {req.flags:#x}: readable and/or writable, nothing else")
+        if req.size == 0 or req.size % PAGE_SIZE or req.addr % PAGE_SIZE or req.offset % PAGE_SIZE:
+            raise invalid("DMA_MAP address, size and offset must be whole 4 KiB pages, size non-zero")
+        if req.addr + req.size > 1 << 64:
+            raise invalid("DMA_MAP region wraps past 2^64")
+        if len(frame.fds) > 1:
+            raise invalid("DMA_MAP carries at most one file descriptor")
+        if not frame.fds and req.offset:
+            raise invalid("DMA_MAP without a file descriptor must have offset 0")
+        for r in self.dma.values():
+            if r.addr < req.addr + req.size and req.addr < r.addr + r.size:
+                raise ProtocolError(errno.EEXIST, f"DMA region {req.addr:#x} overlaps {r.addr:#x}")
+        if len(self.dma) >= MAX_DMA_MAPS:
+            raise ProtocolError(errno.ENOSPC, f"{MAX_DMA_MAPS} DMA regions are mapped already")
+        fd = frame.fds.pop() if frame.fds else None
+        self.dma[req.addr] = DmaRegion(req.addr, req.size, req.flags, req.offset, fd)
+        return b""
+
+    def _dma_unmap(self, frame: Frame, payload: bytes) -> bytes:
+        req = DmaUnmap.unpack_exact(payload)
+        if req.argsz < DmaUnmap.STRUCT.size:
+            raise invalid(f"DMA_UNMAP argsz {req.argsz} is below {DmaUnmap.STRUCT.size}")
+        if req.flags:
+            raise invalid(f"DMA_UNMAP flags {req.flags:#x} are not supported")
+        region = self.dma.get(req.addr)
+        if region is None or region.size != req.size:
+            raise ProtocolError(
+                errno.ENOENT, f"no DMA region is mapped at exactly {req.addr:#x}+{req.size:#x}"
+            )
+        del self.dma[req.addr]
+        if region.fd is not None:
+            close_fds([region.fd])
+        return payload  # "the original DMA entry in the request"
+
+    # -- device information
+    def _device_info(self, frame: Frame, payload: bytes) -> bytes:
+        req = DeviceInfo.unpack_exact(payload)
+        if req.argsz < DeviceInfo.STRUCT.size:
+            raise invalid(f"DEVICE_GET_INFO argsz {req.argsz} is below {DeviceInfo.STRUCT.size}")
+        if req.flags or req.num_regions or req.num_irqs:
+            raise invalid("DEVICE_GET_INFO fields other than argsz must be zero")
+        size = DeviceInfo.STRUCT.size
+        return DeviceInfo(size, DEVICE_FLAGS_RESET | DEVICE_FLAGS_PCI, NUM_PCI_REGIONS, NUM_PCI_IRQS).pack()
+
+    def _region_info(self, frame: Frame, payload: bytes) -> bytes:
+        req = RegionInfo.unpack_exact(payload)
+        if req.argsz < RegionInfo.STRUCT.size:
+            raise invalid(f"DEVICE_GET_REGION_INFO argsz {req.argsz} is below {RegionInfo.STRUCT.size}")
+        if req.flags or req.cap_offset or req.size or req.offset:
+            raise invalid("DEVICE_GET_REGION_INFO fields other than argsz and index must be zero")
+        if req.index >= NUM_PCI_REGIONS:
+            raise invalid(f"region {req.index} does not exist")
+        region = self.device.regions[req.index]
+        return RegionInfo(RegionInfo.STRUCT.size, region.flags, req.index, 0, region.size, 0).pack()
+
+    def _region_io_fds(self, frame: Frame, payload: bytes) -> bytes:
+        req = RegionIoFds.unpack_exact(payload)
+        if req.argsz < RegionIoFds.STRUCT.size or req.flags or req.count or req.index >= NUM_PCI_REGIONS:
+            raise invalid("malformed DEVICE_GET_REGION_IO_FDS")
+        raise ProtocolError(errno.ENOTSUP, "no region has I/O file descriptors")
+
+    def _irq_info(self, frame: Frame, payload: bytes) -> bytes:
+        req = IrqInfo.unpack_exact(payload)
+        if req.argsz < IrqInfo.STRUCT.size:
+            raise invalid(f"DEVICE_GET_IRQ_INFO argsz {req.argsz} is below {IrqInfo.STRUCT.size}")
+        if req.flags or req.count:
+            raise invalid("DEVICE_GET_IRQ_INFO fields other than argsz and index must be zero")
+        if req.index >= NUM_PCI_IRQS:
+            raise invalid(f"IRQ index {req.index} does not exist")
+        flags, count = self.device.irqs[req.index]
+        return IrqInfo(IrqInfo.STRUCT.size, flags, req.index, count).pack()
+
+    def _set_irqs(self, frame: Frame, payload: bytes) -> bytes:
+        req = IrqSet.unpack_head(payload)
+        data = payload[IrqSet.STRUCT.size :]
+        if req.argsz != len(payload):
+            raise invalid(f"DEVICE_SET_IRQS argsz {req.argsz} is not the payload size {len(payload)}")
+        kind, action = req.flags & IRQ_SET_DATA_MASK, req.flags & IRQ_SET_ACTION_MASK_BITS
+        if req.flags & ~(IRQ_SET_DATA_MASK | IRQ_SET_ACTION_MASK_BITS):
+            raise invalid(f"DEVICE_SET_IRQS flags {req.flags:#x} has unknown bits")
+        if kind not in (IRQ_SET_DATA_NONE, IRQ_SET_DATA_BOOL, IRQ_SET_DATA_EVENTFD):
+            raise invalid("DEVICE_SET_IRQS needs exactly one DATA flag")
+        if action not in (IRQ_SET_ACTION_MASK, IRQ_SET_ACTION_UNMASK, IRQ_SET_ACTION_TRIGGER):
+            raise invalid("DEVICE_SET_IRQS needs exactly one ACTION flag")
+        if req.index >= NUM_PCI_IRQS:
+            raise invalid(f"IRQ index {req.index} does not exist")
+        flags, available = self.device.irqs[req.index]
+        if action != IRQ_SET_ACTION_TRIGGER and not flags & IRQ_INFO_MASKABLE:
+            raise invalid(f"IRQ index {req.index} is not maskable")
+        if kind != IRQ_SET_DATA_EVENTFD and frame.fds:
+            raise invalid("file descriptors sent without DATA_EVENTFD")
+        if req.count == 0:
+            if kind != IRQ_SET_DATA_NONE or req.start or data:
+                raise invalid("count 0 only disables the index: DATA_NONE, start 0, no data")
+            for key in [k for k in self.irq_fds if k[0] == req.index and k[2] == action]:
+                close_fds([self.irq_fds.pop(key)])
+            return b""
+        if req.start + req.count > available:
+            raise invalid(f"IRQs {req.start}+{req.count} exceed the {available} of index {req.index}")
+        if kind == IRQ_SET_DATA_NONE and data:
+            raise invalid("DATA_NONE carries no data")
+        if kind == IRQ_SET_DATA_BOOL and (len(data) != req.count or any(b > 1 for b in data)):
+            raise invalid("DATA_BOOL carries one 0/1 byte per IRQ")
+        if kind == IRQ_SET_DATA_EVENTFD and (data or len(frame.fds) not in (0, req.count)):
+            raise invalid("DATA_EVENTFD carries one descriptor per IRQ (or none to unassign), no data")
+        if kind == IRQ_SET_DATA_EVENTFD:
+            fds = list(frame.fds)
+            frame.fds.clear()
+            for k in range(req.count):
+                old = self.irq_fds.pop((req.index, req.start + k, action), None)
+                if old is not None:
+                    close_fds([old])
+                if fds:
+                    self.irq_fds[(req.index, req.start + k, action)] = fds[k]
+        elif req.index == INTX_IRQ and action in (IRQ_SET_ACTION_MASK, IRQ_SET_ACTION_UNMASK):
+            chosen = kind == IRQ_SET_DATA_NONE or bool(data[0])
+            if chosen:
+                (self.irq_masked.add if action == IRQ_SET_ACTION_MASK else self.irq_masked.discard)(0)
+        return b""
+
+    # -- region accesses
+    def _region_read(self, frame: Frame, payload: bytes) -> bytes:
+        head, _ = decode_region_access(payload, write=False)
+        limit = min(self.max_data_xfer, self.client_max_xfer)
+        self.device.check_access(head.region, head.offset, head.count, False, limit)
+        data = self.device.access(head.region, head.offset, head.count, None)
+        return payload + data
+
+    def _region_write(self, frame: Frame, payload: bytes) -> bytes:
+        head, data = decode_region_access(payload, write=True)
+        self.device.check_access(head.region, head.offset, head.count, True, self.max_data_xfer)
+        self.device.access(head.region, head.offset, head.count, data)
+        return payload[:16]
+
+    def _write_multi(self, frame: Frame, payload: bytes) -> bytes:
+        if not self.write_multiple:
+            raise ProtocolError(errno.ENOTSUP, "write_multiple was not negotiated")
+        entries = decode_write_multi(payload)
+        for e in entries:  # all checked before any is applied
+            self.device.check_access(e.region, e.offset, e.count, True, self.max_data_xfer)
+        for e in entries:
+            self.device.access(e.region, e.offset, e.count, e.data[: e.count])
+        return U64.pack(len(entries))
+
+    def _wrong_direction(self, frame: Frame, payload: bytes) -> bytes:
+        raise invalid(f"{Command(frame.header.command).name} goes from server to client")
+
+    def _reset(self, frame: Frame, payload: bytes) -> bytes:
+        if payload:
+            raise invalid("DEVICE_RESET carries no payload")
+        self.device.reset()
+        return b""
+
+    # -- migration
+    def _feature(self, frame: Frame, payload: bytes) -> bytes:
+        head = FeatureHeader.unpack_head(payload)
+        data = payload[FeatureHeader.STRUCT.size :]
+        flags = head.flags
+        if flags & ~FEATURE_KNOWN_BITS:
+            raise invalid(f"DEVICE_FEATURE flags {flags:#x} has unknown bits")
+        get, set_, probe = bool(flags & FEATURE_GET), bool(flags & FEATURE_SET), bool(flags & FEATURE_PROBE)
+        if not (get or set_ or probe) or (get and set_ and not probe):
+            raise invalid("DEVICE_FEATURE needs GET, SET or PROBE (GET and SET only with PROBE)")
+        feature = flags & FEATURE_INDEX_MASK
+        if feature not in (FEATURE_MIGRATION, FEATURE_MIG_DEVICE_STATE):
+            raise ProtocolError(errno.ENOTSUP, f"device feature {feature} is not supported")
+        if feature == FEATURE_MIGRATION and set_:
+            raise invalid("the MIGRATION feature cannot be set")
+        needed = 16 if not probe else FeatureHeader.STRUCT.size
+        if head.argsz < needed:
+            raise invalid(f"DEVICE_FEATURE argsz {head.argsz} is below {needed}")
+        if probe:
+            if data:
+                raise invalid("a PROBE carries no data")
+            return payload
+        if feature == FEATURE_MIGRATION:
+            if data:
+                raise invalid("GET MIGRATION carries no data")
+            return FeatureHeader(16, flags).pack() + U64.pack(MIGRATION_STOP_COPY)
+        if get:
+            if len(data) not in (0, MigStateData.STRUCT.size):
+                raise invalid("GET MIG_DEVICE_STATE carries no data or an 8-byte placeholder")
+            state = MigStateData(self.device.mig_state, NO_DATA_FD)
+            return FeatureHeader(16, flags).pack() + state.pack()
+        req = MigStateData.unpack_exact(data)
+        try:
+            goal = MigState(req.device_state)
+        except ValueError:
+            raise invalid(f"device state {req.device_state} does not exist") from None
+        self.device.set_state(goal)
+        return payload
+
+    def _mig_read(self, frame: Frame, payload: bytes) -> bytes:
+        req, _ = decode_mig_data(payload, write=False)
+        if req.size > self.client_max_xfer:
+            raise invalid(f"MIG_DATA_READ size {req.size} exceeds the client's {self.client_max_xfer}")
+        if req.argsz < MigData.STRUCT.size + req.size:
+            raise invalid(f"MIG_DATA_READ argsz {req.argsz} cannot hold {req.size} bytes")
+        chunk = self.device.read_stream(req.size)
+        return MigData(MigData.STRUCT.size + len(chunk), len(chunk)).pack() + chunk
+
+    def _mig_write(self, frame: Frame, payload: bytes) -> bytes:
+        req, data = decode_mig_data(payload, write=True)
+        if req.size > self.max_data_xfer:
+            raise invalid(f"MIG_DATA_WRITE size {req.size} exceeds {self.max_data_xfer}")
+        if req.argsz < MigData.STRUCT.size + req.size:  # as libvfio-user: argsz covers the data
+            raise invalid(f"MIG_DATA_WRITE argsz {req.argsz} is below {MigData.STRUCT.size + req.size}")
+        self.device.write_stream(data)
+        return b""
+
+
+# --------------------------------------------------------------------------- framing on a socket
+
+
+class Stopper:
+    """A stop flag that also wakes threads blocked in ``poll`` (through a pipe)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.fd, self._write = os.pipe()
+
+    def set(self) -> None:
+        if not self._event.is_set():
+            self._event.set()
+            with contextlib.suppress(OSError):
+                os.write(self._write, b"x")
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def close(self) -> None:
+        close_fds([self.fd, self._write])
+
+
+class Disconnect(Exception):
+    """The connection ended (EOF, stall, stop request or a socket error)."""
+
+
+class FrameReader:
+    """Reads messages from a stream socket, with the file descriptors sent with each.
+
+    Only the header is read with ``recvmsg`` and never more than the current
+    message, so descriptors always belong to the message they came with.
+    Waiting for the first byte of a message is unbounded (a quiet VMM is
+    fine; closing the endpoint shuts the socket down, which ends the wait);
+    once a message has begun, ``timeout`` seconds without a byte disconnect
+    the client. Reads after the first are non-blocking and poll only when no
+    byte is there yet, so a message that arrived whole costs two system calls.
+    """
+
+    def __init__(self, sock: socket.socket, max_payload: int, timeout: float, stop: Stopper) -> None:
+        self.sock = sock
+        self.max_payload = max_payload
+        self.timeout = timeout
+        self.stop = stop
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self.poller.register(stop.fd, select.POLLIN)
+        self.out_poller = select.poll()
+        self.out_poller.register(sock, select.POLLOUT | select.POLLHUP | select.POLLERR)
+        self.out_poller.register(stop.fd, select.POLLIN)
+
+    def _wait(self, poller: select.poll, what: str) -> None:
+        """Until the socket is ready; a stop request or ``timeout`` seconds of nothing disconnect."""
+        events = poller.poll(self.timeout * 1000)
+        if self.stop.is_set():
+            raise Disconnect("server stopping")
+        if not events:
+            raise Disconnect(what)
+
+    def _stalled(self) -> None:
+        self._wait(self.poller, "client stalled in the middle of a message")
+
+    def read(self) -> Frame:
+        head = bytearray()
+        fds: list[int] = []
+        truncated = False
+        try:
+            while len(head) < HEADER_SIZE:
+                if head:
+                    try:
+                        got = self.sock.recvmsg(HEADER_SIZE - len(head), _FD_ANCILLARY, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        self._stalled()
+                        continue
+                else:
+                    got = self.sock.recvmsg(HEADER_SIZE, _FD_ANCILLARY)  # idle: block until a message
+                    if self.stop.is_set():
+                        raise Disconnect("server stopping")
+                data, ancdata, msg_flags, _ = got
+                for level, kind, cdata in ancdata:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        received = array.array("i")
+                        received.frombytes(cdata[: len(cdata) - len(cdata) % received.itemsize])
+                        fds.extend(received)
+                if msg_flags & socket.MSG_CTRUNC:
+                    truncated = True
+                if not data:
+                    raise Disconnect("client closed the connection")
+                head += data
+            header = Header.unpack(head)
+            if header.size < HEADER_SIZE:
+                return Frame(header, b"", fds, truncated)
+            length = header.size - HEADER_SIZE
+            if length > self.max_payload:
+                self._skip(length)
+                return Frame(header, None, fds, truncated)
+            return Frame(header, self._exact(length), fds, truncated)
+        except BaseException:
+            close_fds(fds)
+            raise
+
+    def _recv_into(self, view: memoryview, length: int) -> int:
+        while True:
+            try:
+                n = self.sock.recv_into(view, length, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                self._stalled()
+                continue
+            if n == 0:
+                raise Disconnect("client closed the connection mid-message")
+            return n
+
+    def _exact(self, length: int) -> bytes:
+        buf = bytearray(length)
+        view = memoryview(buf)
+        got = 0
+        while got < length:
+            got += self._recv_into(view[got:], length - got)
+        return bytes(buf)
+
+    def _skip(self, length: int) -> None:
+        scratch = memoryview(bytearray(1 << 16))
+        while length:
+            length -= self._recv_into(scratch, min(length, len(scratch)))
+
+    def send(self, data: bytes) -> None:
+        """Send a reply; a client that reads nothing for ``timeout`` seconds is disconnected."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view, socket.MSG_DONTWAIT) :]
+            except BlockingIOError:
+                self._wait(self.out_poller, "client does not read its replies")
+
+
+def serve_connection(
+    conn: socket.socket,
+    session: Session,
+    stop: Stopper,
+    timeout: float = DEFAULT_MESSAGE_TIMEOUT,
+) -> None:
+    """Serve one client until it leaves; never raises for anything the client does."""
+    conn.setblocking(True)
+    reader = FrameReader(conn, session.max_message - HEADER_SIZE, timeout, stop)
+    try:
+        while True:
+            frame = reader.read()
+            reply = session.handle(frame)
+            if reply is not None:
+                reader.send(reply)
+    except Disconnect as exc:
+        log.debug("connection ended: %s", exc)
+    except OSError as exc:  # reset by peer, ...
+        log.debug("connection dropped: %s", exc)
+
+
+# --------------------------------------------------------------------------- listening
+
+
+class Endpoint:
+    """One device's socket and its serving thread."""
+
+    def __init__(self, device: Device, path: Path, timeout: float, max_data_xfer: int) -> None:
+        self.device = device
+        self.path = path
+        self.timeout = timeout
+        self.max_data_xfer = max_data_xfer
+        self.stop = Stopper()
+        self.listener = _listen(path)
+        self.sessions_served = 0
+        self.current: Session | None = None
+        self.conn: socket.socket | None = None
+        self.thread = threading.Thread(target=self._run, name=f"vfio-user {path.name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self.listener, select.POLLIN)
+        poller.register(self.stop.fd, select.POLLIN)
+        while not self.stop.is_set():
+            try:
+                poller.poll()
+                if self.stop.is_set():
+                    return
+                conn, _ = self.listener.accept()
+            except OSError as exc:  # EMFILE and the like: wait a little rather than spin
+                if self.stop.is_set():
+                    return
+                log.warning("accept on %s failed: %s", self.path, exc)
+                time.sleep(0.05)
+                continue
+            session = Session(self.device, self.max_data_xfer)
+            self.current, self.conn = session, conn
+            if self.stop.is_set():
+                _shutdown(conn)
+            try:
+                serve_connection(conn, session, self.stop, self.timeout)
+            except Exception:
+                log.exception("unexpected error serving %s", self.path)
+            finally:
+                self.current, self.conn = None, None
+                session.close()
+                self.device.client_gone()
+                self.sessions_served += 1
+                conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        conn = self.conn
+        if conn is not None:
+            _shutdown(conn)  # ends a blocking wait for the next message
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(timeout=5)
+        self.listener.close()
+        self.stop.close()
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                self.path.unlink()
+        except OSError:
+            pass
+
+
+def _shutdown(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+
+
+def _listen(path: Path) -> socket.socket:
+    """Bind a listening UNIX socket at ``path``; a stale socket file there is replaced."""
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # nobody listens there: stale
+        else:
+            raise OSError(errno.EADDRINUSE, f"{path} is in use by another server")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        sock.listen(8)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device to serve: its socket path and device type (BDF assigned in order from 00:02.0)."""
+
+    path: Path
+    dtype: DeviceType
+
+
+class VfioUserServer:
+    """Serves several VPCID instances of one data manager, one socket and thread each."""
+
+    def __init__(
+        self,
+        devices: Sequence[DeviceSpec],
+        profile: Profile | None = None,
+        vm: int = 1,
+        timeout: float = DEFAULT_MESSAGE_TIMEOUT,
+        max_data_xfer: int = DEFAULT_MAX_DATA_XFER,
+        manager_factory: Callable[[Profile], ServerManager] = ServerManager,
+    ) -> None:
+        if not devices:
+            raise ValueError("a server needs at least one device")
+        if len(devices) > 30:
+            raise ValueError("at most 30 devices per server (BDFs 00:02.0-00:1f.0)")
+        self.manager = manager_factory(profile or Profile())
+        self.lock = threading.Lock()
+        self.vm = vm
+        self.manager.create_vm(vm)
+        self.devices: list[Device] = []
+        self.endpoints: list[Endpoint] = []
+        try:
+            for n, spec in enumerate(devices):
+                bdf = Bdf(0, 2 + n, 0)
+                self.manager.plug(vm, bdf, spec.dtype)
+                device = Device(self.manager, self.lock, vm, bdf)
+                self.devices.append(device)
+                self.endpoints.append(Endpoint(device, spec.path, timeout, max_data_xfer))
+        except BaseException:
+            self.close()
+            raise
+
+    def start(self) -> VfioUserServer:
+        for endpoint in self.endpoints:
+            endpoint.start()
+        return self
+
+    def close(self) -> None:
+        for endpoint in self.endpoints:
+            endpoint.close()
+
+    def __enter__(self) -> VfioUserServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

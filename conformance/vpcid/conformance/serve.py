@@ -1,0 +1,110 @@
+"""``vpcid serve``: serve VPCID instances of a data manager to VMMs.
+
+``vpcid serve vfio-user --socket PATH [--socket PATH ...] [--type TYPE ...]``
+exposes one device per socket (spec/formats/vfio-user.md). It prints one
+line per device on stderr, then ``ready`` on stdout once every socket
+listens, and runs until SIGTERM or SIGINT, when it removes its sockets.
+Also runnable as ``python -m vpcid.conformance.serve vfio-user ...``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.model import Profile
+from vpcid.model.errors import VpcidError
+
+DEFAULT_TYPE = "kitchen-sink"
+
+
+@click.group("serve")
+def serve_group() -> None:
+    """Serve VPCID instances of a data manager to VMMs."""
+
+
+@serve_group.command("vfio-user")
+@click.option("--socket", "sockets", multiple=True, required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="UNIX socket of one device; repeat for more devices.")  # fmt: skip
+@click.option("--type", "types", multiple=True, metavar="TYPE",
+              help=f"Device type per socket, in order (vpcid types); one type serves every socket. "
+                   f"Default: {DEFAULT_TYPE}.")  # fmt: skip
+@click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Profile manifest: the variants the data manager runs in.")  # fmt: skip
+@click.option("--vm", default=1, show_default=True, type=click.IntRange(0, 0xFFFF_FFFF),
+              help="VM id of the data manager's VM that holds the devices.")  # fmt: skip
+@click.option("--message-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds a client may stall inside a message before it is disconnected.")  # fmt: skip
+@click.option("--max-data-xfer", default=1 << 20, show_default=True, type=click.IntRange(4096, 64 << 20),
+              help="Largest region or migration transfer in one message (max_data_xfer_size).")  # fmt: skip
+@click.option("-v", "--verbose", count=True, help="Log rejected messages (-v) and more (-vv).")
+def vfio_user_command(
+    sockets: tuple[Path, ...],
+    types: tuple[str, ...],
+    profile_path: Path | None,
+    vm: int,
+    message_timeout: float,
+    max_data_xfer: int,
+    verbose: int,
+) -> None:
+    """Expose VPCID instances as vfio-user devices, one per socket, until SIGTERM."""
+    from vpcid.adapters.vfio_user.server import DeviceSpec, VfioUserServer
+
+    names = list(types) or [DEFAULT_TYPE]
+    if len(names) == 1:
+        names *= len(sockets)
+    if len(names) != len(sockets):
+        raise click.BadParameter(f"{len(sockets)} sockets but {len(names)} types", param_hint="--type")
+    unknown = sorted({n for n in names if n not in SUITE_TYPES})
+    if unknown:
+        raise click.BadParameter(f"unknown device type(s): {', '.join(unknown)}", param_hint="--type")
+    if len(set(sockets)) != len(sockets):
+        raise click.BadParameter("a socket path is given twice", param_hint="--socket")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        profile = (
+            Profile.from_manifest(profile_path.read_text(encoding="utf-8")) if profile_path else Profile()
+        )
+    except VpcidError as exc:
+        raise click.ClickException(str(exc)) from None
+    specs = [DeviceSpec(path, SUITE_TYPES[name]) for path, name in zip(sockets, names, strict=True)]
+    try:
+        server = VfioUserServer(specs, profile, vm, message_timeout, max_data_xfer)
+    except (OSError, ValueError, VpcidError) as exc:
+        raise click.ClickException(f"cannot serve: {exc}") from None
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start()
+        for device, spec in zip(server.devices, specs, strict=True):
+            click.echo(f"vfio-user: {spec.dtype.name} ({device.bdf} of VM {vm}) at {spec.path}", err=True)
+        click.echo("ready")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+SERVE_COMMAND = serve_group
+"""Attach with ``main.add_command(SERVE_COMMAND)`` in cli.py."""
+
+if __name__ == "__main__":
+    serve_group(prog_name="vpcid serve")
