@@ -1,0 +1,2586 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False, infer_types=True
+"""Compiled second implementation of the VPCID data manager (spec/, issue 5).
+
+Written from the specification, not from the model: every data-manager
+operation lives here in C-level code.
+
+Data structures (all plain C, malloc'd, no Python objects on the hot path):
+
+* ``U64Map``: open-addressing hash table, 64-bit key -> pointer, linear
+  probing with backward-shift deletion. Used for the VM set (key: VM id), each
+  VM's configuration table (key: packed BDF, R-DS-003), each I/O and memory
+  table (R-DS-006) and each instance's sparse BAR store (key: BAR << 56 |
+  page index, R-DT-004).
+* ``DTable``: an I/O or memory table. A BAR of size ``2**k`` at base ``b``
+  is one entry under the key ``(k, b >> k)``, packed into one word as
+  ``b | 1 << (k - 1)`` (``b`` is aligned to ``2**k``, so the lowest set bit
+  names ``k``). A lookup probes once per size class in use, found from a
+  64-bit class mask; entries that share a key are chained in priority order
+  (R-DEC-008).
+* ``Inst``: an instance (R-DS-004): its configuration bytes, its seven
+  windows (``Mapping``, BAR0-5 and the ROM), its page store, and, for a
+  device type with a custom behaviour, the ``DeviceData`` that behaviour
+  keeps its state in.
+* ``CType``: a device type's per-byte power-on image, write mask, RW1C mask
+  and fixed-bit mask (computed once per type by
+  ``vpcid.model.devicetype.layout``, the type's own definition) and its BARs.
+
+Device types with a custom ``BarBehaviour`` (the catalog's ``edu``) are
+served by calling that Python object with a ``vpcid.model.DeviceData``: the
+behaviour *is* the device type's code (R-DT-003). Memory-like BARs
+(R-DT-004) are compiled: a sparse page store.
+
+Blobs and snapshots (spec/formats/blob.md) are written and parsed here byte
+by byte; SHA-256 is computed with ``hashlib`` (OpenSSL) over views of the C
+buffers.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, calloc, free, qsort
+
+cdef extern from "<stdlib.h>":
+    void* aligned_alloc(size_t alignment, size_t size) nogil
+from libc.string cimport memcpy, memset, memcmp
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+
+import hashlib as _hashlib
+
+from vpcid.conformance.devices import SUITE_TYPES as _SUITE_TYPES
+from vpcid.conformance.trace import Observation as _Observation
+from vpcid.conformance.trace import Op as _Op
+from vpcid.conformance.trace import OpKind as _OpKind
+from vpcid.conformance.trace import TraceError as _TraceError
+from vpcid.model import Bdf as _Bdf
+from vpcid.model import DeviceType as _DeviceType
+from vpcid.model import Profile as _Profile
+from vpcid.model import errors as _errors
+from vpcid.model.behaviour import DeviceData as _DeviceData
+from vpcid.model.devicetype import layout as _layout
+from vpcid.model.manager import TableEntry as _TableEntry
+from vpcid.model.manager import VmTables as _VmTables
+
+cdef extern from "Python.h":
+    enum: PyBUF_READ
+    object PyMemoryView_FromMemory(char* mem, Py_ssize_t size, int flags)
+    long long PyLong_AsLongLongAndOverflow(object, int*) except? -1
+    unsigned long long PyLong_AsUnsignedLongLongMask(object) except? -1
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    static inline uint64_t vpcid_mix64(uint64_t x) {
+        x ^= x >> 33; x *= 0xff51afd7ed558ccdULL;
+        x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL;
+        x ^= x >> 33; return x;
+    }
+    static inline int vpcid_ctz64(uint64_t x) { return __builtin_ctzll(x); }
+    static inline uint16_t vpcid_ld16(const uint8_t* p) { return (uint16_t)(p[0] | ((uint16_t)p[1] << 8)); }
+    static inline uint32_t vpcid_ld32(const uint8_t* p) {
+        return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    }
+    static inline uint64_t vpcid_ld64(const uint8_t* p) {
+        return (uint64_t)vpcid_ld32(p) | ((uint64_t)vpcid_ld32(p + 4) << 32);
+    }
+    static inline void vpcid_st16(uint8_t* p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+    static inline void vpcid_st32(uint8_t* p, uint32_t v) {
+        p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+    }
+    static inline void vpcid_st64(uint8_t* p, uint64_t v) { vpcid_st32(p, (uint32_t)v); vpcid_st32(p + 4, (uint32_t)(v >> 32)); }
+    static inline uint64_t vpcid_ldn(const uint8_t* p, int n) {
+        uint64_t v = 0; for (int k = n - 1; k >= 0; k--) v = (v << 8) | p[k]; return v;
+    }
+    static inline void vpcid_stn(uint8_t* p, uint64_t v, int n) { for (int k = 0; k < n; k++) { p[k] = (uint8_t)v; v >>= 8; } }
+    static inline int vpcid_all_zero(const uint8_t* p, size_t n) {
+        uint64_t acc = 0, w;
+        size_t k = 0;
+        for (; k + 8 <= n; k += 8) { memcpy(&w, p + k, 8); acc |= w; }
+        for (; k < n; k++) acc |= p[k];
+        return acc == 0;
+    }
+    /* whether any bit set in m differs between a and b (n a multiple of 8) */
+    static inline int vpcid_masked_differs(const uint8_t* a, const uint8_t* b, const uint8_t* m, size_t n) {
+        uint64_t acc = 0, x, y, z;
+        for (size_t k = 0; k < n; k += 8) {
+            memcpy(&x, a + k, 8); memcpy(&y, b + k, 8); memcpy(&z, m + k, 8);
+            acc |= (x ^ y) & z;
+        }
+        return acc != 0;
+    }
+    """
+    uint64_t mix64 "vpcid_mix64"(uint64_t) noexcept nogil
+    int ctz64 "vpcid_ctz64"(uint64_t) noexcept nogil
+    uint16_t ld16 "vpcid_ld16"(const uint8_t*) noexcept nogil
+    uint32_t ld32 "vpcid_ld32"(const uint8_t*) noexcept nogil
+    uint64_t ld64 "vpcid_ld64"(const uint8_t*) noexcept nogil
+    void st16 "vpcid_st16"(uint8_t*, uint16_t) noexcept nogil
+    void st32 "vpcid_st32"(uint8_t*, uint32_t) noexcept nogil
+    void st64 "vpcid_st64"(uint8_t*, uint64_t) noexcept nogil
+    uint64_t ldn "vpcid_ldn"(const uint8_t*, int) noexcept nogil
+    void stn "vpcid_stn"(uint8_t*, uint64_t, int) noexcept nogil
+    int all_zero "vpcid_all_zero"(const uint8_t*, size_t) noexcept nogil
+    int masked_differs "vpcid_masked_differs"(const uint8_t*, const uint8_t*, const uint8_t*, size_t) noexcept nogil
+
+
+# ---------------------------------------------------------------- constants
+
+cdef enum:
+    PAGE = 4096
+    PAGE_ENTRY = 4105
+    ROM = 6
+    NWIN = 7
+    CF8 = 0xCF8
+    CFC = 0xCFC
+
+cdef uint64_t ECAM_SIZE = 256 << 20
+cdef uint64_t DEFAULT_ECAM_BASE = (<uint64_t>0xB0000000)
+cdef uint64_t NO_PAGE = (<uint64_t>0xFFFFFFFFFFFFFFFF)
+
+# BAR kinds
+cdef enum:
+    K_NONE = 0
+    K_IO = 1
+    K_MEM32 = 2
+    K_MEM64 = 3
+    K_ROM = 4
+
+# error codes (R-ERR-003); 0 is success, -1 a propagated Python exception
+cdef enum:
+    E_INVALID = 1
+    E_UNKNOWN_VM = 2
+    E_DUP_VM = 3
+    E_UNKNOWN_DEV = 4
+    E_SLOT = 5
+    E_WIDTH = 6
+    E_MISALIGNED = 7
+    E_BAD_TYPE = 8
+    E_BAD_PROFILE = 9
+    E_BAD_BLOB = 10
+    E_MISMATCH = 11
+    E_EMPTY_SLOT = 12
+
+ERROR_KINDS = (
+    "ok", "invalid-argument", "unknown-vm", "duplicate-vm", "unknown-device", "slot-occupied",
+    "bad-width", "misaligned", "bad-device-type", "bad-profile", "bad-blob", "blob-mismatch",
+    "empty-slot",
+)
+"""Error kind of each error code, index = code (R-ERR-003)."""
+
+_ERROR_CLASSES = (
+    None, _errors.InvalidArgument, _errors.UnknownVm, _errors.DuplicateVm, _errors.UnknownDevice,
+    _errors.SlotOccupied, _errors.BadWidth, _errors.Misaligned, _errors.DeviceTypeError,
+    _errors.ProfileError, _errors.BlobError, _errors.BlobMismatch, None,
+)
+
+# operation kinds (the trace language)
+cdef enum:
+    OP_INIT = 0
+    OP_CREATE_VM = 1
+    OP_DESTROY_VM = 2
+    OP_PLUG = 3
+    OP_UNPLUG = 4
+    OP_CONFIG_READ = 5
+    OP_CONFIG_WRITE = 6
+    OP_IO_READ = 7
+    OP_IO_WRITE = 8
+    OP_MMIO_READ = 9
+    OP_MMIO_WRITE = 10
+    OP_RESET = 11
+    OP_RESET_VM = 12
+    OP_SAVE = 13
+    OP_RESTORE = 14
+    OP_SNAPSHOT = 15
+    OP_RESTORE_VM = 16
+    OP_TABLES = 17
+
+cdef dict _KIND_CODES = {
+    _OpKind.INIT: OP_INIT, _OpKind.CREATE_VM: OP_CREATE_VM, _OpKind.DESTROY_VM: OP_DESTROY_VM,
+    _OpKind.PLUG: OP_PLUG, _OpKind.UNPLUG: OP_UNPLUG, _OpKind.CONFIG_READ: OP_CONFIG_READ,
+    _OpKind.CONFIG_WRITE: OP_CONFIG_WRITE, _OpKind.IO_READ: OP_IO_READ, _OpKind.IO_WRITE: OP_IO_WRITE,
+    _OpKind.MMIO_READ: OP_MMIO_READ, _OpKind.MMIO_WRITE: OP_MMIO_WRITE, _OpKind.RESET: OP_RESET,
+    _OpKind.RESET_VM: OP_RESET_VM, _OpKind.SAVE: OP_SAVE, _OpKind.RESTORE: OP_RESTORE,
+    _OpKind.SNAPSHOT: OP_SNAPSHOT, _OpKind.RESTORE_VM: OP_RESTORE_VM, _OpKind.TABLES: OP_TABLES,
+}
+# enum members by code, for dispatch by identity (Enum.__hash__ is Python code)
+cdef PyObject* _KIND_OBJ[18]
+for _member, _code in _KIND_CODES.items():
+    _KIND_OBJ[_code] = <PyObject*>_member
+# the order in which identity is tried: the most frequent kinds first
+cdef int _KIND_ORDER[18]
+for _i, _code in enumerate((OP_CONFIG_READ, OP_CONFIG_WRITE, OP_MMIO_READ, OP_IO_READ, OP_MMIO_WRITE,
+                            OP_IO_WRITE, OP_PLUG, OP_CREATE_VM, OP_SAVE, OP_TABLES, OP_RESET, OP_UNPLUG,
+                            OP_SNAPSHOT, OP_RESTORE, OP_INIT, OP_RESET_VM, OP_RESTORE_VM, OP_DESTROY_VM)):
+    _KIND_ORDER[_i] = _code
+
+# Op fields by position when Op is a named tuple (attribute access otherwise)
+cdef int F_KIND = -1, F_VM = -1, F_BDF = -1, F_ADDRESS = -1, F_WIDTH = -1, F_VALUE = -1
+cdef int F_NAME = -1, F_DATA = -1, F_ECAM = -1
+cdef Py_ssize_t F_COUNT = 0
+if issubclass(_Op, tuple) and isinstance(getattr(_Op, "_fields", None), tuple):
+    _fields = _Op._fields
+    if all(f in _fields for f in ("kind", "vm", "bdf", "address", "width", "value", "name", "data", "ecam_base")):
+        F_KIND, F_VM, F_BDF = _fields.index("kind"), _fields.index("vm"), _fields.index("bdf")
+        F_ADDRESS, F_WIDTH, F_VALUE = _fields.index("address"), _fields.index("width"), _fields.index("value")
+        F_NAME, F_DATA, F_ECAM = _fields.index("name"), _fields.index("data"), _fields.index("ecam_base")
+        F_COUNT = len(_fields)
+
+
+cdef inline int kind_code(object kind) noexcept:
+    cdef int i, code
+    cdef PyObject* k = <PyObject*>kind
+    for i in range(18):
+        code = _KIND_ORDER[i]
+        if _KIND_OBJ[code] == k:
+            return code
+    return -1
+
+# bits of OpRec.bad: the field is not an integer in 0..2**64-1 (or, for bdf, not a Bdf)
+cdef enum:
+    B_VM = 1
+    B_ADDR = 2
+    B_WIDTH = 4
+    B_VALUE = 8
+    B_ECAM = 16
+    B_BDF = 32
+
+# observation kinds of a result
+cdef enum:
+    R_OK = 0
+    R_VALUE = 1
+    R_ERROR = 2
+    R_DIGEST = 3
+    R_TABLES = 4
+
+# profile values (spec/variants.md)
+cdef enum:
+    MOVE_IMMEDIATE = 0
+    MOVE_DEFERRED = 1
+    MOVE_IGNORED = 2
+    STRADDLE_SPLIT = 0
+    STRADDLE_REJECT = 1
+    STRADDLE_START = 2
+
+
+# ---------------------------------------------------------------- structures
+
+cdef struct MapEntry:
+    uint64_t key
+    void* val
+
+cdef struct U64Map:
+    MapEntry* tab
+    uint64_t mask
+    uint64_t count
+
+cdef struct Inst
+
+cdef struct Mapping:
+    # One BAR's window (one cache line: an access to the BAR touches only this and the data).
+    Inst* inst
+    Mapping* next        # the next mapping under the same table key, by priority
+    uint64_t base
+    uint64_t stamp       # when its decode began (last-mapped overlap, snapshot map order)
+    uint64_t hot_key     # BAR store: the page used last and where it is (kept across moves)
+    uint8_t* hot_page
+    uint8_t bar
+    uint8_t log2
+    uint8_t active
+    uint8_t custom       # the device type has a custom behaviour
+    uint8_t paged        # the BAR store holds pages (reads of an empty store skip the page table)
+    uint8_t _pad[11]
+
+cdef struct DTable:
+    U64Map map
+    uint64_t classes
+    uint32_t ccount[64]
+
+cdef struct CType:
+    int cfg_size
+    uint8_t image[4096]
+    uint8_t wmask[4096]
+    uint8_t w1c[4096]
+    uint8_t fixed[4096]
+    uint8_t kind[7]
+    uint64_t size[7]
+    uint8_t log2[7]
+    int nimpl
+    uint8_t impl[7]
+    const uint8_t* rom
+    uint64_t rom_len
+    int custom
+    PyObject* behaviour
+    const char* name
+    int name_len
+    const uint8_t* fp
+
+cdef struct Inst:
+    # allocated 64-byte aligned: the seven windows (BAR0-5, ROM) are one cache line each
+    Mapping maps[7]
+    # then what a configuration access touches, then the colder fields
+    CType* t
+    uint8_t* cfg
+    uint16_t bdf
+    uint8_t pending      # restore_vm: windows of the blob still to map, in map order
+    uint64_t gen         # bumped by every change of state or data
+    PyObject* pydata     # the behaviour's DeviceData (custom behaviours only)
+    U64Map pages         # BAR store: (BAR << 56 | page index) -> 4096 bytes
+    PyObject* tinfo
+    uint64_t cgen        # gen at which cblob was encoded
+    PyObject* cblob      # cached canonical blob (bytes) and its SHA-256, or NULL
+    PyObject* cdigest
+
+
+cdef struct Vm:
+    uint32_t id
+    int has_ecam
+    uint64_t ecam
+    uint32_t cf8
+    uint64_t stamp
+    U64Map cfgtab
+    DTable io
+    DTable mem
+    uint64_t gen         # bumped by every change in the VM
+    uint64_t cgen
+    PyObject* cblob      # cached snapshot and its SHA-256, or NULL
+    PyObject* cdigest
+
+cdef struct OpRec:
+    uint8_t kind
+    uint8_t bad
+    uint8_t ecam_none
+    uint16_t bdf
+    uint32_t slot
+    uint64_t vm
+    uint64_t address
+    uint64_t width
+    uint64_t value
+    uint64_t ecam
+    PyObject* obj        # plug: TypeInfo; restore/restore_vm: literal blob (borrowed)
+
+cdef struct Res:
+    int kind
+    int code
+    uint64_t value
+
+cdef struct InstRec:
+    const uint8_t* name
+    int name_len
+    const uint8_t* fp
+    const uint8_t* cfg
+    Py_ssize_t cfg_len
+    uint8_t on[7]
+    uint64_t base[7]
+    const uint8_t* mem
+    uint32_t npages
+    const uint8_t* extra
+    Py_ssize_t extra_len
+
+cdef Mapping _window_target
+cdef Mapping* WINDOW = &_window_target
+"""Routing target standing for a platform configuration window (0xCFC-0xCFF or ECAM)."""
+
+
+# ---------------------------------------------------------------- hash map
+
+cdef int map_grow(U64Map* m) except -1:
+    cdef uint64_t oldcap = 0 if m.tab == NULL else m.mask + 1
+    cdef uint64_t newcap = 16 if oldcap == 0 else oldcap * 2
+    cdef MapEntry* old = m.tab
+    cdef MapEntry* tab = <MapEntry*>calloc(newcap, sizeof(MapEntry))
+    cdef uint64_t i, j, mask = newcap - 1
+    if tab == NULL:
+        raise MemoryError()
+    for i in range(oldcap):
+        if old[i].val != NULL:
+            j = mix64(old[i].key) & mask
+            while tab[j].val != NULL:
+                j = (j + 1) & mask
+            tab[j] = old[i]
+    free(old)
+    m.tab = tab
+    m.mask = mask
+    return 0
+
+
+cdef inline void* map_get(U64Map* m, uint64_t key) noexcept nogil:
+    cdef uint64_t i
+    cdef MapEntry* e
+    if m.count == 0:
+        return NULL
+    i = mix64(key) & m.mask
+    while True:
+        e = &m.tab[i]
+        if e.val == NULL:
+            return NULL
+        if e.key == key:
+            return e.val
+        i = (i + 1) & m.mask
+
+
+cdef int map_put(U64Map* m, uint64_t key, void* val) except -1:
+    """Insert or replace; ``val`` is never NULL."""
+    cdef uint64_t i
+    if m.tab == NULL or (m.count + 1) * 2 > m.mask + 1:
+        map_grow(m)
+    i = mix64(key) & m.mask
+    while m.tab[i].val != NULL:
+        if m.tab[i].key == key:
+            m.tab[i].val = val
+            return 0
+        i = (i + 1) & m.mask
+    m.tab[i].key = key
+    m.tab[i].val = val
+    m.count += 1
+    return 0
+
+
+cdef void* map_del(U64Map* m, uint64_t key) noexcept nogil:
+    """Remove ``key``; return its value or NULL (backward-shift deletion)."""
+    cdef uint64_t i, j, h, mask
+    cdef void* val
+    if m.count == 0:
+        return NULL
+    mask = m.mask
+    i = mix64(key) & mask
+    while True:
+        if m.tab[i].val == NULL:
+            return NULL
+        if m.tab[i].key == key:
+            break
+        i = (i + 1) & mask
+    val = m.tab[i].val
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if m.tab[j].val == NULL:
+            break
+        h = mix64(m.tab[j].key) & mask
+        if ((j - h) & mask) >= ((j - i) & mask):
+            m.tab[i] = m.tab[j]
+            i = j
+    m.tab[i].val = NULL
+    m.tab[i].key = 0
+    m.count -= 1
+    return val
+
+
+cdef inline void map_free(U64Map* m) noexcept nogil:
+    free(m.tab)
+    m.tab = NULL
+    m.mask = 0
+    m.count = 0
+
+
+# ---------------------------------------------------------------- decode tables (R-DS-006, R-DEC-008)
+
+cdef inline bint before(Mapping* a, Mapping* b, bint last_mapped) noexcept nogil:
+    """Whether ``a`` wins over ``b`` where both decode (R-DEC-008)."""
+    if last_mapped:
+        return a.stamp > b.stamp
+    if a.inst.bdf != b.inst.bdf:
+        return a.inst.bdf < b.inst.bdf
+    return a.bar < b.bar
+
+
+cdef inline uint64_t table_key(uint64_t base, int k) noexcept nogil:
+    """The key ``(k, base >> k)`` packed in one word: ``base`` is aligned, bit ``k-1`` names ``k``."""
+    return ((base >> k) << k) | ((<uint64_t>1) << (k - 1))
+
+
+cdef int table_insert(DTable* t, Mapping* m, bint lm) except -1:
+    cdef uint64_t key = table_key(m.base, m.log2)
+    cdef Mapping* head = <Mapping*>map_get(&t.map, key)
+    cdef Mapping* p
+    if head == NULL or before(m, head, lm):
+        m.next = head
+        map_put(&t.map, key, m)
+    else:
+        p = head
+        while p.next != NULL and not before(m, p.next, lm):
+            p = p.next
+        m.next = p.next
+        p.next = m
+    t.ccount[m.log2] += 1
+    t.classes |= (<uint64_t>1) << m.log2
+    return 0
+
+
+cdef int table_remove(DTable* t, Mapping* m) except -1:
+    cdef uint64_t key = table_key(m.base, m.log2)
+    cdef Mapping* head = <Mapping*>map_get(&t.map, key)
+    cdef Mapping* p
+    if head == m:
+        if m.next != NULL:
+            map_put(&t.map, key, m.next)
+        else:
+            map_del(&t.map, key)
+    else:
+        p = head
+        while p != NULL and p.next != m:
+            p = p.next
+        if p == NULL:
+            raise AssertionError("decode table lost a mapping")
+        p.next = m.next
+    m.next = NULL
+    t.ccount[m.log2] -= 1
+    if t.ccount[m.log2] == 0:
+        t.classes &= ~((<uint64_t>1) << m.log2)
+    return 0
+
+
+cdef inline Mapping* table_lookup(DTable* t, uint64_t a, bint lm) noexcept nogil:
+    """One probe per size class in use (R-DS-006, R-DS-009)."""
+    cdef uint64_t cm = t.classes
+    cdef Mapping* best = NULL
+    cdef Mapping* h
+    cdef int k
+    while cm:
+        k = ctz64(cm)
+        cm &= cm - 1
+        h = <Mapping*>map_get(&t.map, table_key(a, k))
+        if h != NULL and (best == NULL or before(h, best, lm)):
+            best = h
+    return best
+
+
+# ---------------------------------------------------------------- BAR decode (R-DEC-001..R-DEC-006)
+
+cdef inline bint decode_enabled(CType* t, const uint8_t* cfg, int i) noexcept nogil:
+    cdef uint16_t cmd = ld16(cfg + 4)
+    cdef uint8_t kind = t.kind[i]
+    if kind == K_NONE:
+        return False
+    if kind == K_ROM:
+        return (cmd & 2) != 0 and (cfg[0x30] & 1) != 0
+    if kind == K_IO:
+        return (cmd & 1) != 0
+    return (cmd & 2) != 0
+
+
+cdef inline uint64_t limit_of(uint8_t kind) noexcept nogil:
+    """One past the highest decodable address, 0 standing for 2**64 (R-DEC-006)."""
+    if kind == K_IO:
+        return 0x10000
+    if kind == K_MEM64:
+        return 0
+    return (<uint64_t>0x100000000)
+
+
+cdef inline bint fits(uint64_t base, uint64_t size, uint8_t kind) noexcept nogil:
+    cdef uint64_t limit = limit_of(kind)
+    if limit == 0:
+        return base <= (<uint64_t>0) - size
+    return size <= limit and base <= limit - size
+
+
+cdef inline bint window(CType* t, const uint8_t* cfg, int i, uint64_t* base) noexcept nogil:
+    """Where window ``i`` decodes given the registers; False when it does not (R-DEC-001..R-DEC-006)."""
+    cdef uint16_t cmd = ld16(cfg + 4)
+    cdef uint8_t kind = t.kind[i]
+    cdef uint64_t b
+    cdef uint32_t low
+    if kind == K_NONE:
+        return False
+    if kind == K_ROM:
+        low = ld32(cfg + 0x30)
+        if not ((cmd & 2) and (low & 1)):
+            return False
+        b = low & (<uint64_t>0xFFFFF800)
+    else:
+        low = ld32(cfg + 0x10 + 4 * i)
+        if kind == K_IO:
+            if not (cmd & 1):
+                return False
+            b = low & (<uint64_t>0xFFFFFFFC)
+        else:
+            if not (cmd & 2):
+                return False
+            b = low & (<uint64_t>0xFFFFFFF0)
+            if kind == K_MEM64:
+                b |= (<uint64_t>ld32(cfg + 0x14 + 4 * i)) << 32
+    if b == 0 or not fits(b, t.size[i], kind):
+        return False
+    base[0] = b
+    return True
+
+
+cdef inline int reg_start(CType* t, int i) noexcept nogil:
+    return 0x30 if i == ROM else 0x10 + 4 * i
+
+
+cdef inline int reg_stop(CType* t, int i) noexcept nogil:
+    if i == ROM:
+        return 0x34
+    return 0x18 + 4 * i if t.kind[i] == K_MEM64 else 0x14 + 4 * i
+
+
+# ---------------------------------------------------------------- device types
+
+cdef class TypeInfo:
+    """A device type as the compiled manager sees it: layout, BARs, behaviour (R-DT-001, R-DT-002)."""
+
+    cdef CType* c
+    cdef readonly object dtype
+    cdef readonly str name
+    cdef readonly bytes name_bytes
+    cdef readonly bytes fingerprint
+    cdef object rom
+    cdef readonly object behaviour
+
+    def __cinit__(self):
+        self.c = <CType*>calloc(1, sizeof(CType))
+        if self.c == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.c)
+
+    @staticmethod
+    cdef TypeInfo build(object dtype, object status):
+        cdef TypeInfo ti = TypeInfo.__new__(TypeInfo)
+        cdef CType* c = ti.c
+        cdef int i, o
+        cdef bytes image, wmask, w1c
+        lay = _layout(dtype, status)
+        image, wmask, w1c = lay.image, lay.wmask, lay.w1cmask
+        c.cfg_size = len(image)
+        for o in range(c.cfg_size):
+            c.image[o] = image[o]
+            c.wmask[o] = wmask[o]
+            c.w1c[o] = w1c[o]
+            c.fixed[o] = ~(c.wmask[o] | c.w1c[o])
+        c.nimpl = 0
+        for i in range(6):
+            bar = dtype.bar(i)
+            if bar is None:
+                c.kind[i] = K_NONE
+                continue
+            kind = bar.kind.value
+            c.kind[i] = K_IO if kind == "io" else (K_MEM64 if kind == "mem64" else K_MEM32)
+            c.size[i] = bar.size
+            c.log2[i] = bar.size.bit_length() - 1
+            c.impl[c.nimpl] = i
+            c.nimpl += 1
+        if dtype.rom is not None:
+            ti.rom = bytes(dtype.rom.contents)
+            c.kind[ROM] = K_ROM
+            c.size[ROM] = dtype.rom.size
+            c.log2[ROM] = dtype.rom.size.bit_length() - 1
+            c.rom = <const uint8_t*>PyBytes_AS_STRING(ti.rom)
+            c.rom_len = len(ti.rom)
+            c.impl[c.nimpl] = ROM
+            c.nimpl += 1
+        else:
+            c.kind[ROM] = K_NONE
+        ti.dtype = dtype
+        ti.name = dtype.name
+        ti.name_bytes = dtype.name.encode()
+        ti.fingerprint = bytes(dtype.fingerprint())
+        c.name = PyBytes_AS_STRING(ti.name_bytes)
+        c.name_len = len(ti.name_bytes)
+        c.fp = <const uint8_t*>PyBytes_AS_STRING(ti.fingerprint)
+        ti.behaviour = dtype.behaviour
+        c.custom = dtype.behaviour is not None
+        c.behaviour = <PyObject*>ti.behaviour
+        return ti
+
+
+# ---------------------------------------------------------------- integer arguments (R-ERR-002)
+
+cdef inline bint as_u64(object x, uint64_t* out) except -1:
+    """Whether ``x`` is an ``int`` (not a bool) in 0..2**64-1; its value in ``out``."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(x) is not int:
+        return False
+    v = PyLong_AsLongLongAndOverflow(x, &overflow)
+    if overflow == 0:
+        if v < 0:
+            return False
+        out[0] = <uint64_t>v
+        return True
+    if overflow < 0 or x.bit_length() > 64:
+        return False
+    out[0] = PyLong_AsUnsignedLongLongMask(x)
+    return True
+
+
+cdef object _BDF_TYPE = _Bdf
+
+
+cdef inline int bdf_of(object bdf) except -1:
+    """Packed BDF of a ``Bdf`` (bus 15:8, device 7:3, function 2:0), or -2 when not a Bdf."""
+    if type(bdf) is not _BDF_TYPE and not isinstance(bdf, _BDF_TYPE):
+        return -2
+    return ((<int>bdf.bus) << 8) | ((<int>bdf.device) << 3) | (<int>bdf.function)
+
+
+cdef list _BDF_TEXT = [None] * 65536
+
+
+cdef str bdf_text(uint16_t b):
+    """``bb:dd.f``, as the trace language writes a BDF (cached)."""
+    text = _BDF_TEXT[b]
+    if text is None:
+        text = _BDF_TEXT[b] = "%02x:%02x.%d" % (b >> 8, (b >> 3) & 0x1F, b & 7)
+    return <str>text
+
+
+cdef int cmp_inst(const void* a, const void* b) noexcept nogil:
+    cdef Inst* x = (<Inst**>a)[0]
+    cdef Inst* y = (<Inst**>b)[0]
+    return <int>x.bdf - <int>y.bdf
+
+
+cdef int cmp_stamp(const void* a, const void* b) noexcept nogil:
+    cdef Mapping* x = (<Mapping**>a)[0]
+    cdef Mapping* y = (<Mapping**>b)[0]
+    return -1 if x.stamp < y.stamp else (1 if x.stamp > y.stamp else 0)
+
+
+cdef int cmp_u64(const void* a, const void* b) noexcept nogil:
+    cdef uint64_t x = (<uint64_t*>a)[0]
+    cdef uint64_t y = (<uint64_t*>b)[0]
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef _sha256 = _hashlib.sha256
+
+
+cdef object sha_of(const uint8_t* p, Py_ssize_t n):
+    """A running SHA-256 over ``n`` bytes at ``p`` (hashlib, so OpenSSL)."""
+    return _sha256(PyMemoryView_FromMemory(<char*>p, n, PyBUF_READ))
+
+
+# ---------------------------------------------------------------- the data manager
+
+cdef class Manager:
+    """The VPCID data manager (R-DS-001): VM elements with three hash tables each, compiled.
+
+    The Python methods mirror :class:`vpcid.model.DataManager` and raise the
+    same error classes; :class:`CythonAdapter` drives the ``cdef`` core
+    directly, with error codes instead of exceptions.
+    """
+
+    cdef U64Map vms
+    cdef readonly object profile
+    cdef int status_ro, move, lm, unmapped, straddle, natural, cf8_latched, cf8_ext, cf8_clear
+    cdef uint32_t cf8_keep
+    cdef dict types_by_name
+    cdef dict types_by_id
+    cdef object status_enum
+    cdef const char* msg
+    cdef readonly bytes last_digest
+    cdef PyObject* ring_blob[64]     # blobs handed out lately, and their digests (a ring)
+    cdef PyObject* ring_digest[64]
+    cdef int ring_pos
+
+    def __init__(self, profile=None):
+        if profile is None:
+            profile = _Profile()
+        if not isinstance(profile, _Profile):
+            raise _errors.InvalidArgument("profile must be a vpcid.model.Profile")
+        self.profile = profile
+        p = profile.to_mapping()
+        self.status_ro = p["status"] == "read-only"
+        self.move = {"immediate": MOVE_IMMEDIATE, "deferred": MOVE_DEFERRED, "ignored": MOVE_IGNORED}[
+            p["bar_move_while_decoding"]]
+        self.lm = p["overlap"] == "last-mapped"
+        self.unmapped = 0xFF if p["unmapped_mmio_read"] == "ones" else 0x00
+        self.straddle = {"split": STRADDLE_SPLIT, "reject": STRADDLE_REJECT,
+                         "start-address": STRADDLE_START}[p["straddle"]]
+        self.natural = p["alignment"] == "natural"
+        self.cf8_latched = p["cf8_low_bits"] == "latched"
+        self.cf8_ext = p["cf8_extended"] == "extends"
+        self.cf8_clear = p["cf8_after_access"] == "clear"
+        self.cf8_keep = (<uint64_t>0x8FFFFFFC) if self.cf8_ext else (<uint64_t>0x80FFFFFC)
+        self.status_enum = profile.status
+        self.types_by_name = {}
+        self.types_by_id = {}
+
+    def __dealloc__(self):
+        cdef int k
+        self.clear()
+        for k in range(64):
+            Py_XDECREF(self.ring_blob[k])
+            Py_XDECREF(self.ring_digest[k])
+
+    # ------------------------------------------------------------ memory management
+
+    cdef void clear(self) noexcept:
+        """Destroy every VM (``init``)."""
+        cdef uint64_t i
+        if self.vms.tab != NULL:
+            for i in range(self.vms.mask + 1):
+                if self.vms.tab[i].val != NULL:
+                    free_vm(<Vm*>self.vms.tab[i].val)
+        map_free(&self.vms)
+
+    cdef int fail(self, int code, const char* msg) noexcept:
+        self.msg = msg
+        return code
+
+    cdef int raise_code(self, int code) except -1:
+        """Raise the model's error class for ``code`` (the Python API)."""
+        cls = _ERROR_CLASSES[code]
+        text = (<bytes>self.msg).decode() if self.msg != NULL else ERROR_KINDS[code]
+        raise cls(text)
+
+    # ------------------------------------------------------------ device types (R-DT-002)
+
+    cdef TypeInfo type_info(self, object dtype):
+        """The compiled form of ``dtype``, registering it by name; None with a code on rejection."""
+        cdef TypeInfo ti = self.types_by_id.get(id(dtype))
+        if ti is not None:
+            known = self.types_by_name.get(ti.name)
+            if known is ti:
+                return ti
+        if not isinstance(dtype, _DeviceType):
+            self.msg = b"expected a DeviceType"
+            return None
+        known = self.types_by_name.get(dtype.name)
+        if known is not None and (<TypeInfo>known).fingerprint != dtype.fingerprint():
+            self.msg = b"another device type is already registered under this name"
+            return None
+        if ti is None:
+            ti = TypeInfo.build(dtype, self.status_enum)
+            self.types_by_id[id(dtype)] = ti
+        self.types_by_name[ti.name] = ti
+        return ti
+
+    def register_type(self, dtype):
+        """Make ``dtype`` known by name, for restores (R-DT-002)."""
+        if self.type_info(dtype) is None:
+            raise (_errors.InvalidArgument if not isinstance(dtype, _DeviceType) else
+                   _errors.DeviceTypeError)((<bytes>self.msg).decode())
+
+    # ------------------------------------------------------------ argument checks
+
+    cdef inline int vm_of(self, OpRec* op, Vm** out) noexcept:
+        cdef Vm* vm = NULL
+        if (op.bad & B_VM) or op.vm > (<uint64_t>0xFFFFFFFF):
+            return self.fail(E_INVALID, b"vm_id must be an integer 0-0xffffffff")
+        vm = <Vm*>map_get(&self.vms, op.vm)
+        if vm == NULL:
+            return self.fail(E_UNKNOWN_VM, b"no such VM")
+        out[0] = vm
+        return 0
+
+    cdef inline int inst_of(self, OpRec* op, Vm** vmo, Inst** out) noexcept:
+        cdef int code = self.vm_of(op, vmo)
+        cdef Inst* p = NULL
+        if code:
+            return code
+        if op.bad & B_BDF:
+            return self.fail(E_INVALID, b"expected a Bdf")
+        p = <Inst*>map_get(&vmo[0].cfgtab, op.bdf)
+        if p == NULL:
+            return self.fail(E_UNKNOWN_DEV, b"no device at this BDF")
+        out[0] = p
+        return 0
+
+    cdef inline int check_config(self, OpRec* op, bint write) noexcept:
+        """R-ACC-003, R-ACC-008: width, offset, dword, value (the model's order of checks)."""
+        if op.bad & B_BDF:
+            return self.fail(E_INVALID, b"expected a Bdf")
+        if (op.bad & B_WIDTH) or not (op.width == 1 or op.width == 2 or op.width == 4):
+            return self.fail(E_WIDTH, b"configuration accesses are 1, 2 or 4 bytes")
+        if (op.bad & B_ADDR) or op.address > 0xFFF:
+            return self.fail(E_INVALID, b"offset must be an integer 0-0xfff")
+        if (op.address & 3) + op.width > 4:
+            return self.fail(E_MISALIGNED, b"configuration access crosses a dword")
+        if write and ((op.bad & B_VALUE) or (op.value >> (8 * op.width)) != 0):
+            return self.fail(E_INVALID, b"value does not fit the access width")
+        return 0
+
+    cdef inline int check_space(self, OpRec* op, bint io, bint write) noexcept:
+        """R-ACC-001, R-ACC-002, R-ACC-008: width, range, alignment, value."""
+        cdef uint64_t w = op.width
+        if (op.bad & B_WIDTH) or not (w == 1 or w == 2 or w == 4 or (w == 8 and not io)):
+            return self.fail(E_WIDTH, b"I/O accesses are 1/2/4 bytes, MMIO 1/2/4/8")
+        if op.bad & B_ADDR:
+            return self.fail(E_INVALID, b"address out of range")
+        if io:
+            if op.address > 0x10000 - w:
+                return self.fail(E_INVALID, b"port + width must be at most 0x10000")
+        elif op.address > (<uint64_t>0) - w:
+            return self.fail(E_INVALID, b"address + width must be at most 2**64")
+        if self.natural and (op.address & (w - 1)):
+            return self.fail(E_MISALIGNED, b"access is not naturally aligned")
+        if write and ((op.bad & B_VALUE) or (w < 8 and (op.value >> (8 * w)) != 0)):
+            return self.fail(E_INVALID, b"value does not fit the access width")
+        return 0
+
+    # ------------------------------------------------------------ VMs (R-DS-001, R-DS-002)
+
+    cdef int op_create_vm(self, OpRec* op) except -1:
+        cdef Vm* vm = NULL
+        if (op.bad & B_VM) or op.vm > (<uint64_t>0xFFFFFFFF):
+            return self.fail(E_INVALID, b"vm_id must be an integer 0-0xffffffff")
+        if not op.ecam_none:
+            if (op.bad & B_ECAM) or op.ecam > (<uint64_t>0) - ECAM_SIZE:
+                return self.fail(E_INVALID, b"ecam_base out of range")
+            if op.ecam & (ECAM_SIZE - 1):
+                return self.fail(E_INVALID, b"ecam_base must be aligned to the 256 MiB window")
+        if map_get(&self.vms, op.vm) != NULL:
+            return self.fail(E_DUP_VM, b"VM already exists")
+        vm = new_vm(<uint32_t>op.vm, not op.ecam_none, op.ecam)
+        map_put(&self.vms, op.vm, vm)
+        return 0
+
+    cdef int op_destroy_vm(self, OpRec* op) except -1:
+        cdef Vm* vm = NULL
+        cdef int code = self.vm_of(op, &vm)
+        if code:
+            return code
+        map_del(&self.vms, op.vm)
+        free_vm(vm)
+        return 0
+
+    # ------------------------------------------------------------ hot-plug (R-HP-*)
+
+    cdef int op_plug(self, OpRec* op, object dtype) except -1:
+        cdef Vm* vm = NULL
+        cdef int code = self.vm_of(op, &vm)
+        cdef TypeInfo ti
+        cdef Inst* p = NULL
+        if code:
+            return code
+        if op.bad & B_BDF:
+            return self.fail(E_INVALID, b"expected a Bdf")
+        if map_get(&vm.cfgtab, op.bdf) != NULL:
+            return self.fail(E_SLOT, b"the BDF already holds a device")
+        if type(dtype) is TypeInfo:
+            ti = <TypeInfo>dtype
+        else:
+            ti = self.type_info(dtype)
+            if ti is None:
+                return E_INVALID if not isinstance(dtype, _DeviceType) else E_BAD_TYPE
+        p = new_inst(ti, op.bdf)
+        try:
+            if p.t.custom:
+                data = _DeviceData()
+                (<object>p.t.behaviour).reset(data)
+                Py_INCREF(data)
+                p.pydata = <PyObject*>data
+            map_put(&vm.cfgtab, op.bdf, p)
+            vm.gen += 1
+        except BaseException:
+            free_inst(p)
+            raise
+        return 0
+
+    cdef int op_unplug(self, OpRec* op) except -1:
+        cdef Vm* vm = NULL
+        cdef Inst* p = NULL
+        cdef int code = self.inst_of(op, &vm, &p)
+        if code:
+            return code
+        self.unmap_all(vm, p)
+        map_del(&vm.cfgtab, op.bdf)
+        free_inst(p)
+        vm.gen += 1
+        return 0
+
+    # ------------------------------------------------------------ routing changes
+
+    cdef inline DTable* table_for(self, Vm* vm, Inst* p, int i) noexcept:
+        return &vm.io if p.t.kind[i] == K_IO else &vm.mem
+
+    cdef int do_map(self, Vm* vm, Inst* p, int i, uint64_t base) except -1:
+        cdef Mapping* m = &p.maps[i]
+        touch(vm, p)
+        m.inst = p
+        m.bar = i
+        m.base = base
+        m.log2 = p.t.log2[i]
+        m.stamp = vm.stamp
+        vm.stamp += 1
+        table_insert(self.table_for(vm, p, i), m, self.lm)
+        m.active = 1
+        return 0
+
+    cdef int do_unmap(self, Vm* vm, Inst* p, int i) except -1:
+        cdef Mapping* m = &p.maps[i]
+        if m.active:
+            touch(vm, p)
+            table_remove(self.table_for(vm, p, i), m)
+            m.active = 0
+        return 0
+
+    cdef int unmap_all(self, Vm* vm, Inst* p) except -1:
+        cdef int i
+        for i in range(NWIN):
+            if p.maps[i].active:
+                self.do_unmap(vm, p, i)
+        return 0
+
+    # ------------------------------------------------------------ configuration space (R-CFG-*, R-DEC-005)
+
+    cdef int cfg_access(self, Vm* vm, uint16_t bdf, uint64_t off, uint8_t* buf, int n, bint write) except -1:
+        """One configuration access inside a dword; absent functions read ones (R-ACC-006, R-CFG-009)."""
+        cdef Inst* p = <Inst*>map_get(&vm.cfgtab, bdf)
+        if p == NULL or off >= <uint64_t>p.t.cfg_size:
+            if not write:
+                memset(buf, 0xFF, n)
+            return 0
+        if not write:
+            memcpy(buf, p.cfg + off, n)
+            return 0
+        return self.cfg_store(vm, p, <int>off, buf, n)
+
+    cdef int cfg_store(self, Vm* vm, Inst* p, int off, const uint8_t* data, int n) except -1:
+        """Masked write (R-CFG-001), then bring the windows in line (R-DEC-005, R-DEC-007, R-DEC-010)."""
+        cdef CType* t = p.t
+        cdef uint8_t* cfg = p.cfg
+        cdef int end = off + n, o, k, i, j
+        cdef bint touches = ((off < 6 and end > 4) or (off < 0x28 and end > 0x10) or (off < 0x34 and end > 0x30))
+        cdef uint8_t was[7]
+        cdef uint32_t skip = 0
+        cdef uint8_t v, old
+        touch(vm, p)
+        if touches:
+            for j in range(t.nimpl):
+                i = t.impl[j]
+                was[i] = decode_enabled(t, cfg, i)
+                if self.move == MOVE_IGNORED and was[i]:
+                    for k in range(n):
+                        o = off + k
+                        if reg_start(t, i) <= o < reg_stop(t, i):
+                            skip |= (<uint32_t>1) << k  # R-DEC-005 ignored: no BAR write while it decodes
+        for k in range(n):
+            if skip & ((<uint32_t>1) << k):
+                continue
+            o = off + k
+            v = data[k]
+            old = cfg[o]
+            old = (old & ~t.wmask[o]) | (v & t.wmask[o])
+            cfg[o] = old & ~(v & t.w1c[o])
+        if touches:
+            self.rederive(vm, p, was)
+        return 0
+
+    cdef int rederive(self, Vm* vm, Inst* p, uint8_t* was) except -1:
+        cdef CType* t = p.t
+        cdef int j, i
+        cdef uint64_t want
+        cdef bint ok
+        for j in range(t.nimpl):
+            i = t.impl[j]
+            if self.move == MOVE_DEFERRED and was[i] and decode_enabled(t, p.cfg, i):
+                continue  # R-DEC-005 deferred: moves when decode is next enabled
+            ok = window(t, p.cfg, i, &want)
+            if p.maps[i].active:
+                if ok and p.maps[i].base == want:
+                    continue
+                self.do_unmap(vm, p, i)
+            if ok:
+                self.do_map(vm, p, i, want)
+        return 0
+
+    # ------------------------------------------------------------ accesses (R-ACC-*, R-CAM-*, R-ECAM-*)
+
+    cdef inline Mapping* target_of(self, Vm* vm, bint io, uint64_t a) noexcept:
+        if io:
+            if a >= CF8 and a < CFC:
+                return NULL  # R-CAM-001
+            if a >= CFC and a < CFC + 4:
+                return WINDOW  # R-CAM-004, R-CAM-006
+            return table_lookup(&vm.io, a, self.lm)
+        if vm.has_ecam and a >= vm.ecam and a - vm.ecam < ECAM_SIZE:
+            return WINDOW  # R-ECAM-004
+        return table_lookup(&vm.mem, a, self.lm)
+
+    cdef int route(self, Vm* vm, bint io, uint64_t addr, int width, uint8_t* buf, bint write) except -1:
+        """Split an access into runs with one target each and perform them (R-ACC-004, R-ACC-005)."""
+        cdef Mapping* t[8]
+        cdef Mapping* first = self.target_of(vm, io, addr)
+        cdef Mapping* last
+        cdef int k, j
+        cdef uint64_t granule = 4 if io else 16
+        # Every target is a naturally aligned block of at least one granule (I/O BARs and the
+        # 0xCF8/0xCFC blocks: 4 bytes; memory BARs: 16; ROM and ECAM: more), so bytes within
+        # one granule have one target, and no target lies strictly inside an access.
+        if ((addr ^ (addr + width - 1)) & ~(granule - 1)) == 0:
+            last = first
+        else:
+            last = self.target_of(vm, io, addr + width - 1)
+        if first == last:
+            return self.perform(vm, io, first, addr, buf, width, write)
+        if self.straddle == STRADDLE_REJECT:
+            return self.perform(vm, io, NULL, addr, buf, width, write)
+        t[0] = first
+        t[width - 1] = last
+        for k in range(1, width - 1):
+            t[k] = self.target_of(vm, io, addr + k)
+        k = 0
+        while k < width:
+            if self.straddle == STRADDLE_START and k > 0:
+                return self.perform(vm, io, NULL, addr + k, buf + k, width - k, write)
+            j = k + 1
+            while j < width and t[j] == t[k]:
+                j += 1
+            self.perform(vm, io, t[k], addr + k, buf + k, j - k, write)
+            k = j
+        return 0
+
+    cdef int perform(self, Vm* vm, bint io, Mapping* target, uint64_t a, uint8_t* buf, int n,
+                     bint write) except -1:
+        if target == NULL:
+            if not write:
+                memset(buf, 0xFF if io else self.unmapped, n)  # R-ACC-004
+            return 0
+        if target == WINDOW:
+            if io:
+                return self.cam_data(vm, a, buf, n, write)
+            return self.ecam_data(vm, a, buf, n, write)
+        if write or target.custom:  # a behaviour may change its state on any access
+            touch(vm, target.inst)
+        return self.bar_access(target, a - target.base, buf, n, write)
+
+    cdef int cam_data(self, Vm* vm, uint64_t port, uint8_t* buf, int n, bint write) except -1:
+        """Bytes of 0xCFC-0xCFF: a configuration access selected by 0xCF8 (R-CAM-004, R-CAM-005)."""
+        cdef uint32_t cf8 = vm.cf8
+        cdef uint64_t reg
+        if not (cf8 & (<uint64_t>0x80000000)):
+            if not write:
+                memset(buf, 0xFF, n)
+            return 0
+        reg = cf8 & 0xFC
+        if self.cf8_ext:
+            reg |= ((cf8 >> 24) & 0xF) << 8
+        return self.cfg_access(vm, <uint16_t>((cf8 >> 8) & 0xFFFF), reg + (port - CFC), buf, n, write)
+
+    cdef int ecam_data(self, Vm* vm, uint64_t a, uint8_t* buf, int n, bint write) except -1:
+        """ECAM bytes, one configuration access per dword (R-ECAM-002, R-ECAM-003)."""
+        cdef uint64_t end = a + n, rel
+        cdef int chunk
+        while a < end:
+            chunk = <int>(min(end, (a & ~(<uint64_t>3)) + 4) - a)
+            rel = a - vm.ecam
+            self.cfg_access(vm, <uint16_t>((rel >> 12) & 0xFFFF), rel & 0xFFF, buf, chunk, write)
+            buf += chunk
+            a += chunk
+        return 0
+
+    cdef int bar_access(self, Mapping* m, uint64_t off, uint8_t* buf, int n, bint write) except -1:
+        """A run inside one BAR, offset from its base (R-ACC-009, R-DT-003, R-DT-004, R-BAR-007)."""
+        cdef CType* t
+        cdef uint64_t avail
+        if m.bar == ROM:
+            if not write:
+                t = m.inst.t
+                memset(buf, 0, n)
+                if off < t.rom_len:
+                    avail = t.rom_len - off
+                    memcpy(buf, t.rom + off, n if <uint64_t>n < avail else avail)
+            return 0
+        if m.custom:
+            return self.behaviour_access(m.inst, m.bar, off, buf, n, write)
+        if write:
+            return mem_write(m, off, buf, n)
+        mem_read(m, off, buf, n)
+        return 0
+
+    cdef int behaviour_access(self, Inst* p, int bar, uint64_t off, uint8_t* buf, int n,
+                              bint write) except -1:
+        beh = <object>p.t.behaviour
+        data = <object>p.pydata
+        if write:
+            beh.write(data, bar, off, PyBytes_FromStringAndSize(<char*>buf, n))
+            return 0
+        got = bytes(beh.read(data, bar, off, n))
+        if len(got) != n:
+            raise ValueError(f"behaviour {beh.name!r} returned {len(got)} bytes for a {n}-byte read")
+        memcpy(buf, PyBytes_AS_STRING(got), n)
+        return 0
+
+    cdef int io_access(self, Vm* vm, uint64_t port, int width, uint8_t* buf, bint write) except -1:
+        """0xCF8 register, 0xCFC window, then I/O BARs (R-CAM-001..R-CAM-007)."""
+        cdef uint32_t v
+        cdef bint touched
+        if port == CF8 and width == 4:
+            if write:
+                v = ld32(buf)
+                if not self.cf8_latched:
+                    v &= self.cf8_keep  # R-CAM-002
+                vm.cf8 = v
+                vm.gen += 1
+            else:
+                st32(buf, vm.cf8)  # R-CAM-003
+            return 0
+        touched = port < CFC + 4 and port + width > CFC
+        self.route(vm, True, port, width, buf, write)
+        if touched and self.cf8_clear:
+            vm.cf8 = 0  # R-CAM-007
+            vm.gen += 1
+        return 0
+
+    cdef int op_access(self, OpRec* op, uint64_t* out) except -1:
+        """Configuration, I/O or MMIO read or write, checked (R-ACC-001..R-ACC-008)."""
+        cdef Vm* vm = NULL
+        cdef int code = self.vm_of(op, &vm)
+        cdef uint8_t buf[8]
+        cdef int k = op.kind
+        cdef bint write = k == OP_CONFIG_WRITE or k == OP_IO_WRITE or k == OP_MMIO_WRITE
+        cdef int w
+        if code:
+            return code
+        if k == OP_CONFIG_READ or k == OP_CONFIG_WRITE:
+            code = self.check_config(op, write)
+            if code:
+                return code
+            w = <int>op.width
+            if write:
+                stn(buf, op.value, w)
+            self.cfg_access(vm, op.bdf, op.address, buf, w, write)
+        else:
+            code = self.check_space(op, k == OP_IO_READ or k == OP_IO_WRITE, write)
+            if code:
+                return code
+            w = <int>op.width
+            if write:
+                stn(buf, op.value, w)
+            if k == OP_IO_READ or k == OP_IO_WRITE:
+                self.io_access(vm, op.address, w, buf, write)
+            else:
+                self.route(vm, False, op.address, w, buf, write)
+        if not write:
+            out[0] = ldn(buf, w)
+        return 0
+
+    # ------------------------------------------------------------ reset (R-RST-*)
+
+    cdef int reset_inst(self, Vm* vm, Inst* p) except -1:
+        touch(vm, p)
+        self.unmap_all(vm, p)
+        memcpy(p.cfg, p.t.image, p.t.cfg_size)
+        free_pages(p)
+        if p.t.custom:
+            data = _DeviceData()
+            (<object>p.t.behaviour).reset(data)
+            Py_INCREF(data)
+            Py_XDECREF(p.pydata)
+            p.pydata = <PyObject*>data
+        return 0
+
+    cdef int op_reset(self, OpRec* op) except -1:
+        cdef Vm* vm = NULL
+        cdef Inst* p = NULL
+        cdef int code = self.inst_of(op, &vm, &p)
+        if code:
+            return code
+        return self.reset_inst(vm, p)
+
+    cdef int op_reset_vm(self, OpRec* op) except -1:
+        cdef Vm* vm = NULL
+        cdef int code = self.vm_of(op, &vm)
+        cdef Inst** arr
+        cdef Py_ssize_t n, k
+        if code:
+            return code
+        arr = sorted_insts(vm, &n)
+        try:
+            for k in range(n):
+                self.reset_inst(vm, arr[k])
+        finally:
+            free(arr)
+        vm.cf8 = 0
+        vm.gen += 1
+        return 0
+
+    # ------------------------------------------------------------ blobs (R-BLOB-*, R-SR-*)
+
+    cdef bytes encode_instance(self, Inst* p):
+        """Canonical instance blob (R-BLOB-003, R-BLOB-004), cached until the instance changes.
+
+        ``last_digest`` is set to the blob's SHA-256.
+        """
+        cdef bytes blob, digest
+        if p.cblob != NULL and p.cgen == p.gen:
+            self.last_digest = <bytes>p.cdigest
+            return <bytes>p.cblob
+        blob = self.build_instance_blob(p)
+        set_cache(&p.cblob, &p.cdigest, blob, self.last_digest)
+        p.cgen = p.gen
+        return blob
+
+    cdef bytes build_instance_blob(self, Inst* p):
+        cdef CType* t = p.t
+        cdef uint64_t* keys = NULL
+        cdef uint8_t** pages = NULL
+        cdef Py_ssize_t npages = 0, k, i, total, pos, body, sec
+        cdef bytes blob, extra = b""
+        cdef uint8_t* b
+        cdef list pylist = None
+        cdef const uint8_t* src
+        try:
+            if t.custom:
+                pylist, extra = behaviour_pages(<object>p.pydata)
+                npages = len(pylist)
+            else:
+                collect_pages(p, &keys, &pages, &npages)
+            total = (16 + 5 * 8 + (1 + t.name_len + 32) + t.cfg_size + 9 * NWIN + 4
+                     + npages * PAGE_ENTRY + len(extra) + 32)
+            blob = PyBytes_FromStringAndSize(NULL, total)
+            b = <uint8_t*>PyBytes_AS_STRING(blob)
+            memcpy(b, b"VPCIDBLB", 8)
+            st16(b + 8, 1)
+            st16(b + 10, 0)
+            st16(b + 12, 5)
+            st16(b + 14, 0)
+            pos = 16
+            # 1 type
+            sec = 1 + t.name_len + 32
+            st16(b + pos, 1); st16(b + pos + 2, 1); st32(b + pos + 4, <uint32_t>sec); pos += 8
+            b[pos] = <uint8_t>t.name_len
+            memcpy(b + pos + 1, t.name, t.name_len)
+            memcpy(b + pos + 1 + t.name_len, t.fp, 32)
+            pos += sec
+            # 2 config
+            st16(b + pos, 2); st16(b + pos + 2, 1); st32(b + pos + 4, <uint32_t>t.cfg_size); pos += 8
+            memcpy(b + pos, p.cfg, t.cfg_size)
+            pos += t.cfg_size
+            # 3 windows
+            st16(b + pos, 3); st16(b + pos + 2, 1); st32(b + pos + 4, 9 * NWIN); pos += 8
+            for i in range(NWIN):
+                if p.maps[i].active:
+                    b[pos] = 1
+                    st64(b + pos + 1, p.maps[i].base)
+                else:
+                    b[pos] = 0
+                    st64(b + pos + 1, 0)
+                pos += 9
+            # 4 memory
+            sec = 4 + npages * PAGE_ENTRY
+            st16(b + pos, 4); st16(b + pos + 2, 1); st32(b + pos + 4, <uint32_t>sec); pos += 8
+            st32(b + pos, <uint32_t>npages)
+            pos += 4
+            for k in range(npages):
+                if pylist is not None:
+                    bar, page, content = pylist[k]
+                    b[pos] = <uint8_t>bar
+                    st64(b + pos + 1, <uint64_t>page)
+                    src = <const uint8_t*>PyBytes_AS_STRING(content)
+                else:
+                    b[pos] = <uint8_t>(keys[k] >> 56)
+                    st64(b + pos + 1, keys[k] & ((<uint64_t>1 << 56) - 1))
+                    src = pages[k]
+                memcpy(b + pos + 9, src, PAGE)
+                pos += PAGE_ENTRY
+            # 5 extra
+            st16(b + pos, 5); st16(b + pos + 2, 1); st32(b + pos + 4, <uint32_t>len(extra)); pos += 8
+            memcpy(b + pos, PyBytes_AS_STRING(extra), len(extra))
+            pos += len(extra)
+            body = pos
+        finally:
+            free(keys)
+            free(pages)
+        self.last_digest = self.seal(blob, body)
+        return blob
+
+    cdef bytes seal(self, bytes blob, Py_ssize_t body):
+        """Write the SHA-256 of the first ``body`` bytes after them (blob.md framing).
+
+        Returns the SHA-256 of the whole blob (what a ``save`` observes), by
+        continuing the running hash over the 32 trailing bytes.
+        """
+        cdef uint8_t* b = <uint8_t*>PyBytes_AS_STRING(blob)
+        h = sha_of(b, body)
+        inner = h.digest()
+        memcpy(b + body, PyBytes_AS_STRING(inner), 32)
+        h.update(inner)
+        return h.digest()
+
+    cdef int hand_out(self, bytes blob, bytes digest) except -1:
+        """Remember a blob given out, so restoring that very object skips re-hashing it.
+
+        ``bytes`` are immutable: a blob this manager sealed still matches its
+        digest when it comes back. The memo is bounded and keeps the objects
+        alive, so their ids stay unique.
+        """
+        cdef int k = self.ring_pos
+        self.last_digest = digest
+        set_cache(&self.ring_blob[k], &self.ring_digest[k], blob, digest)
+        self.ring_pos = (k + 1) & 63
+        return 0
+
+    cdef object trusted_digest(self, object blob):
+        """The digest of ``blob`` if this manager sealed that very object, else None."""
+        cdef int k
+        cdef PyObject* b = <PyObject*>blob
+        for k in range(64):
+            if self.ring_blob[k] == b:
+                return <object>self.ring_digest[k]
+        return None
+
+    cdef object op_save(self, OpRec* op, int* code):
+        cdef Vm* vm = NULL
+        cdef Inst* p = NULL
+        code[0] = self.inst_of(op, &vm, &p)
+        if code[0]:
+            return None
+        blob = self.encode_instance(p)
+        self.hand_out(blob, self.last_digest)
+        return blob
+
+    cdef object op_snapshot(self, OpRec* op, int* code):
+        """Canonical VM snapshot: ECAM, 0xCF8, instances by BDF, decode order (R-SR-006, R-BLOB-005)."""
+        cdef Vm* vm = NULL
+        cdef Inst** arr = NULL
+        cdef Mapping** order = NULL
+        cdef Py_ssize_t n = 0, k, nmap = 0, total, pos, dev_len, i
+        cdef list blobs = []
+        cdef bytes blob, one, digest
+        cdef uint8_t* b
+        code[0] = self.vm_of(op, &vm)
+        if code[0]:
+            return None
+        if vm.cblob != NULL and vm.cgen == vm.gen:
+            blob = <bytes>vm.cblob
+            self.hand_out(blob, <bytes>vm.cdigest)
+            return blob
+        try:
+            arr = sorted_insts(vm, &n)
+            dev_len = 4
+            for k in range(n):
+                one = self.encode_instance(arr[k])
+                blobs.append(one)
+                dev_len += 6 + len(one)
+                for i in range(NWIN):
+                    nmap += arr[k].maps[i].active
+            order = <Mapping**>malloc((nmap + 1) * sizeof(Mapping*))
+            if order == NULL:
+                raise MemoryError()
+            nmap = 0
+            for k in range(n):
+                for i in range(NWIN):
+                    if arr[k].maps[i].active:
+                        order[nmap] = &arr[k].maps[i]
+                        nmap += 1
+            qsort(order, nmap, sizeof(Mapping*), cmp_stamp)
+            total = 16 + 3 * 8 + 13 + dev_len + 4 + 3 * nmap + 32
+            blob = PyBytes_FromStringAndSize(NULL, total)
+            b = <uint8_t*>PyBytes_AS_STRING(blob)
+            memcpy(b, b"VPCIDVMS", 8)
+            st16(b + 8, 1); st16(b + 10, 0); st16(b + 12, 3); st16(b + 14, 0)
+            pos = 16
+            st16(b + pos, 1); st16(b + pos + 2, 1); st32(b + pos + 4, 13); pos += 8
+            b[pos] = 1 if vm.has_ecam else 0
+            st64(b + pos + 1, vm.ecam if vm.has_ecam else 0)
+            st32(b + pos + 9, vm.cf8)
+            pos += 13
+            st16(b + pos, 2); st16(b + pos + 2, 1); st32(b + pos + 4, <uint32_t>dev_len); pos += 8
+            st32(b + pos, <uint32_t>n)
+            pos += 4
+            for k in range(n):
+                one = blobs[k]
+                st16(b + pos, arr[k].bdf)
+                st32(b + pos + 2, <uint32_t>len(one))
+                memcpy(b + pos + 6, PyBytes_AS_STRING(one), len(one))
+                pos += 6 + len(one)
+            st16(b + pos, 3); st16(b + pos + 2, 1); st32(b + pos + 4, <uint32_t>(4 + 3 * nmap)); pos += 8
+            st32(b + pos, <uint32_t>nmap)
+            pos += 4
+            for k in range(nmap):
+                st16(b + pos, order[k].inst.bdf)
+                b[pos + 2] = order[k].bar
+                pos += 3
+        finally:
+            free(arr)
+            free(order)
+        digest = self.seal(blob, pos)
+        set_cache(&vm.cblob, &vm.cdigest, blob, digest)
+        vm.cgen = vm.gen
+        self.hand_out(blob, digest)
+        return blob
+
+    cdef int unframe(self, const uint8_t* b, Py_ssize_t n, const char* magic, int nknown,
+                     Py_ssize_t* off, Py_ssize_t* length, bint trusted) except -1:
+        """Framing and integrity (R-BLOB-001, R-BLOB-002); known tags are 1..nknown."""
+        cdef Py_ssize_t body, pos
+        cdef uint16_t count, tag, flags, last = 0
+        cdef uint32_t slen
+        cdef int k
+        cdef uint32_t seen = 0
+        if n < 16 + 32:
+            return self.fail(E_BAD_BLOB, b"blob is truncated")
+        if memcmp(b, magic, 8) != 0:
+            return self.fail(E_BAD_BLOB, b"wrong magic")
+        if ld16(b + 8) != 1:
+            return self.fail(E_BAD_BLOB, b"unsupported format major version")
+        if ld16(b + 14) != 0:
+            return self.fail(E_BAD_BLOB, b"header reserved field is not zero")
+        body = n - 32
+        if not trusted:
+            digest = sha_of(b, body).digest()
+            if memcmp(PyBytes_AS_STRING(digest), b + body, 32) != 0:
+                return self.fail(E_BAD_BLOB, b"integrity check failed (SHA-256 mismatch)")
+        count = ld16(b + 12)
+        pos = 16
+        for k in range(count):
+            if pos + 8 > body:
+                return self.fail(E_BAD_BLOB, b"section header runs past the end")
+            tag = ld16(b + pos)
+            flags = ld16(b + pos + 2)
+            slen = ld32(b + pos + 4)
+            pos += 8
+            if tag <= last:
+                return self.fail(E_BAD_BLOB, b"sections out of order")
+            if flags & ~1:
+                return self.fail(E_BAD_BLOB, b"section has unknown flags")
+            if <Py_ssize_t>slen > body - pos:
+                return self.fail(E_BAD_BLOB, b"section runs past the end")
+            if tag <= nknown:
+                off[tag] = pos
+                length[tag] = slen
+                seen |= (<uint32_t>1) << tag
+            elif flags & 1:
+                return self.fail(E_BAD_BLOB, b"unknown critical section")
+            pos += slen
+            last = tag
+        if pos != body:
+            return self.fail(E_BAD_BLOB, b"trailing bytes after the last section")
+        for k in range(1, nknown + 1):
+            if not (seen & ((<uint32_t>1) << k)):
+                return self.fail(E_BAD_BLOB, b"a section is missing")
+        return 0
+
+    cdef int parse_instance(self, const uint8_t* b, Py_ssize_t n, InstRec* r, bint trusted) except -1:
+        """Decode an instance blob, rejecting anything non-canonical (R-BLOB-001..R-BLOB-004)."""
+        cdef Py_ssize_t off[6]
+        cdef Py_ssize_t ln[6]
+        cdef const uint8_t* s
+        cdef int code = self.unframe(b, n, b"VPCIDBLB", 5, off, ln, trusted)
+        cdef int k
+        cdef uint64_t count, prev_bar = 0, prev_page = 0, bar, page
+        if code:
+            return code
+        s = b + off[1]
+        if ln[1] < 1 or ln[1] != 1 + s[0] + 32:
+            return self.fail(E_BAD_BLOB, b"type section has the wrong length")
+        r.name = s + 1
+        r.name_len = s[0]
+        r.fp = s + 1 + s[0]
+        try:
+            (<bytes>PyBytes_FromStringAndSize(<char*>r.name, r.name_len)).decode("utf-8")
+        except UnicodeDecodeError:
+            return self.fail(E_BAD_BLOB, b"type name is not UTF-8")
+        if ln[2] != 0x100 and ln[2] != 0x1000:
+            return self.fail(E_BAD_BLOB, b"configuration section is not 256 or 4096 bytes")
+        r.cfg = b + off[2]
+        r.cfg_len = ln[2]
+        if ln[3] != 9 * NWIN:
+            return self.fail(E_BAD_BLOB, b"windows section has the wrong length")
+        s = b + off[3]
+        for k in range(NWIN):
+            r.on[k] = s[9 * k]
+            r.base[k] = ld64(s + 9 * k + 1)
+            if r.on[k] > 1 or (r.on[k] == 0 and r.base[k] != 0):
+                return self.fail(E_BAD_BLOB, b"window is not canonical")
+        if ln[4] < 4:
+            return self.fail(E_BAD_BLOB, b"memory section is truncated")
+        s = b + off[4]
+        count = ld32(s)
+        if <uint64_t>ln[4] != 4 + count * PAGE_ENTRY:
+            return self.fail(E_BAD_BLOB, b"memory section length does not match its page count")
+        for k in range(<Py_ssize_t>count):
+            bar = s[4 + k * PAGE_ENTRY]
+            page = ld64(s + 4 + k * PAGE_ENTRY + 1)
+            if k > 0 and (bar < prev_bar or (bar == prev_bar and page <= prev_page)):
+                return self.fail(E_BAD_BLOB, b"memory pages are not in ascending order")
+            if all_zero(s + 4 + k * PAGE_ENTRY + 9, PAGE):
+                return self.fail(E_BAD_BLOB, b"all-zero page stored (not canonical)")
+            prev_bar = bar
+            prev_page = page
+        r.mem = s
+        r.npages = <uint32_t>count
+        r.extra = b + off[5]
+        r.extra_len = ln[5]
+        return 0
+
+    cdef object check_instance(self, InstRec* r, TypeInfo ti, int* code):
+        """Whether a decoded blob fits ``ti`` (R-SR-003..R-SR-005); the behaviour's data if custom."""
+        cdef CType* t = ti.c
+        cdef int o, i, k
+        cdef uint64_t want, size, bar, page, npg, tail
+        cdef bint ok, wok
+        cdef const uint8_t* e
+        code[0] = 0
+        if r.name_len != t.name_len or memcmp(r.name, t.name, t.name_len) != 0 or memcmp(r.fp, t.fp, 32) != 0:
+            code[0] = self.fail(E_MISMATCH, b"blob is of another device type")
+            return None
+        if r.cfg_len != t.cfg_size:
+            code[0] = self.fail(E_MISMATCH, b"configuration space size differs from the device type's")
+            return None
+        if masked_differs(r.cfg, t.image, t.fixed, t.cfg_size):
+            code[0] = self.fail(E_MISMATCH, b"a read-only configuration bit differs from the type")
+            return None
+        for i in range(NWIN):
+            if t.kind[i] == K_NONE:
+                if r.on[i]:
+                    code[0] = self.fail(E_MISMATCH, b"blob maps a BAR the type does not implement")
+                    return None
+                continue
+            if self.move == MOVE_DEFERRED and decode_enabled(t, r.cfg, i):
+                size = t.size[i]
+                ok = not r.on[i] or (r.base[i] != 0 and (r.base[i] & (size - 1)) == 0
+                                     and fits(r.base[i], size, t.kind[i]))
+            else:
+                wok = window(t, r.cfg, i, &want)
+                ok = (wok == (r.on[i] != 0)) and (not wok or r.base[i] == want)
+            if not ok:
+                code[0] = self.fail(E_MISMATCH, b"blob window disagrees with its configuration")
+                return None
+        for k in range(<int>r.npages):
+            e = r.mem + 4 + k * PAGE_ENTRY
+            bar = e[0]
+            page = ld64(e + 1)
+            if bar >= 6 or t.kind[bar] == K_NONE:
+                code[0] = self.fail(E_MISMATCH, b"blob holds data outside the device")
+                return None
+            size = t.size[bar]
+            npg = (size + PAGE - 1) // PAGE
+            if page >= npg:
+                code[0] = self.fail(E_MISMATCH, b"blob holds data outside the device")
+                return None
+            tail = size - page * PAGE
+            if tail < PAGE and not all_zero(e + 9 + tail, PAGE - tail):
+                code[0] = self.fail(E_MISMATCH, b"blob holds data past the end of a BAR")
+                return None
+        if not t.custom:
+            if r.extra_len:
+                code[0] = self.fail(E_MISMATCH, b"memory behaviour keeps no extra state")
+            return None
+        data = _DeviceData(extra=bytearray(PyBytes_FromStringAndSize(<char*>r.extra, r.extra_len)))
+        for k in range(<int>r.npages):
+            e = r.mem + 4 + k * PAGE_ENTRY
+            data.bar_memory(e[0]).pages[ld64(e + 1)] = bytearray(
+                PyBytes_FromStringAndSize(<char*>(e + 9), PAGE))
+        problem = (<object>t.behaviour).check(data)
+        if problem is not None:
+            code[0] = self.fail(E_MISMATCH, b"the behaviour rejects the blob's device state")
+            return None
+        return data
+
+    cdef int load_instance(self, Vm* vm, Inst* p, InstRec* r, object data) except -1:
+        """Replace an unmapped instance's state and data with a checked record's."""
+        cdef int k
+        cdef const uint8_t* e
+        cdef uint8_t* pg
+        touch(vm, p)
+        memcpy(p.cfg, r.cfg, r.cfg_len)
+        free_pages(p)
+        if p.t.custom:
+            Py_INCREF(data)
+            Py_XDECREF(p.pydata)
+            p.pydata = <PyObject*>data
+            return 0
+        for k in range(<int>r.npages):
+            e = r.mem + 4 + k * PAGE_ENTRY
+            pg = new_page()
+            memcpy(pg, e + 9, PAGE)
+            map_put(&p.pages, ((<uint64_t>e[0]) << 56) | ld64(e + 1), pg)
+            p.maps[e[0]].paged = 1
+        return 0
+
+    cdef int op_restore(self, OpRec* op, object blob) except -1:
+        """Restore an instance, all or nothing (R-SR-002..R-SR-005, R-SR-007)."""
+        cdef Vm* vm = NULL
+        cdef Inst* p = NULL
+        cdef InstRec r
+        cdef Py_buffer view
+        cdef int code = self.inst_of(op, &vm, &p)
+        cdef int i
+        if code:
+            return code
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            return self.fail(E_BAD_BLOB, b"a blob must be bytes")
+        digest = self.trusted_digest(blob)
+        PyObject_GetBuffer(blob, &view, PyBUF_SIMPLE)
+        try:
+            code = self.parse_instance(<const uint8_t*>view.buf, view.len, &r, digest is not None)
+            if code:
+                return code
+            data = self.check_instance(&r, <TypeInfo>p.tinfo, &code)
+            if code:
+                return code
+            self.unmap_all(vm, p)
+            self.load_instance(vm, p, &r, data)
+            for i in range(NWIN):
+                if r.on[i]:
+                    self.do_map(vm, p, i, r.base[i])  # ascending BAR index (R-SR-002)
+            if digest is not None:  # saving again gives the same bytes (R-SR-008)
+                set_cache(&p.cblob, &p.cdigest, blob, digest)
+                p.cgen = p.gen
+        finally:
+            PyBuffer_Release(&view)
+        return 0
+
+    cdef int op_restore_vm(self, OpRec* op, object blob) except -1:
+        """Create or replace a VM from a snapshot, all or nothing (R-SR-006, R-SR-007, R-SR-009)."""
+        cdef Py_buffer view
+        cdef Py_ssize_t off[4]
+        cdef Py_ssize_t ln[4]
+        cdef const uint8_t* b
+        cdef const uint8_t* s
+        cdef int code
+        cdef uint8_t has_ecam
+        cdef uint64_t ecam, pos, count, k, n, dlen, bar
+        cdef uint32_t cf8
+        cdef uint16_t packed, prev = 0
+        cdef Vm* vm = NULL
+        cdef Vm* old
+        cdef Inst* p = NULL
+        cdef InstRec r
+        cdef Py_ssize_t nexpected = 0
+        cdef uint8_t* used = NULL
+        if (op.bad & B_VM) or op.vm > (<uint64_t>0xFFFFFFFF):
+            return self.fail(E_INVALID, b"vm_id must be an integer 0-0xffffffff")
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            return self.fail(E_BAD_BLOB, b"a snapshot must be bytes")
+        digest = self.trusted_digest(blob)
+        PyObject_GetBuffer(blob, &view, PyBUF_SIMPLE)
+        try:
+            b = <const uint8_t*>view.buf
+            code = self.unframe(b, view.len, b"VPCIDVMS", 3, off, ln, digest is not None)
+            if code:
+                return code
+            if ln[1] != 13:
+                return self.fail(E_BAD_BLOB, b"VM section has the wrong length")
+            s = b + off[1]
+            has_ecam = s[0]
+            ecam = ld64(s + 1)
+            cf8 = ld32(s + 9)
+            if has_ecam > 1 or (not has_ecam and ecam):
+                return self.fail(E_BAD_BLOB, b"ECAM field is not canonical")
+            if ln[2] < 4:
+                return self.fail(E_BAD_BLOB, b"device section is truncated")
+            s = b + off[2]
+            count = ld32(s)
+            pos = 4
+            for k in range(count):
+                if pos + 6 > <uint64_t>ln[2]:
+                    return self.fail(E_BAD_BLOB, b"device entry runs past the end")
+                packed = ld16(s + pos)
+                dlen = ld32(s + pos + 2)
+                if pos + 6 + dlen > <uint64_t>ln[2]:
+                    return self.fail(E_BAD_BLOB, b"device blob runs past the end")
+                if k > 0 and packed <= prev:
+                    return self.fail(E_BAD_BLOB, b"devices are not in ascending BDF order")
+                prev = packed
+                pos += 6 + dlen
+            if pos != <uint64_t>ln[2]:
+                return self.fail(E_BAD_BLOB, b"device section has trailing bytes")
+            if ln[3] < 4:
+                return self.fail(E_BAD_BLOB, b"map-order section is truncated")
+            n = ld32(b + off[3])
+            if <uint64_t>ln[3] != 4 + 3 * n:
+                return self.fail(E_BAD_BLOB, b"map-order section length does not match its count")
+            if has_ecam and ((ecam & (ECAM_SIZE - 1)) or ecam > (<uint64_t>0) - ECAM_SIZE):
+                return self.fail(E_BAD_BLOB, b"ECAM base is not a valid window")
+            if not self.cf8_latched and (cf8 & ~self.cf8_keep):
+                return self.fail(E_MISMATCH, b"0xCF8 has bits this profile never latches")
+            vm = new_vm(<uint32_t>op.vm, has_ecam, ecam)
+            vm.cf8 = cf8
+            pos = 4
+            for k in range(count):
+                packed = ld16(s + pos)
+                dlen = ld32(s + pos + 2)
+                code = self.parse_instance(s + pos + 6, <Py_ssize_t>dlen, &r, digest is not None)
+                if code:
+                    return code
+                ti = self.types_by_name.get(
+                    PyBytes_FromStringAndSize(<char*>r.name, r.name_len).decode("utf-8"))
+                if ti is None:
+                    return self.fail(E_MISMATCH, b"snapshot holds an unknown device type")
+                data = self.check_instance(&r, <TypeInfo>ti, &code)
+                if code:
+                    return code
+                p = new_inst(<TypeInfo>ti, packed)
+                map_put(&vm.cfgtab, packed, p)
+                self.load_instance(vm, p, &r, data)
+                for bar in range(NWIN):
+                    if r.on[bar]:
+                        p.maps[bar].base = r.base[bar]  # mapped below, in map order
+                        p.pending |= 1 << bar
+                        nexpected += 1
+                pos += 6 + dlen
+            # the map order lists exactly the decoding BARs (R-SR-006)
+            if <uint64_t>nexpected != n:
+                return self.fail(E_MISMATCH, b"map order does not list exactly the decoding BARs")
+            s = b + off[3] + 4
+            for k in range(n):
+                packed = ld16(s + 3 * k)
+                bar = s[3 * k + 2]
+                p = <Inst*>map_get(&vm.cfgtab, packed)
+                if p == NULL or bar >= NWIN or not (p.pending & (1 << bar)):
+                    return self.fail(E_MISMATCH, b"map order does not list exactly the decoding BARs")
+                p.pending &= ~(1 << bar)
+                self.do_map(vm, p, <int>bar, p.maps[bar].base)
+            if digest is not None:  # its snapshot is these very bytes (R-SR-008)
+                set_cache(&vm.cblob, &vm.cdigest, blob, digest)
+                vm.cgen = vm.gen
+            old = <Vm*>map_get(&self.vms, op.vm)
+            map_put(&self.vms, op.vm, vm)
+            vm = NULL
+            if old != NULL:
+                free_vm(old)
+        finally:
+            PyBuffer_Release(&view)
+            if vm != NULL:
+                free_vm(vm)
+        return 0
+
+    # ------------------------------------------------------------ introspection (R-DS-007)
+
+    cdef object rows(self, Vm* vm):
+        """Adapter form of the three tables: ("config", bdf, type), (space, base, size, bdf, bar)."""
+        cdef Inst** arr
+        cdef Py_ssize_t n, k
+        cdef int i
+        cdef Inst* p = NULL
+        cdef list config = [], io = [], mem = []
+        arr = sorted_insts(vm, &n)
+        try:
+            for k in range(n):
+                p = arr[k]
+                text = bdf_text(p.bdf)
+                config.append(("config", text, (<TypeInfo>p.tinfo).name))
+                for i in range(NWIN):
+                    if p.maps[i].active:
+                        entry = (p.maps[i].log2, p.maps[i].base, (<uint64_t>1) << p.maps[i].log2, p.bdf, i,
+                                 text)
+                        (io if p.t.kind[i] == K_IO else mem).append(entry)
+        finally:
+            free(arr)
+        io.sort()
+        mem.sort()
+        out = config
+        for space, entries in (("io", io), ("memory", mem)):
+            for e in entries:
+                out.append((space, e[1], e[2], e[5], e[4]))
+        return tuple(out)
+
+    # ------------------------------------------------------------ the Python API
+
+    cdef Vm* api_vm(self, object vm_id) except NULL:
+        cdef OpRec op
+        cdef Vm* vm = NULL
+        memset(&op, 0, sizeof(OpRec))
+        if not as_u64(vm_id, &op.vm):
+            op.bad |= B_VM
+        code = self.vm_of(&op, &vm)
+        if code:
+            self.raise_code(code)
+        return vm
+
+    cdef int api_rec(self, OpRec* op, int kind, object vm_id, object bdf) except -1:
+        cdef int packed
+        memset(op, 0, sizeof(OpRec))
+        op.kind = kind
+        if not as_u64(vm_id, &op.vm):
+            op.bad |= B_VM
+        if kind in (OP_PLUG, OP_UNPLUG, OP_CONFIG_READ, OP_CONFIG_WRITE, OP_RESET, OP_SAVE, OP_RESTORE):
+            packed = bdf_of(bdf)
+            if packed < 0:
+                op.bad |= B_BDF
+            else:
+                op.bdf = <uint16_t>packed
+        return 0
+
+    cdef int api_check(self, int code) except -1:
+        if code:
+            self.raise_code(code)
+        return 0
+
+    def create_vm(self, vm_id, *, ecam_base=0xB0000000):
+        """Add a VM element with empty tables (R-DS-001, R-ECAM-001)."""
+        cdef OpRec op
+        self.api_rec(&op, OP_CREATE_VM, vm_id, None)
+        op.ecam_none = ecam_base is None
+        if ecam_base is not None and not as_u64(ecam_base, &op.ecam):
+            op.bad |= B_ECAM
+        self.api_check(self.op_create_vm(&op))
+
+    def destroy_vm(self, vm_id):
+        """Remove a VM element and everything it holds (R-DS-002)."""
+        cdef OpRec op
+        self.api_rec(&op, OP_DESTROY_VM, vm_id, None)
+        self.api_check(self.op_destroy_vm(&op))
+
+    def vm_ids(self):
+        """The ids of all VM elements, ascending."""
+        cdef uint64_t i
+        out = []
+        if self.vms.tab != NULL:
+            for i in range(self.vms.mask + 1):
+                if self.vms.tab[i].val != NULL:
+                    out.append((<Vm*>self.vms.tab[i].val).id)
+        return tuple(sorted(out))
+
+    def plug(self, vm_id, bdf, dtype):
+        """Hot-plug a new instance of ``dtype`` at ``bdf`` in power-on state (R-HP-001)."""
+        cdef OpRec op
+        self.api_rec(&op, OP_PLUG, vm_id, bdf)
+        code = self.op_plug(&op, dtype)
+        self.api_check(code)
+
+    def unplug(self, vm_id, bdf):
+        """Remove an instance and every table entry that routes to it (R-HP-002)."""
+        cdef OpRec op
+        self.api_rec(&op, OP_UNPLUG, vm_id, bdf)
+        self.api_check(self.op_unplug(&op))
+
+    cdef object api_access(self, int kind, object vm_id, object bdf, object address, object width,
+                           object value, bint write):
+        cdef OpRec op
+        cdef uint64_t out = 0
+        self.api_rec(&op, kind, vm_id, bdf)
+        if not as_u64(address, &op.address):
+            op.bad |= B_ADDR
+        if not as_u64(width, &op.width):
+            op.bad |= B_WIDTH
+        if write and not as_u64(value, &op.value):
+            op.bad |= B_VALUE
+        self.api_check(self.op_access(&op, &out))
+        return None if write else out
+
+    def config_read(self, vm_id, bdf, offset, width):
+        """Read configuration space (R-ACC-003, R-ACC-006)."""
+        return self.api_access(OP_CONFIG_READ, vm_id, bdf, offset, width, None, False)
+
+    def config_write(self, vm_id, bdf, offset, width, value):
+        """Write configuration space (R-CFG-001, R-ACC-006)."""
+        self.api_access(OP_CONFIG_WRITE, vm_id, bdf, offset, width, value, True)
+
+    def io_read(self, vm_id, port, width):
+        """Guest ``in`` (R-ACC-*, R-CAM-*)."""
+        return self.api_access(OP_IO_READ, vm_id, None, port, width, None, False)
+
+    def io_write(self, vm_id, port, width, value):
+        """Guest ``out`` (R-ACC-*, R-CAM-*)."""
+        self.api_access(OP_IO_WRITE, vm_id, None, port, width, value, True)
+
+    def mmio_read(self, vm_id, address, width):
+        """Guest load (R-ACC-*, R-ECAM-*)."""
+        return self.api_access(OP_MMIO_READ, vm_id, None, address, width, None, False)
+
+    def mmio_write(self, vm_id, address, width, value):
+        """Guest store (R-ACC-*, R-ECAM-*)."""
+        self.api_access(OP_MMIO_WRITE, vm_id, None, address, width, value, True)
+
+    def reset(self, vm_id, bdf):
+        """Function-level reset (R-RST-001, R-RST-002)."""
+        cdef OpRec op
+        self.api_rec(&op, OP_RESET, vm_id, bdf)
+        self.api_check(self.op_reset(&op))
+
+    def reset_vm(self, vm_id):
+        """Platform reset: every instance reset, 0xCF8 cleared (R-RST-003)."""
+        cdef OpRec op
+        self.api_rec(&op, OP_RESET_VM, vm_id, None)
+        self.api_check(self.op_reset_vm(&op))
+
+    def save(self, vm_id, bdf):
+        """The instance's data blob (R-SR-001, R-BLOB-003)."""
+        cdef OpRec op
+        cdef int code = 0
+        self.api_rec(&op, OP_SAVE, vm_id, bdf)
+        blob = self.op_save(&op, &code)
+        self.api_check(code)
+        return blob
+
+    def restore(self, vm_id, bdf, blob):
+        """Replace an instance's state and data with a blob's (R-SR-002..R-SR-005)."""
+        cdef OpRec op
+        self.api_rec(&op, OP_RESTORE, vm_id, bdf)
+        self.api_check(self.op_restore(&op, blob))
+
+    def snapshot(self, vm_id):
+        """Canonical VM snapshot (R-SR-006, R-BLOB-005)."""
+        cdef OpRec op
+        cdef int code = 0
+        self.api_rec(&op, OP_SNAPSHOT, vm_id, None)
+        blob = self.op_snapshot(&op, &code)
+        self.api_check(code)
+        return blob
+
+    def restore_vm(self, vm_id, snapshot):
+        """Create or replace a VM from a snapshot (R-SR-006, R-SR-007)."""
+        cdef OpRec op
+        self.api_rec(&op, OP_RESTORE_VM, vm_id, None)
+        self.api_check(self.op_restore_vm(&op, snapshot))
+
+    def tables(self, vm_id):
+        """The VM's three hash tables as the model's ``VmTables`` (R-DS-007)."""
+        cdef Vm* vm = self.api_vm(vm_id)
+        config, io, memory = [], [], []
+        for row in self.rows(vm):
+            if row[0] == "config":
+                config.append((_Bdf.parse(row[1]), row[2]))
+            else:
+                entry = _TableEntry(row[2].bit_length() - 1, row[1], row[2], _Bdf.parse(row[3]), row[4])
+                (io if row[0] == "io" else memory).append(entry)
+        return _VmTables(tuple(config), tuple(io), tuple(memory))
+
+    def resolve(self, vm_id, space, address):
+        """Which instance and BAR decode one port or memory address (R-DEC-008)."""
+        cdef Vm* vm = self.api_vm(vm_id)
+        cdef uint64_t a
+        cdef Mapping* m
+        if space not in ("io", "memory"):
+            raise _errors.InvalidArgument("space is 'io' or 'memory'")
+        if not as_u64(address, &a) or (space == "io" and a > 0xFFFF):
+            raise _errors.InvalidArgument("address out of range")
+        m = table_lookup(&vm.io if space == "io" else &vm.mem, a, self.lm)
+        if m == NULL:
+            return None
+        return (_Bdf.unpack(m.inst.bdf), m.bar)
+
+    def device_type(self, vm_id, bdf):
+        """The device type of the instance at ``bdf``."""
+        cdef OpRec op
+        cdef Vm* vm = NULL
+        cdef Inst* p = NULL
+        self.api_rec(&op, OP_RESET, vm_id, bdf)
+        self.api_check(self.inst_of(&op, &vm, &p))
+        return (<TypeInfo>p.tinfo).dtype
+
+    def cf8(self, vm_id):
+        """The configuration address register (R-CAM-002)."""
+        return self.api_vm(vm_id).cf8
+
+
+# ---------------------------------------------------------------- instances and VMs (C side)
+
+cdef Vm* new_vm(uint32_t vm_id, bint has_ecam, uint64_t ecam) except NULL:
+    cdef Vm* vm = <Vm*>calloc(1, sizeof(Vm))
+    if vm == NULL:
+        raise MemoryError()
+    vm.id = vm_id
+    vm.has_ecam = has_ecam
+    vm.ecam = ecam if has_ecam else 0
+    vm.stamp = 1
+    return vm
+
+
+cdef void free_vm(Vm* vm) noexcept:
+    cdef uint64_t i
+    if vm.cfgtab.tab != NULL:
+        for i in range(vm.cfgtab.mask + 1):
+            if vm.cfgtab.tab[i].val != NULL:
+                free_inst(<Inst*>vm.cfgtab.tab[i].val)
+    map_free(&vm.cfgtab)
+    map_free(&vm.io.map)
+    map_free(&vm.mem.map)
+    Py_XDECREF(vm.cblob)
+    Py_XDECREF(vm.cdigest)
+    free(vm)
+
+
+cdef Inst* new_inst(TypeInfo ti, uint16_t bdf) except NULL:
+    cdef CType* t = ti.c
+    cdef size_t size = (sizeof(Inst) + t.cfg_size + 63) & ~(<size_t>63)
+    cdef Inst* p = <Inst*>aligned_alloc(64, size)
+    cdef int i
+    if p == NULL:
+        raise MemoryError()
+    memset(p, 0, sizeof(Inst))
+    p.bdf = bdf
+    p.t = t
+    p.tinfo = <PyObject*>ti  # kept alive by the manager's registry
+    p.cfg = (<uint8_t*>p) + sizeof(Inst)
+    memcpy(p.cfg, t.image, t.cfg_size)  # R-HP-001: power-on image
+    for i in range(NWIN):
+        p.maps[i].inst = p
+        p.maps[i].bar = i
+        p.maps[i].custom = t.custom != 0
+        p.maps[i].hot_key = NO_PAGE
+    return p
+
+
+cdef void free_pages(Inst* p) noexcept:
+    cdef uint64_t i
+    if p.pages.tab != NULL:
+        for i in range(p.pages.mask + 1):
+            if p.pages.tab[i].val != NULL:
+                free(p.pages.tab[i].val)
+    map_free(&p.pages)
+    for i in range(NWIN):
+        p.maps[i].paged = 0
+        p.maps[i].hot_key = NO_PAGE
+        p.maps[i].hot_page = NULL
+
+
+cdef void free_inst(Inst* p) noexcept:
+    free_pages(p)
+    Py_XDECREF(p.pydata)
+    Py_XDECREF(p.cblob)
+    Py_XDECREF(p.cdigest)
+    free(p)
+
+
+cdef inline void touch(Vm* vm, Inst* p) noexcept:
+    """Record a change of the instance (and so of its VM): cached blobs are stale."""
+    p.gen += 1
+    vm.gen += 1
+
+
+cdef void set_cache(PyObject** blob_slot, PyObject** digest_slot, bytes blob, bytes digest) noexcept:
+    Py_INCREF(blob)
+    Py_INCREF(digest)
+    Py_XDECREF(blob_slot[0])
+    Py_XDECREF(digest_slot[0])
+    blob_slot[0] = <PyObject*>blob
+    digest_slot[0] = <PyObject*>digest
+
+
+cdef Inst** sorted_insts(Vm* vm, Py_ssize_t* n) except NULL:
+    cdef Inst** arr = <Inst**>malloc((vm.cfgtab.count + 1) * sizeof(Inst*))
+    cdef uint64_t i
+    cdef Py_ssize_t k = 0
+    if arr == NULL:
+        raise MemoryError()
+    if vm.cfgtab.tab != NULL:
+        for i in range(vm.cfgtab.mask + 1):
+            if vm.cfgtab.tab[i].val != NULL:
+                arr[k] = <Inst*>vm.cfgtab.tab[i].val
+                k += 1
+    qsort(arr, k, sizeof(Inst*), cmp_inst)
+    n[0] = k
+    return arr
+
+
+# ---------------------------------------------------------------- sparse BAR memory (R-DT-004)
+
+cdef inline uint8_t* new_page() except NULL:
+    """A 4096-byte page of BAR contents."""
+    cdef uint8_t* pg = <uint8_t*>malloc(PAGE)
+    if pg == NULL:
+        raise MemoryError()
+    return pg
+
+
+cdef inline uint8_t* page_of(Mapping* m, uint64_t key) noexcept nogil:
+    """The stored page under ``key`` of ``m``'s BAR, or NULL; remembered for the next access."""
+    cdef uint8_t* pg
+    if key == m.hot_key:
+        return m.hot_page
+    pg = <uint8_t*>map_get(&m.inst.pages, key)
+    if pg != NULL:
+        m.hot_key = key
+        m.hot_page = pg
+    return pg
+
+
+cdef inline void mem_read(Mapping* m, uint64_t off, uint8_t* out, int n) noexcept:
+    """Memory-like read of a BAR: the bytes last written, zero if never (R-DT-004)."""
+    cdef uint64_t start
+    cdef int chunk
+    cdef uint8_t* pg
+    if not m.paged:
+        memset(out, 0, n)
+        return
+    while n > 0:
+        start = off & (PAGE - 1)
+        chunk = n if start + n <= PAGE else <int>(PAGE - start)
+        pg = page_of(m, ((<uint64_t>m.bar) << 56) | (off >> 12))
+        if pg == NULL:
+            memset(out, 0, chunk)
+        else:
+            memcpy(out, pg + start, chunk)
+        out += chunk
+        off += chunk
+        n -= chunk
+
+
+cdef int mem_write(Mapping* m, uint64_t off, const uint8_t* src, int n) except -1:
+    """Memory-like write of a BAR; a page is allocated at its first non-zero byte."""
+    cdef uint64_t start, key
+    cdef int chunk
+    cdef uint8_t* pg
+    while n > 0:
+        start = off & (PAGE - 1)
+        chunk = n if start + n <= PAGE else <int>(PAGE - start)
+        key = ((<uint64_t>m.bar) << 56) | (off >> 12)
+        pg = page_of(m, key)
+        if pg == NULL and not all_zero(src, chunk):
+            pg = new_page()
+            memset(pg, 0, PAGE)
+            map_put(&m.inst.pages, key, pg)
+            m.paged = 1
+            m.hot_key = key
+            m.hot_page = pg
+        if pg != NULL:
+            memcpy(pg + start, src, chunk)
+        src += chunk
+        off += chunk
+        n -= chunk
+    return 0
+
+
+cdef int collect_pages(Inst* p, uint64_t** keys_out, uint8_t*** pages_out, Py_ssize_t* n_out) except -1:
+    """The pages holding a non-zero byte, ascending by (BAR, page) (R-BLOB-004)."""
+    cdef uint64_t i
+    cdef Py_ssize_t n = 0, k
+    cdef uint64_t* keys = <uint64_t*>malloc((p.pages.count + 1) * sizeof(uint64_t))
+    cdef uint8_t** pages = <uint8_t**>malloc((p.pages.count + 1) * sizeof(uint8_t*))
+    keys_out[0] = keys
+    pages_out[0] = pages
+    if keys == NULL or pages == NULL:
+        raise MemoryError()
+    if p.pages.tab != NULL:
+        for i in range(p.pages.mask + 1):
+            if p.pages.tab[i].val != NULL and not all_zero(<uint8_t*>p.pages.tab[i].val, PAGE):
+                keys[n] = p.pages.tab[i].key
+                n += 1
+    qsort(keys, n, sizeof(uint64_t), cmp_u64)
+    for k in range(n):
+        pages[k] = <uint8_t*>map_get(&p.pages, keys[k])
+    n_out[0] = n
+    return 0
+
+
+cdef tuple behaviour_pages(object data):
+    """(BAR, page, 4096 bytes) of a custom behaviour's DeviceData, canonical order, and its extra."""
+    pages = []
+    for bar in sorted(data.memory):
+        for page, content in sorted(data.memory[bar].pages.items()):
+            if any(content):
+                pages.append((bar, page, bytes(content)))
+    return pages, bytes(data.extra)
+
+
+# ---------------------------------------------------------------- the adapter and the batch engine
+
+cdef object _OK = _Observation()
+cdef tuple _ERROR_OBS = tuple(_Observation(error=kind) for kind in ERROR_KINDS)
+cdef dict _VALUE_OBS = {}
+
+
+cdef object value_obs(uint64_t v):
+    """``Observation(value=v)``, cached for repeated values (reads repeat a lot: ones, zeros, IDs)."""
+    key = v
+    obs = _VALUE_OBS.get(key)
+    if obs is None:
+        obs = _Observation(value=key)
+        if len(_VALUE_OBS) < 65536:
+            _VALUE_OBS[key] = obs
+    return obs
+
+
+cdef class Trace:
+    """A whole trace encoded for the batch engine: one C record per operation."""
+
+    cdef OpRec* recs
+    cdef readonly Py_ssize_t length
+    cdef list keep
+
+    def __dealloc__(self):
+        free(self.recs)
+
+    def __len__(self):
+        return self.length
+
+
+cdef class BatchResult:
+    """All observations of a batch run: a kind and a value per operation, digests and tables aside."""
+
+    cdef bytearray _kinds
+    cdef bytearray _values
+    cdef readonly list extras
+    cdef readonly Py_ssize_t length
+    cdef readonly dict profile
+
+    @property
+    def kinds(self):
+        """Per operation: 0 ok, 1 value, 2 error (value = error code), 3 digest, 4 tables."""
+        return bytes(self._kinds)
+
+    def value(self, Py_ssize_t i):
+        """The value slot of operation ``i`` (read value, error code, or index into ``extras``)."""
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        return (<uint64_t*>(<char*>self._values))[i]
+
+    def observation(self, Py_ssize_t i):
+        """Operation ``i``'s observation, as per-call execution returns it."""
+        cdef uint64_t v
+        cdef int kind
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        kind = self._kinds[i]
+        v = self.value(i)
+        if kind == R_OK:
+            return _OK
+        if kind == R_VALUE:
+            return value_obs(v)
+        if kind == R_ERROR:
+            return _ERROR_OBS[v]
+        if kind == R_DIGEST:
+            return _Observation(digest=(<bytes>self.extras[v]).hex())
+        return _Observation(tables=self.extras[v])
+
+    def observations(self):
+        """Every observation, in order."""
+        return [self.observation(i) for i in range(self.length)]
+
+    def __len__(self):
+        return self.length
+
+
+cdef class CythonAdapter:
+    """The compiled data manager behind the adapter protocol (spec/formats/adapter.md).
+
+    ``execute`` performs one operation; ``run_batch`` a whole encoded trace
+    in compiled code. Restores name a slot filled by ``save``/``snapshot``
+    or carry a literal blob; a slot never filled is ``empty-slot``.
+    """
+
+    cdef readonly Manager manager
+    cdef object _info
+    cdef dict _types
+    cdef dict _tinfo
+    cdef dict _slot_ids
+    cdef list _slots
+
+    def __init__(self, profile=None, name="cython", types=None):
+        from vpcid.adapters.base import AdapterInfo
+
+        if profile is None:
+            profile = _Profile()
+        self.manager = Manager(profile)
+        self._info = AdapterInfo(name, profile, canonical_blobs=True,
+                                 description="compiled (Cython) second implementation of the data manager")
+        self._types = dict(types) if types is not None else dict(_SUITE_TYPES)
+        self._tinfo = {}
+        for tname, dtype in self._types.items():
+            ti = self.manager.type_info(dtype)
+            if ti is None:
+                raise _errors.DeviceTypeError(f"device type {tname!r} conflicts with another of its name")
+            self._tinfo[tname] = ti
+        self._slot_ids = {}
+        self._slots = []
+
+    @property
+    def info(self):
+        return self._info
+
+    def close(self):
+        self._slots = [None] * len(self._slots)
+
+    # ------------------------------------------------------------ encoding
+
+    cdef int slot_index(self, object name) except -1:
+        if not isinstance(name, str):
+            raise _TraceError(f"a slot name is a string, not {name!r}")
+        idx = self._slot_ids.get(name)
+        if idx is None:
+            idx = len(self._slots)
+            self._slot_ids[name] = idx
+            self._slots.append(None)
+        return idx
+
+    cdef int fill(self, object op, OpRec* r, list keep) except -1:
+        """Encode one ``Op``; malformed operations are the trace's error (``TraceError``)."""
+        cdef int kind, packed
+        if F_COUNT and type(op) is _Op and PyTuple_GET_SIZE(op) == F_COUNT:
+            return self.fill_fields(
+                r, keep, <object>PyTuple_GET_ITEM(op, F_KIND), <object>PyTuple_GET_ITEM(op, F_VM),
+                <object>PyTuple_GET_ITEM(op, F_BDF), <object>PyTuple_GET_ITEM(op, F_ADDRESS),
+                <object>PyTuple_GET_ITEM(op, F_WIDTH), <object>PyTuple_GET_ITEM(op, F_VALUE),
+                <object>PyTuple_GET_ITEM(op, F_NAME), <object>PyTuple_GET_ITEM(op, F_DATA),
+                <object>PyTuple_GET_ITEM(op, F_ECAM))
+        return self.fill_fields(r, keep, op.kind, op.vm, op.bdf, op.address, op.width, op.value, op.name,
+                                op.data, op.ecam_base)
+
+    cdef int fill_fields(self, OpRec* r, list keep, object op_kind, object vm, object bdf, object address,
+                         object width, object value, object name, object data, object ecam) except -1:
+        cdef int kind, packed
+        memset(r, 0, sizeof(OpRec))
+        kind = kind_code(op_kind)
+        if kind < 0:
+            code = _KIND_CODES.get(op_kind)  # an equal but not identical kind
+            if code is None:
+                raise _TraceError(f"unknown operation {op_kind!r}")
+            kind = code
+        r.kind = kind
+        if kind == OP_INIT:
+            return 0
+        if not as_u64(vm, &r.vm):
+            r.bad |= B_VM
+        if kind in (OP_PLUG, OP_UNPLUG, OP_CONFIG_READ, OP_CONFIG_WRITE, OP_RESET, OP_SAVE, OP_RESTORE):
+            if kind == OP_PLUG:
+                ti = self._tinfo.get(name)
+                if ti is None:
+                    raise _TraceError(f"plug: unknown device type {name!r}")
+                r.obj = <PyObject*>ti
+            if bdf is None:
+                raise _TraceError(f"{op_kind.value} needs a bdf")
+            packed = bdf_of(bdf)
+            if packed < 0:
+                r.bad |= B_BDF
+            else:
+                r.bdf = <uint16_t>packed
+        if OP_CONFIG_READ <= kind <= OP_MMIO_WRITE:
+            if not as_u64(address, &r.address):
+                r.bad |= B_ADDR
+            if not as_u64(width, &r.width):
+                r.bad |= B_WIDTH
+            if kind == OP_CONFIG_WRITE or kind == OP_IO_WRITE or kind == OP_MMIO_WRITE:
+                if not as_u64(value, &r.value):
+                    r.bad |= B_VALUE
+        elif kind == OP_CREATE_VM:
+            if ecam is None:
+                r.ecam_none = 1
+            elif not as_u64(ecam, &r.ecam):
+                r.bad |= B_ECAM
+        elif kind == OP_SAVE or kind == OP_SNAPSHOT:
+            r.slot = self.slot_index(name)
+        elif kind == OP_RESTORE or kind == OP_RESTORE_VM:
+            if name:
+                r.slot = self.slot_index(name) + 1
+            else:
+                if keep is not None:
+                    keep.append(data)
+                r.obj = <PyObject*>data
+        return 0
+
+    def encode(self, ops):
+        """Encode a sequence of ``Op`` for :meth:`run_batch`."""
+        cdef Trace trace = Trace.__new__(Trace)
+        cdef Py_ssize_t n = len(ops), i
+        trace.recs = <OpRec*>malloc((n + 1) * sizeof(OpRec))
+        if trace.recs == NULL:
+            raise MemoryError()
+        trace.keep = list(self._tinfo.values())
+        for i in range(n):
+            self.fill(ops[i], &trace.recs[i], trace.keep)
+        trace.length = n
+        return trace
+
+    # ------------------------------------------------------------ execution
+
+    cdef object run(self, OpRec* op, Res* res):
+        """Perform one encoded operation; the digest or tables it observes, if any."""
+        cdef Manager m = self.manager
+        cdef int k = op.kind, code = 0
+        cdef uint64_t value = 0
+        cdef Vm* vm = NULL
+        res.kind = R_OK
+        res.code = 0
+        extra = None
+        if OP_CONFIG_READ <= k <= OP_MMIO_WRITE:
+            code = m.op_access(op, &value)
+            if not code and (k == OP_CONFIG_READ or k == OP_IO_READ or k == OP_MMIO_READ):
+                res.kind = R_VALUE
+                res.value = value
+        elif k == OP_PLUG:
+            code = m.op_plug(op, <object>op.obj)
+        elif k == OP_SAVE or k == OP_SNAPSHOT:
+            blob = m.op_save(op, &code) if k == OP_SAVE else m.op_snapshot(op, &code)
+            if not code:
+                self._slots[op.slot] = blob
+                res.kind = R_DIGEST
+                extra = m.last_digest
+        elif k == OP_RESTORE or k == OP_RESTORE_VM:
+            if op.slot:
+                blob = self._slots[op.slot - 1]
+                if blob is None:
+                    code = E_EMPTY_SLOT
+            else:
+                blob = <object>op.obj
+            if not code:
+                code = m.op_restore(op, blob) if k == OP_RESTORE else m.op_restore_vm(op, blob)
+        elif k == OP_UNPLUG:
+            code = m.op_unplug(op)
+        elif k == OP_RESET:
+            code = m.op_reset(op)
+        elif k == OP_RESET_VM:
+            code = m.op_reset_vm(op)
+        elif k == OP_CREATE_VM:
+            code = m.op_create_vm(op)
+        elif k == OP_DESTROY_VM:
+            code = m.op_destroy_vm(op)
+        elif k == OP_TABLES:
+            code = m.vm_of(op, &vm)
+            if not code:
+                res.kind = R_TABLES
+                extra = m.rows(vm)
+        elif k == OP_INIT:
+            m.clear()
+            self._slots = [None] * len(self._slots)
+        if code:
+            res.kind = R_ERROR
+            res.code = code
+        return extra
+
+    def execute(self, op):
+        """Perform one operation; a rejected one is ``Observation(error=kind)`` (R-ERR-003)."""
+        cdef OpRec rec
+        cdef Res res
+        self.fill(op, &rec, None)
+        extra = self.run(&rec, &res)
+        if res.kind == R_OK:
+            return _OK
+        if res.kind == R_VALUE:
+            return value_obs(res.value)
+        if res.kind == R_ERROR:
+            return _ERROR_OBS[res.code]
+        if res.kind == R_DIGEST:
+            return _Observation(digest=(<bytes>extra).hex())
+        return _Observation(tables=extra)
+
+    def run_batch(self, Trace trace, bint profile=False):
+        """Execute a whole encoded trace in compiled code; every observation in a :class:`BatchResult`.
+
+        With ``profile``, ``BatchResult.profile`` maps each operation kind to
+        (count, nanoseconds spent), for finding where a trace's time goes.
+        """
+        cdef BatchResult out = BatchResult.__new__(BatchResult)
+        cdef Py_ssize_t n = trace.length, i
+        cdef uint8_t* kinds
+        cdef uint64_t* values
+        cdef Res res
+        cdef list extras = []
+        cdef timespec t0, t1
+        cdef uint64_t spent[18]
+        cdef uint64_t count[18]
+        memset(spent, 0, sizeof(spent))
+        memset(count, 0, sizeof(count))
+        out._kinds = bytearray(n)
+        out._values = bytearray(8 * n)
+        out.extras = extras
+        out.length = n
+        kinds = <uint8_t*>(<char*>out._kinds)
+        values = <uint64_t*>(<char*>out._values)
+        for i in range(n):
+            if profile:
+                clock_gettime(CLOCK_MONOTONIC, &t0)
+            extra = self.run(&trace.recs[i], &res)
+            if profile:
+                clock_gettime(CLOCK_MONOTONIC, &t1)
+                spent[trace.recs[i].kind] += <uint64_t>((t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec))
+                count[trace.recs[i].kind] += 1
+            kinds[i] = <uint8_t>res.kind
+            if res.kind == R_VALUE:
+                values[i] = res.value
+            elif res.kind == R_ERROR:
+                values[i] = <uint64_t>res.code
+            elif res.kind != R_OK:
+                values[i] = <uint64_t>len(extras)
+                extras.append(extra)
+        if profile:
+            out.profile = {member.value: (count[code], spent[code])
+                           for member, code in _KIND_CODES.items() if count[code]}
+        return out
+
+    def execute_all(self, ops):
+        """Encode, run in one batch, and return every observation (for tests and fuzzers)."""
+        return self.run_batch(self.encode(ops)).observations()
