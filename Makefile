@@ -26,6 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
+	./.ci/install-qemu.sh
 	$(BIN)/pytest
 
 test: lint typecheck unit

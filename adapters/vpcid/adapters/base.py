@@ -19,6 +19,16 @@ from vpcid.model.manager import DEFAULT_ECAM_BASE
 
 
 @dataclass(frozen=True)
+class OpaqueRange:
+    """Bytes of one BAR whose contents no declared behaviour describes (registers with side
+    effects, asynchronous work): the suite never accesses them (index 6 is the ROM)."""
+
+    bdf: Bdf
+    bar: int
+    offsets: range
+
+
+@dataclass(frozen=True)
 class FixedMachine:
     """The VM a guest-view adapter presents after ``init``: its id, ECAM window and devices."""
 
@@ -31,6 +41,24 @@ class FixedMachine:
     """Port ranges the platform owns (PIC, PIT, serial, ...): never accessed or used for BARs."""
     reserved_memory: tuple[range, ...] = ()
     """Guest-physical ranges the platform owns (RAM, firmware, APICs, ...): likewise."""
+    opaque: tuple[OpaqueRange, ...] = ()
+    """BAR contents the suite must not access; the BARs' registers and decode are still checked."""
+
+    def opaque_bars(self, bdf: Bdf, dtype: DeviceType) -> frozenset[int]:
+        """Indices of ``bdf``'s BARs whose whole contents are opaque (cases leave them out)."""
+        whole = set()
+        for r in self.opaque:
+            bar = dtype.bar(r.bar) if r.bar < 6 else None
+            if r.bdf == bdf and bar is not None and r.offsets.start <= 0 and r.offsets.stop >= bar.size:
+                whole.add(r.bar)
+        return frozenset(whole)
+
+    def touches_opaque(self, bdf: Bdf, bar: int, start: int, stop: int) -> bool:
+        """Whether offsets ``[start, stop)`` of ``bdf``'s BAR ``bar`` include an opaque byte."""
+        return any(
+            r.bdf == bdf and r.bar == bar and r.offsets.start < stop and start < r.offsets.stop
+            for r in self.opaque
+        )
 
     def is_reserved(self, space: str, start: int, length: int = 1) -> bool:
         """Whether ``[start, start+length)`` touches a platform range of ``space`` ("io"/"memory")."""

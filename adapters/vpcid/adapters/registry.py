@@ -31,6 +31,7 @@ BUILTIN: tuple[AdapterEntry, ...] = (
     AdapterEntry("reference", "vpcid.adapters.reference:reference", "the reference model itself"),
     AdapterEntry("cython", "vpcid.adapters.cython:adapter",
                  "compiled (Cython) second implementation of the data manager", "cython"),
+    AdapterEntry("qemu", "vpcid.adapters.qemu:adapter", "QEMU's PCI device models through qtest", "qemu:edu"),
     AdapterEntry("mutant", "vpcid.conformance.mutants:mutant_adapter",
                  "the reference with one planted bug (mutation testing)", "mutant:rw1c-as-rw"),
     AdapterEntry("kvm", "vpcid.adapters.kvm:adapter", "real vCPUs execute every guest access", "kvm"),

@@ -72,6 +72,10 @@ class Target:
     bdf: Bdf
     dtype: DeviceType
     ecam_base: int | None
+    opaque: frozenset[int] = frozenset()
+    """BARs whose contents the implementation declares opaque: no case accesses their contents."""
+    reserved_functions: tuple[Bdf, ...] = ()
+    """Platform functions of a fixed machine: no case reads them, not even by a straddling access."""
 
 
 @dataclass(frozen=True)
@@ -273,12 +277,16 @@ class _Body:
 class _Fn:
     """Operations on one function (VM, BDF, device type), appended to a body."""
 
-    def __init__(self, body: _Body, vm: int, bdf: Bdf, dtype: DeviceType, ecam_base: int | None) -> None:
+    def __init__(
+        self, body: _Body, vm: int, bdf: Bdf, dtype: DeviceType, ecam_base: int | None,
+        opaque: frozenset[int] = frozenset(),
+    ) -> None:  # fmt: skip
         self.body = body
         self.vm = vm
         self.bdf = bdf
         self.dtype = dtype
         self.ecam_base = ecam_base
+        self.opaque = opaque
         self.bars = _bars(dtype)
         self.plan = _plan(dtype)
 
@@ -317,12 +325,15 @@ class _Fn:
         return next(b for b in self.bars if b.index == index)
 
     def placed(self, *, rom: bool = True) -> list[_Bar]:
-        """BARs that have a safe primary address (optionally without the ROM)."""
-        return [b for b in self.bars if b.index in self.plan and (rom or not b.is_rom)]
+        """BARs with a safe primary address and accessible contents (optionally without the ROM)."""
+        return [
+            b for b in self.bars
+            if b.index in self.plan and (rom or not b.is_rom) and b.index not in self.opaque
+        ]  # fmt: skip
 
     def movable(self) -> list[_Bar]:
-        """BARs with both a primary and an alternate address."""
-        return [b for b in self.bars if len(self.plan.get(b.index, ())) == 2]
+        """BARs with both a primary and an alternate address, and accessible contents."""
+        return [b for b in self.bars if len(self.plan.get(b.index, ())) == 2 and b.index not in self.opaque]
 
     def addr(self, bar: _Bar, which: int = 0) -> int:
         return self.plan[bar.index][which]
@@ -410,7 +421,7 @@ class _Dev:
         """Begin a new case body; returns the target's function handle."""
         self._body = _Body()
         t = self.target
-        return _Fn(self._body, t.vm, t.bdf, t.dtype, t.ecam_base)
+        return _Fn(self._body, t.vm, t.bdf, t.dtype, t.ecam_base, t.opaque)
 
     def done(self, name: str, group: str, requirements: Iterable[str], description: str) -> None:
         assert self._body is not None
@@ -1573,8 +1584,10 @@ def _ecam_space(d: _Dev) -> None:
     f.mr(e(0x3C, absent), 1)
     f.mr(base - 4, 4)
     f.mr(base + ECAM_SIZE, 4)
-    f.mr(base + ECAM_SIZE - 4, 8)  # the last function's last dword, then unmapped
-    f.mr(base - 4, 8)  # unmapped, then 00:00.0 offset 0
+    if Bdf(0xFF, 0x1F, 7) not in d.target.reserved_functions:
+        f.mr(base + ECAM_SIZE - 4, 8)  # the last function's last dword, then unmapped
+    if Bdf(0, 0, 0) not in d.target.reserved_functions:
+        f.mr(base - 4, 8)  # unmapped, then 00:00.0 offset 0
     f.mw(base + ECAM_SIZE, 4, 0x1234_5678)
     f.mr(base + ECAM_SIZE, 4)
     d.done(

@@ -292,7 +292,11 @@ def applicable_cases(info: AdapterInfo) -> list[tuple[str, Case, list[Op]]]:
         targets = default_targets()
     else:
         machine = info.machine
-        targets = [Target(machine.vm, bdf, dtype, machine.ecam_base) for bdf, dtype in machine.devices]
+        targets = [
+            Target(machine.vm, bdf, dtype, machine.ecam_base, machine.opaque_bars(bdf, dtype),
+                   machine.reserved_functions)
+            for bdf, dtype in machine.devices
+        ]  # fmt: skip
     runnable: list[tuple[str, Case, list[Op]]] = []
     for target in targets:
         prologue = [INIT]
@@ -365,6 +369,8 @@ def certify(
         if failed_cases and stop_at_first_failure:
             break
     engines["cases"] = {"run": len(cases), "failed": failed_cases, "operations": diff.steps}
+    if diff.withheld:
+        engines["cases"]["withheld"] = diff.withheld
 
     # 2. fast random engine
     if not (failed_cases and stop_at_first_failure):

@@ -52,20 +52,64 @@ class Divergence:
         return f"step {self.index}: {self.op.to_json()} expected {self.expected} got {got}"
 
 
+_ACCESSES = {
+    OpKind.IO_READ: "io", OpKind.IO_WRITE: "io", OpKind.MMIO_READ: "memory", OpKind.MMIO_WRITE: "memory",
+}  # fmt: skip
+
+
+def touches_opaque(model: ModelAdapter, op: Op) -> bool:
+    """Whether ``op`` would reach BAR bytes the model's fixed machine declares opaque.
+
+    Decided on the model's state before ``op``, in the declared profile: any
+    decoding BAR that overlaps the access counts, whichever the overlap rule
+    picks, so the decision errs on the side of not touching.
+    """
+    machine = model.info.machine
+    space = _ACCESSES.get(op.kind)
+    if machine is None or not machine.opaque or space is None:
+        return False
+    limit = 1 << 16 if space == "io" else 1 << 64
+    if type(op.width) is not int or op.width not in (1, 2, 4, 8) or not 0 <= op.address <= limit - op.width:
+        return False
+    if op.vm not in model.manager.vm_ids():
+        return False
+    tables = model.manager.tables(op.vm)
+    end = op.address + op.width
+    for entry in tables.io if space == "io" else tables.memory:
+        if entry.base < end and op.address < entry.base + entry.size:
+            start = max(op.address, entry.base) - entry.base
+            stop = min(end, entry.base + entry.size) - entry.base
+            if machine.touches_opaque(entry.bdf, entry.bar, start, stop):
+                return True
+    return False
+
+
 class Differential:
-    """Runs operations on an implementation and the model side by side."""
+    """Runs operations on an implementation and the model side by side.
+
+    An access that would reach opaque BAR contents (``FixedMachine.opaque``)
+    is withheld from both sides and counted in ``withheld``; ``withheld_at``
+    holds the indices of the operations the last ``run`` withheld.
+    """
 
     def __init__(self, impl: Adapter, model: ModelAdapter | None = None) -> None:
         self.impl = impl
         self.info = impl.info
         self.model = model or model_for(impl.info)
         self.steps = 0
+        self.withheld = 0
+        self.withheld_at: set[int] = set()
 
     def run(self, ops: Sequence[Op], start: int = 0) -> Divergence | None:
         """Execute ``ops``; return the first divergence, or None."""
         impl, model, info = self.impl, self.model, self.info
         canonical = info.canonical_blobs
+        self.withheld_at = set()
         for index, op in enumerate(ops, start):
+            if touches_opaque(model, op):
+                self.withheld += 1
+                self.withheld_at.add(index)
+                continue
             expected = model.execute(op)
             if expected.digest is not None and not canonical:
                 expected = OK
@@ -252,7 +296,8 @@ class RandomOps:
             if bar is not None and bar.kind is BarKind.MEM64:
                 upper = self._cfg(OpKind.CONFIG_WRITE, slot, reg + 4, 4, base >> 32)
                 ops = [upper, *ops] if self.rng.random() < 0.3 else [*ops, upper]  # R-DEC-007 halves
-        self.windows[(slot.vm, slot.bdf.packed, index)] = (base, self._size(slot, index))
+        if self.machine is None or index not in self.machine.opaque_bars(slot.bdf, slot.dtype):
+            self.windows[(slot.vm, slot.bdf.packed, index)] = (base, self._size(slot, index))
         ops.append(self._cfg(OpKind.CONFIG_READ, slot, 0x30 if index == ROM_INDEX else 0x10 + 4 * index, 4))
         return ops
 
@@ -369,7 +414,9 @@ class RandomOps:
             Op(OpKind.IO_READ, vm=vm, address=0xCF8, width=4),
         ]
         if rng.random() < 0.1:
-            ops.append(Op(OpKind.IO_WRITE, vm=vm, address=0xCF8 + rng.randrange(4), width=1, value=0xFF))
+            stray = 0xCF8 + rng.randrange(4)
+            if self.machine is None or not self.machine.is_reserved("io", stray):  # 0xCF9: reset control
+                ops.append(Op(OpKind.IO_WRITE, vm=vm, address=stray, width=1, value=0xFF))
         return ops
 
     def _ecam(self) -> list[Op]:
@@ -474,9 +521,11 @@ def minimise(impl: Adapter, ops: list[Op], engine: str, seed: int | None) -> Fin
         return Differential(impl).replay(candidate) is not None
 
     minimal = shrink(ops, diverges)
-    final = Differential(impl).replay(minimal)
+    diff = Differential(impl)
+    final = diff.replay(minimal)
     if final is None:  # flaky implementation: keep the unshrunk sequence
         minimal = ops
-        final = Differential(impl).replay(minimal)
+        final = diff.replay(minimal)
     assert final is not None
-    return Finding(engine, final, tuple(minimal[: final.index + 1]), seed)
+    trace = tuple(op for i, op in enumerate(minimal[: final.index + 1]) if i not in diff.withheld_at)
+    return Finding(engine, final, trace, seed)
