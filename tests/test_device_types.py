@@ -462,7 +462,7 @@ def test_edu_behaviour_state_travels_in_the_blob() -> None:
         enable(dm, vm, BDF_A, 0x2)
     dm.mmio_write(1, 0xFE000004, 4, 0x12345678)
     assert dm.mmio_read(1, 0xFE000004, 4) == 0xEDCBA987
-    assert dm.mmio_read(2, 0xFE000004, 4) == 0xFFFFFFFF
+    assert dm.mmio_read(2, 0xFE000004, 4) == 0  # power-on liveness register
     dm.restore(2, BDF_A, dm.save(1, BDF_A))
     assert dm.mmio_read(2, 0xFE000004, 4) == 0xEDCBA987
     assert dm.mmio_read(2, 0xFE000000, 4) == 0x010000ED

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from importlib import resources
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import cast
 
 from vpcid.adapters.base import Adapter, AdapterFactory, AdapterUnavailable
@@ -25,13 +27,26 @@ class AdapterEntry:
     target: str
     summary: str
     example: str | None = None
+    bundled: tuple[str, ...] = ()
+    """What ``vpcid certify-bundled`` certifies through this adapter; empty: the example alone."""
+    waivers: str | None = None
+    """A waiver file shipped in a package, ``package:relative/path``, applied by certify-bundled."""
+
+    def waiver_file(self) -> Path | None:
+        """The shipped waiver file as a path, if the entry has one."""
+        if self.waivers is None:
+            return None
+        package, _, relative = self.waivers.partition(":")
+        return Path(str(resources.files(package).joinpath(relative)))
 
 
 BUILTIN: tuple[AdapterEntry, ...] = (
     AdapterEntry("reference", "vpcid.adapters.reference:reference", "the reference model itself"),
     AdapterEntry("cython", "vpcid.adapters.cython:adapter",
                  "compiled (Cython) second implementation of the data manager", "cython"),
-    AdapterEntry("qemu", "vpcid.adapters.qemu:adapter", "QEMU's PCI device models through qtest", "qemu:edu"),
+    AdapterEntry("qemu", "vpcid.adapters.qemu:adapter", "QEMU's PCI device models through qtest", "qemu:edu",
+                 bundled=("qemu:edu", "qemu:pci-testdev", "qemu:e1000"),
+                 waivers="vpcid.adapters.qemu:waivers/q35.toml"),
     AdapterEntry("mutant", "vpcid.conformance.mutants:mutant_adapter",
                  "the reference with one planted bug (mutation testing)", "mutant:rw1c-as-rw"),
     AdapterEntry("kvm", "vpcid.adapters.kvm:adapter", "real vCPUs execute every guest access", "kvm"),

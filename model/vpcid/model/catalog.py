@@ -42,20 +42,26 @@ def _pci_express_endpoint() -> Capability:
 
 
 class EduBehaviour:
-    """Registers of QEMU's ``edu`` teaching device, deterministic subset (R-DT-003).
+    """A simplified model of the registers of QEMU's ``edu`` teaching device (R-DT-003).
 
-    BAR0 offset 0x00 reads the identification 0x010000ed; 0x04 reads the
-    bitwise inverse of the last value written there (liveness check); 0x20
-    bit 7 is a writable status bit. Only 4-byte accesses at those offsets
-    take effect; every other read returns all ones, every other write is
-    dropped. State: liveness and status, 8 bytes of ``extra``.
+    BAR0 offset 0x00 reads the identification 0x010000ed; 0x04 is the
+    liveness check: it reads zero at power-on and the bitwise inverse of the
+    last value written there; 0x20 bit 7 is a writable status bit. Only
+    4-byte accesses at those offsets take effect; every other read returns
+    all ones, every other write is dropped. State: the liveness register as
+    read and the status, 8 bytes of ``extra``.
+
+    This is a catalog device for the model, not QEMU's edu: QEMU's memory core
+    reads other sizes and offsets differently and its factorial, interrupt
+    and DMA registers are not modelled. The behaviour that matches QEMU 7.2
+    exactly, used to certify it, is ``vpcid.adapters.qemu.behaviours``.
     """
 
     name = "edu"
 
     def read(self, data: DeviceData, bar: int, offset: int, length: int) -> bytes:
         liveness, status = (int(v) for v in struct.unpack("<II", data.extra))
-        value = {0x00: 0x010000ED, 0x04: ~liveness & 0xFFFFFFFF, 0x20: status}.get(offset)
+        value = {0x00: 0x010000ED, 0x04: liveness, 0x20: status}.get(offset)
         if length != 4 or value is None:
             return b"\xff" * length
         return value.to_bytes(4, "little")
@@ -65,7 +71,7 @@ class EduBehaviour:
             return
         value = int.from_bytes(payload, "little")
         if offset == 0x04:
-            data.extra[0:4] = payload
+            data.extra[0:4] = (~value & 0xFFFFFFFF).to_bytes(4, "little")
         elif offset == 0x20:
             data.extra[4:8] = (value & 0x80).to_bytes(4, "little")
 
