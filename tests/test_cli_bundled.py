@@ -65,3 +65,18 @@ def test_conformant_certify_writes_no_counterexample(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_types_exports_every_suite_type_with_its_layout() -> None:
+    from vpcid.conformance.devices import SUITE_TYPES
+    from vpcid.model import layout
+    from vpcid.model.profile import StatusRegister
+
+    result = CliRunner().invoke(main, ["types", "--json"])
+    assert result.exit_code == 0, result.output
+    exported = {t["name"]: t for t in json.loads(result.output)}
+    assert set(exported) == set(SUITE_TYPES)
+    for name, dtype in SUITE_TYPES.items():
+        assert exported[name]["fingerprint"] == dtype.fingerprint().hex()
+        assert bytes.fromhex(exported[name]["layout"]["wmask"]) == layout(dtype, StatusRegister.RW1C).wmask
+    assert "kitchen-sink" in CliRunner().invoke(main, ["types"]).output
