@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from vpcid.model import Bdf, DataManager, DeviceType, Profile
+from vpcid.model import MEMORY, Bdf, DataManager, DeviceData, DeviceType, Profile
 from vpcid.model.catalog import A100, E1000, EDU, NVME
 
 VM = 1
@@ -58,3 +58,27 @@ def any_profile(request: pytest.FixtureRequest) -> Iterator[Profile]:
 
 
 CATALOG_TYPES: tuple[DeviceType, ...] = (E1000, NVME, EDU, A100)
+
+
+class Recorder:
+    """A memory-like BAR behaviour that logs every piece of access it is given (R-DT-003)."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, int, int, int]] = []
+        """("r" or "w", BAR index, offset from the BAR's base, length)."""
+
+    def read(self, data: DeviceData, bar: int, offset: int, length: int) -> bytes:
+        self.log.append(("r", bar, offset, length))
+        return MEMORY.read(data, bar, offset, length)
+
+    def write(self, data: DeviceData, bar: int, offset: int, payload: bytes) -> None:
+        self.log.append(("w", bar, offset, len(payload)))
+        MEMORY.write(data, bar, offset, payload)
+
+    def reset(self, data: DeviceData) -> None:
+        return None
+
+    def check(self, data: DeviceData) -> str | None:
+        return None

@@ -8,15 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import NIC, VM, enable, program_bar
+from conftest import NIC, VM, Recorder, enable, program_bar
 from vpcid.model import (
-    MEMORY,
     BadWidth,
     BarKind,
     BarSpec,
     Bdf,
     DataManager,
-    DeviceData,
     DeviceType,
     InvalidArgument,
     Misaligned,
@@ -39,30 +37,6 @@ NATURAL = Profile(alignment=Alignment.NATURAL)
 ZEROS = Profile(unmapped_mmio_read=UnmappedMmioRead.ZEROS)
 STRADDLES = [SPLIT, REJECT, START]
 STRADDLE_IDS = ["split", "reject", "start-address"]
-
-
-class Recorder:
-    """A memory-like BAR behaviour that logs every piece of access it is given (R-DT-003)."""
-
-    name = "recorder"
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, int, int, int]] = []
-        """("r" or "w", BAR index, offset from the BAR's base, length)."""
-
-    def read(self, data: DeviceData, bar: int, offset: int, length: int) -> bytes:
-        self.log.append(("r", bar, offset, length))
-        return MEMORY.read(data, bar, offset, length)
-
-    def write(self, data: DeviceData, bar: int, offset: int, payload: bytes) -> None:
-        self.log.append(("w", bar, offset, len(payload)))
-        MEMORY.write(data, bar, offset, payload)
-
-    def reset(self, data: DeviceData) -> None:
-        return None
-
-    def check(self, data: DeviceData) -> str | None:
-        return None
 
 
 def tiny(behaviour: Any = None) -> DeviceType:

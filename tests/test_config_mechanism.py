@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import VM, enable, program_bar
+from conftest import VM, Recorder, enable, program_bar
 from vpcid.model import (
-    MEMORY,
     BarKind,
     BarSpec,
     Bdf,
     DataManager,
-    DeviceData,
     DeviceType,
     Profile,
     Register,
@@ -42,29 +40,6 @@ EXPRESS = DeviceType(
     express=True,
 )
 """A PCI Express function with registers beyond 0xFF: RW at 0x104, RO at 0xFFC."""
-
-
-class Recorder:
-    """A memory-like BAR behaviour that logs every piece of access it sees (R-DT-003)."""
-
-    name = "recorder"
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, int, int, int]] = []
-
-    def read(self, data: DeviceData, bar: int, offset: int, length: int) -> bytes:
-        self.log.append(("r", bar, offset, length))
-        return MEMORY.read(data, bar, offset, length)
-
-    def write(self, data: DeviceData, bar: int, offset: int, payload: bytes) -> None:
-        self.log.append(("w", bar, offset, len(payload)))
-        MEMORY.write(data, bar, offset, payload)
-
-    def reset(self, data: DeviceData) -> None:
-        return None
-
-    def check(self, data: DeviceData) -> str | None:
-        return None
 
 
 def manager(profile: Profile = MASKED) -> DataManager:

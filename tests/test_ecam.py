@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import VM, enable, program_bar
+from conftest import VM, Recorder, enable, program_bar
 from vpcid.model import (
-    MEMORY,
     BarKind,
     BarSpec,
     Bdf,
     DataManager,
-    DeviceData,
     DeviceType,
     InvalidArgument,
     Profile,
@@ -24,29 +22,6 @@ ECAM = 0xB000_0000
 WINDOW = 256 << 20
 CMD_MEM = 0x2
 ONES4, ONES8 = 0xFFFF_FFFF, (1 << 64) - 1
-
-
-class Recorder:
-    """A memory-like BAR behaviour that logs every piece of access it sees (R-DT-003)."""
-
-    name = "recorder"
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, int, int, int]] = []
-
-    def read(self, data: DeviceData, bar: int, offset: int, length: int) -> bytes:
-        self.log.append(("r", bar, offset, length))
-        return MEMORY.read(data, bar, offset, length)
-
-    def write(self, data: DeviceData, bar: int, offset: int, payload: bytes) -> None:
-        self.log.append(("w", bar, offset, len(payload)))
-        MEMORY.write(data, bar, offset, payload)
-
-    def reset(self, data: DeviceData) -> None:
-        return None
-
-    def check(self, data: DeviceData) -> str | None:
-        return None
 
 
 EXPRESS = DeviceType(
