@@ -104,9 +104,10 @@ class Differential:
         """Execute ``ops``; return the first divergence, or None."""
         impl, model, info = self.impl, self.model, self.info
         canonical = info.canonical_blobs
+        opaque = info.machine is not None and bool(info.machine.opaque)
         self.withheld_at = set()
         for index, op in enumerate(ops, start):
-            if touches_opaque(model, op):
+            if opaque and touches_opaque(model, op):
                 self.withheld += 1
                 self.withheld_at.add(index)
                 continue
@@ -213,7 +214,8 @@ class RandomOps:
         ]  # fmt: skip
         choices += [(f, w) for kind, f, w in optional if kind in self.ops]
         self._makers = [f for f, _ in choices]
-        self._weights = [w for _, w in choices]
+        self._weighted = [f for f, w in choices for _ in range(w)]
+        """Each maker repeated by its weight: one uniform draw picks a move (cheaper than choices())."""
 
     def episodes(self, budget: int) -> Iterator[list[Op]]:
         """Episodes of about ``self.episode`` operations, each from ``init``; ``budget`` ops in all."""
@@ -221,7 +223,7 @@ class RandomOps:
         while produced < budget:
             ops = self.prologue()
             while len(ops) < self.episode:
-                (maker,) = self.rng.choices(self._makers, self._weights)
+                maker = self._weighted[int(self.rng.random() * len(self._weighted))]
                 ops += maker()
             produced += len(ops)
             yield ops

@@ -182,6 +182,8 @@ class DataManager:
         return tuple(sorted(self._vms))
 
     def _vm(self, vm_id: int) -> VmElement:
+        if type(vm_id) is int and (found := self._vms.get(vm_id)) is not None:
+            return found  # every stored id is in range
         _check_int("vm_id", vm_id, MAX_VM_ID)
         vm = self._vms.get(vm_id)
         if vm is None:
