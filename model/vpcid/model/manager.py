@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from vpcid.model import blob as blobfmt
 from vpcid.model.bdf import Bdf
@@ -127,6 +128,37 @@ class VmTables:
     config: tuple[tuple[Bdf, str], ...]
     io: tuple[TableEntry, ...]
     memory: tuple[TableEntry, ...]
+
+
+T = TypeVar("T")
+
+
+def split_runs(
+    resolve: Callable[[int], T], address: int, width: int, straddle: Straddle
+) -> list[tuple[T | None, int, int]]:
+    """The runs ``(target, start, length)`` an access is performed as (R-ACC-004, R-ACC-005).
+
+    ``resolve`` names the target of one byte (None: nothing decodes it). BARs
+    are at least 4 bytes (I/O) or 16 bytes (memory) and naturally aligned, so
+    no BAR lies strictly inside an access: if the first and last byte resolve
+    to the same target, every byte does.
+    """
+    first = resolve(address)
+    last = first if width == 1 else resolve(address + width - 1)
+    if first is last:
+        return [(first, address, width)]
+    runs: list[tuple[T | None, int, int]] = []
+    for a in range(address, address + width):
+        t = first if a == address else last if a == address + width - 1 else resolve(a)
+        if runs and runs[-1][0] is t:
+            runs[-1] = (t, runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((t, a, 1))
+    if straddle is Straddle.REJECT:
+        return [(None, address, width)]
+    if straddle is Straddle.START_ADDRESS:
+        return [runs[0], (None, runs[1][1], address + width - runs[1][1])]
+    return runs
 
 
 def _check_int(name: str, value: object, top: int) -> int:
@@ -436,30 +468,9 @@ class DataManager:
         unmapped: bytes,
         platform: Callable[[VmElement, int, bytes | None, int], bytes],
     ) -> bytes:
-        """Split an access into runs of bytes with one target and perform them (R-ACC-004, R-ACC-005).
-
-        BARs are at least 4 bytes (I/O) or 16 bytes (memory) and naturally
-        aligned, so no BAR lies strictly inside an access: if the first and
-        last byte resolve to the same target, every byte does.
-        """
-        first = resolve(address)
-        last = first if width == 1 else resolve(address + width - 1)
-        if first is last:
-            runs: list[tuple[Target, int, int]] = [(first, address, width)]
-        else:
-            runs = []
-            for a in range(address, address + width):
-                t = first if a == address else last if a == address + width - 1 else resolve(a)
-                if runs and runs[-1][0] is t:
-                    runs[-1] = (t, runs[-1][1], runs[-1][2] + 1)
-                else:
-                    runs.append((t, a, 1))
-            if self.profile.straddle is Straddle.REJECT:
-                runs = [(None, address, width)]
-            elif self.profile.straddle is Straddle.START_ADDRESS:
-                runs = [runs[0], (None, runs[1][1], address + width - runs[1][1])]
+        """Perform an access as the runs :func:`split_runs` gives (R-ACC-004, R-ACC-005)."""
         out = bytearray()
-        for target, start, length in runs:
+        for target, start, length in split_runs(resolve, address, width, self.profile.straddle):
             part = None if payload is None else payload[start - address : start - address + length]
             if target is None:
                 got = unmapped * length

@@ -78,7 +78,7 @@ from vpcid.model import (
     layout,
 )
 from vpcid.model import blob as blobfmt
-from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE, MAX_VM_ID
+from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE, MAX_VM_ID, split_runs
 from vpcid.model.profile import (
     Alignment,
     BarMoveWhileDecoding,
@@ -86,7 +86,6 @@ from vpcid.model.profile import (
     Cf8Extended,
     Cf8LowBits,
     Overlap,
-    Straddle,
     UnmappedMmioRead,
 )
 
@@ -464,25 +463,8 @@ class VfioUserAdapter:
         platform: Callable[[int, bytes | None, int], bytes],
     ) -> bytes:
         """Split an access into runs with one target each (R-ACC-004, R-ACC-005) and perform them."""
-        first = resolve(address)
-        last = first if width == 1 else resolve(address + width - 1)
-        runs: list[tuple[Target, int, int]]
-        if first is last:
-            runs = [(first, address, width)]
-        else:
-            runs = []
-            for a in range(address, address + width):
-                t = resolve(a)
-                if runs and runs[-1][0] is t:
-                    runs[-1] = (t, runs[-1][1], runs[-1][2] + 1)
-                else:
-                    runs.append((t, a, 1))
-            if self.profile.straddle is Straddle.REJECT:
-                runs = [(None, address, width)]
-            elif self.profile.straddle is Straddle.START_ADDRESS:
-                runs = [runs[0], (None, runs[1][1], address + width - runs[1][1])]
         out = bytearray()
-        for target, start, length in runs:
+        for target, start, length in split_runs(resolve, address, width, self.profile.straddle):
             part = None if payload is None else payload[start - address : start - address + length]
             if target is None:
                 got = unmapped * length
