@@ -31,6 +31,8 @@ from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile
 DEFAULT_BUDGET = 50_000
 """Operations the fast engine runs by default; the stateful engine runs budget/1000 examples."""
 DEFAULT_SEED = 0
+MAX_RANDOM_FINDINGS = 8
+"""Distinct findings the fast engine collects before it stops exploring."""
 
 
 class Verdict(StrEnum):
@@ -375,7 +377,11 @@ def certify(
     # 2. fast random engine
     if not (failed_cases and stop_at_first_failure):
         executed, findings = run_random(
-            impl, budget, seed, None if progress is None else lambda n: progress("random", n, budget)
+            impl,
+            budget,
+            seed,
+            None if progress is None else lambda n: progress("random", n, budget),
+            max_findings=1 if stop_at_first_failure else MAX_RANDOM_FINDINGS,
         )
         for finding in findings:
             record(

@@ -496,24 +496,40 @@ class Finding:
 
 
 def run_random(
-    impl: Adapter, budget: int, seed: int, progress: Callable[[int], None] | None = None
+    impl: Adapter,
+    budget: int,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+    max_findings: int = 1,
 ) -> tuple[int, list[Finding]]:
-    """The fast engine: ``budget`` operations; stop at the first divergence, shrunk.
+    """The fast engine: ``budget`` operations in episodes; each divergence shrunk into a finding.
 
-    Returns the number of operations executed and the findings (zero or one).
+    An episode ends at its first divergence and the engine goes on with the
+    next one, until ``max_findings`` distinct findings (by their minimal
+    trace's last operation kind and expected observation) or the budget. A
+    deviation an implementation keeps making (a waived one, say) then does not
+    end the exploration. Returns the operations executed and the findings.
     """
     diff = Differential(impl)
     generator = RandomOps(impl.info, seed)
     executed = 0
+    findings: list[Finding] = []
+    seen: set[tuple[OpKind, Observation]] = set()
     for ops in generator.episodes(budget):
         divergence = diff.run(ops)
         executed += len(ops) if divergence is None else divergence.index + 1
         if progress is not None:
             progress(executed)
-        if divergence is not None:
-            prefix = ops[: divergence.index + 1]
-            return executed, [minimise(impl, prefix, "random", seed)]
-    return executed, []
+        if divergence is None:
+            continue
+        finding = minimise(impl, ops[: divergence.index + 1], "random", seed)
+        key = (finding.trace[-1].kind, finding.divergence.expected)
+        if key not in seen:
+            seen.add(key)
+            findings.append(finding)
+            if len(findings) >= max_findings:
+                break
+    return executed, findings
 
 
 def minimise(impl: Adapter, ops: list[Op], engine: str, seed: int | None) -> Finding:
