@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from vpcid.conformance.certify import CertificationReport, Verdict
 from vpcid.conformance.trace import Op, Step, TraceHeader, write_trace
+from vpcid.model.profile import AXIS_REQUIREMENT, DEFAULT_PROFILE
 
 VERDICT_STYLE = {
     Verdict.PASS: "green",
@@ -103,7 +104,13 @@ def render_html(report: CertificationReport) -> str:
             f"<td class='verdict'>{esc(r.verdict.value)}</td><td>{r.checks}</td>"
             f"<td>{esc(r.variant or '')}</td><td>{details}{waiver}</td></tr>"
         )
-    profile = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in report.profile.items())
+    defaults = DEFAULT_PROFILE.to_mapping()
+    deviation = ' class="deviation"'
+    profile = "".join(
+        f"<tr{deviation if v != defaults.get(k) else ''}><td>{esc(k)}</td><td>{esc(v)}</td>"
+        f"<td>{esc(defaults.get(k, ''))}</td><td>{esc(AXIS_REQUIREMENT.get(k, ''))}</td></tr>"
+        for k, v in report.profile.items()
+    )
     engines = "".join(
         f"<li>{esc(name)}: {esc(', '.join(f'{k} {v}' for k, v in stats.items()))}</li>"
         for name, stats in report.engines.items()
@@ -122,6 +129,7 @@ tr.fail td.verdict {{ background: #ffebe9; color: #cf222e; font-weight: bold; }}
 tr.pass td.verdict {{ background: #dafbe1; color: #1a7f37; }}
 tr.not_applicable td.verdict {{ color: #888; }}
 tr.waived td.verdict {{ background: #fff8c5; }}
+tr.deviation td {{ background: #fff8c5; font-weight: bold; }}
 pre {{ background: #f6f8fa; padding: 0.5rem; overflow-x: auto; font-size: 0.85em; }}
 </style></head><body>
 <h1>vpcid certification of <code>{esc(report.adapter)}</code>:
@@ -131,7 +139,9 @@ pre {{ background: #f6f8fa; padding: 0.5rem; overflow-x: auto; font-size: 0.85em
 {report.duration_s:.1f} s.</p>
 <ul>{engines}</ul>
 {f"<h2>Errors</h2><ul>{errors}</ul>" if errors else ""}
-<h2>Declared profile</h2><table><tr><th>axis</th><th>value</th></tr>{profile}</table>
+<h2>Declared profile</h2>
+<p>Highlighted rows are where the implementation declares a variant other than the spec's default.</p>
+<table><tr><th>axis</th><th>declared</th><th>default</th><th>requirement</th></tr>{profile}</table>
 <h2>Requirements</h2>
 <table><tr><th>requirement</th><th>title</th><th>verdict</th><th>checks</th><th>variant</th>
 <th>counterexample (minimal trace; replay with <code>vpcid replay</code>)</th></tr>
