@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 certify: $(STAMP)
+	./.ci/install-qemu.sh
 	$(BIN)/vpcid certify-bundled --reports reports
 
 lint: $(STAMP)
