@@ -355,3 +355,16 @@ def test_cli_certify_rejects_a_malformed_waiver_file(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "vpcid: error: waiver names unknown requirement 'R-NOPE-001'"
     ]
+
+
+def test_an_ecam_access_implicates_configuration_requirements_of_its_offset() -> None:
+    from vpcid.conformance.certify import implicated
+    from vpcid.conformance.trace import Observation, Op, OpKind
+
+    capability = Op(OpKind.MMIO_WRITE, vm=1, address=0xB002_0040, width=8, value=0)
+    rids = implicated(capability, Observation(), 0xB000_0000)
+    assert "R-CFG-008" in rids
+    assert "R-ECAM-003" in rids
+    assert not any(r.startswith("R-DEC") for r in rids)
+    bar = Op(OpKind.MMIO_READ, vm=1, address=0xE000_0000, width=4)
+    assert "R-DEC-002" in implicated(bar, Observation(value=0), 0xB000_0000)

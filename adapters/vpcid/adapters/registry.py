@@ -31,6 +31,9 @@ class AdapterEntry:
     """What ``vpcid certify-bundled`` certifies through this adapter; empty: the example alone."""
     waivers: str | None = None
     """A waiver file shipped in a package, ``package:relative/path``, applied by certify-bundled."""
+    third_party: bool = False
+    """The implementation is someone else's (QEMU's device models): certify-bundled reports its
+    findings but does not fail because of them."""
 
     def waiver_file(self) -> Path | None:
         """The shipped waiver file as a path, if the entry has one."""
@@ -46,7 +49,7 @@ BUILTIN: tuple[AdapterEntry, ...] = (
                  "compiled (Cython) second implementation of the data manager", "cython"),
     AdapterEntry("qemu", "vpcid.adapters.qemu:adapter", "QEMU's PCI device models through qtest", "qemu:edu",
                  bundled=("qemu:edu", "qemu:pci-testdev", "qemu:e1000"),
-                 waivers="vpcid.adapters.qemu:waivers/q35.toml"),
+                 waivers="vpcid.adapters.qemu:waivers/q35.toml", third_party=True),
     AdapterEntry("mutant", "vpcid.conformance.mutants:mutant_adapter",
                  "the reference with one planted bug (mutation testing)", "mutant:rw1c-as-rw"),
     AdapterEntry("kvm", "vpcid.adapters.kvm:adapter", "real vCPUs execute every guest access", "kvm"),

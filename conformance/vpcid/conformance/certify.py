@@ -26,6 +26,7 @@ from vpcid.conformance.engine import INIT, Differential, Finding, minimise, run_
 from vpcid.conformance.trace import Observation, Op, OpKind
 from vpcid.conformance.traceability import Requirement, load_requirements
 from vpcid.model import VpcidError
+from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE
 from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile
 
 DEFAULT_BUDGET = 50_000
@@ -164,11 +165,18 @@ class CertificationReport:
 # ----------------------------------------------------------------- attribution
 
 
-def implicated(op: Op, expected: Observation) -> tuple[str, ...]:
-    """Requirements a divergence on ``op`` speaks against (used for engine findings)."""
+def implicated(op: Op, expected: Observation, ecam_base: int | None = DEFAULT_ECAM_BASE) -> tuple[str, ...]:
+    """Requirements a divergence on ``op`` speaks against (used for engine findings).
+
+    An MMIO access inside the ECAM window is a configuration access: it speaks
+    against the configuration-space requirements of its offset and ECAM's own.
+    """
     if expected.error is not None:
         return ("R-ERR-001", "R-ERR-002", "R-ERR-003")
     kind = op.kind
+    in_ecam = ecam_base is not None and ecam_base <= op.address < ecam_base + ECAM_SIZE
+    if kind in (OpKind.MMIO_READ, OpKind.MMIO_WRITE) and in_ecam:
+        return (*_config_requirements(op.address & 0xFFF), "R-ECAM-002", "R-ECAM-003")
     if kind in (OpKind.CONFIG_READ, OpKind.CONFIG_WRITE):
         return _config_requirements(op.address)
     if kind in (OpKind.IO_READ, OpKind.IO_WRITE):
@@ -352,6 +360,7 @@ def certify(
         failing_traces.append(evidence)
         fail(rids, Failure(check, finding.divergence.describe(), trace, detect_variant(impl, evidence)))
 
+    ecam = info.machine.ecam_base if info.machine is not None else DEFAULT_ECAM_BASE
     # 1. scenario cases
     cases = applicable_cases(info)
     diff = Differential(impl)
@@ -387,7 +396,7 @@ def certify(
             record(
                 finding,
                 f"random engine (seed {seed})",
-                implicated(finding.trace[-1], finding.divergence.expected),
+                implicated(finding.trace[-1], finding.divergence.expected, ecam),
             )
         engines["random"] = {"operations": executed, "findings": len(findings)}
         for rid in _exercised_by_engines(info):
@@ -404,7 +413,7 @@ def certify(
             record(
                 finding,
                 f"stateful engine (seed {seed})",
-                implicated(finding.trace[-1], finding.divergence.expected),
+                implicated(finding.trace[-1], finding.divergence.expected, ecam),
             )
         engines["stateful"] = {"examples": examples, "operations": steps, "findings": len(stateful_findings)}
 
