@@ -22,8 +22,10 @@ from vpcid.conformance.trace import (
     TraceHeader,
     blob_digest,
     dump_lines,
+    new_op,
     parse_lines,
     read_trace,
+    value_observation,
     write_trace,
 )
 from vpcid.model import Bdf
@@ -343,3 +345,16 @@ def test_spec_example_parses_and_matches_the_model() -> None:
         assert step.expect is not None
         assert model.execute(step.op) == step.expect
     assert Differential(ModelAdapter()).replay([s.op for s in steps]) is None
+
+
+def test_fast_constructors_build_the_same_tuples_as_the_named_tuples() -> None:
+    """new_op and value_observation bypass the named tuples' argument handling; the fields must line up."""
+    bdf = Bdf(0, 3, 0)
+    fast = new_op(OpKind.CONFIG_WRITE, 2, bdf, 0x10, 4, 0xE000_0000)
+    slow = Op(OpKind.CONFIG_WRITE, vm=2, bdf=bdf, address=0x10, width=4, value=0xE000_0000)
+    assert fast == slow
+    assert type(fast) is Op
+    assert fast.to_json() == slow.to_json()
+    assert new_op(OpKind.TABLES, 5) == Op(OpKind.TABLES, vm=5)
+    assert value_observation(7) == Observation(7)
+    assert type(value_observation(7)) is Observation

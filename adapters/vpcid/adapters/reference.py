@@ -11,7 +11,16 @@ from collections.abc import Callable
 
 from vpcid.adapters.base import AdapterInfo, FixedMachine
 from vpcid.conformance.devices import SUITE_TYPES
-from vpcid.conformance.trace import FULL, OK, Observation, Op, OpKind, TraceError, blob_digest
+from vpcid.conformance.trace import (
+    FULL,
+    OK,
+    Observation,
+    Op,
+    OpKind,
+    TraceError,
+    blob_digest,
+    value_observation,
+)
 from vpcid.model import Bdf, DataManager, DeviceType, Profile, VpcidError
 
 ManagerFactory = Callable[[Profile], DataManager]
@@ -41,6 +50,7 @@ class ModelAdapter:
     ) -> None:
         profile = profile or Profile()
         self._info = AdapterInfo(name, profile, operations=operations or FULL, machine=machine)
+        self._operations = self._info.operations
         self._factory = manager_factory
         self._types = types or SUITE_TYPES
         self._slots: dict[str, bytes] = {}
@@ -64,17 +74,14 @@ class ModelAdapter:
 
     def execute(self, op: Op) -> Observation:
         """Perform ``op``; model errors become error observations (R-ERR-003)."""
-        if op.kind not in self._info.operations:
+        if op.kind not in self._operations:
             raise TraceError(f"adapter {self._info.name!r} does not support {op.kind.value}")
         try:
-            return self._perform(op)
+            return self._handlers[op.kind](op)
         except TraceError:
             raise
         except VpcidError as exc:
             return Observation(error=exc.kind)
-
-    def _perform(self, op: Op) -> Observation:
-        return self._handlers[op.kind](op)
 
     def _handler_table(self) -> dict[OpKind, Callable[[Op], Observation]]:
         """One small method per operation kind (a dict lookup, not a chain of comparisons)."""
@@ -89,21 +96,21 @@ class ModelAdapter:
         }  # fmt: skip
 
     def _config_read(self, op: Op) -> Observation:
-        return Observation(self.manager.config_read(op.vm, self._bdf(op), op.address, op.width))
+        return value_observation(self.manager.config_read(op.vm, self._bdf(op), op.address, op.width))
 
     def _config_write(self, op: Op) -> Observation:
         self.manager.config_write(op.vm, self._bdf(op), op.address, op.width, op.value)
         return OK
 
     def _mmio_read(self, op: Op) -> Observation:
-        return Observation(self.manager.mmio_read(op.vm, op.address, op.width))
+        return value_observation(self.manager.mmio_read(op.vm, op.address, op.width))
 
     def _mmio_write(self, op: Op) -> Observation:
         self.manager.mmio_write(op.vm, op.address, op.width, op.value)
         return OK
 
     def _io_read(self, op: Op) -> Observation:
-        return Observation(self.manager.io_read(op.vm, op.address, op.width))
+        return value_observation(self.manager.io_read(op.vm, op.address, op.width))
 
     def _io_write(self, op: Op) -> Observation:
         self.manager.io_write(op.vm, op.address, op.width, op.value)

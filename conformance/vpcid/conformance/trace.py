@@ -171,6 +171,20 @@ class Op(NamedTuple):
         return cls(**args)
 
 
+_new_tuple = tuple.__new__
+
+
+def new_op(
+    kind: OpKind, vm: int = 0, bdf: Bdf | None = None, address: int = 0, width: int = 0, value: int = 0
+) -> Op:
+    """``Op(kind, vm, bdf, address, width, value)``, built as a plain tuple.
+
+    Skips the named tuple's argument handling, which costs more than the
+    tuple itself; the engines' generators build one operation per step.
+    """
+    return _new_tuple(Op, (kind, vm, bdf, address, width, value, "", b"", DEFAULT_ECAM_BASE))
+
+
 class Observation(NamedTuple):
     """What an operation produced: a read value, an error kind, a blob digest, or tables (a named tuple)."""
 
@@ -217,6 +231,11 @@ class Observation(NamedTuple):
 
 
 OK = Observation()
+
+
+def value_observation(value: int) -> Observation:
+    """``Observation(value)``, built as a plain tuple (see :func:`new_op`)."""
+    return _new_tuple(Observation, (value, None, None, None))
 
 
 def blob_digest(blob: bytes) -> str:

@@ -47,9 +47,12 @@ def bar_address(config: bytes | bytearray, index: int, kind: BarKind) -> int:
     return address
 
 
+_ADDRESS_LIMITS = {BarKind.IO: IO_SPACE_END, BarKind.MEM32: 1 << 32, BarKind.MEM64: 1 << 64}
+
+
 def address_limit(kind: BarKind) -> int:
     """One past the highest address a BAR of this kind may decode (R-DEC-006)."""
-    return {BarKind.IO: IO_SPACE_END, BarKind.MEM32: 1 << 32, BarKind.MEM64: 1 << 64}[kind]
+    return _ADDRESS_LIMITS[kind]
 
 
 def decode_window(config: bytes | bytearray, dtype: DeviceType, index: int) -> int | None:

@@ -293,30 +293,41 @@ class DataManager:
         return b""
 
     def _config_store(self, vm: VmElement, inst: Instance, offset: int, payload: bytes) -> None:
-        """Apply masked write bytes, then re-derive the BAR windows (R-CFG-001, R-DEC-005)."""
-        cfg, lay = inst.config, inst.layout
-        span = range(offset, offset + len(payload))  # always inside one dword
+        """Apply masked write bytes, then re-derive the BAR windows (R-CFG-001, R-DEC-005).
+
+        A write that leaves every byte as it was moves no window, whatever the
+        variant, so the windows are re-derived only when a byte changed.
+        """
+        cfg, lay, rule = inst.config, inst.layout, self.profile.bar_move_while_decoding
+        end = offset + len(payload)  # always inside one dword
         affected = inst.dtype.decode_dwords.get(offset >> 2, ())  # R-DEC-009: only these move windows
-        skip: set[int] = set()
         was_enabled: dict[int, bool] = {}
-        if affected:
+        skip: set[int] = set()
+        if affected and rule is not BarMoveWhileDecoding.IMMEDIATE:
             was_enabled = {i: decode_enabled(cfg, inst.dtype, i) for i in affected}
-            if self.profile.bar_move_while_decoding is BarMoveWhileDecoding.IGNORED:
-                for index, enabled in was_enabled.items():
-                    reg = bar_register_span(inst.dtype, index)
-                    if enabled and reg.start < span.stop and span.start < reg.stop:
-                        skip.update(reg)  # R-DEC-005 ignored: no BAR write while it decodes
+        if rule is BarMoveWhileDecoding.IGNORED:
+            for index, enabled in was_enabled.items():
+                reg = bar_register_span(inst.dtype, index)
+                if enabled and reg.start < end and offset < reg.stop:
+                    skip.update(reg)  # R-DEC-005 ignored: no BAR write while it decodes
+        before = cfg[offset:end]
         for k, value in enumerate(payload):
             o = offset + k
             if o not in skip:
                 cfg[o] = merge_byte(cfg[o], value, lay.wmask[o], lay.w1cmask[o])
-        if affected:
-            self._rederive_windows(vm, inst, was_enabled)
+        if affected and cfg[offset:end] != before:
+            self._rederive_windows(vm, inst, affected, was_enabled)
 
-    def _rederive_windows(self, vm: VmElement, inst: Instance, was_enabled: dict[int, bool]) -> None:
-        """Bring the tables in line with the configuration space (R-DEC-001..R-DEC-007, R-DEC-010)."""
+    def _rederive_windows(
+        self, vm: VmElement, inst: Instance, affected: tuple[int, ...], was_enabled: dict[int, bool]
+    ) -> None:
+        """Bring the tables in line with the configuration space (R-DEC-001..R-DEC-007, R-DEC-010).
+
+        ``was_enabled`` holds the BARs' enable state before the write (the
+        deferred variant needs it).
+        """
         deferred = self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED
-        for index in was_enabled:
+        for index in affected:
             if deferred and was_enabled[index] and decode_enabled(inst.config, inst.dtype, index):
                 continue  # R-DEC-005 deferred: the window moves when decode is next enabled
             want = self._window(inst.config, inst.dtype, index)
