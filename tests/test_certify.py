@@ -368,3 +368,35 @@ def test_an_ecam_access_implicates_configuration_requirements_of_its_offset() ->
     assert not any(r.startswith("R-DEC") for r in rids)
     bar = Op(OpKind.MMIO_READ, vm=1, address=0xE000_0000, width=4)
     assert "R-DEC-002" in implicated(bar, Observation(value=0), 0xB000_0000)
+
+
+@pytest.mark.req("R-CAM-004")
+def test_a_finding_is_attributed_to_the_write_that_caused_it() -> None:
+    """A 0xCFC write sent to the wrong function shows only on a later ECAM read.
+
+    The finding is attributed to the configuration mechanism, not to the register the read observed.
+    """
+    from vpcid.conformance.certify import attributed, cause_of, implicated
+    from vpcid.conformance.engine import Differential, Finding
+    from vpcid.conformance.trace import Op, OpKind
+    from vpcid.model import Bdf
+
+    bdf = Bdf(0, 3, 4)  # function bit 2 set: the planted bug loses it
+    trace = [
+        Op(OpKind.INIT),
+        Op(OpKind.CREATE_VM, vm=1),
+        Op(OpKind.PLUG, vm=1, bdf=bdf, name="e1000"),
+        Op(OpKind.IO_WRITE, vm=1, address=0xCF8, width=4, value=0x8000_0000 | bdf.packed << 8 | 0x3C),
+        Op(OpKind.IO_WRITE, vm=1, address=0xCFC, width=1, value=0x5A),  # interrupt line, read/write
+        Op(OpKind.MMIO_READ, vm=1, address=0xB000_0000 + (bdf.packed << 12) + 0x3C, width=1),
+    ]
+    mutant = BY_NAME["cam-function-bit"].adapter()
+    divergence = Differential(mutant).replay(trace)
+    assert divergence is not None
+    assert divergence.index == len(trace) - 1
+    assert cause_of(mutant, trace) == trace[4]
+    rids = attributed(mutant, Finding("random", divergence, tuple(trace)), 0xB000_0000)
+    assert "R-CAM-004" in rids
+    assert "R-CFG-001" not in rids  # what the ECAM read alone would have implicated
+    assert "R-CFG-001" in implicated(trace[-1], divergence.expected, 0xB000_0000)
+    assert cause_of(ModelAdapter(), trace) is None  # no divergence, no cause

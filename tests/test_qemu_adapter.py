@@ -397,6 +397,18 @@ def test_deviation_32bit_bar_ending_at_4gib_does_not_decode(open_adapter: list[Q
     assert _first_divergence(a, moved) == mr(0xFFF0_0000)
 
 
+def test_deviation_msi_multiple_message_enable_kept_while_disabled(open_adapter: list[QemuAdapter]) -> None:
+    """R-CFG-008 (third-party finding): edu's MSI Multiple Message Enable holds a value above its one-vector
+    capability while MSI is disabled; with MSI enabled QEMU clamps it to 0, as the discovered type predicts.
+
+    PCI leaves MME above MMC undefined, and a device type's static masks cannot say "writable, clamped
+    while enabled", so the model reads MME as 0. (When this changes, this test fails: update docs/qemu.md.)
+    """
+    a = _open(open_adapter, "edu")
+    assert _first_divergence(a, [INIT, cw(0x42, 2, 0x0061), cr(0x40)]) is None
+    assert _first_divergence(a, [INIT, cw(0x42, 2, 0x0060), cr(0x40)]) == cr(0x40)
+
+
 def test_deviation_system_reset_keeps_cf8_and_edu_registers(open_adapter: list[QemuAdapter]) -> None:
     """R-RST-003 (with vpcid-reset=on): QMP system_reset leaves 0xCF8 as it was, and edu, which has
     no reset handler, keeps its registers; configuration space is reset as specified."""

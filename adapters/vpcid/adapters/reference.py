@@ -96,10 +96,12 @@ class ModelAdapter:
         }  # fmt: skip
 
     def _config_read(self, op: Op) -> Observation:
-        return value_observation(self.manager.config_read(op.vm, self._bdf(op), op.address, op.width))
+        bdf = op.bdf if op.bdf is not None else self._bdf(op)
+        return value_observation(self.manager.config_read(op.vm, bdf, op.address, op.width))
 
     def _config_write(self, op: Op) -> Observation:
-        self.manager.config_write(op.vm, self._bdf(op), op.address, op.width, op.value)
+        bdf = op.bdf if op.bdf is not None else self._bdf(op)
+        self.manager.config_write(op.vm, bdf, op.address, op.width, op.value)
         return OK
 
     def _mmio_read(self, op: Op) -> Observation:

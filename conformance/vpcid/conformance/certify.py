@@ -22,12 +22,12 @@ from typing import Any
 from vpcid.adapters.base import Adapter, AdapterInfo
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.cases import Case, Target, default_targets, device_cases, system_cases
-from vpcid.conformance.engine import INIT, Differential, Finding, minimise, run_random
+from vpcid.conformance.engine import INIT, Differential, Finding, minimise, model_for, run_random
 from vpcid.conformance.trace import Observation, Op, OpKind
 from vpcid.conformance.traceability import Requirement, load_requirements
-from vpcid.model import VpcidError
+from vpcid.model import Bdf, VpcidError
 from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE
-from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile
+from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Cf8Extended, Profile
 
 DEFAULT_BUDGET = 50_000
 """Operations the fast engine runs by default; the stateful engine runs budget/1000 examples."""
@@ -199,6 +199,59 @@ def implicated(op: Op, expected: Observation, ecam_base: int | None = DEFAULT_EC
         OpKind.CREATE_VM: ("R-DS-001",),
         OpKind.DESTROY_VM: ("R-DS-002",),
     }.get(kind, ("R-VAR-002",))
+
+
+_WRITES = (OpKind.CONFIG_WRITE, OpKind.IO_WRITE, OpKind.MMIO_WRITE)
+
+
+def _read_back(model: ModelAdapter, write: Op) -> Op:
+    """A read of what ``write`` addressed, as the model routes it, after ``write`` ran on ``model``.
+
+    A write through the 0xCFC-0xCFF data window is read back with a plain
+    configuration read of the register the model's 0xCF8 selects, so that a
+    write the implementation sent elsewhere shows at once.
+    """
+    if write.kind is OpKind.CONFIG_WRITE:
+        return Op(OpKind.CONFIG_READ, vm=write.vm, bdf=write.bdf, address=write.address, width=write.width)
+    if write.kind is OpKind.IO_WRITE:
+        cf8 = model.manager.cf8(write.vm) if write.vm in model.manager.vm_ids() else 0
+        port = write.address
+        if port >= 0xCFC and port + write.width <= 0xD00 and cf8 & 0x8000_0000:  # R-CAM-004
+            bdf = Bdf((cf8 >> 16) & 0xFF, (cf8 >> 11) & 0x1F, (cf8 >> 8) & 0x7)
+            register = (cf8 & 0xFC) + port - 0xCFC
+            if model.info.profile.cf8_extended is Cf8Extended.EXTENDS:
+                register |= ((cf8 >> 24) & 0xF) << 8
+            return Op(OpKind.CONFIG_READ, vm=write.vm, bdf=bdf, address=register, width=write.width)
+        return Op(OpKind.IO_READ, vm=write.vm, address=port, width=write.width)
+    return Op(OpKind.MMIO_READ, vm=write.vm, address=write.address, width=write.width)
+
+
+def cause_of(impl: Adapter, trace: Sequence[Op]) -> Op | None:
+    """The earliest write of a diverging ``trace`` whose effect already diverges when read straight back.
+
+    A divergence shows on the operation that observes it, which may be far
+    from the operation that went wrong: a write through 0xCFC that reached
+    the wrong register shows on a later ECAM read. Each write is replayed
+    with its prefix and followed by a read of what it addressed; the first
+    such read that diverges names that write. None when no read-back diverges
+    (the divergence is then the last operation's own).
+    """
+    info = impl.info
+    for index, op in enumerate(trace[:-1]):
+        if op.kind not in _WRITES:
+            continue
+        model = model_for(info)
+        try:
+            for earlier in trace[: index + 1]:
+                model.execute(earlier)
+            probe = _read_back(model, op)
+        except VpcidError:
+            continue
+        if probe.kind not in info.operations:
+            continue
+        if Differential(impl).replay([*trace[: index + 1], probe]) is not None:
+            return op
+    return None
 
 
 def _config_requirements(offset: int) -> tuple[str, ...]:
@@ -396,7 +449,7 @@ def certify(
             record(
                 finding,
                 f"random engine (seed {seed})",
-                implicated(finding.trace[-1], finding.divergence.expected, ecam),
+                attributed(impl, finding, ecam),
             )
         engines["random"] = {"operations": executed, "findings": len(findings)}
         for rid in _exercised_by_engines(info):
@@ -413,7 +466,7 @@ def certify(
             record(
                 finding,
                 f"stateful engine (seed {seed})",
-                implicated(finding.trace[-1], finding.divergence.expected, ecam),
+                attributed(impl, finding, ecam),
             )
         engines["stateful"] = {"examples": examples, "operations": steps, "findings": len(stateful_findings)}
 
@@ -431,6 +484,14 @@ def certify(
         errors=errors,
         variants=explained,
     )
+
+
+def attributed(impl: Adapter, finding: Finding, ecam: int | None) -> tuple[str, ...]:
+    """Requirements an engine finding speaks against: those of the write that caused it, if one did."""
+    cause = cause_of(impl, finding.trace)
+    if cause is not None:
+        return implicated(cause, Observation(), ecam)
+    return implicated(finding.trace[-1], finding.divergence.expected, ecam)
 
 
 def _exercised_by_engines(info: AdapterInfo) -> set[str]:

@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vpcid.model.errors import InvalidArgument
 
 _BDF_TEXT = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Bdf:
-    """A PCI function address: bus 0-255, device 0-31, function 0-7 (R-DS-003)."""
-
+class _BdfFields(NamedTuple):
     bus: int
     device: int
     function: int
 
-    def __post_init__(self) -> None:
-        for name, value, top in (("bus", self.bus, 255), ("device", self.device, 31),
-                                 ("function", self.function, 7)):  # fmt: skip
+
+class Bdf(_BdfFields):
+    """A PCI function address: bus 0-255, device 0-31, function 0-7 (R-DS-003).
+
+    A named tuple, checked on construction: the configuration table hashes
+    one on every configuration access, and a tuple hashes and compares in C.
+    Ordered by bus, then device, then function.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, bus: int, device: int, function: int) -> Bdf:
+        for name, value, top in (("bus", bus, 255), ("device", device, 31), ("function", function, 7)):
             if type(value) is not int or not 0 <= value <= top:
                 raise InvalidArgument(f"BDF {name} must be an integer 0-{top}, got {value!r}")
+        return super().__new__(cls, bus, device, function)
 
     @classmethod
     def parse(cls, text: str) -> Bdf:

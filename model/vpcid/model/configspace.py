@@ -63,18 +63,18 @@ def decode_window(config: bytes | bytearray, dtype: DeviceType, index: int) -> i
     """
     command = read_le(config, COMMAND, 2)
     if index == ROM_INDEX:
-        if dtype.rom is None:
+        if dtype.rom is None or not command & CMD_MEM:
             return None
         rom = read_le(config, ROM_BAR, 4)
+        if not rom & 1:
+            return None
         base, size, limit = rom & 0xFFFFF800, dtype.rom.size, 1 << 32
-        enabled = bool(command & CMD_MEM) and bool(rom & 1)
     else:
         bar = dtype.bar(index)
-        if bar is None:
+        if bar is None or not command & (CMD_IO if bar.kind is BarKind.IO else CMD_MEM):
             return None
         base, size, limit = bar_address(config, index, bar.kind), bar.size, address_limit(bar.kind)
-        enabled = bool(command & (CMD_IO if bar.kind is BarKind.IO else CMD_MEM))
-    if not enabled or base == 0 or base + size > limit:
+    if base == 0 or base + size > limit:
         return None
     return base
 

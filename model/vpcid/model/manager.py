@@ -234,6 +234,8 @@ class DataManager:
         if not isinstance(dtype, DeviceType):
             raise InvalidArgument(f"expected a DeviceType, got {type(dtype).__name__}")
         known = self._types.get(dtype.name)
+        if known is dtype:
+            return
         if known is not None and known.fingerprint() != dtype.fingerprint():
             raise DeviceTypeError(f"another device type is already registered as {dtype.name!r}")
         self._types[dtype.name] = dtype
@@ -480,18 +482,18 @@ class DataManager:
         platform: Callable[[VmElement, int, bytes | None, int], bytes],
     ) -> bytes:
         """Perform an access as the runs :func:`split_runs` gives (R-ACC-004, R-ACC-005)."""
-        out = bytearray()
+        out = b""  # most accesses are one run: concatenating onto empty bytes copies nothing
         for target, start, length in split_runs(resolve, address, width, self.profile.straddle):
             part = None if payload is None else payload[start - address : start - address + length]
             if target is None:
                 got = unmapped * length
-            elif isinstance(target, _PlatformWindow):
-                got = platform(vm, start, part, length)
-            else:
+            elif isinstance(target, Mapping):
                 got = self._bar_access(vm, target, start - target.base, part, length)
+            else:
+                got = platform(vm, start, part, length)
             if payload is None:
                 out += got
-        return bytes(out)
+        return out
 
     def _bar_access(
         self, vm: VmElement, m: Mapping, offset: int, payload: bytes | None, length: int
