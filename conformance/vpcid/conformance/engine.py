@@ -104,7 +104,8 @@ class Differential:
 
     def run(self, ops: Sequence[Op], start: int = 0) -> Divergence | None:
         """Execute ``ops``; return the first divergence, or None."""
-        impl, model, info = self.impl, self.model, self.info
+        model, info = self.model, self.info
+        expect, observe = model.execute, self.impl.execute
         canonical = info.canonical_blobs
         opaque = info.machine is not None and bool(info.machine.opaque)
         self.withheld_at = set()
@@ -113,11 +114,11 @@ class Differential:
                 self.withheld += 1
                 self.withheld_at.add(index)
                 continue
-            expected = model.execute(op)
+            expected = expect(op)
             if expected.digest is not None and not canonical:
                 expected = OK
             try:
-                observed = impl.execute(op)
+                observed = observe(op)
             except TraceError:
                 raise
             except Exception as exc:
