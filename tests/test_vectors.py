@@ -390,3 +390,76 @@ def test_cli_reports_tampering_as_one_error_line(copied: Path) -> None:
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith(f"vpcid: error: vector {entry['id']}: trace.jsonl")
+
+
+GUEST_MACHINE = FixedMachine(
+    1, ((Bdf(0, 2, 0), SUITE_TYPES["e1000"]), (Bdf(0, 5, 0), SUITE_TYPES["kitchen-sink"])),
+    reserved_functions=(Bdf(0, 0, 0),),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def machine_vectors(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """Vectors for a guest-view machine: e1000 and kitchen-sink, a platform function at 00:00.0."""
+    directory = tmp_path_factory.mktemp("machine-vectors") / "out"
+    count = vectors.generate(directory, GUEST_MACHINE)
+    index = json.loads((directory / "index.json").read_text(encoding="utf-8"))["cases"]
+    return Generated(directory, count, index)
+
+
+def _guest(machine: FixedMachine = GUEST_MACHINE, name: str = "guest") -> ModelAdapter:
+    return ModelAdapter(name, machine=machine, operations=GUEST_VIEW | {OpKind.RESET})
+
+
+def test_machine_vectors_describe_their_machine(machine_vectors: Generated) -> None:
+    described = vectors.machine_description(GUEST_MACHINE)
+    assert described["devices"] == [
+        ["00:02.0", "e1000", SUITE_TYPES["e1000"].fingerprint().hex()],
+        ["00:05.0", "kitchen-sink", SUITE_TYPES["kitchen-sink"].fingerprint().hex()],
+    ]
+    assert described["reserved_functions"] == ["00:00.0"]
+    ids = set()
+    for entry in machine_vectors.index:
+        manifest = json.loads((machine_vectors.directory / entry["path"] / "manifest.json").read_text())
+        assert set(manifest) == MANIFEST_KEYS | {"machine"}
+        assert manifest["full_api"] is False
+        assert manifest["machine"] == described
+        assert not {"create_vm", "plug"} & set(manifest["needs"])
+        ids.add(manifest["id"])
+    assert any("--e1000-00-02-0" in i for i in ids)
+    assert any("--kitchen-sink-00-05-0" in i for i in ids)
+
+
+def test_machine_vectors_pass_on_that_machine_and_fail_a_mutant(machine_vectors: Generated) -> None:
+    result = vectors.run(machine_vectors.directory, _guest())
+    assert result.complete
+    assert result.failed == []
+    assert len(result.passed) + len(result.excluded) == machine_vectors.count
+    assert all(reason.startswith("adapter does not support ") for _, reason in result.excluded)
+    assert len(result.passed) > 40
+    mutant = ModelAdapter("mutant", machine=GUEST_MACHINE, operations=GUEST_VIEW | {OpKind.RESET},
+                          manager_factory=BY_NAME["rw1c-as-rw"].build)  # fmt: skip
+    assert vectors.run(machine_vectors.directory, mutant).failed
+
+
+def test_machine_vectors_are_excluded_elsewhere(machine_vectors: Generated) -> None:
+    n = machine_vectors.count
+    moved = dataclasses.replace(GUEST_MACHINE, ecam_base=0xC000_0000)
+    for adapter, reason in (
+        (ModelAdapter(), "generated for a fixed machine; the adapter offers the full API"),
+        (
+            _guest(moved),
+            "generated for another fixed machine (devices, ECAM window or platform ranges differ)",
+        ),
+    ):
+        result = vectors.run(machine_vectors.directory, adapter)
+        assert result.audit_line() == f"Ran 0 of {n} vectors ({n} intentionally excluded): 0 passed, 0 failed"
+        assert {r for _, r in result.excluded} == {reason}
+
+
+def test_cli_generates_vectors_for_an_adapters_machine_only(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["vectors", "generate", str(tmp_path / "v"), "--machine-of", "reference"]
+    )
+    assert result.exit_code == 2
+    assert "offers the full API, not a fixed machine" in result.output

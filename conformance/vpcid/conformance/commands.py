@@ -148,9 +148,19 @@ def vectors_group() -> None:
 
 @vectors_group.command("generate")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def vectors_generate(directory: Path) -> None:
+@click.option(
+    "--machine-of", "adapter_spec", default=None,
+    help="Adapter whose fixed machine (guest view) the vectors are for; default: the full-API cases.",
+)  # fmt: skip
+def vectors_generate(directory: Path, adapter_spec: str | None) -> None:
     """Write one folder per requirement group, a manifest and a trace per case."""
-    count = vector_suite.generate(directory)
+    machine = None
+    if adapter_spec is not None:
+        with opened(adapter_spec) as adapter:
+            machine = adapter.info.machine
+        if machine is None:
+            raise click.UsageError(f"adapter {adapter_spec!r} offers the full API, not a fixed machine")
+    count = vector_suite.generate(directory, machine)
     click.echo(f"wrote {count} vectors to {directory}")
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vpcid.adapters.base import Adapter, AdapterInfo
+from vpcid.adapters.base import Adapter, AdapterInfo, FixedMachine
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.certify import applicable_cases, observations
 from vpcid.conformance.trace import FULL, Observation, Op, OpKind, Step, TraceError, TraceHeader, dump_lines
@@ -28,7 +28,7 @@ from vpcid.model.profile import AXES, Profile
 FORMAT = 1
 
 
-def _sensitive_axes(ops: Sequence[Op]) -> list[str]:
+def _sensitive_axes(ops: Sequence[Op], machine: FixedMachine | None = None) -> list[str]:
     """Axes whose value changes the observations of ``ops``, closed over interactions.
 
     An axis joins when changing it alters the observations in some combination
@@ -46,29 +46,54 @@ def _sensitive_axes(ops: Sequence[Op]) -> list[str]:
         for axis, enum in AXES.items():
             if axis in sensitive:
                 continue
-            if any(_differs(ops, context, axis, [v.value for v in enum]) for context in contexts):
+            if any(_differs(ops, context, axis, [v.value for v in enum], machine) for context in contexts):
                 sensitive.append(axis)
                 grew = True
     return sensitive
 
 
-def _differs(ops: Sequence[Op], context: dict[str, str], axis: str, values: list[str]) -> bool:
+def _differs(ops: Sequence[Op], context: dict[str, str], axis: str, values: list[str],
+             machine: FixedMachine | None = None) -> bool:  # fmt: skip
     seen = []
     for value in values:
-        model = ModelAdapter(profile=Profile.from_mapping({**context, axis: value}))
+        model = ModelAdapter(profile=Profile.from_mapping({**context, axis: value}), machine=machine)
         seen.append(observations(model, ops))
     return any(s != seen[0] for s in seen[1:])
 
 
-def _outcomes(ops: Sequence[Op]) -> tuple[list[str], list[dict[str, Any]]]:
+def _outcomes(
+    ops: Sequence[Op], machine: FixedMachine | None = None
+) -> tuple[list[str], list[dict[str, Any]]]:
     """The axes ``ops`` are sensitive to, and the observations under each combination of them."""
-    sensitive = _sensitive_axes(ops)
+    sensitive = _sensitive_axes(ops, machine)
     outcomes = []
     for combo in itertools.product(*(list(AXES[a]) for a in sensitive)):
         when = {a: v.value for a, v in zip(sensitive, combo, strict=True)}
-        seen = observations(ModelAdapter(profile=Profile.from_mapping(when)), ops)
+        seen = observations(ModelAdapter(profile=Profile.from_mapping(when), machine=machine), ops)
         outcomes.append({"when": when, "observations": [_obs_json(o) for o in seen]})
     return sensitive, outcomes
+
+
+def machine_description(machine: FixedMachine) -> dict[str, Any]:
+    """Everything a fixed machine's vectors assume about it, as JSON (compared for equality by runners).
+
+    The VM, the ECAM window, each device's BDF, type name and fingerprint,
+    the platform's own functions and ranges, and the opaque BAR ranges the
+    cases were generated to avoid.
+    """
+
+    def ranges(rs: Sequence[range]) -> list[list[int]]:
+        return [[r.start, r.stop] for r in rs]
+
+    return {
+        "vm": machine.vm,
+        "ecam_base": machine.ecam_base,
+        "devices": [[str(bdf), dtype.name, dtype.fingerprint().hex()] for bdf, dtype in machine.devices],
+        "reserved_functions": [str(b) for b in machine.reserved_functions],
+        "reserved_io": ranges(machine.reserved_io),
+        "reserved_memory": ranges(machine.reserved_memory),
+        "opaque": [[str(o.bdf), o.bar, o.offsets.start, o.offsets.stop] for o in machine.opaque],
+    }
 
 
 def _obs_json(obs: Observation | str) -> dict[str, Any]:
@@ -81,15 +106,21 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def generate(directory: Path) -> int:
-    """Write every case for the full-API default targets; return the number written."""
-    info = AdapterInfo("vectors", Profile(), operations=FULL)
+def generate(directory: Path, machine: FixedMachine | None = None) -> int:
+    """Write every case; return the number written.
+
+    Without ``machine``: the full-API cases (default targets and system
+    cases). With it: the guest-view cases of that fixed machine's devices,
+    each manifest describing the machine (:func:`machine_description`).
+    """
+    info = AdapterInfo("vectors", Profile(), operations=FULL, machine=machine)
+    described = machine_description(machine) if machine is not None else None
     index: list[dict[str, Any]] = []
     for label, case, ops in applicable_cases(info):
         name = label.split("/", 1)[1].replace("@", "--").replace(":", "-").replace(".", "-")
         folder = directory / case.group / name
         folder.mkdir(parents=True, exist_ok=True)
-        axes, outcomes = _outcomes(ops)
+        axes, outcomes = _outcomes(ops, machine)
         default = next(
             o for o in outcomes if all(AXES[a](v) is next(iter(AXES[a])) for a, v in o["when"].items())
         )
@@ -106,10 +137,12 @@ def generate(directory: Path) -> int:
             "requirements": list(case.requirements),
             "description": case.description,
             "needs": sorted({op.kind.value for op in ops}),
-            "full_api": True,
+            "full_api": machine is None,
             "axes": axes,
             "outcomes": outcomes,
         }
+        if described is not None:
+            manifest["machine"] = described
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         index.append({
             "id": manifest["id"],
@@ -211,6 +244,12 @@ def _exclusion(manifest: dict[str, Any], info: AdapterInfo, waived: str | None) 
         return f"excluded by the user: {waived}"
     if manifest["full_api"] and info.machine is not None:
         return "needs the full data-manager API; the adapter presents a fixed machine"
+    wanted = manifest.get("machine")
+    if wanted is not None:
+        if info.machine is None:
+            return "generated for a fixed machine; the adapter offers the full API"
+        if machine_description(info.machine) != wanted:
+            return "generated for another fixed machine (devices, ECAM window or platform ranges differ)"
     missing = {k for k in manifest["needs"] if OpKind(k) not in info.operations}
     if missing:
         return f"adapter does not support {', '.join(sorted(missing))}"
