@@ -394,9 +394,43 @@ def test_a_finding_is_attributed_to_the_write_that_caused_it() -> None:
     divergence = Differential(mutant).replay(trace)
     assert divergence is not None
     assert divergence.index == len(trace) - 1
-    assert cause_of(mutant, trace) == trace[4]
+    assert cause_of(mutant, trace) == 4
     rids = attributed(mutant, Finding("random", divergence, tuple(trace)), 0xB000_0000)
     assert "R-CAM-004" in rids
     assert "R-CFG-001" not in rids  # what the ECAM read alone would have implicated
     assert "R-CFG-001" in implicated(trace[-1], divergence.expected, 0xB000_0000)
     assert cause_of(ModelAdapter(), trace) is None  # no divergence, no cause
+
+
+@pytest.mark.req("R-CAM-005")
+@pytest.mark.parametrize(
+    ("mutant", "enable", "blamed", "spared"),
+    [
+        ("cam-function-bit", 0x8000_0000, {"R-CAM-004"}, {"R-CAM-005", "R-CAM-006", "R-CAM-007"}),
+        ("cam-ignores-enable", 0, {"R-CAM-005"}, {"R-CAM-004", "R-CAM-006", "R-CAM-007"}),
+    ],
+)
+def test_a_data_window_finding_names_the_rule_that_applied(
+    mutant: str, enable: int, blamed: set[str], spared: set[str]
+) -> None:
+    """0xCF8's enable bit, earlier data accesses and I/O BARs decide which R-CAM rules a finding names."""
+    from vpcid.conformance.certify import attributed
+    from vpcid.conformance.engine import Differential, Finding
+    from vpcid.conformance.trace import Op, OpKind
+    from vpcid.model import Bdf
+
+    bdf = Bdf(0, 3, 4)
+    trace = [
+        Op(OpKind.INIT),
+        Op(OpKind.CREATE_VM, vm=1),
+        Op(OpKind.PLUG, vm=1, bdf=bdf, name="e1000"),
+        Op(OpKind.IO_WRITE, vm=1, address=0xCF8, width=4, value=enable | bdf.packed << 8),
+        Op(OpKind.IO_READ, vm=1, address=0xCFC, width=4),
+    ]
+    impl = BY_NAME[mutant].adapter()
+    divergence = Differential(impl).replay(trace)
+    assert divergence is not None
+    assert divergence.index == len(trace) - 1
+    rids = set(attributed(impl, Finding("random", divergence, tuple(trace)), 0xB000_0000))
+    assert blamed <= rids
+    assert not spared & rids

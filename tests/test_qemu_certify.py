@@ -35,13 +35,13 @@ if "opaque" not in FixedMachine.__dataclass_fields__ or "reserved_functions" not
     )
 
 WAIVERS = Path(__file__).parents[1] / "adapters" / "vpcid" / "adapters" / "qemu" / "waivers" / "q35.toml"
-BUDGET = 10_000
-"""Enough for the random engine to reach the q35 host bridge's 0xCF8 deviation on every device."""
+BUDGET = 5000
+"""The waived requirements fail through scenario cases, so any budget gives the same verdicts."""
 ADAPTER = "qemu" if "qemu" in registered() else "vpcid.adapters.qemu:adapter"
 
 CF8_DEVIATIONS = {
-    "R-ACC-005", "R-ACC-006", "R-CAM-001", "R-CAM-002", "R-CAM-003", "R-CAM-004", "R-CAM-005", "R-CAM-006",
-    "R-CAM-007", "R-VAR-001", "R-VAR-002", "R-VAR-003",
+    "R-ACC-005", "R-ACC-006", "R-CAM-001", "R-CAM-002", "R-CAM-003", "R-CAM-004", "R-VAR-001", "R-VAR-002",
+    "R-VAR-003",
 }  # fmt: skip
 """What the q35 waivers cover: CONFIG_ADDRESS bits 1:0 used as offset, and its sub-dword reads."""
 

@@ -165,11 +165,28 @@ class CertificationReport:
 # ----------------------------------------------------------------- attribution
 
 
-def implicated(op: Op, expected: Observation, ecam_base: int | None = DEFAULT_ECAM_BASE) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class CamState:
+    """The model's configuration mechanism just before a diverging access to 0xCF8-0xCFF."""
+
+    enabled: bool
+    """Bit 31 of 0xCF8 is set: the data window reaches configuration space (R-CAM-004, R-CAM-005)."""
+    data_access_since_write: bool
+    """A data-window access happened since 0xCF8 was last written (what R-CAM-007 governs)."""
+    bar_under_ports: bool
+    """An I/O BAR decodes a port of 0xCF8-0xCFF (what R-CAM-006 governs)."""
+
+
+def implicated(
+    op: Op, expected: Observation, ecam_base: int | None = DEFAULT_ECAM_BASE, cam: CamState | None = None
+) -> tuple[str, ...]:
     """Requirements a divergence on ``op`` speaks against (used for engine findings).
 
     An MMIO access inside the ECAM window is a configuration access: it speaks
     against the configuration-space requirements of its offset and ECAM's own.
+    An access to 0xCF8-0xCFF speaks against the configuration-mechanism rules
+    that ``cam`` (the mechanism's state before it) says applied; without
+    ``cam``, against all of them.
     """
     if expected.error is not None:
         return ("R-ERR-001", "R-ERR-002", "R-ERR-003")
@@ -181,7 +198,7 @@ def implicated(op: Op, expected: Observation, ecam_base: int | None = DEFAULT_EC
         return _config_requirements(op.address)
     if kind in (OpKind.IO_READ, OpKind.IO_WRITE):
         if op.address + op.width - 1 >= 0xCF8 and op.address <= 0xCFF:
-            return ("R-CAM-001", "R-CAM-002", "R-CAM-003", "R-CAM-004", "R-CAM-005", "R-CAM-006", "R-CAM-007")
+            return _cam_requirements(op, cam)
         return ("R-DEC-001", "R-DEC-005", "R-DEC-008", "R-DEC-010", "R-ACC-004", "R-ACC-005")
     if kind in (OpKind.MMIO_READ, OpKind.MMIO_WRITE):
         return ("R-DEC-002", "R-DEC-003", "R-DEC-005", "R-DEC-007", "R-DEC-008", "R-DEC-010", "R-ACC-004",
@@ -226,8 +243,8 @@ def _read_back(model: ModelAdapter, write: Op) -> Op:
     return Op(OpKind.MMIO_READ, vm=write.vm, address=write.address, width=write.width)
 
 
-def cause_of(impl: Adapter, trace: Sequence[Op]) -> Op | None:
-    """The earliest write of a diverging ``trace`` whose effect already diverges when read straight back.
+def cause_of(impl: Adapter, trace: Sequence[Op]) -> int | None:
+    """Index of the earliest write of a diverging ``trace`` whose effect already diverges when read back.
 
     A divergence shows on the operation that observes it, which may be far
     from the operation that went wrong: a write through 0xCFC that reached
@@ -250,8 +267,53 @@ def cause_of(impl: Adapter, trace: Sequence[Op]) -> Op | None:
         if probe.kind not in info.operations:
             continue
         if Differential(impl).replay([*trace[: index + 1], probe]) is not None:
-            return op
+            return index
     return None
+
+
+def _cam_requirements(op: Op, cam: CamState | None) -> tuple[str, ...]:
+    """The configuration-mechanism requirements an I/O access overlapping 0xCF8-0xCFF is governed by."""
+    end = op.address + op.width
+    rids: list[str] = []
+    if op.address < 0xCFC:  # bytes of the address register's ports
+        dword = op.address == 0xCF8 and op.width == 4
+        rids += ["R-CAM-001", "R-CAM-002", "R-CAM-003"] if dword else ["R-CAM-001", "R-ACC-004"]
+    if end > 0xCFC:  # bytes of the data window
+        if cam is None:
+            rids += ["R-CAM-004", "R-CAM-005", "R-CAM-007"]
+        else:
+            rids.append("R-CAM-004" if cam.enabled else "R-CAM-005")
+            if cam.data_access_since_write:
+                rids.append("R-CAM-007")
+    if op.address < 0xCF8 or end > 0xD00:
+        rids.append("R-ACC-005")  # the access straddles the platform ports
+    if cam is None or cam.bar_under_ports:
+        rids.append("R-CAM-006")
+    return tuple(dict.fromkeys(rids))
+
+
+def cam_state(info: AdapterInfo, before: Sequence[Op], vm: int) -> CamState | None:
+    """The model's configuration mechanism in VM ``vm`` after ``before`` (None if the model rejects them)."""
+    model = model_for(info)
+    try:
+        for op in before:
+            model.execute(op)
+        if vm not in model.manager.vm_ids():
+            return None
+        cf8 = model.manager.cf8(vm)
+        bar = any(model.manager.resolve(vm, "io", port) is not None for port in range(0xCF8, 0xD00))
+    except VpcidError:
+        return None
+    accessed = False
+    for op in before:
+        if op.kind in (OpKind.IO_READ, OpKind.IO_WRITE) and op.vm == vm:
+            if op.kind is OpKind.IO_WRITE and op.address == 0xCF8 and op.width == 4:
+                accessed = False
+            elif op.address < 0xD00 and op.address + op.width > 0xCFC:
+                accessed = True
+        elif op.kind in (OpKind.INIT, OpKind.RESET_VM, OpKind.RESTORE_VM, OpKind.CREATE_VM):
+            accessed = False
+    return CamState(bool(cf8 & 0x8000_0000), accessed, bar)
 
 
 def _config_requirements(offset: int) -> tuple[str, ...]:
@@ -445,15 +507,14 @@ def certify(
             None if progress is None else lambda n: progress("random", n, budget),
             max_findings=1 if stop_at_first_failure else MAX_RANDOM_FINDINGS,
         )
+        blamed: set[str] = set()
         for finding in findings:
-            record(
-                finding,
-                f"random engine (seed {seed})",
-                attributed(impl, finding, ecam),
-            )
+            rids = attributed(impl, finding, ecam)
+            blamed.update(rids)
+            record(finding, f"random engine (seed {seed})", rids)
         engines["random"] = {"operations": executed, "findings": len(findings)}
-        for rid in _exercised_by_engines(info):
-            if rid in results and not findings:
+        for rid in _exercised_by_engines(info) - blamed:  # exercised, and no finding speaks against it
+            if rid in results:
                 results[rid].checks += 1
 
     # 3. stateful Hypothesis engine
@@ -487,11 +548,20 @@ def certify(
 
 
 def attributed(impl: Adapter, finding: Finding, ecam: int | None) -> tuple[str, ...]:
-    """Requirements an engine finding speaks against: those of the write that caused it, if one did."""
-    cause = cause_of(impl, finding.trace)
-    if cause is not None:
-        return implicated(cause, Observation(), ecam)
-    return implicated(finding.trace[-1], finding.divergence.expected, ecam)
+    """Requirements an engine finding speaks against: those of the write that caused it, if one did.
+
+    For an access to 0xCF8-0xCFF, the model's configuration-mechanism state
+    just before it decides which of those rules applied.
+    """
+    trace = finding.trace
+    cause = cause_of(impl, trace)
+    index = len(trace) - 1 if cause is None else cause
+    op = trace[index]
+    expected = finding.divergence.expected if cause is None else Observation()
+    cam = None
+    if op.kind in (OpKind.IO_READ, OpKind.IO_WRITE) and op.address <= 0xCFF and op.address + op.width > 0xCF8:
+        cam = cam_state(impl.info, trace[:index], op.vm)
+    return implicated(op, expected, ecam, cam)
 
 
 def _exercised_by_engines(info: AdapterInfo) -> set[str]:
