@@ -285,8 +285,8 @@ def _cam_requirements(op: Op, cam: CamState | None) -> tuple[str, ...]:
             rids.append("R-CAM-004" if cam.enabled else "R-CAM-005")
             if cam.data_access_since_write:
                 rids.append("R-CAM-007")
-    if op.address < 0xCF8 or end > 0xD00:
-        rids.append("R-ACC-005")  # the access straddles the platform ports
+    if any(op.address < edge < end for edge in (0xCF8, 0xCFC, 0xD00)):
+        rids.append("R-ACC-005")  # the access straddles targets: other ports, register, window
     if cam is None or cam.bar_under_ports:
         rids.append("R-CAM-006")
     return tuple(dict.fromkeys(rids))
