@@ -25,6 +25,10 @@ Traces:
 
 Samples are interleaved round-robin and the median is reported, because the
 machine is shared. Ratios are printed, never judged: no thresholds.
+
+``--profile`` adds where the batch's time goes on the random episodes, per
+operation kind (``run_batch(..., profile=True)``, which reads a clock around
+every operation and so runs a little slower).
 """
 
 from __future__ import annotations
@@ -327,9 +331,30 @@ def print_flatness(
     print()
 
 
+def print_profile(trace: Trace, rounds: int) -> None:
+    """Per operation kind: count, ns per operation and share of the batch (median of ``rounds`` runs)."""
+    adapter = CythonAdapter()
+    body = adapter.encode(trace.body)
+    adapter.run_batch(body)
+    runs = []
+    for _ in range(rounds):
+        profile = adapter.run_batch(body, profile=True).profile
+        assert profile is not None
+        runs.append(profile)
+    spent = {kind: statistics.median(run[kind][1] for run in runs) for kind in runs[0]}
+    total = sum(spent.values())
+    print(f"batch profile, {trace.name}: {total / len(trace.body):.0f} ns per operation in all")
+    print(f"{'kind':<14}{'count':>8}{'ns/op':>10}{'share':>8}")
+    for kind in sorted(spent, key=lambda k: -spent[k]):
+        count = runs[0][kind][0]
+        print(f"{kind:<14}{count:>8}{spent[kind] / count:>10.0f}{spent[kind] / total:>8.1%}")
+    print()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="very short run (smoke test)")
+    parser.add_argument("--profile", action="store_true", help="where the batch's time goes, per kind")
     args = parser.parse_args(argv)
     if UNAVAILABLE_REASON is not None:
         raise SystemExit(f"cython_speed: {UNAVAILABLE_REASON}")
@@ -349,7 +374,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         encode_rates[trace.name] = len(trace.body) / (time.perf_counter() - t0)
     results = measure(runners, rounds)
 
-    python = f"{platform.python_implementation()} {platform.python_version()}"
+    from vpcid.adapters.cython import _dm
+
+    python = f"{platform.python_implementation()} {platform.python_version()}, SHA-256: {_dm.sha_engine()}"
     print(f"vpcid Cython backend speed: median of {rounds} interleaved rounds ({python})")
     print("ops/s of the same pre-generated traces; x = ratio to the reference's ops/s")
     print()
@@ -366,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("(batch excludes encoding the trace: " + ", ".join(
         f"{name} {rate:,.0f} ops/s" for name, rate in encode_rates.items()) + ")")  # fmt: skip
     print()
+    if args.profile:
+        print_profile(traces[0], rounds)
 
     # flatness
     cases = [(1, 4 * KIB), (4096, 4 * KIB), (1, 64 * GIB)]

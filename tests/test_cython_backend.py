@@ -6,7 +6,11 @@ not built (no C compiler at install time).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import random
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,8 +168,6 @@ def test_blobs_cross_restore_both_ways_byte_identical(seed: int, which: int) -> 
 @given(seed=st.integers(0, 2**32 - 1), flips=st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4))
 def test_damaged_blobs_are_rejected_alike(seed: int, flips: list[int]) -> None:
     """A re-sealed blob with flipped bytes gets the same verdict, and leaves the same state, on both sides."""
-    import hashlib
-
     model, compiled = ModelAdapter(), backend.CythonAdapter()
     for op in episode(Profile(), seed):
         model.execute(op)
@@ -184,6 +186,113 @@ def test_damaged_blobs_are_rejected_alike(seed: int, flips: list[int]) -> None:
                 verdicts.append(exc.kind)
         assert verdicts[0] == verdicts[1]
         assert model.manager.snapshot(vm) == compiled.manager.snapshot(vm)
+
+
+# ------------------------------------------------------------------ SHA-256 in C
+
+
+def _engines() -> list[str]:
+    return list(backend._dm.available_sha_engines()) if backend.available() else []
+
+
+@pytest.fixture
+def sha_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Hash with the engine named by the test's parameter, then switch back."""
+    previous = backend._dm.use_sha_engine(request.param)
+    try:
+        yield request.param
+    finally:
+        backend._dm.use_sha_engine(previous)
+
+
+@needs_backend
+def test_portable_sha_engine_is_always_there() -> None:
+    assert "portable" in backend._dm.available_sha_engines()
+    assert backend._dm.sha_engine() in backend._dm.available_sha_engines()
+    with pytest.raises(ValueError, match="not available"):
+        backend._dm.use_sha_engine("md5")
+
+
+@needs_backend
+@pytest.mark.req("R-BLOB-001")
+@pytest.mark.parametrize("sha_engine", _engines(), indirect=True)
+def test_sha_engines_agree_with_hashlib(sha_engine: str) -> None:
+    """Every length around the block and padding boundaries, one and two streams."""
+    rng = random.Random(sha_engine)
+    lengths = [*range(0, 200), 4095, 4096, 4097, 9000] + [rng.randrange(0, 20000) for _ in range(40)]
+    for n in lengths:
+        first = rng.randbytes(n)
+        second = rng.randbytes(rng.choice((0, 63, 64, n, n + 64, rng.randrange(0, 9000))))
+        assert backend._dm.sha256(first) == hashlib.sha256(first).digest(), n
+        assert backend._dm.sha256_pair(first, second) == (
+            hashlib.sha256(first).digest(),
+            hashlib.sha256(second).digest(),
+        ), n
+
+
+@needs_backend
+@pytest.mark.req("R-BLOB-003", "R-BLOB-005", "R-SR-008")
+@pytest.mark.parametrize("sha_engine", _engines(), indirect=True)
+def test_every_sha_engine_gives_the_models_digests(sha_engine: str) -> None:
+    ops = episode(Profile(), 7)
+    model = ModelAdapter()
+    expected = [model.execute(op) for op in ops]
+    compiled = backend.CythonAdapter()
+    assert [compiled.execute(op) for op in ops] == expected
+    batch = backend.CythonAdapter()
+    assert batch.execute_all(ops) == expected
+
+
+def _bdf(device: int) -> Bdf:
+    return Bdf(0, device, 0)
+
+
+SNAPSHOT_CACHES = [
+    Op(OpKind.INIT),
+    Op(OpKind.CREATE_VM, vm=1, ecam_base=0xB000_0000),
+    *(
+        Op(OpKind.PLUG, vm=1, bdf=_bdf(device), name=name)
+        for device, name in ((2, "e1000"), (3, "a100"), (4, "kitchen-sink"), (5, "express-sink"))
+    ),
+    Op(OpKind.CONFIG_WRITE, vm=1, bdf=_bdf(4), address=0x14, width=4, value=0xE000_0000),
+    Op(OpKind.CONFIG_WRITE, vm=1, bdf=_bdf(4), address=0x04, width=2, value=0x3),
+    Op(OpKind.MMIO_WRITE, vm=1, address=0xE000_0010, width=8, value=0x1122_3344_5566_7788),
+    Op(OpKind.SNAPSHOT, vm=1, name="s1"),  # every instance written into the snapshot
+    Op(OpKind.SAVE, vm=1, bdf=_bdf(3), name="b3"),  # a blob cut out of that snapshot
+    Op(OpKind.CONFIG_WRITE, vm=1, bdf=_bdf(5), address=0x3C, width=1, value=0x5A),
+    Op(OpKind.SNAPSHOT, vm=1, name="s2"),  # three instances copied, one written
+    Op(OpKind.SAVE, vm=1, bdf=_bdf(5), name="b5"),
+    Op(OpKind.RESET, vm=1, bdf=_bdf(4)),  # back to the power-on image
+    Op(OpKind.CONFIG_READ, vm=1, bdf=_bdf(4), address=0x04, width=2),
+    Op(OpKind.MMIO_READ, vm=1, address=0xE000_0010, width=8),
+    Op(OpKind.RESTORE_VM, vm=2, name="s2"),  # a snapshot it sealed: the instances keep its blobs
+    Op(OpKind.SAVE, vm=2, bdf=_bdf(4), name="c4"),
+    Op(OpKind.SNAPSHOT, vm=2, name="s3"),
+    Op(OpKind.TABLES, vm=2),
+    Op(OpKind.RESTORE, vm=1, bdf=_bdf(5), name="b5"),
+    Op(OpKind.SNAPSHOT, vm=1, name="s4"),
+    Op(OpKind.CONFIG_WRITE, vm=2, bdf=_bdf(4), address=0x04, width=2, value=0x0),
+    Op(OpKind.SNAPSHOT, vm=2, name="s5"),
+    Op(OpKind.SAVE, vm=2, bdf=_bdf(3), name="c3"),
+    Op(OpKind.TABLES, vm=1),
+]
+"""Snapshots that copy cached instance blobs and write changed ones, saves cut out of snapshots,
+blobs kept from a restored snapshot, and a configuration space back at its power-on image."""
+
+
+@needs_backend
+@pytest.mark.req("R-BLOB-003", "R-BLOB-004", "R-BLOB-005", "R-SR-006", "R-SR-008", "R-RST-001")
+def test_snapshot_caches_give_the_models_observations() -> None:
+    model = ModelAdapter()
+    expected = [model.execute(op) for op in SNAPSHOT_CACHES]
+    per_call = backend.CythonAdapter()
+    assert [per_call.execute(op) for op in SNAPSHOT_CACHES] == expected
+    batch = backend.CythonAdapter()
+    assert batch.execute_all(SNAPSHOT_CACHES) == expected
+    for vm in (1, 2):
+        assert batch.manager.snapshot(vm) == model.manager.snapshot(vm)
+        for bdf, _ in model.manager.tables(vm).config:
+            assert batch.manager.save(vm, bdf) == model.manager.save(vm, bdf)
 
 
 # ------------------------------------------------------------------ the batch engine
@@ -271,3 +380,67 @@ def test_build_hook_skips_with_one_clear_reason(
     with pytest.raises(hook.SkipBuild, match=reason) as info:
         hook.build_extension(tmp_path / "lib", tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_build_hook_can_be_told_to_skip_libcrypto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    hook = _load_build_hook()
+    monkeypatch.setenv("VPCID_NO_LIBCRYPTO", "1")
+    assert hook._libcrypto_problem(None, tmp_path) == "VPCID_NO_LIBCRYPTO is set"
+
+
+def test_build_hook_builds_without_libcrypto_where_the_probe_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hook = _load_build_hook()
+    ccompiler = pytest.importorskip("setuptools._distutils.ccompiler")
+    sysconfig = pytest.importorskip("setuptools._distutils.sysconfig")
+    compiler = ccompiler.new_compiler()
+    sysconfig.customize_compiler(compiler)
+    monkeypatch.delenv("VPCID_NO_LIBCRYPTO", raising=False)
+    monkeypatch.setattr(
+        hook, "LIBCRYPTO_PROBE", "#include <vpcid/no-such-header.h>\nint main(void) { return 0; }"
+    )
+    problem = hook._libcrypto_problem(compiler, tmp_path)
+    assert problem
+    assert "\n" not in problem
+
+
+_FALLBACK_CHECK = """
+import hashlib, importlib.machinery, importlib.util, sys
+import vpcid.adapters
+name = "vpcid.adapters.cython._dm"
+loader = importlib.machinery.ExtensionFileLoader(name, sys.argv[1])
+module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
+sys.modules[name] = module
+loader.exec_module(module)
+from vpcid.adapters.cython import CythonAdapter
+from vpcid.adapters.reference import ModelAdapter
+from vpcid.conformance.trace import Op, OpKind
+from vpcid.model import Bdf
+assert "openssl" not in module.available_sha_engines(), module.available_sha_engines()
+for engine in module.available_sha_engines():
+    module.use_sha_engine(engine)
+    assert module.sha256(b"abc" * 100) == hashlib.sha256(b"abc" * 100).digest()
+    ops = [Op(OpKind.INIT), Op(OpKind.CREATE_VM, vm=1), Op(OpKind.PLUG, vm=1, bdf=Bdf(0, 3, 0), name="a100"),
+           Op(OpKind.SAVE, vm=1, bdf=Bdf(0, 3, 0), name="b"), Op(OpKind.SNAPSHOT, vm=1, name="s")]
+    model = ModelAdapter()
+    assert CythonAdapter().execute_all(ops) == [model.execute(op) for op in ops]
+print("ok")
+"""
+
+
+def test_build_hook_builds_without_libcrypto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The fallback the hook takes where libcrypto is missing builds a module that hashes right."""
+    hook = _load_build_hook()
+    monkeypatch.setenv("VPCID_NO_LIBCRYPTO", "1")
+    notes: list[str] = []
+    try:
+        built = hook.build_extension(tmp_path / "lib", tmp_path, notes)
+    except hook.SkipBuild as exc:
+        pytest.skip(f"cannot build here: {exc}")
+    assert notes == ["SHA-256: without libcrypto (VPCID_NO_LIBCRYPTO is set)"]
+    env = {**os.environ, "VPCID_SHA_ENGINE": ""}
+    command = [sys.executable, "-c", _FALLBACK_CHECK, str(built)]
+    check = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip() == "ok"

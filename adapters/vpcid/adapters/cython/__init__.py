@@ -19,6 +19,11 @@ Three ways in:
   ``CythonAdapter.run_batch(trace)`` runs a whole trace in compiled code and
   returns every observation (``BatchResult.observations()``).
 
+Blobs are hashed in C (``_dm.sha_engine()``: the x86 SHA extensions where
+the CPU has them, else OpenSSL's block function if the build found libcrypto,
+else portable C; ``VPCID_SHA_ENGINE=portable|openssl|sha-ni`` picks another
+available one).
+
 Use ``--adapter vpcid.adapters.cython:adapter[:PROFILE-MANIFEST]``. After
 editing ``_dm.pyx``, rebuild with ``pip install -e .`` (or ``python
 hatch_build.py``).

@@ -11,6 +11,26 @@ from vpcid.model.manager import VmTables
 ERROR_KINDS: tuple[str, ...]
 """Error kind of each error code; index 0 is "ok", the last is "empty-slot"."""
 
+SHA_ENGINES: tuple[str, ...]
+"""Names of the SHA-256 engines: "portable", "openssl", "sha-ni"."""
+
+def sha_engine() -> str:
+    """The SHA-256 engine blobs are hashed with (the fastest available, or ``VPCID_SHA_ENGINE``)."""
+
+def available_sha_engines() -> tuple[str, ...]:
+    """The SHA-256 engines this build can run on this machine."""
+
+def use_sha_engine(name: str) -> str:
+    """Switch the SHA-256 engine; return the previous one's name. ValueError if not available."""
+
+def sha256(data: bytes | bytearray | memoryview) -> bytes:
+    """SHA-256 of ``data`` with the engine in use."""
+
+def sha256_pair(
+    first: bytes | bytearray | memoryview, second: bytes | bytearray | memoryview
+) -> tuple[bytes, bytes]:
+    """SHA-256 of two messages, hashed as two streams where they overlap (the snapshot path)."""
+
 class TypeInfo:
     """A device type as the compiled manager holds it: layout, BARs, behaviour."""
 
@@ -71,14 +91,12 @@ class BatchResult:
     def kinds(self) -> bytes:
         """Per operation: 0 ok, 1 value, 2 error (value = error code), 3 digest, 4 tables."""
     @property
-    def extras(self) -> list[bytes | tuple[tuple[object, ...], ...]]:
-        """Raw 32-byte digests and table rows, indexed by the value of their operations."""
-    @property
     def length(self) -> int: ...
     @property
     def profile(self) -> dict[str, tuple[int, int]] | None:
         """With ``run_batch(..., profile=True)``: operation kind -> (count, nanoseconds)."""
-    def value(self, i: int) -> int: ...
+    def value(self, i: int) -> int:
+        """Read value, error code, or where the operation's digest or table rows are kept."""
     def observation(self, i: int) -> Observation: ...
     def observations(self) -> list[Observation]: ...
     def __len__(self) -> int: ...
