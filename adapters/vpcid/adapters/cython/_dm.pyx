@@ -84,10 +84,11 @@ cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
+    /* Slot hash of a map key: one multiply by 2^64/phi, the high half folded into the low bits
+       (the mask keeps low bits, and keys of large aligned BARs have all-zero low bits). */
     static inline uint64_t vpcid_mix64(uint64_t x) {
-        x ^= x >> 33; x *= 0xff51afd7ed558ccdULL;
-        x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL;
-        x ^= x >> 33; return x;
+        x *= 0x9e3779b97f4a7c15ULL;
+        return x ^ (x >> 32);
     }
     static inline int vpcid_ctz64(uint64_t x) { return __builtin_ctzll(x); }
     #include <time.h>
