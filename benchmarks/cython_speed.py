@@ -17,7 +17,10 @@ Traces:
 * ``flatness``: the access mix of ``benchmarks/access_cost.py`` (configuration
   read, CAM pair, I/O BAR read, MMIO read and write over 1024 targets spread
   over every device) on 1 and 4096 devices per VM and on 4 KiB and 64 GiB
-  BARs; only the accesses are timed, the VM is built before. Printed twice:
+  BARs, plus 4096 devices with all targets on one of them (the same accesses
+  as with 1 device: only the tables' size differs, while spreading the
+  targets also makes the working set 1024 devices large); only the accesses
+  are timed, the VM is built before. Printed twice:
   warm (each sample after one untimed pass over the same accesses: the
   steady-state cost per access) and cold (without it: the other runners,
   sampled in between, evict the caches, so a larger working set pays its
@@ -185,8 +188,15 @@ def bench_type(bar_size: int) -> DeviceType:
     )  # fmt: skip
 
 
-def flatness(devices: int, bar_size: int, passes: int, seed: int) -> tuple[Trace, DeviceType]:
-    """``devices`` devices with ``bar_size`` BARs, then the access_cost.py mix over 1024 targets."""
+def flatness(
+    devices: int, bar_size: int, passes: int, seed: int, spread: bool = True
+) -> tuple[Trace, DeviceType]:
+    """``devices`` devices with ``bar_size`` BARs, then the access_cost.py mix over 1024 targets.
+
+    ``spread``: the targets are spread over every device (as in access_cost.py);
+    otherwise all of them are on the first device, so that a VM of many
+    devices is accessed exactly as a VM of one: only the tables' size differs.
+    """
     dtype = bench_type(bar_size)
     rng = random.Random(seed)
     bdfs = [Bdf(i // DEVICES_PER_BUS // 8, i // 8 % DEVICES_PER_BUS, i % 8) for i in range(devices)]
@@ -203,13 +213,14 @@ def flatness(devices: int, bar_size: int, passes: int, seed: int) -> tuple[Trace
         ]
         memory_bases.append(memory_base)
         io_bases.append(io_base)
-    slots = max(1, TARGETS // devices)
+    touched = devices if spread else 1
+    slots = max(1, TARGETS // touched)
     stride = bar_size // slots
     order = list(range(TARGETS))
     rng.shuffle(order)
     one_pass: list[Op] = []
     for k in order:
-        device, slot = k % devices, k // devices % slots
+        device, slot = k % touched, k // touched % slots
         bdf = bdfs[device]
         register = (4 * k) % 0x40
         address = memory_bases[device] + slot * stride
@@ -222,6 +233,8 @@ def flatness(devices: int, bar_size: int, passes: int, seed: int) -> tuple[Trace
             Op(OpKind.MMIO_WRITE, vm=VM, address=address, width=4, value=(k * 0x9E37_79B9 | 1) & 0xFFFF_FFFF),
         ]
     label = f"{devices} device{'s' if devices > 1 else ''}, {size_label(bar_size)} BAR"
+    if not spread:
+        label += ", 1 touched"
     return Trace(label, tuple(setup), tuple(one_pass * passes)), dtype
 
 
@@ -314,16 +327,20 @@ def print_flatness(
     else:
         print("flatness, cold: the same samples without the untimed pass; the other runners in between")
         print("evict the caches, so a larger working set (more devices, more pages) pays its refill")
-    print(f"{'case':<26}{'reference':>12}{'cython per-call':>18}{'cython batch':>15}")
+    print(f"{'case':<36}{'reference':>12}{'cython per-call':>18}{'cython batch':>15}")
     ns: dict[tuple[str, str], float] = {}
     for trace, _ in built:
-        row = f"{trace.name:<26}"
+        row = f"{trace.name:<36}"
         for way, width in (("reference", 12), ("cython", 18), ("batch", 15)):
             ns[trace.name, way] = flat[f"{trace.name}|{way}"] / len(trace.body) * 1e9
             row += f"{ns[trace.name, way]:>{width}.0f}"
         print(row)
-    base, many, large = (t.name for t, _ in built)
-    for label, case in (("4096 devices / 1 device", many), ("64 GiB BAR / 4 KiB BAR", large)):
+    base, many, same, large = (t.name for t, _ in built)
+    for label, case in (
+        ("4096 devices / 1 device, targets spread", many),
+        ("4096 devices / 1 device, same targets", same),
+        ("64 GiB BAR / 4 KiB BAR", large),
+    ):
         ratios = "  ".join(
             f"{way} {ns[case, way] / ns[base, way]:.2f}" for way in ("reference", "cython", "batch")
         )
@@ -397,8 +414,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print_profile(traces[0], rounds)
 
     # flatness
-    cases = [(1, 4 * KIB), (4096, 4 * KIB), (1, 64 * GIB)]
-    built = [flatness(d, s, passes, seed=3) for d, s in cases]
+    cases = [(1, 4 * KIB, True), (4096, 4 * KIB, True), (4096, 4 * KIB, False), (1, 64 * GIB, True)]
+    built = [flatness(d, s, passes, 3, spread) for d, s, spread in cases]
     for warm in (True, False):
         flat_runners: dict[str, Runner] = {}
         for trace, dtype in built:
