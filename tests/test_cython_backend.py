@@ -295,6 +295,32 @@ def test_snapshot_caches_give_the_models_observations() -> None:
             assert batch.manager.save(vm, bdf) == model.manager.save(vm, bdf)
 
 
+@needs_backend
+@pytest.mark.req("R-HP-001", "R-RST-001", "R-BLOB-003")
+@pytest.mark.parametrize("profile", PROFILES, ids=["default", "alternative", "deferred"])
+def test_instances_in_power_on_state_share_their_types_blob(profile: Profile) -> None:
+    """A plugged or reset instance saves its type's power-on blob, computed once; any change leaves it."""
+    model, compiled = DataManager(profile), backend.Manager(profile)
+    first, second = Bdf(0, 2, 0), Bdf(0, 3, 0)
+    for m in (model, compiled):
+        m.create_vm(1)
+        m.plug(1, first, SUITE_TYPES["kitchen-sink"])
+        m.plug(1, second, SUITE_TYPES["kitchen-sink"])
+    power_on = compiled.save(1, first)
+    assert power_on == model.save(1, first)
+    assert compiled.save(1, second) is power_on  # shared, not hashed again
+    assert compiled.snapshot(1) == model.snapshot(1)
+    for m in (model, compiled):
+        m.config_write(1, second, 0x3C, 1, 0x5A)
+    changed = compiled.save(1, second)
+    assert changed == model.save(1, second)
+    assert changed != power_on
+    for m in (model, compiled):
+        m.reset(1, second)
+    assert compiled.save(1, second) is power_on
+    assert compiled.snapshot(1) == model.snapshot(1)
+
+
 # ------------------------------------------------------------------ the batch engine
 
 

@@ -1055,6 +1055,12 @@ cdef class TypeInfo:
     cdef readonly bytes fingerprint
     cdef object rom
     cdef readonly object behaviour
+    # The blob of an instance in power-on state (no write, no data, nothing mapped), with the
+    # SHA-256 state before its seal and its digest: the same for every such instance of the type,
+    # as the power-on configuration image is, so it is hashed once per type.
+    cdef bytes power_on_blob
+    cdef uint32_t power_on_mid[8]
+    cdef uint8_t power_on_digest[32]
 
     def __cinit__(self):
         self.c = <CType*>calloc(1, sizeof(CType))
@@ -2017,6 +2023,29 @@ cdef class Manager:
         pos += extra_len
         return pos
 
+    cdef bint adopt_power_on_blob(self, Inst* p) noexcept:
+        """Give an instance in power-on state its type's power-on blob, if the type has one yet.
+
+        Power-on state: the configuration space is still the type's image (no
+        write changed it), no BAR page was written, no window is mapped and the
+        type has no behaviour of its own (R-HP-001, R-RST-001).
+        """
+        cdef TypeInfo ti
+        if not is_power_on(p):
+            return False
+        ti = <TypeInfo>p.tinfo
+        if ti.power_on_blob is None:
+            return False
+        set_blob(&p.cbuf, ti.power_on_blob)
+        p.coff = 0
+        p.clen = PyBytes_GET_SIZE(ti.power_on_blob)
+        memcpy(p.cmid, ti.power_on_mid, 32)
+        memcpy(p.cdig, ti.power_on_digest, 32)
+        p.cmid_ok = 1
+        p.cdig_ok = 1
+        p.cgen = p.gen
+        return True
+
     cdef bytes instance_blob(self, Inst* p):
         """Canonical instance blob (R-BLOB-003, R-BLOB-004), cached until the instance changes.
 
@@ -2027,6 +2056,9 @@ cdef class Manager:
         cdef uint8_t* b
         cdef Py_ssize_t body, done
         cdef list keep
+        cdef TypeInfo ti
+        if p.cbuf == NULL or p.cgen != p.gen:
+            self.adopt_power_on_blob(p)
         if p.cbuf != NULL and p.cgen == p.gen:
             if p.coff == 0 and p.clen == PyBytes_GET_SIZE(<object>p.cbuf):
                 blob = <bytes>p.cbuf
@@ -2065,6 +2097,11 @@ cdef class Manager:
         p.coff = 0
         p.clen = e.size
         p.cgen = p.gen
+        if is_power_on(p):
+            ti = <TypeInfo>p.tinfo
+            ti.power_on_blob = blob
+            memcpy(ti.power_on_mid, p.cmid, 32)
+            memcpy(ti.power_on_digest, p.cdig, 32)
         memcpy(self.last, p.cdig, 32)
         self.has_last = True
         return blob
@@ -2130,6 +2167,10 @@ cdef class Manager:
             self.hand_out(blob, vm.cdig)
             return blob
         arr = self.sorted_insts(vm, &n)
+        for k in range(n):  # instances in power-on state share their type's blob, hashed once per type
+            p = arr[k]
+            if (p.cbuf == NULL or p.cgen != p.gen) and is_power_on(p):
+                self.instance_blob(p)
         self.sused = 0
         grow(<void**>&self.sencs, &self.sencs_cap, n, sizeof(Enc))
         encs = self.sencs
@@ -2969,6 +3010,17 @@ cdef void free_inst(Inst* p) noexcept:
     Py_XDECREF(p.cbuf)
     if not pool_push(&_inst_pool[cls], &_inst_pool_n[cls], INST_POOL, p):
         free(p)
+
+
+cdef inline bint is_power_on(Inst* p) noexcept:
+    """Whether an instance is in the power-on state its type's power-on blob describes."""
+    cdef int i
+    if p.cfg != &p.t.image[0] or p.pages.count or p.t.custom:
+        return False
+    for i in range(7):
+        if p.maps[i].active:
+            return False
+    return True
 
 
 cdef inline void touch(Vm* vm, Inst* p) noexcept:
