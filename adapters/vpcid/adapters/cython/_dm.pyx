@@ -672,10 +672,17 @@ cdef struct Mapping:
     uint8_t paged        # the BAR store holds pages (reads of an empty store skip the page table)
     uint8_t _pad[11]
 
+cdef struct CClass:
+    # one size class of a table (meaningful while its bit is in ``classes``)
+    uint64_t lo          # every mapping of the class lies within lo .. lo + ext (a bound, not exact)
+    uint64_t ext
+    Mapping* sole        # the class's only mapping (then the bound is exact), or NULL: probe the map
+    uint64_t count
+
 cdef struct DTable:
     U64Map map
     uint64_t classes
-    uint32_t ccount[64]
+    CClass cls[64]       # last: not cleared when a pooled VM is reused (``classes`` says what is valid)
 
 cdef struct CType:
     int cfg_size
@@ -909,6 +916,8 @@ cdef inline uint64_t table_key(uint64_t base, int k) noexcept nogil:
 
 cdef int table_insert(DTable* t, Mapping* m, bint lm) except -1:
     cdef uint64_t key = table_key(m.base, m.log2)
+    cdef uint64_t last, hi
+    cdef CClass* c
     cdef MapEntry* e
     cdef Mapping* head
     cdef Mapping* p
@@ -927,7 +936,22 @@ cdef int table_insert(DTable* t, Mapping* m, bint lm) except -1:
             p = p.next
         m.next = p.next
         p.next = m
-    t.ccount[m.log2] += 1
+    c = &t.cls[m.log2]
+    last = m.base + (((<uint64_t>1) << m.log2) - 1)
+    if not (t.classes & ((<uint64_t>1) << m.log2)):  # the class's fields are stale until now
+        c.lo = m.base
+        c.ext = last - m.base
+        c.sole = m
+        c.count = 0
+    else:
+        hi = c.lo + c.ext
+        if m.base < c.lo:
+            c.lo = m.base
+        if last > hi:
+            hi = last
+        c.ext = hi - c.lo
+        c.sole = NULL
+    c.count += 1
     t.classes |= (<uint64_t>1) << m.log2
     return 0
 
@@ -937,6 +961,7 @@ cdef int table_remove(DTable* t, Mapping* m) except -1:
     cdef MapEntry* e = map_slot(&t.map, key)  # the table holds ``m``, so it has a table
     cdef Mapping* head = <Mapping*>e.val
     cdef Mapping* p
+    cdef CClass* c
     if head == m:
         if m.next != NULL:
             e.val = m.next
@@ -950,8 +975,10 @@ cdef int table_remove(DTable* t, Mapping* m) except -1:
             raise AssertionError("decode table lost a mapping")
         p.next = m.next
     m.next = NULL
-    t.ccount[m.log2] -= 1
-    if t.ccount[m.log2] == 0:
+    c = &t.cls[m.log2]
+    c.count -= 1
+    c.sole = NULL  # the one left (if any) is not known here: lookups probe the map
+    if c.count == 0:
         t.classes &= ~((<uint64_t>1) << m.log2)
     return 0
 
@@ -961,11 +988,17 @@ cdef inline Mapping* table_lookup(DTable* t, uint64_t a, bint lm) noexcept nogil
     cdef uint64_t cm = t.classes
     cdef Mapping* best = NULL
     cdef Mapping* h
+    cdef CClass* c
     cdef int k
     while cm:
         k = ctz64(cm)
         cm &= cm - 1
-        h = <Mapping*>map_get(&t.map, table_key(a, k))
+        c = &t.cls[k]
+        if a - c.lo > c.ext:
+            continue  # no mapping of this size lies around ``a``
+        h = c.sole
+        if h == NULL:
+            h = <Mapping*>map_get(&t.map, table_key(a, k))
         if h != NULL and (best == NULL or before(h, best, lm)):
             best = h
     return best
@@ -2921,7 +2954,10 @@ cdef Vm* new_vm(uint32_t vm_id, bint has_ecam, uint64_t ecam) except NULL:
         cfgtab = vm.cfgtab
         io = vm.io.map
         mem = vm.mem.map
-        memset(vm, 0, sizeof(Vm))
+        # all but the size classes' fields, which ``classes`` marks stale
+        memset(vm, 0, <size_t>(<char*>&vm.io.cls[0] - <char*>vm))
+        memset(&vm.mem, 0, <size_t>(<char*>&vm.mem.cls[0] - <char*>&vm.mem))
+        memset(&vm.gen, 0, <size_t>(<char*>(vm + 1) - <char*>&vm.gen))
         vm.cfgtab = cfgtab
         vm.io.map = io
         vm.mem.map = mem
@@ -3168,7 +3204,6 @@ cdef class BatchResult:
     cdef list names              # the manager's type names, by index
     cdef readonly Py_ssize_t length
     cdef readonly dict profile
-    cdef public bytearray dbg_ticks  # DEBUG
 
     def __dealloc__(self):
         free(self.aux.data)
@@ -3441,7 +3476,6 @@ cdef class CythonAdapter:
         if profile:
             start_ns = now_ns()
             start_ticks = ticks()
-            out.dbg_ticks = bytearray(8 * n)  # DEBUG
         for i in range(n):
             op = &trace.recs[i]
             if profile:
@@ -3479,7 +3513,6 @@ cdef class CythonAdapter:
                 t1 = ticks()
                 spent[op.kind] += t1 - t0
                 count[op.kind] += 1
-                (<uint64_t*>(<char*>out.dbg_ticks))[i] = t1 - t0  # DEBUG
         out.names = list(m.type_names)
         if profile:
             t1 = ticks()
