@@ -30,6 +30,8 @@ TAG_VM, TAG_DEVICE, TAG_MAP_ORDER = 1, 2, 3
 
 _HEADER = struct.Struct("<8sHHHH")  # magic, major, minor, section count, reserved
 _SECTION = struct.Struct("<HHI")  # tag, flags, length
+_WINDOW = struct.Struct("<BQ")  # decodes?, base
+_PAGE = struct.Struct("<BQ")  # BAR, page index
 _DIGEST = 32
 
 
@@ -83,9 +85,9 @@ def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int,
     if hashlib.sha256(body).digest() != digest:
         raise BlobError(f"{what} integrity check failed (SHA-256 mismatch)")
     sections: dict[int, bytes] = {}
-    pos, last_tag = _HEADER.size, 0
+    pos, last_tag, size = _HEADER.size, 0, len(body)
     for _ in range(count):
-        if pos + _SECTION.size > len(body):
+        if pos + _SECTION.size > size:
             raise BlobError(f"{what} section header runs past the end")
         tag, flags, length = _SECTION.unpack_from(body, pos)
         pos += _SECTION.size
@@ -93,15 +95,15 @@ def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int,
             raise BlobError(f"{what} sections out of order at tag {tag}")
         if flags & ~CRITICAL:
             raise BlobError(f"{what} section {tag} has unknown flags {flags:#x}")
-        if pos + length > len(body):
+        if pos + length > size:
             raise BlobError(f"{what} section {tag} runs past the end")
         if tag in known:
             sections[tag] = body[pos : pos + length]
         elif flags & CRITICAL:
             raise BlobError(f"{what} has critical section {tag} this reader does not know")
         pos, last_tag = pos + length, tag
-    if pos != len(body):
-        raise BlobError(f"{what} has {len(body) - pos} trailing bytes")
+    if pos != size:
+        raise BlobError(f"{what} has {size - pos} trailing bytes")
     missing = known - set(sections)
     if missing:
         raise BlobError(f"{what} lacks section(s) {sorted(missing)}")
@@ -111,10 +113,10 @@ def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int,
 def encode_instance(rec: InstanceRecord) -> bytes:
     """Canonical bytes of an instance blob (R-BLOB-003, R-BLOB-004)."""
     name = rec.type_name.encode()
-    windows = b"".join(struct.pack("<BQ", 0 if w is None else 1, 0 if w is None else w) for w in rec.windows)
+    windows = b"".join(_WINDOW.pack(0, 0) if w is None else _WINDOW.pack(1, w) for w in rec.windows)
     memory = bytearray(struct.pack("<I", len(rec.pages)))
     for bar, page, content in rec.pages:
-        memory += struct.pack("<BQ", bar, page) + content
+        memory += _PAGE.pack(bar, page) + content
     return _frame(BLOB_MAGIC, [
         (TAG_TYPE, struct.pack("<B", len(name)) + name + rec.fingerprint),
         (TAG_CONFIG, rec.config),
@@ -143,7 +145,7 @@ def decode_instance(blob: bytes) -> InstanceRecord:
         raise BlobError(f"{what} windows section has the wrong length")
     windows: list[int | None] = []
     for k in range(WINDOW_SLOTS):
-        flag, base = struct.unpack_from("<BQ", raw, 9 * k)
+        flag, base = _WINDOW.unpack_from(raw, 9 * k)
         if flag not in (0, 1) or (flag == 0 and base):
             raise BlobError(f"{what} window {k} is not canonical")
         windows.append(base if flag else None)
@@ -156,7 +158,7 @@ def decode_instance(blob: bytes) -> InstanceRecord:
         raise BlobError(f"{what} memory section length does not match its page count")
     pages: list[tuple[int, int, bytes]] = []
     for k in range(count):
-        bar, page = struct.unpack_from("<BQ", mem, 4 + k * entry)
+        bar, page = _PAGE.unpack_from(mem, 4 + k * entry)
         content = mem[4 + k * entry + 9 : 4 + (k + 1) * entry]
         if pages and (bar, page) <= pages[-1][:2]:
             raise BlobError(f"{what} memory pages are not in ascending order")
