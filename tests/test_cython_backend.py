@@ -234,13 +234,18 @@ def test_sha_engines_agree_with_hashlib(sha_engine: str) -> None:
 @pytest.mark.req("R-BLOB-003", "R-BLOB-005", "R-SR-008")
 @pytest.mark.parametrize("sha_engine", _engines(), indirect=True)
 def test_every_sha_engine_gives_the_models_digests(sha_engine: str) -> None:
-    ops = episode(Profile(), 7)
+    _per_call_and_batch_observe_as_the_model(episode(Profile(), 7))
+
+
+def _per_call_and_batch_observe_as_the_model(ops: list[Op]) -> tuple[ModelAdapter, backend.CythonAdapter]:
+    """Run ``ops`` on the model, on the backend call by call and in one batch; all must observe alike."""
     model = ModelAdapter()
     expected = [model.execute(op) for op in ops]
-    compiled = backend.CythonAdapter()
-    assert [compiled.execute(op) for op in ops] == expected
+    per_call = backend.CythonAdapter()
+    assert [per_call.execute(op) for op in ops] == expected
     batch = backend.CythonAdapter()
     assert batch.execute_all(ops) == expected
+    return model, batch
 
 
 def _bdf(device: int) -> Bdf:
@@ -283,12 +288,7 @@ blobs kept from a restored snapshot, and a configuration space back at its power
 @needs_backend
 @pytest.mark.req("R-BLOB-003", "R-BLOB-004", "R-BLOB-005", "R-SR-006", "R-SR-008", "R-RST-001")
 def test_snapshot_caches_give_the_models_observations() -> None:
-    model = ModelAdapter()
-    expected = [model.execute(op) for op in SNAPSHOT_CACHES]
-    per_call = backend.CythonAdapter()
-    assert [per_call.execute(op) for op in SNAPSHOT_CACHES] == expected
-    batch = backend.CythonAdapter()
-    assert batch.execute_all(SNAPSHOT_CACHES) == expected
+    model, batch = _per_call_and_batch_observe_as_the_model(SNAPSHOT_CACHES)
     for vm in (1, 2):
         assert batch.manager.snapshot(vm) == model.manager.snapshot(vm)
         for bdf, _ in model.manager.tables(vm).config:
