@@ -25,9 +25,9 @@ from vpcid.conformance.cases import Case, Target, default_targets, device_cases,
 from vpcid.conformance.engine import INIT, Differential, Finding, minimise, model_for, run_random
 from vpcid.conformance.trace import Observation, Op, OpKind
 from vpcid.conformance.traceability import Requirement, load_requirements
-from vpcid.model import Bdf, VpcidError
-from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE
-from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Cf8Extended, Profile
+from vpcid.model import VpcidError
+from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE, cam_selection
+from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile
 
 DEFAULT_BUDGET = 50_000
 """Operations the fast engine runs by default; the stateful engine runs budget/1000 examples."""
@@ -233,12 +233,12 @@ def _read_back(model: ModelAdapter, write: Op) -> Op:
     if write.kind is OpKind.IO_WRITE:
         cf8 = model.manager.cf8(write.vm) if write.vm in model.manager.vm_ids() else 0
         port = write.address
-        if port >= 0xCFC and port + write.width <= 0xD00 and cf8 & 0x8000_0000:  # R-CAM-004
-            bdf = Bdf((cf8 >> 16) & 0xFF, (cf8 >> 11) & 0x1F, (cf8 >> 8) & 0x7)
-            register = (cf8 & 0xFC) + port - 0xCFC
-            if model.info.profile.cf8_extended is Cf8Extended.EXTENDS:
-                register |= ((cf8 >> 24) & 0xF) << 8
-            return Op(OpKind.CONFIG_READ, vm=write.vm, bdf=bdf, address=register, width=write.width)
+        selected = cam_selection(cf8, model.info.profile)
+        if port >= 0xCFC and port + write.width <= 0xD00 and selected is not None:  # R-CAM-004
+            bdf, register = selected
+            return Op(
+                OpKind.CONFIG_READ, vm=write.vm, bdf=bdf, address=register + port - 0xCFC, width=write.width
+            )
         return Op(OpKind.IO_READ, vm=write.vm, address=port, width=write.width)
     return Op(OpKind.MMIO_READ, vm=write.vm, address=write.address, width=write.width)
 

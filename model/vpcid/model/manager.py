@@ -161,6 +161,25 @@ def split_runs(
     return runs
 
 
+def cf8_latched(value: int, profile: Profile) -> int:
+    """What 0xCF8 keeps of a written ``value``: all of it, or under ``masked`` the enable,
+    bus/device/function and register bits (bits 27:24 too where they extend the register) (R-CAM-002)."""
+    if profile.cf8_low_bits is Cf8LowBits.LATCHED:
+        return value
+    return value & (0x8FFF_FFFC if profile.cf8_extended is Cf8Extended.EXTENDS else 0x80FF_FFFC)
+
+
+def cam_selection(cf8: int, profile: Profile) -> tuple[Bdf, int] | None:
+    """The function and register offset 0xCF8 selects for the data window (R-CAM-004), or None
+    while its enable bit is clear (R-CAM-005)."""
+    if not cf8 & 0x8000_0000:
+        return None
+    register = cf8 & 0xFC
+    if profile.cf8_extended is Cf8Extended.EXTENDS:
+        register |= ((cf8 >> 24) & 0xF) << 8
+    return Bdf((cf8 >> 16) & 0xFF, (cf8 >> 11) & 0x1F, (cf8 >> 8) & 0x7), register
+
+
 def _check_int(name: str, value: object, top: int) -> int:
     """Reject non-integers (bools included) and values outside ``0..top`` (R-ERR-002)."""
     if type(value) is not int or not 0 <= value <= top:
@@ -422,25 +441,15 @@ class DataManager:
         """Read or write the configuration address register (R-CAM-002, R-CAM-003)."""
         if payload is None:
             return vm.cf8.to_bytes(4, "little")
-        value = int.from_bytes(payload, "little")
-        if self.profile.cf8_low_bits is Cf8LowBits.MASKED:
-            value &= self._cf8_keep()
-        vm.cf8 = value
+        vm.cf8 = cf8_latched(int.from_bytes(payload, "little"), self.profile)
         return b""
-
-    def _cf8_keep(self) -> int:
-        """Bits 0xCF8 latches under the masked variant: enable, bus/dev/fn, register (R-CAM-002)."""
-        return 0x8FFF_FFFC if self.profile.cf8_extended is Cf8Extended.EXTENDS else 0x80FF_FFFC
 
     def _cam_data(self, vm: VmElement, port: int, payload: bytes | None, length: int) -> bytes:
         """Bytes of the 0xCFC-0xCFF window: the selected dword's bytes (R-CAM-004..R-CAM-006)."""
-        cf8 = vm.cf8
-        if not cf8 & 0x8000_0000:
+        selected = cam_selection(vm.cf8, self.profile)
+        if selected is None:
             return b"\xff" * length if payload is None else b""  # R-CAM-005
-        register = cf8 & 0xFC
-        if self.profile.cf8_extended is Cf8Extended.EXTENDS:
-            register |= ((cf8 >> 24) & 0xF) << 8
-        bdf = Bdf((cf8 >> 16) & 0xFF, (cf8 >> 11) & 0x1F, (cf8 >> 8) & 0x7)
+        bdf, register = selected
         return self._config_access(vm, bdf, register + (port - CFC), length, payload)
 
     def _memory_access(self, vm: VmElement, address: int, width: int, payload: bytes | None) -> bytes:
@@ -631,7 +640,7 @@ class DataManager:
         rec = blobfmt.decode_snapshot(snapshot)
         if rec.ecam_base is not None and (rec.ecam_base % ECAM_SIZE or rec.ecam_base > (1 << 64) - ECAM_SIZE):
             raise BlobError("VM snapshot ECAM base is not a valid window")
-        if self.profile.cf8_low_bits is Cf8LowBits.MASKED and rec.cf8 & ~self._cf8_keep():
+        if cf8_latched(rec.cf8, self.profile) != rec.cf8:
             raise BlobMismatch("VM snapshot 0xCF8 value has bits this profile never latches")
         vm = self._new_vm(vm_id, rec.ecam_base)
         vm.cf8 = rec.cf8

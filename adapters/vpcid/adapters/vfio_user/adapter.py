@@ -78,13 +78,18 @@ from vpcid.model import (
     layout,
 )
 from vpcid.model import blob as blobfmt
-from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE, MAX_VM_ID, split_runs
+from vpcid.model.manager import (
+    DEFAULT_ECAM_BASE,
+    ECAM_SIZE,
+    MAX_VM_ID,
+    cam_selection,
+    cf8_latched,
+    split_runs,
+)
 from vpcid.model.profile import (
     Alignment,
     BarMoveWhileDecoding,
     Cf8AfterAccess,
-    Cf8Extended,
-    Cf8LowBits,
     Overlap,
     UnmappedMmioRead,
 )
@@ -503,26 +508,17 @@ class VfioUserAdapter:
             self.cf8 = 0  # R-CAM-007
         return result
 
-    def _cf8_keep(self) -> int:
-        return 0x8FFF_FFFC if self.profile.cf8_extended is Cf8Extended.EXTENDS else 0x80FF_FFFC
-
     def _cf8_access(self, payload: bytes | None) -> bytes:
         if payload is None:
             return self.cf8.to_bytes(4, "little")
-        value = int.from_bytes(payload, "little")
-        if self.profile.cf8_low_bits is Cf8LowBits.MASKED:
-            value &= self._cf8_keep()  # R-CAM-002
-        self.cf8 = value
+        self.cf8 = cf8_latched(int.from_bytes(payload, "little"), self.profile)  # R-CAM-002
         return b""
 
     def _cam_data(self, port: int, payload: bytes | None, length: int) -> bytes:
-        cf8 = self.cf8
-        if not cf8 & 0x8000_0000:
+        selected = cam_selection(self.cf8, self.profile)
+        if selected is None:
             return b"\xff" * length if payload is None else b""  # R-CAM-005
-        register = cf8 & 0xFC
-        if self.profile.cf8_extended is Cf8Extended.EXTENDS:
-            register |= ((cf8 >> 24) & 0xF) << 8
-        bdf = Bdf((cf8 >> 16) & 0xFF, (cf8 >> 11) & 0x1F, (cf8 >> 8) & 0x7)
+        bdf, register = selected
         return self._config(bdf, register + (port - CFC), length, payload)
 
     # ------------------------------------------------------------------ memory space and ECAM
