@@ -9,13 +9,29 @@ API, the machine it presents.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from vpcid.conformance.trace import FULL, GUEST_VIEW, Observation, Op, OpKind
-from vpcid.model import Bdf, DeviceType, Profile
+from vpcid.model import Bdf, DeviceType, Profile, VpcidError
 from vpcid.model.manager import DEFAULT_ECAM_BASE
+
+
+class EmptySlot(VpcidError):
+    """A restore names a slot no successful save or snapshot filled (observed as ``empty-slot``)."""
+
+    kind = "empty-slot"
+
+
+def load_slot(slots: Mapping[str, bytes], op: Op) -> bytes:
+    """The blob a ``restore`` or ``restore_vm`` names: its literal ``blob``, or what its ``slot`` holds."""
+    if not op.name:
+        return op.data
+    blob = slots.get(op.name)
+    if blob is None:
+        raise EmptySlot(f"{op.kind.value}: nothing saved in slot {op.name!r}")
+    return blob
 
 
 @dataclass(frozen=True)

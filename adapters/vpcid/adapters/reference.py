@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vpcid.adapters.base import AdapterInfo, FixedMachine
+from vpcid.adapters.base import AdapterInfo, FixedMachine, load_slot
 from vpcid.conformance.devices import SUITE_TYPES
 from vpcid.conformance.trace import (
     FULL,
@@ -24,12 +24,6 @@ from vpcid.conformance.trace import (
 from vpcid.model import Bdf, DataManager, DeviceType, Profile, VpcidError
 
 ManagerFactory = Callable[[Profile], DataManager]
-
-
-class EmptySlot(VpcidError):
-    """A restore names a slot no successful save or snapshot filled (observed as ``empty-slot``)."""
-
-    kind = "empty-slot"
 
 
 class ModelAdapter:
@@ -178,12 +172,7 @@ class ModelAdapter:
         return Observation(digest=blob_digest(blob))
 
     def _load(self, op: Op) -> bytes:
-        if not op.name:
-            return op.data
-        blob = self._slots.get(op.name)
-        if blob is None:
-            raise EmptySlot(f"{op.kind.value}: nothing saved in slot {op.name!r}")
-        return blob
+        return load_slot(self._slots, op)
 
     def _tables(self, op: Op) -> Observation:
         tables = self.manager.tables(op.vm)

@@ -180,7 +180,7 @@ def cam_selection(cf8: int, profile: Profile) -> tuple[Bdf, int] | None:
     return Bdf((cf8 >> 16) & 0xFF, (cf8 >> 11) & 0x1F, (cf8 >> 8) & 0x7), register
 
 
-def _check_int(name: str, value: object, top: int) -> int:
+def check_int(name: str, value: object, top: int) -> int:
     """Reject non-integers (bools included) and values outside ``0..top`` (R-ERR-002)."""
     if type(value) is not int or not 0 <= value <= top:
         raise InvalidArgument(f"{name} must be an integer 0-{top:#x}, got {value!r}")
@@ -211,9 +211,9 @@ class DataManager:
     # ----------------------------------------------------------------- VMs
     def create_vm(self, vm_id: int, *, ecam_base: int | None = DEFAULT_ECAM_BASE) -> None:
         """Add a VM element with empty tables (R-DS-001, R-ECAM-001)."""
-        _check_int("vm_id", vm_id, MAX_VM_ID)
+        check_int("vm_id", vm_id, MAX_VM_ID)
         if ecam_base is not None:
-            _check_int("ecam_base", ecam_base, (1 << 64) - ECAM_SIZE)
+            check_int("ecam_base", ecam_base, (1 << 64) - ECAM_SIZE)
             if ecam_base % ECAM_SIZE:
                 raise InvalidArgument("ecam_base must be aligned to the 256 MiB window")
         if vm_id in self._vms:
@@ -235,7 +235,7 @@ class DataManager:
     def _vm(self, vm_id: int) -> VmElement:
         if type(vm_id) is int and (found := self._vms.get(vm_id)) is not None:
             return found  # every stored id is in range
-        _check_int("vm_id", vm_id, MAX_VM_ID)
+        check_int("vm_id", vm_id, MAX_VM_ID)
         vm = self._vms.get(vm_id)
         if vm is None:
             raise UnknownVm(f"no VM {vm_id}")
@@ -290,14 +290,14 @@ class DataManager:
         """Write configuration space of the function at ``bdf`` (R-CFG-001, R-ACC-006)."""
         vm = self._vm(vm_id)
         self._check_config_access(_check_bdf(bdf), offset, width)
-        _check_int("value", value, (1 << (8 * width)) - 1)
+        check_int("value", value, (1 << (8 * width)) - 1)
         self._config_access(vm, bdf, offset, width, value.to_bytes(width, "little"))
 
     @staticmethod
     def _check_config_access(bdf: Bdf, offset: int, width: int) -> None:
         if type(width) is not int or width not in CONFIG_WIDTHS:
             raise BadWidth(f"configuration accesses are 1, 2 or 4 bytes, not {width!r}")
-        _check_int("offset", offset, 0xFFF)
+        check_int("offset", offset, 0xFFF)
         if offset % 4 + width > 4:
             raise Misaligned(f"configuration access {offset:#x}+{width} crosses a dword")
 
@@ -393,7 +393,7 @@ class DataManager:
         """Guest ``out`` of ``width`` bytes at ``port`` (R-ACC-*, R-CAM-*)."""
         vm = self._vm(vm_id)
         self._check_space_access(port, width, IO_WIDTHS, 1 << 16, "I/O")
-        _check_int("value", value, (1 << (8 * width)) - 1)  # R-ACC-008
+        check_int("value", value, (1 << (8 * width)) - 1)  # R-ACC-008
         self._io_access(vm, port, width, value.to_bytes(width, "little"))
 
     def mmio_read(self, vm_id: int, address: int, width: int) -> int:
@@ -406,7 +406,7 @@ class DataManager:
         """Guest store of ``width`` bytes at guest-physical ``address`` (R-ACC-*, R-ECAM-*)."""
         vm = self._vm(vm_id)
         self._check_space_access(address, width, MMIO_WIDTHS, 1 << 64, "MMIO")
-        _check_int("value", value, (1 << (8 * width)) - 1)
+        check_int("value", value, (1 << (8 * width)) - 1)
         self._memory_access(vm, address, width, value.to_bytes(width, "little"))
 
     def _check_space_access(
@@ -415,7 +415,7 @@ class DataManager:
         """Validate width, range and alignment of an I/O or MMIO access (R-ACC-001, R-ACC-002)."""
         if type(width) is not int or width not in widths:
             raise BadWidth(f"{space} accesses are {'/'.join(map(str, widths))} bytes, not {width!r}")
-        _check_int("address", address, limit - width)
+        check_int("address", address, limit - width)
         if self.profile.alignment is Alignment.NATURAL and address % width:
             raise Misaligned(f"{space} access {address:#x}+{width} is not naturally aligned")
 
@@ -636,7 +636,7 @@ class DataManager:
 
     def restore_vm(self, vm_id: int, snapshot: bytes) -> None:
         """Create or replace VM ``vm_id`` from a snapshot, all or nothing (R-SR-006, R-SR-007)."""
-        _check_int("vm_id", vm_id, MAX_VM_ID)
+        check_int("vm_id", vm_id, MAX_VM_ID)
         rec = blobfmt.decode_snapshot(snapshot)
         if rec.ecam_base is not None and (rec.ecam_base % ECAM_SIZE or rec.ecam_base > (1 << 64) - ECAM_SIZE):
             raise BlobError("VM snapshot ECAM base is not a valid window")
@@ -677,7 +677,7 @@ class DataManager:
         vm = self._vm(vm_id)
         if space not in ("io", "memory"):
             raise InvalidArgument("space is 'io' or 'memory'")
-        _check_int("address", address, 0xFFFF if space == "io" else (1 << 64) - 1)
+        check_int("address", address, 0xFFFF if space == "io" else (1 << 64) - 1)
         m = (vm.io_table if space == "io" else vm.memory_table).lookup(address)
         return None if m is None else (m.bdf, m.bar)
 

@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vpcid.adapters.base import AdapterInfo, AdapterUnavailable, FixedMachine
+from vpcid.adapters.base import AdapterInfo, AdapterUnavailable, FixedMachine, load_slot
 from vpcid.adapters.vfio_user.client import ServerViolation, VfioUserClient, VfioUserError
 from vpcid.adapters.vfio_user.protocol import (
     CONFIG_REGION,
@@ -69,7 +69,6 @@ from vpcid.model import (
     BlobError,
     BlobMismatch,
     DeviceType,
-    InvalidArgument,
     Misaligned,
     Profile,
     UnknownDevice,
@@ -84,6 +83,7 @@ from vpcid.model.manager import (
     MAX_VM_ID,
     cam_selection,
     cf8_latched,
+    check_int,
     split_runs,
 )
 from vpcid.model.profile import (
@@ -105,19 +105,6 @@ FIRST_DEVICE = 2
 """Guest BDF 00:02.0 for the first device, 00:03.0 for the next, ..."""
 SPAWN_TIMEOUT = 30.0
 DEFAULT_SPAWN_TYPE = "kitchen-sink"
-
-
-class EmptySlot(VpcidError):
-    """A restore names a slot no save filled (observed as ``empty-slot``, as the reference does)."""
-
-    kind = "empty-slot"
-
-
-def _check_int(name: str, value: object, top: int) -> int:
-    """The data-manager API's argument check (R-ERR-002): integers, not booleans, in range."""
-    if type(value) is not int or not 0 <= value <= top:
-        raise InvalidArgument(f"{name} must be an integer 0-{top:#x}, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------- the guest's devices
@@ -292,7 +279,7 @@ class VfioUserAdapter:
             bdf = self._bdf(op)
             self._vm(op.vm)
             self._check_config(op.address, op.width)
-            _check_int("value", op.value, (1 << (8 * op.width)) - 1)
+            check_int("value", op.value, (1 << (8 * op.width)) - 1)
             self._config(bdf, op.address, op.width, op.value.to_bytes(op.width, "little"))
         elif kind in (OpKind.IO_READ, OpKind.MMIO_READ):
             self._vm(op.vm)
@@ -304,7 +291,7 @@ class VfioUserAdapter:
             self._vm(op.vm)
             io = kind is OpKind.IO_WRITE
             self._check_space(op.address, op.width, io)
-            _check_int("value", op.value, (1 << (8 * op.width)) - 1)
+            check_int("value", op.value, (1 << (8 * op.width)) - 1)
             payload = op.value.to_bytes(op.width, "little")
             if io:
                 self._io(op.address, op.width, payload)
@@ -342,7 +329,7 @@ class VfioUserAdapter:
         return op.bdf
 
     def _vm(self, vm: int) -> None:
-        _check_int("vm_id", vm, MAX_VM_ID)
+        check_int("vm_id", vm, MAX_VM_ID)
         if vm != GUEST_VM:
             raise UnknownVm(f"no VM {vm}")
 
@@ -353,16 +340,11 @@ class VfioUserAdapter:
         return f
 
     def _load(self, op: Op) -> bytes:
-        if not op.name:
-            return op.data
-        blob = self.slots.get(op.name)
-        if blob is None:
-            raise EmptySlot(f"restore: nothing saved in slot {op.name!r}")
-        return blob
+        return load_slot(self.slots, op)
 
     @staticmethod
     def _check_config(offset: int, width: int) -> None:
-        _check_int("offset", offset, 0xFFF)
+        check_int("offset", offset, 0xFFF)
         if type(width) is not int or width not in (1, 2, 4):
             raise BadWidth(f"configuration accesses are 1, 2 or 4 bytes, not {width!r}")
         if offset % 4 + width > 4:
@@ -372,7 +354,7 @@ class VfioUserAdapter:
         widths = (1, 2, 4) if io else (1, 2, 4, 8)
         if type(width) is not int or width not in widths:
             raise BadWidth(f"{'I/O' if io else 'MMIO'} accesses are {'/'.join(map(str, widths))} bytes")
-        _check_int("address", address, (1 << (16 if io else 64)) - width)
+        check_int("address", address, (1 << (16 if io else 64)) - width)
         if self.profile.alignment is Alignment.NATURAL and address % width:
             raise Misaligned(f"access {address:#x}+{width} is not naturally aligned")
 
