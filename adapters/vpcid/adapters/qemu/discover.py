@@ -556,27 +556,25 @@ def _merge(ranges: list[range]) -> tuple[range, ...]:
 def migrate_out(qemu: QemuProcess, path: Path) -> None:
     """Save the whole paused machine to ``path`` through QMP ``migrate``."""
     qemu.qmp("migrate", uri=f"exec:cat > {_shell_quote(path)}")
-    for _ in range(2000):
-        status = qemu.qmp("query-migrate").get("status")
-        if status == "completed":
-            return
-        if status in ("failed", "cancelled"):
-            raise QemuError(f"migration to {path} {status}")
-        time.sleep(0.002)
-    raise QemuError("migration did not complete")
+    _await_migration(qemu, f"migration to {path}")
 
 
 def migrate_in(qemu: QemuProcess, path: Path) -> None:
     """Load ``path`` into a QEMU started with ``-incoming defer``; it stays paused."""
     qemu.qmp("migrate-incoming", uri=f"exec:cat {_shell_quote(path)}")
+    _await_migration(qemu, f"incoming migration from {path}")
+
+
+def _await_migration(qemu: QemuProcess, what: str) -> None:
+    """Poll ``query-migrate`` until the migration completes (about 4 s at most); raise if it fails."""
     for _ in range(2000):
         status = qemu.qmp("query-migrate").get("status")
         if status == "completed":
             return
         if status in ("failed", "cancelled"):
-            raise QemuError(f"incoming migration from {path} {status}: {qemu.stderr_tail()}")
+            raise QemuError(f"{what} {status}: {qemu.stderr_tail()}")
         time.sleep(0.002)
-    raise QemuError("incoming migration did not complete")
+    raise QemuError(f"{what} did not complete")
 
 
 def _shell_quote(path: Path) -> str:
