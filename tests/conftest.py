@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -82,3 +83,46 @@ class Recorder:
 
     def check(self, data: DeviceData) -> str | None:
         return None
+
+
+# ---------------------------------------------------------------- blob digests, apart from the model
+
+
+def _u16(data: bytes, pos: int) -> int:
+    return int.from_bytes(data[pos : pos + 2], "little")
+
+
+def instance_digests(devices: bytes) -> bytes | None:
+    """A snapshot's devices section with each instance blob cut to its last 32 bytes (R-BLOB-006).
+
+    None when the section does not parse (the snapshot is rejected whatever its digest).
+    """
+    if len(devices) < 4:
+        return None
+    out, pos = bytearray(devices[:4]), 4
+    for _ in range(int.from_bytes(devices[:4], "little")):
+        if pos + 6 > len(devices):
+            return None
+        length = int.from_bytes(devices[pos + 2 : pos + 6], "little")
+        blob = devices[pos + 6 : pos + 6 + length]
+        if len(blob) != length:
+            return None
+        out += devices[pos : pos + 6] + blob[-32:]
+        pos += 6 + length
+    return bytes(out) if pos == len(devices) else None
+
+
+def expected_digest(body: bytes) -> bytes:
+    """The digest field per spec/formats/blob.md, computed apart from the model."""
+    if body[:8] == b"VPCIDVMS":
+        pos = 16
+        for _ in range(_u16(body, 12)):
+            if pos + 8 > len(body):
+                break
+            tag, length = _u16(body, pos), int.from_bytes(body[pos + 4 : pos + 8], "little")
+            pos += 8
+            hashed = instance_digests(body[pos : pos + length]) if tag == 2 else None
+            if hashed is not None:
+                return hashlib.sha256(body[:pos] + hashed + body[pos + length :]).digest()
+            pos += length
+    return hashlib.sha256(body).digest()

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 import pytest
-from conftest import NIC, VM, enable, program_bar
+from conftest import NIC, VM, enable, expected_digest, program_bar
 from vpcid.model import Bdf, BlobError, BlobMismatch, DataManager, Profile, VpcidError
 from vpcid.model.catalog import A100, E1000, EDU, NVME
 
@@ -47,7 +47,6 @@ def parse(blob: bytes) -> Framed:
     """Take a blob apart per spec/formats/blob.md, checking its framing strictly."""
     magic, major, minor, count, reserved = HEADER.unpack_from(blob)
     body, digest = blob[:-DIGEST], blob[-DIGEST:]
-    assert hashlib.sha256(body).digest() == digest
     pos, sections = HEADER.size, []
     for _ in range(count):
         tag, flags, length = SECTION.unpack_from(body, pos)
@@ -55,6 +54,7 @@ def parse(blob: bytes) -> Framed:
         sections.append((tag, flags, body[pos : pos + length]))
         pos += length
     assert pos == len(body)
+    assert expected_digest(body) == digest
     return Framed(magic, major, minor, reserved, sections)
 
 
@@ -75,7 +75,7 @@ def frame(
         length = (lengths or {}).get(k, len(payload))
         body += SECTION.pack(tag, flags, length) + payload
     body += trailing
-    return bytes(body + hashlib.sha256(body).digest())
+    return bytes(body + expected_digest(bytes(body)))
 
 
 def reframe(f: Framed, **kwargs: object) -> bytes:
@@ -172,7 +172,7 @@ def test_writer_framing(pdm: DataManager) -> None:
         assert [t for t, _, _ in f.sections] == tags
         assert all(flags == 1 for _, flags, _ in f.sections)  # format 1.0 marks all critical
         assert reframe(f) == blob
-        assert blob[-DIGEST:] == hashlib.sha256(blob[:-DIGEST]).digest()
+        assert blob[-DIGEST:] == expected_digest(blob[:-DIGEST])
 
 
 @pytest.mark.req("R-BLOB-001")
@@ -800,3 +800,78 @@ def test_rejects_map_order_not_matching_decoding_bars(pdm: DataManager) -> None:
             pdm.restore_vm(VM, reframe(f))
         assert info.value.kind in (BlobError.kind, BlobMismatch.kind)
         assert state(pdm) == before
+
+
+# ---------------------------------------------------------------- R-BLOB-006
+
+
+def device_entries(devices: bytes) -> list[tuple[int, bytes]]:
+    """(packed BDF, instance blob) of a well-formed devices section."""
+    entries, pos = [], 4
+    for _ in range(struct.unpack_from("<I", devices)[0]):
+        packed, length = struct.unpack_from("<HI", devices, pos)
+        entries.append((packed, devices[pos + 6 : pos + 6 + length]))
+        pos += 6 + length
+    return entries
+
+
+def devices_payload(entries: list[tuple[int, bytes]]) -> bytes:
+    out = bytearray(struct.pack("<I", len(entries)))
+    for packed, blob in entries:
+        out += struct.pack("<HI", packed, len(blob)) + blob
+    return bytes(out)
+
+
+@pytest.mark.req("R-BLOB-006")
+def test_snapshot_digest_hashes_instance_digests_not_instance_bytes(pdm: DataManager) -> None:
+    snap = pdm.snapshot(VM)
+    body = snap[:-DIGEST]
+    devices = parse(snap).payload(2)
+    entries = device_entries(devices)
+    start = body.index(devices)
+    hashed = bytearray(devices[:4])
+    for packed, blob in entries:
+        hashed += struct.pack("<HI", packed, len(blob)) + blob[-DIGEST:]
+    assert len(entries) == 3
+    assert snap[-DIGEST:] == hashlib.sha256(body[:start] + hashed + body[start + len(devices) :]).digest()
+    assert snap[-DIGEST:] != hashlib.sha256(body).digest()
+
+
+@pytest.mark.req("R-BLOB-006", "R-BLOB-001")
+def test_rejects_snapshot_with_a_digest_over_every_byte(pdm: DataManager) -> None:
+    snap = pdm.snapshot(VM)
+    assert_snapshot_rejected(pdm, snap[:-DIGEST] + hashlib.sha256(snap[:-DIGEST]).digest())
+
+
+@pytest.mark.req("R-BLOB-006", "R-BLOB-001", "R-SR-007")
+def test_rejects_instance_blob_altered_under_its_digest(pdm: DataManager) -> None:
+    """The snapshot's digest still matches; the instance blob's own digest does not."""
+    f = parse(pdm.snapshot(VM))
+    entries = device_entries(f.payload(2))
+    for k, (packed, blob) in enumerate(entries):
+        altered = bytearray(blob)
+        altered[len(altered) // 2] ^= 0x40
+        f.replace(2, devices_payload([*entries[:k], (packed, bytes(altered)), *entries[k + 1 :]]))
+        crafted = reframe(f)
+        assert crafted[-DIGEST:] == pdm.snapshot(VM)[-DIGEST:]  # the tree covers only the blob's digest
+        assert_snapshot_rejected(pdm, crafted)
+
+
+@pytest.mark.req("R-BLOB-006")
+def test_resealed_instance_blob_changes_the_snapshot_digest(pdm: DataManager) -> None:
+    """An instance blob changed and sealed again is a new, valid snapshot with a new digest."""
+    snap = pdm.snapshot(VM)
+    f = parse(snap)
+    entries = device_entries(f.payload(2))
+    blob = parse(entries[0][1])
+    config = bytearray(blob.payload(2))
+    config[0x3C] ^= 0x01  # interrupt line: read-write, no side effects
+    blob.replace(2, bytes(config))
+    f.replace(2, devices_payload([(entries[0][0], reframe(blob)), *entries[1:]]))
+    crafted = reframe(f)
+    assert crafted[-DIGEST:] != snap[-DIGEST:]
+    other = DataManager()
+    for dtype in (E1000, NVME, EDU):
+        other.register_type(dtype)
+    other.restore_vm(VM, crafted)
+    assert other.snapshot(VM) == crafted

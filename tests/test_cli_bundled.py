@@ -31,8 +31,8 @@ def test_trace_command_prints_evidence_for_every_requirement() -> None:
     result = CliRunner().invoke(main, ["trace"])
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("89 requirements; unit:")
-    assert "vector: 89" in last
+    assert last.startswith("90 requirements; unit:")
+    assert "vector: 90" in last
 
 
 def test_certify_writes_each_failure_as_a_replayable_minimal_trace(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import cast
 
 import pytest
+from conftest import expected_digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vpcid.adapters import cython as backend
@@ -186,6 +187,39 @@ def test_damaged_blobs_are_rejected_alike(seed: int, flips: list[int]) -> None:
                 verdicts.append(exc.kind)
         assert verdicts[0] == verdicts[1]
         assert model.manager.snapshot(vm) == compiled.manager.snapshot(vm)
+
+
+def _verdicts(sides: tuple[ModelAdapter, backend.CythonAdapter], vm: int, snapshot: bytes) -> list[str]:
+    """What restoring ``snapshot`` into ``vm`` gives on each side: "ok" or the error's kind."""
+    verdicts = []
+    for side in sides:
+        try:
+            side.manager.restore_vm(vm, snapshot)
+            verdicts.append("ok")
+        except VpcidError as exc:
+            verdicts.append(exc.kind)
+    return verdicts
+
+
+@needs_backend
+@pytest.mark.req("R-BLOB-001", "R-BLOB-006", "R-SR-007")
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), flips=st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4))
+def test_damaged_snapshots_are_rejected_alike(seed: int, flips: list[int]) -> None:
+    """A snapshot with flipped bytes, its digest left or taken again, gets the same verdict on both sides."""
+    model, compiled = ModelAdapter(), backend.CythonAdapter()
+    for op in episode(Profile(), seed):
+        model.execute(op)
+        compiled.execute(op)
+    for vm in model.manager.vm_ids():
+        snapshot = model.manager.snapshot(vm)
+        body = bytearray(snapshot[:-32])
+        for flip in flips:
+            body[16 + flip % (len(body) - 16)] ^= 1 << (flip % 8)
+        for damaged in (bytes(body) + snapshot[-32:], bytes(body) + expected_digest(bytes(body))):
+            verdicts = _verdicts((model, compiled), vm, damaged)
+            assert verdicts[0] == verdicts[1]
+            assert model.manager.snapshot(vm) == compiled.manager.snapshot(vm)
 
 
 # ------------------------------------------------------------------ SHA-256 in C

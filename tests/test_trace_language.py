@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -232,7 +233,7 @@ VALID_OBSERVATIONS: list[dict[str, Any]] = [
     {"value": (1 << 64) - 1},
     {"error": "bad-width"},
     {"error": "empty-slot"},
-    {"digest": blob_digest(b"blob")},
+    {"digest": "5e" * 32},
     {"tables": []},
     {"tables": [["config", "00:02.0", "e1000"], ["memory", 4096, 4096, "00:02.0", 0]]},
 ]
@@ -259,11 +260,24 @@ def test_error_kinds_are_observations(kind: str) -> None:
     assert obs != OK
 
 
-@pytest.mark.req("R-BLOB-004")
-def test_digest_observation_is_sha256_of_the_blob() -> None:
-    digest = blob_digest(b"abc")
+@pytest.mark.req("R-BLOB-004", "R-BLOB-006")
+def test_digest_observation_is_the_blobs_digest_field() -> None:
+    adapter = ModelAdapter()
+    ops = [Op.from_json(o) for o in (
+        {"op": "create_vm", "vm": 1},
+        {"op": "plug", "vm": 1, "bdf": "00:02.0", "type": "e1000"},
+        {"op": "save", "vm": 1, "bdf": "00:02.0", "slot": "nic"},
+        {"op": "snapshot", "vm": 1, "slot": "vm"},
+    )]  # fmt: skip
+    observed = [adapter.execute(op) for op in ops]
+    blob, snapshot = adapter.manager.save(1, Bdf(0, 2, 0)), adapter.manager.snapshot(1)
+    assert observed[2] == Observation(digest=blob[-32:].hex())
+    assert observed[2].digest == hashlib.sha256(blob[:-32]).hexdigest()
+    assert observed[3] == Observation(digest=snapshot[-32:].hex())
+    assert observed[3].digest != hashlib.sha256(snapshot[:-32]).hexdigest()  # a hash tree (R-BLOB-006)
+    digest = blob_digest(bytes(range(40)))
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
-    assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2
+    assert digest == bytes(range(8, 40)).hex()
     assert Observation.from_json({"digest": digest}) == Observation(digest=digest)
 
 

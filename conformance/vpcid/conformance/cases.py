@@ -2854,7 +2854,7 @@ def _sys_blob(s: _Sys) -> None:
     flag2[9] = 2
 
     def with_section(tag: int, payload: bytes) -> bytes:
-        return _frame(magic, [(t, fl, payload if t == tag else p) for t, fl, p in sections])
+        return blobfmt.frame(magic, [(t, fl, payload if t == tag else p) for t, fl, p in sections])
 
     broken: list[tuple[str, str, str, list[bytes]]] = [
         (
@@ -2866,8 +2866,8 @@ def _sys_blob(s: _Sys) -> None:
                 b"",
                 good[:40],
                 good[: len(good) // 2],
-                _frame(blobfmt.SNAPSHOT_MAGIC, sections),
-                _frame(magic, sections, reserved=1),
+                _digest(blobfmt.SNAPSHOT_MAGIC + good[8:-32]),
+                blobfmt.frame(magic, sections, reserved=1),
             ],
         ),
         (
@@ -2882,8 +2882,8 @@ def _sys_blob(s: _Sys) -> None:
             "a section running past the end, bytes after the last section, or a section count one short",
             [
                 _digest(bytes(past_end)),
-                _frame(magic, sections, tail=bytes(4)),
-                _frame(magic, sections, count=len(sections) - 1),
+                _digest(good[:-32] + bytes(4)),
+                blobfmt.frame(magic, sections, count=len(sections) - 1),
             ],
         ),
         (
@@ -2891,9 +2891,9 @@ def _sys_blob(s: _Sys) -> None:
             "R-BLOB-002",
             "major version 2 or 0, or an unknown critical section",
             [
-                _frame(magic, sections, major=2),
-                _frame(magic, sections, major=0),
-                _frame(magic, [*sections, (6, 1, b"x")], minor=1),
+                blobfmt.frame(magic, sections, major=2),
+                blobfmt.frame(magic, sections, major=0),
+                blobfmt.frame(magic, [*sections, (6, 1, b"x")], minor=1),
             ],
         ),
         (
@@ -2901,9 +2901,9 @@ def _sys_blob(s: _Sys) -> None:
             "R-BLOB-002",
             "sections out of tag order, a tag repeated, or a required section missing",
             [
-                _frame(magic, [sections[1], sections[0], *sections[2:]]),
-                _frame(magic, [*sections[:2], sections[1], *sections[2:]]),
-                _frame(magic, sections[:-1]),
+                blobfmt.frame(magic, [sections[1], sections[0], *sections[2:]]),
+                blobfmt.frame(magic, [*sections[:2], sections[1], *sections[2:]]),
+                blobfmt.frame(magic, sections[:-1]),
             ],
         ),
         (
@@ -2945,7 +2945,7 @@ def _sys_blob(s: _Sys) -> None:
         "blob",
         ("R-BLOB-002", "R-SR-002"),
         "a minor-version blob with an unknown non-critical section is read, the section skipped",
-        _restore_body([_frame(magic, [*sections, (6, 0, b"future")], minor=1)]),
+        _restore_body([blobfmt.frame(magic, [*sections, (6, 0, b"future")], minor=1)]),
     )
     wrong_fp = dataclasses.replace(rec, fingerprint=hashlib.sha256(b"not the kitchen sink").digest())
     s.add(
@@ -2964,6 +2964,10 @@ def _sys_blob(s: _Sys) -> None:
 
     def snap_with(**changes: object) -> bytes:
         return blobfmt.encode_snapshot(dataclasses.replace(srec, **changes))  # type: ignore[arg-type]
+
+    line_flipped = bytearray(devices[0][1])
+    line_flipped[_payload_offset(devices[0][1], 2) + 0x3C] ^= 0x01  # interrupt line; its digest stays
+    altered = bytes(line_flipped)
 
     s.add(
         "snapshot-valid-literal",
@@ -2989,9 +2993,9 @@ def _sys_blob(s: _Sys) -> None:
             "R-BLOB-005",
             "a 14-byte VM section, no ECAM flag but a base, or a misaligned ECAM base",
             [
-                _frame(smagic, [(1, 1, vm_section + b"\0"), *ssecs[1:]]),
-                _frame(smagic, [(1, 1, b"\0" + vm_section[1:]), *ssecs[1:]]),
-                _frame(
+                blobfmt.frame(smagic, [(1, 1, vm_section + b"\0"), *ssecs[1:]]),
+                blobfmt.frame(smagic, [(1, 1, b"\0" + vm_section[1:]), *ssecs[1:]]),
+                blobfmt.frame(
                     smagic,
                     [(1, 1, vm_section[:1] + struct.pack("<Q", 0xB000_1000) + vm_section[9:]), *ssecs[1:]],
                 ),
@@ -3013,6 +3017,13 @@ def _sys_blob(s: _Sys) -> None:
             "R-SR-006",
             "a device type the data manager does not know",
             [_foreign_snapshot(_MYSTERY, KS_BDF)],
+        ),
+        (
+            "digest-tree",
+            "R-BLOB-006",
+            "an instance blob altered under its unchanged digest (so the snapshot's own digest still "
+            "matches), or a digest over every byte instead of over the instances' digests",
+            [snap_with(devices=((devices[0][0], altered), *devices[1:])), _digest(snap[:-32])],
         ),
     ]
     for name, req, what, snaps in sbroken:
@@ -3118,24 +3129,8 @@ Section = tuple[int, int, bytes]
 
 
 def _digest(body: bytes) -> bytes:
+    """``body`` with the digest an instance blob's framing gives it (R-BLOB-001)."""
     return body + hashlib.sha256(body).digest()
-
-
-def _frame(
-    magic: bytes,
-    sections: Sequence[Section],
-    *,
-    major: int = 1,
-    minor: int = 0,
-    reserved: int = 0,
-    count: int | None = None,
-    tail: bytes = b"",
-) -> bytes:
-    """Frame sections like R-BLOB-001 (with a correct digest), optionally breaking one header field."""
-    body = bytearray(_HDR.pack(magic, major, minor, len(sections) if count is None else count, reserved))
-    for tag, flags, payload in sections:
-        body += _SEC.pack(tag, flags, len(payload)) + payload
-    return _digest(bytes(body + tail))
 
 
 def _section_header_offsets(blob: bytes) -> list[int]:

@@ -205,7 +205,7 @@ def implicated(
                 "R-ACC-005", "R-ECAM-003", "R-DT-004")  # fmt: skip
     return {
         OpKind.SAVE: ("R-SR-001", "R-BLOB-003", "R-BLOB-004"),
-        OpKind.SNAPSHOT: ("R-SR-006", "R-BLOB-005"),
+        OpKind.SNAPSHOT: ("R-SR-006", "R-BLOB-005", "R-BLOB-006"),
         OpKind.RESTORE: ("R-SR-002", "R-SR-005", "R-SR-007"),
         OpKind.RESTORE_VM: ("R-SR-006", "R-SR-007", "R-SR-009"),
         OpKind.TABLES: ("R-DS-006", "R-DS-007", "R-DS-009"),

@@ -8,7 +8,6 @@ must produce (``expect``). Parsing is strict: a malformed line raises
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -239,8 +238,12 @@ def value_observation(value: int) -> Observation:
 
 
 def blob_digest(blob: bytes) -> str:
-    """How a saved blob is observed: its SHA-256 (blobs are canonical, R-BLOB-004)."""
-    return hashlib.sha256(blob).hexdigest()
+    """How a saved blob or snapshot is observed: its digest field, the last 32 bytes, in hex.
+
+    Blobs are canonical (R-BLOB-004) and their digests cover every byte
+    (R-BLOB-001, R-BLOB-006), so equal digests mean equal blobs.
+    """
+    return bytes(blob[-32:]).hex()
 
 
 @dataclass(frozen=True, slots=True)

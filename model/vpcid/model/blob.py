@@ -60,15 +60,71 @@ class VmRecord:
     """(packed BDF, BAR index) of every decoding BAR, oldest mapping first."""
 
 
-def _frame(magic: bytes, sections: list[tuple[int, bytes]]) -> bytes:
-    body = bytearray(_HEADER.pack(magic, FORMAT_MAJOR, FORMAT_MINOR, len(sections), 0))
-    for tag, payload in sections:
-        body += _SECTION.pack(tag, CRITICAL, len(payload)) + payload
-    return bytes(body + hashlib.sha256(body).digest())
+def _device_entries(dev: bytes, what: str) -> list[tuple[int, int, int]]:
+    """(packed BDF, start, end) of each instance blob in a snapshot's devices section (R-BLOB-005)."""
+    if len(dev) < 4:
+        raise BlobError(f"{what} device section is truncated")
+    (count,) = struct.unpack_from("<I", dev)
+    pos, entries = 4, list[tuple[int, int, int]]()
+    for _ in range(count):
+        if pos + 6 > len(dev):
+            raise BlobError(f"{what} device entry runs past the end")
+        packed, length = struct.unpack_from("<HI", dev, pos)
+        if pos + 6 + length > len(dev):
+            raise BlobError(f"{what} device blob runs past the end")
+        entries.append((packed, pos + 6, pos + 6 + length))
+        pos += 6 + length
+    if pos != len(dev):
+        raise BlobError(f"{what} device section has trailing bytes")
+    return entries
+
+
+def _hashed_devices(dev: bytes, what: str) -> bytes:
+    """The devices section as the snapshot's digest covers it: each blob by its own digest (R-BLOB-006)."""
+    hashed, last = bytearray(), 0
+    for _, start, end in _device_entries(dev, what):
+        hashed += dev[last:start] + dev[max(start, end - _DIGEST) : end]
+        last = end
+    return bytes(hashed + dev[last:])
+
+
+def digest_of(body: bytes, devices: tuple[int, int] | None, what: str) -> bytes:
+    """The digest field for ``body`` (R-BLOB-001); a snapshot's covers its instances' digests (R-BLOB-006).
+
+    ``devices`` is the span of a snapshot's devices section in ``body``, None for an instance blob.
+    """
+    if devices is None:
+        return hashlib.sha256(body).digest()
+    start, end = devices
+    return hashlib.sha256(body[:start] + _hashed_devices(body[start:end], what) + body[end:]).digest()
+
+
+def frame(
+    magic: bytes,
+    sections: list[tuple[int, int, bytes]],
+    *,
+    major: int = FORMAT_MAJOR,
+    minor: int = FORMAT_MINOR,
+    count: int | None = None,
+    reserved: int = 0,
+) -> bytes:
+    """Frame ``(tag, flags, payload)`` sections and append the digest (R-BLOB-001, R-BLOB-006).
+
+    The header fields can be set to any value, so tests and conformance cases
+    craft blobs that break exactly one rule.
+    """
+    body = bytearray(_HEADER.pack(magic, major, minor, len(sections) if count is None else count, reserved))
+    devices = None
+    for tag, flags, payload in sections:
+        body += _SECTION.pack(tag, flags, len(payload))
+        if magic == SNAPSHOT_MAGIC and tag == TAG_DEVICE:
+            devices = (len(body), len(body) + len(payload))
+        body += payload
+    return bytes(body + digest_of(bytes(body), devices, "blob"))
 
 
 def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int, bytes]:
-    """Check framing and digest; return the known sections by tag (R-BLOB-001, R-BLOB-002)."""
+    """Check framing and digest; return the known sections by tag (R-BLOB-001, R-BLOB-002, R-BLOB-006)."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise BlobError(f"{what} must be bytes, got {type(blob).__name__}")
     blob = bytes(blob)
@@ -82,9 +138,8 @@ def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int,
     if reserved:
         raise BlobError(f"{what} header reserved field is not zero")
     body, digest = blob[:-_DIGEST], blob[-_DIGEST:]
-    if hashlib.sha256(body).digest() != digest:
-        raise BlobError(f"{what} integrity check failed (SHA-256 mismatch)")
     sections: dict[int, bytes] = {}
+    devices = None
     pos, last_tag, size = _HEADER.size, 0, len(body)
     for _ in range(count):
         if pos + _SECTION.size > size:
@@ -99,6 +154,8 @@ def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int,
             raise BlobError(f"{what} section {tag} runs past the end")
         if tag in known:
             sections[tag] = body[pos : pos + length]
+            if magic == SNAPSHOT_MAGIC and tag == TAG_DEVICE:
+                devices = (pos, pos + length)
         elif flags & CRITICAL:
             raise BlobError(f"{what} has critical section {tag} this reader does not know")
         pos, last_tag = pos + length, tag
@@ -107,6 +164,8 @@ def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int,
     missing = known - set(sections)
     if missing:
         raise BlobError(f"{what} lacks section(s) {sorted(missing)}")
+    if digest_of(body, devices, what) != digest:
+        raise BlobError(f"{what} integrity check failed (SHA-256 mismatch)")
     return sections
 
 
@@ -117,12 +176,12 @@ def encode_instance(rec: InstanceRecord) -> bytes:
     memory = bytearray(struct.pack("<I", len(rec.pages)))
     for bar, page, content in rec.pages:
         memory += _PAGE.pack(bar, page) + content
-    return _frame(BLOB_MAGIC, [
-        (TAG_TYPE, struct.pack("<B", len(name)) + name + rec.fingerprint),
-        (TAG_CONFIG, rec.config),
-        (TAG_WINDOWS, windows),
-        (TAG_MEMORY, bytes(memory)),
-        (TAG_EXTRA, rec.extra),
+    return frame(BLOB_MAGIC, [
+        (TAG_TYPE, CRITICAL, struct.pack("<B", len(name)) + name + rec.fingerprint),
+        (TAG_CONFIG, CRITICAL, rec.config),
+        (TAG_WINDOWS, CRITICAL, windows),
+        (TAG_MEMORY, CRITICAL, bytes(memory)),
+        (TAG_EXTRA, CRITICAL, rec.extra),
     ])  # fmt: skip
 
 
@@ -177,7 +236,11 @@ def encode_snapshot(rec: VmRecord) -> bytes:
     order = bytearray(struct.pack("<I", len(rec.map_order)))
     for packed, bar in rec.map_order:
         order += struct.pack("<HB", packed, bar)
-    return _frame(SNAPSHOT_MAGIC, [(TAG_VM, vm), (TAG_DEVICE, bytes(devices)), (TAG_MAP_ORDER, bytes(order))])
+    return frame(SNAPSHOT_MAGIC, [
+        (TAG_VM, CRITICAL, vm),
+        (TAG_DEVICE, CRITICAL, bytes(devices)),
+        (TAG_MAP_ORDER, CRITICAL, bytes(order)),
+    ])  # fmt: skip
 
 
 def decode_snapshot(blob: bytes) -> VmRecord:
@@ -189,23 +252,11 @@ def decode_snapshot(blob: bytes) -> VmRecord:
     has_ecam, ecam, cf8 = struct.unpack("<BQI", s[TAG_VM])
     if has_ecam not in (0, 1) or (not has_ecam and ecam):
         raise BlobError(f"{what} ECAM field is not canonical")
-    dev = s[TAG_DEVICE]
-    if len(dev) < 4:
-        raise BlobError(f"{what} device section is truncated")
-    (count,) = struct.unpack_from("<I", dev)
-    pos, devices = 4, list[tuple[int, bytes]]()
-    for _ in range(count):
-        if pos + 6 > len(dev):
-            raise BlobError(f"{what} device entry runs past the end")
-        packed, length = struct.unpack_from("<HI", dev, pos)
-        if pos + 6 + length > len(dev):
-            raise BlobError(f"{what} device blob runs past the end")
+    dev, devices = s[TAG_DEVICE], list[tuple[int, bytes]]()
+    for packed, start, end in _device_entries(dev, what):
         if devices and packed <= devices[-1][0]:
             raise BlobError(f"{what} devices are not in ascending BDF order")
-        devices.append((packed, dev[pos + 6 : pos + 6 + length]))
-        pos += 6 + length
-    if pos != len(dev):
-        raise BlobError(f"{what} device section has trailing bytes")
+        devices.append((packed, dev[start:end]))
     order_raw = s[TAG_MAP_ORDER]
     if len(order_raw) < 4:
         raise BlobError(f"{what} map-order section is truncated")

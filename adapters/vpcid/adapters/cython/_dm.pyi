@@ -29,7 +29,7 @@ def sha256(data: bytes | bytearray | memoryview) -> bytes:
 def sha256_pair(
     first: bytes | bytearray | memoryview, second: bytes | bytearray | memoryview
 ) -> tuple[bytes, bytes]:
-    """SHA-256 of two messages, hashed as two streams where they overlap (the snapshot path)."""
+    """SHA-256 of two messages, hashed as two streams where they overlap (snapshots seal blobs in pairs)."""
 
 class TypeInfo:
     """A device type as the compiled manager holds it: layout, BARs, behaviour."""
@@ -53,7 +53,7 @@ class Manager:
     def profile(self) -> Profile: ...
     @property
     def last_digest(self) -> bytes | None:
-        """SHA-256 of the last blob or snapshot this manager produced."""
+        """Digest (last 32 bytes) of the last blob or snapshot this manager produced, or None."""
     def register_type(self, dtype: DeviceType) -> None: ...
     def create_vm(self, vm_id: int, *, ecam_base: int | None = 0xB000_0000) -> None: ...
     def destroy_vm(self, vm_id: int) -> None: ...

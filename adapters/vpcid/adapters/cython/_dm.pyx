@@ -187,8 +187,7 @@ cdef extern from *:
 #
 # Blobs are contiguous buffers, so a hash is only a state (eight words) and a
 # position: ``vsha_blocks`` consumes whole 64-byte blocks, ``vsha_final`` pads
-# the rest (and leaves the state as it was, so one state finishes both a seal
-# and the digest of the sealed blob). Three compression engines, the fastest
+# the rest and leaves the state as it was. Three compression engines, the fastest
 # available picked at import: the x86 SHA extensions (with a two-stream
 # variant that hashes two independent messages in one loop, which nearly
 # doubles throughput because one stream is bound by the latency of the SHA
@@ -416,6 +415,20 @@ cdef extern from *:
         vsha_blocks(s, p, n / 64);
         vsha_final(s, p + (n & ~(size_t)63), n & 63, n, out);
     }
+
+    /* SHA-256 of two messages, their common whole blocks hashed as two streams */
+    static void vsha_digest2(const uint8_t* p, size_t n, const uint8_t* q, size_t m, uint8_t* out_p,
+                             uint8_t* out_q) {
+        uint32_t s[8], t[8];
+        size_t both = (n < m ? n : m) / 64;
+        vsha_iv(s);
+        vsha_iv(t);
+        vsha_blocks2(s, p, t, q, both);
+        vsha_blocks(s, p + 64 * both, n / 64 - both);
+        vsha_blocks(t, q + 64 * both, m / 64 - both);
+        vsha_final(s, p + (n & ~(size_t)63), n & 63, n, out_p);
+        vsha_final(t, q + (m & ~(size_t)63), m & 63, m, out_q);
+    }
     """
     int VSHA_PORTABLE, VSHA_OPENSSL, VSHA_SHANI
     int vsha_engine
@@ -426,6 +439,7 @@ cdef extern from *:
     void vsha_blocks2(uint32_t*, const uint8_t*, uint32_t*, const uint8_t*, size_t) noexcept nogil
     void vsha_final(const uint32_t*, const uint8_t*, size_t, uint64_t, uint8_t*) noexcept nogil
     void vsha_digest(const uint8_t*, size_t, uint8_t*) noexcept nogil
+    void vsha_digest2(const uint8_t*, size_t, const uint8_t*, size_t, uint8_t*, uint8_t*) noexcept nogil
 
 
 SHA_ENGINES = ("portable", "openssl", "sha-ni")
@@ -473,31 +487,18 @@ def sha256(data):
 
 
 def sha256_pair(first, second):
-    """SHA-256 of two messages, their common whole blocks hashed as two streams (the snapshot path)."""
+    """SHA-256 of two messages, their common whole blocks hashed as two streams.
+
+    The snapshot writer seals the instance blobs it writes two at a time this way.
+    """
     cdef Py_buffer a
     cdef Py_buffer b
     cdef uint8_t out[64]
-    cdef uint32_t s[8]
-    cdef uint32_t t[8]
-    cdef size_t n, m, both
-    cdef const uint8_t* pa
-    cdef const uint8_t* pb
     PyObject_GetBuffer(first, &a, PyBUF_SIMPLE)
     try:
         PyObject_GetBuffer(second, &b, PyBUF_SIMPLE)
         try:
-            pa = <const uint8_t*>a.buf
-            pb = <const uint8_t*>b.buf
-            n = a.len
-            m = b.len
-            both = min(n, m) // 64
-            vsha_iv(s)
-            vsha_iv(t)
-            vsha_blocks2(s, pa, t, pb, both)
-            vsha_blocks(s, pa + 64 * both, n // 64 - both)
-            vsha_blocks(t, pb + 64 * both, m // 64 - both)
-            vsha_final(s, pa + (n & ~(<size_t>63)), n & 63, n, out)
-            vsha_final(t, pb + (m & ~(<size_t>63)), m & 63, m, out + 32)
+            vsha_digest2(<const uint8_t*>a.buf, a.len, <const uint8_t*>b.buf, b.len, out, out + 32)
         finally:
             PyBuffer_Release(&b)
     finally:
@@ -514,6 +515,7 @@ cdef enum:
     NWIN = 7
     CF8 = 0xCF8
     CFC = 0xCFC
+    SNAP_DEVICES = 16 + 8 + 13 + 8  # where a snapshot's devices section starts: header, VM section
 
 cdef uint64_t ECAM_SIZE = 256 << 20
 cdef uint64_t DEFAULT_ECAM_BASE = (<uint64_t>0xB0000000)
@@ -719,15 +721,11 @@ cdef struct Inst:
     U64Map pages         # BAR store: (BAR << 56 | page index) -> 4096 bytes
     PyObject* tinfo
     # the canonical blob as last encoded, valid while cgen == gen: bytes at coff..coff+clen of cbuf
-    # (a blob of its own, or a snapshot holding it)
+    # (a blob of its own, or a snapshot holding it); it ends in its digest
     uint64_t cgen
     PyObject* cbuf
     Py_ssize_t coff
     Py_ssize_t clen
-    uint8_t cmid_ok      # cmid: SHA-256 state after the whole 64-byte blocks before the seal
-    uint8_t cdig_ok      # cdig: SHA-256 of the whole blob
-    uint32_t cmid[8]
-    uint8_t cdig[32]
 
 
 cdef struct Vm:
@@ -741,8 +739,7 @@ cdef struct Vm:
     DTable mem
     uint64_t gen         # bumped by every change in the VM
     uint64_t cgen
-    PyObject* cblob      # cached snapshot (valid while cgen == gen) and its SHA-256, or NULL
-    uint8_t cdig[32]
+    PyObject* cblob      # cached snapshot (valid while cgen == gen), or NULL
 
 cdef union OpArg:
     uint64_t value       # writes: the value
@@ -1088,12 +1085,10 @@ cdef class TypeInfo:
     cdef readonly bytes fingerprint
     cdef object rom
     cdef readonly object behaviour
-    # The blob of an instance in power-on state (no write, no data, nothing mapped), with the
-    # SHA-256 state before its seal and its digest: the same for every such instance of the type,
-    # as the power-on configuration image is, so it is hashed once per type.
+    # The blob of an instance in power-on state (no write, no data, nothing mapped): the same for
+    # every such instance of the type, as the power-on configuration image is, so it is hashed
+    # once per type.
     cdef bytes power_on_blob
-    cdef uint32_t power_on_mid[8]
-    cdef uint8_t power_on_digest[32]
 
     def __cinit__(self):
         self.c = <CType*>calloc(1, sizeof(CType))
@@ -1329,10 +1324,9 @@ cdef class Manager:
     cdef object status_enum
     cdef const char* msg
     cdef list type_names             # by CType.index
-    cdef uint8_t last[32]            # SHA-256 of the last blob or snapshot produced
+    cdef uint8_t last[32]            # digest of the last blob or snapshot produced
     cdef bint has_last
-    cdef PyObject* ring_blob[64]     # blobs handed out lately, and their digests (a ring)
-    cdef uint8_t ring_digest[64 * 32]
+    cdef PyObject* ring_blob[64]     # blobs handed out lately (a ring)
     cdef int ring_pos
     cdef uint64_t* skeys             # scratch: page keys and pages of the blobs being written
     cdef uint8_t** spages
@@ -1344,6 +1338,8 @@ cdef class Manager:
     cdef Py_ssize_t sencs_cap
     cdef Mapping** sorder
     cdef Py_ssize_t sorder_cap
+    cdef uint8_t* sview              # scratch of tree_digest(): the bytes a snapshot's digest covers
+    cdef Py_ssize_t sview_cap
 
     def __init__(self, profile=None):
         if profile is None:
@@ -1380,10 +1376,11 @@ cdef class Manager:
         free(self.sinsts)
         free(self.sencs)
         free(self.sorder)
+        free(self.sview)
 
     @property
     def last_digest(self):
-        """SHA-256 of the last blob or snapshot this manager produced, or None."""
+        """Digest of the last blob or snapshot this manager produced (its last 32 bytes), or None."""
         return PyBytes_FromStringAndSize(<char*>self.last, 32) if self.has_last else None
 
     # ------------------------------------------------------------ memory management
@@ -2072,22 +2069,15 @@ cdef class Manager:
         set_blob(&p.cbuf, ti.power_on_blob)
         p.coff = 0
         p.clen = PyBytes_GET_SIZE(ti.power_on_blob)
-        memcpy(p.cmid, ti.power_on_mid, 32)
-        memcpy(p.cdig, ti.power_on_digest, 32)
-        p.cmid_ok = 1
-        p.cdig_ok = 1
         p.cgen = p.gen
         return True
 
     cdef bytes instance_blob(self, Inst* p):
-        """Canonical instance blob (R-BLOB-003, R-BLOB-004), cached until the instance changes.
-
-        Sets ``last`` to the blob's SHA-256.
-        """
+        """Canonical instance blob (R-BLOB-003, R-BLOB-004), cached until the instance changes."""
         cdef Enc e
         cdef bytes blob
         cdef uint8_t* b
-        cdef Py_ssize_t body, done
+        cdef Py_ssize_t body
         cdef list keep
         cdef TypeInfo ti
         if p.cbuf == NULL or p.cgen != p.gen:
@@ -2101,16 +2091,6 @@ cdef class Manager:
                 Py_DECREF(<object>p.cbuf)
                 p.cbuf = <PyObject*>blob
                 p.coff = 0
-            if not p.cdig_ok:
-                b = <uint8_t*>PyBytes_AS_STRING(blob)
-                if p.cmid_ok:
-                    done = (p.clen - 32) & ~(<Py_ssize_t>63)
-                    vsha_final(p.cmid, b + done, p.clen - done, p.clen, p.cdig)
-                else:
-                    vsha_digest(b, p.clen, p.cdig)
-                p.cdig_ok = 1
-            memcpy(self.last, p.cdig, 32)
-            self.has_last = True
             return blob
         keep = [] if p.t.custom else None
         self.sused = 0
@@ -2118,14 +2098,7 @@ cdef class Manager:
         blob = PyBytes_FromStringAndSize(NULL, e.size)
         b = <uint8_t*>PyBytes_AS_STRING(blob)
         body = self.enc_write(&e, b)
-        # one pass: the state after the body's whole blocks finishes both the seal and the blob's digest
-        done = body & ~(<Py_ssize_t>63)
-        vsha_iv(p.cmid)
-        vsha_blocks(p.cmid, b, done // 64)
-        vsha_final(p.cmid, b + done, body - done, body, b + body)
-        vsha_final(p.cmid, b + done, body - done + 32, body + 32, p.cdig)
-        p.cmid_ok = 1
-        p.cdig_ok = 1
+        vsha_digest(b, body, b + body)
         set_blob(&p.cbuf, blob)
         p.coff = 0
         p.clen = e.size
@@ -2133,24 +2106,19 @@ cdef class Manager:
         if is_power_on(p):
             ti = <TypeInfo>p.tinfo
             ti.power_on_blob = blob
-            memcpy(ti.power_on_mid, p.cmid, 32)
-            memcpy(ti.power_on_digest, p.cdig, 32)
-        memcpy(self.last, p.cdig, 32)
-        self.has_last = True
         return blob
 
-    cdef int hand_out(self, bytes blob, const uint8_t* digest) except -1:
+    cdef int hand_out(self, bytes blob) except -1:
         """Remember a blob given out, so restoring that very object skips re-hashing it.
 
         ``bytes`` are immutable: a blob this manager sealed still matches its
         digest when it comes back. The memo is bounded and keeps the objects
-        alive, so their ids stay unique. Sets ``last`` to ``digest``.
+        alive, so their ids stay unique. Sets ``last`` to the blob's digest.
         """
         cdef int k = self.ring_pos
-        memcpy(self.last, digest, 32)
+        memcpy(self.last, PyBytes_AS_STRING(blob) + PyBytes_GET_SIZE(blob) - 32, 32)
         self.has_last = True
         set_blob(&self.ring_blob[k], blob)
-        memcpy(self.ring_digest + 32 * k, digest, 32)
         self.ring_pos = (k + 1) & 63
         return 0
 
@@ -2170,34 +2138,33 @@ cdef class Manager:
         if code[0]:
             return None
         blob = self.instance_blob(p)
-        self.hand_out(blob, p.cdig)
+        self.hand_out(blob)
         return blob
 
     cdef object op_snapshot(self, OpRec* op, int* code):
         """Canonical VM snapshot: ECAM, 0xCF8, instances by BDF, decode order (R-SR-006, R-BLOB-005).
 
-        An instance whose blob is cached is copied; the others are written in
-        place, and each one's seal is hashed alongside the snapshot's own hash
-        (two streams over the same bytes). The instances keep their blobs as
-        parts of the snapshot.
+        An instance whose blob is cached is copied; the others are written and
+        sealed in place (two at a time, as two hash streams), and keep their
+        blobs as parts of the snapshot. The snapshot's digest then covers only
+        the instances' digests (R-BLOB-006).
         """
         cdef Vm* vm = NULL
         cdef Inst** arr
         cdef Inst* p
         cdef Enc* encs = NULL
         cdef Mapping** order = NULL
-        cdef Py_ssize_t n = 0, k, nmap = 0, total, pos, dev_len, start, body, done = 0, ni, no, both
+        cdef Py_ssize_t n = 0, k, nmap = 0, total, pos, dev_len, start, body, waiting = -1, waiting_body = 0
         cdef int i
         cdef bytes blob
         cdef uint8_t* b
-        cdef uint32_t outer[8]
         cdef list keep = None
         code[0] = self.vm_of(op, &vm)
         if code[0]:
             return None
         if vm.cblob != NULL and vm.cgen == vm.gen:
             blob = <bytes>vm.cblob
-            self.hand_out(blob, vm.cdig)
+            self.hand_out(blob)
             return blob
         arr = self.sorted_insts(vm, &n)
         for k in range(n):  # instances in power-on state share their type's blob, hashed once per type
@@ -2229,7 +2196,7 @@ cdef class Manager:
                     order[nmap] = &arr[k].maps[i]
                     nmap += 1
         qsort(order, nmap, sizeof(Mapping*), cmp_stamp)
-        total = 16 + 3 * 8 + 13 + dev_len + 4 + 3 * nmap + 32
+        total = SNAP_DEVICES + dev_len + 8 + 4 + 3 * nmap + 32
         blob = PyBytes_FromStringAndSize(NULL, total)
         b = <uint8_t*>PyBytes_AS_STRING(blob)
         memcpy(b, b"VPCIDVMS", 8)
@@ -2243,7 +2210,6 @@ cdef class Manager:
         st16(b + pos, 2); st16(b + pos + 2, 1); st32(b + pos + 4, <uint32_t>dev_len); pos += 8
         st32(b + pos, <uint32_t>n)
         pos += 4
-        vsha_iv(outer)  # the snapshot's hash: its first ``done`` bytes so far
         for k in range(n):
             p = arr[k]
             st16(b + pos, p.bdf)
@@ -2254,23 +2220,18 @@ cdef class Manager:
                 pos = start + p.clen
                 continue
             body = self.enc_write(&encs[k], b + start)
-            # the instance's seal and the snapshot's hash, two streams over the bytes written so far
-            ni = body // 64
-            no = (start + body - done) // 64
-            both = min(ni, no)
-            vsha_iv(p.cmid)
-            vsha_blocks2(p.cmid, b + start, outer, b + done, both)
-            vsha_blocks(p.cmid, b + start + 64 * both, ni - both)
-            vsha_blocks(outer, b + done + 64 * both, no - both)
-            done += 64 * no
-            vsha_final(p.cmid, b + start + 64 * ni, body - 64 * ni, body, b + start + body)
-            p.cmid_ok = 1
-            p.cdig_ok = 0
+            if waiting < 0:
+                waiting, waiting_body = start, body
+            else:
+                vsha_digest2(b + waiting, waiting_body, b + start, body, b + waiting + waiting_body, b + start + body)
+                waiting = -1
             set_blob(&p.cbuf, blob)
             p.coff = start
             p.clen = body + 32
             p.cgen = p.gen
             pos = start + body + 32
+        if waiting >= 0:
+            vsha_digest(b + waiting, waiting_body, b + waiting + waiting_body)
         st16(b + pos, 3); st16(b + pos + 2, 1); st32(b + pos + 4, <uint32_t>(4 + 3 * nmap)); pos += 8
         st32(b + pos, <uint32_t>nmap)
         pos += 4
@@ -2278,15 +2239,32 @@ cdef class Manager:
             st16(b + pos, order[k].inst.bdf)
             b[pos + 2] = order[k].bar
             pos += 3
-        ni = (pos - done) // 64
-        vsha_blocks(outer, b + done, ni)
-        done += 64 * ni
-        vsha_final(outer, b + done, pos - done, pos, b + pos)
-        vsha_final(outer, b + done, pos - done + 32, pos + 32, vm.cdig)
+        self.tree_digest(b, SNAP_DEVICES, dev_len, pos, b + pos)
         set_blob(&vm.cblob, blob)
         vm.cgen = vm.gen
-        self.hand_out(blob, vm.cdig)
+        self.hand_out(blob)
         return blob
+
+    cdef int tree_digest(self, const uint8_t* b, Py_ssize_t dev_off, Py_ssize_t dev_len, Py_ssize_t body,
+                         uint8_t* out) except -1:
+        """A snapshot's digest: its ``body`` bytes, each instance blob cut to its own digest (R-BLOB-006).
+
+        ``b[dev_off:dev_off + dev_len]`` is the devices section; its entries parse.
+        """
+        cdef uint32_t k, count = ld32(b + dev_off)
+        cdef Py_ssize_t pos = dev_off + 4, end = dev_off + dev_len, used = dev_off + 4, dlen, kept
+        grow(<void**>&self.sview, &self.sview_cap, used + 38 * <Py_ssize_t>count + body - end, 1)
+        memcpy(self.sview, b, used)
+        for k in range(count):
+            dlen = ld32(b + pos + 2)
+            kept = dlen if dlen < 32 else 32
+            memcpy(self.sview + used, b + pos, 6)
+            memcpy(self.sview + used + 6, b + pos + 6 + dlen - kept, kept)
+            used += 6 + kept
+            pos += 6 + dlen
+        memcpy(self.sview + used, b + end, body - end)
+        vsha_digest(self.sview, used + body - end, out)
+        return 0
 
     cdef int unframe(self, const uint8_t* b, Py_ssize_t n, const char* magic, int nknown,
                      Py_ssize_t* off, Py_ssize_t* length, bint trusted) except -1:
@@ -2517,9 +2495,6 @@ cdef class Manager:
                 set_blob(&p.cbuf, blob)
                 p.coff = 0
                 p.clen = view.len
-                memcpy(p.cdig, self.ring_digest + 32 * slot, 32)
-                p.cdig_ok = 1
-                p.cmid_ok = 0
                 p.cgen = p.gen
         finally:
             PyBuffer_Release(&view)
@@ -2544,6 +2519,7 @@ cdef class Manager:
         cdef Py_ssize_t nexpected = 0
         cdef int slot
         cdef uint64_t i
+        cdef uint8_t digest[32]
         if op.bad & B_VM:
             return self.fail(E_INVALID, b"vm_id must be an integer 0-0xffffffff")
         if not isinstance(blob, (bytes, bytearray, memoryview)):
@@ -2552,7 +2528,7 @@ cdef class Manager:
         PyObject_GetBuffer(blob, &view, PyBUF_SIMPLE)
         try:
             b = <const uint8_t*>view.buf
-            code = self.unframe(b, view.len, b"VPCIDVMS", 3, off, ln, slot >= 0)
+            code = self.unframe(b, view.len, b"VPCIDVMS", 3, off, ln, True)  # its digest: below
             if code:
                 return code
             if ln[1] != 13:
@@ -2581,6 +2557,10 @@ cdef class Manager:
                 pos += 6 + dlen
             if pos != <uint64_t>ln[2]:
                 return self.fail(E_BAD_BLOB, b"device section has trailing bytes")
+            if slot < 0:
+                self.tree_digest(b, off[2], ln[2], view.len - 32, digest)
+                if memcmp(digest, b + view.len - 32, 32) != 0:
+                    return self.fail(E_BAD_BLOB, b"integrity check failed (SHA-256 mismatch)")
             if ln[3] < 4:
                 return self.fail(E_BAD_BLOB, b"map-order section is truncated")
             n = ld32(b + off[3])
@@ -2633,11 +2613,8 @@ cdef class Manager:
                     if vm.cfgtab.tab[i].val != NULL:
                         p = <Inst*>vm.cfgtab.tab[i].val
                         set_blob(&p.cbuf, blob)
-                        p.cmid_ok = 0
-                        p.cdig_ok = 0
                         p.cgen = p.gen
                 set_blob(&vm.cblob, blob)
-                memcpy(vm.cdig, self.ring_digest + 32 * slot, 32)
                 vm.cgen = vm.gen
             old = <Vm*>map_get(&self.vms, op.vm)
             map_put(&self.vms, op.vm, vm)
