@@ -9,11 +9,12 @@ mutant the suite does not reject is a hole in the suite. The adapter name
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from vpcid.adapters.reference import ModelAdapter
-from vpcid.model import Bdf, ConfigLayout, DataManager, DeviceType, Profile
+from vpcid.model import Bdf, BlobError, ConfigLayout, DataManager, DeviceType, Profile
 from vpcid.model import blob as blobfmt
 from vpcid.model.configspace import bar_address, decode_enabled, decode_window
 from vpcid.model.devicetype import BAR0, COMMAND, ROM_INDEX, BarKind
@@ -260,6 +261,22 @@ class RestoreHalfApplies(DataManager):
         super().restore(vm_id, bdf, blob)
 
 
+class SnapshotTrustsInstances(DataManager):
+    """Restoring a snapshot checks its own digest but not its instance blobs' (R-BLOB-006)."""
+
+    def restore_vm(self, vm_id: int, snapshot: bytes) -> None:
+        try:
+            record = blobfmt.decode_snapshot(snapshot)
+        except BlobError:
+            record = None
+        if record is not None:
+            resealed = tuple(
+                (packed, blob[:-32] + hashlib.sha256(blob[:-32]).digest()) for packed, blob in record.devices
+            )
+            snapshot = blobfmt.encode_snapshot(dataclasses.replace(record, devices=resealed))
+        super().restore_vm(vm_id, snapshot)
+
+
 class MisalignedConfigAccepted(DataManager):
     @staticmethod
     def _check_config_access(bdf: Bdf, offset: int, width: int) -> None:
@@ -359,6 +376,8 @@ MUTANTS: tuple[Mutant, ...] = (
            lambda p: EcamBusShift(p)),
     Mutant("restore-accepts-identity", "restore lets identity bytes change", ("R-SR-004",),
            lambda p: RestoreAcceptsIdentity(p)),
+    Mutant("snapshot-trusts-instances", "restoring a snapshot skips its instance blobs' digests",
+           ("R-BLOB-006",), lambda p: SnapshotTrustsInstances(p)),
     Mutant("restore-half-applies", "a rejected restore changes the interrupt line", ("R-SR-007",),
            lambda p: RestoreHalfApplies(p)),
     Mutant("misaligned-config-accepted", "configuration accesses may cross a dword", ("R-ACC-003",),
