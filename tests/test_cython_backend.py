@@ -169,36 +169,37 @@ def test_blobs_cross_restore_both_ways_byte_identical(seed: int, which: int) -> 
 @given(seed=st.integers(0, 2**32 - 1), flips=st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4))
 def test_damaged_blobs_are_rejected_alike(seed: int, flips: list[int]) -> None:
     """A re-sealed blob with flipped bytes gets the same verdict, and leaves the same state, on both sides."""
-    model, compiled = ModelAdapter(), backend.CythonAdapter()
-    for op in episode(Profile(), seed):
-        model.execute(op)
-        compiled.execute(op)
+    model, compiled = _twins(seed)
     for vm, bdf, _ in _instances(model.manager):
         body = bytearray(model.manager.save(vm, bdf)[:-32])
         for flip in flips:
             body[16 + flip % (len(body) - 16)] ^= 1 << (flip % 8)
         blob = bytes(body) + hashlib.sha256(body).digest()
-        verdicts = []
-        for side in (model, compiled):
-            try:
-                side.manager.restore(vm, bdf, blob)
-                verdicts.append("ok")
-            except VpcidError as exc:
-                verdicts.append(exc.kind)
-        assert verdicts[0] == verdicts[1]
-        assert model.manager.snapshot(vm) == compiled.manager.snapshot(vm)
+        _assert_alike(model, compiled, vm, "restore", vm, bdf, blob)
 
 
-def _verdicts(sides: tuple[ModelAdapter, backend.CythonAdapter], vm: int, snapshot: bytes) -> list[str]:
-    """What restoring ``snapshot`` into ``vm`` gives on each side: "ok" or the error's kind."""
+def _twins(seed: int) -> tuple[ModelAdapter, backend.CythonAdapter]:
+    """The model and the compiled backend after the same random episode."""
+    model, compiled = ModelAdapter(), backend.CythonAdapter()
+    for op in episode(Profile(), seed):
+        model.execute(op)
+        compiled.execute(op)
+    return model, compiled
+
+
+def _assert_alike(
+    model: ModelAdapter, compiled: backend.CythonAdapter, vm: int, method: str, *args: object
+) -> None:
+    """``method(*args)`` on each side's manager: the same verdict ("ok" or the error's kind), the same VM after."""
     verdicts = []
-    for side in sides:
+    for side in (model, compiled):
         try:
-            side.manager.restore_vm(vm, snapshot)
+            getattr(side.manager, method)(*args)
             verdicts.append("ok")
         except VpcidError as exc:
             verdicts.append(exc.kind)
-    return verdicts
+    assert verdicts[0] == verdicts[1]
+    assert model.manager.snapshot(vm) == compiled.manager.snapshot(vm)
 
 
 @needs_backend
@@ -207,19 +208,14 @@ def _verdicts(sides: tuple[ModelAdapter, backend.CythonAdapter], vm: int, snapsh
 @given(seed=st.integers(0, 2**32 - 1), flips=st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4))
 def test_damaged_snapshots_are_rejected_alike(seed: int, flips: list[int]) -> None:
     """A snapshot with flipped bytes, its digest left or taken again, gets the same verdict on both sides."""
-    model, compiled = ModelAdapter(), backend.CythonAdapter()
-    for op in episode(Profile(), seed):
-        model.execute(op)
-        compiled.execute(op)
+    model, compiled = _twins(seed)
     for vm in model.manager.vm_ids():
         snapshot = model.manager.snapshot(vm)
         body = bytearray(snapshot[:-32])
         for flip in flips:
             body[16 + flip % (len(body) - 16)] ^= 1 << (flip % 8)
         for damaged in (bytes(body) + snapshot[-32:], bytes(body) + expected_digest(bytes(body))):
-            verdicts = _verdicts((model, compiled), vm, damaged)
-            assert verdicts[0] == verdicts[1]
-            assert model.manager.snapshot(vm) == compiled.manager.snapshot(vm)
+            _assert_alike(model, compiled, vm, "restore_vm", vm, damaged)
 
 
 # ------------------------------------------------------------------ SHA-256 in C
