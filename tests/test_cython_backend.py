@@ -163,10 +163,16 @@ def test_blobs_cross_restore_both_ways_byte_identical(seed: int, which: int) -> 
             assert target.tables(vm) == source.tables(vm)
 
 
+DAMAGE = given(
+    seed=st.integers(0, 2**32 - 1), flips=st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4)
+)
+"""A random episode's seed, and the bytes to flip in what it saved."""
+
+
 @needs_backend
 @pytest.mark.req("R-BLOB-001", "R-SR-005", "R-SR-007")
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), flips=st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4))
+@DAMAGE
 def test_damaged_blobs_are_rejected_alike(seed: int, flips: list[int]) -> None:
     """A re-sealed blob with flipped bytes gets the same verdict, and leaves the same state, on both sides."""
     model, compiled = _twins(seed)
@@ -190,7 +196,7 @@ def _twins(seed: int) -> tuple[ModelAdapter, backend.CythonAdapter]:
 def _assert_alike(
     model: ModelAdapter, compiled: backend.CythonAdapter, vm: int, method: str, *args: object
 ) -> None:
-    """``method(*args)`` on each side's manager: the same verdict ("ok" or the error's kind), the same VM after."""
+    """``method(*args)`` on both managers: the same verdict ("ok" or an error kind), the same VM after."""
     verdicts = []
     for side in (model, compiled):
         try:
@@ -205,7 +211,7 @@ def _assert_alike(
 @needs_backend
 @pytest.mark.req("R-BLOB-001", "R-BLOB-006", "R-SR-007")
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), flips=st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4))
+@DAMAGE
 def test_damaged_snapshots_are_rejected_alike(seed: int, flips: list[int]) -> None:
     """A snapshot with flipped bytes, its digest left or taken again, gets the same verdict on both sides."""
     model, compiled = _twins(seed)
