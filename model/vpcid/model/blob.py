@@ -1,7 +1,9 @@
 """The data blob and VM snapshot formats (R-BLOB-*); prose in spec/formats/blob.md.
 
 Both are canonical: equal state always encodes to equal bytes. Both are
-versioned, made of tagged sections, and end in a SHA-256 of what precedes.
+versioned, made of tagged sections, and end in a SHA-256 digest of what
+precedes; a snapshot's digest takes each instance blob by that blob's own
+digest (a hash tree of depth two, R-BLOB-006).
 Hand-written with :mod:`struct` rather than a serialisation library because
 the byte layout itself is normative: any implementation, in any language,
 must produce exactly these bytes.
