@@ -293,6 +293,12 @@ def test_fixed_machine_adapter_excludes_full_api_vectors(generated: Generated) -
     }
 
 
+def test_fixed_machine_adapter_rejects_undeclared_operations_as_trace_errors() -> None:
+    adapter = ModelAdapter("guest", machine=FixedMachine(1, ()), operations=GUEST_VIEW)
+    with pytest.raises(TraceError, match="adapter 'guest' does not support save"):
+        adapter.execute(Op(OpKind.SAVE, vm=1, bdf=Bdf(0, 2, 0), name="s"))
+
+
 def test_user_exclusions_are_accounted_for(generated: Generated) -> None:
     skipped = generated.index[0]["id"]
     result = vectors.run(generated.directory, ModelAdapter(), exclude={skipped: "known flaky hardware"})

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from vpcid.conformance.trace import FULL, GUEST_VIEW, Observation, Op, OpKind
+from vpcid.conformance.trace import FULL, GUEST_VIEW, Observation, Op, OpKind, TraceError
 from vpcid.model import Bdf, DeviceType, Profile, VpcidError
 from vpcid.model.manager import DEFAULT_ECAM_BASE
 
@@ -102,6 +102,10 @@ class AdapterInfo:
             raise ValueError(f"adapter {self.name!r} must support the guest-view operations; lacks {missing}")
         if self.machine is None and self.operations != FULL:
             raise ValueError(f"adapter {self.name!r}: without a fixed machine the full API is required")
+
+    def unsupported(self, op: Op) -> TraceError:
+        """The error for an operation of a kind this adapter does not declare (the trace is at fault)."""
+        return TraceError(f"adapter {self.name!r} does not support {op.kind.value}")
 
 
 @runtime_checkable

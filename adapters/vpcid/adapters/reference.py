@@ -69,7 +69,7 @@ class ModelAdapter:
     def execute(self, op: Op) -> Observation:
         """Perform ``op``; model errors become error observations (R-ERR-003)."""
         if op.kind not in self._operations:
-            raise TraceError(f"adapter {self._info.name!r} does not support {op.kind.value}")
+            raise self._info.unsupported(op)
         try:
             return self._handlers[op.kind](op)
         except TraceError:

@@ -167,7 +167,7 @@ class QemuAdapter:
 
     def execute(self, op: Op) -> Observation:
         if op.kind not in self._info.operations:
-            raise TraceError(f"adapter {self._info.name!r} does not support {op.kind.value}")
+            raise self._info.unsupported(op)
         if op.kind is OpKind.INIT:
             self._restart()
             return OK

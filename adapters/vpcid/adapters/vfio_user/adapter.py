@@ -247,7 +247,7 @@ class VfioUserAdapter:
     # ------------------------------------------------------------------ protocol
     def execute(self, op: Op) -> Observation:
         if op.kind not in self._info.operations:
-            raise TraceError(f"adapter {self._info.name!r} does not support {op.kind.value}")
+            raise self._info.unsupported(op)
         try:
             return self._perform(op)
         except VpcidError as exc:
