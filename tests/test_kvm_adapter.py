@@ -80,15 +80,19 @@ def kvm() -> Iterator[KvmAdapter]:
 
 
 @pytest.fixture
-def recording() -> Iterator[tuple[KvmAdapter, list[DataManager]]]:
-    managers: list[DataManager] = []
+def recording() -> Iterator[tuple[KvmAdapter, list[tuple[Any, ...]]]]:
+    """The KVM adapter over a recording model after ``setup_ops()``, and the model's log, emptied."""
+    managers: list[Recording] = []
 
     def factory(profile: Profile) -> DataManager:
         managers.append(Recording(profile))
         return managers[-1]
 
     instance = KvmAdapter("kvm-recording", None, factory)
-    yield instance, managers
+    run(instance, setup_ops())
+    log = managers[-1].log
+    log.clear()
+    yield instance, log
     instance.close()
 
 
@@ -176,12 +180,9 @@ def test_every_guest_operation_matches_the_model(kvm: KvmAdapter) -> None:
 
 @needs_kvm
 def test_a_configuration_read_is_four_port_accesses_through_0xcf8(
-    recording: tuple[KvmAdapter, list[DataManager]],
+    recording: tuple[KvmAdapter, list[tuple[Any, ...]]],
 ) -> None:
-    impl, managers = recording
-    run(impl, setup_ops())
-    log = managers[-1].log  # type: ignore[attr-defined]
-    log.clear()
+    impl, log = recording
     assert impl.execute(Op(OpKind.CONFIG_READ, vm=1, bdf=NIC, address=0x02, width=2)) == Observation(
         value=0x100E
     )
@@ -199,12 +200,9 @@ def test_a_configuration_read_is_four_port_accesses_through_0xcf8(
 
 @needs_kvm
 def test_mmio_accesses_are_single_instructions_of_the_op_width(
-    recording: tuple[KvmAdapter, list[DataManager]],
+    recording: tuple[KvmAdapter, list[tuple[Any, ...]]],
 ) -> None:
-    impl, managers = recording
-    run(impl, setup_ops())
-    log = managers[-1].log  # type: ignore[attr-defined]
-    log.clear()
+    impl, log = recording
     impl.execute(Op(OpKind.MMIO_WRITE, vm=1, address=BAR0 + 0x11, width=8, value=0x0807060504030201))
     assert impl.execute(Op(OpKind.MMIO_READ, vm=1, address=BAR0 + 0x13, width=2)) == Observation(value=0x0403)
     assert impl.execute(Op(OpKind.IO_READ, vm=1, address=0x80, width=1)) == Observation(value=0xFF)
@@ -217,12 +215,9 @@ def test_mmio_accesses_are_single_instructions_of_the_op_width(
 
 @needs_kvm
 def test_page_crossing_accesses_are_reassembled_into_one_access(
-    recording: tuple[KvmAdapter, list[DataManager]],
+    recording: tuple[KvmAdapter, list[tuple[Any, ...]]],
 ) -> None:
-    impl, managers = recording
-    run(impl, setup_ops())
-    log = managers[-1].log  # type: ignore[attr-defined]
-    log.clear()
+    impl, log = recording
     address = BAR0 + 0xFFD
     impl.execute(Op(OpKind.MMIO_WRITE, vm=1, address=address, width=8, value=0x1122334455667788))
     assert impl.execute(Op(OpKind.MMIO_READ, vm=1, address=address, width=8)) == Observation(
