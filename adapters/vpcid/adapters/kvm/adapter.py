@@ -54,9 +54,10 @@ import mmap
 import os
 import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from vpcid.adapters.base import AdapterInfo, AdapterUnavailable
 from vpcid.adapters.kvm import guest as g
@@ -356,17 +357,9 @@ class KvmAdapter:
                     self._fail(vm, guest, guest.describe_exit(reason), discard=True)
                 if direction:
                     value = int.from_bytes(run[offset : offset + size], "little")
-                    try:
-                        manager.io_write(vm, port, size, value)
-                    except VpcidError as exc:
-                        self._pending_error = self._pending_error or exc
+                    self._write(manager.io_write, vm, port, size, value)
                 else:
-                    try:
-                        value = manager.io_read(vm, port, size)
-                    except VpcidError as exc:
-                        self._pending_error = self._pending_error or exc
-                        value = (1 << (8 * size)) - 1
-                    run[offset : offset + size] = value.to_bytes(size, "little")
+                    run[offset : offset + size] = self._read(size, manager.io_read, vm, port, size)
             elif reason == _EXIT_MMIO:
                 phys, data, length, is_write = mmio_exit(run, 32)
                 if phys == doorbell:
@@ -378,17 +371,9 @@ class KvmAdapter:
                 elif access is not None:
                     self._mmio_access(vm, guest, phys, length, is_write, data, run)
                 elif is_write:
-                    try:
-                        manager.mmio_write(vm, phys, length, int.from_bytes(data[:length], "little"))
-                    except VpcidError as exc:
-                        self._pending_error = self._pending_error or exc
+                    self._write(manager.mmio_write, vm, phys, length, int.from_bytes(data[:length], "little"))
                 else:
-                    try:
-                        value = manager.mmio_read(vm, phys, length)
-                    except VpcidError as exc:
-                        self._pending_error = self._pending_error or exc
-                        value = (1 << (8 * length)) - 1
-                    run[40 : 40 + length] = value.to_bytes(length, "little")
+                    run[40 : 40 + length] = self._read(length, manager.mmio_read, vm, phys, length)
             elif reason == _EXIT_INTR:
                 continue
             elif reason == _EXIT_HLT:
@@ -428,23 +413,31 @@ class KvmAdapter:
         elif g.CONFIG_WINDOW <= offset < g.CONFIG_WINDOW + g.CONFIG_WINDOW_SIZE:
             rel = offset - g.CONFIG_WINDOW
             bdf = Bdf.unpack(rel >> 12)
-            try:
-                if is_write:
-                    manager.config_write(
-                        vm, bdf, rel & 0xFFF, length, int.from_bytes(data[:length], "little")
-                    )
-                else:
-                    value = manager.config_read(vm, bdf, rel & 0xFFF, length)
-                    run[40 : 40 + length] = value.to_bytes(length, "little")
-            except VpcidError as exc:
-                self._pending_error = self._pending_error or exc
-                if not is_write:
-                    run[40 : 40 + length] = b"\xff" * length
+            if is_write:
+                value = int.from_bytes(data[:length], "little")
+                self._write(manager.config_write, vm, bdf, rel & 0xFFF, length, value)
+            else:
+                run[40 : 40 + length] = self._read(length, manager.config_read, vm, bdf, rel & 0xFFF, length)
         else:
             kind = "write" if is_write else "read"
             self._fail(
                 vm, guest, f"unexpected MMIO {kind} in the adapter's private block at +{offset:#x}", True
             )
+
+    def _write(self, call: Callable[..., None], *args: Any) -> None:
+        """A write an exit asks of the model; its error is kept for the operation (the first one wins)."""
+        try:
+            call(*args)
+        except VpcidError as exc:
+            self._pending_error = self._pending_error or exc
+
+    def _read(self, width: int, call: Callable[..., int], *args: Any) -> bytes:
+        """A read an exit asks of the model, as ``width`` bytes; on an error (kept as by ``_write``), ones."""
+        try:
+            return call(*args).to_bytes(width, "little")
+        except VpcidError as exc:
+            self._pending_error = self._pending_error or exc
+            return b"\xff" * width
 
     def _mmio_access(
         self, vm: int, guest: Guest, address: int, length: int, is_write: int, data: bytes, run: mmap.mmap
@@ -461,21 +454,11 @@ class KvmAdapter:
             access.buffer += data[:length]
             access.done += length
             if access.done == access.width:
-                try:
-                    manager.mmio_write(
-                        vm, access.address, access.width, int.from_bytes(access.buffer, "little")
-                    )
-                except VpcidError as exc:
-                    self._pending_error = self._pending_error or exc
+                value = int.from_bytes(access.buffer, "little")
+                self._write(manager.mmio_write, vm, access.address, access.width, value)
             return
         if access.done == 0:
-            try:
-                access.buffer = manager.mmio_read(vm, access.address, access.width).to_bytes(
-                    access.width, "little"
-                )
-            except VpcidError as exc:
-                self._pending_error = self._pending_error or exc
-                access.buffer = b"\xff" * access.width
+            access.buffer = self._read(access.width, manager.mmio_read, vm, access.address, access.width)
         if length != access.width:
             self.stats["split accesses"] += access.done == 0
         run[40 : 40 + length] = access.buffer[access.done : access.done + length]
