@@ -124,8 +124,8 @@ class QemuProcess:
     _qmp_listener: socket.socket
     _qtest: socket.socket | None = None
     _qmp: socket.socket | None = None
-    _qtest_buffer: bytes = b""
-    _qmp_buffer: bytes = b""
+    _qtest_buffer: bytearray = field(default_factory=bytearray)
+    _qmp_buffer: bytearray = field(default_factory=bytearray)
     events: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
 
@@ -261,17 +261,24 @@ class QemuProcess:
         return replies
 
     def _qtest_line(self, doing: str) -> str:
-        assert self._qtest is not None
-        while b"\n" not in self._qtest_buffer:
+        line = self._line(self._qtest, self._qtest_buffer, f"qtest {doing!r}")
+        return line.decode("ascii", errors="replace").strip()
+
+    def _line(self, sock: socket.socket | None, buffer: bytearray, doing: str) -> bytes:
+        """The next line from ``sock``; ``buffer`` keeps what came after it (qtest, QMP: one per line)."""
+        assert sock is not None
+        while b"\n" not in buffer:
             try:
-                chunk = self._qtest.recv(1 << 16)
+                chunk = sock.recv(1 << 16)
             except (TimeoutError, OSError):
                 chunk = b""
             if not chunk:
-                raise self.death(f"qtest {doing!r}")
-            self._qtest_buffer += chunk
-        line, _, self._qtest_buffer = self._qtest_buffer.partition(b"\n")
-        return line.decode("ascii", errors="replace").strip()
+                raise self.death(doing)
+            buffer += chunk
+        end = buffer.index(b"\n")
+        line = bytes(buffer[:end])
+        del buffer[: end + 1]
+        return line
 
     # -------------------------------------------------------------- QMP
 
@@ -297,17 +304,7 @@ class QemuProcess:
             return reply.get("return")
 
     def _qmp_message(self, doing: str = "QMP greeting") -> dict[str, Any]:
-        assert self._qmp is not None
-        while b"\n" not in self._qmp_buffer:
-            try:
-                chunk = self._qmp.recv(1 << 16)
-            except (TimeoutError, OSError):
-                chunk = b""
-            if not chunk:
-                raise self.death(f"QMP {doing}")
-            self._qmp_buffer += chunk
-        line, _, self._qmp_buffer = self._qmp_buffer.partition(b"\n")
-        message: dict[str, Any] = json.loads(line)
+        message: dict[str, Any] = json.loads(self._line(self._qmp, self._qmp_buffer, f"QMP {doing}"))
         return message
 
     def wait_event(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
