@@ -228,7 +228,7 @@ EXTREME = DeviceType(
     bars=(BarSpec(BarKind.MEM32, 1 << 31), BarSpec(BarKind.MEM64, 1 << 63), None, BarSpec(BarKind.IO, 256),
           BarSpec(BarKind.IO, 4), BarSpec(BarKind.MEM32, 16)),
     rom=RomSpec(1 << 24, b"\x55\xaa"),
-    registers=(Register(0x40, 1, RegisterClass.RSVD), Register(0x100, 4, RegisterClass.RW, 1),
+    registers=(Register(0x40, 1, RegisterClass.RSVD), Register(0x104, 4, RegisterClass.RW, 1),
                Register(0xFFE, 2, RegisterClass.RO, 7)),
 )  # fmt: skip
 """Largest BARs and ROM, every slot used, registers at both ends of extended space."""

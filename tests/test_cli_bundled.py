@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from vpcid.adapters.registry import probe, registered
 from vpcid.conformance.cli import main
@@ -30,9 +31,12 @@ def test_certify_bundled_certifies_every_available_adapter_and_writes_reports(tm
 def test_trace_command_prints_evidence_for_every_requirement() -> None:
     result = CliRunner().invoke(main, ["trace"])
     assert result.exit_code == 0, result.output
+    from vpcid.conformance.traceability import load_requirements
+
+    total = len(load_requirements())
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("90 requirements; unit:")
-    assert "vector: 90" in last
+    assert last.startswith(f"{total} requirements; unit: {total},")
+    assert f"vector: {total}" in last
 
 
 def test_certify_writes_each_failure_as_a_replayable_minimal_trace(tmp_path: Path) -> None:
@@ -67,16 +71,24 @@ def test_conformant_certify_writes_no_counterexample(tmp_path: Path) -> None:
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_types_exports_every_suite_type_with_its_layout() -> None:
+@pytest.mark.req("R-DT-002")
+def test_types_exports_every_suite_type_as_a_type_file(tmp_path: Path) -> None:
     from vpcid.conformance.devices import SUITE_TYPES
-    from vpcid.model import layout
-    from vpcid.model.profile import StatusRegister
+    from vpcid.conformance.typefile import read_type_file
 
     result = CliRunner().invoke(main, ["types", "--json"])
     assert result.exit_code == 0, result.output
-    exported = {t["name"]: t for t in json.loads(result.output)}
+    document = json.loads(result.output)
+    exported = {t["name"]: t for t in document["types"]}
     assert set(exported) == set(SUITE_TYPES)
     for name, dtype in SUITE_TYPES.items():
         assert exported[name]["fingerprint"] == dtype.fingerprint().hex()
-        assert bytes.fromhex(exported[name]["layout"]["wmask"]) == layout(dtype, StatusRegister.RW1C).wmask
-    assert "kitchen-sink" in CliRunner().invoke(main, ["types"]).output
+    path = tmp_path / "suite.json"
+    path.write_text(result.output)
+    assert {e.dtype.name: e.dtype for e in read_type_file(path)} == SUITE_TYPES
+    listing = CliRunner().invoke(main, ["types", "--types", str(path)])
+    assert listing.exit_code == 0, listing.output
+    assert "kitchen-sink" in listing.output
+    checked = CliRunner().invoke(main, ["types", "check", str(path)])
+    assert checked.exit_code == 0, checked.output
+    assert f"e1000: {SUITE_TYPES['e1000'].fingerprint().hex()}" in checked.output

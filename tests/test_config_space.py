@@ -499,7 +499,7 @@ def test_capability_rw1c_body_bits_clear_on_one_and_keep_on_zero() -> None:
 # ------------------------------------------------------------------ R-CFG-009
 
 CONVENTIONAL = make_type(name="conv", bars=(BarSpec(BarKind.MEM32, 4096),))
-EXPRESS = make_type(name="pcie", express=True, registers=(Register(0x100, 4, RegisterClass.RW, 0x11),))
+EXPRESS = make_type(name="pcie", express=True, registers=(Register(0x104, 4, RegisterClass.RW, 0x11),))
 
 
 @pytest.mark.req("R-CFG-009")
@@ -524,14 +524,14 @@ def test_conventional_function_reads_all_ones_above_0xff_and_ignores_writes() ->
 @pytest.mark.req("R-CFG-009", "R-CFG-010")
 def test_express_function_has_4096_bytes_reading_zero_where_unclaimed() -> None:
     dm = manager_with(EXPRESS)
-    assert dm.config_read(VM, BDF, 0x100, 4) == 0x11
-    for offset in range(0x104, 0x1000, 4):
+    assert dm.config_read(VM, BDF, 0x104, 4) == 0x11
+    for offset in (0x100, *range(0x108, 0x1000, 4)):
         dm.config_write(VM, BDF, offset, 4, 0xFFFFFFFF)
-    for offset in range(0x104, 0x1000, 4):
+    for offset in (0x100, *range(0x108, 0x1000, 4)):
         assert dm.config_read(VM, BDF, offset, 4) == 0
     assert dm.config_read(VM, BDF, 0xFFF, 1) == 0
-    dm.config_write(VM, BDF, 0x100, 4, 0xCAFEBABE)
-    assert dm.config_read(VM, BDF, 0x100, 4) == 0xCAFEBABE
+    dm.config_write(VM, BDF, 0x104, 4, 0xCAFEBABE)
+    assert dm.config_read(VM, BDF, 0x104, 4) == 0xCAFEBABE
 
 
 @pytest.mark.req("R-CFG-009")
@@ -637,13 +637,13 @@ def test_device_specific_register_classes_at_each_width(width: int, any_profile:
 
 @pytest.mark.req("R-CFG-012")
 def test_device_specific_registers_in_express_extended_space() -> None:
-    regs = (Register(0x100, 4, RegisterClass.RW1C, 0xFF), Register(0xFFE, 2, RegisterClass.RW, 0x1234))
+    regs = (Register(0x104, 4, RegisterClass.RW1C, 0xFF), Register(0xFFE, 2, RegisterClass.RW, 0x1234))
     dm = manager_with(make_type(name="ext-regs", express=True, registers=regs))
-    assert dm.config_read(VM, BDF, 0x100, 4) == 0xFF
+    assert dm.config_read(VM, BDF, 0x104, 4) == 0xFF
     assert dm.config_read(VM, BDF, 0xFFE, 2) == 0x1234
-    dm.config_write(VM, BDF, 0x100, 4, 0x0F)
+    dm.config_write(VM, BDF, 0x104, 4, 0x0F)
     dm.config_write(VM, BDF, 0xFFC, 4, 0xABCD0000)
-    assert dm.config_read(VM, BDF, 0x100, 4) == 0xF0
+    assert dm.config_read(VM, BDF, 0x104, 4) == 0xF0
     assert dm.config_read(VM, BDF, 0xFFC, 4) == 0xABCD0000
 
 

@@ -38,7 +38,8 @@ from vpcid.conformance.trace import Op, OpKind
 from vpcid.model import Bdf, DataManager, DeviceType, Profile
 from vpcid.model import blob as blobfmt
 from vpcid.model.catalog import A100, E1000, EDU, NVME
-from vpcid.model.devicetype import BarKind, BarSpec, Capability
+from vpcid.model.devicetype import BarKind, BarSpec
+from vpcid.model.header import ChainEntry
 from vpcid.model.manager import DEFAULT_ECAM_BASE
 from vpcid.model.profile import BarMoveWhileDecoding
 
@@ -194,30 +195,30 @@ def _plan(dtype: DeviceType) -> dict[int, tuple[int, ...]]:
     return {index: tuple(addresses) for index, addresses in placed.items()}
 
 
-def _cap_offsets(dtype: DeviceType) -> list[tuple[int, Capability]]:
-    """Where each capability lies: from 0x40, dword aligned, in the type's order (R-CFG-008)."""
-    out: list[tuple[int, Capability]] = []
-    offset = 0x40
-    for cap in dtype.capabilities:
-        out.append((offset, cap))
-        offset = (offset + 2 + len(cap.body) + 3) & ~3
+def _cap_spans(dtype: DeviceType) -> list[tuple[ChainEntry, range]]:
+    """Each capability of both chains (R-DT-006, R-DT-007) and the bytes the cases exercise as its:
+    from its header up to the next capability above it, the end of its area, or 64 bytes."""
+    chain = dtype.chain
+    out: list[tuple[ChainEntry, range]] = []
+    for e in chain:
+        area_end = dtype.config_size if e.extended else 0x100
+        above = [x.offset for x in chain if x.extended == e.extended and x.offset > e.offset]
+        out.append((e, range(e.offset, min(area_end, e.offset + 64, *above))))
     return out
 
 
-def _claimed(dtype: DeviceType) -> set[int]:
-    """Configuration bytes at or above 0x40 that a capability or a register defines."""
-    used: set[int] = set()
-    for offset, cap in _cap_offsets(dtype):
-        used.update(range(offset, offset + 2 + len(cap.body)))
-    for reg in dtype.registers:
-        used.update(range(reg.offset, reg.offset + reg.width))
-    return used
+def _declared_dword(dtype: DeviceType, dword: int) -> bool:
+    """Whether any byte of the dword has a non-zero power-on value or mask (R-DT-005)."""
+    space = dtype.declared
+    span = slice(dword, dword + 4)
+    return any(space.image[span]) or any(space.wmask[span]) or any(space.w1cmask[span])
 
 
 def _unclaimed_dwords(dtype: DeviceType) -> list[int]:
-    """A few dword offsets no capability or register touches (R-CFG-010)."""
-    used = _claimed(dtype)
-    free = [d for d in range(0x40, dtype.config_size, 4) if used.isdisjoint(range(d, d + 4))]
+    """A few dword offsets at or above 0x40 whose bytes are all read-only zero (R-CFG-010)."""
+    free = [d for d in range(0x40, dtype.config_size, 4) if not _declared_dword(dtype, d)]
+    if dtype.express:
+        free = [d for d in free if d != 0x100]
     low = [d for d in free if d < 0x100]
     high = [d for d in free if d >= 0x100]
     picked = low[:3] + low[-1:] + high[:2] + high[-1:]
@@ -636,9 +637,10 @@ def _cfg_writable_header(d: _Dev) -> None:
 
 
 def _cfg_capabilities(d: _Dev) -> None:
-    """R-CFG-008, R-CFG-001: the capability chain and each capability's masks."""
-    caps = _cap_offsets(d.target.dtype)
-    if not caps:
+    """R-CFG-008, R-DT-006..R-DT-008, R-CFG-001: both capability chains and each capability's masks."""
+    dtype = d.target.dtype
+    caps = _cap_spans(dtype)
+    if not any(not e.extended for e, _ in caps):
         f = d.start()
         f.cr(0x34, 1)
         f.cr(0x06, 2)
@@ -648,36 +650,60 @@ def _cfg_capabilities(d: _Dev) -> None:
         d.done(
             "capability-list-empty",
             "configuration-space",
-            ("R-CFG-008", "R-CFG-005"),
-            "without capabilities the pointer is zero and status bit 4 is clear",
+            ("R-CFG-008", "R-CFG-005", "R-DT-006"),
+            "without a capability list status bit 4 is clear and nothing in 0x40-0xff links one",
         )
-        return
-    for k, (offset, cap) in enumerate(caps):
-        dwords = list(range(offset, offset + 2 + len(cap.body), 4))
-        for part in range(0, len(dwords), 10):
-            chunk = dwords[part : part + 10]
+    hook = ("R-DT-008",) if dtype.config_behaviour is not None else ()
+    for k, (entry, span) in enumerate(caps):
+        dwords = list(range(span.start, span.stop, 4))
+        for part in range(0, len(dwords), 6):
+            chunk = dwords[part : part + 6]
             f = d.start()
             if k == 0 and part == 0:
                 f.cr(0x34, 1)
                 f.cr(0x06, 2)
             if part == 0:
-                f.cr(offset, 2)
+                f.cr(entry.offset, 4 if entry.extended else 2)
             for value in (ONES32, 0, 0x5AA5_5AA5):
                 for dw in chunk:
                     f.cr(dw)
                     f.cw(dw, 4, value)
                     f.cr(dw)
-            f.cw(offset, 1, 0xFF)
-            f.cw(offset + 1, 1, 0xFF)
-            f.cr(offset, 2)
-            suffix = f"-part{part // 10}" if len(dwords) > 10 else ""
+            for o in entry.header_bytes:
+                f.cw(o, 1, 0xFF)
+            f.cr(entry.offset, 4 if entry.extended else 2)
+            suffix = f"-part{part // 6}" if len(dwords) > 6 else ""
+            kind = "extended-" if entry.extended else ""
+            chain_rule = "R-DT-007" if entry.extended else "R-DT-006"
             d.done(
-                f"capability-{k}-id-{cap.cap_id:02x}{suffix}",
+                f"{kind}capability-{k}-id-{entry.cap_id:02x}-at-{entry.offset:03x}{suffix}",
                 "configuration-space",
-                ("R-CFG-008", "R-CFG-001"),
-                f"capability {k} (ID {cap.cap_id:#04x}) sits in the chain from 0x40 with read-only "
-                "ID and next bytes, and its body follows its writable and RW1C masks",
+                ("R-CFG-008", chain_rule, "R-DT-005", "R-CFG-001", *hook),
+                f"{kind}capability {k} (ID {entry.cap_id:#04x}) sits at {entry.offset:#x} in the chain with "
+                "read-only ID and next bytes, and its bytes follow their writable and RW1C masks"
+                + (" and the type's configuration behaviour" if hook else ""),
             )
+
+
+def _cfg_declared_bytes(d: _Dev) -> None:
+    """R-DT-005, R-CFG-001: every declared dword from 0x40 outside the chains follows its bytes' masks."""
+    dtype = d.target.dtype
+    in_caps = {o for _, span in _cap_spans(dtype) for o in span}
+    dwords = [dw for dw in range(0x40, dtype.config_size, 4)
+              if _declared_dword(dtype, dw) and not in_caps & set(range(dw, dw + 4))]  # fmt: skip
+    for part in range(0, len(dwords), 10):
+        f = d.start()
+        for value in (ONES32, 0, 0xA55A_A55A):
+            for dw in dwords[part : part + 10]:
+                f.cw(dw, 4, value)
+                f.cr(dw)
+        d.done(
+            f"declared-bytes-{dwords[part]:03x}",
+            "configuration-space",
+            ("R-DT-005", "R-CFG-001"),
+            "declared bytes outside the header and the capabilities keep their power-on values until "
+            "written and then follow their writable and RW1C masks",
+        )
 
 
 def _cfg_size(d: _Dev) -> None:
@@ -1091,7 +1117,7 @@ def _dec_other_writes(d: _Dev) -> None:
         (0x2C, 4, 0),
         (0x28, 4, ONES32),
     ]
-    writes += [(off, 4, ONES32) for off, _ in _cap_offsets(d.target.dtype)[:2]]
+    writes += [(e.offset, 4, ONES32) for e, _ in _cap_spans(d.target.dtype)[:2]]
     writes += [(r.offset, r.width, (1 << (8 * r.width)) - 1) for r in d.target.dtype.registers[:2]]
     for offset, width, value in writes:
         f.cw(offset, width, value)
@@ -1686,8 +1712,8 @@ def _rst_config(d: _Dev) -> None:
     f.command(0xFFFF)
     f.cw(0x0C, 1, 0x10)
     f.cw(0x3C, 1, 0x0B)
-    caps = _cap_offsets(d.target.dtype)
-    cap_dwords = [dw for off, cap in caps for dw in range(off, off + 2 + len(cap.body), 4)][:6]
+    spans = _cap_spans(d.target.dtype)
+    cap_dwords = [dw for _, span in spans for dw in range(span.start, span.stop, 4)][:6]
     for dw in cap_dwords:
         f.cw(dw, 4, ONES32)
     regs = d.target.dtype.registers[:4]
@@ -1870,6 +1896,7 @@ _DEVICE_BUILDERS: tuple[Callable[[_Dev], None], ...] = (
     _cfg_command,
     _cfg_writable_header,
     _cfg_capabilities,
+    _cfg_declared_bytes,
     _cfg_size,
     _cfg_registers,
     _bar_registers,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -23,14 +21,11 @@ from vpcid.conformance.certify import (
     certify,
     load_waivers,
 )
-from vpcid.conformance.devices import SUITE_TYPES
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.mutants import MUTANTS
 from vpcid.conformance.report import print_table, write_counterexamples, write_html, write_json, write_junit
 from vpcid.conformance.trace import OpKind, TraceError, read_trace
 from vpcid.conformance.traceability import load_requirements
-from vpcid.model import DeviceType, layout
-from vpcid.model.profile import StatusRegister
 
 EXIT_NONCONFORMANT = 1
 EXIT_UNAVAILABLE = 3
@@ -247,54 +242,6 @@ def trace_command(missing: bool) -> None:
     )
 
 
-def type_definition(dtype: DeviceType) -> dict[str, Any]:
-    """A device type as JSON: its declaration and its computed per-byte layout (default profile)."""
-    lay = layout(dtype, StatusRegister.RW1C)
-    return {
-        "name": dtype.name,
-        "fingerprint": dtype.fingerprint().hex(),
-        "vendor_id": dtype.vendor_id, "device_id": dtype.device_id, "revision": dtype.revision,
-        "class_code": dtype.class_code, "subsystem_vendor_id": dtype.subsystem_vendor_id,
-        "subsystem_id": dtype.subsystem_id, "interrupt_pin": dtype.interrupt_pin,
-        "bars": [None if b is None else {"kind": b.kind.value, "size": b.size, "prefetchable": b.prefetchable}
-                 for b in dtype.bars],
-        "rom": None if dtype.rom is None else {"size": dtype.rom.size, "contents": dtype.rom.contents.hex()},
-        "capabilities": [
-            {"id": c.cap_id, "body": c.body.hex(), "writable": c.writable.hex(), "rw1c": c.rw1c.hex()}
-            for c in dtype.capabilities
-        ],
-        "registers": [{"offset": r.offset, "width": r.width, "class": r.cls.value, "value": r.value}
-                      for r in dtype.registers],
-        "command_mask": dtype.command_mask, "status_rw1c": dtype.status_rw1c,
-        "express": dtype.express, "multifunction": dtype.multifunction,
-        "behaviour": dtype.behaviour.name if dtype.behaviour is not None else "memory",
-        "layout": {"image": lay.image.hex(), "wmask": lay.wmask.hex(), "w1cmask": lay.w1cmask.hex(),
-                   "rsvd": lay.rsvd.hex()},
-    }  # fmt: skip
-
-
-@click.command("types")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Full definitions and per-byte layouts, for other runners."
-)
-def types_command(as_json: bool) -> None:
-    """The device types the suite plugs by name (the trace language's ``type`` field)."""
-    if as_json:
-        click.echo(json.dumps([type_definition(t) for t in SUITE_TYPES.values()], indent=1))
-        return
-    table = Table(title="suite device types")
-    for column in ("name", "IDs", "class", "BARs", "ROM", "capabilities", "behaviour"):
-        table.add_column(column)
-    for t in SUITE_TYPES.values():
-        bars = ", ".join(f"{i}:{b.kind.value} {b.size:#x}" for i, b in enumerate(t.bars) if b is not None)
-        table.add_row(
-            t.name, f"{t.vendor_id:04x}:{t.device_id:04x}", f"{t.class_code:06x}", bars,
-            f"{t.rom.size:#x}" if t.rom else "", " ".join(f"{c.cap_id:#04x}" for c in t.capabilities),
-            t.behaviour.name if t.behaviour is not None else "memory",
-        )  # fmt: skip
-    _console().print(table)
-
-
 def bundled_report_stem(spec: str) -> str:
     """File name stem of an adapter spec's reports."""
     return spec.replace(":", "-").replace("/", "-").replace("+", "-")
@@ -343,7 +290,6 @@ def certify_bundled_command(reports_dir: Path, budget: int, seed: int) -> None:
 
 
 ALL_COMMANDS = (
-    types_command,
     certify_bundled_command,
     trace_command,
     certify_command,

@@ -17,7 +17,7 @@ from vpcid.adapters.reference import ModelAdapter
 from vpcid.model import Bdf, BlobError, ConfigLayout, DataManager, DeviceType, Profile
 from vpcid.model import blob as blobfmt
 from vpcid.model.configspace import bar_address, decode_enabled, decode_window
-from vpcid.model.devicetype import BAR0, COMMAND, ROM_INDEX, BarKind
+from vpcid.model.devicetype import BAR0, COMMAND, LAYOUT_FIELDS, ROM_INDEX, BarKind
 from vpcid.model.manager import Instance, VmElement
 from vpcid.model.profile import (
     BarMoveWhileDecoding,
@@ -54,11 +54,11 @@ def _with_layout(change: Callable[[ConfigLayout, DeviceType], ConfigLayout]) -> 
 
 def _patch(lay: ConfigLayout, offsets: range, **masks: int) -> ConfigLayout:
     """Replace mask bytes (``wmask``, ``w1cmask``) or ``image`` bytes at ``offsets``."""
-    fields = {name: bytearray(getattr(lay, name)) for name in ("image", "wmask", "w1cmask", "rsvd")}
+    fields = {name: bytearray(getattr(lay, name)) for name in LAYOUT_FIELDS}
     for name, value in masks.items():
         for o in offsets:
             fields[name][o] = value
-    return ConfigLayout(*(bytes(fields[n]) for n in ("image", "wmask", "w1cmask", "rsvd")))
+    return ConfigLayout(*(bytes(fields[n]) for n in LAYOUT_FIELDS))
 
 
 def _bar_half_size(lay: ConfigLayout, dtype: DeviceType) -> ConfigLayout:
@@ -73,11 +73,11 @@ def _bar_half_size(lay: ConfigLayout, dtype: DeviceType) -> ConfigLayout:
 
 def _rw1c_as_rw(lay: ConfigLayout, dtype: DeviceType) -> ConfigLayout:
     wmask = bytes(w | c for w, c in zip(lay.wmask, lay.w1cmask, strict=True))
-    return ConfigLayout(lay.image, wmask, bytes(len(lay.image)), lay.rsvd)
+    return ConfigLayout(lay.image, wmask, bytes(len(lay.image)))
 
 
 def _rw1c_ignored(lay: ConfigLayout, dtype: DeviceType) -> ConfigLayout:
-    return ConfigLayout(lay.image, lay.wmask, bytes(len(lay.image)), lay.rsvd)
+    return ConfigLayout(lay.image, lay.wmask, bytes(len(lay.image)))
 
 
 def _identity_writable(lay: ConfigLayout, dtype: DeviceType) -> ConfigLayout:

@@ -5,14 +5,23 @@ re-exported here.
 """
 
 from vpcid.model.bdf import Bdf
-from vpcid.model.behaviour import MEMORY, BarBehaviour, DeviceData, MemoryBehaviour, SparseMemory
+from vpcid.model.behaviour import (
+    MEMORY,
+    BarBehaviour,
+    ConfigBehaviour,
+    DeviceData,
+    MemoryBehaviour,
+    SparseMemory,
+)
 from vpcid.model.catalog import CATALOG
 from vpcid.model.devicetype import (
     BarKind,
     BarSpec,
     Capability,
     ConfigLayout,
+    ConfigSpace,
     DeviceType,
+    ExtendedCapability,
     Register,
     RegisterClass,
     RomSpec,
@@ -36,10 +45,41 @@ from vpcid.model.manager import DataManager, TableEntry, VmTables
 from vpcid.model.profile import AXES, DEFAULT_PROFILE, Profile
 
 __all__ = [
-    "AXES", "CATALOG", "DEFAULT_PROFILE", "MEMORY", "BadWidth", "BarBehaviour", "BarKind",
-    "BarSpec", "Bdf", "BlobError", "BlobMismatch", "Capability", "ConfigLayout", "DataManager",
-    "DeviceData", "DeviceType", "DeviceTypeError", "DuplicateVm", "InvalidArgument",
-    "MemoryBehaviour", "Misaligned", "Profile", "ProfileError", "Register", "RegisterClass",
-    "RomSpec", "SlotOccupied", "SparseMemory", "TableEntry", "UnknownDevice", "UnknownVm",
-    "VmTables", "VpcidError", "layout",
+    "AXES",
+    "CATALOG",
+    "DEFAULT_PROFILE",
+    "MEMORY",
+    "BadWidth",
+    "BarBehaviour",
+    "BarKind",
+    "BarSpec",
+    "Bdf",
+    "BlobError",
+    "BlobMismatch",
+    "Capability",
+    "ConfigBehaviour",
+    "ConfigLayout",
+    "ConfigSpace",
+    "DataManager",
+    "DeviceData",
+    "DeviceType",
+    "DeviceTypeError",
+    "DuplicateVm",
+    "ExtendedCapability",
+    "InvalidArgument",
+    "MemoryBehaviour",
+    "Misaligned",
+    "Profile",
+    "ProfileError",
+    "Register",
+    "RegisterClass",
+    "RomSpec",
+    "SlotOccupied",
+    "SparseMemory",
+    "TableEntry",
+    "UnknownDevice",
+    "UnknownVm",
+    "VmTables",
+    "VpcidError",
+    "layout",
 ]  # fmt: skip

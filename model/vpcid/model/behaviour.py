@@ -113,3 +113,27 @@ class MemoryBehaviour:
 
 
 MEMORY = MemoryBehaviour()
+
+
+class ConfigBehaviour(Protocol):
+    """Configuration-register semantics that per-byte masks cannot express (R-DT-008).
+
+    Examples: a field clamped to a capability's maximum (MSI Multiple Message
+    Enable), a bit that reads zero after a write starts an action (PCI Express
+    Initiate FLR, Retrain Link), a status bit set by writing its control
+    register. Its only state is the configuration space itself, which the
+    blob carries.
+    """
+
+    @property
+    def name(self) -> str:
+        """Stable name; part of the device type's fingerprint."""
+        ...
+
+    def config_write(self, config: bytearray, offset: int, before: bytes) -> None:
+        """Adjust ``config`` after the masked write of ``len(before)`` bytes at ``offset``.
+
+        ``before`` holds those bytes as they were before the write. The manager
+        keeps only changes to writable and RW1C bits; read-only bits stay.
+        """
+        ...

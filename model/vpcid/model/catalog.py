@@ -11,6 +11,7 @@ import struct
 
 from vpcid.model.behaviour import DeviceData
 from vpcid.model.devicetype import BarKind, BarSpec, Capability, DeviceType, RomSpec
+from vpcid.model.header import standard_chain
 
 
 def _power_management() -> Capability:
@@ -85,6 +86,31 @@ class EduBehaviour:
             return "edu keeps no BAR memory"
         (status,) = struct.unpack_from("<I", data.extra, 4)
         return None if status & ~0x80 == 0 else "edu status has bits other than 0x80"
+
+
+class MsiMultipleMessageClamp:
+    """Configuration behaviour ``msi-mme-clamp`` (R-DT-008), as QEMU's PCI core behaves.
+
+    After a configuration write that touches an MSI capability (ID 0x05)
+    while its MSI Enable bit (control bit 0) is set, a Multiple Message
+    Enable field (control bits 6:4) larger than Multiple Message Capable
+    (bits 3:1) is set to Multiple Message Capable. The PCI specification
+    leaves that write undefined; clamping keeps the function consistent.
+    """
+
+    name = "msi-mme-clamp"
+
+    def config_write(self, config: bytearray, offset: int, before: bytes) -> None:
+        for entry in standard_chain(bytes(config)):
+            if entry.cap_id != 0x05:
+                continue
+            control = int.from_bytes(config[entry.offset + 2 : entry.offset + 4], "little")
+            size = (14 if control & 0x80 else 10) + (10 if control & 0x100 else 0)
+            touched = offset < entry.offset + size and entry.offset < offset + len(before)
+            capable, enabled = (control >> 1) & 7, (control >> 4) & 7
+            if touched and control & 1 and enabled > capable:
+                control = control & ~0x70 | capable << 4
+                config[entry.offset + 2 : entry.offset + 4] = control.to_bytes(2, "little")
 
 
 E1000 = DeviceType(

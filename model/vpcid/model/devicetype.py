@@ -1,42 +1,109 @@
 """Device types: what a device supplies to the data manager (R-DT-*).
 
-A :class:`DeviceType` declares identity, BARs, an optional expansion ROM,
-capabilities, device-specific registers and an optional BAR behaviour. The
-manager derives everything else; :func:`layout` turns a type into the
-per-byte configuration-space image and masks (R-CFG-001).
+A :class:`DeviceType` is its configuration space as data, per byte
+(:class:`~vpcid.model.header.ConfigSpace`), plus what the manager acts on:
+BARs, expansion ROM and behaviours. It is declared either byte by byte
+(:meth:`DeviceType.from_space`, what imports and discovery produce) or from
+fields - identity, capabilities at declared or packed offsets, extended
+capabilities, device-specific registers - that the builder turns into bytes.
+Either way the bytes are checked against the rules every layout keeps
+(R-DT-005..R-DT-007), and :func:`layout` gives the per-byte image and masks
+the manager runs on (R-CFG-001).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import struct
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vpcid.model.errors import DeviceTypeError
+from vpcid.model.header import (
+    BAR0,
+    CACHE_LINE_SIZE,
+    CAP_POINTER,
+    CAPABILITY_AREA,
+    CLASS_CODE,
+    CMD_BUS_MASTER,
+    CMD_INTX_DISABLE,
+    CMD_IO,
+    CMD_MEM,
+    CMD_SERR,
+    COMMAND,
+    COMMAND_BITS,
+    CONVENTIONAL_CONFIG_SIZE,
+    DEVICE_ID,
+    EXPRESS_CONFIG_SIZE,
+    EXTENDED_AREA,
+    HEADER_TYPE,
+    INTERRUPT_LINE,
+    INTERRUPT_PIN,
+    LATENCY_TIMER,
+    REVISION,
+    ROM_BAR,
+    STATUS,
+    STATUS_CAP_LIST,
+    STATUS_ERROR_BITS,
+    SUBSYSTEM_ID,
+    SUBSYSTEM_VENDOR_ID,
+    VENDOR_ID,
+    ChainEntry,
+    ConfigSpace,
+    check_space,
+)
 from vpcid.model.profile import StatusRegister
 
 if TYPE_CHECKING:
-    from vpcid.model.behaviour import BarBehaviour
+    from vpcid.model.behaviour import BarBehaviour, ConfigBehaviour
 
-CONVENTIONAL_CONFIG_SIZE = 0x100
-EXPRESS_CONFIG_SIZE = 0x1000
+__all__ = [
+    "BAR0",
+    "CACHE_LINE_SIZE",
+    "CAPABILITY_AREA",
+    "CAP_POINTER",
+    "CLASS_CODE",
+    "CMD_BUS_MASTER",
+    "CMD_INTX_DISABLE",
+    "CMD_IO",
+    "CMD_MEM",
+    "CMD_SERR",
+    "COMMAND",
+    "CONVENTIONAL_CONFIG_SIZE",
+    "DEVICE_ID",
+    "EXPRESS_CONFIG_SIZE",
+    "HEADER_TYPE",
+    "INTERRUPT_LINE",
+    "INTERRUPT_PIN",
+    "LATENCY_TIMER",
+    "REVISION",
+    "ROM_BAR",
+    "STATUS",
+    "STATUS_CAP_LIST",
+    "STATUS_ERROR_BITS",
+    "SUBSYSTEM_ID",
+    "SUBSYSTEM_VENDOR_ID",
+    "VENDOR_ID",
+    "BarKind",
+    "BarSpec",
+    "Capability",
+    "ConfigLayout",
+    "ConfigSpace",
+    "DeviceType",
+    "ExtendedCapability",
+    "Register",
+    "RegisterClass",
+    "RomSpec",
+    "layout",
+]  # fmt: skip
+
 BAR_COUNT = 6
 ROM_INDEX = 6
 """BAR index under which the expansion ROM is mapped in the routing tables (R-BAR-007)."""
-
-# Header offsets (type 0 header).
-VENDOR_ID, DEVICE_ID, COMMAND, STATUS, REVISION, CLASS_CODE = 0x00, 0x02, 0x04, 0x06, 0x08, 0x09
-CACHE_LINE_SIZE, LATENCY_TIMER, HEADER_TYPE = 0x0C, 0x0D, 0x0E
-BAR0, SUBSYSTEM_VENDOR_ID, SUBSYSTEM_ID, ROM_BAR, CAP_POINTER = 0x10, 0x2C, 0x2E, 0x30, 0x34
-INTERRUPT_LINE, INTERRUPT_PIN = 0x3C, 0x3D
-CAPABILITY_AREA = 0x40
-
-CMD_IO, CMD_MEM, CMD_BUS_MASTER, CMD_SERR, CMD_INTX_DISABLE = 0x1, 0x2, 0x4, 0x100, 0x400
-STATUS_CAP_LIST = 0x10
-STATUS_ERROR_BITS = 0xF900
-"""Master data parity error, signalled/received target abort, received master abort, SERR, parity."""
+FINGERPRINT_MAGIC = b"VPCIDTYP"
+FINGERPRINT_VERSION = 1
 
 
 class BarKind(StrEnum):
@@ -48,12 +115,17 @@ class BarKind(StrEnum):
 
 
 class RegisterClass(StrEnum):
-    """How the bits of a device-specific register behave on a write (R-CFG-001)."""
+    """How the bits of a device-specific register behave on a write (R-CFG-012)."""
 
     RO = "ro"
     RW = "rw"
     RW1C = "rw1c"
     RSVD = "rsvd"
+
+
+def _check_field(owner: str, name: str, value: object, kind: type) -> None:
+    if type(value) is not kind:
+        raise DeviceTypeError(f"{owner}: {name} must be {kind.__name__}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +135,12 @@ class BarSpec:
     kind: BarKind
     size: int
     prefetchable: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, BarKind):
+            raise DeviceTypeError(f"BAR kind must be a BarKind (io, mem32, mem64), got {self.kind!r}")
+        _check_field("BAR", "size", self.size, int)
+        _check_field("BAR", "prefetchable", self.prefetchable, bool)
 
     def type_bits(self) -> int:
         """The read-only low bits of the BAR's (lower) dword (R-BAR-002)."""
@@ -79,23 +157,43 @@ class RomSpec:
     size: int
     contents: bytes = b""
 
+    def __post_init__(self) -> None:
+        _check_field("ROM", "size", self.size, int)
+        _check_field("ROM", "contents", self.contents, bytes)
+
 
 @dataclass(frozen=True, slots=True)
 class Capability:
-    """A capability structure: ID and body (after the ID/next bytes), with a per-byte write mask.
+    """A capability structure: ID and body (after the ID/next bytes), per-byte masks (R-CFG-008).
 
-    ``writable`` and ``rw1c`` are the same length as ``body`` or empty (all read-only).
+    ``writable`` and ``rw1c`` are the same length as ``body`` or empty (no
+    such bits). ``offset`` places it; None packs it after the previous one
+    (the first at 0x40).
     """
 
     cap_id: int
     body: bytes
     writable: bytes = b""
     rw1c: bytes = b""
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedCapability:
+    """A PCI Express extended capability: 16-bit ID, 4-bit version, body after the 4-byte header
+    (R-DT-007). ``offset`` None packs it after the previous one (the first at 0x100)."""
+
+    cap_id: int
+    version: int
+    body: bytes
+    writable: bytes = b""
+    rw1c: bytes = b""
+    offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Register:
-    """A device-specific register in the header's free area (R-CFG-001)."""
+    """A device-specific register outside the header and capabilities (R-CFG-012)."""
 
     offset: int
     width: int
@@ -103,12 +201,15 @@ class Register:
     value: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DeviceType:
     """Everything a device supplies; the data manager does the rest (R-DT-001).
 
     ``bars`` has one entry per BAR slot used, ``None`` for an unimplemented
     slot; a 64-bit BAR uses its slot and the next, which must be ``None``.
+    With ``space`` the configuration space is declared byte by byte and the
+    identity fields must agree with it (use :meth:`from_space`); without it
+    the builder lays out the fields (R-DT-005).
     """
 
     name: str
@@ -127,10 +228,29 @@ class DeviceType:
     status_rw1c: int = STATUS_ERROR_BITS
     express: bool = False
     multifunction: bool = False
-    behaviour: BarBehaviour | None = field(default=None, compare=False)
+    behaviour: BarBehaviour | None = None
+    extended_capabilities: tuple[ExtendedCapability, ...] = ()
+    space: ConfigSpace | None = None
+    config_behaviour: ConfigBehaviour | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @classmethod
+    def from_space(
+        cls,
+        name: str,
+        space: ConfigSpace,
+        bars: tuple[BarSpec | None, ...] = (),
+        rom: RomSpec | None = None,
+        behaviour: BarBehaviour | None = None,
+        config_behaviour: ConfigBehaviour | None = None,
+    ) -> DeviceType:
+        """A type declared byte by byte; identity, command and status masks are read off the bytes."""
+        if not isinstance(space, ConfigSpace):
+            raise DeviceTypeError(f"space must be a ConfigSpace, got {type(space).__name__}")
+        return cls(name=name, bars=bars, rom=rom, behaviour=behaviour, space=space,
+                   config_behaviour=config_behaviour, **_space_fields(space))  # fmt: skip
 
     @property
     def config_size(self) -> int:
@@ -142,14 +262,26 @@ class DeviceType:
         return self.bars[index] if index < len(self.bars) else None
 
     @cached_property
+    def declared(self) -> ConfigSpace:
+        """The per-byte declaration: ``space`` itself, or what the builder lays out (R-DT-005)."""
+        return self.space if self.space is not None else _build(self)
+
+    @cached_property
+    def chain(self) -> tuple[ChainEntry, ...]:
+        """The capabilities found by walking both chains of the declared bytes (R-DT-006, R-DT-007)."""
+        return check_space(self.declared, self.express)
+
+    @cached_property
     def _fingerprint(self) -> bytes:
-        behaviour = self.behaviour.name if self.behaviour is not None else "memory"
-        text = repr((self.name, _identity_tuple(self), behaviour))
-        return hashlib.sha256(text.encode()).digest()
+        return hashlib.sha256(fingerprint_input(self)).digest()
 
     def fingerprint(self) -> bytes:
-        """SHA-256 over everything that defines the type's behaviour (R-DT-002, R-BLOB-004)."""
+        """SHA-256 of :func:`fingerprint_input` (R-DT-002, R-BLOB-004)."""
         return self._fingerprint
+
+    def __eq__(self, other: object) -> bool:
+        # Two types are the same type when everything the fingerprint covers is equal.
+        return isinstance(other, DeviceType) and self._fingerprint == other._fingerprint
 
     def __hash__(self) -> int:
         # Computed once: types key the layout cache on every plug and restore.
@@ -180,42 +312,75 @@ class DeviceType:
         return bars + ((ROM_INDEX,) if self.rom is not None else ())
 
 
-def _identity_tuple(t: DeviceType) -> tuple[object, ...]:
-    return (
-        t.vendor_id, t.device_id, t.class_code, t.revision, t.subsystem_vendor_id,
-        t.subsystem_id, t.interrupt_pin, t.bars, t.rom, t.capabilities, t.registers,
-        t.command_mask, t.status_rw1c, t.express, t.multifunction,
-    )  # fmt: skip
-
-
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-def _check_range(name: str, value: int, bits: int) -> None:
-    if not isinstance(value, int) or not 0 <= value < (1 << bits):
-        raise DeviceTypeError(f"{name} must fit in {bits} bits, got {value!r}")
+_FIELD_BITS = (("vendor_id", 16), ("device_id", 16), ("class_code", 24), ("revision", 8),
+               ("subsystem_vendor_id", 16), ("subsystem_id", 16), ("interrupt_pin", 8),
+               ("command_mask", 16), ("status_rw1c", 16))  # fmt: skip
 
 
 def _validate(t: DeviceType) -> None:
-    """Reject inconsistent device types before they reach a VM (R-DT-001, R-DT-002)."""
-    if not t.name or not t.name.isprintable() or len(t.name.encode()) > 255:
+    """Reject inconsistent device types before they reach a VM (R-DT-001, R-DT-005..R-DT-008)."""
+    if type(t.name) is not str or not t.name or not t.name.isprintable() or len(t.name.encode()) > 255:
         raise DeviceTypeError("a device type needs a printable name of 1-255 bytes")
-    for name, bits in (("vendor_id", 16), ("device_id", 16), ("class_code", 24), ("revision", 8),
-                       ("subsystem_vendor_id", 16), ("subsystem_id", 16),
-                       ("command_mask", 16), ("status_rw1c", 16)):  # fmt: skip
-        _check_range(name, getattr(t, name), bits)
+    if t.space is not None:
+        if not isinstance(t.space, ConfigSpace):
+            raise DeviceTypeError(f"space must be a ConfigSpace, got {type(t.space).__name__}")
+        t.chain  # noqa: B018 - the bytes' own rules first, so errors name the byte
+    for name, bits in _FIELD_BITS:
+        value = getattr(t, name)
+        if type(value) is not int or not 0 <= value < (1 << bits):
+            raise DeviceTypeError(f"{name} must be an integer of {bits} bits, got {value!r}")
+    for name in ("express", "multifunction"):
+        _check_field("device type", name, getattr(t, name), bool)
+    for name, kind in (("bars", tuple), ("capabilities", tuple), ("registers", tuple),
+                       ("extended_capabilities", tuple)):  # fmt: skip
+        _check_field("device type", name, getattr(t, name), kind)
     if t.vendor_id == 0xFFFF:
         raise DeviceTypeError("vendor ID 0xffff is reserved for 'no device'")
-    if not 0 <= t.interrupt_pin <= 4:
+    if t.interrupt_pin > 4:
         raise DeviceTypeError("interrupt_pin is 0 (none) or 1-4 (INTA#-INTD#)")
-    if t.command_mask & ~0x07FF or t.status_rw1c & ~STATUS_ERROR_BITS:
+    if t.command_mask & ~COMMAND_BITS or t.status_rw1c & ~STATUS_ERROR_BITS:
         raise DeviceTypeError("command_mask/status_rw1c name bits the header does not define")
+    for name in ("behaviour", "config_behaviour"):
+        hook = getattr(t, name)
+        if hook is not None and (type(getattr(hook, "name", None)) is not str or not hook.name):
+            raise DeviceTypeError(f"{name} must have a non-empty string name")
+    _validate_bars(t)
+    if t.space is not None:
+        if t.capabilities or t.registers or t.extended_capabilities:
+            raise DeviceTypeError("a type declared byte by byte carries its capabilities and registers "
+                                  "in its bytes")  # fmt: skip
+        for name, value in _space_fields(t.space).items():
+            if getattr(t, name) != value:
+                raise DeviceTypeError(f"{name} {getattr(t, name)!r} disagrees with the declared bytes")
+    t.chain  # noqa: B018 - builds the bytes and checks them (raises DeviceTypeError)
+    _check_header_registers(t)
+
+
+def _space_fields(space: ConfigSpace) -> dict[str, Any]:
+    """The identity, command and status fields as the declared bytes hold them (R-DT-005)."""
+    return {
+        "vendor_id": space.word(VENDOR_ID, 2), "device_id": space.word(DEVICE_ID, 2),
+        "class_code": space.word(CLASS_CODE, 3), "revision": space.image[REVISION],
+        "subsystem_vendor_id": space.word(SUBSYSTEM_VENDOR_ID, 2),
+        "subsystem_id": space.word(SUBSYSTEM_ID, 2), "interrupt_pin": space.image[INTERRUPT_PIN],
+        "command_mask": space.word(COMMAND, 2, "wmask"), "status_rw1c": space.word(STATUS, 2, "w1cmask"),
+        "express": len(space.image) == EXPRESS_CONFIG_SIZE,
+        "multifunction": bool(space.image[HEADER_TYPE] & 0x80),
+    }  # fmt: skip
+
+
+def _validate_bars(t: DeviceType) -> None:
     if len(t.bars) > BAR_COUNT:
         raise DeviceTypeError("a type 0 header has six BAR slots")
     for i, bar in enumerate(t.bars):
         if bar is None:
             continue
+        if not isinstance(bar, BarSpec):
+            raise DeviceTypeError(f"BAR{i} must be a BarSpec or None, got {bar!r}")
         if bar.kind is BarKind.IO:
             if not (_is_pow2(bar.size) and 4 <= bar.size <= 256) or bar.prefetchable:
                 raise DeviceTypeError(f"BAR{i}: I/O BARs are 4-256 bytes, power of two, not prefetchable")
@@ -229,40 +394,10 @@ def _validate(t: DeviceType) -> None:
                 raise DeviceTypeError(f"BAR{i}: a 64-bit BAR needs slot {i + 1} left empty")
         if i > 0 and (prev := t.bars[i - 1]) is not None and prev.kind is BarKind.MEM64:
             raise DeviceTypeError(f"BAR{i} is the upper half of 64-bit BAR{i - 1}")
-    if t.rom is not None and not (
+    if t.rom is not None and (not isinstance(t.rom, RomSpec) or not (
         _is_pow2(t.rom.size) and 2048 <= t.rom.size <= 1 << 24 and len(t.rom.contents) <= t.rom.size
-    ):
+    )):  # fmt: skip
         raise DeviceTypeError("ROM size is a power of two of 2 KiB-16 MiB holding its contents")
-    layout(t, StatusRegister.RW1C)  # places capabilities and registers; raises on overlap
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigLayout:
-    """Per-byte power-on image and masks of a device type's configuration space (R-CFG-001).
-
-    ``wmask``: bits a write sets from the written value; ``w1cmask``: bits a
-    written one clears; ``rsvd``: reserved bits (read-only, always zero).
-    A bit is in at most one mask; every other bit is read-only.
-    """
-
-    image: bytes
-    wmask: bytes
-    w1cmask: bytes
-    rsvd: bytes
-    fixed: bytes = b""
-    """Bits neither writable nor RW1C: restore must find them equal to ``image`` (R-SR-004)."""
-
-    def __post_init__(self) -> None:
-        fixed = bytes(~(w | c) & 0xFF for w, c in zip(self.wmask, self.w1cmask, strict=True))
-        object.__setattr__(self, "fixed", fixed)
-
-    def first_fixed_difference(self, config: bytes) -> int | None:
-        """Offset of the first byte of ``config`` whose fixed bits differ from the image, or None."""
-        if len(config) != len(self.image):
-            return 0
-        diff = int.from_bytes(config, "little") ^ int.from_bytes(self.image, "little")
-        diff &= int.from_bytes(self.fixed, "little")
-        return None if diff == 0 else ((diff & -diff).bit_length() - 1) // 8
 
 
 def bar_wmask(bar: BarSpec) -> int:
@@ -280,89 +415,253 @@ def rom_wmask(rom: RomSpec) -> int:
     return (~(rom.size - 1) & 0xFFFFF800) | 0x1
 
 
-@lru_cache(maxsize=512)
-def layout(t: DeviceType, status: StatusRegister) -> ConfigLayout:
-    """Compute the configuration image and masks of ``t`` under the status variant (R-CFG-002..009)."""
-    size = t.config_size
-    image, wmask, w1c, rsvd = bytearray(size), bytearray(size), bytearray(size), bytearray(size)
-    used = bytearray(size)  # offsets claimed by a header field, capability or register
+def _header_registers(t: DeviceType) -> list[tuple[int, int, int, int]]:
+    """(offset, width, value, wmask) of the BAR and ROM registers the BARs imply (R-BAR-002..R-BAR-008).
 
-    def put(offset: int, width: int, value: int, wm: int = 0, cm: int = 0, rs: int = 0) -> None:
-        if offset + width > CAPABILITY_AREA and any(used[offset : offset + width]):
-            raise DeviceTypeError(f"config bytes {offset:#x}+{width} are claimed twice")
-        for k in range(width):
-            sh = 8 * k
-            image[offset + k] = (value >> sh) & 0xFF
-            wmask[offset + k] = (wm >> sh) & 0xFF
-            w1c[offset + k] = (cm >> sh) & 0xFF
-            rsvd[offset + k] = (rs >> sh) & 0xFF
-            used[offset + k] = 1
-
-    # Bytes no field claims stay zero and read-only (R-CFG-010): that covers the
-    # latency timer, BIST, CardBus CIS, 0x35-0x3B, Min_Gnt, Max_Lat (R-CFG-003)
-    # and unimplemented BAR slots (R-BAR-004).
-    put(VENDOR_ID, 2, t.vendor_id)
-    put(DEVICE_ID, 2, t.device_id)
-    put(COMMAND, 2, 0, wm=t.command_mask)  # R-CFG-004
-    status_value = STATUS_CAP_LIST if t.capabilities else 0  # R-CFG-005
-    status_c = t.status_rw1c if status is StatusRegister.RW1C else 0
-    put(STATUS, 2, status_value, cm=status_c)
-    put(REVISION, 1, t.revision)
-    put(CLASS_CODE, 3, t.class_code)
-    put(CACHE_LINE_SIZE, 1, 0, wm=0xFF)  # R-CFG-007
-    put(HEADER_TYPE, 1, 0x80 if t.multifunction else 0x00)  # R-CFG-011
+    Unimplemented slots and an absent ROM read zero and ignore writes (R-BAR-004).
+    """
+    regs: list[tuple[int, int, int, int]] = []
     slot = 0
     while slot < BAR_COUNT:
         bar = t.bar(slot)
         if bar is None:
+            regs.append((BAR0 + 4 * slot, 4, 0, 0))
             slot += 1
             continue
         mask = bar_wmask(bar)
-        put(BAR0 + 4 * slot, 4, bar.type_bits(), wm=mask & 0xFFFFFFFF)  # R-BAR-008: address zero
+        regs.append((BAR0 + 4 * slot, 4, bar.type_bits(), mask & 0xFFFFFFFF))  # R-BAR-008: address zero
         if bar.kind is BarKind.MEM64:
-            put(BAR0 + 4 * slot + 4, 4, 0, wm=mask >> 32)
+            regs.append((BAR0 + 4 * slot + 4, 4, 0, mask >> 32))
             slot += 1
         slot += 1
-    put(SUBSYSTEM_VENDOR_ID, 2, t.subsystem_vendor_id)
-    put(SUBSYSTEM_ID, 2, t.subsystem_id)
-    if t.rom is not None:
-        put(ROM_BAR, 4, 0, wm=rom_wmask(t.rom))
-    put(INTERRUPT_LINE, 1, 0, wm=0xFF)  # R-CFG-007
-    put(INTERRUPT_PIN, 1, t.interrupt_pin)
+    regs.append((ROM_BAR, 4, 0, rom_wmask(t.rom) if t.rom is not None else 0))
+    return regs
 
-    offset = CAPABILITY_AREA  # R-CFG-008: chained, dword aligned, from 0x40
-    for i, cap in enumerate(t.capabilities):
-        length = 2 + len(cap.body)
-        if not 0 <= cap.cap_id <= 0xFF or length > 0x40 * 3:
-            raise DeviceTypeError(f"capability {i}: id is one byte, body at most 190 bytes")
-        for cap_mask in (cap.writable, cap.rw1c):
-            if cap_mask and len(cap_mask) != len(cap.body):
-                raise DeviceTypeError(f"capability {i}: masks must match the body's length")
-        if offset + length > CONVENTIONAL_CONFIG_SIZE:
-            raise DeviceTypeError("capabilities do not fit below offset 0x100")
-        nxt = 0 if i == len(t.capabilities) - 1 else (offset + length + 3) & ~3
-        put(offset, 2, cap.cap_id | nxt << 8)
-        for k, byte in enumerate(cap.body):
-            wm = cap.writable[k] if cap.writable else 0
-            cm = cap.rw1c[k] if cap.rw1c else 0
+
+def _check_header_registers(t: DeviceType) -> None:
+    """The BAR and ROM registers of the declared bytes are exactly those the BARs imply (R-DT-005)."""
+    space = t.declared
+    for offset, width, value, wmask in _header_registers(t):
+        for k in range(width):
+            o, shift = offset + k, 8 * k
+            want = ((value >> shift) & 0xFF, (wmask >> shift) & 0xFF, 0)
+            if (space.image[o], space.wmask[o], space.w1cmask[o]) != want:
+                raise DeviceTypeError(
+                    f"config byte {o:#05x}: the BAR and ROM registers must be those the declared BARs "
+                    f"imply (value {want[0]:#04x}, writable {want[1]:#04x}, no RW1C bits)"
+                )
+
+
+# ------------------------------------------------------------------ the builder
+
+
+class _Image:
+    """Configuration bytes being laid out from fields; a byte is claimed at most once above 0x40."""
+
+    def __init__(self, size: int) -> None:
+        self.image, self.wmask, self.w1c = bytearray(size), bytearray(size), bytearray(size)
+        self.used = bytearray(size)
+
+    def put(self, offset: int, width: int, value: int, wm: int = 0, cm: int = 0) -> None:
+        if offset + width > len(self.image):
+            raise DeviceTypeError(f"config bytes {offset:#x}+{width} lie outside configuration space")
+        if offset + width > CAPABILITY_AREA and any(self.used[offset : offset + width]):
+            raise DeviceTypeError(f"config bytes {offset:#x}+{width} are claimed twice")
+        for k in range(width):
+            sh = 8 * k
+            self.image[offset + k] = (value >> sh) & 0xFF
+            self.wmask[offset + k] = (wm >> sh) & 0xFF
+            self.w1c[offset + k] = (cm >> sh) & 0xFF
+            self.used[offset + k] = 1
+
+    def put_body(self, what: str, offset: int, body: bytes, writable: bytes, rw1c: bytes) -> None:
+        for name, data in (("body", body), ("writable", writable), ("rw1c", rw1c)):
+            if type(data) is not bytes:
+                raise DeviceTypeError(f"{what}: {name} must be bytes")
+        for cap_mask in (writable, rw1c):
+            if cap_mask and len(cap_mask) != len(body):
+                raise DeviceTypeError(f"{what}: masks must match the body's length")
+        for k, byte in enumerate(body):
+            wm = writable[k] if writable else 0
+            cm = rw1c[k] if rw1c else 0
             if wm & cm:
-                raise DeviceTypeError(f"capability {i} byte {k}: a bit is both RW and RW1C")
-            put(offset + 2 + k, 1, byte, wm=wm, cm=cm)
-        if i == 0:
-            put(CAP_POINTER, 1, offset)
-        offset = nxt
+                raise DeviceTypeError(f"{what} byte {k}: a bit is both RW and RW1C")
+            self.put(offset + k, 1, byte, wm=wm, cm=cm)
+
+    def space(self) -> ConfigSpace:
+        return ConfigSpace(bytes(self.image), bytes(self.wmask), bytes(self.w1c))
+
+
+def _place(what: str, offset: int | None, cursor: int, length: int, area: range) -> int:
+    """Where a capability goes: its declared offset, or the first dword at or after ``cursor``."""
+    at = (cursor + 3) & ~3 if offset is None else offset
+    if type(at) is not int or at % 4 or at not in area or at + length > area.stop:
+        raise DeviceTypeError(
+            f"{what} at {at!r} (+{length} bytes) must be dword aligned inside "
+            f"{area.start:#x}-{area.stop - 1:#x}"
+        )
+    return at
+
+
+def _build(t: DeviceType) -> ConfigSpace:
+    """Lay out a type declared by fields (R-CFG-002..R-CFG-012 are this builder's defaults)."""
+    img = _Image(t.config_size)
+    # Bytes no field claims stay zero and read-only (R-CFG-010): that covers the
+    # latency timer, BIST, CardBus CIS, 0x35-0x3B, Min_Gnt, Max_Lat (R-CFG-003)
+    # and unimplemented BAR slots (R-BAR-004).
+    img.put(VENDOR_ID, 2, t.vendor_id)
+    img.put(DEVICE_ID, 2, t.device_id)
+    img.put(COMMAND, 2, 0, wm=t.command_mask)  # R-CFG-004
+    img.put(STATUS, 2, STATUS_CAP_LIST if t.capabilities else 0, cm=t.status_rw1c)  # R-CFG-005, R-CFG-006
+    img.put(REVISION, 1, t.revision)
+    img.put(CLASS_CODE, 3, t.class_code)
+    img.put(CACHE_LINE_SIZE, 1, 0, wm=0xFF)  # R-CFG-007
+    img.put(HEADER_TYPE, 1, 0x80 if t.multifunction else 0x00)  # R-CFG-011
+    for offset, width, value, wmask in _header_registers(t):
+        img.put(offset, width, value, wm=wmask)
+    img.put(SUBSYSTEM_VENDOR_ID, 2, t.subsystem_vendor_id)
+    img.put(SUBSYSTEM_ID, 2, t.subsystem_id)
+    img.put(INTERRUPT_LINE, 1, 0, wm=0xFF)  # R-CFG-007
+    img.put(INTERRUPT_PIN, 1, t.interrupt_pin)
+
+    # R-CFG-008: the chain in the declared order, each at its offset or packed from 0x40.
+    placed: list[int] = []
+    cursor = CAPABILITY_AREA
+    for i, cap in enumerate(t.capabilities):
+        if not isinstance(cap, Capability) or type(cap.cap_id) is not int or not 0 <= cap.cap_id <= 0xFF:
+            raise DeviceTypeError(f"capability {i}: a Capability with a one-byte ID")
+        at = _place(f"capability {i}", cap.offset, cursor, 2 + len(cap.body), range(0x40, 0x100))
+        placed.append(at)
+        img.put_body(f"capability {i}", at + 2, cap.body, cap.writable, cap.rw1c)
+        cursor = at + 2 + len(cap.body)
+    for i, at in enumerate(placed):
+        img.put(at, 2, t.capabilities[i].cap_id | (placed[i + 1] if i + 1 < len(placed) else 0) << 8)
+    img.put(CAP_POINTER, 1, placed[0] if placed else 0)
+
+    # R-DT-007: extended capabilities from 0x100, the first at 0x100.
+    if t.extended_capabilities and not t.express:
+        raise DeviceTypeError("extended capabilities need a PCI Express function (4096 bytes)")
+    ext: list[int] = []
+    cursor = EXTENDED_AREA
+    for i, xcap in enumerate(t.extended_capabilities):
+        if not isinstance(xcap, ExtendedCapability) or not all(
+            type(v) is int for v in (xcap.cap_id, xcap.version)
+        ) or not (0 <= xcap.cap_id <= 0xFFFF and 0 <= xcap.version <= 0xF):  # fmt: skip
+            raise DeviceTypeError(f"extended capability {i}: a 16-bit ID and a 4-bit version")
+        at = _place(f"extended capability {i}", xcap.offset, cursor, 4 + len(xcap.body), range(0x100, 0x1000))
+        if i == 0 and at != EXTENDED_AREA:
+            raise DeviceTypeError("the first extended capability sits at 0x100")
+        ext.append(at)
+        img.put_body(f"extended capability {i}", at + 4, xcap.body, xcap.writable, xcap.rw1c)
+        cursor = at + 4 + len(xcap.body)
+    for i, at in enumerate(ext):
+        xcap = t.extended_capabilities[i]
+        nxt = ext[i + 1] if i + 1 < len(ext) else 0
+        img.put(at, 4, xcap.cap_id | xcap.version << 16 | nxt << 20)
+
     for reg in t.registers:  # R-CFG-012
+        if not isinstance(reg, Register) or not isinstance(reg.cls, RegisterClass):
+            raise DeviceTypeError(f"registers hold Register values with a RegisterClass, got {reg!r}")
+        if type(reg.width) is not int or type(reg.offset) is not int or type(reg.value) is not int:
+            raise DeviceTypeError(f"register {reg!r}: offset, width and value are integers")
         if reg.width not in (1, 2, 4) or reg.offset % reg.width or reg.offset < CAPABILITY_AREA:
             raise DeviceTypeError(f"register at {reg.offset:#x}: aligned width 1/2/4 at or above 0x40")
-        if reg.offset + reg.width > size or not 0 <= reg.value < 1 << (8 * reg.width):
+        if reg.offset + reg.width > t.config_size or not 0 <= reg.value < 1 << (8 * reg.width):
             raise DeviceTypeError(f"register at {reg.offset:#x}: outside config space or value too wide")
         full = (1 << (8 * reg.width)) - 1
         if reg.cls is RegisterClass.RSVD and reg.value:
             raise DeviceTypeError(f"register at {reg.offset:#x}: reserved bits read as zero")
-        put(reg.offset, reg.width, reg.value,
-            wm=full if reg.cls is RegisterClass.RW else 0,
-            cm=full if reg.cls is RegisterClass.RW1C else 0,
-            rs=full if reg.cls is RegisterClass.RSVD else 0)  # fmt: skip
-    if any(image[o] & ~(wmask[o] | w1c[o]) & rsvd[o] for o in range(size)):
-        raise DeviceTypeError("reserved bits must be zero")  # pragma: no cover - guarded above
-    return ConfigLayout(bytes(image), bytes(wmask), bytes(w1c), bytes(rsvd))
+        img.put(reg.offset, reg.width, reg.value,
+                wm=full if reg.cls is RegisterClass.RW else 0,
+                cm=full if reg.cls is RegisterClass.RW1C else 0)  # fmt: skip
+    return img.space()
+
+
+# ------------------------------------------------------------------ fingerprint
+
+_BAR_CODES = {None: 0, BarKind.IO: 1, BarKind.MEM32: 2, BarKind.MEM64: 3}
+UPPER_HALF = 4
+"""Fingerprint code of the slot after a 64-bit BAR (its upper dword)."""
+
+
+def _short(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<B", len(data)) + data
+
+
+def fingerprint_input(t: DeviceType) -> bytes:
+    """The bytes a type's fingerprint hashes (R-DT-002; spec/formats/device-type.md).
+
+    Magic ``VPCIDTYP``, u16 version 1, the name (u8 length, UTF-8), u16 size
+    of configuration space, then image, wmask and w1cmask of the declared
+    bytes (status RW1C, as the default profile has it), six BAR slots
+    (u8 kind: 0 none, 1 I/O, 2 32-bit, 3 64-bit, 4 upper dword; u8
+    prefetchable; u64 size, 0 for kinds 0 and 4), the ROM (u32 size, 0 for
+    none; u32 contents length; contents), and the BAR and configuration
+    behaviour names (u8 length each; ``memory`` and empty by default).
+    """
+    space = t.declared
+    out = [FINGERPRINT_MAGIC, struct.pack("<H", FINGERPRINT_VERSION), _short(t.name),
+           struct.pack("<H", len(space.image)), space.image, space.wmask, space.w1cmask]  # fmt: skip
+    upper = False
+    for index in range(BAR_COUNT):
+        bar = t.bar(index)
+        if upper:
+            out.append(struct.pack("<BBQ", UPPER_HALF, 0, 0))
+        elif bar is None:
+            out.append(struct.pack("<BBQ", 0, 0, 0))
+        else:
+            out.append(struct.pack("<BBQ", _BAR_CODES[bar.kind], int(bar.prefetchable), bar.size))
+        upper = bar is not None and bar.kind is BarKind.MEM64
+    rom = t.rom
+    out.append(struct.pack("<II", rom.size, len(rom.contents)) + rom.contents if rom else bytes(8))
+    out.append(_short(t.behaviour.name if t.behaviour is not None else "memory"))
+    out.append(_short(t.config_behaviour.name if t.config_behaviour is not None else ""))
+    return b"".join(out)
+
+
+# ------------------------------------------------------------------ layout
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigLayout:
+    """Per-byte power-on image and masks the manager runs a type on, in one profile (R-CFG-001).
+
+    ``wmask``: bits a write sets from the written value; ``w1cmask``: bits a
+    written one clears. A bit is in at most one mask; every other bit is
+    read-only.
+    """
+
+    image: bytes
+    wmask: bytes
+    w1cmask: bytes
+    fixed: bytes = field(default=b"", compare=False)
+    """Bits neither writable nor RW1C: restore must find them equal to ``image`` (R-SR-004)."""
+
+    def __post_init__(self) -> None:
+        fixed = bytes(~(w | c) & 0xFF for w, c in zip(self.wmask, self.w1cmask, strict=True))
+        object.__setattr__(self, "fixed", fixed)
+
+    def first_fixed_difference(self, config: bytes) -> int | None:
+        """Offset of the first byte of ``config`` whose fixed bits differ from the image, or None."""
+        if len(config) != len(self.image):
+            return 0
+        diff = int.from_bytes(config, "little") ^ int.from_bytes(self.image, "little")
+        diff &= int.from_bytes(self.fixed, "little")
+        return None if diff == 0 else ((diff & -diff).bit_length() - 1) // 8
+
+
+LAYOUT_FIELDS = tuple(f.name for f in fields(ConfigLayout) if f.name != "fixed")
+
+
+@lru_cache(maxsize=512)
+def layout(t: DeviceType, status: StatusRegister) -> ConfigLayout:
+    """The declared bytes of ``t`` under the status variant (R-CFG-001, R-CFG-006).
+
+    Under ``status = "read-only"`` the status register has no RW1C bits.
+    """
+    space = t.declared
+    w1c = space.w1cmask
+    if status is StatusRegister.READ_ONLY:
+        w1c = w1c[:STATUS] + b"\x00\x00" + w1c[STATUS + 2 :]
+    return ConfigLayout(space.image, space.wmask, w1c)

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from vpcid.model import blob as blobfmt
 from vpcid.model.bdf import Bdf
-from vpcid.model.behaviour import MEMORY, PAGE_SIZE, BarBehaviour, DeviceData
+from vpcid.model.behaviour import MEMORY, PAGE_SIZE, BarBehaviour, ConfigBehaviour, DeviceData
 from vpcid.model.configspace import (
     address_limit,
     bar_register_span,
@@ -314,14 +314,17 @@ class DataManager:
         return b""
 
     def _config_store(self, vm: VmElement, inst: Instance, offset: int, payload: bytes) -> None:
-        """Apply masked write bytes, then re-derive the BAR windows (R-CFG-001, R-DEC-005).
+        """Apply masked write bytes, then re-derive the BAR windows (R-CFG-001, R-DEC-005, R-DT-008).
 
         A write that leaves every byte as it was moves no window, whatever the
-        variant, so the windows are re-derived only when a byte changed.
+        variant, so the windows are re-derived only when a byte changed. A
+        type's configuration behaviour runs after the masked write and may
+        change any writable or RW1C bit, so then every window is re-derived.
         """
         cfg, lay, rule = inst.config, inst.layout, self.profile.bar_move_while_decoding
         end = offset + len(payload)  # always inside one dword
-        affected = inst.dtype.decode_dwords.get(offset >> 2, ())  # R-DEC-009: only these move windows
+        hook = inst.dtype.config_behaviour
+        affected = inst.dtype.decode_dwords.get(offset >> 2, ()) if hook is None else inst.dtype.implemented
         was_enabled: dict[int, bool] = {}
         skip: set[int] = set()
         if affected and rule is not BarMoveWhileDecoding.IMMEDIATE:
@@ -331,13 +334,31 @@ class DataManager:
                 reg = bar_register_span(inst.dtype, index)
                 if enabled and reg.start < end and offset < reg.stop:
                     skip.update(reg)  # R-DEC-005 ignored: no BAR write while it decodes
-        before = cfg[offset:end]
+        before = bytes(cfg[offset:end])
         for k, value in enumerate(payload):
             o = offset + k
             if o not in skip:
                 cfg[o] = merge_byte(cfg[o], value, lay.wmask[o], lay.w1cmask[o])
-        if affected and cfg[offset:end] != before:
+        if hook is not None:
+            self._run_config_behaviour(hook, inst, offset, before)
+        elif cfg[offset:end] == before:
+            return
+        if affected:
             self._rederive_windows(vm, inst, affected, was_enabled)
+
+    @staticmethod
+    def _run_config_behaviour(hook: ConfigBehaviour, inst: Instance, offset: int, before: bytes) -> None:
+        """Let the type's configuration behaviour adjust the space; keep its changes to writable and
+        RW1C bits only, so read-only bits keep their declared values (R-DT-008)."""
+        merged = bytes(inst.config)
+        scratch = bytearray(merged)
+        hook.config_write(scratch, offset, before)
+        if len(scratch) != len(merged):
+            inst.config[offset : offset + len(before)] = before
+            raise DeviceTypeError(f"configuration behaviour {hook.name!r} changed the size of the space")
+        fixed = int.from_bytes(inst.layout.fixed, "little")
+        kept = int.from_bytes(scratch, "little") & ~fixed | int.from_bytes(merged, "little") & fixed
+        inst.config[:] = kept.to_bytes(len(merged), "little")
 
     def _rederive_windows(
         self, vm: VmElement, inst: Instance, affected: tuple[int, ...], was_enabled: dict[int, bool]

@@ -56,6 +56,7 @@ cdef extern from "<stdlib.h>":
     void* aligned_alloc(size_t alignment, size_t size) nogil
 from libc.string cimport memcpy, memset, memcmp
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
@@ -701,6 +702,8 @@ cdef struct CType:
     uint64_t rom_len
     int custom
     PyObject* behaviour
+    int cfg_hook         # the device type has a configuration behaviour (R-DT-008)
+    PyObject* cfg_behaviour
     const char* name
     int name_len
     const uint8_t* fp
@@ -1062,6 +1065,16 @@ cdef inline bint window(CType* t, const uint8_t* cfg, int i, uint64_t* base) noe
     return True
 
 
+cdef inline bint in_decoding_register(CType* t, const uint8_t* was, int o) noexcept nogil:
+    """Whether configuration byte ``o`` belongs to the register of a BAR that decoded (``was``)."""
+    cdef int j, i
+    for j in range(t.nimpl):
+        i = t.impl[j]
+        if was[i] and reg_start(t, i) <= o < reg_stop(t, i):
+            return True
+    return False
+
+
 cdef inline int reg_start(CType* t, int i) noexcept nogil:
     return 0x30 if i == ROM else 0x10 + 4 * i
 
@@ -1085,6 +1098,7 @@ cdef class TypeInfo:
     cdef readonly bytes fingerprint
     cdef object rom
     cdef readonly object behaviour
+    cdef readonly object config_behaviour
     # The blob of an instance in power-on state (no write, no data, nothing mapped): the same for
     # every such instance of the type, as the power-on configuration image is, so it is hashed
     # once per type.
@@ -1145,6 +1159,9 @@ cdef class TypeInfo:
         ti.behaviour = dtype.behaviour
         c.custom = dtype.behaviour is not None
         c.behaviour = <PyObject*>ti.behaviour
+        ti.config_behaviour = dtype.config_behaviour
+        c.cfg_hook = dtype.config_behaviour is not None
+        c.cfg_behaviour = <PyObject*>ti.config_behaviour
         return ti
 
 
@@ -1632,6 +1649,8 @@ cdef class Manager:
         cdef uint32_t affected = 0   # bit i: window i may change
         cdef uint8_t v, old, new, changed = 0
         cdef uint8_t bytes_new[8]
+        if t.cfg_hook:
+            return self.cfg_store_hooked(vm, p, off, data, n)
         if command or (off < 0x28 and end > 0x10) or (off < 0x34 and end > 0x30):
             for j in range(t.nimpl):
                 i = t.impl[j]
@@ -1659,6 +1678,40 @@ cdef class Manager:
         cfg = own_cfg(p)
         for k in range(n):
             cfg[off + k] = bytes_new[k]
+        touch(vm, p)
+        if affected:
+            self.rederive(vm, p, was, affected)
+        return 0
+
+    cdef int cfg_store_hooked(self, Vm* vm, Inst* p, int off, const uint8_t* data, int n) except -1:
+        """Masked write, then the type's configuration behaviour over the whole space; only its changes
+        to writable and RW1C bits are kept; every window is re-derived (R-DT-008, R-DEC-010)."""
+        cdef CType* t = p.t
+        cdef uint8_t* cfg = p.cfg
+        cdef int k, o, i, j
+        cdef uint8_t was[7]
+        cdef uint32_t affected = 0
+        cdef const uint8_t* got
+        for j in range(t.nimpl):
+            i = t.impl[j]
+            affected |= (<uint32_t>1) << i
+            was[i] = decode_enabled(t, cfg, i)
+        before = PyBytes_FromStringAndSize(<const char*>cfg + off, n)
+        merged = bytearray(PyBytes_FromStringAndSize(<const char*>cfg, p.cfg_size))
+        for k in range(n):
+            o = off + k
+            if self.move == MOVE_IGNORED and in_decoding_register(t, was, o):
+                continue  # R-DEC-005 ignored: no BAR write while it decodes
+            merged[o] = ((cfg[o] & ~t.wmask[o]) | (data[k] & t.wmask[o])) & ~(data[k] & t.w1c[o])
+        scratch = bytearray(merged)
+        (<object>t.cfg_behaviour).config_write(scratch, off, before)
+        if len(scratch) != p.cfg_size:
+            raise _errors.DeviceTypeError(
+                f"configuration behaviour {(<object>t.cfg_behaviour).name!r} changed the size of the space")
+        cfg = own_cfg(p)
+        got = <const uint8_t*>PyByteArray_AS_STRING(scratch)
+        for o in range(p.cfg_size):
+            cfg[o] = (got[o] & ~t.fixed[o]) | (<uint8_t>merged[o] & t.fixed[o])
         touch(vm, p)
         if affected:
             self.rederive(vm, p, was, affected)

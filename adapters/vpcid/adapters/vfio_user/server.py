@@ -185,11 +185,15 @@ def device_irqs(dtype: DeviceType) -> tuple[tuple[int, int], ...]:
     """(flags, count) of IRQ indices INTx, MSI, MSI-X, ERR, REQ, from the type's pin and capabilities."""
     intx = (IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE | IRQ_INFO_AUTOMASKED, 1 if dtype.interrupt_pin else 0)
     msi_count = msix_count = 0
-    for cap in dtype.capabilities:
-        if cap.cap_id == 0x05:
-            msi_count = 1 << min(5, (int.from_bytes(cap.body[0:2], "little") >> 1) & 0x7)
-        elif cap.cap_id == 0x11:
-            msix_count = (int.from_bytes(cap.body[0:2], "little") & 0x7FF) + 1
+    image = dtype.declared.image
+    for entry in dtype.chain:
+        control = int.from_bytes(image[entry.offset + 2 : entry.offset + 4], "little")
+        if entry.extended:
+            continue
+        if entry.cap_id == 0x05:
+            msi_count = 1 << min(5, (control >> 1) & 0x7)
+        elif entry.cap_id == 0x11:
+            msix_count = (control & 0x7FF) + 1
     return (
         intx,
         (IRQ_INFO_EVENTFD | IRQ_INFO_NORESIZE, msi_count),

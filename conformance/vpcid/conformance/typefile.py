@@ -1,0 +1,288 @@
+"""Device-type files: the one reader and writer of spec/formats/device-type.md (R-DT-001, R-DT-002).
+
+A file is validated against ``spec/formats/device-type.schema.json`` with
+:mod:`jsonschema` before any type is built; the model's own checks then
+reject inconsistent bytes, naming the byte. Writers produce the bytes form.
+Behaviour names resolve through :data:`BAR_BEHAVIOURS` and
+:data:`CONFIG_BEHAVIOURS`, then the ``vpcid.behaviours`` entry point group,
+then ``package.module:attribute``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, cast
+
+import jsonschema
+from vpcid.conformance.inputs import MIB, decode_text, parse_json, read_input
+from vpcid.conformance.traceability import spec_dir
+from vpcid.model import (
+    BarBehaviour,
+    BarKind,
+    BarSpec,
+    Capability,
+    ConfigBehaviour,
+    ConfigSpace,
+    DeviceType,
+    DeviceTypeError,
+    ExtendedCapability,
+    Register,
+    RegisterClass,
+    RomSpec,
+)
+
+FORMAT_KEY = "vpcid-device-types"
+FORMAT_VERSION = 1
+FILE_LIMIT = 64 * MIB
+"""Largest type file read: a 16 MiB ROM is 32 MiB of hex."""
+ROW = 16
+BEHAVIOUR_GROUP = "vpcid.behaviours"
+
+BAR_BEHAVIOURS: dict[str, str | None] = {
+    "memory": None,
+    "edu": "vpcid.model.catalog:EduBehaviour",
+    "qemu-edu": "vpcid.adapters.qemu.behaviours:EduBehaviour",
+    "qemu-pci-testdev": "vpcid.adapters.qemu.behaviours:TestdevBehaviour",
+    "qemu-zero": "vpcid.adapters.qemu.behaviours:ZeroBehaviour",
+}
+"""BAR behaviour names the suite knows (R-DT-003), and where each lives; ``memory`` is the default."""
+CONFIG_BEHAVIOURS: dict[str, str | None] = {"msi-mme-clamp": "vpcid.model.catalog:MsiMultipleMessageClamp"}
+"""Configuration behaviour names the suite knows (R-DT-008), and where each lives."""
+
+
+class TypeFileError(DeviceTypeError):
+    """A device-type file is malformed or declares an inconsistent type (``bad-device-type``)."""
+
+
+@dataclass(frozen=True)
+class TypeEntry:
+    """One type of a file, with what the file says around it."""
+
+    dtype: DeviceType
+    opaque: tuple[tuple[int, range], ...] = ()
+    """(BAR index, offsets) whose contents no behaviour describes: the suite never accesses them."""
+    source: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+
+# ------------------------------------------------------------------ reading
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = json.loads((spec_dir() / "formats" / "device-type.schema.json").read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def read_type_file(path: Path) -> tuple[TypeEntry, ...]:
+    """Every type of the file at ``path``; :class:`TypeFileError` names the file and what is wrong."""
+    text = decode_text(read_input(path, FILE_LIMIT, TypeFileError), path, TypeFileError)
+    return parse_type_file(parse_json(text, path, TypeFileError), str(path))
+
+
+def parse_type_file(document: object, where: str = "<types>") -> tuple[TypeEntry, ...]:
+    """The types of a parsed file (its JSON value)."""
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(cast(Any, document)))
+    if error is not None:
+        place = "/".join(str(p) for p in error.absolute_path) or "top level"
+        message = error.message if len(error.message) <= 300 else error.message[:300] + "..."
+        raise TypeFileError(f"{where}: at {place}: {message}")
+    assert isinstance(document, dict)
+    entries: list[TypeEntry] = []
+    seen: set[str] = set()
+    for index, obj in enumerate(document["types"]):
+        name = obj["name"]
+        if name in seen:
+            raise TypeFileError(f"{where}: type {name!r} is declared twice")
+        seen.add(name)
+        try:
+            entries.append(_entry(obj))
+        except DeviceTypeError as exc:
+            raise TypeFileError(f"{where}: types/{index} ({name!r}): {exc}") from None
+    return tuple(entries)
+
+
+def _int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+def _hex(text: str) -> bytes:
+    return bytes.fromhex(text)
+
+
+def _rows(rows: Mapping[str, str], size: int, what: str) -> bytes:
+    out = bytearray(size)
+    for key, text in rows.items():
+        offset = int(key, 16)
+        if offset + ROW > size:
+            raise DeviceTypeError(f"config {what} row {key} lies outside {size} bytes")
+        out[offset : offset + ROW] = _hex(text)
+    return bytes(out)
+
+
+def _bars(items: Sequence[Any]) -> tuple[BarSpec | None, ...]:
+    return tuple(
+        None if b is None else BarSpec(BarKind(b["kind"]), _int(b["size"]), b.get("prefetchable", False))
+        for b in items
+    )
+
+
+def _masks(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {"body": _hex(obj["body"]), "writable": _hex(obj.get("writable", "")),
+            "rw1c": _hex(obj.get("rw1c", "")),
+            "offset": None if obj.get("offset") is None else _int(obj["offset"])}  # fmt: skip
+
+
+def _entry(obj: Mapping[str, Any]) -> TypeEntry:
+    name = obj["name"]
+    bars = _bars(obj.get("bars", []))
+    rom_obj = obj.get("rom")
+    rom = None if rom_obj is None else RomSpec(_int(rom_obj["size"]), _hex(rom_obj.get("contents", "")))
+    behaviour = bar_behaviour(obj.get("behaviour", "memory"))
+    config_behaviour = None if obj.get("config_behaviour") is None else config_behaviour_named(
+        obj["config_behaviour"]
+    )  # fmt: skip
+    if "config" in obj:
+        config = obj["config"]
+        size = config["size"]
+        space = ConfigSpace(*(_rows(config[k], size, k) for k in ("image", "wmask", "w1cmask")))
+        dtype = DeviceType.from_space(name, space, bars, rom, behaviour, config_behaviour)
+    else:
+        ints: dict[str, Any] = {k: _int(obj[k]) for k in ("vendor_id", "device_id", "class_code", "revision",
+                "subsystem_vendor_id", "subsystem_id", "interrupt_pin", "command_mask", "status_rw1c")
+                if k in obj}  # fmt: skip
+        dtype = DeviceType(
+            name=name, bars=bars, rom=rom, behaviour=behaviour, config_behaviour=config_behaviour,
+            express=obj.get("express", False), multifunction=obj.get("multifunction", False),
+            capabilities=tuple(Capability(_int(c["id"]), **_masks(c)) for c in obj.get("capabilities", [])),
+            extended_capabilities=tuple(
+                ExtendedCapability(_int(c["id"]), _int(c["version"]), **_masks(c))
+                for c in obj.get("extended_capabilities", [])
+            ),
+            registers=tuple(Register(_int(r["offset"]), r["width"], RegisterClass(r["class"]),
+                                     _int(r.get("value", 0))) for r in obj.get("registers", [])),
+            **ints,
+        )  # fmt: skip
+    if "fingerprint" in obj and obj["fingerprint"] != dtype.fingerprint().hex():
+        raise DeviceTypeError(
+            f"fingerprint {obj['fingerprint']} does not match the declaration ({dtype.fingerprint().hex()})"
+        )
+    opaque = tuple((o["bar"], range(_int(o["start"]), _int(o["stop"]))) for o in obj.get("opaque", []))
+    for bar, offsets in opaque:
+        size = _bar_size(dtype, bar)
+        if not 0 <= offsets.start < offsets.stop <= size:
+            raise DeviceTypeError(
+                f"opaque range {offsets.start:#x}-{offsets.stop:#x} is not inside BAR {bar}"
+            )
+    return TypeEntry(dtype, opaque, obj.get("source", ""), tuple(obj.get("notes", ())))
+
+
+def _bar_size(dtype: DeviceType, index: int) -> int:
+    if index == 6:
+        return dtype.rom.size if dtype.rom is not None else 0
+    bar = dtype.bar(index)
+    return bar.size if bar is not None else 0
+
+
+def _resolve(name: str, known: Mapping[str, str | None], what: str) -> object | None:
+    if name in known:
+        target = known[name]
+    else:
+        found = [ep for ep in entry_points(group=BEHAVIOUR_GROUP) if ep.name == name]
+        if found:
+            target = found[0].value
+        elif ":" in name and "." in name.partition(":")[0]:
+            target = name
+        else:
+            raise DeviceTypeError(
+                f"unknown {what} {name!r} (known: {', '.join(sorted(known))}; or package.module:attribute)"
+            )
+    if target is None:
+        return None
+    module_name, _, attribute = target.partition(":")
+    try:
+        found_obj: object = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise DeviceTypeError(f"{what} {name!r}: cannot load {target}: {exc}") from None
+    return found_obj() if isinstance(found_obj, type) else found_obj
+
+
+def bar_behaviour(name: str) -> BarBehaviour | None:
+    """The BAR behaviour called ``name`` (None for ``memory``, the default) (R-DT-003)."""
+    found = _resolve(name, BAR_BEHAVIOURS, "BAR behaviour")
+    if found is not None and not all(hasattr(found, m) for m in ("name", "read", "write", "reset", "check")):
+        raise DeviceTypeError(f"BAR behaviour {name!r} lacks name/read/write/reset/check")
+    return cast("BarBehaviour | None", found)
+
+
+def config_behaviour_named(name: str) -> ConfigBehaviour:
+    """The configuration behaviour called ``name`` (R-DT-008)."""
+    found = _resolve(name, CONFIG_BEHAVIOURS, "configuration behaviour")
+    if found is None or not all(hasattr(found, m) for m in ("name", "config_write")):
+        raise DeviceTypeError(f"configuration behaviour {name!r} lacks name/config_write")
+    return cast(ConfigBehaviour, found)
+
+
+def load_types(paths: Iterable[Path]) -> dict[str, TypeEntry]:
+    """The types of several files by name (``--types FILE``, repeatable); a name twice is an error."""
+    out: dict[str, TypeEntry] = {}
+    for path in paths:
+        for entry in read_type_file(path):
+            if entry.dtype.name in out:
+                raise TypeFileError(f"{path}: type {entry.dtype.name!r} is already declared by another file")
+            out[entry.dtype.name] = entry
+    return out
+
+
+# ------------------------------------------------------------------ writing
+
+
+def _row_map(data: bytes) -> dict[str, str]:
+    return {
+        f"{o:03x}": " ".join(f"{b:02x}" for b in data[o : o + ROW])
+        for o in range(0, len(data), ROW)
+        if any(data[o : o + ROW])
+    }
+
+
+def type_json(entry: TypeEntry | DeviceType) -> dict[str, Any]:
+    """One type in the bytes form, with its fingerprint (spec/formats/device-type.md)."""
+    if isinstance(entry, DeviceType):
+        entry = TypeEntry(entry)
+    t = entry.dtype
+    space = t.declared
+    obj: dict[str, Any] = {"name": t.name, "fingerprint": t.fingerprint().hex()}
+    if entry.source:
+        obj["source"] = entry.source
+    if entry.notes:
+        obj["notes"] = list(entry.notes)
+    obj["bars"] = [
+        None if b is None else {"kind": b.kind.value, "size": b.size, "prefetchable": b.prefetchable}
+        for b in t.bars
+    ]
+    obj["rom"] = None if t.rom is None else {"size": t.rom.size, "contents": t.rom.contents.hex()}
+    obj["behaviour"] = t.behaviour.name if t.behaviour is not None else "memory"
+    obj["config_behaviour"] = t.config_behaviour.name if t.config_behaviour is not None else None
+    if entry.opaque:
+        obj["opaque"] = [{"bar": b, "start": r.start, "stop": r.stop} for b, r in entry.opaque]
+    obj["config"] = {"size": len(space.image), "image": _row_map(space.image), "wmask": _row_map(space.wmask),
+                     "w1cmask": _row_map(space.w1cmask)}  # fmt: skip
+    return obj
+
+
+def type_file_json(entries: Iterable[TypeEntry | DeviceType]) -> dict[str, Any]:
+    """A whole file."""
+    return {FORMAT_KEY: FORMAT_VERSION, "types": [type_json(e) for e in entries]}
+
+
+def write_type_file(path: Path, entries: Iterable[TypeEntry | DeviceType]) -> None:
+    """Write ``entries`` to ``path`` in the bytes form."""
+    path.write_text(json.dumps(type_file_json(entries), indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,91 @@
+"""``vpcid types``: list, export and check device types (spec/formats/device-type.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.conformance.typefile import TypeEntry, load_types, read_type_file, type_file_json
+from vpcid.model import DeviceType
+
+TYPES_OPTION = click.option(
+    "--types",
+    "type_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="A device-type file (spec/formats/device-type.md); repeatable.",
+)
+
+
+def known_types(type_files: Sequence[Path]) -> dict[str, DeviceType]:
+    """The suite's types, then those of ``--types`` files (a file may not redefine a suite type)."""
+    found = dict(SUITE_TYPES)
+    for name, entry in load_types(type_files).items():
+        if name in found and found[name] != entry.dtype:
+            raise click.UsageError(f"--types: {name!r} is a suite type; give your type another name")
+        found[name] = entry.dtype
+    return found
+
+
+def _capabilities(t: DeviceType) -> str:
+    return " ".join(f"{e.offset:#x}:{e.cap_id:#x}" + ("e" if e.extended else "") for e in t.chain)
+
+
+def print_types(types: Sequence[DeviceType], console: Console) -> None:
+    """One row per type: IDs, class, BARs, ROM, capabilities (offset:ID, ``e`` for extended), behaviours."""
+    table = Table(title="device types")
+    for column in ("name", "IDs", "class", "BARs", "ROM", "capabilities", "behaviour", "fingerprint"):
+        table.add_column(column)
+    for t in types:
+        bars = ", ".join(f"{i}:{b.kind.value} {b.size:#x}" for i, b in enumerate(t.bars) if b is not None)
+        behaviour = t.behaviour.name if t.behaviour is not None else "memory"
+        if t.config_behaviour is not None:
+            behaviour += f" + {t.config_behaviour.name}"
+        table.add_row(
+            t.name, f"{t.vendor_id:04x}:{t.device_id:04x}", f"{t.class_code:06x}", bars,
+            f"{t.rom.size:#x}" if t.rom else "", _capabilities(t), behaviour, t.fingerprint().hex()[:16],
+        )  # fmt: skip
+    console.print(table)
+
+
+@click.group("types", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Write the types as a device-type file to stdout.")
+@TYPES_OPTION
+@click.pass_context
+def types_group(ctx: click.Context, as_json: bool, type_files: tuple[Path, ...]) -> None:
+    """The device types the suite plugs by name, and those of --types files.
+
+    \b
+    Examples:
+      vpcid types
+      vpcid types --json > suite-types.json
+      vpcid types check my-device.json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    types = list(known_types(type_files).values())
+    if as_json:
+        click.echo(json.dumps(type_file_json(types), indent=1))
+        return
+    print_types(types, Console() if sys.stdout.isatty() else Console(width=160))
+
+
+@types_group.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def types_check(files: tuple[Path, ...]) -> None:
+    """Validate device-type files; print each type's fingerprint and capability chain."""
+    entries: list[TypeEntry] = []
+    for path in files:
+        entries += read_type_file(path)
+    for entry in entries:
+        t = entry.dtype
+        click.echo(f"{t.name}: {t.fingerprint().hex()}  {t.config_size} bytes, chain [{_capabilities(t)}]")
+        for note in entry.notes:
+            click.echo(f"  note: {note}")
