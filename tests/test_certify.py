@@ -434,3 +434,33 @@ def test_a_data_window_finding_names_the_rule_that_applied(
     rids = set(attributed(impl, Finding("random", divergence, tuple(trace)), 0xB000_0000))
     assert blamed <= rids
     assert not spared & rids
+
+
+# ------------------------------------------------------------------ platform waivers an adapter declares
+
+
+def test_an_adapters_platform_waivers_apply_unless_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import io
+
+    from rich.console import Console
+    from vpcid.conformance import commands
+
+    name = "rw1c-as-rw"
+    failed = [r.rid for r in certify(BY_NAME[name].adapter(), budget=BUDGET).requirements if r.failures]
+    path = write_waivers(tmp_path / "platform.toml", failed, "the platform's host bridge")
+
+    def factory(_spec: str) -> ModelAdapter:
+        adapter = BY_NAME[name].adapter()
+        adapter._info = dataclasses.replace(adapter.info, waivers=path)
+        return adapter
+
+    monkeypatch.setattr(commands, "load_adapter", factory)
+    console = Console(file=io.StringIO())
+    waived = commands.run_certification("platform", BUDGET, 0, None, console)
+    assert waived.conformant
+    assert {r.rid for r in waived.requirements if r.waiver} == set(failed)
+    strict = commands.run_certification("platform", BUDGET, 0, None, console, platform_waivers=False)
+    assert not strict.conformant

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from vpcid.conformance.trace import FULL, GUEST_VIEW, Observation, Op, OpKind, TraceError
@@ -95,6 +96,9 @@ class AdapterInfo:
     canonical_blobs: bool = True
     """Whether save/snapshot produce the spec's byte format (R-BLOB-*), so digests compare."""
     description: str = ""
+    waivers: Path | None = None
+    """A strict waiver file for the platform the adapter presents (e.g. QEMU's q35 host bridge):
+    certify applies it unless told not to or given another file."""
 
     def __post_init__(self) -> None:
         if not self.operations >= GUEST_VIEW:

@@ -58,12 +58,27 @@ def _progress(console: Console) -> Progress:
 
 
 def run_certification(
-    spec: str, budget: int, seed: int, waivers: Path | None, console: Console, quiet: bool = False
+    spec: str,
+    budget: int,
+    seed: int,
+    waivers: Path | None,
+    console: Console,
+    quiet: bool = False,
+    platform_waivers: bool = True,
 ) -> CertificationReport:
-    """Certify the adapter ``spec``, with a progress bar on ``console``."""
+    """Certify the adapter ``spec``, with a progress bar on ``console``.
+
+    Without a waiver file the adapter's own platform waivers apply
+    (:attr:`AdapterInfo.waivers`) unless ``platform_waivers`` is false.
+    """
     known = set(load_requirements())
     waiver_map = load_waivers(waivers, known) if waivers is not None else {}
     with opened(spec) as adapter, _progress(console) as bar:
+        declared = adapter.info.waivers
+        if waivers is None and platform_waivers and declared is not None:
+            waiver_map = load_waivers(declared, known)
+            if not quiet:
+                console.print(f"applying the platform waivers of {adapter.info.name}: {declared}")
         tasks: dict[str, TaskID] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -83,8 +98,16 @@ def run_certification(
 @click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100),
               help="Random-engine operations; the stateful engine runs budget/1000 examples.")  # fmt: skip
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
-@click.option("--waivers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Strict waiver file: waived requirements must fail.")  # fmt: skip
+@click.option(
+    "--waivers",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Strict waiver file: waived requirements must fail (replaces the adapter's own).",
+)
+@click.option(
+    "--no-platform-waivers",
+    is_flag=True,
+    help="Do not apply the waivers the adapter declares for its platform (e.g. QEMU's q35).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -102,10 +125,13 @@ def certify_command(
     html_path: Path | None,
     failures_only: bool,
     counterexample_dir: Path,
+    no_platform_waivers: bool,
 ) -> None:
     """Certify an implementation: per-requirement verdicts; exit 0 only when conformant."""
     console = _console()
-    report = run_certification(adapter_spec, budget, seed, waivers, console)
+    report = run_certification(
+        adapter_spec, budget, seed, waivers, console, platform_waivers=not no_platform_waivers
+    )
     print_table(report, console, show_all=not failures_only)
     for path, writer in ((json_path, write_json), (junit_path, write_junit), (html_path, write_html)):
         if path is not None:
