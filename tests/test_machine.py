@@ -179,10 +179,43 @@ def test_missing_or_misshapen_sections_are_rejected(text: str, fragments: tuple[
     expect_error(text, *fragments)
 
 
-def test_unknown_device_type_lists_the_catalog() -> None:
+def test_unknown_device_type_lists_the_known_types() -> None:
     expect_error(
-        ONE_NIC.replace('"e1000"', '"e1001"'), "unknown device type 'e1001'", "a100, e1000, edu, nvme"
+        ONE_NIC.replace('"e1000"', '"e1001"'),
+        "unknown device type 'e1001'",
+        "a100, e1000, edu, express-sink, kitchen-sink, nvme",
     )
+
+
+def test_machine_plugs_types_of_type_files_and_applies_writes(tmp_path: Path) -> None:
+    from vpcid.conformance.typefile import write_type_file
+    from vpcid.model import ConfigSpace, DeviceType
+    from vpcid.model.catalog import E1000
+
+    image = bytearray(E1000.declared.image)
+    image[0x02:0x04] = b"\x34\x12"
+    space = ConfigSpace(bytes(image), E1000.declared.wmask, E1000.declared.w1cmask)
+    mine = DeviceType.from_space("my-nic", space, E1000.bars, E1000.rom)
+    (tmp_path / "types").mkdir()
+    write_type_file(tmp_path / "types" / "mine.json", [mine])
+    text = (
+        'types = ["types/mine.json"]\n[vm]\nid = 1\n[[device]]\nbdf = "00:03.0"\ntype = "my-nic"\n'
+        "bars = { 0 = 0xfebc0000 }\nwrites = [[0x3c, 1, 0x0b], [0x0c, 1, 0x10]]\ncommand = 0x2\n"
+    )
+    (tmp_path / "m.toml").write_text(text)
+    machine = load_machine(tmp_path / "m.toml")
+    bdf = Bdf(0, 3, 0)
+    dm = machine.manager
+    assert dm.config_read(1, bdf, 0x00, 4) == 0x1234_8086
+    assert dm.config_read(1, bdf, 0x3C, 1) == 0x0B
+    assert dm.config_read(1, bdf, 0x0C, 1) == 0x10
+    assert dm.resolve(1, "memory", 0xFEBC_0000) == (bdf, 0)
+    again = load_machine(text.replace('types = ["types/mine.json"]\n', ""), types={"my-nic": mine})
+    assert again.manager.config_read(1, bdf, 0x00, 4) == 0x1234_8086
+    expect_error(ONE_NIC + "writes = [[0x3e, 4, 0]]\n", "crosses a dword")
+    expect_error(ONE_NIC + "writes = [[0x40, 3, 0]]\n", "width is 1, 2 or 4")
+    expect_error(ONE_NIC + "writes = [0x40]\n", "[offset, width, value]")
+    expect_error('types = "x.json"\n' + ONE_NIC, "array of device-type file paths")
 
 
 @pytest.mark.parametrize("bdf", ["00:20.0", "0:2", "00:02.8", "100:00.0", "zz:00.0", ""])

@@ -13,12 +13,18 @@ The format::
     type = "e1000"              # a device type name from vpcid.model.CATALOG
     bars = { 0 = 0xfebc0000, 1 = 0xc000 }   # optional: BAR index -> address
     rom = 0xfeb80000            # optional: expansion ROM address, programmed enabled
+    writes = [[0x3c, 1, 0x0b]]  # optional: further configuration writes [offset, width, value]
     command = 0x7               # optional: command register, written last
+
+A top-level ``types = ["my-types.json"]`` names device-type files
+(spec/formats/device-type.md, paths relative to the machine file) whose
+types ``type`` may name besides the suite's; :func:`load_machine` also
+takes types directly (``--types``).
 
 Devices are programmed the way firmware does it, in BDF order: each
 address is written to its BAR register(s) with ``config_write`` (both
 dwords of a 64-bit BAR), then the ROM BAR with its enable bit, then the
-command register. Every mistake raises :class:`MachineError` naming the
+further writes in order, then the command register. Every mistake raises :class:`MachineError` naming the
 place and what to change; unknown keys are rejected, never ignored.
 """
 
@@ -34,17 +40,18 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.conformance.typefile import load_types
 from vpcid.model.bdf import Bdf
-from vpcid.model.catalog import CATALOG
 from vpcid.model.configspace import address_limit
 from vpcid.model.devicetype import BAR0, COMMAND, ROM_BAR, BarKind, DeviceType
 from vpcid.model.errors import VpcidError
 from vpcid.model.manager import DEFAULT_ECAM_BASE, MAX_VM_ID, DataManager
 from vpcid.model.profile import Profile
 
-TOP_LEVEL_KEYS = ("vm", "device")
+TOP_LEVEL_KEYS = ("vm", "device", "types")
 VM_KEYS = ("id", "ecam_base", "profile")
-DEVICE_KEYS = ("bdf", "type", "bars", "rom", "command")
+DEVICE_KEYS = ("bdf", "type", "bars", "rom", "writes", "command")
 ROM_ENABLE = 0x1
 ROM_ADDRESS_LIMIT = 1 << 32
 """The expansion ROM BAR is a 32-bit register."""
@@ -75,6 +82,7 @@ class _DevicePlan:
     dtype: DeviceType
     bars: tuple[tuple[int, int], ...]
     rom: int | None
+    writes: tuple[tuple[int, int, int], ...]
     command: int | None
 
 
@@ -83,10 +91,13 @@ def demo_machine_file() -> Traversable:
     return resources.files("vpcid.conformance") / "data" / "demo-machine.toml"
 
 
-def load_machine(source: MachineSource) -> Machine:
-    """Build the VM a machine description describes; ``source`` is TOML text or a file."""
+def load_machine(source: MachineSource, types: Mapping[str, DeviceType] | None = None) -> Machine:
+    """Build the VM a machine description describes; ``source`` is TOML text or a file.
+
+    ``types`` adds device types ``type`` may name (``--types`` files).
+    """
     if isinstance(source, str):
-        return parse_machine(source)
+        return parse_machine(source, types=types)
     origin = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
     try:
         if isinstance(source, os.PathLike):
@@ -98,23 +109,33 @@ def load_machine(source: MachineSource) -> Machine:
         raise MachineError(f"cannot read machine file {origin}: {reason}; check the path") from None
     except UnicodeDecodeError:
         raise MachineError(f"machine file {origin} is not UTF-8 text; save it as UTF-8") from None
-    return parse_machine(text, origin=origin)
+    folder = Path(origin).parent if isinstance(source, os.PathLike) else Path()
+    return parse_machine(text, origin=origin, types=types, folder=folder)
 
 
-def parse_machine(text: str, *, origin: str = "<machine text>") -> Machine:
-    """Build the VM described by the TOML document ``text``; ``origin`` prefixes error messages."""
+def parse_machine(
+    text: str,
+    *,
+    origin: str = "<machine text>",
+    types: Mapping[str, DeviceType] | None = None,
+    folder: Path | None = None,
+) -> Machine:
+    """Build the VM described by the TOML document ``text``; ``origin`` prefixes error messages,
+    ``folder`` is where relative ``types`` paths start (the current folder by default)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MachineError(f"{origin}: not valid TOML ({exc}); fix the syntax there") from None
-    return _MachineReader(origin).build(document)
+    return _MachineReader(origin, types or {}, folder or Path()).build(document)
 
 
 class _MachineReader:
     """Validates a parsed machine description and builds its VM; errors name ``origin``."""
 
-    def __init__(self, origin: str) -> None:
+    def __init__(self, origin: str, types: Mapping[str, DeviceType], folder: Path) -> None:
         self.origin = origin
+        self.known: dict[str, DeviceType] = {**SUITE_TYPES, **types}
+        self.folder = folder
 
     def fail(self, where: str, problem: str) -> NoReturn:
         raise MachineError(f"{self.origin}: {where}: {problem}")
@@ -122,6 +143,7 @@ class _MachineReader:
     # ------------------------------------------------------------ document
     def build(self, document: Mapping[str, Any]) -> Machine:
         self.check_keys("top level", document, TOP_LEVEL_KEYS, required=("vm",))
+        self.type_files(document.get("types", []))
         vm = self.table("[vm]", document["vm"])
         self.check_keys("[vm]", vm, VM_KEYS, required=("id",))
         vm_id = self.integer("[vm] id", vm["id"], MAX_VM_ID)
@@ -137,6 +159,14 @@ class _MachineReader:
         for plan in plans:
             self.program(manager, vm_id, plan)
         return Machine(manager, vm_id)
+
+    def type_files(self, value: object) -> None:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail("types", "types is an array of device-type file paths")
+        for name, entry in load_types(self.folder / v for v in value).items():
+            if name in self.known and self.known[name] != entry.dtype:
+                self.fail("types", f"{name!r} is already a different type; rename one of them")
+            self.known[name] = entry.dtype
 
     def ecam_base(self, value: object) -> int | None:
         if value is False:
@@ -170,15 +200,35 @@ class _MachineReader:
         where = f"{where} ({bdf})"
         self.check_keys(where, entry, DEVICE_KEYS, required=("type",))
         type_name = entry["type"]
-        dtype = CATALOG.get(type_name) if isinstance(type_name, str) else None
+        dtype = self.known.get(type_name) if isinstance(type_name, str) else None
         if dtype is None:
-            known = ", ".join(sorted(CATALOG))
+            known = ", ".join(sorted(self.known))
             shown = repr(type_name) if isinstance(type_name, str) else _describe(type_name)
             self.fail(where, f"unknown device type {shown}; use one of: {known}")
         bars = self.bars(where, dtype, entry.get("bars", {}))
         rom = self.rom(where, dtype, entry["rom"]) if "rom" in entry else None
+        writes = self.writes(where, dtype, entry.get("writes", []))
         command = self.command(where, dtype, entry["command"]) if "command" in entry else None
-        return _DevicePlan(bdf, dtype, bars, rom, command)
+        return _DevicePlan(bdf, dtype, bars, rom, writes, command)
+
+    def writes(self, where: str, dtype: DeviceType, value: object) -> tuple[tuple[int, int, int], ...]:
+        label = f"{where} writes"
+        if not isinstance(value, list):
+            self.fail(label, "writes is an array of [offset, width, value] arrays")
+        out: list[tuple[int, int, int]] = []
+        for number, item in enumerate(value):
+            if not isinstance(item, list) or len(item) != 3:
+                self.fail(f"{label}[{number}]", "each write is [offset, width, value]")
+            width = item[1]
+            if width not in (1, 2, 4) or type(width) is not int:
+                self.fail(f"{label}[{number}]", f"width is 1, 2 or 4, got {_describe(width)}")
+            offset = self.integer(f"{label}[{number}] offset", item[0], dtype.config_size - width)
+            if offset % 4 + width > 4:
+                self.fail(f"{label}[{number}]", f"{offset:#x}+{width} crosses a dword")
+            out.append(
+                (offset, width, self.integer(f"{label}[{number}] value", item[2], (1 << 8 * width) - 1))
+            )
+        return tuple(out)
 
     def bdf(self, where: str, value: object) -> Bdf:
         if not isinstance(value, str):
@@ -268,6 +318,8 @@ class _MachineReader:
                     manager.config_write(vm_id, plan.bdf, offset + 4, 4, address >> 32)
             if plan.rom is not None:
                 manager.config_write(vm_id, plan.bdf, ROM_BAR, 4, plan.rom | ROM_ENABLE)
+            for offset, width, value in plan.writes:
+                manager.config_write(vm_id, plan.bdf, offset, width, value)
             if plan.command is not None:
                 manager.config_write(vm_id, plan.bdf, COMMAND, 2, plan.command)
         except VpcidError as exc:
