@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 certify: $(STAMP)
-	./.ci/install-qemu.sh
+	./.ci/install-debian.sh
 	$(BIN)/vpcid certify-bundled --reports reports
 
 lint: $(STAMP)
@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	./.ci/install-qemu.sh
+	./.ci/install-debian.sh
 	$(BIN)/pytest
 
 test: lint typecheck unit
