@@ -12,6 +12,7 @@ import pytest
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.trace import (
+    EXTENSIONS,
     FULL,
     GUEST_VIEW,
     OK,
@@ -22,6 +23,7 @@ from vpcid.conformance.trace import (
     TraceError,
     TraceHeader,
     blob_digest,
+    define_type_op,
     dump_lines,
     new_op,
     parse_lines,
@@ -65,6 +67,9 @@ SAMPLES: dict[OpKind, list[Op]] = {
         Op(OpKind.RESTORE_VM, vm=2, data=b"\x01\x02"),
     ],
     OpKind.TABLES: [Op(OpKind.TABLES, vm=1)],
+    OpKind.DEFINE_TYPE: [
+        define_type_op({"name": "tiny", "vendor_id": "0x1af4", "device_id": 1, "class_code": 0})
+    ],
 }
 
 VALID_PREFIX = '{"op": "init"}'
@@ -85,7 +90,7 @@ def parse_one(line: str) -> list[Step]:
 
 def test_samples_cover_every_kind() -> None:
     assert set(SAMPLES) == set(OpKind)
-    assert frozenset(OpKind) == FULL
+    assert frozenset(OpKind) == FULL | EXTENSIONS
     assert GUEST_VIEW <= FULL
     assert OpKind.INIT in GUEST_VIEW
 

@@ -9,13 +9,14 @@ API, the machine it presents.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from vpcid.conformance.trace import FULL, GUEST_VIEW, Observation, Op, OpKind, TraceError
-from vpcid.model import Bdf, DeviceType, Profile, VpcidError
+from vpcid.conformance.trace import EXTENSIONS, FULL, GUEST_VIEW, Observation, Op, OpKind, TraceError
+from vpcid.model import Bdf, DeviceType, DeviceTypeError, Profile, VpcidError
 from vpcid.model.manager import DEFAULT_ECAM_BASE
 
 
@@ -33,6 +34,18 @@ def load_slot(slots: Mapping[str, bytes], op: Op) -> bytes:
     if blob is None:
         raise EmptySlot(f"{op.kind.value}: nothing saved in slot {op.name!r}")
     return blob
+
+
+def define_type(known: Mapping[str, DeviceType], op: Op) -> DeviceType:
+    """The type a ``define_type`` operation defines, checked against the types already known by name:
+    a different definition under a known name is ``bad-device-type`` (R-DT-002)."""
+    from vpcid.conformance.typefile import parse_type_definition
+
+    dtype = parse_type_definition(json.loads(op.data))
+    other = known.get(dtype.name)
+    if other is not None and other != dtype:
+        raise DeviceTypeError(f"a different device type is already known as {dtype.name!r}")
+    return dtype
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,7 @@ class AdapterInfo:
         if not self.operations >= GUEST_VIEW:
             missing = ", ".join(sorted(k.value for k in GUEST_VIEW - self.operations))
             raise ValueError(f"adapter {self.name!r} must support the guest-view operations; lacks {missing}")
-        if self.machine is None and self.operations != FULL:
+        if self.machine is None and not FULL <= self.operations <= FULL | EXTENSIONS:
             raise ValueError(f"adapter {self.name!r}: without a fixed machine the full API is required")
 
     def unsupported(self, op: Op) -> TraceError:

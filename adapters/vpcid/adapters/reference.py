@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vpcid.adapters.base import AdapterInfo, FixedMachine, load_slot
+from vpcid.adapters.base import AdapterInfo, FixedMachine, define_type, load_slot
 from vpcid.conformance.devices import SUITE_TYPES
 from vpcid.conformance.trace import (
+    EXTENSIONS,
     FULL,
     OK,
     Observation,
@@ -43,10 +44,11 @@ class ModelAdapter:
         operations: frozenset[OpKind] | None = None,
     ) -> None:
         profile = profile or Profile()
-        self._info = AdapterInfo(name, profile, operations=operations or FULL, machine=machine)
+        default_ops = FULL | EXTENSIONS if machine is None else FULL
+        self._info = AdapterInfo(name, profile, operations=operations or default_ops, machine=machine)
         self._operations = self._info.operations
         self._factory = manager_factory
-        self._types = types or SUITE_TYPES
+        self._types = dict(types or SUITE_TYPES)
         self._slots: dict[str, bytes] = {}
         self.manager = self._fresh()
         self._handlers = self._handler_table()
@@ -87,6 +89,7 @@ class ModelAdapter:
             OpKind.PLUG: self._plug, OpKind.UNPLUG: self._unplug, OpKind.RESET: self._reset,
             OpKind.RESET_VM: self._reset_vm, OpKind.SAVE: self._save, OpKind.RESTORE: self._restore,
             OpKind.SNAPSHOT: self._snapshot, OpKind.RESTORE_VM: self._restore_vm, OpKind.TABLES: self._tables,
+            OpKind.DEFINE_TYPE: self._define_type,
         }  # fmt: skip
 
     def _config_read(self, op: Op) -> Observation:
@@ -115,6 +118,14 @@ class ModelAdapter:
     def _init(self, op: Op) -> Observation:
         self._slots.clear()
         self.manager = self._fresh()
+        return OK
+
+    def _define_type(self, op: Op) -> Observation:
+        """Make a type from a definition pluggable by name; like the manager's registry of type names,
+        which is not VM state, defined types survive ``init`` (R-DT-001, R-DT-002, R-DS-008)."""
+        dtype = define_type(self._types, op)
+        self.manager.register_type(dtype)
+        self._types[dtype.name] = dtype
         return OK
 
     def _create_vm(self, op: Op) -> Observation:

@@ -21,11 +21,13 @@ from typing import Any
 
 from vpcid.adapters.base import Adapter, AdapterInfo
 from vpcid.adapters.reference import ModelAdapter
-from vpcid.conformance.cases import Case, Target, default_targets, device_cases, system_cases
+from vpcid.conformance.cases import SUITE_VM, Case, Target, default_targets, device_cases, system_cases
+from vpcid.conformance.devices import SUITE_TYPES
 from vpcid.conformance.engine import INIT, Differential, Finding, minimise, model_for, run_random
-from vpcid.conformance.trace import Observation, Op, OpKind
+from vpcid.conformance.trace import Observation, Op, OpKind, define_type_op
 from vpcid.conformance.traceability import Requirement, load_requirements
-from vpcid.model import VpcidError
+from vpcid.conformance.typefile import type_json
+from vpcid.model import Bdf, DeviceType, VpcidError
 from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE, cam_selection
 from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile
 
@@ -43,6 +45,12 @@ class Verdict(StrEnum):
     FAIL = "fail"
     NOT_APPLICABLE = "n/a"
     WAIVED = "waived"
+
+
+class CertifyError(VpcidError, ValueError):
+    """A certification was asked for something the adapter cannot do (e.g. --types on a fixed machine)."""
+
+    kind = "bad-certification"
 
 
 class WaiverError(VpcidError):
@@ -411,10 +419,44 @@ def _normal(obs: Observation | str, info: AdapterInfo) -> Observation | str:
 # ----------------------------------------------------------------- running
 
 
-def applicable_cases(info: AdapterInfo) -> list[tuple[str, Case, list[Op]]]:
-    """Cases this adapter can run: (label, case, operations with prologue), in a stable order."""
+EXTRA_TYPE_DEVICE = 0x10
+"""Device number of the first ``--types`` type in the suite VM (the suite's own use 0x02-0x07)."""
+
+
+def extra_targets(types: Sequence[DeviceType]) -> list[Target]:
+    """Where the device cases put ``--types`` types: the suite VM, bus 0, from device 0x10."""
+    if len(types) > 32 - EXTRA_TYPE_DEVICE:
+        raise CertifyError(f"at most {32 - EXTRA_TYPE_DEVICE} extra device types per run")
+    return [
+        Target(SUITE_VM, Bdf(0, EXTRA_TYPE_DEVICE + k, 0), t, DEFAULT_ECAM_BASE) for k, t in enumerate(types)
+    ]
+
+
+def check_types(info: AdapterInfo, types: Sequence[DeviceType]) -> None:
+    """Extra types need a full-API adapter that accepts ``define_type`` (spec/formats/trace.md)."""
+    if not types:
+        return
+    if info.machine is not None:
+        raise CertifyError(
+            f"adapter {info.name!r} presents a fixed machine with its own devices; --types applies to "
+            "full-API adapters (a vfio-user server's type is given as vfio-user:SOCKET@FILE)"
+        )
+    if OpKind.DEFINE_TYPE not in info.operations:
+        raise CertifyError(f"adapter {info.name!r} does not declare define_type, so it cannot take --types")
+    clash = sorted(t.name for t in types if t.name in SUITE_TYPES and SUITE_TYPES[t.name] != t)
+    if clash:
+        raise CertifyError(f"--types redefines suite types {', '.join(clash)}; rename them")
+
+
+def applicable_cases(info: AdapterInfo, types: Sequence[DeviceType] = ()) -> list[tuple[str, Case, list[Op]]]:
+    """Cases this adapter can run: (label, case, operations with prologue), in a stable order.
+
+    ``types``: device types beyond the suite's (``--types``), defined by a ``define_type`` operation
+    and exercised by the device cases like the suite's own.
+    """
+    check_types(info, types)
     if info.machine is None:
-        targets = default_targets()
+        targets = default_targets() + extra_targets(types)
     else:
         machine = info.machine
         targets = [
@@ -425,6 +467,8 @@ def applicable_cases(info: AdapterInfo) -> list[tuple[str, Case, list[Op]]]:
     runnable: list[tuple[str, Case, list[Op]]] = []
     for target in targets:
         prologue = [INIT]
+        if info.machine is None and target.dtype.name not in SUITE_TYPES:
+            prologue.append(define_type_op(type_json(target.dtype)))
         if info.machine is None:
             prologue += [
                 Op(OpKind.CREATE_VM, vm=target.vm, ecam_base=target.ecam_base),
@@ -450,10 +494,15 @@ def certify(
     waivers: dict[str, Waiver] | None = None,
     progress: Progress | None = None,
     stop_at_first_failure: bool = False,
+    types: Sequence[DeviceType] = (),
 ) -> CertificationReport:
-    """Run cases, the random engine and the stateful engine; return the verdict per requirement."""
+    """Run cases, the random engine and the stateful engine; return the verdict per requirement.
+
+    ``types``: device types beyond the suite's (``--types`` files) that the cases also exercise.
+    """
     started = time.perf_counter()
     info = impl.info
+    check_types(info, types)
     requirements: dict[str, Requirement] = load_requirements()
     results = {rid: RequirementResult(rid, req.title) for rid, req in requirements.items()}
     engines: dict[str, dict[str, int]] = {}
@@ -477,7 +526,7 @@ def certify(
 
     ecam = info.machine.ecam_base if info.machine is not None else DEFAULT_ECAM_BASE
     # 1. scenario cases
-    cases = applicable_cases(info)
+    cases = applicable_cases(info, types)
     diff = Differential(impl)
     failed_cases = 0
     for done, (label, case, ops) in enumerate(cases, start=1):

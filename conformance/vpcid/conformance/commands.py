@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +26,9 @@ from vpcid.conformance.mutants import MUTANTS
 from vpcid.conformance.report import print_table, write_counterexamples, write_html, write_json, write_junit
 from vpcid.conformance.trace import OpKind, TraceError, read_trace
 from vpcid.conformance.traceability import load_requirements
+from vpcid.conformance.typefile import load_types
+from vpcid.conformance.types_cli import TYPES_OPTION
+from vpcid.model import DeviceType
 
 EXIT_NONCONFORMANT = 1
 EXIT_UNAVAILABLE = 3
@@ -65,6 +68,7 @@ def run_certification(
     console: Console,
     quiet: bool = False,
     platform_waivers: bool = True,
+    types: Sequence[DeviceType] = (),
 ) -> CertificationReport:
     """Certify the adapter ``spec``, with a progress bar on ``console``.
 
@@ -88,7 +92,7 @@ def run_certification(
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=min(done, total))
 
-        return certify(adapter, budget, seed, waiver_map, progress)
+        return certify(adapter, budget, seed, waiver_map, progress, types=types)
 
 
 @click.command("certify")
@@ -103,6 +107,7 @@ def run_certification(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Strict waiver file: waived requirements must fail (replaces the adapter's own).",
 )
+@TYPES_OPTION
 @click.option(
     "--no-platform-waivers",
     is_flag=True,
@@ -125,12 +130,21 @@ def certify_command(
     html_path: Path | None,
     failures_only: bool,
     counterexample_dir: Path,
+    type_files: tuple[Path, ...],
     no_platform_waivers: bool,
 ) -> None:
-    """Certify an implementation: per-requirement verdicts; exit 0 only when conformant."""
+    """Certify an implementation: per-requirement verdicts; exit 0 only when conformant.
+
+    \b
+    Examples:
+      vpcid certify --adapter reference
+      vpcid certify --adapter cython --types my-device.json --html report.html
+      vpcid certify --adapter qemu:virtio-net-pci --failures-only
+    """
     console = _console()
+    types = [entry.dtype for entry in load_types(type_files).values()]
     report = run_certification(
-        adapter_spec, budget, seed, waivers, console, platform_waivers=not no_platform_waivers
+        adapter_spec, budget, seed, waivers, console, platform_waivers=not no_platform_waivers, types=types
     )
     print_table(report, console, show_all=not failures_only)
     for path, writer in ((json_path, write_json), (junit_path, write_junit), (html_path, write_html)):

@@ -138,11 +138,16 @@ class Differential:
 def shrink(ops: list[Op], diverges: Callable[[list[Op]], bool]) -> list[Op]:
     """Smallest sublist (1-minimal) for which ``diverges`` holds, by delta debugging.
 
-    The first operation (``init``) is always kept. Hand-written rather than
-    Hypothesis's shrinker because it works on any recorded sequence, also one
-    found by the fast engine, and needs no replayable strategy.
+    The first operation (``init``) is always kept, and so is every
+    ``define_type``, moved right after it (defined types persist and only
+    ``plug`` names them, so this keeps every candidate a valid trace).
+    Hand-written rather than Hypothesis's shrinker because it works on any
+    recorded sequence, also one found by the fast engine, and needs no
+    replayable strategy.
     """
-    head, body = ops[:1], ops[1:]
+    defines = [op for op in ops[1:] if op.kind is OpKind.DEFINE_TYPE]
+    head = ops[:1] + defines
+    body = [op for op in ops[1:] if op.kind is not OpKind.DEFINE_TYPE] if defines else ops[1:]
     granularity = 2
     while len(body) >= 2:
         chunk = max(1, len(body) // granularity)

@@ -46,6 +46,7 @@ class OpKind(StrEnum):
     SNAPSHOT = "snapshot"
     RESTORE_VM = "restore_vm"
     TABLES = "tables"
+    DEFINE_TYPE = "define_type"
 
 
 GUEST_VIEW = frozenset(
@@ -53,8 +54,10 @@ GUEST_VIEW = frozenset(
      OpKind.MMIO_READ, OpKind.MMIO_WRITE}
 )  # fmt: skip
 """What a guest can do to a fixed machine: the least an adapter supports."""
-FULL = frozenset(OpKind)
+FULL = frozenset(OpKind) - {OpKind.DEFINE_TYPE}
 """The whole data-manager API."""
+EXTENSIONS = frozenset({OpKind.DEFINE_TYPE})
+"""Operations an adapter may add to what it supports: ``define_type`` (device types from files)."""
 
 _FIELDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.INIT: (),
@@ -75,6 +78,7 @@ _FIELDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.SNAPSHOT: ("vm", "slot"),
     OpKind.RESTORE_VM: ("vm", "slot|blob"),
     OpKind.TABLES: ("vm",),
+    OpKind.DEFINE_TYPE: ("definition",),
 }
 """Required fields per kind; ``a|b`` means exactly one of them."""
 _OPTIONAL = {OpKind.CREATE_VM: {"ecam_base"}}
@@ -94,9 +98,10 @@ class Op(NamedTuple):
     width: int = 0
     value: int = 0
     name: str = ""
-    """Device type name (plug) or slot name (save, restore, snapshot, restore_vm)."""
+    """Device type name (plug, define_type) or slot name (save, restore, snapshot, restore_vm)."""
     data: bytes = b""
-    """Literal blob or snapshot for restore/restore_vm when no slot is named."""
+    """Literal blob or snapshot for restore/restore_vm when no slot is named; for define_type the
+    definition as canonical JSON (spec/formats/device-type.md)."""
     ecam_base: int | None = DEFAULT_ECAM_BASE
 
     def to_json(self) -> dict[str, Any]:
@@ -110,6 +115,8 @@ class Op(NamedTuple):
                     out["blob"] = self.data.hex()
             elif name == "bdf":
                 out["bdf"] = str(self.bdf)
+            elif name == "definition":
+                out["definition"] = json.loads(self.data)
             elif name in ("type", "slot"):
                 out[name] = self.name
             elif name in ("offset", "port", "address"):
@@ -159,6 +166,11 @@ class Op(NamedTuple):
                     args["data"] = None
                 if args["data"] is None:
                     raise TraceError(f"{kind.value}: blob is a hexadecimal string")
+            elif key == "definition":
+                if not isinstance(raw, Mapping):
+                    raise TraceError(f"{kind.value}: definition is a device-type object")
+                args["data"] = canonical_json(raw)
+                args["name"] = raw["name"] if isinstance(raw.get("name"), str) else ""
             elif key == "ecam_base":
                 if raw is not None and (type(raw) is not int):
                     raise TraceError(f"{kind.value}: ecam_base is an integer or null")
@@ -171,6 +183,16 @@ class Op(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+
+
+def canonical_json(value: object) -> bytes:
+    """One spelling of a JSON value: sorted keys, no spaces (define_type's ``data``)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def define_type_op(definition: Mapping[str, Any]) -> Op:
+    """The ``define_type`` operation for a device-type object (typefile.type_json)."""
+    return Op(OpKind.DEFINE_TYPE, name=str(definition.get("name", "")), data=canonical_json(definition))
 
 
 def new_op(

@@ -110,6 +110,12 @@ def parse_type_file(document: object, where: str = "<types>") -> tuple[TypeEntry
     return tuple(entries)
 
 
+def parse_type_definition(definition: object, where: str = "definition") -> DeviceType:
+    """One device-type object (a ``define_type`` operation's definition) as a type."""
+    entries = parse_type_file({FORMAT_KEY: FORMAT_VERSION, "types": [definition]}, where)
+    return entries[0].dtype
+
+
 def _int(value: Any) -> int:
     return int(value, 16) if isinstance(value, str) else int(value)
 

@@ -578,6 +578,8 @@ cdef enum:
     OP_SNAPSHOT = 15
     OP_RESTORE_VM = 16
     OP_TABLES = 17
+    OP_DEFINE_TYPE = 18  # performed when encoded (types persist across init); the record holds its result
+    OP_KINDS = 19
 
 cdef dict _KIND_CODES = {
     _OpKind.INIT: OP_INIT, _OpKind.CREATE_VM: OP_CREATE_VM, _OpKind.DESTROY_VM: OP_DESTROY_VM,
@@ -586,16 +588,18 @@ cdef dict _KIND_CODES = {
     _OpKind.MMIO_READ: OP_MMIO_READ, _OpKind.MMIO_WRITE: OP_MMIO_WRITE, _OpKind.RESET: OP_RESET,
     _OpKind.RESET_VM: OP_RESET_VM, _OpKind.SAVE: OP_SAVE, _OpKind.RESTORE: OP_RESTORE,
     _OpKind.SNAPSHOT: OP_SNAPSHOT, _OpKind.RESTORE_VM: OP_RESTORE_VM, _OpKind.TABLES: OP_TABLES,
+    _OpKind.DEFINE_TYPE: OP_DEFINE_TYPE,
 }
 # enum members by code, for dispatch by identity (Enum.__hash__ is Python code)
-cdef PyObject* _KIND_OBJ[18]
+cdef PyObject* _KIND_OBJ[OP_KINDS]
 for _member, _code in _KIND_CODES.items():
     _KIND_OBJ[_code] = <PyObject*>_member
 # the order in which identity is tried: the most frequent kinds first
-cdef int _KIND_ORDER[18]
+cdef int _KIND_ORDER[OP_KINDS]
 for _i, _code in enumerate((OP_CONFIG_READ, OP_CONFIG_WRITE, OP_MMIO_READ, OP_IO_READ, OP_MMIO_WRITE,
                             OP_IO_WRITE, OP_PLUG, OP_CREATE_VM, OP_SAVE, OP_TABLES, OP_RESET, OP_UNPLUG,
-                            OP_SNAPSHOT, OP_RESTORE, OP_INIT, OP_RESET_VM, OP_RESTORE_VM, OP_DESTROY_VM)):
+                            OP_SNAPSHOT, OP_RESTORE, OP_INIT, OP_RESET_VM, OP_RESTORE_VM, OP_DESTROY_VM,
+                            OP_DEFINE_TYPE)):
     _KIND_ORDER[_i] = _code
 
 # Op fields by position when Op is a named tuple (attribute access otherwise)
@@ -614,7 +618,7 @@ if issubclass(_Op, tuple) and isinstance(getattr(_Op, "_fields", None), tuple):
 cdef inline int kind_code(object kind) noexcept:
     cdef int i, code
     cdef PyObject* k = <PyObject*>kind
-    for i in range(18):
+    for i in range(OP_KINDS):
         code = _KIND_ORDER[i]
         if _KIND_OBJ[code] == k:
             return code
@@ -3297,7 +3301,9 @@ cdef class CythonAdapter:
         if profile is None:
             profile = _Profile()
         self.manager = Manager(profile)
-        self._info = AdapterInfo(name, profile, canonical_blobs=True,
+        from vpcid.conformance.trace import EXTENSIONS, FULL
+
+        self._info = AdapterInfo(name, profile, operations=FULL | EXTENSIONS, canonical_blobs=True,
                                  description="compiled (Cython) second implementation of the data manager")
         self._types = dict(types) if types is not None else dict(_SUITE_TYPES)
         self._tinfo = {}
@@ -3354,6 +3360,9 @@ cdef class CythonAdapter:
         r.kind = kind
         if kind == OP_INIT:
             return 0
+        if kind == OP_DEFINE_TYPE:
+            r.arg.value = self.define_type(data)
+            return 0
         set_vm(r, vm)
         if kind in (OP_PLUG, OP_UNPLUG, OP_CONFIG_READ, OP_CONFIG_WRITE, OP_RESET, OP_SAVE, OP_RESTORE):
             if kind == OP_PLUG:
@@ -3389,6 +3398,23 @@ cdef class CythonAdapter:
                 if keep is not None:
                     keep.append(data)
                 r.arg.obj = <PyObject*>data
+        return 0
+
+    cdef int define_type(self, object data) except -1:
+        """Register the type a ``define_type`` definition describes (R-DT-001, R-DT-002); 0 or the
+        error code its operation observes. Types persist across ``init``, as the model's do."""
+        from vpcid.adapters.base import define_type
+
+        try:
+            dtype = define_type(self._types, _Op(_OpKind.DEFINE_TYPE, data=data))
+        except _errors.DeviceTypeError as exc:
+            self.manager.msg = NULL
+            return E_BAD_TYPE
+        ti = self.manager.type_info(dtype)
+        if ti is None:
+            return E_BAD_TYPE
+        self._types[dtype.name] = dtype
+        self._tinfo[dtype.name] = ti
         return 0
 
     def encode(self, ops):
@@ -3447,6 +3473,8 @@ cdef class CythonAdapter:
             code = m.op_create_vm(op)
         elif k == OP_DESTROY_VM:
             code = m.op_destroy_vm(op)
+        elif k == OP_DEFINE_TYPE:
+            code = <int>op.arg.value
         elif k == OP_TABLES:
             code = m.vm_of(op, &vm)
             if not code:
@@ -3493,8 +3521,8 @@ cdef class CythonAdapter:
         cdef int k, code
         cdef uint64_t t0 = 0, t1, start_ticks = 0
         cdef int64_t start_ns = 0
-        cdef uint64_t spent[18]
-        cdef uint64_t count[18]
+        cdef uint64_t spent[OP_KINDS]
+        cdef uint64_t count[OP_KINDS]
         cdef double ns_per_tick
         memset(spent, 0, sizeof(spent))
         memset(count, 0, sizeof(count))
