@@ -1,7 +1,7 @@
 """``vpcid serve``: serve VPCID instances of a data manager to VMMs.
 
-``vpcid serve vfio-user --socket PATH [--socket PATH ...] [--type TYPE ...]``
-exposes one device per socket (spec/formats/vfio-user.md). It prints one
+``vpcid serve vfio-user --socket PATH [--socket PATH ...] [--type TYPE ...]
+[--types FILE ...]`` exposes one device per socket (spec/formats/vfio-user.md). It prints one
 line per device on stderr, then ``ready`` on stdout once every socket
 listens, and runs until SIGTERM or SIGINT, when it removes its sockets.
 Also runnable as ``python -m vpcid.conformance.serve vfio-user ...``.
@@ -18,6 +18,8 @@ from types import FrameType
 
 import click
 from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.conformance.typefile import load_types
+from vpcid.conformance.types_cli import TYPES_OPTION
 from vpcid.model import Profile
 from vpcid.model.errors import VpcidError
 
@@ -33,9 +35,15 @@ def serve_group() -> None:
 @click.option("--socket", "sockets", multiple=True, required=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="UNIX socket of one device; repeat for more devices.")  # fmt: skip
-@click.option("--type", "types", multiple=True, metavar="TYPE",
-              help=f"Device type per socket, in order (vpcid types); one type serves every socket. "
-                   f"Default: {DEFAULT_TYPE}.")  # fmt: skip
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    metavar="TYPE",
+    help=f"Device type per socket, in order (vpcid types, or a type of a --types file); one "
+    f"type serves every socket. Default: {DEFAULT_TYPE}, or the one type of a --types file.",
+)
+@TYPES_OPTION
 @click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Profile manifest: the variants the data manager runs in.")  # fmt: skip
 @click.option("--vm", default=1, show_default=True, type=click.IntRange(0, 0xFFFF_FFFF),
@@ -48,21 +56,31 @@ def serve_group() -> None:
 def vfio_user_command(
     sockets: tuple[Path, ...],
     types: tuple[str, ...],
+    type_files: tuple[Path, ...],
     profile_path: Path | None,
     vm: int,
     message_timeout: float,
     max_data_xfer: int,
     verbose: int,
 ) -> None:
-    """Expose VPCID instances as vfio-user devices, one per socket, until SIGTERM."""
+    """Expose VPCID instances as vfio-user devices, one per socket, until SIGTERM.
+
+    \b
+    Examples:
+      vpcid serve vfio-user --socket /tmp/nic.sock --type e1000
+      vpcid serve vfio-user --socket /tmp/dev.sock --types my-device.json
+    """
     from vpcid.adapters.vfio_user.server import DeviceSpec, VfioUserServer
 
-    names = list(types) or [DEFAULT_TYPE]
+    from_files = load_types(type_files)
+    known = {**SUITE_TYPES, **{name: entry.dtype for name, entry in from_files.items()}}
+    default = [next(iter(from_files))] if len(from_files) == 1 else [DEFAULT_TYPE]
+    names = list(types) or default
     if len(names) == 1:
         names *= len(sockets)
     if len(names) != len(sockets):
         raise click.BadParameter(f"{len(sockets)} sockets but {len(names)} types", param_hint="--type")
-    unknown = sorted({n for n in names if n not in SUITE_TYPES})
+    unknown = sorted({n for n in names if n not in known})
     if unknown:
         raise click.BadParameter(f"unknown device type(s): {', '.join(unknown)}", param_hint="--type")
     if len(set(sockets)) != len(sockets):
@@ -78,7 +96,7 @@ def vfio_user_command(
         )
     except VpcidError as exc:
         raise click.ClickException(str(exc)) from None
-    specs = [DeviceSpec(path, SUITE_TYPES[name]) for path, name in zip(sockets, names, strict=True)]
+    specs = [DeviceSpec(path, known[name]) for path, name in zip(sockets, names, strict=True)]
     try:
         server = VfioUserServer(specs, profile, vm, message_timeout, max_data_xfer)
     except (OSError, ValueError, VpcidError) as exc:
