@@ -107,3 +107,24 @@ def test_cli_certify_with_types(tmp_path: Path) -> None:
     if "unavailable" in result.output:
         pytest.skip("the Cython backend is not built here")
     assert result.exit_code == 0, result.output
+
+
+def test_vectors_generated_with_types_define_them_and_run(tmp_path: Path) -> None:
+    from vpcid.conformance import vectors
+
+    t = moved_capability_type()
+    path = tmp_path / "types.json"
+    write_type_file(path, [t])
+    out = tmp_path / "vectors"
+    result = CliRunner().invoke(main, ["vectors", "generate", str(out), "--types", str(path)])
+    assert result.exit_code == 0, result.output
+    index = json.loads((out / "index.json").read_text())
+    mine = [c for c in index["cases"] if t.name in c["id"]]
+    assert mine
+    manifest = json.loads((out / mine[0]["path"] / "manifest.json").read_text())
+    assert "define_type" in manifest["needs"]
+    ran = vectors.run(out, ModelAdapter())
+    assert ran.complete
+    assert not ran.failed
+    without = vectors.run(out, ModelAdapter(operations=FULL))
+    assert {case for case, _ in without.excluded} == {c["id"] for c in mine}

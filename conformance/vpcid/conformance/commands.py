@@ -187,15 +187,26 @@ def vectors_group() -> None:
     "--machine-of", "adapter_spec", default=None,
     help="Adapter whose fixed machine (guest view) the vectors are for; default: the full-API cases.",
 )  # fmt: skip
-def vectors_generate(directory: Path, adapter_spec: str | None) -> None:
-    """Write one folder per requirement group, a manifest and a trace per case."""
+@TYPES_OPTION
+def vectors_generate(directory: Path, adapter_spec: str | None, type_files: tuple[Path, ...]) -> None:
+    """Write one folder per requirement group, a manifest and a trace per case.
+
+    \b
+    Examples:
+      vpcid vectors generate vectors/
+      vpcid vectors generate vectors/ --types my-device.json
+      vpcid vectors generate edu/ --machine-of qemu:edu
+    """
     machine = None
+    types = [entry.dtype for entry in load_types(type_files).values()]
     if adapter_spec is not None:
+        if types:
+            raise click.UsageError("--types adds devices to the full-API cases; a fixed machine has its own")
         with opened(adapter_spec) as adapter:
             machine = adapter.info.machine
         if machine is None:
             raise click.UsageError(f"adapter {adapter_spec!r} offers the full API, not a fixed machine")
-    count = vector_suite.generate(directory, machine)
+    count = vector_suite.generate(directory, machine, types)
     click.echo(f"wrote {count} vectors to {directory}")
 
 

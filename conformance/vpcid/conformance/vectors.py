@@ -21,8 +21,19 @@ from typing import Any
 from vpcid.adapters.base import Adapter, AdapterInfo, FixedMachine
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.certify import applicable_cases, observations
-from vpcid.conformance.trace import FULL, Observation, Op, OpKind, Step, TraceError, TraceHeader, dump_lines
+from vpcid.conformance.trace import (
+    EXTENSIONS,
+    FULL,
+    Observation,
+    Op,
+    OpKind,
+    Step,
+    TraceError,
+    TraceHeader,
+    dump_lines,
+)
 from vpcid.conformance.trace import parse_lines as parse_trace_lines
+from vpcid.model import DeviceType
 from vpcid.model.profile import AXES, Profile
 
 FORMAT = 1
@@ -106,17 +117,20 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def generate(directory: Path, machine: FixedMachine | None = None) -> int:
+def generate(directory: Path, machine: FixedMachine | None = None, types: Sequence[DeviceType] = ()) -> int:
     """Write every case; return the number written.
 
     Without ``machine``: the full-API cases (default targets and system
-    cases). With it: the guest-view cases of that fixed machine's devices,
-    each manifest describing the machine (:func:`machine_description`).
+    cases), plus the device cases of ``types`` (``--types``), whose traces
+    define them first (``define_type``). With it: the guest-view cases of
+    that fixed machine's devices, each manifest describing the machine
+    (:func:`machine_description`).
     """
-    info = AdapterInfo("vectors", Profile(), operations=FULL, machine=machine)
+    operations = FULL | EXTENSIONS if machine is None else FULL
+    info = AdapterInfo("vectors", Profile(), operations=operations, machine=machine)
     described = machine_description(machine) if machine is not None else None
     index: list[dict[str, Any]] = []
-    for label, case, ops in applicable_cases(info):
+    for label, case, ops in applicable_cases(info, types):
         name = label.split("/", 1)[1].replace("@", "--").replace(":", "-").replace(".", "-")
         folder = directory / case.group / name
         folder.mkdir(parents=True, exist_ok=True)
