@@ -128,3 +128,21 @@ def test_vectors_generated_with_types_define_them_and_run(tmp_path: Path) -> Non
     assert not ran.failed
     without = vectors.run(out, ModelAdapter(operations=FULL))
     assert {case for case, _ in without.excluded} == {c["id"] for c in mine}
+
+
+def test_random_and_stateful_engines_plug_types_from_files() -> None:
+    from vpcid.conformance.engine import RandomOps, run_random
+    from vpcid.conformance.stateful import run_stateful
+
+    t = moved_capability_type()
+    episode = next(iter(RandomOps(ModelAdapter().info, 3, types=[t]).episodes(200)))
+    assert episode[1].kind is OpKind.DEFINE_TYPE
+    assert any(op.kind is OpKind.PLUG and op.name == t.name for op in episode)
+    touched = [op for op in episode if op.kind is OpKind.CONFIG_WRITE and op.bdf == Bdf(0, 0x10, 0)]
+    assert touched, "the random engine also aims at the type from the file"
+    executed, findings = run_random(ModelAdapter(), 2_000, 5, types=[t])
+    assert executed >= 2_000
+    assert not findings
+    steps, stateful = run_stateful(ModelAdapter(), 5, 5, [t])
+    assert steps
+    assert not stateful

@@ -555,6 +555,7 @@ def certify(
             seed,
             None if progress is None else lambda n: progress("random", n, budget),
             max_findings=1 if stop_at_first_failure else MAX_RANDOM_FINDINGS,
+            types=types,
         )
         blamed: set[str] = set()
         for finding in findings:
@@ -571,7 +572,7 @@ def certify(
         from vpcid.conformance.stateful import run_stateful
 
         examples = max(5, budget // 1000)
-        steps, stateful_findings = run_stateful(impl, examples, seed)
+        steps, stateful_findings = run_stateful(impl, examples, seed, types)
         for finding in stateful_findings:
             record(
                 finding,

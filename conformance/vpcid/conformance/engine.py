@@ -17,7 +17,8 @@ from typing import TypeVar
 from vpcid.adapters.base import Adapter, AdapterInfo
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.devices import SUITE_TYPES
-from vpcid.conformance.trace import OK, Observation, Op, OpKind, TraceError, new_op
+from vpcid.conformance.trace import OK, Observation, Op, OpKind, TraceError, define_type_op, new_op
+from vpcid.conformance.typefile import type_json
 from vpcid.model import Bdf, DeviceType
 from vpcid.model.devicetype import ROM_INDEX, BarKind
 from vpcid.model.manager import DEFAULT_ECAM_BASE
@@ -179,6 +180,8 @@ SYSTEM_LAYOUT = (
     (Bdf(0, 4, 0), "express-sink"),
     (Bdf(1, 0, 0), "a100"),
 )
+EXTRA_DEVICE = 0x10
+"""Device number on bus 0 of the first ``--types`` type in the full-API engine's layout."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,11 @@ class Slot:
 class RandomOps:
     """Seeded generator of operation episodes for one adapter's capabilities."""
 
-    def __init__(self, info: AdapterInfo, seed: int, episode: int = 120) -> None:
+    def __init__(
+        self, info: AdapterInfo, seed: int, episode: int = 120, types: Sequence[DeviceType] = ()
+    ) -> None:
+        """``types``: device types beyond the suite's (``--types``), defined and plugged in every
+        episode of a full-API adapter next to the suite's layout."""
         self.info = info
         self.rng = random.Random(seed)
         self.episode = episode
@@ -204,7 +211,13 @@ class RandomOps:
             self.vms: tuple[int, ...] = (info.machine.vm,)
             self.ecam = info.machine.ecam_base
         else:
-            self.slots = [Slot(vm, b, SUITE_TYPES[t]) for vm in SYSTEM_VMS for b, t in SYSTEM_LAYOUT]
+            extra = tuple((Bdf(0, EXTRA_DEVICE + k, 0), t) for k, t in enumerate(types))
+            self.layout: tuple[tuple[Bdf, DeviceType], ...] = (
+                *((b, SUITE_TYPES[t]) for b, t in SYSTEM_LAYOUT),
+                *extra,
+            )
+            self.defines = [define_type_op(type_json(t)) for _, t in extra]
+            self.slots = [Slot(vm, b, t) for vm in SYSTEM_VMS for b, t in self.layout]
             self.vms = SYSTEM_VMS
             self.ecam = DEFAULT_ECAM_BASE
         self.ops = info.operations
@@ -245,9 +258,10 @@ class RandomOps:
         self._targets.clear()
         ops = [INIT]
         if self.full:
+            ops += self.defines
             for vm in self.vms:
                 ops.append(new_op(OpKind.CREATE_VM, vm))
-                ops += [Op(OpKind.PLUG, vm=vm, bdf=b, name=t) for b, t in SYSTEM_LAYOUT]
+                ops += [Op(OpKind.PLUG, vm=vm, bdf=b, name=t.name) for b, t in self.layout]
         return ops
 
     # -- helpers
@@ -523,6 +537,7 @@ def run_random(
     seed: int,
     progress: Callable[[int], None] | None = None,
     max_findings: int = 1,
+    types: Sequence[DeviceType] = (),
 ) -> tuple[int, list[Finding]]:
     """The fast engine: ``budget`` operations in episodes; each divergence shrunk into a finding.
 
@@ -533,7 +548,7 @@ def run_random(
     end the exploration. Returns the operations executed and the findings.
     """
     diff = Differential(impl)
-    generator = RandomOps(impl.info, seed)
+    generator = RandomOps(impl.info, seed, types=types)
     executed = 0
     findings: list[Finding] = []
     seen: set[tuple[OpKind, Observation]] = set()

@@ -9,6 +9,8 @@ operation by operation, by :func:`~vpcid.conformance.engine.minimise`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hypothesis import HealthCheck, settings
 from hypothesis import seed as fixed_seed
 from hypothesis import strategies as st
@@ -16,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 from vpcid.adapters.base import Adapter
 from vpcid.conformance.engine import Differential, Finding, RandomOps, minimise
 from vpcid.conformance.trace import Op
+from vpcid.model import DeviceType
 
 STEPS_PER_EXAMPLE = 25
 
@@ -24,8 +27,13 @@ class DivergenceFound(AssertionError):
     """Raised inside the machine so that Hypothesis shrinks the example."""
 
 
-def run_stateful(impl: Adapter, examples: int, seed: int) -> tuple[int, list[Finding]]:
-    """Run ``examples`` state-machine examples against ``impl``; return operations run and findings."""
+def run_stateful(
+    impl: Adapter, examples: int, seed: int, types: Sequence[DeviceType] = ()
+) -> tuple[int, list[Finding]]:
+    """Run ``examples`` state-machine examples against ``impl``; return operations run and findings.
+
+    ``types``: device types beyond the suite's (``--types``), as :class:`RandomOps` takes them.
+    """
     recorded: list[list[Op]] = [[]]
     total = [0]
 
@@ -34,7 +42,7 @@ def run_stateful(impl: Adapter, examples: int, seed: int) -> tuple[int, list[Fin
 
         def __init__(self) -> None:
             super().__init__()
-            self.moves = RandomOps(impl.info, 0)
+            self.moves = RandomOps(impl.info, 0, types=types)
             self.diff = Differential(impl)
             self.ops: list[Op] = []
             recorded[0] = self.ops
