@@ -23,7 +23,7 @@ from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.engine import Differential, minimise
 from vpcid.conformance.trace import Observation, Op, OpKind
 from vpcid.model import Bdf
-from vpcid.model.devicetype import BarKind, RegisterClass
+from vpcid.model.devicetype import BarKind
 
 if qemu_binary() is None:
     pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh)", allow_module_level=True)
@@ -129,15 +129,17 @@ def test_edu_layout_is_discovered(open_adapter: list[QemuAdapter]) -> None:
     assert t.rom is None
     assert not t.express
     assert t.command_mask == 0x0507
-    (msi,) = t.capabilities
-    assert msi.cap_id == 0x05
-    assert len(msi.body) == 12  # 64-bit MSI without per-vector masking
-    assert msi.writable[:2] == b"\x01\x00"
-    assert msi.writable[2:] == b"\xfc" + b"\xff" * 9
-    # QEMU's PCI core leaves every byte no capability claims writable (0x4e-0xff): declared
-    assert {r.cls for r in t.registers} == {RegisterClass.RW}
-    assert min(r.offset for r in t.registers) == 0x4E
-    assert max(r.offset + r.width for r in t.registers) == 0x100
+    space = t.declared
+    assert [(e.offset, e.cap_id) for e in t.chain] == [(0x40, 0x05)]
+    # 64-bit MSI: enable and Multiple Message Enable writable, MME clamped while enabled (msi-mme-clamp)
+    assert space.wmask[0x42:0x44] == b"\x71\x00"
+    assert space.wmask[0x44:0x4E] == b"\xfc" + b"\xff" * 9
+    assert t.config_behaviour is not None
+    assert t.config_behaviour.name == "msi-mme-clamp"
+    # QEMU's PCI core leaves every byte no capability claims writable (0x4e-0xff): declared so
+    assert space.wmask[0x4E:0x100] == b"\xff" * (0x100 - 0x4E)
+    assert space.w1cmask[0x06:0x08] == b"\x00\xf9"
+    assert not any(space.w1cmask[0x08:])
     assert not a.discovery.migratable
     assert OpKind.SAVE not in a.info.operations
     assert a.machine.reserved_functions[0] == Bdf(0, 0, 0)
@@ -397,16 +399,49 @@ def test_deviation_32bit_bar_ending_at_4gib_does_not_decode(open_adapter: list[Q
     assert _first_divergence(a, moved) == mr(0xFFF0_0000)
 
 
-def test_deviation_msi_multiple_message_enable_kept_while_disabled(open_adapter: list[QemuAdapter]) -> None:
-    """R-CFG-008 (third-party finding): edu's MSI Multiple Message Enable holds a value above its one-vector
-    capability while MSI is disabled; with MSI enabled QEMU clamps it to 0, as the discovered type predicts.
+def _raw_msi_control(model: str, cap: int, writes: list[int]) -> list[int]:
+    """Raw qtest, no model: write each value to MSI message control at ``cap + 2`` of ``model`` at
+    00:04.0 of a q35 machine (ECAM), reading the control word back after each."""
+    qemu = QemuProcess.spawn(["-machine", "q35", "-m", "16M", "-device", f"{model},addr=04.0"])
+    try:
+        qemu.connect()
+        qemu.qtest(["outl 0xcf8 0x80000060", "outl 0xcfc 0xb0000001", "outl 0xcf8 0x0"])
+        control = 0xB000_0000 + (DEV.packed << 12) + cap + 2
+        replies = qemu.qtest([r for value in writes for r in (f"writew {control:#x} {value:#x}",
+                                                               f"readw {control:#x}")])  # fmt: skip
+        return [int(line.split()[1], 16) for line in replies[1::2]]
+    finally:
+        qemu.kill()
 
-    PCI leaves MME above MMC undefined, and a device type's static masks cannot say "writable, clamped
-    while enabled", so the model reads MME as 0. (When this changes, this test fails: update docs/qemu.md.)
+
+@pytest.mark.req("R-DT-008")
+def test_qemu_clamps_msi_multiple_message_enable_while_enabled() -> None:
+    """QEMU's msi_write_config: Multiple Message Enable (control bits 6:4) is writable, and a write that
+    touches the capability while MSI is enabled clamps it to Multiple Message Capable (bits 3:1).
+
+    edu (one vector, capable 0) and nec-usb-xhci (16 vectors, capable 4), through raw qtest.
     """
+    # edu, MSI at 0x40: MME 6 kept while disabled (0x60), clamped to 0 once enabled (0x01)
+    assert _raw_msi_control("edu", 0x40, [0x0060, 0x0061, 0x0060, 0x0070, 0x0001]) == [
+        0x0080 | 0x60, 0x0080 | 0x01, 0x0080 | 0x60, 0x0080 | 0x70, 0x0080 | 0x01,
+    ]  # fmt: skip
+    # nec-usb-xhci, MSI at 0x70 (capable 4 = 16 vectors): MME 7 clamped to 4, MME 3 kept, enabled or not
+    assert _raw_msi_control("nec-usb-xhci", 0x70, [0x0071, 0x0031, 0x0070, 0x0000]) == [
+        0x0088 | 0x41, 0x0088 | 0x31, 0x0088 | 0x70, 0x0088,
+    ]  # fmt: skip
+
+
+@pytest.mark.req("R-DT-008", "R-CFG-008")
+def test_edu_msi_control_follows_the_discovered_clamp(open_adapter: list[QemuAdapter]) -> None:
+    """The discovered type declares MME writable with msi-mme-clamp, so the model predicts QEMU on every
+    sequence of the raw test above (the former R-CFG-008 finding on edu's MSI control bits 6:4 is gone)."""
     a = _open(open_adapter, "edu")
-    assert _first_divergence(a, [INIT, cw(0x42, 2, 0x0061), cr(0x40)]) is None
-    assert _first_divergence(a, [INIT, cw(0x42, 2, 0x0060), cr(0x40)]) == cr(0x40)
+    assert a.discovery.dtype.config_behaviour is not None
+    for values in ([0x0061], [0x0060], [0x0060, 0x0061], [0x0070, 0x0001, 0x0000], [0x0071, 0x0060]):
+        ops = [INIT]
+        for value in values:
+            ops += [cw(0x42, 2, value), cr(0x40), cr(0x42, 1)]
+        assert _first_divergence(a, ops) is None, values
 
 
 def test_deviation_system_reset_keeps_cf8_and_edu_registers(open_adapter: list[QemuAdapter]) -> None:
