@@ -12,8 +12,17 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from vpcid.conformance.lspci import render_lspci
+from vpcid.conformance.lspci import (
+    IdFilter,
+    LspciOptions,
+    SlotFilter,
+    dump_functions,
+    machine_functions,
+    render,
+)
 from vpcid.conformance.machine import demo_machine_file, load_machine
+from vpcid.conformance.pciids import DEFAULT_PCI_IDS, IdNames, PciIds
+from vpcid.conformance.types_cli import TYPES_OPTION, known_types
 from vpcid.model.errors import VpcidError
 
 EXIT_ERROR = 2
@@ -49,7 +58,40 @@ def main() -> None:
     """Reference model and conformance suite for virtual PCI device data managers."""
 
 
-@click.command("lspci", short_help="List PCI functions like lspci -nn.")
+@click.command("lspci", short_help="List PCI functions the way pciutils' lspci does.")
+@click.option(
+    "-v",
+    "verbose",
+    count=True,
+    help="Be verbose: -v decoded header and regions, -vv capabilities, -vvv more.",
+)
+@click.option(
+    "-x", "hex_dump", count=True, help="Hex dump: -x standard header, -xxx 256 bytes, -xxxx 4096 bytes."
+)
+@click.option("-n", "numeric", count=True, help="Numeric IDs: -n numbers only, -nn names and numbers.")
+@click.option("-D", "always_domains", is_flag=True, help="Always show domain numbers.")
+@click.option(
+    "-s", "slot", metavar="[[[[DOMAIN]:]BUS]:][DEV][.[FN]]", help="Show only functions in these slots."
+)
+@click.option(
+    "-d", "ids", metavar="[VENDOR]:[DEVICE][:CLASS[:PROGIF]]", help="Show only functions with these IDs."
+)
+@click.option(
+    "-i",
+    "id_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help=f"Use this pci.ids database instead of {DEFAULT_PCI_IDS}.",
+)
+@click.option(
+    "-F",
+    "dump_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Show the functions of an lspci -x/-xxx/-xxxx dump instead of a machine.",
+)
 @click.option(
     "--machine",
     "machine_file",
@@ -57,11 +99,57 @@ def main() -> None:
     default=None,
     help="Machine description (TOML) to build and list; default: the bundled demo machine.",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Show lspci -vv detail: regions, ROM, capabilities.")
-def lspci_command(machine_file: Path | None, verbose: bool) -> None:
-    """List the PCI functions of a machine's VM, as lspci -nn (or -vv -nn) would."""
-    machine = load_machine(machine_file if machine_file is not None else demo_machine_file())
-    click.echo(render_lspci(machine.manager, machine.vm_id, verbose=verbose), nl=False)
+@TYPES_OPTION
+def lspci_command(
+    verbose: int,
+    hex_dump: int,
+    numeric: int,
+    always_domains: bool,
+    slot: str | None,
+    ids: str | None,
+    id_file: Path | None,
+    dump_file: Path | None,
+    machine_file: Path | None,
+    type_files: tuple[Path, ...],
+) -> None:
+    """List PCI functions as pciutils' lspci does: a machine's VM, or a dump (-F).
+
+    A machine's functions are read through the data manager; their region
+    sizes come from the device types, and a region that does not decode
+    says why ([not decoding], [shadowed by ...]). Names come from pci.ids;
+    without it numbers are shown and a note says so.
+
+    \b
+    Examples:
+      vpcid lspci                              # the demo machine, one line each
+      vpcid lspci -vv -nn                      # decoded headers and capabilities
+      vpcid lspci -s 00:03.0 -xxx              # one function with its 256-byte dump
+      vpcid lspci -d 8086: -v --machine vm.toml --types my-types.json
+      vpcid lspci -vv -F dump.txt              # a dump from lspci -xxxx (or sysfs)
+    """
+    if dump_file is not None and (machine_file is not None or type_files):
+        raise click.UsageError(
+            "-F shows a dump; --machine and --types describe a machine: give one or the other"
+        )
+    options = LspciOptions(
+        verbose=verbose,
+        hex_dump=hex_dump,
+        numeric=numeric,
+        always_domains=always_domains,
+        slot=SlotFilter.parse(slot) if slot is not None else None,
+        ids=IdFilter.parse(ids) if ids is not None else None,
+    )
+    if dump_file is not None:
+        functions = dump_functions(dump_file)
+    else:
+        source = machine_file if machine_file is not None else demo_machine_file()
+        machine = load_machine(source, types=known_types(type_files))
+        functions = machine_functions(machine.manager, machine.vm_id)
+    database = PciIds.load(id_file)
+    if database is None and numeric != 1:
+        where = id_file if id_file is not None else DEFAULT_PCI_IDS
+        click.echo(f"vpcid: note: no PCI ID database at {where}; showing numbers (install pci.ids)", err=True)
+    click.echo(render(functions, options, IdNames(database, numeric)), nl=False)
 
 
 main.add_command(lspci_command)
