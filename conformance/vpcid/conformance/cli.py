@@ -87,10 +87,10 @@ def main() -> None:
 @click.option(
     "-F",
     "dump_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     metavar="FILE",
-    help="Show the functions of an lspci -x/-xxx/-xxxx dump instead of a machine.",
+    help="Show a dump, not a machine: lspci -x/-xxx/-xxxx text, a sysfs function folder, a config file.",
 )
 @click.option(
     "--machine",
