@@ -11,7 +11,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 from vpcid.conformance.devices import SUITE_TYPES
-from vpcid.conformance.typefile import TypeEntry, load_types, read_type_file, type_file_json
+from vpcid.conformance.importer import (
+    import_sources,
+    machine_text,
+    read_overlay,
+    relative_reference,
+)
+from vpcid.conformance.typefile import TypeEntry, load_types, read_type_file, type_file_json, write_type_file
 from vpcid.model import DeviceType
 
 TYPES_OPTION = click.option(
@@ -67,6 +73,7 @@ def types_group(ctx: click.Context, as_json: bool, type_files: tuple[Path, ...])
       vpcid types
       vpcid types --json > suite-types.json
       vpcid types check my-device.json
+      vpcid types import lspci-xxxx.txt -o imported.json --machine imported.toml
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -89,3 +96,57 @@ def types_check(files: tuple[Path, ...]) -> None:
         click.echo(f"{t.name}: {t.fingerprint().hex()}  {t.config_size} bytes, chain [{_capabilities(t)}]")
         for note in entry.notes:
             click.echo(f"  note: {note}")
+
+
+@types_group.command("import")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The device-type file to write (one type per function).",
+)
+@click.option(
+    "--overlay",
+    "overlay_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Corrections to what the dump and the PCI rules say (spec/formats/import.md).",
+)
+@click.option("--name", help="The type's name, when the sources hold one function.")
+@click.option(
+    "--machine",
+    "machine_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a machine file that plugs each function and programs it to show its dump.",
+)
+def types_import(
+    sources: tuple[Path, ...],
+    output: Path,
+    overlay_file: Path | None,
+    name: str | None,
+    machine_file: Path | None,
+) -> None:
+    """Import configuration-space dumps as device types (spec/formats/import.md).
+
+    \b
+    A SOURCE is lspci -x/-xxx/-xxxx text (with or without -v/-vv lines, one
+    function or many), a sysfs function folder (/sys/bus/pci/devices/...,
+    its config and resource files) or a binary config file. Nothing is
+    written unless every function imports.
+    """
+    overlay = read_overlay(overlay_file) if overlay_file is not None else None
+    functions = import_sources(sources, name=name, overlay=overlay)
+    machine = None
+    if machine_file is not None:
+        machine = machine_text(functions, relative_reference(output, machine_file))
+    write_type_file(output, [f.entry for f in functions])
+    if machine_file is not None and machine is not None:
+        machine_file.write_text(machine, encoding="utf-8")
+    for function in functions:
+        t = function.dtype
+        click.echo(f"{t.name}: {t.fingerprint().hex()}  from {function.dump.source}, "
+                   f"{len(function.entry.notes)} notes")  # fmt: skip
+        for offset, bits in function.unreproducible:
+            click.echo(f"  not reproducible by configuration writes: byte {offset:#05x} bits {bits:#04x}")
+    click.echo(f"wrote {output}" + (f" and {machine_file}" if machine_file is not None else ""))
