@@ -146,7 +146,7 @@ class IdFilter:
     vendor: int | None = None
     device: int | None = None
     device_class: int | None = None
-    class_mask: int = 0xFFFF
+    class_mask: int = 0xFFFF_FFFF
     prog_if: int | None = None
 
     @classmethod
@@ -194,7 +194,7 @@ def _filter_field(text: str, bound: int, problem: str) -> int | None:
 def _class_field(text: str) -> tuple[int | None, int]:
     """The ``-d`` class field: hex digits, ``x`` for a digit that may be anything."""
     if not _defined(text):
-        return None, 0xFFFF
+        return None, 0xFFFF_FFFF
     value = bound = 0
     mask = 0xFFFF_FFFF
     for char in text:
