@@ -23,15 +23,22 @@ them. This adapter is that VMM, and only that:
   restore goes into the other server and the guest continues there: every
   restore is a migration between two server instances.
 
-The device type of each device is recognised from its power-on
-configuration space among the suite's types (``@TYPE`` names it instead).
-When the migration stream is a vpcid data blob the adapter declares
-canonical blobs and the suite compares save digests.
+The device type of each device is discovered through the client
+(:func:`vpcid.conformance.discovery.discover_type`, the suite's one
+discovery: identity, BARs, ROM, every byte's masks). When a suite type is
+consistent with what was discovered, that type (and its BAR behaviour) is
+used; otherwise the discovered type is, with every BAR's contents opaque
+(the suite checks their registers and decode, never their contents) and
+its notes in the description. ``@TYPE`` names a suite type instead,
+``@FILE`` takes the type from a device-type file (``@FILE#NAME`` for a file
+of several types), opaque ranges included. When the migration stream is a
+vpcid data blob the adapter declares canonical blobs and the suite compares
+save digests.
 
 Argument (after ``vfio-user:``), comma-separated items:
-``SOCKET[+PEER][@TYPE]`` for each device (guest BDFs 00:02.0, 00:03.0, ...),
-``spawn[=TYPE[+TYPE...]]`` to start two vpcid servers for the given types
-(default kitchen-sink) and use the second as migration peer,
+``SOCKET[+PEER][@TYPE|@FILE[#NAME]]`` for each device (guest BDFs 00:02.0,
+00:03.0, ...), ``spawn[=TYPE[+TYPE...]]`` to start two vpcid servers for the
+given types (default kitchen-sink) and use the second as migration peer,
 ``profile=MANIFEST`` for the declared variant profile.
 """
 
@@ -50,7 +57,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vpcid.adapters.base import AdapterInfo, AdapterUnavailable, FixedMachine, load_slot
+from vpcid.adapters.base import AdapterInfo, AdapterUnavailable, FixedMachine, OpaqueRange, load_slot
 from vpcid.adapters.vfio_user.client import ServerViolation, VfioUserClient, VfioUserError
 from vpcid.adapters.vfio_user.protocol import (
     CONFIG_REGION,
@@ -59,10 +66,21 @@ from vpcid.adapters.vfio_user.protocol import (
     NUM_PCI_REGIONS,
     REGION_READ_FLAG,
     REGION_WRITE_FLAG,
+    ROM_REGION,
+    Command,
     MigState,
+    RegionAccess,
 )
 from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.conformance.discovery import (
+    ConfigAccess,
+    DiscoveryError,
+    consistent_with,
+    describe_difference,
+    discover_type,
+)
 from vpcid.conformance.trace import GUEST_VIEW, OK, Observation, Op, OpKind, TraceError, blob_digest
+from vpcid.conformance.typefile import TypeEntry, read_type_file
 from vpcid.model import (
     BadWidth,
     Bdf,
@@ -74,7 +92,6 @@ from vpcid.model import (
     UnknownDevice,
     UnknownVm,
     VpcidError,
-    layout,
 )
 from vpcid.model import blob as blobfmt
 from vpcid.model.manager import (
@@ -97,6 +114,9 @@ from vpcid.model.profile import (
 CF8, CFC = 0xCF8, 0xCFC
 CMD_IO, CMD_MEM = 0x1, 0x2
 ROM = 6
+ROM_BAR = 0x30
+ROM_WINDOW = 0xE000_0000
+"""Where discovery maps a device's ROM for a moment to read it."""
 REG_START, REG_END = 0x04, 0x34
 """The registers routing depends on: command (0x04), BARs (0x10-0x27), ROM BAR (0x30)."""
 DECODE_FIELDS = frozenset(range(0x04, 0x06)) | frozenset(range(0x10, 0x28)) | frozenset(range(0x30, 0x34))
@@ -151,6 +171,10 @@ class Function:
     peer: VfioUserClient | None
     config_size: int
     bars: dict[int, Bar]
+    opaque: tuple[tuple[int, range], ...] = ()
+    """(BAR index, offsets) whose contents the type does not describe: the suite never accesses them."""
+    notes: tuple[str, ...] = ()
+    """What discovery could not know or express about the device."""
     live: VfioUserClient = field(init=False)
     regs: bytes = b""
     windows: dict[int, Window] = field(default_factory=dict)
@@ -220,7 +244,12 @@ class VfioUserAdapter:
         if migration:
             operations |= {OpKind.SAVE, OpKind.RESTORE}
         machine = FixedMachine(
-            vm=GUEST_VM, devices=tuple((f.bdf, f.dtype) for f in self.functions), ecam_base=DEFAULT_ECAM_BASE
+            vm=GUEST_VM,
+            devices=tuple((f.bdf, f.dtype) for f in self.functions),
+            ecam_base=DEFAULT_ECAM_BASE,
+            opaque=tuple(
+                OpaqueRange(f.bdf, bar, offsets) for f in self.functions for bar, offsets in f.opaque
+            ),
         )
         self._info = AdapterInfo(
             name="vfio-user",
@@ -581,11 +610,12 @@ def _reset_running(link: VfioUserClient, reset: bool = True) -> None:
 
 @dataclass(frozen=True)
 class DeviceArgument:
-    """One ``SOCKET[+PEER][@TYPE]`` item."""
+    """One ``SOCKET[+PEER][@TYPE|@FILE[#NAME]]`` item; without ``@`` the type is discovered."""
 
     primary: str
     peer: str | None = None
     type_name: str | None = None
+    """A suite type name, or a device-type file (``FILE`` or ``FILE#NAME``)."""
 
 
 @dataclass(frozen=True)
@@ -626,19 +656,143 @@ def parse_argument(argument: str | None) -> AdapterArgument:
     return AdapterArgument(tuple(devices), spawn, profile)
 
 
-def identify(config: bytes, sizes: Sequence[int], profile: Profile) -> DeviceType | None:
-    """The suite device type whose power-on configuration space and BAR/ROM sizes the device shows."""
+class ClientPort:
+    """A vfio-user device as discovery probes it: region 7 is its configuration space, and a VMM that
+    maps nothing but the ROM (region 6) where the device's ROM BAR and command register say."""
+
+    def __init__(self, client: VfioUserClient, config_size: int, rom_size: int) -> None:
+        self.client = client
+        self.config_size = config_size
+        self.rom_size = rom_size
+
+    @property
+    def label(self) -> str:
+        return f"vfio-user:{self.client.path}"
+
+    def config_batch(self, accesses: Sequence[ConfigAccess]) -> list[int]:
+        """Pipelined REGION_READ/WRITE of region 7; offsets past it read all ones, writes there vanish."""
+        requests: list[tuple[int, bytes]] = []
+        for offset, width, value in accesses:
+            if offset + width > self.config_size:
+                continue
+            head = RegionAccess(offset, CONFIG_REGION, width).pack()
+            if value is None:
+                requests.append((Command.REGION_READ, head))
+            else:
+                requests.append((Command.REGION_WRITE, head + value.to_bytes(width, "little")))
+        replies = iter(self.client.pipeline(requests))
+        values: list[int] = []
+        for offset, width, value in accesses:
+            inside = offset + width <= self.config_size
+            reply = next(replies) if inside else b""
+            if isinstance(reply, VfioUserError):
+                raise DiscoveryError(f"{self.label}: configuration access {offset:#x}+{width}: {reply}")
+            if value is None:
+                data = reply[RegionAccess.STRUCT.size :] if inside else b"\xff" * width
+                if len(data) != width:
+                    raise DiscoveryError(
+                        f"{self.label}: REGION_READ {offset:#x}+{width} returned {len(data)} bytes"
+                    )
+                values.append(int.from_bytes(data, "little"))
+        return values
+
+    def rom_window(self, size: int) -> int | None:
+        return ROM_WINDOW if self.rom_size else None
+
+    def read_memory(self, address: int, length: int) -> bytes:
+        """Guest memory as this VMM maps it: the ROM where it decodes, zeros elsewhere (R-BAR-007)."""
+        regs = self.client.config_read(0x04, 2) + self.client.config_read(ROM_BAR, 4)
+        command, rom = int.from_bytes(regs[:2], "little"), int.from_bytes(regs[2:], "little")
+        base = rom & 0xFFFF_F800
+        if (
+            not command & CMD_MEM
+            or not rom & 1
+            or not base <= address
+            or address + length > base + self.rom_size
+        ):
+            return bytes(length)
+        out = bytearray()
+        chunk = max(4, min(self.client.max_transfer, 1 << 16))
+        for at in range(address - base, address - base + length, chunk):
+            out += self.client.region_read(ROM_REGION, at, min(chunk, address - base + length - at))
+        return bytes(out)
+
+
+def _type_from_file(text: str) -> TypeEntry:
+    """``FILE`` (one type) or ``FILE#NAME`` (one of several), read with the suite's one reader."""
+    path, _, name = text.partition("#")
+    try:
+        entries = read_type_file(Path(path))
+    except VpcidError as exc:
+        raise AdapterUnavailable(str(exc)) from None
+    if name:
+        chosen = [e for e in entries if e.dtype.name == name]
+        if not chosen:
+            names = ", ".join(e.dtype.name for e in entries)
+            raise AdapterUnavailable(f"{path} has no type {name!r} (it has: {names})")
+        return chosen[0]
+    if len(entries) != 1:
+        names = ", ".join(e.dtype.name for e in entries)
+        raise AdapterUnavailable(f"{path} holds {len(entries)} types ({names}): name one, @FILE#NAME")
+    return entries[0]
+
+
+def _named_type(text: str) -> TypeEntry:
+    """``@TYPE`` (a suite type) or ``@FILE[#NAME]`` (a device-type file)."""
+    dtype = SUITE_TYPES.get(text)
+    if dtype is not None:
+        return TypeEntry(dtype, source="suite type")
+    if "#" in text or Path(text).exists():
+        return _type_from_file(text)
+    raise AdapterUnavailable(f"{text!r} is neither a suite type (see 'vpcid types') nor a device-type file")
+
+
+def discovered_entry(primary: VfioUserClient, config_size: int, rom_size: int) -> TypeEntry:
+    """The device's type, from discovery.
+
+    A suite type consistent with what discovery found is used, with its BAR
+    behaviour. Failing that, a suite type with the same power-on bytes, BARs
+    and ROM is the type the device claims to be: it is used, and the ways
+    the device differs from it become findings. Otherwise the discovered
+    bytes are the type, with every BAR's contents opaque. Each choice is noted.
+    """
+    try:
+        found = discover_type(
+            ClientPort(primary, config_size, rom_size), f"vfio-user:{Path(primary.path).name}"
+        )
+    except DiscoveryError as exc:
+        raise AdapterUnavailable(str(exc)) from None
+    finally:
+        primary.reset()  # probing cleared RW1C bits: back to power-on
     for dtype in SUITE_TYPES.values():
-        if dtype.config_size != len(config) or layout(dtype, profile.status).image != config:
-            continue
-        bar_sizes = [b.size if (b := dtype.bar(i)) is not None else 0 for i in range(6)]
-        rom_size = dtype.rom.size if dtype.rom is not None else 0
-        if list(sizes[:6]) == bar_sizes and sizes[6] == rom_size:
-            return dtype
-    return None
+        if consistent_with(found.dtype, dtype):
+            note = f"consistent with the suite type {dtype.name!r}: that type and its BAR behaviour are used"
+            return TypeEntry(dtype, source="discovered", notes=(*found.notes, note))
+    for dtype in SUITE_TYPES.values():
+        if claims(found.dtype, dtype):
+            note = (
+                f"shows the power-on bytes, BARs and ROM of the suite type {dtype.name!r}, but differs "
+                f"from it ({describe_difference(dtype, found.dtype)}): certified as {dtype.name!r}"
+            )
+            return TypeEntry(dtype, source="discovered", notes=(*found.notes, note))
+    opaque = tuple((i, range(0, bar.size)) for i, bar in enumerate(found.dtype.bars) if bar is not None)
+    if not opaque:
+        return found.entry("discovered")
+    note = "no suite type is consistent with it: every BAR's contents are opaque (not accessed)"
+    return TypeEntry(found.dtype, opaque, "discovered", (*found.notes, note))
 
 
-def _discover(bdf: Bdf, arg: DeviceArgument, profile: Profile) -> tuple[Function, bool]:
+def claims(found: DeviceType, dtype: DeviceType) -> bool:
+    """Whether a discovered type shows ``dtype``'s power-on bytes, BAR kinds and sizes, and ROM size."""
+    rom_sizes = (found.rom.size if found.rom else 0, dtype.rom.size if dtype.rom else 0)
+    return (
+        found.declared.image == dtype.declared.image
+        and found.bars == dtype.bars
+        and rom_sizes[0] == rom_sizes[1]
+    )
+
+
+def _discover(bdf: Bdf, arg: DeviceArgument) -> tuple[Function, bool]:
     """Connect to a device (and its peer), reset it and learn its regions; (function, migratable)."""
     links: list[VfioUserClient] = []
     try:
@@ -658,19 +812,10 @@ def _discover(bdf: Bdf, arg: DeviceArgument, profile: Profile) -> tuple[Function
         if config_size not in (0x100, 0x1000):
             raise AdapterUnavailable(f"{primary.path}: configuration region is {config_size} bytes")
         config = primary.region_read(CONFIG_REGION, 0, config_size)
-        sizes = [r.size for r in regions]
         if arg.type_name is not None:
-            dtype = SUITE_TYPES.get(arg.type_name)
-            if dtype is None:
-                raise AdapterUnavailable(f"unknown device type {arg.type_name!r}; see 'vpcid types'")
+            entry = _named_type(arg.type_name)
         else:
-            found = identify(config, sizes, profile)
-            if found is None:
-                ids = config[:4].hex()
-                raise AdapterUnavailable(
-                    f"{primary.path} (ids {ids}) matches no suite device type; name one: SOCKET@TYPE"
-                )
-            dtype = found
+            entry = discovered_entry(primary, config_size, regions[ROM_REGION].size)
         bars: dict[int, Bar] = {}
         for index in range(7):
             region = regions[index]
@@ -683,7 +828,8 @@ def _discover(bdf: Bdf, arg: DeviceArgument, profile: Profile) -> tuple[Function
             bars[index] = Bar(index, io, mem64, region.size, readable, writable)
         migratable = all(link.supports_migration() for link in links)
         peer = links[1] if len(links) > 1 else None
-        return Function(bdf, dtype, primary, peer, config_size, bars), migratable
+        function = Function(bdf, entry.dtype, primary, peer, config_size, bars, entry.opaque, entry.notes)
+        return function, migratable
     except BaseException:
         for link in links:
             link.close()
@@ -797,7 +943,7 @@ def build(arg: AdapterArgument) -> VfioUserAdapter:
     try:
         migratable = True
         for n, device in enumerate(devices):
-            function, can_migrate = _discover(Bdf(0, FIRST_DEVICE + n, 0), device, profile)
+            function, can_migrate = _discover(Bdf(0, FIRST_DEVICE + n, 0), device)
             functions.append(function)
             migratable = migratable and can_migrate
         canonical = migratable and _canonical(functions)
@@ -805,9 +951,11 @@ def build(arg: AdapterArgument) -> VfioUserAdapter:
             f"{f.bdf}={f.dtype.name} at {f.primary.path}" + (f" (peer {f.peer.path})" if f.peer else "")
             for f in functions
         )
+        notes = "".join(f". {f.bdf} discovery: {note}" for f in functions for note in f.notes)
         description = (
             f"vfio-user {'servers started here' if spawned else 'devices'}: {where}; "
             f"migration {'v2, vpcid blob stream' if canonical else 'v2' if migratable else 'unsupported'}"
+            + notes
         )
         return VfioUserAdapter(
             functions,
