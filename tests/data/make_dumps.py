@@ -219,7 +219,8 @@ def dump(model: Model) -> str:
             open_root_port(guest)
         firmware = Firmware(guest, model.bdf)
         sizes, rom = firmware.assign()
-        firmware.write(0x3C, 1, INTERRUPT_LINE)
+        if firmware.read(0x3D, 1):  # interrupt line: only for a function with an interrupt pin
+            firmware.write(0x3C, 1, INTERRUPT_LINE)
         firmware.enable_interrupts()
         command = 0x4  # bus master
         if any(s is not None and firmware.read(0x10 + 4 * i, 4) & 1 for i, s in enumerate(sizes)):
