@@ -11,6 +11,7 @@ and its truncation of over-long names.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,11 +70,24 @@ class PciIds:
 
     @staticmethod
     def load(path: Path | None) -> PciIds | None:
-        """The database at ``path`` (default :data:`DEFAULT_PCI_IDS`), or None when there is no such file."""
+        """The database at ``path`` (default :data:`DEFAULT_PCI_IDS`), or None when there is no such file.
+
+        A file read before and unchanged since (same size and modification time) is not parsed again.
+        """
         path = DEFAULT_PCI_IDS if path is None else path
-        if not path.exists():
+        try:
+            info = path.stat()
+        except FileNotFoundError:
             return None
-        return PciIds.read(path)
+        except OSError as exc:
+            raise PciIdsError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        return _read_unchanged(path, info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_unchanged(path: Path, size: int, modified_ns: int) -> PciIds:
+    """:meth:`PciIds.read`, remembered per file version (the database is never changed once read)."""
+    return PciIds.read(path)
 
 
 class _Parser:
