@@ -647,7 +647,7 @@ def describe_difference(expected: DeviceType, found: DeviceType) -> str:
             o = differ[0]
             out.append(f"{array} at {_runs(differ[:16])}{'...' if len(differ) > 16 else ''} "
                        f"(first {left[o]:#04x} vs {right[o]:#04x})")  # fmt: skip
-    if expected.bars != found.bars:
+    if bar_slots(expected) != bar_slots(found):
         out.append("BARs")
     if expected.rom != found.rom:
         out.append("ROM")
@@ -662,6 +662,11 @@ def describe_difference(expected: DeviceType, found: DeviceType) -> str:
     return "; ".join(out) or "nothing the fingerprint covers"
 
 
+def bar_slots(t: DeviceType) -> tuple[BarSpec | None, ...]:
+    """The six BAR slots of ``t`` (trailing unused slots may be left out of ``bars``)."""
+    return tuple(t.bar(i) for i in range(6))
+
+
 def consistent_with(found: DeviceType, candidate: DeviceType) -> bool:
     """Whether ``candidate`` could be the type discovery saw as ``found`` (its name and BAR behaviour aside).
 
@@ -671,7 +676,7 @@ def consistent_with(found: DeviceType, candidate: DeviceType) -> bool:
     not write (:data:`HAZARDS`) be writable in it.
     """
     a, b = found.declared, candidate.declared
-    if len(a.image) != len(b.image) or a.image != b.image or found.bars != candidate.bars:
+    if len(a.image) != len(b.image) or a.image != b.image or bar_slots(found) != bar_slots(candidate):
         return False
     if (found.rom is None) != (candidate.rom is None):
         return False

@@ -75,6 +75,7 @@ from vpcid.conformance.devices import SUITE_TYPES
 from vpcid.conformance.discovery import (
     ConfigAccess,
     DiscoveryError,
+    bar_slots,
     consistent_with,
     describe_difference,
     discover_type,
@@ -787,7 +788,7 @@ def claims(found: DeviceType, dtype: DeviceType) -> bool:
     rom_sizes = (found.rom.size if found.rom else 0, dtype.rom.size if dtype.rom else 0)
     return (
         found.declared.image == dtype.declared.image
-        and found.bars == dtype.bars
+        and bar_slots(found) == bar_slots(dtype)
         and rom_sizes[0] == rom_sizes[1]
     )
 
