@@ -183,7 +183,9 @@ def config_bytes(guest: Guest, bdf: Bdf) -> bytes:
 
 
 def hex_rows(bdf: Bdf, config: bytes) -> str:
-    rows = [f"{o:02x}: " + " ".join(f"{b:02x}" for b in config[o : o + 16]) for o in range(0, len(config), 16)]
+    rows = [
+        f"{o:02x}: " + " ".join(f"{b:02x}" for b in config[o : o + 16]) for o in range(0, len(config), 16)
+    ]
     return f"{bdf} dump\n" + "\n".join(rows) + "\n\n"
 
 
