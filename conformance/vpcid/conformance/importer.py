@@ -53,6 +53,11 @@ from vpcid.model.errors import DeviceTypeError, VpcidError
 from vpcid.model.header import (
     CACHE_LINE_SIZE,
     CAPABILITY_AREA,
+    CMD_BUS_MASTER,
+    CMD_INTX_DISABLE,
+    CMD_IO,
+    CMD_MEM,
+    CMD_SERR,
     COMMAND,
     CONVENTIONAL_CONFIG_SIZE,
     EXPRESS_CONFIG_SIZE,
@@ -375,15 +380,24 @@ class _Space:
         return ConfigSpace(bytes(self.image), bytes(self.wmask), bytes(self.w1c))
 
 
-# Command register (PCI Local Bus 3.0 §6.2.2; PCIe Base 4.0 §7.5.1.1.3).
-CMD_IO, CMD_MEM, CMD_MASTER, CMD_SPECIAL, CMD_MWI, CMD_VGA_SNOOP = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
-CMD_PARITY, CMD_STEPPING, CMD_SERR, CMD_FAST_B2B, CMD_INTX_DISABLE = 0x40, 0x80, 0x100, 0x200, 0x400
+# Command register bits besides those of vpcid.model.header (PCI Local Bus 3.0 §6.2.2).
+CMD_SPECIAL, CMD_MWI, CMD_VGA_SNOOP, CMD_PARITY, CMD_STEPPING, CMD_FAST_B2B = (
+    0x8,
+    0x10,
+    0x20,
+    0x40,
+    0x80,
+    0x200,
+)
 CONVENTIONAL_ONLY_COMMAND = CMD_SPECIAL | CMD_MWI | CMD_VGA_SNOOP | CMD_STEPPING | CMD_FAST_B2B
 """Optional features of conventional PCI; PCI Express hardwires them to zero (PCIe Base 4.0 §7.5.1.1.3)."""
 
 
 def _header(space: _Space, bars: Sequence[BarSpec | None], rom: RomSpec | None, express: bool) -> None:
-    """Masks of the type 0 header's own registers; BARs and ROM are laid out by :func:`_bars`."""
+    """Masks of the type 0 header's own registers; BARs and ROM are laid out by :func:`_bars`.
+
+    ``express``: the function has a PCI Express capability.
+    """
     command = space.value(COMMAND, 2)
     if command & ~0x07FF:
         raise DeviceTypeError(
@@ -395,7 +409,7 @@ def _header(space: _Space, bars: Sequence[BarSpec | None], rom: RomSpec | None, 
     # a function that issues requests (a dump cannot show whether it does: taken RW); interrupt disable
     # is RW for a function with an interrupt pin; the conventional-only features are RW when set.
     kinds = {bar.kind for bar in bars if bar is not None}
-    writable = CMD_MASTER | CMD_PARITY | CMD_SERR
+    writable = CMD_BUS_MASTER | CMD_PARITY | CMD_SERR
     if BarKind.IO in kinds:
         writable |= CMD_IO
     if kinds - {BarKind.IO} or rom is not None:
@@ -434,7 +448,7 @@ def _header(space: _Space, bars: Sequence[BarSpec | None], rom: RomSpec | None, 
 
 
 def _bars(
-    space: _Space, dump: Dump, sizes: dict[int, int | None], rom_size: int | None
+    space: _Space, sizes: dict[int, int | None], rom_size: int | None
 ) -> tuple[tuple[BarSpec | None, ...], RomSpec | None]:
     """BARs from the dump's type bits and the known sizes; registers laid out as the model implies
     (PCI Local Bus 3.0 §6.2.5.1, §6.2.5.2; R-BAR-002..R-BAR-008)."""
@@ -858,7 +872,7 @@ def _import(dump: Dump, name: str | None, overlays: list[FunctionOverlay]) -> Im
             f"header type {config[HEADER_TYPE] & 0x7F}: only type 0 functions are imported (bridges are not)"
         )
     chain = standard_chain(config) + extended_chain(config)
-    express = len(config) == EXPRESS_CONFIG_SIZE
+    express = any(e.cap_id == CAP_EXPRESS and not e.extended for e in chain)
     space = _Space(config)
     space.notes = notes
     sizes: dict[int, int | None] = dict(enumerate(dump.bar_sizes)) if dump.bar_sizes is not None else {}
@@ -867,7 +881,7 @@ def _import(dump: Dump, name: str | None, overlays: list[FunctionOverlay]) -> Im
         sizes.update(item.bar_sizes)
         if item.rom_size is not None:
             rom_size = item.rom_size
-    bars, rom = _bars(space, dump, sizes, rom_size)
+    bars, rom = _bars(space, sizes, rom_size)
     _header(space, bars, rom, express)
     _capabilities(space, chain, dump.bdf.function if dump.bdf is not None else None)
     _unclaimed(space)
