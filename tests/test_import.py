@@ -352,7 +352,7 @@ def test_a_bar_reading_zero_with_unknown_size_is_taken_as_unimplemented() -> Non
     assert function.dtype.bars == ()
     assert function.dtype.rom is None
     notes = " ".join(function.entry.notes)
-    assert "BAR0 reads 0 and its size is unknown: taken as unimplemented" in notes
+    assert "BARs 0, 1, 2, 3, 4, 5 read 0 and the dump does not say a size: taken as unimplemented" in notes
     assert "the expansion ROM BAR reads 0 and the ROM's size is unknown: taken as no ROM" in notes
 
 

@@ -453,6 +453,7 @@ def _bars(
     """BARs from the dump's type bits and the known sizes; registers laid out as the model implies
     (PCI Local Bus 3.0 §6.2.5.1, §6.2.5.2; R-BAR-002..R-BAR-008)."""
     bars: list[BarSpec | None] = []
+    unknown: list[int] = []
     slot = 0
     while slot < BAR_COUNT:
         offset = BAR0 + 4 * slot
@@ -462,10 +463,7 @@ def _bars(
             raise DeviceTypeError(f"config byte {offset:#05x}: BAR{slot} reads 0xffffffff")
         if register == 0 and not size:
             if size is None:
-                space.notes.append(
-                    f"BAR{slot} reads 0 and its size is unknown: taken as unimplemented (a 32-bit memory BAR "
-                    'firmware left unassigned reads 0 too: give its size with an overlay "bar_sizes")'
-                )
+                unknown.append(slot)
             bars.append(None)
             slot += 1
             continue
@@ -508,6 +506,12 @@ def _bars(
         slot += 1
     while bars and bars[-1] is None:
         bars.pop()
+    if unknown:
+        which = f"BARs {', '.join(map(str, unknown))} read" if len(unknown) > 1 else f"BAR{unknown[0]} reads"
+        space.notes.append(
+            f"{which} 0 and the dump does not say a size: taken as unimplemented (a 32-bit memory BAR "
+            'firmware left unassigned reads 0 too: give its size with an overlay "bar_sizes")'
+        )
     register = space.value(ROM_BAR, 4)
     rom = None
     if rom_size:
