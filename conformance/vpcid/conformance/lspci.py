@@ -1592,7 +1592,7 @@ class _Device:
         endpoint = express_type in (EXP_TYPE_ENDPOINT, EXP_TYPE_ROOT_INTEGRATED)
         if endpoint:
             window = (w >> 8) & 0x3F
-            self.p(f", WindowSz {window} ({_c_int(1 << window)} bytes)")
+            self.p(f", WindowSz {window} ({_c_shift(window)} bytes)")
         if express_type in (EXP_TYPE_ROOT_PORT, EXP_TYPE_UPSTREAM, EXP_TYPE_DOWNSTREAM):
             self.p(f", ECRCRegen{_flag(w, 0x8000)}\n")
         w = conf.word(where + 6)
@@ -1611,7 +1611,7 @@ class _Device:
         overlay = quad(0x28)
         size = overlay & 0x3F
         self.p(f"\t\tMcastOverlayBAR: OverlaySize {size} ")
-        self.p(f"({_c_int(1 << size)} bytes)" if size >= 6 else "(disabled)")
+        self.p(f"({_c_shift(size)} bytes)" if size >= 6 else "(disabled)")
         self.p(f", BaseAddr {overlay & ~0x3F:016x}\n")
 
     def ecap_vc(self, where: int, express_type: int) -> None:
@@ -2028,9 +2028,9 @@ def _device_ranges(bitmap: int) -> str:
     return text
 
 
-def _c_int(value: int) -> int:
-    """``value`` as a C ``int`` (``1 << n`` past bit 30 wraps)."""
-    value &= DWORD_ONES
+def _c_shift(count: int) -> int:
+    """C's ``1 << count`` on a 32-bit ``int`` as x86 computes it: the count modulo 32, bit 31 negative."""
+    value = 1 << (count & 31)
     return value - (1 << 32) if value & 0x8000_0000 else value
 
 
