@@ -41,11 +41,13 @@ def known_types(type_files: Sequence[Path]) -> dict[str, DeviceType]:
 
 
 def _capabilities(t: DeviceType) -> str:
-    return " ".join(f"{e.offset:#x}:{e.cap_id:#x}" + ("e" if e.extended else "") for e in t.chain)
+    """``[40] 0x01`` per capability, ``[100] ext 0x0001 v1`` per extended one, as lspci numbers them."""
+    shown = (f"ext {e.cap_id:#06x} v{e.version}" if e.extended else f"{e.cap_id:#04x}" for e in t.chain)
+    return ", ".join(f"[{e.offset:x}] {text}" for e, text in zip(t.chain, shown, strict=True))
 
 
 def print_types(types: Sequence[DeviceType], console: Console) -> None:
-    """One row per type: IDs, class, BARs, ROM, capabilities (offset:ID, ``e`` for extended), behaviours."""
+    """One row per type: IDs, class, BARs, ROM, capabilities (offset and ID), behaviours, fingerprint."""
     table = Table(title="device types")
     for column in ("name", "IDs", "class", "BARs", "ROM", "capabilities", "behaviour", "fingerprint"):
         table.add_column(column)
