@@ -25,6 +25,11 @@ from vpcid.model.manager import DEFAULT_ECAM_BASE
 
 INIT = Op(OpKind.INIT)
 T = TypeVar("T")
+ExecuteMany = Callable[[Sequence[Op]], tuple[list[Observation], Exception | None]]
+"""An implementation's optional ``execute_many(ops)``: perform ``ops`` in order, as ``execute``
+would one at a time, and return their observations and the exception the first failing
+operation raised (None if none failed), which is then the last one performed. A ``TraceError``
+propagates. The QEMU adapter offers it to keep qtest requests in flight together."""
 
 
 def model_for(info: AdapterInfo) -> ModelAdapter:
@@ -104,7 +109,16 @@ class Differential:
         self.withheld_at: set[int] = set()
 
     def run(self, ops: Sequence[Op], start: int = 0) -> Divergence | None:
-        """Execute ``ops``; return the first divergence, or None."""
+        """Execute ``ops``; return the first divergence, or None.
+
+        An implementation that offers ``execute_many`` (:data:`ExecuteMany`)
+        is handed every operation the model does not withhold in one call,
+        after the model has run them all, so it can keep them in flight
+        together; the observations are compared in order, as one at a time.
+        """
+        many: ExecuteMany | None = getattr(self.impl, "execute_many", None)
+        if many is not None:
+            return self._run_many(many, ops, start)
         model, info = self.model, self.info
         expect, observe = model.execute, self.impl.execute
         canonical = info.canonical_blobs
@@ -130,6 +144,42 @@ class Differential:
                 return Divergence(index, op, expected, observed)
         self.steps += len(ops)
         return None
+
+    def _run_many(self, many: ExecuteMany, ops: Sequence[Op], start: int) -> Divergence | None:
+        """:meth:`run` for an implementation that performs a whole stretch in one call."""
+        model, info = self.model, self.info
+        canonical = info.canonical_blobs
+        opaque = info.machine is not None and bool(info.machine.opaque)
+        withheld: list[int] = []
+        sent: list[Op] = []
+        where: list[int] = []
+        expected: list[Observation] = []
+        for index, op in enumerate(ops, start):
+            if opaque and touches_opaque(model, op):
+                withheld.append(index)
+                continue
+            wanted = model.execute(op)
+            sent.append(op)
+            where.append(index)
+            expected.append(OK if wanted.digest is not None and not canonical else wanted)
+        observed, failure = many(sent)
+        if len(observed) > len(sent) or (failure is None) != (len(observed) == len(sent)):
+            raise ValueError(f"execute_many gave {len(observed)} observations for {len(sent)} operations")
+        divergence = None
+        for position, got in enumerate(observed):
+            if got != expected[position] and normalise(got, info) != expected[position]:
+                divergence = Divergence(where[position], sent[position], expected[position], got)
+                break
+        else:
+            if failure is not None:
+                position = len(observed)
+                crash = f"{type(failure).__name__}: {failure}"
+                divergence = Divergence(where[position], sent[position], expected[position], None, crash)
+        last = start + len(ops) - 1 if divergence is None else divergence.index
+        self.withheld_at = {index for index in withheld if index <= last}
+        self.withheld += len(self.withheld_at)
+        self.steps += last - start + 1
+        return divergence
 
     def replay(self, ops: Sequence[Op]) -> Divergence | None:
         """Run ``ops`` from a fresh state on both sides (``ops`` should start with ``init``)."""

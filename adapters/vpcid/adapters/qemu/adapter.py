@@ -4,19 +4,33 @@
 ``qemu:e1000``, ``qemu:pci-testdev,membar=1M``) discovers the device's
 layout (:mod:`vpcid.adapters.qemu.discover`), then presents the suite a
 fixed machine: VM 1 with the device at 00:04.0 of a q35 machine whose ECAM
-window is at 0xB0000000. Every ``init`` starts a fresh QEMU (paused, so no
-firmware runs; the next one is already starting while the current one
-works). Operations become qtest requests:
+window is at 0xB0000000. QEMU runs paused, so no firmware runs. Operations
+become qtest requests:
 
 - ``config_read``/``config_write``: an ECAM ``read``/``write`` of the
   function's configuration space (0xCF8 is never disturbed);
 - ``io_*``: ``in``/``out``; ``mmio_*``: ``readb``..``readq``/``writeb``..``writeq``;
 - ``reset_vm``: QMP ``system_reset``, then the firmware's one step (open
-  ECAM), keeping whatever 0xCF8 QEMU kept;
-- ``save``/``restore`` (only for devices with migration state): QMP
-  ``migrate`` of the paused machine to a file, and a new QEMU loading it
-  with ``-incoming defer``; 0xCF8, a platform register outside the
-  instance's blob, carries over from the machine being restored into.
+  ECAM), keeping whatever 0xCF8 QEMU kept.
+
+Machines come in two ways. For a device whose state migrates (discovery
+checks it) they are QEMU snapshots inside one long-lived process: the first
+``init`` starts QEMU and saves its power-on state (``savevm``); every
+``init`` loads it (``loadvm``: reset, then the saved state); ``save`` is
+``savevm`` into a snapshot of the slot, after which the machine continues in
+the state loaded back from it; ``restore`` is ``loadvm`` of the slot. For any
+other device every ``init`` starts a fresh QEMU (the next one is already
+starting while the current one works); there is nothing to save. Either way
+0xCF8, a platform register outside the instance's blob, carries over from the
+machine being restored into, and ECAM is opened again after every load.
+``snapshots=False`` gives a migrating device the process way as well:
+``save`` migrates the machine to a file through QMP ``migrate`` and a new
+QEMU started with ``-incoming defer`` loads it.
+
+:meth:`QemuAdapter.execute_many` performs a stretch of operations with the
+qtest requests of its accesses in flight together, for the engines
+(:class:`~vpcid.conformance.engine.Differential`); a QEMU error or crash is
+still reported on the operation whose request caused it.
 
 Arguments are checked here exactly as the model checks them (R-ERR-002
 order) before anything reaches QEMU. A QEMU that dies or stops answering
@@ -31,6 +45,7 @@ import hashlib
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,6 +54,7 @@ from typing import Any
 from vpcid.adapters.base import AdapterInfo, AdapterUnavailable, FixedMachine
 from vpcid.adapters.qemu.discover import (
     ECAM_BASE,
+    RAM,
     DeviceSpec,
     Discovery,
     discover,
@@ -47,8 +63,16 @@ from vpcid.adapters.qemu.discover import (
     prepare,
     rom_signature,
 )
-from vpcid.adapters.qemu.qtest import Guest, QemuCrashed, QemuError, QemuProcess, QemuUnavailable
-from vpcid.conformance.trace import GUEST_VIEW, OK, Observation, Op, OpKind, TraceError
+from vpcid.adapters.qemu.qtest import (
+    Guest,
+    QemuCrashed,
+    QemuError,
+    QemuProcess,
+    QemuUnavailable,
+    read_request,
+    write_request,
+)
+from vpcid.conformance.trace import GUEST_VIEW, OK, Observation, Op, OpKind, TraceError, value_observation
 from vpcid.model import Bdf, Profile
 from vpcid.model.manager import CONFIG_WIDTHS, IO_WIDTHS, MAX_VM_ID, MMIO_WIDTHS
 
@@ -73,6 +97,16 @@ QEMU_PROFILE = Profile.from_mapping(
 GUEST_RESETS_INERT = ["-action", "reboot=shutdown,shutdown=pause"]
 """A guest write to a reset register (0xCF9, port 0x92, the keyboard controller) only pauses the
 machine, which is paused already: platform ports the suite must not use cannot wipe its state."""
+
+POWER_ON = "vpcid-power-on"
+"""The snapshot of a machine as QEMU started it, which every ``init`` loads (snapshot machines)."""
+_SPACES = {
+    OpKind.CONFIG_READ: "memory", OpKind.CONFIG_WRITE: "memory", OpKind.IO_READ: "io",
+    OpKind.IO_WRITE: "io", OpKind.MMIO_READ: "memory", OpKind.MMIO_WRITE: "memory",
+}  # fmt: skip
+"""The accesses a stretch pipelines, and the qtest address space each goes to (configuration: ECAM)."""
+_READS = frozenset({OpKind.CONFIG_READ, OpKind.IO_READ, OpKind.MMIO_READ})
+_CONFIG = frozenset({OpKind.CONFIG_READ, OpKind.CONFIG_WRITE})
 
 
 @dataclass(frozen=True)
@@ -124,11 +158,18 @@ def _profile(choice: str) -> Profile:
 
 
 class QemuAdapter:
-    """Guest-view adapter for one QEMU PCI device model."""
+    """Guest-view adapter for one QEMU PCI device model.
 
-    def __init__(self, spec: DeviceSpec) -> None:
+    ``snapshots``: whether machines are QEMU snapshots in one process (None:
+    when the device's state migrates, which snapshots need).
+    """
+
+    def __init__(self, spec: DeviceSpec, *, snapshots: bool | None = None) -> None:
         self.spec = spec
         self.discovery = found = _discovery(DeviceSpec(spec.model, spec.options, spec.bdf))
+        if snapshots and not found.migratable:
+            raise QemuUnavailable(f"{spec.label} has no migration state: its machines cannot be snapshots")
+        self.snapshots = found.migratable if snapshots is None else snapshots
         operations = set(GUEST_VIEW)
         if spec.reset:
             operations.add(OpKind.RESET_VM)
@@ -153,6 +194,11 @@ class QemuAdapter:
         )
         self._workdir = Path(tempfile.mkdtemp(prefix="vpcid-qemu-slots-"))
         self._slots: dict[str, Path] = {}
+        """Slot -> migration file (process machines)."""
+        self._tags: dict[str, str] = {}
+        """Slot -> snapshot tag in the current QEMU (snapshot machines)."""
+        self._settles = spec.model == "edu"
+        """Whether memory writes may start work on the device's own thread (see :meth:`_settle`)."""
         self._current: QemuProcess | None = None
         self._guest: Guest | None = None
         self._next: QemuProcess | None = None
@@ -184,6 +230,99 @@ class QemuAdapter:
             self._drop_current()
             raise QemuCrashed(f"QEMU refused {op.to_json()}: {exc}") from None
 
+    def execute_many(self, ops: Sequence[Op]) -> tuple[list[Observation], Exception | None]:
+        """Perform ``ops`` in order, as :meth:`execute` would one by one, with their accesses pipelined.
+
+        Configuration, I/O and memory accesses go to QEMU as one stream of
+        qtest requests, up to the next operation that needs QEMU's answers
+        first (``init``, ``save``, ``restore``, ``reset_vm``, an edu memory
+        write the adapter must wait on); a write's ``OK`` and a read's value
+        are collected there. QEMU performs requests in order and answers each,
+        so ordering and every value are as one at a time.
+
+        Returns the observations of the operations performed and the
+        exception the first failing one raised (None if none failed), which is
+        the last operation performed: a QEMU error or crash is reported on the
+        operation whose request QEMU failed or died on, and the operations
+        after it count as not performed. An operation of an undeclared kind
+        raises :class:`TraceError`, as :meth:`execute` does. A subclass that
+        overrides :meth:`_perform` (to inject faults, say) gets its hook called
+        for every operation with nothing sent ahead of it.
+        """
+        observations: list[Observation] = []
+        if type(self)._perform is not QemuAdapter._perform:
+            for op in ops:
+                failure = self._execute_into(op, observations)
+                if failure is not None:
+                    return observations, failure
+            return observations, None
+        requests: list[str] = []
+        pending: list[tuple[int, Op]] = []
+        """Per request: where its operation's observation goes, and the operation."""
+        check, settles = self._check, self._settles
+        for op in ops:
+            kind = op.kind
+            space = _SPACES.get(kind)
+            if space is not None and self._guest is not None and not (settles and kind is OpKind.MMIO_WRITE):
+                error = check(op)
+                if error is not None:
+                    observations.append(Observation(error=error))
+                    continue
+                address = op.address
+                if kind in _CONFIG:
+                    assert op.bdf is not None
+                    address += ECAM_BASE + (op.bdf.packed << 12)
+                if kind in _READS:
+                    requests.append(read_request(space, address, op.width))
+                else:
+                    requests.append(write_request(space, address, op.width, op.value))
+                pending.append((len(observations), op))
+                observations.append(OK)
+                continue
+            failure = self._collect(requests, pending, observations) or self._execute_into(op, observations)
+            if failure is not None:
+                return observations, failure
+        return observations, self._collect(requests, pending, observations)
+
+    def _execute_into(self, op: Op, observations: list[Observation]) -> Exception | None:
+        """:meth:`execute` ``op`` and append its observation; or return what it raised (not a TraceError)."""
+        try:
+            observations.append(self.execute(op))
+        except TraceError:
+            raise
+        except Exception as exc:
+            return exc
+        return None
+
+    def _collect(
+        self, requests: list[str], pending: list[tuple[int, Op]], observations: list[Observation]
+    ) -> QemuCrashed | None:
+        """Send the pipelined ``requests``, put their reads' values into ``observations``; empty both lists.
+
+        On a failure the observations from the failing request's operation on
+        are removed, the machine is dropped, and the error is returned as
+        :meth:`execute` would raise it for that operation.
+        """
+        if not requests:
+            return None
+        guest = self._guest
+        assert guest is not None
+        replies, failure = guest.qemu.qtest_stream(requests)
+        for reply, (position, op) in zip(replies, pending, strict=False):
+            if op.kind in _READS:
+                observations[position] = value_observation(int(reply.split()[1], 16))
+        failed = pending[len(replies)] if failure is not None else None
+        requests.clear()
+        pending.clear()
+        if failure is None or failed is None:
+            return None
+        position, op = failed
+        del observations[position:]
+        self._drop_current()
+        if isinstance(failure, QemuCrashed):
+            return failure
+        return QemuCrashed(f"QEMU refused {op.to_json()}: {failure}")
+
     def close(self) -> None:
         """Kill every QEMU this adapter started (by pid) and remove saved machine states."""
         self._drop_current()
@@ -201,17 +340,29 @@ class QemuAdapter:
 
     def _spawn(self, *, incoming: bool = False) -> QemuProcess:
         self.starts += 1
-        return QemuProcess.spawn([*self.spec.machine_args(), *GUEST_RESETS_INERT], incoming=incoming)
+        return QemuProcess.spawn(
+            [*self.spec.machine_args(), *GUEST_RESETS_INERT],
+            incoming=incoming,
+            ram=RAM if self.snapshots else None,
+        )
 
     def _clear_slots(self) -> None:
         for path in self._slots.values():
             path.unlink(missing_ok=True)
         self._slots.clear()
+        self._tags.clear()  # their snapshots stay in the image; the tags are reused (savevm replaces)
 
     def _restart(self) -> None:
-        """A fresh machine at power-on: the pre-started QEMU, with the next one starting behind it."""
-        self._drop_current()
+        """A fresh machine at power-on."""
         self._clear_slots()
+        if self.snapshots:
+            self._restart_snapshot()
+        else:
+            self._restart_process()
+
+    def _restart_process(self) -> None:
+        """The pre-started QEMU, with the next one starting behind it."""
+        self._drop_current()
         qemu = self._next if self._next is not None and self._next.alive() else self._spawn()
         self._next = None
         try:
@@ -223,10 +374,33 @@ class QemuAdapter:
         self._current, self._guest = qemu, guest
         self._next = self._spawn()
 
+    def _restart_snapshot(self) -> None:
+        """``loadvm`` of the power-on snapshot; a new QEMU (and its power-on snapshot) when there is none."""
+        qemu = self._current
+        if qemu is not None and qemu.alive():
+            try:
+                qemu.load_snapshot(POWER_ON)
+                self._guest = prepare(qemu)
+                return
+            except QemuError:
+                self._drop_current()
+        self._drop_current()
+        qemu = self._spawn()
+        try:
+            qemu.connect()
+            qemu.enable_snapshots()
+            qemu.save_snapshot(POWER_ON)
+            qemu.load_snapshot(POWER_ON)  # every init, this first one too, is a load of the power-on state
+            self._current, self._guest = qemu, prepare(qemu)
+        except QemuError:
+            qemu.kill()
+            raise
+
     def _drop_current(self) -> None:
         if self._current is not None:
             self._current.kill()
         self._current = self._guest = None
+        self._tags.clear()
 
     def _require_guest(self) -> Guest:
         if self._guest is None:
@@ -237,7 +411,7 @@ class QemuAdapter:
 
     def _check(self, op: Op) -> str | None:
         """The model's argument checks, in R-ERR-002's order; the error kind or None."""
-        if op.kind is OpKind.RESTORE and op.name and op.name not in self._slots:
+        if op.kind is OpKind.RESTORE and op.name and op.name not in self._slots and op.name not in self._tags:
             return "empty-slot"  # the reference adapter loads the slot before the model checks anything
         if type(op.vm) is not int or not 0 <= op.vm <= MAX_VM_ID:
             return "invalid-argument"
@@ -295,7 +469,7 @@ class QemuAdapter:
         elif kind is OpKind.RESTORE:
             if not op.name:
                 raise TraceError("the QEMU adapter restores only from slots it saved (no literal blobs)")
-            self._restore(guest, self._slots[op.name])
+            self._restore(guest, op.name)
         return OK
 
     def _settle(self, guest: Guest, space: str, address: int, width: int) -> None:
@@ -324,11 +498,23 @@ class QemuAdapter:
         guest.io_write(0xCF8, 4, cf8)
 
     def _save(self, guest: Guest, slot: str) -> Observation:
-        """Migrate the paused machine to a file; continue in a QEMU loaded from it.
+        """Save the paused machine into ``slot``; continue in the state loaded back from it.
 
-        QEMU refuses a second migration from a machine paused by the first, so
-        the source is replaced by its own restored copy (0xCF8 carried over).
+        Snapshot machines: ``savevm`` into the slot's snapshot, then ``loadvm``
+        of it; a snapshot has no blob, so the save observes no digest.
+        Process machines: QMP ``migrate`` to a file, continued in a new QEMU
+        that loads the file (QEMU refuses a second migration from a machine
+        paused by the first); the digest is the file's SHA-256.
         """
+        if self.snapshots:
+            tag = self._tags.get(slot) or f"vpcid-slot-{len(self._tags)}"
+            try:
+                guest.qemu.save_snapshot(tag)
+            except QemuError as exc:
+                raise QemuCrashed(f"saving slot {slot!r}: {exc}") from None
+            self._tags[slot] = tag
+            self._load(guest, tag)
+            return OK
         self._saves += 1
         path = self._workdir / f"save-{self._saves}.mig"
         migrate_out(guest.qemu, path)
@@ -336,10 +522,27 @@ class QemuAdapter:
         self._slots[slot] = path
         if old is not None:
             old.unlink(missing_ok=True)
-        self._restore(guest, path)
+        self._restore_file(guest, path)
         return Observation(digest=hashlib.sha256(path.read_bytes()).hexdigest())
 
-    def _restore(self, guest: Guest, path: Path) -> None:
+    def _restore(self, guest: Guest, slot: str) -> None:
+        if self.snapshots:
+            self._load(guest, self._tags[slot])
+        else:
+            self._restore_file(guest, self._slots[slot])
+
+    def _load(self, guest: Guest, tag: str) -> None:
+        """``loadvm`` of a slot's snapshot into the running QEMU; ECAM opened, 0xCF8 kept."""
+        cf8 = guest.io_read(0xCF8, 4)
+        try:
+            guest.qemu.load_snapshot(tag)
+            restored = prepare(guest.qemu)
+            restored.io_write(0xCF8, 4, cf8)
+        except QemuError as exc:
+            raise QemuCrashed(f"restoring snapshot {tag}: {exc}") from None
+        self._guest = restored
+
+    def _restore_file(self, guest: Guest, path: Path) -> None:
         cf8 = guest.io_read(0xCF8, 4)
         target = self._spawn(incoming=True)
         try:
