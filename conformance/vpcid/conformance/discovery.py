@@ -266,24 +266,30 @@ class _Probe:
         slot = 0
         while slot < 6:
             reg = BAR0 + 4 * slot
-            value = sized[reg]
+            value, original = sized[reg], _word(power_on, reg, 4)
             if value in (0, 0xFFFF_FFFF):
                 bars.append(None)
                 slot += 1
                 continue
-            if value & 0x1:
+            low = 0x3 if original & 0x1 else 0xF
+            if (value ^ original) & low:
+                self.notes.append(
+                    f"BAR{slot}'s type bits read {original & low:#x} at power-on and {value & low:#x} after "
+                    "writing ones (writable, or a BAR smaller than PCI allows): declared as at power-on "
+                    "(R-BAR-001, R-BAR-002)"
+                )
+                value = value & ~low | original & low
+            if original & 0x1:
                 bars.append(self.io_bar(slot, value))
                 slot += 1
                 continue
-            kind, prefetchable = (value >> 1) & 0x3, bool(value & 0x8)
+            kind, prefetchable = (original >> 1) & 0x3, bool(original & 0x8)
             if kind == 0x2:
                 if slot == 5:
                     raise self.fail("BAR5 says it is 64-bit: it has no upper dword")
                 mask = sized[reg + 4] << 32 | (value & 0xFFFF_FFF0)
-                bars += [
-                    BarSpec(BarKind.MEM64, self.size_of(f"BAR{slot}", mask, 64, 0xF), prefetchable),
-                    None,
-                ]
+                size = self.size_of(f"BAR{slot}", mask, 64, 0xF)
+                bars += [BarSpec(BarKind.MEM64, size, prefetchable), None]
                 slot += 2
                 continue
             if kind:

@@ -16,6 +16,9 @@ Behaviours here:
   optional BAR2 ``membar`` that decodes nothing).
 - :class:`ZeroBehaviour` - regions that read zero and ignore writes (e1000's
   I/O BAR).
+- :class:`FunctionLevelReset` - a configuration behaviour (R-DT-008): what
+  a write of PCI Express Initiate Function Level Reset does to configuration
+  space in QEMU's PCI core (nvme).
 
 Every piece of state lives in ``DeviceData.extra`` so that it travels in
 blobs (R-DS-005). A BAR whose behaviour is not known is *opaque*: declared in
@@ -31,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from vpcid.model.behaviour import DeviceData
+from vpcid.model.header import standard_chain
 
 ReadFn = Callable[[DeviceData, int, int], int]
 """(state, offset, size) -> value of one device-level access."""
@@ -352,3 +356,61 @@ class TestdevBehaviour:
             return f"pci-testdev state is {_TESTDEV_STATE.size} bytes and no BAR memory"
         current, _ = self._state(data)
         return None if -1 <= current < 6 else "pci-testdev test index out of range"
+
+
+# ------------------------------------------------------------------ configuration behaviour: FLR
+
+EXPRESS_ID, MSI_ID, MSIX_ID = 0x10, 0x05, 0x11
+DEVCTL, DEVCTL_FLR = 0x08, 0x8000
+DEVCAP_FLR = 1 << 28
+
+
+class FunctionLevelReset:
+    """Initiate Function Level Reset as QEMU 7.2 performs it on configuration space (R-DT-008).
+
+    ``pcie_cap_flr_write_config`` (hw/pci/pcie.c): after a configuration write
+    leaves Device Control bit 15 set, ``pci_device_reset`` runs and the bit is
+    cleared again, so it always reads zero. The reset's effect on
+    configuration space is ``pci_do_device_reset`` (hw/pci/pci.c): the
+    command register, the status register's RW1C bits, the interrupt line
+    and cache line size cleared; every BAR and the ROM BAR back to their
+    type bits (so nothing decodes); ``msi_reset`` (MSI enable and Multiple
+    Message Enable cleared, address, data, mask and pending bits zeroed) and
+    ``msix_reset`` (MSI-X enable and function mask cleared). Everything
+    else - the rest of Device Control, power management, bytes no capability
+    claims - keeps its value. The device's own registers are reset too; they
+    live in BARs the adapter declares opaque.
+
+    The name is the behaviour's import path, so device-type files resolve it.
+    """
+
+    name = "vpcid.adapters.qemu.behaviours:FunctionLevelReset"
+
+    def config_write(self, config: bytearray, offset: int, before: bytes) -> None:
+        chain = standard_chain(bytes(config))
+        express = next((e.offset for e in chain if e.cap_id == EXPRESS_ID), None)
+        if express is None:
+            return
+        control = express + DEVCTL
+        if not int.from_bytes(config[control : control + 2], "little") & DEVCTL_FLR:
+            return
+        config[control + 1] &= ~(DEVCTL_FLR >> 8) & 0xFF
+        config[0x04:0x06] = bytes(2)  # command
+        config[0x07] &= 0x06  # status: the error bits (0xf900) cleared
+        config[0x0C] = config[0x3C] = 0  # cache line size, interrupt line
+        config[0x10:0x28] = bytes(24)  # BARs: the manager keeps their read-only type bits
+        config[0x30:0x34] = bytes(4)  # ROM BAR
+        for entry in chain:
+            if entry.cap_id == MSI_ID:
+                _msi_reset(config, entry.offset)
+            elif entry.cap_id == MSIX_ID:
+                config[entry.offset + 3] &= 0x3F  # MSI-X enable and function mask
+
+
+def _msi_reset(config: bytearray, cap: int) -> None:
+    """``msi_reset``: enable and Multiple Message Enable cleared; address, data, mask, pending zeroed."""
+    flags = int.from_bytes(config[cap + 2 : cap + 4], "little") & ~0x0071
+    config[cap + 2 : cap + 4] = flags.to_bytes(2, "little")
+    wide, masking = bool(flags & 0x0080), bool(flags & 0x0100)
+    end = cap + (14 if wide else 10) + (10 if masking else 0)
+    config[cap + 4 : end] = bytes(end - cap - 4)  # address (high), data, reserved, mask, pending

@@ -31,12 +31,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vpcid.adapters.qemu.behaviours import EduBehaviour, TestdevBehaviour, ZeroBehaviour
+from vpcid.adapters.qemu.behaviours import (
+    DEVCAP_FLR,
+    EXPRESS_ID,
+    EduBehaviour,
+    FunctionLevelReset,
+    TestdevBehaviour,
+    ZeroBehaviour,
+)
 from vpcid.adapters.qemu.qtest import Guest, QemuError, QemuProcess, QemuUnavailable
-from vpcid.conformance.discovery import ConfigAccess, DiscoveryError, discover_type
-from vpcid.model import Bdf, VpcidError
+from vpcid.conformance.discovery import ConfigAccess, Discovered, DiscoveryError, discover_type
+from vpcid.model import Bdf, DeviceTypeError, VpcidError
 from vpcid.model.behaviour import BarBehaviour
-from vpcid.model.devicetype import BarSpec, DeviceType, RomSpec
+from vpcid.model.devicetype import BarSpec, ConfigSpace, DeviceType, RomSpec
 
 DEVICE_BDF = Bdf(0, 4, 0)
 """Where the device under test sits unless ``addr=`` says otherwise."""
@@ -62,7 +69,6 @@ RESET_CONTROL = range(0xCF9, 0xCFA)
 
 class QemuDiscoveryError(QemuUnavailable):
     """The device's layout cannot be read or cannot be expressed as a device type."""
-
 
 
 @dataclass(frozen=True)
@@ -327,7 +333,7 @@ def _discover(spec: DeviceSpec, guest: Guest) -> Discovery:
     try:
         found = discover_type(port, f"qemu:{spec.label}")
         behaviour, opaque = behaviour_for(spec.model, found.dtype.bars)
-        found = found.with_behaviour(behaviour)
+        found = function_level_reset(found.with_behaviour(behaviour))
     except DiscoveryError as exc:
         raise QemuDiscoveryError(f"{exc} (is {spec.model!r} a PCI device model?)") from None
     functions, io, memory = _platform(guest, bdf)
@@ -337,6 +343,42 @@ def _discover(spec: DeviceSpec, guest: Guest) -> Discovery:
         f"{numbers.get('major')}.{numbers.get('minor')}.{numbers.get('micro')} {version.get('package', '')}"
     )
     return Discovery(spec, found.dtype, functions, io, memory, False, opaque, found.notes, text.strip())
+
+
+def function_level_reset(found: Discovered) -> Discovered:
+    """A PCI Express function that can do FLR (Device Capabilities bit 28) gets Initiate FLR as QEMU has
+    it: writable, resetting the function (:class:`FunctionLevelReset`, R-DT-008).
+
+    Discovery never writes the bit (it starts an action); this comes from
+    QEMU's source (``pcie_cap_flr_init`` makes it writable, and
+    ``pcie_cap_flr_write_config`` resets), and the type's notes say so.
+    """
+    t = found.dtype
+    space = t.declared
+    express = next((e.offset for e in t.chain if not e.extended and e.cap_id == EXPRESS_ID), None)
+    if express is None or not int.from_bytes(space.image[express + 4 : express + 8], "little") & DEVCAP_FLR:
+        return found
+    if t.config_behaviour is not None:
+        note = (
+            f"Initiate FLR (config byte {express + 9:#05x} bit 7) resets the function in QEMU, but the type "
+            f"already has the configuration behaviour {t.config_behaviour.name}: declared read-only"
+        )
+        return Discovered(t, (*found.notes, note))
+    wmask = bytearray(space.wmask)
+    wmask[express + 9] |= 0x80
+    try:
+        dtype = DeviceType.from_space(
+            t.name, ConfigSpace(space.image, bytes(wmask), space.w1cmask), t.bars, t.rom, t.behaviour,
+            FunctionLevelReset(),
+        )  # fmt: skip
+    except DeviceTypeError as exc:
+        raise QemuDiscoveryError(f"{t.name}: {exc}") from None
+    note = (
+        f"Initiate FLR (config byte {express + 9:#05x} bit 7) was not written; from QEMU's source "
+        "(pcie_cap_flr_init, pcie_cap_flr_write_config) it is declared writable, with the configuration "
+        "behaviour FunctionLevelReset that resets the function's configuration space (R-DT-008)"
+    )
+    return Discovered(dtype, (*found.notes, note))
 
 
 def _platform(guest: Guest, own: Bdf) -> tuple[tuple[Bdf, ...], tuple[range, ...], tuple[range, ...]]:

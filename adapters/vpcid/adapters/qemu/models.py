@@ -112,6 +112,8 @@ def probe_model(name: str, category: str, machine: str = "q35") -> PciModel:
         qemu.kill()
     if vendor == 0xFFFF:
         return PciModel(name, category, options, False, f"no function answers at {PROBE_BDF}")
+    if vendor == 0x0000:
+        return PciModel(name, category, options, False, "vendor ID 0x0000: a part another device configures")
     if header & 0x7F:
         return PciModel(
             name, category, options, False, f"header type {header & 0x7F} (not a type 0 function)"
