@@ -47,7 +47,9 @@ BUILTIN: tuple[AdapterEntry, ...] = (
     AdapterEntry("reference", "vpcid.adapters.reference:reference", "the reference model itself"),
     AdapterEntry("cython", "vpcid.adapters.cython:adapter",
                  "compiled (Cython) second implementation of the data manager", "cython"),
-    AdapterEntry("qemu", "vpcid.adapters.qemu:adapter", "QEMU's PCI device models through qtest", "qemu:edu",
+    AdapterEntry("qemu", "vpcid.adapters.qemu:adapter",
+                 "QEMU's PCI device models through qtest: DEVICE[,property=value...][,vpcid-machine=q35|pc]",
+                 "qemu:edu",
                  bundled=("qemu:edu", "qemu:pci-testdev", "qemu:e1000"),
                  waivers="vpcid.adapters.qemu:waivers/q35.toml", third_party=True),
     AdapterEntry("mutant", "vpcid.conformance.mutants:mutant_adapter",
@@ -56,7 +58,8 @@ BUILTIN: tuple[AdapterEntry, ...] = (
     AdapterEntry("kvm+cython", "vpcid.adapters.kvm:adapter_cython",
                  "real vCPUs execute every guest access; exits served by the Cython backend", "kvm+cython"),
     AdapterEntry("vfio-user", "vpcid.adapters.vfio_user:adapter",
-                 "vfio-user device servers through a thin VMM: SOCKET[+PEER][@TYPE],... or spawn[=TYPE+...]",
+                 "vfio-user device servers through a thin VMM: SOCKET[+PEER][@TYPE|@FILE[#NAME]],... "
+                 "(discovered without @) or spawn[=TYPE+...]",
                  "vfio-user:spawn"),
 )  # fmt: skip
 
