@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import select
 import signal
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,9 +23,21 @@ from vpcid.adapters.vfio_user.protocol import CONFIG_REGION
 from vpcid.adapters.vfio_user.server import DeviceSpec, ServerManager, VfioUserServer
 from vpcid.conformance.certify import Verdict, certify
 from vpcid.conformance.devices import KITCHEN_SINK
+from vpcid.conformance.discovery import consistent_with
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.trace import Observation, Op, OpKind
-from vpcid.model import Bdf, Profile
+from vpcid.conformance.typefile import write_type_file
+from vpcid.model import (
+    BarKind,
+    BarSpec,
+    Bdf,
+    Capability,
+    DeviceType,
+    Profile,
+    Register,
+    RegisterClass,
+    RomSpec,
+)
 
 BUDGET = 20_000
 """Random-engine operations per certification (the stateful engine runs 5 examples)."""
@@ -283,5 +296,86 @@ def test_declared_profile_reaches_the_adapter(servers: Servers, tmp_path: Path) 
         assert vmm.execute(Op(OpKind.MMIO_READ, vm=1, address=0xE000_0000, width=4)).value == 0
         report = certify(vmm, budget=500)
         assert report.conformant, [r.rid for r in report.requirements if r.failures]
+    finally:
+        vmm.close()
+
+
+# ------------------------------------------------------------------ discovered types and type files
+
+CUSTOM = DeviceType(
+    name="custom",
+    vendor_id=0x1B36, device_id=0x0F0F, class_code=0x058000, interrupt_pin=1,
+    bars=(BarSpec(BarKind.MEM32, 4096), BarSpec(BarKind.IO, 16)),
+    rom=RomSpec(2048, b"\x55\xaa" + bytes(range(64))),
+    capabilities=(
+        Capability(0x01, struct.pack("<HHBB", 0x0003, 0, 0, 0), writable=bytes([0, 0, 0x03, 0x01, 0, 0]),
+                   offset=0x80),
+        Capability(0x09, bytes([0x06, 0xAA, 0x55, 0x0F]), writable=bytes([0, 0xFF, 0, 0]),
+                   rw1c=bytes([0, 0, 0, 0x0F]), offset=0x48),
+    ),
+    registers=(Register(0xC0, 4, RegisterClass.RW, 0x1234_5678),),
+)  # fmt: skip
+"""A type no suite type resembles: capabilities away from 0x40, a ROM, RW and RW1C bytes."""
+
+
+@pytest.mark.req("R-DT-005", "R-DT-006")
+def test_socket_alone_discovers_an_unknown_type(tmp_path: Path) -> None:
+    """`vfio-user:SOCKET` discovers a type the suite does not know: its bytes exactly (zero RW1C bits
+    aside), every BAR's contents opaque, the notes in the description; certification passes."""
+    spec = DeviceSpec(tmp_path / "custom.sock", CUSTOM)
+    with VfioUserServer([spec]):
+        vmm = adapter(str(spec.path))
+        try:
+            function = vmm.functions[0]
+            assert consistent_with(function.dtype, CUSTOM)
+            assert function.dtype.declared.w1cmask[0x4D] == 0x0F
+            assert [bar for bar, _ in function.opaque] == [0, 1]
+            assert "every BAR's contents are opaque" in vmm.info.description
+            report = certify(vmm, budget=2000, seed=3)
+        finally:
+            vmm.close()
+    assert report.conformant, [r.rid for r in report.requirements if r.failures]
+
+
+@pytest.mark.req("R-DT-001", "R-DT-004")
+def test_socket_at_file_takes_the_type_from_a_device_type_file(tmp_path: Path) -> None:
+    """`SOCKET@FILE` reads the type with the suite's reader (one type), `@FILE#NAME` picks one of several;
+    BAR contents are then checked (memory behaviour). `@TYPE` still names a suite type."""
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    write_type_file(one, [CUSTOM])
+    write_type_file(two, [KITCHEN_SINK, CUSTOM])
+    spec = DeviceSpec(tmp_path / "custom.sock", CUSTOM)
+    with VfioUserServer([spec]):
+        for argument in (f"{spec.path}@{one}", f"{spec.path}@{two}#custom"):
+            vmm = adapter(argument)
+            try:
+                assert vmm.functions[0].dtype.fingerprint() == CUSTOM.fingerprint()
+                assert not vmm.functions[0].opaque
+                report = certify(vmm, budget=2000, seed=4)
+            finally:
+                vmm.close()
+            passed = {r.rid for r in report.requirements if r.verdict is Verdict.PASS}
+            assert report.conformant, [r.rid for r in report.requirements if r.failures]
+            assert "R-DT-004" in passed
+        refused = ((f"{spec.path}@{two}", "holds 2 types"), (f"{spec.path}@{two}#nope", "no type"),
+                   (f"{spec.path}@no-such-type", "neither a suite type"))  # fmt: skip
+        for argument, reason in refused:
+            with pytest.raises(AdapterUnavailable, match=reason):
+                adapter(argument)
+        named = adapter(f"{spec.path}@kitchen-sink")
+        try:
+            assert named.functions[0].dtype is KITCHEN_SINK
+        finally:
+            named.close()
+
+
+def test_socket_alone_recognises_a_suite_type(servers: Servers) -> None:
+    (a,) = servers.start("a", ("kitchen-sink",))
+    vmm = adapter(a)
+    try:
+        assert vmm.functions[0].dtype is KITCHEN_SINK
+        assert not vmm.functions[0].opaque
+        assert "consistent with the suite type 'kitchen-sink'" in vmm.info.description
+        assert "msi-mme-clamp" in vmm.info.description
     finally:
         vmm.close()
