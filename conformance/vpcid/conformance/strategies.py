@@ -10,7 +10,8 @@ arbitrary bytes, BARs of every kind and size (R-BAR-001), an optional
 expansion ROM, and the ``msi-mme-clamp`` configuration behaviour (R-DT-008).
 
 Shrinking moves towards small, simple types: no BARs, no ROM, no
-capabilities, read-only bytes, zero identity.
+capabilities, zero identity, read-only bytes but for the builder's command
+and status masks.
 
 Example::
 
@@ -36,7 +37,7 @@ type once it is plugged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from hypothesis import strategies as st
@@ -193,7 +194,7 @@ def _bar_registers(bars: Sequence[BarSpec | None], rom: RomSpec | None) -> list[
 
 
 class _Space:
-    """Three per-byte arrays being drawn; ``fixed`` marks bytes whose declaration is settled."""
+    """The three per-byte arrays of a configuration space being drawn (RW1C never where writable)."""
 
     def __init__(self, size: int) -> None:
         self.image, self.wmask, self.w1c = bytearray(size), bytearray(size), bytearray(size)
@@ -415,8 +416,7 @@ def device_types(
     """
     bars = draw(bar_layouts())
     rom = draw(st.none() | rom_specs())
-    msi = config_behaviour if config_behaviour is not None else None
-    space = draw(config_spaces(bars=bars, rom=rom, express=express, msi=msi))
+    space = draw(config_spaces(bars=bars, rom=rom, express=express, msi=config_behaviour))
     has_msi = any(entry.cap_id == MSI_ID for entry in standard_chain(space.image))
     hook = None
     if has_msi and (config_behaviour if config_behaviour is not None else draw(st.booleans())):
@@ -462,9 +462,10 @@ def config_accesses(draw: st.DrawFn, dtype: DeviceType) -> ConfigAccess:
 
     The byte it touches is biased towards the type's writable and RW1C
     bytes, the header (identity, command, status, BAR and ROM registers),
-    its capability headers and pointer, and the boundaries of the header and of both spaces (a
-    conventional type's bytes past 0xFF read as all ones, R-CFG-009); the
-    value towards all ones, zero, the bytes' masks and the inverted image.
+    its capability headers and pointer, and the boundaries of the header
+    and of both spaces (a conventional type's bytes past 0xFF read as all
+    ones, R-CFG-009); the value towards all ones, zero, the bytes' masks and
+    the inverted image.
 
     >>> access = config_accesses(dtype).example()   # doctest: +SKIP
     >>> access.offset % 4 + access.width <= 4
@@ -513,10 +514,12 @@ class _Moves:
         return Op(kind, vm=self.vm, bdf=bdf, address=offset, width=width, value=value)
 
     def config_read(self) -> list[Op]:
+        """A configuration read (:func:`config_accesses`), sometimes of the absent function."""
         access = self.draw(config_accesses(self.dtype))
         return [self._cfg(OpKind.CONFIG_READ, self._bdf(absent=True), access.offset, access.width)]
 
     def config_write(self) -> list[Op]:
+        """A configuration write, then a read of its dword (R-CFG-001)."""
         bdf, access = self._bdf(absent=True), self.draw(config_accesses(self.dtype))
         return [
             self._cfg(OpKind.CONFIG_WRITE, bdf, access.offset, access.width, access.value),
@@ -527,6 +530,7 @@ class _Moves:
         return ROM_BAR if index == ROM_INDEX else BAR0 + 4 * index
 
     def program_bar(self) -> list[Op]:
+        """Program one BAR of one instance."""
         return self.program(self._bdf(), self.draw(st.sampled_from(self.dtype.implemented)))
 
     def program(self, bdf: Bdf, index: int) -> list[Op]:
@@ -565,6 +569,7 @@ class _Moves:
         return [*ops, self._cfg(OpKind.CONFIG_WRITE, bdf, COMMAND, 2, command)]
 
     def size_bar(self) -> list[Op]:
+        """Size a BAR as software does: write a probe, read both dwords back (R-BAR-003)."""
         bdf, index = self._bdf(), self.draw(st.sampled_from(self.dtype.implemented))
         register = self._register(index)
         probe = self.draw(st.sampled_from((0xFFFF_FFFF, 0xFFFF_FFF0, 0xFFFF_F800, 0xFFFF_FFFE)))
@@ -575,6 +580,7 @@ class _Moves:
         ]
 
     def command(self) -> list[Op]:
+        """Write the command register, read command and status (R-CFG-004, R-DEC-001..R-DEC-003)."""
         bdf = self._bdf()
         value = self.draw(
             st.one_of(st.sampled_from((0x7, 0x3, 0x2, 0x1, 0x0, 0x507, 0xFFFF)), st.integers(0, 0xFFFF))
@@ -585,6 +591,7 @@ class _Moves:
         ]
 
     def bar_access(self) -> list[Op]:
+        """An I/O or MMIO read, maybe after a write, at or around a programmed BAR address (or anywhere)."""
         draw = self.draw
         aimed = draw(st.integers(0, 9)) > 0  # one access in ten goes anywhere
         if aimed and self.windows:
@@ -605,6 +612,7 @@ class _Moves:
         return ops
 
     def cam(self) -> list[Op]:
+        """A mechanism #1 access: select with 0xCF8, then the data window (R-CAM-*)."""
         draw, vm = self.draw, self.vm
         bdf, access = self._bdf(absent=True), draw(config_accesses(self.dtype))
         address = 0x8000_0000 | bdf.packed << 8 | (access.offset & 0xFC) | (access.offset >> 8) << 24
@@ -618,6 +626,7 @@ class _Moves:
                 Op(OpKind.IO_READ, vm=vm, address=CF8, width=4)]  # fmt: skip
 
     def ecam_access(self) -> list[Op]:
+        """An ECAM read, maybe after a write, of an instance or the absent function (R-ECAM-*)."""
         assert self.ecam is not None
         bdf, access = self._bdf(absent=True), self.draw(config_accesses(self.dtype))
         address = self.ecam + (bdf.packed << 12) + access.offset
@@ -629,13 +638,16 @@ class _Moves:
         return ops
 
     def reset(self) -> list[Op]:
+        """Function-level reset, then read the command register (R-RST-001)."""
         bdf = self._bdf()
         return [Op(OpKind.RESET, vm=self.vm, bdf=bdf), self._cfg(OpKind.CONFIG_READ, bdf, COMMAND, 4)]
 
     def reset_vm(self) -> list[Op]:
+        """VM reset, then read 0xCF8 (R-RST-003)."""
         return [Op(OpKind.RESET_VM, vm=self.vm), Op(OpKind.IO_READ, vm=self.vm, address=CF8, width=4)]
 
     def save_restore(self) -> list[Op]:
+        """Save an instance into a slot; maybe restore an instance from a slot, filled or not (R-SR-*)."""
         draw = self.draw
         ops = [Op(OpKind.SAVE, vm=self.vm, bdf=self._bdf(), name=draw(st.sampled_from(SAVE_SLOTS)))]
         if draw(st.booleans()):
@@ -645,6 +657,7 @@ class _Moves:
         return ops
 
     def snapshot(self) -> list[Op]:
+        """Snapshot the VM; maybe restore it into the VM or a new one, then read its tables (R-SR-006)."""
         ops = [Op(OpKind.SNAPSHOT, vm=self.vm, name=SNAPSHOT_SLOT)]
         if self.draw(st.booleans()):
             target = self.draw(st.sampled_from((self.vm, self.vm + 1)))
@@ -652,9 +665,11 @@ class _Moves:
         return ops
 
     def tables(self) -> list[Op]:
+        """Read the VM's tables (R-DS-007)."""
         return [Op(OpKind.TABLES, vm=self.vm)]
 
     def hotplug(self) -> list[Op]:
+        """Unplug an instance, read where it was; maybe plug it again (R-HP-*)."""
         bdf = self._bdf()
         ops = [Op(OpKind.UNPLUG, vm=self.vm, bdf=bdf), self._cfg(OpKind.CONFIG_READ, bdf, VENDOR_ID, 4)]
         if self.draw(st.booleans()):
@@ -662,18 +677,20 @@ class _Moves:
         return ops
 
 
-_NEEDS: dict[str, tuple[int, frozenset[OpKind]]] = {
-    "config_read": (2, frozenset()), "config_write": (3, frozenset()), "bar_access": (6, frozenset()),
-    "command": (1, frozenset()), "program_bar": (2, frozenset()), "bring_up": (1, frozenset()),
-    "size_bar": (1, frozenset()),
-    "cam": (2, frozenset()), "ecam_access": (1, frozenset()), "reset": (1, frozenset({OpKind.RESET})),
-    "reset_vm": (1, frozenset({OpKind.RESET_VM})),
-    "save_restore": (2, frozenset({OpKind.SAVE, OpKind.RESTORE})),
-    "snapshot": (1, frozenset({OpKind.SNAPSHOT, OpKind.RESTORE_VM, OpKind.TABLES})),
-    "tables": (1, frozenset({OpKind.TABLES})), "hotplug": (1, frozenset({OpKind.UNPLUG, OpKind.PLUG})),
-}  # fmt: skip
+_GUEST: frozenset[OpKind] = frozenset()
+_MOVES: tuple[tuple[Callable[[_Moves], list[Op]], int, frozenset[OpKind]], ...] = (
+    (_Moves.config_read, 2, _GUEST), (_Moves.config_write, 3, _GUEST), (_Moves.bar_access, 6, _GUEST),
+    (_Moves.command, 1, _GUEST), (_Moves.program_bar, 2, _GUEST), (_Moves.bring_up, 1, _GUEST),
+    (_Moves.size_bar, 1, _GUEST), (_Moves.cam, 2, _GUEST), (_Moves.ecam_access, 1, _GUEST),
+    (_Moves.reset, 1, frozenset({OpKind.RESET})), (_Moves.reset_vm, 1, frozenset({OpKind.RESET_VM})),
+    (_Moves.save_restore, 2, frozenset({OpKind.SAVE, OpKind.RESTORE})),
+    (_Moves.snapshot, 1, frozenset({OpKind.SNAPSHOT, OpKind.RESTORE_VM, OpKind.TABLES})),
+    (_Moves.tables, 1, frozenset({OpKind.TABLES})),
+    (_Moves.hotplug, 1, frozenset({OpKind.UNPLUG, OpKind.PLUG})),
+)  # fmt: skip
 """Each move, in the order shrinking prefers: its weight, and the operation kinds it needs besides the
 guest's."""
+_BAR_MOVES = frozenset({_Moves.program_bar, _Moves.bring_up, _Moves.size_bar})
 
 
 @st.composite
@@ -717,12 +734,12 @@ def device_operations(
     if dtype.implemented and draw(st.sampled_from((False, True, True, True))):
         for bdf in bdfs:
             ops += moves.bring_up(bdf)
-    skipped = {"program_bar", "bring_up", "size_bar"} if not dtype.implemented else set()
+    skipped = set(_BAR_MOVES) if not dtype.implemented else set()
     if ecam_base is None:
-        skipped.add("ecam_access")
-    available = [m for m, (weight, needs) in _NEEDS.items() if needs <= operations and m not in skipped
+        skipped.add(_Moves.ecam_access)
+    available = [move for move, weight, needs in _MOVES if needs <= operations and move not in skipped
                  for _ in range(weight)]  # fmt: skip
     # A drawn count, not st.lists: lists average six elements, and deep states need more moves.
     for _ in range(draw(st.integers(1, max_moves))):
-        ops += getattr(moves, draw(st.sampled_from(available)))()
+        ops += draw(st.sampled_from(available))(moves)
     return ops
