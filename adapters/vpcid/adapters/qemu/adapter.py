@@ -70,6 +70,7 @@ from vpcid.adapters.qemu.qtest import (
     QemuProcess,
     QemuUnavailable,
     read_request,
+    reply_value,
     write_request,
 )
 from vpcid.conformance.trace import GUEST_VIEW, OK, Observation, Op, OpKind, TraceError, value_observation
@@ -211,6 +212,11 @@ class QemuAdapter:
     def info(self) -> AdapterInfo:
         return self._info
 
+    @property
+    def qemu(self) -> QemuProcess | None:
+        """The QEMU process of the current machine (None before the first init and after a crash)."""
+        return self._current
+
     def execute(self, op: Op) -> Observation:
         if op.kind not in self._info.operations:
             raise self._info.unsupported(op)
@@ -259,23 +265,15 @@ class QemuAdapter:
         requests: list[str] = []
         pending: list[tuple[int, Op]] = []
         """Per request: where its operation's observation goes, and the operation."""
-        check, settles = self._check, self._settles
+        check, request, settles = self._check, self.access_request, self._settles
         for op in ops:
             kind = op.kind
-            space = _SPACES.get(kind)
-            if space is not None and self._guest is not None and not (settles and kind is OpKind.MMIO_WRITE):
+            if kind in _SPACES and self._guest is not None and not (settles and kind is OpKind.MMIO_WRITE):
                 error = check(op)
                 if error is not None:
                     observations.append(Observation(error=error))
                     continue
-                address = op.address
-                if kind in _CONFIG:
-                    assert op.bdf is not None
-                    address += ECAM_BASE + (op.bdf.packed << 12)
-                if kind in _READS:
-                    requests.append(read_request(space, address, op.width))
-                else:
-                    requests.append(write_request(space, address, op.width, op.value))
+                requests.append(request(op))
                 pending.append((len(observations), op))
                 observations.append(OK)
                 continue
@@ -310,7 +308,7 @@ class QemuAdapter:
         replies, failure = guest.qemu.qtest_stream(requests)
         for reply, (position, op) in zip(replies, pending, strict=False):
             if op.kind in _READS:
-                observations[position] = value_observation(int(reply.split()[1], 16))
+                observations[position] = value_observation(reply_value(reply))
         failed = pending[len(replies)] if failure is not None else None
         requests.clear()
         pending.clear()
@@ -444,24 +442,23 @@ class QemuAdapter:
 
     # ------------------------------------------------------------ operations
 
+    def access_request(self, op: Op) -> str:
+        """The qtest request a configuration, I/O or memory access with checked arguments becomes."""
+        kind, address = op.kind, op.address
+        if kind in _CONFIG:
+            assert op.bdf is not None
+            address += ECAM_BASE + (op.bdf.packed << 12)
+        if kind in _READS:
+            return read_request(_SPACES[kind], address, op.width)
+        return write_request(_SPACES[kind], address, op.width, op.value)
+
     def _perform(self, guest: Guest, op: Op) -> Observation:
         kind = op.kind
-        if kind is OpKind.CONFIG_READ:
-            assert op.bdf is not None
-            return Observation(value=guest.config_read(op.bdf.packed, op.address, op.width))
-        if kind is OpKind.CONFIG_WRITE:
-            assert op.bdf is not None
-            guest.config_write(op.bdf.packed, op.address, op.width, op.value)
-        elif kind is OpKind.IO_READ:
-            return Observation(value=guest.io_read(op.address, op.width))
-        elif kind is OpKind.IO_WRITE:
-            guest.io_write(op.address, op.width, op.value)
-            self._settle(guest, "io", op.address, op.width)
-        elif kind is OpKind.MMIO_READ:
-            return Observation(value=guest.mmio_read(op.address, op.width))
-        elif kind is OpKind.MMIO_WRITE:
-            guest.mmio_write(op.address, op.width, op.value)
-            self._settle(guest, "memory", op.address, op.width)
+        if kind in _SPACES:
+            reply = guest.qemu.qtest([self.access_request(op)])[0]
+            if kind in _READS:
+                return value_observation(reply_value(reply))
+            self._settle(guest, _SPACES[kind], op.address, op.width)
         elif kind is OpKind.RESET_VM:
             self._reset_vm(guest)
         elif kind is OpKind.SAVE:
@@ -474,7 +471,7 @@ class QemuAdapter:
 
     def _settle(self, guest: Guest, space: str, address: int, width: int) -> None:
         """Wait for work a device does on its own thread after a write (edu's factorial)."""
-        if self.spec.model != "edu" or space != "memory":
+        if not self._settles or space != "memory":
             return
         packed = self.spec.bdf.packed
         command, bar0 = guest.config_batch(packed, [(0x04, 2, None), (0x10, 4, None)])

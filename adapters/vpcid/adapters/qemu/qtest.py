@@ -53,6 +53,8 @@ STDERR_TAIL = 2000
 """Characters of QEMU's stderr quoted when it dies."""
 CONNECT_TIMEOUT = 20.0
 REPLY_TIMEOUT = 60.0
+EXIT_WAIT = 2.0
+"""Seconds a QEMU that stopped answering gets to exit before it is reported as hung."""
 PIPELINE_DEPTH = 256
 """Most qtest requests in flight at once. Their replies (one short line each; a ``read`` of a
 block goes alone) fit the socket buffers, so QEMU never blocks writing a reply while this side
@@ -249,8 +251,16 @@ class QemuProcess:
         return text[-STDERR_TAIL:].strip()
 
     def death(self, doing: str) -> QemuCrashed:
-        """The exception describing why QEMU stopped answering while ``doing``."""
+        """The exception describing why QEMU stopped answering while ``doing``.
+
+        A QEMU that closed its socket is dying: it gets :data:`EXIT_WAIT` seconds
+        to finish, so the report says how it ended (signal, status) whatever the
+        timing; one still running then is reported as no longer answering.
+        """
         status = self.proc.poll()
+        if status is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                status = self.proc.wait(timeout=EXIT_WAIT)
         if status is None:
             how = "stopped answering"
         elif status < 0:
@@ -619,7 +629,7 @@ def _copy_written(source: int, target: int) -> None:
 _SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q"}
 
 
-def _value(reply: str) -> int:
+def reply_value(reply: str) -> int:
     """The value in a read's reply, ``OK 0x...``."""
     return int(reply.split()[1], 16)
 
@@ -647,13 +657,13 @@ class Guest:
 
     # raw accesses
     def io_read(self, port: int, width: int) -> int:
-        return _value(self.qemu.qtest([read_request("io", port, width)])[0])
+        return reply_value(self.qemu.qtest([read_request("io", port, width)])[0])
 
     def io_write(self, port: int, width: int, value: int) -> None:
         self.qemu.qtest([write_request("io", port, width, value)])
 
     def mmio_read(self, address: int, width: int) -> int:
-        return _value(self.qemu.qtest([read_request("memory", address, width)])[0])
+        return reply_value(self.qemu.qtest([read_request("memory", address, width)])[0])
 
     def mmio_write(self, address: int, width: int, value: int) -> None:
         self.qemu.qtest([write_request("memory", address, width, value)])
@@ -688,4 +698,4 @@ class Guest:
             else:
                 requests.append(write_request("memory", address, width, value))
         replies = self.qemu.qtest(requests)
-        return [_value(r) for r, (_, _, v) in zip(replies, accesses, strict=True) if v is None]
+        return [reply_value(r) for r, (_, _, v) in zip(replies, accesses, strict=True) if v is None]
