@@ -312,7 +312,7 @@ class QemuAdapter:
         failed = pending[len(replies)] if failure is not None else None
         requests.clear()
         pending.clear()
-        if failure is None or failed is None:
+        if failed is None:
             return None
         position, op = failed
         del observations[position:]
@@ -381,7 +381,7 @@ class QemuAdapter:
                 self._guest = prepare(qemu)
                 return
             except QemuError:
-                self._drop_current()
+                pass  # a new QEMU, below
         self._drop_current()
         qemu = self._spawn()
         try:
@@ -505,10 +505,7 @@ class QemuAdapter:
         """
         if self.snapshots:
             tag = self._tags.get(slot) or f"vpcid-slot-{len(self._tags)}"
-            try:
-                guest.qemu.save_snapshot(tag)
-            except QemuError as exc:
-                raise QemuCrashed(f"saving slot {slot!r}: {exc}") from None
+            guest.qemu.save_snapshot(tag)
             self._tags[slot] = tag
             self._load(guest, tag)
             return OK

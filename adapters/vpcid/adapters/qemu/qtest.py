@@ -56,9 +56,9 @@ REPLY_TIMEOUT = 60.0
 EXIT_WAIT = 2.0
 """Seconds a QEMU that stopped answering gets to exit before it is reported as hung."""
 PIPELINE_DEPTH = 256
-"""Most qtest requests in flight at once. Their replies (one short line each; a ``read`` of a
-block goes alone) fit the socket buffers, so QEMU never blocks writing a reply while this side
-blocks writing a request: the pipeline cannot deadlock."""
+"""Most qtest requests in flight at once. The requests are short lines (a block ``write`` would go
+alone), so all of them fit in QEMU's socket buffer: sending never blocks, even while QEMU waits
+for this side to read replies, and the pipeline cannot deadlock."""
 SNAPSHOT_IMAGE_SIZE = 1 << 20
 """Virtual size of the scratch qcow2 image that holds snapshots (QEMU stores machine state past it)."""
 _SNAPSHOT_TAG = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -393,7 +393,7 @@ class QemuProcess:
                     count -= 1
 
     def _line(self, sock: socket.socket | None, buffer: bytearray, doing: str) -> bytes:
-        """The next line from ``sock``; ``buffer`` keeps what came after it (qtest, QMP: one per line)."""
+        """The next line from ``sock`` (QMP: one message per line); ``buffer`` keeps what came after it."""
         assert sock is not None
         while b"\n" not in buffer:
             try:
