@@ -261,8 +261,12 @@ def test_config_access_is_ecam_and_leaves_0xcf8_alone(open_adapter: list[QemuAda
 
 
 def test_e1000_save_and_restore_through_migration(open_adapter: list[QemuAdapter]) -> None:
-    """R-SR-001/R-SR-002: QMP migrate out, a new QEMU migrates in; 0xCF8 is the machine's, not the blob's."""
-    a = _open(open_adapter, "e1000")
+    """R-SR-001/R-SR-002: QMP migrate out, a new QEMU migrates in; 0xCF8 is the machine's, not the blob's.
+
+    Process machines (``snapshots=False``): every save and restore goes through a migration file and a
+    QEMU of its own (snapshot machines are tests/test_qemu_pipelining.py's)."""
+    a = QemuAdapter(DeviceSpec.parse("e1000"), snapshots=False)
+    open_adapter.append(a)
     save, restore = Op(OpKind.SAVE, vm=1, bdf=DEV, name="a"), Op(OpKind.RESTORE, vm=1, bdf=DEV, name="a")
     ops = [
         INIT, cw(0x14, 4, PORTS), cw(0x30, 4, MEM | 1), cw(0x04, 2, 0x3), cw(0x3C, 1, 0x0B), save, save,
