@@ -10,7 +10,7 @@ API, the machine it presents.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -141,6 +141,13 @@ class Adapter(Protocol):
     def close(self) -> None:
         """Release every resource (processes, sockets, file descriptors)."""
         ...
+
+
+ExecuteMany = Callable[[Sequence[Op]], tuple[list[Observation], Exception | None]]
+"""An adapter's optional ``execute_many(ops)`` (spec/formats/adapter.md): perform ``ops`` in order,
+as ``execute`` would one at a time; return their observations and the exception the first failing
+operation raised (None if none failed; it is then the last one performed). A ``TraceError``
+propagates. The engines hand whole stretches to an adapter that offers it."""
 
 
 AdapterFactory = Callable[[str | None], Adapter]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from vpcid.adapters.base import Adapter, AdapterInfo
+from vpcid.adapters.base import Adapter, AdapterInfo, ExecuteMany
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.devices import SUITE_TYPES
 from vpcid.conformance.trace import OK, Observation, Op, OpKind, TraceError, define_type_op, new_op
@@ -25,11 +25,6 @@ from vpcid.model.manager import DEFAULT_ECAM_BASE
 
 INIT = Op(OpKind.INIT)
 T = TypeVar("T")
-ExecuteMany = Callable[[Sequence[Op]], tuple[list[Observation], Exception | None]]
-"""An implementation's optional ``execute_many(ops)``: perform ``ops`` in order, as ``execute``
-would one at a time, and return their observations and the exception the first failing
-operation raised (None if none failed), which is then the last one performed. A ``TraceError``
-propagates. The QEMU adapter offers it to keep qtest requests in flight together."""
 
 
 def model_for(info: AdapterInfo) -> ModelAdapter:
