@@ -1,14 +1,18 @@
 """The QEMU adapter: one of QEMU's own PCI device models, certified through qtest.
 
 ``--adapter qemu:DEVICE[,option=value...]`` (for example ``qemu:edu``,
-``qemu:e1000``, ``qemu:pci-testdev,membar=1M``) discovers the device's
-layout (:mod:`vpcid.adapters.qemu.discover`), then presents the suite a
-fixed machine: VM 1 with the device at 00:04.0 of a q35 machine whose ECAM
-window is at 0xB0000000. QEMU runs paused, so no firmware runs. Operations
-become qtest requests:
+``qemu:e1000``, ``qemu:pci-testdev,membar=1M``, ``qemu:nvme,serial=x``)
+discovers the device's type (:mod:`vpcid.adapters.qemu.discover`), then
+presents the suite a fixed machine: VM 1 with the device at 00:04.0 of a q35
+machine whose ECAM window is at 0xB0000000, or of a pc machine
+(``vpcid-machine=pc``), which has no ECAM. The machine's platform waivers
+(``waivers/MACHINE.toml``) are declared in :attr:`AdapterInfo.waivers`
+unless ``vpcid-waivers=off``. QEMU runs paused, so no firmware runs.
+Operations become qtest requests:
 
 - ``config_read``/``config_write``: an ECAM ``read``/``write`` of the
-  function's configuration space (0xCF8 is never disturbed);
+  function's configuration space (0xCF8 is never disturbed); on pc a
+  0xCF8/0xCFC access with 0xCF8 put back afterwards;
 - ``io_*``: ``in``/``out``; ``mmio_*``: ``readb``..``readq``/``writeb``..``writeq``;
 - ``reset_vm``: QMP ``system_reset``, then the firmware's one step (open
   ECAM), keeping whatever 0xCF8 QEMU kept.
@@ -53,7 +57,6 @@ from typing import Any
 
 from vpcid.adapters.base import AdapterInfo, AdapterUnavailable, FixedMachine
 from vpcid.adapters.qemu.discover import (
-    ECAM_BASE,
     RAM,
     DeviceSpec,
     Discovery,
@@ -167,7 +170,7 @@ class QemuAdapter:
 
     def __init__(self, spec: DeviceSpec, *, snapshots: bool | None = None) -> None:
         self.spec = spec
-        self.discovery = found = _discovery(DeviceSpec(spec.model, spec.options, spec.bdf))
+        self.discovery = found = _discovery(spec.device)
         if snapshots and not found.migratable:
             raise QemuUnavailable(f"{spec.label} has no migration state: its machines cannot be snapshots")
         self.snapshots = found.migratable if snapshots is None else snapshots
@@ -180,7 +183,7 @@ class QemuAdapter:
             tuple((spec.bdf, bar, offsets) for bar, offsets in found.opaque),
             vm=VM_ID,
             devices=((spec.bdf, found.dtype),),
-            ecam_base=ECAM_BASE,
+            ecam_base=found.ecam_base,
             reserved_functions=found.reserved_functions,
             reserved_io=found.reserved_io,
             reserved_memory=found.reserved_memory,
@@ -192,12 +195,15 @@ class QemuAdapter:
             machine=self.machine,
             canonical_blobs=False,
             description=self._describe(),
+            waivers=spec.waiver_file(),
         )
         self._workdir = Path(tempfile.mkdtemp(prefix="vpcid-qemu-slots-"))
         self._slots: dict[str, Path] = {}
         """Slot -> migration file (process machines)."""
         self._tags: dict[str, str] = {}
         """Slot -> snapshot tag in the current QEMU (snapshot machines)."""
+        self._ecam = found.ecam_base
+        """The machine's ECAM window; None on pc, whose configuration accesses are not one request."""
         self._settles = spec.model == "edu"
         """Whether memory writes may start work on the device's own thread (see :meth:`_settle`)."""
         self._current: QemuProcess | None = None
@@ -266,9 +272,14 @@ class QemuAdapter:
         pending: list[tuple[int, Op]] = []
         """Per request: where its operation's observation goes, and the operation."""
         check, request, settles = self._check, self.access_request, self._settles
+        one_request = frozenset(_SPACES) if self._ecam is not None else frozenset(_SPACES) - _CONFIG
         for op in ops:
             kind = op.kind
-            if kind in _SPACES and self._guest is not None and not (settles and kind is OpKind.MMIO_WRITE):
+            if (
+                kind in one_request
+                and self._guest is not None
+                and not (settles and kind is OpKind.MMIO_WRITE)
+            ):
                 error = check(op)
                 if error is not None:
                     observations.append(Observation(error=error))
@@ -443,18 +454,24 @@ class QemuAdapter:
     # ------------------------------------------------------------ operations
 
     def access_request(self, op: Op) -> str:
-        """The qtest request a configuration, I/O or memory access with checked arguments becomes."""
+        """The qtest request a configuration (ECAM), I/O or memory access with checked arguments becomes."""
         kind, address = op.kind, op.address
         if kind in _CONFIG:
             assert op.bdf is not None
-            address += ECAM_BASE + (op.bdf.packed << 12)
+            assert self._ecam is not None
+            address += self._ecam + (op.bdf.packed << 12)
         if kind in _READS:
             return read_request(_SPACES[kind], address, op.width)
         return write_request(_SPACES[kind], address, op.width, op.value)
 
     def _perform(self, guest: Guest, op: Op) -> Observation:
         kind = op.kind
-        if kind in _SPACES:
+        if kind in _CONFIG and self._ecam is None:  # pc: 0xCF8/0xCFC, 0xCF8 put back
+            assert op.bdf is not None
+            if kind is OpKind.CONFIG_READ:
+                return value_observation(guest.config_read(op.bdf.packed, op.address, op.width))
+            guest.config_write(op.bdf.packed, op.address, op.width, op.value)
+        elif kind in _SPACES:
             reply = guest.qemu.qtest([self.access_request(op)])[0]
             if kind in _READS:
                 return value_observation(reply_value(reply))
@@ -560,16 +577,18 @@ class QemuAdapter:
             for i, bar in enumerate(dtype.bars)
             if bar is not None
         )
-        caps = ", ".join(f"{c.cap_id:#04x}" for c in dtype.capabilities) or "none"
+        caps = ", ".join(
+            f"{e.cap_id:#x}{' (extended)' if e.extended else ''} at {e.offset:#x}" for e in dtype.chain
+        )
         opaque = "; ".join(
             f"BAR{o.bar} [{o.offsets.start:#x}, {o.offsets.stop:#x})" for o in opaque_of(self.machine)
         )
         honoured = "opaque" in FixedMachine.__dataclass_fields__
         parts = [
-            f"QEMU {found.version} device model {self.spec.label} at {self.spec.bdf} of a paused q35 "
-            f"machine, {dtype.vendor_id:04x}:{dtype.device_id:04x} class {dtype.class_code:06x}"
-            + (", PCI Express" if dtype.express else ""),
-            f"BARs: {bars or 'none'}; ROM: {rom_signature(dtype.rom)}; capabilities: {caps}",
+            f"QEMU {found.version} device model {self.spec.label} at {self.spec.bdf} of a paused "
+            f"{self.spec.machine} machine, {dtype.vendor_id:04x}:{dtype.device_id:04x} "
+            f"class {dtype.class_code:06x}" + (", PCI Express" if dtype.express else ""),
+            f"BARs: {bars or 'none'}; ROM: {rom_signature(dtype.rom)}; capabilities: {caps or 'none'}",
             f"migration: {'yes (save/restore through QMP migrate)' if found.migratable else 'no state'}",
             f"opaque BAR contents (not accessed): {opaque or 'none'}"
             + ("" if honoured or not opaque else " - this suite does not honour FixedMachine.opaque yet"),
