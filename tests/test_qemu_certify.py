@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from vpcid.adapters.base import FixedMachine
+from vpcid.adapters.base import AdapterUnavailable, FixedMachine
 from vpcid.adapters.qemu import QEMU_PROFILE, adapter
 from vpcid.adapters.qemu.qtest import kill_all, live_pids, qemu_binary
 from vpcid.adapters.registry import registered
@@ -23,9 +23,10 @@ from vpcid.conformance.certify import CertificationReport, Verdict, certify, loa
 from vpcid.conformance.cli import main
 from vpcid.conformance.report import render_html
 from vpcid.conformance.traceability import load_requirements
+from vpcid.model import Bdf
 
 if qemu_binary() is None:
-    pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh)", allow_module_level=True)
+    pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-debian.sh)", allow_module_level=True)
 if "opaque" not in FixedMachine.__dataclass_fields__ or "reserved_functions" not in {
     f.name for f in dataclasses.fields(Target)
 }:
@@ -83,14 +84,15 @@ def specs(rom_file: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def reports(specs: dict[str, str]) -> Iterator[dict[str, CertificationReport]]:
-    """One certification per device, QEMU profile, q35 waivers; every QEMU killed afterwards."""
-    waivers = load_waivers(WAIVERS, set(load_requirements()))
+    """One certification per device, QEMU profile, the q35 waivers the adapter declares; every QEMU
+    killed afterwards."""
     out: dict[str, CertificationReport] = {}
     before = set(live_pids())
     for name, spec in specs.items():
         a = adapter(spec)
         try:
-            out[name] = certify(a, BUDGET, 0, waivers)
+            assert a.info.waivers == WAIVERS
+            out[name] = certify(a, BUDGET, 0, load_waivers(a.info.waivers, set(load_requirements())))
         finally:
             a.close()
     yield out
@@ -154,18 +156,55 @@ def test_e1000_report_is_readable_for_a_qemu_maintainer(reports: dict[str, Certi
 
 
 def test_cli_certify_writes_html(tmp_path: Path) -> None:
+    """The q35 platform waivers apply without --waivers; --no-platform-waivers shows the host bridge's
+    deviations as failures."""
     html = tmp_path / "report.html"
-    extra = ["--counterexamples", str(tmp_path / "traces")] if "--counterexamples" in _cli_options() else []
+    traces = ["--counterexamples", str(tmp_path / "traces")]
     result = CliRunner().invoke(main, [
-        "certify", "--adapter", f"{ADAPTER}:e1000", "--budget", str(BUDGET), "--waivers", str(WAIVERS),
-        "--html", str(html), "--failures-only", *extra,
+        "certify", "--adapter", f"{ADAPTER}:e1000", "--budget", str(BUDGET), "--html", str(html),
+        "--failures-only", *traces,
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "applying the platform waivers" in result.output
     assert "CONFORMANT" in result.output
     assert html.read_text().count("<tr") > 80
+    bare = CliRunner().invoke(main, [
+        "certify", "--adapter", f"{ADAPTER}:e1000", "--budget", "1000", "--no-platform-waivers", *traces,
+    ])  # fmt: skip
+    assert bare.exit_code == 1, bare.output
+    assert "R-CAM-002" in bare.output
     assert not live_pids()
 
 
-def _cli_options() -> set[str]:
-    command = main.commands["certify"]
-    return {opt for param in command.params for opt in getattr(param, "opts", ())}
+def test_pc_machine_certifies_with_its_own_waivers() -> None:
+    """vpcid-machine=pc: no ECAM (configuration through 0xCF8/0xCFC, R-ECAM-* not applicable), the i440FX
+    host bridge's waivers (waivers/pc.toml, the same two root causes as q35), PIIX3 functions reserved."""
+    a = adapter("e1000,vpcid-machine=pc")
+    try:
+        assert a.machine.ecam_base is None
+        assert a.info.waivers == WAIVERS.with_name("pc.toml")
+        assert Bdf(0, 1, 0) in a.machine.reserved_functions  # PIIX3
+        assert "paused pc machine" in a.info.description
+        report = certify(a, BUDGET, 0, load_waivers(a.info.waivers, set(load_requirements())))
+    finally:
+        a.close()
+    assert report.conformant, [r.rid for r in report.requirements if r.failures]
+    assert _verdicts(report, Verdict.WAIVED) == CF8_DEVIATIONS
+    assert {"R-ECAM-001", "R-ECAM-002"} <= _verdicts(report, Verdict.NOT_APPLICABLE)  # no window
+    assert {"R-CFG-001", "R-BAR-003", "R-CAM-005", "R-SR-002"} <= _verdicts(report, Verdict.PASS)
+    assert not live_pids()
+
+
+def test_waivers_off_and_device_properties() -> None:
+    """vpcid-waivers=off declares no platform waivers; other options are QEMU device properties (nvme
+    refuses to start without serial=)."""
+    with pytest.raises(AdapterUnavailable, match="serial property not set"):
+        adapter("nvme")
+    a = adapter("nvme,serial=deadbeef,vpcid-waivers=off")
+    try:
+        assert a.info.waivers is None
+        assert a.spec.options == ("serial=deadbeef",)
+        assert a.discovery.dtype.vendor_id == 0x1B36
+    finally:
+        a.close()
+    assert not live_pids()
