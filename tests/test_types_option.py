@@ -146,3 +146,28 @@ def test_random_and_stateful_engines_plug_types_from_files() -> None:
     steps, stateful = run_stateful(ModelAdapter(), 5, 5, [t])
     assert steps
     assert not stateful
+
+
+class WithoutConfigBehaviours(ModelAdapter):
+    """An implementation that implements no configuration behaviour: it declines such types."""
+
+    def execute(self, op: Op) -> Observation:
+        if op.kind is OpKind.DEFINE_TYPE and json.loads(op.data).get("config_behaviour"):
+            return Observation(error="bad-device-type")
+        return super().execute(op)
+
+
+@pytest.mark.req("R-DT-008")
+def test_a_declined_type_is_left_out_and_reported_not_failed() -> None:
+    from vpcid.conformance.devices import KITCHEN_SINK
+
+    clamped = DeviceType.from_space(
+        "clamped-sink", KITCHEN_SINK.declared, KITCHEN_SINK.bars, KITCHEN_SINK.rom,
+        config_behaviour=KITCHEN_SINK.config_behaviour,
+    )  # fmt: skip
+    plain = moved_capability_type()
+    report = certify(WithoutConfigBehaviours(), BUDGET, types=[clamped, plain])
+    assert report.conformant
+    assert report.declined_types == {"clamped-sink": "bad-device-type"}
+    assert report.to_json()["declined_types"] == {"clamped-sink": "bad-device-type"}
+    assert report.engines["types"] == {"defined": 1, "declined": 1}

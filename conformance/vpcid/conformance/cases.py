@@ -3121,6 +3121,40 @@ def _sys_errors(s: _Sys) -> None:
     )
 
 
+def _sys_error_order(s: _Sys) -> None:
+    """R-ERR-002: which error is reported when several apply."""
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
+    b.create_vm(SUITE_VM, 0x1000)  # a misaligned ECAM base is checked before duplicate-vm
+    b.create_vm(SUITE_VM, (1 << 64) - (128 << 20))  # aligned to 128 MiB only, and running past 2**64
+    b.create_vm(1 << 32)  # out of range before anything else
+    absent = _Fn(b, SUITE_VM, Bdf(0, 9, 0), KITCHEN_SINK, DEFAULT_ECAM_BASE)
+    absent.restore(data=b"not a blob")  # the instance is found before its blob is read
+    absent.reset()
+    absent.save("x")
+    ks.restore(data=b"not a blob")  # present: now the blob is at fault
+    ks.restore(data=b"")
+    nowhere = _Fn(b, 7, KS_BDF, KITCHEN_SINK, DEFAULT_ECAM_BASE)
+    nowhere.restore(data=b"not a blob")  # unknown-vm before the instance and the blob
+    b.restore_vm(1 << 32, data=b"not a snapshot")  # the VM id's range before the snapshot
+    b.plug(SUITE_VM, KS_BDF, KITCHEN_SINK)  # slot-occupied
+    ks.cr(0x1000, 3)  # width before offset
+    ks.cw(0x1000, 4, 1 << 32)  # offset before value
+    ks.cw(0x3E, 4, 0)  # a dword-crossing access: misaligned
+    ks.mr(1 << 64, 16)  # width before address
+    ks.mw((1 << 64) - 2, 4, 1 << 40)  # address range before value
+    b.tables(SUITE_VM)
+    s.add(
+        "error-order",
+        "errors",
+        ("R-ERR-002", "R-ERR-003", "R-ECAM-001"),
+        "when several errors apply the first in R-ERR-002's order is reported: the VM id, the instance "
+        "before the blob it would take, the width before the offset before the value, arguments before "
+        "duplicate-vm and slot-occupied",
+        b,
+    )
+
+
 def system_cases() -> list[Case]:
     """Cases that create their own VMs and devices (``full_api``); the body starts right after ``init``."""
     s = _Sys()
@@ -3133,6 +3167,7 @@ def system_cases() -> list[Case]:
         _sys_save_restore,
         _sys_blob,
         _sys_errors,
+        _sys_error_order,
     ):
         build(s)
     return s.out

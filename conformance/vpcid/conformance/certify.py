@@ -131,6 +131,8 @@ class CertificationReport:
     """Problems that make the run non-conformant beyond failed requirements (e.g. stale waivers)."""
     variants: dict[str, str] = field(default_factory=dict)
     """Variant values that explain the failures (explain_variants): what the implementation does."""
+    declined_types: dict[str, str] = field(default_factory=dict)
+    """``--types`` types the implementation declined (name -> the error its define_type observed)."""
 
     @property
     def conformant(self) -> bool:
@@ -155,6 +157,7 @@ class CertificationReport:
             "engines": self.engines,
             "errors": self.errors,
             "observed_variants": self.variants,
+            "declined_types": self.declined_types,
             "requirements": [
                 {
                     "id": r.rid,
@@ -448,6 +451,19 @@ def check_types(info: AdapterInfo, types: Sequence[DeviceType]) -> None:
         raise CertifyError(f"--types redefines suite types {', '.join(clash)}; rename them")
 
 
+def declined_types(impl: Adapter, types: Sequence[DeviceType]) -> dict[str, str]:
+    """The ``--types`` types the implementation declines (``define_type`` answers an error), by name,
+    with what it answered: an implementation need not implement every behaviour a type names
+    (spec/formats/device-type.md), so such a type is left out of the run and reported, not failed."""
+    declined: dict[str, str] = {}
+    for dtype in types:
+        impl.execute(INIT)
+        answer = impl.execute(define_type_op(type_json(dtype)))
+        if answer.error is not None:
+            declined[dtype.name] = answer.error
+    return declined
+
+
 def applicable_cases(info: AdapterInfo, types: Sequence[DeviceType] = ()) -> list[tuple[str, Case, list[Op]]]:
     """Cases this adapter can run: (label, case, operations with prologue), in a stable order.
 
@@ -503,9 +519,13 @@ def certify(
     started = time.perf_counter()
     info = impl.info
     check_types(info, types)
+    declined = declined_types(impl, types)
+    types = [t for t in types if t.name not in declined]
     requirements: dict[str, Requirement] = load_requirements()
     results = {rid: RequirementResult(rid, req.title) for rid, req in requirements.items()}
     engines: dict[str, dict[str, int]] = {}
+    if declined:
+        engines["types"] = {"defined": len(types), "declined": len(declined)}
 
     def fail(rids: Sequence[str], failure: Failure) -> None:
         for rid in rids:
@@ -594,6 +614,7 @@ def certify(
         duration_s=time.perf_counter() - started,
         errors=errors,
         variants=explained,
+        declined_types=declined,
     )
 
 

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from vpcid.conformance.certify import CertificationReport, Verdict
 from vpcid.conformance.trace import Op, Step, TraceHeader, write_trace
@@ -169,6 +170,11 @@ def print_table(report: CertificationReport, console: Console, show_all: bool = 
             console.print(f"[bold red]{r.rid}[/] {f.check}: {f.description}")
     for error in report.errors:
         console.print(f"[bold red]error:[/] {error}")
+    for name, answer in report.declined_types.items():
+        console.print(
+            f"[yellow]declined:[/] the implementation answered define_type of {escape(name)!r} with "
+            f"{answer}; its cases were left out"
+        )
     counts = report.counts()
     verdict = "[green]CONFORMANT[/]" if report.conformant else "[bold red]NOT CONFORMANT[/]"
     summary = ", ".join(f"{v} {k}" for k, v in counts.items())
