@@ -335,7 +335,8 @@ def _discover(spec: DeviceSpec, guest: Guest) -> Discovery:
         behaviour, opaque = behaviour_for(spec.model, found.dtype.bars)
         found = function_level_reset(found.with_behaviour(behaviour))
     except DiscoveryError as exc:
-        raise QemuDiscoveryError(f"{exc} (is {spec.model!r} a PCI device model?)") from None
+        hint = f" (is {spec.model!r} a PCI device model?)" if "no function answers" in str(exc) else ""
+        raise QemuDiscoveryError(f"{exc}{hint}") from None
     functions, io, memory = _platform(guest, bdf)
     version = guest.qemu.qmp("query-version")
     numbers = version.get("qemu", {})

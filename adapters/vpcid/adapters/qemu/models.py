@@ -39,6 +39,8 @@ HELP_TIMEOUT = 60.0
 REQUIRED_PROPERTIES: dict[str, tuple[str, ...]] = {"nvme": ("serial=vpcid0001",)}
 """Properties a model will not start without that are not host backends (nvme: a serial number)."""
 _HELP_LINE = re.compile(r'^name "(?P<name>[^"]+)", bus (?P<bus>[\w-]+)')
+_QEMU_PREFIX = re.compile(r"^qemu-system-x86_64: (-device [^ ]+: )?")
+"""What QEMU puts before its error message: the program and the -device option that failed."""
 
 
 class ModelListError(QemuError):
@@ -106,7 +108,7 @@ def probe_model(name: str, category: str, machine: str = "q35") -> PciModel:
         vendor, header = guest.config_batch(PROBE_BDF.packed, [(0x00, 2, None), (0x0E, 1, None)])
     except QemuError as exc:
         lines = [line for line in str(exc).split(" | ") if line.strip()]
-        reason = lines[-1].split("stderr: ")[-1] if lines else str(exc)
+        reason = _QEMU_PREFIX.sub("", lines[-1].split("stderr: ")[-1] if lines else str(exc))
         return PciModel(name, category, options, False, f"does not start alone: {reason.strip()}")
     finally:
         qemu.kill()
