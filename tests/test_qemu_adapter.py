@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from vpcid.adapters.qemu import QemuAdapter, adapter, opaque_of
 from vpcid.adapters.qemu.discover import DeviceSpec, parse_mtree
-from vpcid.adapters.qemu.qtest import Guest, QemuProcess, kill_all, live_pids, qemu_binary
+from vpcid.adapters.qemu.qtest import Guest, QemuProcess, QemuUnavailable, kill_all, live_pids, qemu_binary
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.engine import Differential, minimise
 from vpcid.conformance.trace import Observation, Op, OpKind
@@ -106,8 +106,18 @@ def test_device_spec_parsing() -> None:
         "pci-testdev", ("membar=1M",), Bdf(0, 5, 0), True, "default",
     )  # fmt: skip
     assert spec.machine_args()[-1] == "pci-testdev,addr=05.0,membar=1M"
-    for bad in (None, "", "bad name", "edu,bus=pcie.0", "edu,vpcid-what=1", "edu,addr=zz"):
-        with pytest.raises(Exception, match=r"."):
+    assert (spec.machine, spec.waivers, spec.ecam_base) == ("q35", True, 0xB000_0000)
+    assert spec.waiver_file() is not None
+    assert spec.waiver_file().name == "q35.toml"  # type: ignore[union-attr]
+    pc = DeviceSpec.parse("nvme,serial=x,vpcid-machine=pc,vpcid-waivers=off")
+    assert (pc.options, pc.machine, pc.waivers) == (("serial=x",), "pc", False)
+    assert (pc.ecam_base, pc.waiver_file()) == (None, None)
+    assert pc.machine_args()[:2] == ["-machine", "pc"]
+    assert pc.device == DeviceSpec("nvme", ("serial=x",), machine="pc")
+    bad_specs = (None, "", "bad name", "edu,bus=pcie.0", "edu,vpcid-what=1", "edu,addr=zz",
+                 "edu,vpcid-machine=virt", "edu,vpcid-waivers=maybe", "edu,=x", "edu,a b=1")  # fmt: skip
+    for bad in bad_specs:
+        with pytest.raises(QemuUnavailable, match=r"."):
             DeviceSpec.parse(bad)
 
 
