@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Protocol
 
 import click
-from vpcid.adapters.base import Adapter, AdapterUnavailable, FixedMachine
+from vpcid.adapters.base import Adapter, AdapterUnavailable, ExecuteMany, FixedMachine
 from vpcid.adapters.registry import load_adapter
-from vpcid.conformance.trace import Op, OpKind, TraceError
+from vpcid.conformance.trace import Observation, Op, OpKind, TraceError
 from vpcid.conformance.typefile import TypeEntry, write_type_file
 from vpcid.model import Bdf, DeviceType, DeviceTypeError, VpcidError
 from vpcid.model.behaviour import BarBehaviour, ConfigBehaviour
@@ -560,40 +560,52 @@ class _Probe:
 
 
 class AdapterPort:
-    """A :class:`ConfigPort` over any guest-view adapter: configuration and MMIO operations of its VM."""
+    """A :class:`ConfigPort` over any guest-view adapter: configuration and MMIO operations of its VM.
+
+    Batches go to the adapter's ``execute_many`` when it offers one (QEMU pipelines them), else one
+    operation at a time.
+    """
 
     def __init__(self, adapter: Adapter, machine: FixedMachine, bdf: Bdf) -> None:
         self.adapter = adapter
         self.machine = machine
         self.bdf = bdf
+        self._many: ExecuteMany | None = getattr(adapter, "execute_many", None)
 
     @property
     def label(self) -> str:
         return f"{self.adapter.info.name} {self.bdf}"
 
-    def _execute(self, op: Op) -> int | None:
+    def _run(self, ops: Sequence[Op]) -> list[Observation]:
+        """Perform ``ops``; any error observation or exception is a :class:`DiscoveryError`."""
         try:
-            observation = self.adapter.execute(op)
+            if self._many is not None:
+                observed, failure = self._many(ops)
+            else:
+                observed, failure = [self.adapter.execute(op) for op in ops], None
         except (TraceError, VpcidError) as exc:
-            raise DiscoveryError(f"{self.label}: {op.to_json()}: {exc}") from None
-        if observation.error is not None:
-            raise DiscoveryError(f"{self.label}: {op.to_json()} failed: {observation.error}")
-        return observation.value
+            raise DiscoveryError(f"{self.label}: {exc}") from None
+        if failure is not None:
+            op = ops[min(len(observed), len(ops) - 1)]  # the failing operation has no observation
+            raise DiscoveryError(f"{self.label}: {op.to_json()}: {failure}")
+        for op, observation in zip(ops, observed, strict=True):
+            if observation.error is not None:
+                raise DiscoveryError(f"{self.label}: {op.to_json()} failed: {observation.error}")
+        return observed
 
     def config_batch(self, accesses: Sequence[ConfigAccess]) -> list[int]:
-        values: list[int] = []
         vm, bdf = self.machine.vm, self.bdf
-        for offset, width, value in accesses:
-            if value is None:
-                got = self._execute(Op(OpKind.CONFIG_READ, vm=vm, bdf=bdf, address=offset, width=width))
-                if got is None:
-                    raise DiscoveryError(f"{self.label}: a configuration read returned no value")
-                values.append(got)
-            else:
-                self._execute(
-                    Op(OpKind.CONFIG_WRITE, vm=vm, bdf=bdf, address=offset, width=width, value=value)
-                )
-        return values
+        ops = [
+            Op(OpKind.CONFIG_READ, vm=vm, bdf=bdf, address=offset, width=width)
+            if value is None
+            else Op(OpKind.CONFIG_WRITE, vm=vm, bdf=bdf, address=offset, width=width, value=value)
+            for offset, width, value in accesses
+        ]
+        observed = self._run(ops)
+        values = [o.value for op, o in zip(ops, observed, strict=True) if op.kind is OpKind.CONFIG_READ]
+        if any(v is None for v in values):
+            raise DiscoveryError(f"{self.label}: a configuration read returned no value")
+        return [v for v in values if v is not None]
 
     def rom_window(self, size: int) -> int | None:
         """The first size-aligned address from 0xE0000000 down that no platform range or ECAM touches."""
@@ -607,11 +619,12 @@ class AdapterPort:
         return None
 
     def read_memory(self, address: int, length: int) -> bytes:
-        out = bytearray()
-        for at in range(address, address + length, 4):
-            got = self._execute(Op(OpKind.MMIO_READ, vm=self.machine.vm, address=at, width=4))
-            out += (got or 0).to_bytes(4, "little")
-        return bytes(out[:length])
+        ops = [
+            Op(OpKind.MMIO_READ, vm=self.machine.vm, address=at, width=4)
+            for at in range(address, address + length, 4)
+        ]
+        data = b"".join((o.value or 0).to_bytes(4, "little") for o in self._run(ops))
+        return data[:length]
 
 
 def discover_machine(adapter: Adapter) -> list[TypeEntry]:
