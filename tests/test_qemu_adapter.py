@@ -26,7 +26,7 @@ from vpcid.model import Bdf
 from vpcid.model.devicetype import BarKind
 
 if qemu_binary() is None:
-    pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh)", allow_module_level=True)
+    pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-debian.sh)", allow_module_level=True)
 
 DEV = Bdf(0, 4, 0)
 INIT = Op(OpKind.INIT)

@@ -52,7 +52,10 @@ BAR_BEHAVIOURS: dict[str, str | None] = {
     "qemu-zero": "vpcid.adapters.qemu.behaviours:ZeroBehaviour",
 }
 """BAR behaviour names the suite knows (R-DT-003), and where each lives; ``memory`` is the default."""
-CONFIG_BEHAVIOURS: dict[str, str | None] = {"msi-mme-clamp": "vpcid.model.catalog:MsiMultipleMessageClamp"}
+CONFIG_BEHAVIOURS: dict[str, str | None] = {
+    "msi-mme-clamp": "vpcid.model.catalog:MsiMultipleMessageClamp",
+    "qemu-flr": "vpcid.adapters.qemu.behaviours:FunctionLevelReset",
+}
 """Configuration behaviour names the suite knows (R-DT-008), and where each lives."""
 
 

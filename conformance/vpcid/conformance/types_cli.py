@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.conformance.discovery import discover_command
 from vpcid.conformance.importer import (
     import_sources,
     machine_text,
@@ -84,6 +85,9 @@ def types_group(ctx: click.Context, as_json: bool, type_files: tuple[Path, ...])
         click.echo(json.dumps(type_file_json(types), indent=1))
         return
     print_types(types, Console() if sys.stdout.isatty() else Console(width=160))
+
+
+types_group.add_command(discover_command)
 
 
 @types_group.command("check")

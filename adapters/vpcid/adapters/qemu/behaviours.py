@@ -381,10 +381,10 @@ class FunctionLevelReset:
     claims - keeps its value. The device's own registers are reset too; they
     live in BARs the adapter declares opaque.
 
-    The name is the behaviour's import path, so device-type files resolve it.
+    Device-type files name it ``qemu-flr`` (vpcid.conformance.typefile).
     """
 
-    name = "vpcid.adapters.qemu.behaviours:FunctionLevelReset"
+    name = "qemu-flr"
 
     def config_write(self, config: bytearray, offset: int, before: bytes) -> None:
         chain = standard_chain(bytes(config))

@@ -181,7 +181,7 @@ class QemuProcess:
         """
         binary = qemu_binary()
         if binary is None:
-            raise QemuUnavailable(f"{QEMU_BINARY} is not installed (run .ci/install-qemu.sh)")
+            raise QemuUnavailable(f"{QEMU_BINARY} is not installed (run .ci/install-debian.sh)")
         workdir = Path(tempfile.mkdtemp(prefix="vpcid-qemu-"))
         qtest_path, qmp_path = workdir / "qtest.sock", workdir / "qmp.sock"
         listeners = []
