@@ -436,6 +436,53 @@ def test_a_data_window_finding_names_the_rule_that_applied(
     assert not spared & rids
 
 
+class LowBitsInOffset(DataManager):
+    """QEMU's host bridge: 0xCF8's bits 1:0 are added to the register offset (CF8-OFFSET)."""
+
+    def _cam_data(self, vm, port, payload, length):  # type: ignore[no-untyped-def]
+        return super()._cam_data(vm, port + (vm.cf8 & 3), payload, length)
+
+
+class ClearsCf8AfterAccess(DataManager):
+    """Clears 0xCF8 after a data-window access while declaring that it keeps it (R-CAM-007)."""
+
+    def _cam_data(self, vm, port, payload, length):  # type: ignore[no-untyped-def]
+        out = super()._cam_data(vm, port, payload, length)
+        vm.cf8 = 0
+        return out
+
+
+@pytest.mark.req("R-CAM-007", "R-CAM-004")
+def test_a_data_window_finding_spares_r_cam_007_while_0xcf8_keeps_its_value() -> None:
+    """After a data access, a divergence that 0xCF8's value cannot explain is not blamed on R-CAM-007."""
+    from vpcid.conformance.certify import attributed
+    from vpcid.conformance.engine import Differential, Finding
+    from vpcid.conformance.trace import Op, OpKind
+    from vpcid.model import Bdf
+
+    bdf = Bdf(0, 3, 0)
+    profile = Profile.from_mapping({"cf8_low_bits": "latched"})
+    impl = ModelAdapter("low-bits", profile, manager_factory=LowBitsInOffset)
+    trace = [
+        Op(OpKind.INIT),
+        Op(OpKind.CREATE_VM, vm=1),
+        Op(OpKind.PLUG, vm=1, bdf=bdf, name="e1000"),
+        Op(OpKind.IO_WRITE, vm=1, address=0xCF8, width=4, value=0x8000_0000 | bdf.packed << 8 | 0x3C | 1),
+        Op(OpKind.IO_WRITE, vm=1, address=0xCFC, width=1, value=0x75),
+        Op(OpKind.IO_READ, vm=1, address=0xCFC, width=1),
+    ]
+    divergence = Differential(impl).replay(trace)
+    assert divergence is not None
+    rids = set(attributed(impl, Finding("random", divergence, tuple(trace)), 0xB000_0000))
+    assert "R-CAM-004" in rids
+    assert "R-CAM-007" not in rids
+    clearing = ModelAdapter("clears", manager_factory=ClearsCf8AfterAccess)
+    cleared = [*trace[:3], trace[3], Op(OpKind.IO_READ, vm=1, address=0xCFC, width=4), trace[5]]
+    found = Differential(clearing).replay(cleared)
+    assert found is not None
+    assert "R-CAM-007" in attributed(clearing, Finding("random", found, tuple(cleared)), 0xB000_0000)
+
+
 # ------------------------------------------------------------------ platform waivers an adapter declares
 
 

@@ -632,7 +632,18 @@ def attributed(impl: Adapter, finding: Finding, ecam: int | None) -> tuple[str, 
     cam = None
     if op.kind in (OpKind.IO_READ, OpKind.IO_WRITE) and op.address <= 0xCFF and op.address + op.width > 0xCF8:
         cam = cam_state(impl.info, trace[:index], op.vm)
+        if cam is not None and cam.data_access_since_write and _cf8_kept(impl, trace[:index], op.vm):
+            cam = dataclasses.replace(cam, data_access_since_write=False)  # 0xCF8 as the model has it
     return implicated(op, expected, ecam, cam)
+
+
+def _cf8_kept(impl: Adapter, before: Sequence[Op], vm: int) -> bool:
+    """Whether the implementation's 0xCF8 reads as the model's after ``before``: then what happened to
+    0xCF8 after a data access (R-CAM-007) cannot be what diverged."""
+    read = Op(OpKind.IO_READ, vm=vm, address=0xCF8, width=4)
+    seen = observations(impl, [*before, read])
+    expected = observations(model_for(impl.info), [*before, read])
+    return len(seen) == len(expected) and seen[-1] == expected[-1]
 
 
 def _exercised_by_engines(info: AdapterInfo) -> set[str]:
