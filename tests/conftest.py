@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import select
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -126,3 +130,36 @@ def expected_digest(body: bytes) -> bytes:
                 return hashlib.sha256(body[:pos] + hashed + body[pos + length :]).digest()
             pos += length
     return hashlib.sha256(body).digest()
+
+
+@pytest.fixture
+def no_leftover_qemu() -> Iterator[None]:
+    """The test leaves no QEMU behind: every adapter's close() killed its processes by pid
+    (the QEMU test modules use it for every test)."""
+    from vpcid.adapters.qemu.qtest import kill_all, live_pids
+
+    before = set(live_pids())
+    yield
+    leftover = set(live_pids()) - before
+    kill_all()
+    assert not leftover, f"QEMU processes left running: {sorted(leftover)}"
+
+
+class ServerProcess:
+    """``vpcid serve vfio-user`` in a process of its own; ``stderr`` holds its log once stopped."""
+
+    def __init__(self, *arguments: str) -> None:
+        command = [sys.executable, "-m", "vpcid.conformance.serve", "vfio-user", *arguments]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.stderr = ""
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], 30)
+        assert ready, "the server did not start within 30 s"
+        assert self.process.stdout.readline() == "ready\n"
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        _, self.stderr = self.process.communicate(timeout=10)

@@ -5,14 +5,11 @@ and our vfio-user server serving the imported type certifies through vfio-user:S
 from __future__ import annotations
 
 import re
-import select
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ServerProcess
 from vpcid.adapters.vfio_user import adapter as vfio_user_adapter
 from vpcid.conformance.certify import certify
 from vpcid.conformance.cli import main
@@ -64,14 +61,7 @@ def test_our_server_serving_an_imported_type_certifies_through_socket_at_file(tm
     )
     assert imported.exit_code == 0, imported.output
     sock = tmp_path / "vn.sock"
-    command = [sys.executable, "-m", "vpcid.conformance.serve", "vfio-user", "--socket", str(sock)]
-    process = subprocess.Popen([*command, "--types", str(types)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 30)
-        assert ready
-        assert process.stdout.readline() == "ready\n"
+    with ServerProcess("--socket", str(sock), "--types", str(types)):
         built = vfio_user_adapter(f"{sock}@{types}")
         try:
             machine = built.info.machine
@@ -80,9 +70,6 @@ def test_our_server_serving_an_imported_type_certifies_through_socket_at_file(tm
             report = certify(built, budget=5_000)
         finally:
             built.close()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
     failing = [(r.rid, r.failures[0].detail) for r in report.requirements if r.failures]
     assert report.conformant, failing
     assert report.engines["cases"]["run"] > 20

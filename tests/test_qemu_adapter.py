@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from vpcid.adapters.qemu import QemuAdapter, adapter, opaque_of
 from vpcid.adapters.qemu.discover import DeviceSpec, parse_mtree
-from vpcid.adapters.qemu.qtest import Guest, QemuProcess, QemuUnavailable, kill_all, live_pids, qemu_binary
+from vpcid.adapters.qemu.qtest import Guest, QemuProcess, QemuUnavailable, live_pids, qemu_binary
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.engine import Differential, minimise
 from vpcid.conformance.trace import Observation, Op, OpKind
@@ -65,14 +65,7 @@ def _gone(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # a zombie not yet reaped by its parent
 
 
-@pytest.fixture(autouse=True)
-def no_leftover_qemu() -> Iterator[None]:
-    """Every test leaves no QEMU behind: the adapters' close() killed each process by pid."""
-    before = set(live_pids())
-    yield
-    leftover = set(live_pids()) - before
-    kill_all()
-    assert not leftover, f"QEMU processes left running: {sorted(leftover)}"
+pytestmark = pytest.mark.usefixtures("no_leftover_qemu")
 
 
 @pytest.fixture

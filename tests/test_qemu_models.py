@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from vpcid.adapters.qemu.models import (
     pci_models,
     qemu_models_command,
 )
-from vpcid.adapters.qemu.qtest import QemuProcess, kill_all, live_pids, qemu_binary
+from vpcid.adapters.qemu.qtest import QemuProcess, qemu_binary
 from vpcid.conformance.certify import Verdict, certify, load_waivers
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.trace import Op, OpKind
@@ -66,13 +65,7 @@ def cr(offset: int, width: int = 4) -> Op:
     return Op(OpKind.CONFIG_READ, vm=1, bdf=DEV, address=offset, width=width)
 
 
-@pytest.fixture(autouse=True)
-def no_leftover_qemu() -> Iterator[None]:
-    before = set(live_pids())
-    yield
-    leftover = set(live_pids()) - before
-    kill_all()
-    assert not leftover, f"QEMU processes left running: {sorted(leftover)}"
+pytestmark = pytest.mark.usefixtures("no_leftover_qemu")
 
 
 def raw(model: str, requests: list[str]) -> list[int | None]:

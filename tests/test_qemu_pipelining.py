@@ -26,8 +26,6 @@ from vpcid.adapters.qemu.qtest import (
     QemuCrashed,
     QemuError,
     QemuProcess,
-    kill_all,
-    live_pids,
     qemu_binary,
 )
 from vpcid.adapters.reference import ModelAdapter
@@ -69,14 +67,7 @@ def mr(address: int, width: int = 4) -> Op:
 SAVE, RESTORE = Op(OpKind.SAVE, vm=1, bdf=DEV, name="s"), Op(OpKind.RESTORE, vm=1, bdf=DEV, name="s")
 
 
-@pytest.fixture(autouse=True)
-def no_leftover_qemu() -> Iterator[None]:
-    """Every test leaves no QEMU behind."""
-    before = set(live_pids())
-    yield
-    leftover = set(live_pids()) - before
-    kill_all()
-    assert not leftover, f"QEMU processes left running: {sorted(leftover)}"
+pytestmark = pytest.mark.usefixtures("no_leftover_qemu")
 
 
 @pytest.fixture

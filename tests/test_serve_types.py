@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import select
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ServerProcess
 from vpcid.adapters.vfio_user.client import VfioUserClient
 from vpcid.conformance.cli import main
 from vpcid.conformance.typefile import write_type_file
@@ -31,23 +28,15 @@ def test_server_serves_the_one_type_of_a_types_file(tmp_path: Path) -> None:
     types = tmp_path / "nic.json"
     write_type_file(types, [t])
     sock = tmp_path / "nic.sock"
-    command = [sys.executable, "-m", "vpcid.conformance.serve", "vfio-user", "--socket", str(sock)]
-    process = subprocess.Popen([*command, "--types", str(types)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 30)
-        assert ready
-        assert process.stdout.readline() == "ready\n"
-        with VfioUserClient(str(sock)) as client:
-            assert client.config_read(0, 256) == t.declared.image
-            client.config_write(0x3C, b"\x0b")
-            assert client.config_read(0x3C, 1) == b"\x0b"
-            assert client.region_info(0).size == 128 << 10
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=10)
-    assert "nic-from-file" in err
+    with (
+        ServerProcess("--socket", str(sock), "--types", str(types)) as server,
+        VfioUserClient(str(sock)) as client,
+    ):
+        assert client.config_read(0, 256) == t.declared.image
+        client.config_write(0x3C, b"\x0b")
+        assert client.config_read(0x3C, 1) == b"\x0b"
+        assert client.region_info(0).size == 128 << 10
+    assert "nic-from-file" in server.stderr
 
 
 def test_serve_rejects_an_unknown_type_name(tmp_path: Path) -> None:
