@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cython_speed.py
 	$(BIN)/python benchmarks/kvm_rates.py --cython
 	$(BIN)/python benchmarks/vfio_user_rates.py
+	$(BIN)/python benchmarks/qemu_rates.py
 
 clean:
 	rm -rf $(VENV)
