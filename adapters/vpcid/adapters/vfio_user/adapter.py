@@ -44,6 +44,8 @@ given types (default kitchen-sink) and use the second as migration peer,
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import os
 import select
@@ -58,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vpcid.adapters.base import AdapterInfo, AdapterUnavailable, FixedMachine, OpaqueRange, load_slot
-from vpcid.adapters.vfio_user.client import ServerViolation, VfioUserClient, VfioUserError
+from vpcid.adapters.vfio_user.client import RegionDesc, ServerFault, VfioUserClient, VfioUserError
 from vpcid.adapters.vfio_user.protocol import (
     CONFIG_REGION,
     DEVICE_FLAGS_PCI,
@@ -113,6 +115,10 @@ from vpcid.model.profile import (
 )
 
 CF8, CFC = 0xCF8, 0xCFC
+RESET_REGISTERS = ((0x04, 2), (0x0C, 1), (0x3C, 1), (0x30, 4), *((0x10 + 4 * n, 4) for n in range(6)))
+"""(offset, width) of the registers whose value after a reset R-RST-001 fixes whatever the device:
+command, cache line size, interrupt line, ROM BAR, BARs. Zero is written to them before discovery, so a
+device whose reset leaves them behind is discovered the same way on every run."""
 CMD_IO, CMD_MEM = 0x1, 0x2
 ROM = 6
 ROM_BAR = 0x30
@@ -126,6 +132,32 @@ FIRST_DEVICE = 2
 """Guest BDF 00:02.0 for the first device, 00:03.0 for the next, ..."""
 SPAWN_TIMEOUT = 30.0
 DEFAULT_SPAWN_TYPE = "kitchen-sink"
+
+
+# --------------------------------------------------------------------------- what a server can do wrong
+
+
+class AccessRejected(VpcidError):
+    """The server answered a guest's access with an error reply (observed as ``rejected``).
+
+    A VMM drops such a write or reads all ones, so the guest cannot tell;
+    the suite can, and checks it against the register's requirement, which
+    says what the access must do instead.
+    """
+
+    kind = "rejected"
+
+
+class ResetIncomplete(VpcidError):
+    """After DEVICE_RESET configuration space is not the type's power-on image (R-RST-001), observed as
+    ``reset-incomplete``: the reset operation itself diverges, so the finding names the reset requirements."""
+
+    kind = "reset-incomplete"
+
+
+class ServerFailed(Exception):
+    """The server broke the protocol or went away during an operation: that operation diverges (the
+    engine records the message), and ``init`` reconnects before the next trace."""
 
 
 # --------------------------------------------------------------------------- the guest's devices
@@ -182,6 +214,19 @@ class Function:
 
     def __post_init__(self) -> None:
         self.live = self.primary
+
+    def links(self) -> tuple[VfioUserClient, ...]:
+        """The primary and, if any, the peer."""
+        return (self.primary,) if self.peer is None else (self.primary, self.peer)
+
+    def replace(self, old: VfioUserClient, new: VfioUserClient) -> None:
+        """Use ``new`` wherever ``old`` was (after a reconnection)."""
+        if self.primary is old:
+            self.primary = new
+        if self.peer is old:
+            self.peer = new
+        if self.live is old:
+            self.live = new
 
     @property
     def standby(self) -> VfioUserClient:
@@ -265,7 +310,7 @@ class VfioUserAdapter:
         self.slots: dict[str, bytes] = {}
         self.stamp = 1
         self.server_errors: list[str] = []
-        """Error replies to guest accesses (reads then see all ones, writes are dropped), newest last."""
+        """Error replies and failures the server gave, newest last (at most 100)."""
         self._on_close = on_close
         self._closed = False
         self._init()
@@ -284,6 +329,10 @@ class VfioUserAdapter:
             if isinstance(exc, TraceError):
                 raise
             return Observation(error=exc.kind)
+        except ServerFault as exc:
+            self.server_errors.append(f"{op.kind.value}: {exc}")
+            del self.server_errors[:-100]
+            raise ServerFailed(str(exc)) from None
 
     def close(self) -> None:
         if self._closed:
@@ -393,14 +442,17 @@ class VfioUserAdapter:
         try:
             return f.live.region_read(region, offset, length)
         except VfioUserError as exc:
-            self._server_error(f, f"read region {region} {offset:#x}+{length}: {exc}")
-            return b"\xff" * length
+            what = f"read region {region} {offset:#x}+{length}: {exc}"
+            self._server_error(f, what)
+            raise AccessRejected(what) from None
 
     def _write(self, f: Function, region: int, offset: int, data: bytes) -> None:
         try:
             f.live.region_write(region, offset, data)
         except VfioUserError as exc:
-            self._server_error(f, f"write region {region} {offset:#x}+{len(data)}: {exc}")
+            what = f"write region {region} {offset:#x}+{len(data)}: {exc}"
+            self._server_error(f, what)
+            raise AccessRejected(what) from None
 
     def _server_error(self, f: Function, what: str) -> None:
         self.server_errors.append(f"{f.bdf}: {what}")
@@ -414,9 +466,11 @@ class VfioUserAdapter:
             return b"\xff" * length if payload is None else b""  # R-ACC-006, R-CFG-009
         if payload is None:
             return self._read(f, CONFIG_REGION, offset, length)
-        self._write(f, CONFIG_REGION, offset, payload)
-        if not DECODE_FIELDS.isdisjoint(range(offset, offset + length)):
-            self._rederive(f)
+        try:
+            self._write(f, CONFIG_REGION, offset, payload)
+        finally:
+            if not DECODE_FIELDS.isdisjoint(range(offset, offset + length)):
+                self._rederive(f)
         return b""
 
     # ------------------------------------------------------------------ routing (the VMM's job)
@@ -559,21 +613,29 @@ class VfioUserAdapter:
 
     # ------------------------------------------------------------------ lifecycle
     def _init(self) -> None:
-        """Power-on: every device (and peer) reset and running, the primary live, 0xCF8 zero."""
+        """Power-on: every device (and peer) connected, reset, running and checked to be at its
+        power-on image (written back where a reset left state behind), the primary live, 0xCF8 zero."""
         self.cf8 = 0
         self.slots.clear()
         self.stamp = 1
         for f in self.functions:
-            for link in (f.primary, f.peer):
-                if link is not None:
-                    _reset_running(link)
+            for link in f.links():
+                if link.broken is not None:
+                    f.replace(link, _reconnect(link))
+            for link in f.links():
+                _reset_running(link)
+                _to_power_on(link, f.dtype, f.config_size)
             f.live = f.primary
             self._remap_all(f)
 
     def _reset(self, f: Function) -> None:
-        """Function-level reset (R-RST-001, R-RST-002): DEVICE_RESET, then routing from scratch."""
+        """Function-level reset (R-RST-001, R-RST-002): DEVICE_RESET, routing from scratch, then the
+        check that configuration space is the power-on image (``reset-incomplete`` otherwise)."""
         f.live.reset()
         self._remap_all(f)
+        left = _left_behind(f.live, f.dtype, f.config_size)
+        if left:
+            raise ResetIncomplete(f"after DEVICE_RESET configuration bytes differ from power-on: {left}")
 
     def _restore(self, f: Function, blob: bytes) -> None:
         """Restore = migrate the stream into the standby server (or the device itself) and go on there."""
@@ -593,6 +655,50 @@ class VfioUserAdapter:
             except BlobError:
                 windows = None
         self._remap_all(f, windows)
+
+
+def _left_behind(link: VfioUserClient, dtype: DeviceType, config_size: int) -> str:
+    """The configuration bytes that are not the type's power-on image, as ``0xOFF=VALUE (power-on
+    VALUE)`` (at most 8 named), or "" when all are."""
+    try:
+        current = link.config_read(0, config_size)
+    except VfioUserError as exc:
+        return f"configuration space unreadable ({exc})"
+    image = dtype.declared.image[:config_size]
+    wrong = [n for n in range(config_size) if current[n] != image[n]]
+    shown = ", ".join(f"{n:#x}={current[n]:#04x} (power-on {image[n]:#04x})" for n in wrong[:8])
+    return shown + (f" and {len(wrong) - 8} more" if len(wrong) > 8 else "")
+
+
+def _to_power_on(link: VfioUserClient, dtype: DeviceType, config_size: int) -> None:
+    """Write the power-on image back into the writable and RW1C bits that differ after a reset, then
+    check that every byte is the image's; ServerFault-free failures raise :class:`ServerFailed`."""
+    current = bytearray(link.config_read(0, config_size))
+    declared = dtype.declared
+    image = declared.image[:config_size]
+    for dword in range(0, config_size, 4):
+        if current[dword : dword + 4] == image[dword : dword + 4]:
+            continue
+        value = bytearray(4)
+        for n in range(dword, dword + 4):
+            value[n - dword] = (image[n] & declared.wmask[n]) | (current[n] & ~image[n] & declared.w1cmask[n])
+        with contextlib.suppress(VfioUserError):  # a rejected write: the check below tells if it mattered
+            link.config_write(dword, bytes(value))
+    left = _left_behind(link, dtype, config_size)
+    if left:
+        raise ServerFailed(
+            f"{link.path}: after a reset, and the writable bits written, configuration space is not the "
+            f"power-on image of type {dtype.name!r}: {left}"
+        )
+
+
+def _reconnect(link: VfioUserClient) -> VfioUserClient:
+    """A new connection to the server behind a failed one (the server keeps the device's state)."""
+    link.close()
+    try:
+        return VfioUserClient(link.path, connect_timeout=2.0)
+    except (OSError, ServerFault) as exc:
+        raise ServerFailed(f"{link.path}: cannot reconnect after '{link.broken}': {exc}") from None
 
 
 def _reset_running(link: VfioUserClient, reset: bool = True) -> None:
@@ -665,6 +771,8 @@ class ClientPort:
         self.client = client
         self.config_size = config_size
         self.rom_size = rom_size
+        self.rejected_writes: set[int] = set()
+        """Offsets of the writes the server rejected: a VMM drops them, so discovery sees no effect."""
 
     @property
     def label(self) -> str:
@@ -681,13 +789,19 @@ class ClientPort:
                 requests.append((Command.REGION_READ, head))
             else:
                 requests.append((Command.REGION_WRITE, head + value.to_bytes(width, "little")))
-        replies = iter(self.client.pipeline(requests))
+        try:
+            replies = iter(self.client.pipeline(requests))
+        except ServerFault as exc:
+            raise DiscoveryError(f"{self.label}: {exc}") from None
         values: list[int] = []
         for offset, width, value in accesses:
             inside = offset + width <= self.config_size
             reply = next(replies) if inside else b""
+            if isinstance(reply, VfioUserError) and value is not None:
+                self.rejected_writes.add(offset)
+                continue
             if isinstance(reply, VfioUserError):
-                raise DiscoveryError(f"{self.label}: configuration access {offset:#x}+{width}: {reply}")
+                raise DiscoveryError(f"{self.label}: configuration read {offset:#x}+{width}: {reply}")
             if value is None:
                 data = reply[RegionAccess.STRUCT.size :] if inside else b"\xff" * width
                 if len(data) != width:
@@ -714,8 +828,11 @@ class ClientPort:
             return bytes(length)
         out = bytearray()
         chunk = max(4, min(self.client.max_transfer, 1 << 16))
-        for at in range(address - base, address - base + length, chunk):
-            out += self.client.region_read(ROM_REGION, at, min(chunk, address - base + length - at))
+        try:
+            for at in range(address - base, address - base + length, chunk):
+                out += self.client.region_read(ROM_REGION, at, min(chunk, address - base + length - at))
+        except (VfioUserError, ServerFault) as exc:
+            raise DiscoveryError(f"{self.label}: ROM read: {exc}") from None
         return bytes(out)
 
 
@@ -757,14 +874,22 @@ def discovered_entry(primary: VfioUserClient, config_size: int, rom_size: int) -
     the device differs from it become findings. Otherwise the discovered
     bytes are the type, with every BAR's contents opaque. Each choice is noted.
     """
+    port = ClientPort(primary, config_size, rom_size)
     try:
-        found = discover_type(
-            ClientPort(primary, config_size, rom_size), f"vfio-user:{Path(primary.path).name}"
-        )
+        found = discover_type(port, f"vfio-user:{Path(primary.path).name}")
     except DiscoveryError as exc:
         raise AdapterUnavailable(str(exc)) from None
     finally:
-        primary.reset()  # probing cleared RW1C bits: back to power-on
+        if primary.broken is None:
+            primary.reset()  # probing cleared RW1C bits: back to power-on
+    if port.rejected_writes:
+        shown = ", ".join(f"{offset:#x}" for offset in sorted(port.rejected_writes)[:12])
+        more = len(port.rejected_writes) - 12
+        note = (
+            f"the server rejects configuration writes at {shown}{f' and {more} more' if more > 0 else ''}: "
+            "discovery takes them as dropped (as a VMM does); certification reports them as 'rejected'"
+        )
+        found = dataclasses.replace(found, notes=(*found.notes, note))
     for dtype in SUITE_TYPES.values():
         if consistent_with(found.dtype, dtype):
             note = f"consistent with the suite type {dtype.name!r}: that type and its BAR behaviour are used"
@@ -809,9 +934,10 @@ def _discover(bdf: Bdf, arg: DeviceArgument) -> tuple[Function, bool]:
                 raise AdapterUnavailable(f"{link.path} cannot be reset; the suite's init needs a reset")
             link.reset()
         regions = [primary.region_info(i) for i in range(NUM_PCI_REGIONS)]
+        _check_regions(primary.path, regions)
         config_size = regions[CONFIG_REGION].size
-        if config_size not in (0x100, 0x1000):
-            raise AdapterUnavailable(f"{primary.path}: configuration region is {config_size} bytes")
+        for link in links:
+            _zero_reset_registers(link)
         config = primary.region_read(CONFIG_REGION, 0, config_size)
         if arg.type_name is not None:
             entry = _named_type(arg.type_name)
@@ -827,14 +953,77 @@ def _discover(bdf: Bdf, arg: DeviceArgument) -> tuple[Function, bool]:
             mem64 = not io and index < 6 and (low >> 1) & 3 == 2
             readable, writable = bool(region.flags & REGION_READ_FLAG), bool(region.flags & REGION_WRITE_FLAG)
             bars[index] = Bar(index, io, mem64, region.size, readable, writable)
-        migratable = all(link.supports_migration() for link in links)
         peer = links[1] if len(links) > 1 else None
-        function = Function(bdf, entry.dtype, primary, peer, config_size, bars, entry.opaque, entry.notes)
+        notes = entry.notes
+        migratable = True
+        for n, link in enumerate(links):
+            usable, link, why = _probe_migration(link)
+            links[n] = link
+            if not usable:
+                migratable = False
+                notes = (*notes, f"migration not used: {why}")
+                break
+        primary, peer = links[0], (links[1] if len(links) > 1 else None)
+        function = Function(bdf, entry.dtype, primary, peer, config_size, bars, entry.opaque, notes)
         return function, migratable
+    except ServerFault as exc:
+        for link in links:
+            link.close()
+        raise AdapterUnavailable(str(exc)) from None
     except BaseException:
         for link in links:
             link.close()
         raise
+
+
+def _check_regions(path: str, regions: Sequence[RegionDesc]) -> None:
+    """Region sizes a PCI device can have: configuration 256 or 4096 bytes, BARs powers of two (I/O
+    BARs from 4 bytes, memory from 16), 64-bit at most; the ROM a power of two from 2 KiB to 2 GiB."""
+    config_size = regions[CONFIG_REGION].size
+    if config_size not in (0x100, 0x1000):
+        raise AdapterUnavailable(f"{path}: configuration region is {config_size} bytes, not 256 or 4096")
+    for region in regions[:ROM_REGION]:
+        size = region.size
+        if size and (size & (size - 1) or size < 4 or size > 1 << 63):
+            raise AdapterUnavailable(
+                f"{path}: region {region.index} (BAR{region.index}) has {size:#x} bytes, "
+                "which no BAR can decode (a power of two, 4 bytes to 2^63)"
+            )
+    rom = regions[ROM_REGION].size
+    if rom and (rom & (rom - 1) or not 0x800 <= rom <= 1 << 31):
+        raise AdapterUnavailable(f"{path}: region 6 (ROM) has {rom:#x} bytes, not a power of two 2 KiB-2 GiB")
+
+
+def _zero_reset_registers(link: VfioUserClient) -> None:
+    """Write the post-reset values of :data:`RESET_REGISTERS` (zero); rejected writes are ignored."""
+    for offset, width in RESET_REGISTERS:
+        with contextlib.suppress(VfioUserError):
+            link.config_write(offset, bytes(width))
+
+
+def _probe_migration(link: VfioUserClient) -> tuple[bool, VfioUserClient, str]:
+    """Whether migration v2 works on ``link``: the feature, and one save read back to RUNNING.
+
+    A server that fails the probe is used without migration, and the reason
+    is noted; one that dropped the connection is reconnected ((usable, the
+    link to use from now on, why not)).
+    """
+    try:
+        if not link.supports_migration():
+            return False, link, "the server does not offer migration v2 (STOP_COPY)"
+        link.save_stream()
+        link.reset()
+        return True, link, ""
+    except VfioUserError as exc:
+        with contextlib.suppress(VfioUserError, ServerFault):
+            _reset_running(link)
+        return False, link, f"a save failed: {exc}"
+    except ServerFault as exc:
+        why = f"the server failed a save in chunks of {link.migration_chunk} bytes ({exc})"
+        try:
+            return False, _reconnect(link), why
+        except ServerFailed as gone:
+            raise AdapterUnavailable(f"{why}; {gone}") from None
 
 
 def _open(path: str) -> VfioUserClient:
@@ -842,7 +1031,7 @@ def _open(path: str) -> VfioUserClient:
         raise AdapterUnavailable(f"cannot open vfio-user device {path}: no such socket")
     try:
         return VfioUserClient(path, connect_timeout=2.0)
-    except (OSError, ServerViolation) as exc:
+    except (OSError, ServerFault) as exc:
         raise AdapterUnavailable(f"cannot open vfio-user device {path}: {exc}") from None
 
 
@@ -854,7 +1043,7 @@ def _canonical(functions: Sequence[Function]) -> bool:
                 continue
             try:
                 record = blobfmt.decode_instance(link.save_stream())
-            except (BlobError, VfioUserError):
+            except (BlobError, VfioUserError, ServerFault):
                 return False
             if record.type_name != f.dtype.name or record.fingerprint != f.dtype.fingerprint():
                 return False
@@ -966,6 +1155,13 @@ def build(arg: AdapterArgument) -> VfioUserAdapter:
             description=description,
             on_close=spawned.close if spawned is not None else None,
         )
+    except ServerFailed as exc:
+        for f in functions:
+            for link in f.links():
+                link.close()
+        if spawned is not None:
+            spawned.close()
+        raise AdapterUnavailable(str(exc)) from None
     except BaseException:
         for f in functions:
             f.primary.close()

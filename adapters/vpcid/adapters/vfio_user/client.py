@@ -14,9 +14,11 @@ from __future__ import annotations
 import array
 import contextlib
 import errno
+import math
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -57,18 +59,28 @@ from vpcid.adapters.vfio_user.protocol import (
     RegionAccess,
     RegionInfo,
     Version,
+    encode_error,
     encode_message,
     encode_write_multi,
     errno_name,
 )
 
 DEFAULT_TIMEOUT = 10.0
-MAX_REPLY = 64 << 20
-"""Largest reply the client accepts before declaring the server broken."""
+"""Seconds a reply may take, from the request to its last byte."""
+SMALL_REPLY = 4096
+"""Largest payload accepted in reply to a command whose reply has a fixed size (padding included)."""
+VERSION_REPLY = 64 << 10
+"""Largest VERSION reply payload accepted."""
+REGION_INFO_ROOM = 64 << 10
+"""Most room a DEVICE_GET_REGION_INFO reply may ask for (its capability chain)."""
+MAX_STREAM = 1 << 30
+"""Longest migration stream :meth:`VfioUserClient.save_stream` reads before declaring it endless."""
+SERVER_COMMAND_PAYLOAD = (1 << 20) + 32
+"""Largest payload of a command the server sends us (DMA_READ/DMA_WRITE) that is skipped and refused."""
 
 
 class VfioUserError(OSError):
-    """The server answered a command with an error reply."""
+    """The server answered a command with an error reply (any payload it carried is ignored)."""
 
     def __init__(self, code: int, command: int) -> None:
         name = Command(command).name if command in Command._value2member_map_ else str(command)
@@ -76,8 +88,20 @@ class VfioUserError(OSError):
         self.command = command
 
 
-class ServerViolation(Exception):
-    """The server broke the protocol (wrong reply, bad sizes, garbage); the connection is unusable."""
+class ServerFault(Exception):
+    """The connection cannot go on: the server broke the protocol, closed it, or went silent.
+
+    Never an :class:`OSError`, so a broken socket is not taken for a broken
+    standard output. After the first fault the client refuses every call.
+    """
+
+
+class ServerViolation(ServerFault):
+    """The server broke the protocol (wrong reply, impossible sizes, garbage)."""
+
+
+class ServerGone(ServerFault):
+    """The server closed the connection, reset it, or sent no reply in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +112,21 @@ class RegionDesc:
     flags: int
     size: int
     offset: int
+
+
+def reply_limit(command: int, payload: bytes) -> int:
+    """The largest reply payload the client accepts for a request: what the protocol lets the
+    server send, including the padding real servers add (libvfio-user pads MIG_DATA_READ replies
+    to the requested size)."""
+    if command == Command.REGION_READ and len(payload) >= RegionAccess.STRUCT.size:
+        return RegionAccess.STRUCT.size + RegionAccess.unpack_head(payload).count
+    if command == Command.MIG_DATA_READ and len(payload) >= MigData.STRUCT.size:
+        return MigData.STRUCT.size + MigData.unpack_head(payload).size
+    if command == Command.VERSION:
+        return VERSION_REPLY
+    if command == Command.DEVICE_GET_REGION_INFO:
+        return REGION_INFO_ROOM
+    return max(SMALL_REPLY, len(payload))
 
 
 class VfioUserClient:
@@ -103,6 +142,8 @@ class VfioUserClient:
         write_multiple: bool = True,
         negotiate: bool = True,
     ) -> None:
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.path = path
         self.sock = _connect(path, connect_timeout)
         self.timeout = timeout
@@ -114,9 +155,14 @@ class VfioUserClient:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         self._next_id = 0
         self._rx = bytearray()
+        self._deadline = 0.0
         self.max_data_xfer = max_data_xfer
         self.server: Capabilities = Capabilities()
         self.server_version = (0, 0)
+        self.broken: str | None = None
+        """Why the connection cannot be used any more (the first fault), or None."""
+        self.server_commands = 0
+        """Commands the server sent us (DMA_READ/DMA_WRITE), each refused with EINVAL."""
         if negotiate:
             try:
                 self.negotiate(write_multiple=write_multiple)
@@ -139,19 +185,36 @@ class VfioUserClient:
         self._next_id = (self._next_id + 1) & 0xFFFF
         return self._next_id
 
+    def _fault(self, exc: ServerFault) -> ServerFault:
+        """Record the first fault and close the socket: replies can no longer be matched to requests."""
+        if self.broken is None:
+            self.broken = str(exc)
+        self.close()
+        return exc
+
+    def _usable(self) -> None:
+        if self.broken is not None:
+            raise ServerGone(f"{self.path}: the connection failed earlier: {self.broken}")
+
     def send(
         self, command: int, payload: bytes = b"", fds: Sequence[int] = (), no_reply: bool = False
     ) -> int:
         """Send one command; return its message ID."""
+        self._usable()
         msg_id = self._msg_id()
         data = encode_message(msg_id, command, payload, TYPE_COMMAND | (FLAG_NO_REPLY if no_reply else 0))
-        if fds:
-            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
-            sent = self.sock.sendmsg([data], ancillary)
-            if sent < len(data):
-                self.sock.sendall(data[sent:])
-        else:
-            self.sock.sendall(data)
+        try:
+            if fds:
+                ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+                sent = self.sock.sendmsg([data], ancillary)
+                if sent < len(data):
+                    self.sock.sendall(data[sent:])
+            else:
+                self.sock.sendall(data)
+        except BlockingIOError:
+            raise self._fault(ServerGone(f"{self.path}: the server reads nothing")) from None
+        except OSError as exc:
+            raise self._fault(ServerGone(f"{self.path}: cannot send: {exc.strerror or exc}")) from None
         return msg_id
 
     def send_raw(self, data: bytes) -> None:
@@ -159,64 +222,103 @@ class VfioUserClient:
         self.sock.sendall(data)
 
     def _fill(self) -> None:
-        """Read what the server has sent (at least one byte) into the receive buffer."""
+        """Read what the server has sent (at least one byte) into the receive buffer, before the deadline."""
+        if time.monotonic() > self._deadline:
+            raise self._fault(ServerGone(f"{self.path}: no complete reply within {self.timeout} s"))
         try:
             data = self.sock.recv(1 << 16)
         except BlockingIOError:
-            raise TimeoutError(f"no reply from {self.path} within {self.timeout} s") from None
+            raise self._fault(ServerGone(f"{self.path}: no reply within {self.timeout} s")) from None
+        except OSError as exc:
+            raise self._fault(ServerGone(f"{self.path}: {exc.strerror or exc}")) from None
         if not data:
-            raise ConnectionResetError("the server closed the connection")
+            raise self._fault(ServerGone(f"{self.path}: the server closed the connection"))
         self._rx += data
 
-    def read_message(self) -> tuple[Header, bytes]:
-        """Read one message from the server, checking its framing."""
+    def read_message(self, limit: int = SMALL_REPLY) -> tuple[Header, bytes]:
+        """Read one message of at most ``limit`` payload bytes from the server, checking its framing."""
+        self._usable()
+        self._deadline = time.monotonic() + self.timeout
         while len(self._rx) < HEADER_SIZE:
             self._fill()
         header = Header.unpack(self._rx[:HEADER_SIZE])
-        if header.size < HEADER_SIZE or header.size > MAX_REPLY:
-            raise ServerViolation(f"reply message_size {header.size} is impossible")
+        if header.size < HEADER_SIZE:
+            raise self._fault(ServerViolation(f"{self.path}: message_size {header.size} is below the header"))
+        if header.size - HEADER_SIZE > limit:
+            raise self._fault(
+                ServerViolation(
+                    f"{self.path}: a message of {header.size - HEADER_SIZE} payload bytes where at most "
+                    f"{limit} can come (command {header.command})"
+                )
+            )
         while len(self._rx) < header.size:
             self._fill()
         payload = bytes(self._rx[HEADER_SIZE : header.size])
         del self._rx[: header.size]
         return header, payload
 
-    def receive(self, msg_id: int, command: int) -> bytes:
-        """The reply to message ``msg_id``; raises :class:`VfioUserError` on an error reply."""
-        header, payload = self.read_message()
+    def receive(self, msg_id: int, command: int, limit: int = SMALL_REPLY) -> bytes:
+        """The reply to message ``msg_id``; raises :class:`VfioUserError` on an error reply.
+
+        Commands the server sends in between (DMA_READ, DMA_WRITE: the
+        protocol allows them) are answered with EINVAL, as no DMA region was
+        mapped with access through the socket.
+        """
+        while True:
+            header, payload = self.read_message(max(limit, SERVER_COMMAND_PAYLOAD))
+            if header.kind == TYPE_COMMAND and not header.flags & (FLAG_ERROR | ~KNOWN_FLAGS):
+                self.server_commands += 1
+                if not header.no_reply:
+                    self.send_raw_reply(header)
+                continue
+            break
         if header.kind != TYPE_REPLY or header.flags & ~KNOWN_FLAGS or header.flags & FLAG_NO_REPLY:
-            raise ServerViolation(f"expected a reply, got flags {header.flags:#x}")
+            raise self._fault(ServerViolation(f"{self.path}: expected a reply, got flags {header.flags:#x}"))
         if header.msg_id != msg_id or header.command != command:
-            raise ServerViolation(
-                f"reply to msg {header.msg_id:#x} cmd {header.command}, expected {msg_id:#x} cmd {command}"
+            raise self._fault(
+                ServerViolation(
+                    f"{self.path}: reply to msg {header.msg_id:#x} cmd {header.command}, "
+                    f"expected {msg_id:#x} cmd {command}"
+                )
+            )
+        if len(payload) > limit:
+            raise self._fault(
+                ServerViolation(
+                    f"{self.path}: a reply of {len(payload)} bytes where at most {limit} can come"
+                )
             )
         if header.flags & FLAG_ERROR:
-            if payload:
-                raise ServerViolation("an error reply carries a payload")
             raise VfioUserError(header.error or errno.EIO, command)
         return payload
 
+    def send_raw_reply(self, request: Header) -> None:
+        """Refuse a command the server sent (EINVAL), as a reply on the same socket."""
+        try:
+            self.sock.sendall(encode_error(request, errno.EINVAL))
+        except OSError as exc:
+            raise self._fault(ServerGone(f"{self.path}: cannot send: {exc.strerror or exc}")) from None
+
     def call(self, command: int, payload: bytes = b"", fds: Sequence[int] = ()) -> bytes:
         """Send a command and wait for its reply."""
-        return self.receive(self.send(command, payload, fds), command)
+        return self.receive(self.send(command, payload, fds), command, reply_limit(command, payload))
 
     def pipeline(
         self, requests: Sequence[tuple[int, bytes]], window: int = 64
     ) -> list[bytes | VfioUserError]:
         """Send ``requests`` keeping up to ``window`` in flight; replies (or errors) in order."""
         results: list[bytes | VfioUserError] = []
-        pending: list[tuple[int, int]] = []
+        pending: deque[tuple[int, int, int]] = deque()
         for command, payload in requests:
             if len(pending) >= window:
-                results.append(self._settle(*pending.pop(0)))
-            pending.append((self.send(command, payload), command))
-        for msg_id, command in pending:
-            results.append(self._settle(msg_id, command))
+                results.append(self._settle(*pending.popleft()))
+            pending.append((self.send(command, payload), command, reply_limit(command, payload)))
+        while pending:
+            results.append(self._settle(*pending.popleft()))
         return results
 
-    def _settle(self, msg_id: int, command: int) -> bytes | VfioUserError:
+    def _settle(self, msg_id: int, command: int, limit: int) -> bytes | VfioUserError:
         try:
-            return self.receive(msg_id, command)
+            return self.receive(msg_id, command, limit)
         except VfioUserError as exc:
             return exc
 
@@ -233,9 +335,11 @@ class VfioUserClient:
         try:
             reply = Version.unpack(self.call(Command.VERSION, request.pack()))
         except ProtocolError as exc:
-            raise ServerViolation(f"VERSION reply: {exc}") from None
+            raise self._fault(ServerViolation(f"{self.path}: VERSION reply: {exc}")) from None
         if reply.major != PROTOCOL_MAJOR or reply.minor > PROTOCOL_MINOR:
-            raise ServerViolation(f"server answered version {reply.major}.{reply.minor}")
+            raise self._fault(
+                ServerViolation(f"{self.path}: server answered version {reply.major}.{reply.minor}")
+            )
         self.server = reply.capabilities
         self.server_version = (reply.major, reply.minor)
         return reply
@@ -247,7 +351,7 @@ class VfioUserClient:
 
     def device_info(self) -> DeviceInfo:
         reply = self.call(Command.DEVICE_GET_INFO, DeviceInfo(DeviceInfo.STRUCT.size, 0, 0, 0).pack())
-        return _decode(DeviceInfo, reply)
+        return self._decode(DeviceInfo, reply)
 
     def region_info(self, index: int) -> RegionDesc:
         """Region ``index``; asks again with more room when the server needs it (capabilities)."""
@@ -255,18 +359,24 @@ class VfioUserClient:
         for _ in range(3):
             request = RegionInfo(argsz, 0, index, 0, 0, 0).pack()
             reply = self.call(Command.DEVICE_GET_REGION_INFO, request)
-            info = _decode(RegionInfo, reply[: RegionInfo.STRUCT.size])
+            info = self._decode(RegionInfo, reply[: RegionInfo.STRUCT.size])
             if info.argsz > argsz:
+                if info.argsz > REGION_INFO_ROOM:
+                    raise self._fault(
+                        ServerViolation(f"{self.path}: region {index} info needs {info.argsz} bytes")
+                    )
                 argsz = info.argsz
                 continue
             if info.index != index:
-                raise ServerViolation(f"region info for {info.index}, asked for {index}")
+                raise self._fault(
+                    ServerViolation(f"{self.path}: region info for {info.index}, asked for {index}")
+                )
             return RegionDesc(index, info.flags, info.size, info.offset)
-        raise ServerViolation("region info keeps asking for more room")
+        raise self._fault(ServerViolation(f"{self.path}: region info keeps asking for more room"))
 
     def irq_info(self, index: int) -> IrqInfo:
         reply = self.call(Command.DEVICE_GET_IRQ_INFO, IrqInfo(IrqInfo.STRUCT.size, 0, index, 0).pack())
-        return _decode(IrqInfo, reply)
+        return self._decode(IrqInfo, reply)
 
     def supports_reset(self) -> bool:
         return bool(self.device_info().flags & DEVICE_FLAGS_RESET)
@@ -274,21 +384,35 @@ class VfioUserClient:
     # -- regions
     def region_read(self, region: int, offset: int, count: int) -> bytes:
         reply = self.call(Command.REGION_READ, RegionAccess(offset, region, count).pack())
-        head = _decode(RegionAccess, reply[:16])
+        return self.read_reply(reply, region, offset, count)
+
+    def read_reply(self, reply: bytes, region: int, offset: int, count: int) -> bytes:
+        """The data of a REGION_READ reply, checked against its request."""
+        head = self._decode(RegionAccess, reply[:16])
         data = reply[16:]
         if (head.offset, head.region, head.count) != (offset, region, count) or len(data) != count:
-            raise ServerViolation(f"REGION_READ reply {head} with {len(data)} bytes for {offset:#x}+{count}")
+            raise self._fault(
+                ServerViolation(
+                    f"{self.path}: REGION_READ reply for region {head.region} {head.offset:#x}+{head.count} "
+                    f"with {len(data)} bytes, asked for region {region} {offset:#x}+{count}"
+                )
+            )
         return data
 
     def region_write(self, region: int, offset: int, data: bytes) -> None:
         reply = self.call(Command.REGION_WRITE, RegionAccess(offset, region, len(data)).pack() + data)
-        if len(reply) != 16 or RegionAccess.unpack_exact(reply).count != len(data):
-            raise ServerViolation("REGION_WRITE reply does not echo the access")
+        self.write_reply(reply, region, offset, len(data))
+
+    def write_reply(self, reply: bytes, region: int, offset: int, count: int) -> None:
+        """Check a REGION_WRITE reply: the access echoed (data the server may add is ignored)."""
+        head = self._decode(RegionAccess, reply[:16])
+        if (head.offset, head.region, head.count) != (offset, region, count):
+            raise self._fault(ServerViolation(f"{self.path}: REGION_WRITE reply does not echo the access"))
 
     def write_multi(self, writes: list[tuple[int, int, bytes]]) -> int:
         reply = self.call(Command.REGION_WRITE_MULTI, encode_write_multi(writes))
         if len(reply) != 8:
-            raise ServerViolation("REGION_WRITE_MULTI reply is not wr_cnt")
+            raise self._fault(ServerViolation(f"{self.path}: REGION_WRITE_MULTI reply is not wr_cnt"))
         count: int = U64.unpack(reply)[0]
         return count
 
@@ -307,9 +431,9 @@ class VfioUserClient:
 
     def dma_unmap(self, addr: int, size: int) -> None:
         reply = self.call(Command.DMA_UNMAP, DmaUnmap(24, 0, addr, size).pack())
-        got = _decode(DmaUnmap, reply)
+        got = self._decode(DmaUnmap, reply[: DmaUnmap.STRUCT.size])
         if (got.addr, got.size) != (addr, size):
-            raise ServerViolation("DMA_UNMAP reply is not the unmapped region")
+            raise self._fault(ServerViolation(f"{self.path}: DMA_UNMAP reply is not the unmapped region"))
 
     def set_irqs(
         self, index: int, flags: int, start: int, count: int, data: bytes = b"", fds: Sequence[int] = ()
@@ -321,8 +445,10 @@ class VfioUserClient:
     def migration_flags(self) -> int:
         """The MIGRATION feature's flags; raises :class:`VfioUserError` if migration is unsupported."""
         reply = self.call(Command.DEVICE_FEATURE, FeatureHeader(16, FEATURE_GET | FEATURE_MIGRATION).pack())
-        if len(reply) != 16:
-            raise ServerViolation("GET MIGRATION reply is not 16 bytes")
+        if len(reply) < 16:
+            raise self._fault(
+                ServerViolation(f"{self.path}: GET MIGRATION reply is {len(reply)} bytes, not 16")
+            )
         flags: int = U64.unpack_from(reply, 8)[0]
         return flags
 
@@ -336,13 +462,15 @@ class VfioUserClient:
         reply = self.call(
             Command.DEVICE_FEATURE, FeatureHeader(16, FEATURE_GET | FEATURE_MIG_DEVICE_STATE).pack()
         )
-        if len(reply) != 16:
-            raise ServerViolation("GET MIG_DEVICE_STATE reply is not 16 bytes")
-        state = MigStateData.unpack_exact(reply[8:]).device_state
+        if len(reply) < 16:
+            raise self._fault(
+                ServerViolation(f"{self.path}: GET MIG_DEVICE_STATE reply is {len(reply)} bytes")
+            )
+        state = MigStateData.unpack_head(reply[8:]).device_state
         try:
             return MigState(state)
         except ValueError:
-            raise ServerViolation(f"device state {state} does not exist") from None
+            raise self._fault(ServerViolation(f"{self.path}: device state {state} does not exist")) from None
 
     def set_mig_state(self, state: MigState) -> None:
         flags = FEATURE_SET | FEATURE_MIG_DEVICE_STATE
@@ -351,19 +479,34 @@ class VfioUserClient:
         )
 
     def mig_read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the stream; fewer mean the end.
+
+        The reply's ``size`` says how many bytes are data; a server may pad
+        the reply up to the size asked for (libvfio-user does), and the
+        padding is ignored.
+        """
         reply = self.call(Command.MIG_DATA_READ, MigData(8 + size, size).pack())
-        head = _decode(MigData, reply[:8])
-        data = reply[8:]
-        if head.size != len(data) or head.size > size or head.argsz != 8 + len(data):
-            raise ServerViolation("MIG_DATA_READ reply sizes disagree")
-        return data
+        head = self._decode(MigData, reply[:8])
+        if head.size > size or head.size > len(reply) - 8:
+            raise self._fault(
+                ServerViolation(
+                    f"{self.path}: MIG_DATA_READ reply says {head.size} bytes, carries {len(reply) - 8}, "
+                    f"asked for {size}"
+                )
+            )
+        return reply[8 : 8 + head.size]
 
     def mig_write(self, data: bytes) -> None:
         self.call(Command.MIG_DATA_WRITE, MigData(8 + len(data), len(data)).pack() + data)
 
-    def save_stream(self, *, resume: bool = True, chunk: int | None = None) -> bytes:
+    @property
+    def migration_chunk(self) -> int:
+        """Bytes per MIG_DATA_READ/WRITE: the most both sides announced (``max_data_xfer_size``)."""
+        return self.max_transfer
+
+    def save_stream(self, *, resume: bool = True, chunk: int | None = None, limit: int = MAX_STREAM) -> bytes:
         """STOP_COPY, read the stream until a short read, then back to RUNNING (unless ``resume`` is off)."""
-        size = chunk or min(self.max_transfer, 1 << 16)
+        size = chunk or self.migration_chunk
         self.set_mig_state(MigState.STOP_COPY)
         out = bytearray()
         try:
@@ -372,31 +515,32 @@ class VfioUserClient:
                 out += data
                 if len(data) < size:
                     break
-                if len(out) > MAX_REPLY * 16:
-                    raise ServerViolation("migration stream does not end")
+                if len(out) > limit:
+                    raise self._fault(
+                        ServerViolation(f"{self.path}: migration stream longer than {limit} bytes")
+                    )
         finally:
-            if resume:
+            if resume and self.broken is None:
                 self.set_mig_state(MigState.RUNNING)
         return bytes(out)
 
     def restore_stream(self, blob: bytes, *, chunk: int | None = None) -> None:
         """RESUMING, write the stream, then RUNNING (which commits it); errors leave the device stopped."""
-        size = chunk or min(self.max_transfer, 1 << 16)
+        size = chunk or self.migration_chunk
         self.set_mig_state(MigState.RESUMING)
         for start in range(0, len(blob), size):
             self.mig_write(blob[start : start + size])
         self.set_mig_state(MigState.RUNNING)
 
+    def _decode(self, cls: type[F], data: bytes) -> F:
+        """A fixed reply structure; a wrong size is the server's fault."""
+        try:
+            return cls.unpack_exact(data)
+        except ProtocolError as exc:
+            raise self._fault(ServerViolation(f"{self.path}: {cls.NAME} reply: {exc.message}")) from None
+
 
 F = TypeVar("F", bound=Fixed)
-
-
-def _decode(cls: type[F], data: bytes) -> F:
-    """A fixed reply structure; a wrong size is the server's fault."""
-    try:
-        return cls.unpack_exact(data)
-    except ProtocolError as exc:
-        raise ServerViolation(f"{cls.NAME} reply: {exc.message}") from None
 
 
 def _connect(path: str, timeout: float) -> socket.socket:

@@ -36,6 +36,10 @@ SERVER_MAX_MSG_FDS = 8
 PAGE_SIZE = 4096
 """The one DMA page size supported (``pgsizes``)."""
 MAX_DMA_MAPS = 65535
+MAX_JSON_DEPTH = 8
+"""Deepest nesting of objects and arrays a VERSION JSON document may have (the protocol's is 3)."""
+MAX_VERSION_JSON = 4096
+"""Largest VERSION JSON text accepted (the protocol's documents are a few hundred bytes)."""
 
 # Header flags.
 TYPE_MASK = 0xF
@@ -453,13 +457,43 @@ class Version:
             return cls(major, minor, Capabilities(), None)
         if text[-1] != 0 or 0 in text[:-1]:
             raise invalid("VERSION data must be one NUL-terminated string")
+        if len(text) - 1 > MAX_VERSION_JSON:
+            raise invalid(f"VERSION data is {len(text) - 1} bytes, more than {MAX_VERSION_JSON}")
+        if json_depth(text[:-1]) > MAX_JSON_DEPTH:
+            raise invalid(f"VERSION data nests objects or arrays deeper than {MAX_JSON_DEPTH}")
         try:
             doc = json.loads(text[:-1].decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise invalid("VERSION data is not UTF-8 JSON") from None
         if not isinstance(doc, dict):
             raise invalid("VERSION data must be a JSON object")
         return cls(major, minor, parse_capabilities(doc), doc)
+
+
+def json_depth(text: bytes) -> int:
+    """Deepest nesting of ``{``/``[`` in JSON ``text``, brackets inside strings not counted.
+
+    Checked before parsing, so a document nested a million deep costs one
+    linear scan instead of the parser's recursion (RecursionError).
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):  # { [
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x7D, 0x5D):  # } ]
+            depth -= 1
+    return deepest
 
 
 def parse_capabilities(doc: dict[str, Any]) -> Capabilities:
