@@ -312,17 +312,19 @@ def test_waiver_file_is_parsed(tmp_path: Path) -> None:
         ('title = "mine"\n[[waiver]]\nrequirement = "R-DS-001"\nreason = "r"\n', "only"),
         ('[[waivers]]\nrequirement = "R-DS-001"\nreason = "r"\n', "only"),
         ('waiver = "R-DS-001"\n', "only"),
-        ('[[waiver]]\nrequirement = "R-XX-999"\nreason = "r"\n', "unknown requirement"),
-        ('[[waiver]]\nrequirement = "R-DS-1"\nreason = "r"\n', "unknown requirement"),
+        ('[[waiver]]\nrequirement = "R-XX-999"\nreason = "r"\n', "at waiver/0/requirement: 'R-XX-999' is not a"),
+        ('[[waiver]]\nrequirement = "R-DS-1"\nreason = "r"\n', "at waiver/0/requirement: .*requirement ID"),
+        ('[[waiver]]\nrequirement = ["R-DS-001"]\nreason = "r"\n', "not of type 'string'; expected one"),
         ('[[waiver]]\nrequirement = "R-DS-001"\n', "exactly"),
         ('[[waiver]]\nreason = "r"\n', "exactly"),
-        ('[[waiver]]\nrequirement = "R-DS-001"\nreason = "   "\n', "needs a reason"),
-        ('[[waiver]]\nrequirement = "R-DS-001"\nreason = 3\n', "needs a reason"),
+        ('[[waiver]]\nrequirement = "R-DS-001"\nreason = "   "\n', "at waiver/0/reason: .*non-empty string"),
+        ('[[waiver]]\nrequirement = "R-DS-001"\nreason = 3\n', "at waiver/0/reason: .*non-empty string"),
         (2 * '[[waiver]]\nrequirement = "R-DS-001"\nreason = "r"\n', "twice"),
-        ("[[waiver]\nrequirement = R-DS-001\n", "cannot read"),
+        ("[[waiver]\nrequirement = R-DS-001\n", "not valid TOML"),
     ],
     ids=["unknown-key", "unknown-top-level", "misspelled-table", "not-a-table", "unknown-id", "malformed-id",
-         "missing-reason", "missing-requirement", "blank-reason", "reason-not-text", "duplicate", "not-toml"],
+         "requirement-a-list", "missing-reason", "missing-requirement", "blank-reason", "reason-not-text",
+         "duplicate", "not-toml"],
 )  # fmt: skip
 def test_malformed_waiver_files_are_rejected(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "w.toml"
@@ -330,6 +332,7 @@ def test_malformed_waiver_files_are_rejected(tmp_path: Path, text: str, message:
     with pytest.raises(WaiverError, match=message) as caught:
         load_waivers(path, KNOWN)
     assert caught.value.kind == "bad-waiver"
+    assert str(caught.value).startswith(f"{path}: ")
 
 
 def test_missing_waiver_file_is_rejected(tmp_path: Path) -> None:
@@ -353,7 +356,8 @@ def test_cli_certify_rejects_a_malformed_waiver_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["certify", "--adapter", "reference", "--waivers", str(path)])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "vpcid: error: waiver names unknown requirement 'R-NOPE-001'"
+        f"vpcid: error: {path}: at waiver/0/requirement: 'R-NOPE-001' is not a requirement of the spec; "
+        "check the ID in spec/"
     ]
 
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from vpcid.adapters.base import Adapter, AdapterUnavailable
 from vpcid.adapters.reference import ModelAdapter
-from vpcid.adapters.registry import BUILTIN, AdapterEntry, load_adapter, probe, registered
+from vpcid.adapters.registry import BUILTIN, AdapterEntry, AdapterSpecError, load_adapter, probe, registered
 from vpcid.conformance.cli import main
 from vpcid.conformance.mutants import MUTANTS
 from vpcid.model import Profile
@@ -58,7 +58,7 @@ def test_module_path_factory() -> None:
 
 
 def test_unknown_name_lists_the_known_names() -> None:
-    with pytest.raises(AdapterUnavailable) as caught:
+    with pytest.raises(AdapterSpecError) as caught:
         load_adapter("qemu-of-my-dreams")
     message = str(caught.value)
     assert "qemu-of-my-dreams" in message
@@ -72,17 +72,20 @@ def test_unknown_name_lists_the_known_names() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("no_such_package.vmm:factory", "cannot import no_such_package.vmm"),
+        ("no_such_package.vmm:factory", "cannot import no_such_package.vmm: no module 'no_such_package'"),
         ("vpcid.adapters.nonexistent:factory", "cannot import vpcid.adapters.nonexistent"),
-        ("vpcid.adapters.reference:nope", "not a callable adapter factory"),
-        ("vpcid.adapters.reference:ModelAdapter_", "not a callable adapter factory"),
-        ("vpcid.adapters.reference", "expected package.module:factory"),
-        ("vpcid.model.profile:Profile", "did not return an adapter"),
+        ("vpcid.adapters.reference:nope", "has no 'nope'; define def nope"),
+        ("vpcid.adapters.registry:BUILTIN", "not a callable adapter factory"),
+        ("vpcid.adapters.reference", "no adapter named 'vpcid.adapters.reference'"),
+        ("vpcid.model.profile:Profile", "not an adapter"),
+        ("", "needs NAME"),
+        ("not a module:factory", "is not a module name"),
     ],
 )
-def test_module_path_that_does_not_work_is_unavailable(spec: str, message: str) -> None:
-    with pytest.raises(AdapterUnavailable, match=message) as caught:
+def test_module_path_that_does_not_work_is_bad_input(spec: str, message: str) -> None:
+    with pytest.raises(AdapterSpecError, match=message) as caught:
         load_adapter(spec)
+    assert caught.value.kind == "bad-adapter"
     assert "\n" not in str(caught.value)
 
 
@@ -113,8 +116,15 @@ def test_cli_adapters_lists_reference_as_available() -> None:
     assert any("mutant" in line and "mutant:rw1c-as-rw" in line for line in lines)
 
 
-def test_cli_unavailable_adapter_exits_3_with_the_reason() -> None:
+def test_cli_adapter_that_cannot_be_found_exits_2_with_the_reason() -> None:
     result = CliRunner().invoke(main, ["certify", "--adapter", "no_such_package.vmm:factory"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("vpcid: error: cannot import no_such_package.vmm")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_cli_unavailable_adapter_exits_3_with_the_reason() -> None:
+    result = CliRunner().invoke(main, ["certify", "--adapter", "mutant:no-such-bug"])
     assert result.exit_code == 3
-    assert "no_such_package.vmm" in result.stderr
     assert "unavailable" in result.stderr
+    assert "rw1c-as-rw" in result.stderr

@@ -354,7 +354,7 @@ def test_tampered_manifest_is_rejected(copied: Path) -> None:
     entry = first_entry(copied)
     manifest = copied / entry["path"] / "manifest.json"
     manifest.write_text(manifest.read_text(encoding="utf-8") + " ", encoding="utf-8")
-    with pytest.raises(TraceError, match=r"manifest\.json is missing or does not match"):
+    with pytest.raises(TraceError, match=r"manifest\.json does not match its SHA-256 in index\.json"):
         vectors.run(copied, ModelAdapter())
 
 

@@ -194,9 +194,12 @@ class ModelAdapter:
 
 
 def reference(argument: str | None) -> ModelAdapter:
-    """Factory for ``--adapter reference[:PROFILE-MANIFEST]``."""
+    """Factory for ``--adapter reference[:PROFILE-MANIFEST]``; a manifest that cannot be read or
+    parsed is a :class:`~vpcid.model.ProfileError` naming the file (R-VAR-003)."""
     if argument:
         from pathlib import Path
 
-        return ModelAdapter(profile=Profile.from_manifest(Path(argument).read_text(encoding="utf-8")))
+        from vpcid.conformance.inputs import read_profile
+
+        return ModelAdapter(profile=read_profile(Path(argument)))
     return ModelAdapter()

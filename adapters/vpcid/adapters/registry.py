@@ -1,20 +1,30 @@
-"""Finding adapters: built-in names, ``vpcid.adapters`` entry points, or ``package.module:factory``.
+"""Finding adapters: built-in names, ``vpcid.adapters`` entry points, or ``module:factory``.
 
 ``--adapter NAME[:ARGUMENT]`` names a registered adapter; ``--adapter
-package.module:factory[:ARGUMENT]`` imports a factory directly, so third
-parties plug in without touching this repository.
+module:factory[:ARGUMENT]`` imports a factory directly (``module`` a
+module name, found on the Python path or in the current folder, or a path
+ending in ``.py``), so third parties plug in without touching this
+repository. A spec that names nothing loadable is bad input
+(:class:`AdapterSpecError`, exit status 2) with the reason; an adapter that
+cannot run on this machine raises :class:`AdapterUnavailable` (exit status 3).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import sys
+import traceback
 from dataclasses import dataclass
 from importlib import resources
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import cast
 
 from vpcid.adapters.base import Adapter, AdapterFactory, AdapterUnavailable
+from vpcid.model.errors import VpcidError
 
 ENTRY_POINT_GROUP = "vpcid.adapters"
 
@@ -72,35 +82,126 @@ def registered() -> dict[str, AdapterEntry]:
     return found
 
 
-def _import(target: str) -> AdapterFactory:
-    module_name, _, attribute = target.partition(":")
+class AdapterSpecError(VpcidError, ValueError):
+    """``--adapter`` names no adapter, or its module or factory cannot be loaded (bad input, exit 2)."""
+
+    kind = "bad-adapter"
+
+
+def _where(exc: BaseException) -> str:
+    """`` (file:line)`` of the innermost frame an exception came from, for one-line reports."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" ({exc.filename}:{exc.lineno})"
+    return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _import_module(module_name: str) -> ModuleType:
+    """Import ``module_name`` (a module name, or a path ending in ``.py``), also from the current folder.
+
+    The current folder is appended to ``sys.path`` (after installed packages, so a local file never
+    hides one), as ``python -m`` would make it importable.
+    """
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise AdapterSpecError(f"{module_name}: no such file; give MODULE:FACTORY or PATH.py:FACTORY")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise AdapterSpecError(f"{module_name}: not a Python module")
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise AdapterSpecError(
+                f"importing {module_name} failed: {type(exc).__name__}: {_one_line(exc)}{_where(exc)}"
+            ) from None
+        return module
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        raise AdapterSpecError(
+            f"{module_name!r} is not a module name; give MODULE:FACTORY, e.g. mymodule:factory"
+        )
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.append(here)
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AdapterUnavailable(f"cannot import {module_name}: {exc}") from None
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise AdapterSpecError(
+                f"cannot import {module_name}: no module {exc.name!r} in {here} or on the Python path; "
+                f"run vpcid in the folder holding {module_name.split('.')[0]}.py, or install your package"
+            ) from None
+        raise AdapterSpecError(
+            f"importing {module_name} failed: {type(exc).__name__}: {_one_line(exc)}{_where(exc)}"
+        ) from None
+    except Exception as exc:
+        raise AdapterSpecError(
+            f"importing {module_name} failed: {type(exc).__name__}: {_one_line(exc)}{_where(exc)}"
+        ) from None
+
+
+def _import(target: str) -> AdapterFactory:
+    """The factory ``module:attribute`` names; :class:`AdapterSpecError` says why it cannot be had."""
+    module_name, _, attribute = target.partition(":")
+    module = _import_module(module_name)
     factory = getattr(module, attribute, None)
+    if factory is None:
+        raise AdapterSpecError(
+            f"{module_name} has no {attribute!r}; "
+            f"define def {attribute}(argument: str | None) -> Adapter there"
+        )
     if not callable(factory):
-        raise AdapterUnavailable(f"{target} is not a callable adapter factory")
+        raise AdapterSpecError(
+            f"{target} is not a callable adapter factory (it is a {type(factory).__name__})"
+        )
     return cast(AdapterFactory, factory)
 
 
 def load_adapter(spec: str) -> Adapter:
-    """Build the adapter ``spec`` names; raises :class:`AdapterUnavailable` with the reason."""
+    """Build the adapter ``spec`` names: ``NAME[:ARGUMENT]`` (registered), or ``MODULE:FACTORY[:ARGUMENT]``
+    with MODULE a module name (found also in the current folder) or a path ending in ``.py``.
+
+    Raises :class:`AdapterSpecError` when ``spec`` names nothing that can be loaded, and passes on
+    :class:`AdapterUnavailable` from a factory that cannot run here; any other failure of the factory
+    becomes an :class:`AdapterSpecError` naming the file and line it came from.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise AdapterSpecError("--adapter needs NAME[:ARGUMENT] or MODULE:FACTORY[:ARGUMENT]")
     head, _, rest = spec.partition(":")
-    if "." in head:  # package.module:factory[:argument]
+    known = registered()
+    entry = known.get(head)
+    if entry is not None:
+        factory, argument = _import(entry.target), rest
+    else:
         attribute, _, argument = rest.partition(":")
         if not attribute:
-            raise AdapterUnavailable(f"{spec!r}: expected package.module:factory")
+            names = ", ".join(sorted(known))
+            example = f"{head}:factory" if head.isidentifier() else "mymodule:factory"
+            raise AdapterSpecError(
+                f"no adapter named {head!r} (known: {names}); for your own code give MODULE:FACTORY, "
+                f"e.g. {example}"
+            )
         factory = _import(f"{head}:{attribute}")
-    else:
-        entry = registered().get(head)
-        if entry is None:
-            known = ", ".join(sorted(registered()))
-            raise AdapterUnavailable(f"no adapter named {head!r} (known: {known})")
-        factory, argument = _import(entry.target), rest
-    adapter = factory(argument or None)
+    try:
+        adapter = factory(argument or None)
+    except (AdapterUnavailable, VpcidError):
+        raise
+    except Exception as exc:
+        raise AdapterSpecError(
+            f"{spec}: the factory raised {type(exc).__name__}: {_one_line(exc)}{_where(exc)}"
+        ) from None
     if not isinstance(adapter, Adapter):
-        raise AdapterUnavailable(f"{spec!r}: the factory did not return an adapter")
+        missing = [n for n in ("info", "execute", "close") if not hasattr(adapter, n)]
+        raise AdapterSpecError(
+            f"{spec}: the factory returned a {type(adapter).__name__}, not an adapter "
+            f"(it lacks {', '.join(missing)}); return an object with info, execute and close"
+        )
     return adapter
 
 

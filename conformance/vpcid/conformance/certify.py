@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -53,7 +52,7 @@ class CertifyError(VpcidError, ValueError):
     kind = "bad-certification"
 
 
-class WaiverError(VpcidError):
+class WaiverError(VpcidError, ValueError):
     """A waiver file is malformed, or names a requirement that does not exist."""
 
     kind = "bad-waiver"
@@ -67,25 +66,27 @@ class Waiver:
     reason: str
 
 
+WAIVER_FILE_LIMIT = 1 << 20
+"""Largest waiver file read."""
+
+
 def load_waivers(path: Path, known: set[str]) -> dict[str, Waiver]:
-    """Parse a waiver file: ``[[waiver]]`` tables with ``requirement`` and ``reason``, nothing else."""
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise WaiverError(f"cannot read waivers {path}: {exc}") from None
-    if set(doc) - {"waiver"} or not isinstance(doc.get("waiver", []), list):
-        raise WaiverError("a waiver file has only [[waiver]] tables")
+    """Parse a waiver file: ``[[waiver]]`` tables with ``requirement`` and ``reason``, nothing else.
+
+    Read through the bounded loader and checked against ``spec/formats/waivers.schema.json``;
+    every error names the file, the place in it and what to write instead.
+    """
+    from vpcid.conformance.inputs import read_toml_file
+
+    document = read_toml_file(path, WAIVER_FILE_LIMIT, WaiverError, "waivers.schema.json")
     waivers: dict[str, Waiver] = {}
-    for entry in doc.get("waiver", []):
-        if not isinstance(entry, dict) or set(entry) != {"requirement", "reason"}:
-            raise WaiverError("each [[waiver]] has exactly 'requirement' and 'reason'")
+    for number, entry in enumerate(document.get("waiver", [])):
         rid, reason = entry["requirement"], entry["reason"]
+        where = f"{path}: at waiver/{number}/requirement"
         if rid not in known:
-            raise WaiverError(f"waiver names unknown requirement {rid!r}")
-        if not isinstance(reason, str) or not reason.strip():
-            raise WaiverError(f"waiver for {rid} needs a reason")
+            raise WaiverError(f"{where}: {rid!r} is not a requirement of the spec; check the ID in spec/")
         if rid in waivers:
-            raise WaiverError(f"{rid} is waived twice")
+            raise WaiverError(f"{where}: {rid} is waived twice; keep one [[waiver]] for it")
         waivers[rid] = Waiver(rid, reason.strip())
     return waivers
 

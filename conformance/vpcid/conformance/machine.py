@@ -1,6 +1,6 @@
 """Machine descriptions: a TOML file that builds one VM in a :class:`~vpcid.model.DataManager`.
 
-The format::
+spec/formats/machine.md is the format's user documentation. In short::
 
     [vm]
     id = 1                      # VM id, 0-0xffffffff (required)
@@ -25,14 +25,14 @@ Devices are programmed the way firmware does it, in BDF order: each
 address is written to its BAR register(s) with ``config_write`` (both
 dwords of a 64-bit BAR), then the ROM BAR with its enable bit, then the
 further writes in order, then the command register. Every mistake raises :class:`MachineError` naming the
-place and what to change; unknown keys are rejected, never ignored.
+place and what to change; unknown keys are rejected, never ignored. Files are read through
+:mod:`vpcid.conformance.inputs` (regular files of at most 4 MiB, UTF-8, depth and integer limits).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.conformance.inputs import MIB, decode_text, parse_toml, read_text
 from vpcid.conformance.typefile import load_types
 from vpcid.model.bdf import Bdf
 from vpcid.model.configspace import address_limit
@@ -53,6 +54,8 @@ TOP_LEVEL_KEYS = ("vm", "device", "types")
 VM_KEYS = ("id", "ecam_base", "profile")
 DEVICE_KEYS = ("bdf", "type", "bars", "rom", "writes", "command")
 ROM_ENABLE = 0x1
+MACHINE_FILE_LIMIT = 4 * MIB
+"""Largest machine file read."""
 ROM_ADDRESS_LIMIT = 1 << 32
 """The expansion ROM BAR is a 32-bit register."""
 
@@ -99,18 +102,14 @@ def load_machine(source: MachineSource, types: Mapping[str, DeviceType] | None =
     if isinstance(source, str):
         return parse_machine(source, types=types)
     origin = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
+    if isinstance(source, os.PathLike):
+        text = read_text(Path(source), MACHINE_FILE_LIMIT, MachineError)
+        return parse_machine(text, origin=origin, types=types, folder=Path(origin).parent)
     try:
-        if isinstance(source, os.PathLike):
-            text = Path(source).read_text(encoding="utf-8")
-        else:
-            text = source.read_text(encoding="utf-8")
+        data = source.read_bytes()
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise MachineError(f"cannot read machine file {origin}: {reason}; check the path") from None
-    except UnicodeDecodeError:
-        raise MachineError(f"machine file {origin} is not UTF-8 text; save it as UTF-8") from None
-    folder = Path(origin).parent if isinstance(source, os.PathLike) else Path()
-    return parse_machine(text, origin=origin, types=types, folder=folder)
+        raise MachineError(f"{origin}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    return parse_machine(decode_text(data, origin, MachineError), origin=origin, types=types)
 
 
 def parse_machine(
@@ -121,11 +120,13 @@ def parse_machine(
     folder: Path | None = None,
 ) -> Machine:
     """Build the VM described by the TOML document ``text``; ``origin`` prefixes error messages,
-    ``folder`` is where relative ``types`` paths start (the current folder by default)."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise MachineError(f"{origin}: not valid TOML ({exc}); fix the syntax there") from None
+    ``folder`` is where relative ``types`` paths start (the current folder by default).
+
+    The text is parsed with the bounded TOML reader (depth and integer limits).
+    """
+    if len(text) > MACHINE_FILE_LIMIT:
+        raise MachineError(f"{origin}: more than the {MACHINE_FILE_LIMIT}-character limit for a machine file")
+    document = parse_toml(text, origin, MachineError)
     return _MachineReader(origin, types or {}, folder or Path()).build(document)
 
 
@@ -244,7 +245,7 @@ class _MachineReader:
         choices = ", ".join(str(i) for i in implemented) or "none"
         programmed: list[tuple[int, int]] = []
         for key, address in table.items():
-            if not (key.isdecimal() and len(key) == 1 and int(key) < 6):
+            if key not in ("0", "1", "2", "3", "4", "5"):
                 self.fail(
                     f"{where} bars", f"key {key!r} is not a BAR index 0-5; {dtype.name} has BARs {choices}"
                 )

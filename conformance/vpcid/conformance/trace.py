@@ -15,8 +15,29 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vpcid.model import Bdf, VpcidError
+from vpcid.conformance.inputs import MIB, parse_json, read_text, validate
+from vpcid.model import Bdf, ProfileError, VpcidError
 from vpcid.model.manager import DEFAULT_ECAM_BASE
+from vpcid.model.profile import Profile
+
+TRACE_LIMIT = 256 * MIB
+"""Largest trace file read: blobs of large BARs travel as hex."""
+HEADER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["vpcid-trace"],
+    "properties": {
+        "vpcid-trace": {"type": "integer", "const": 1, "description": "format version 1"},
+        "profile": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "an object of variant axis: value strings (spec/variants.md)",
+        },
+        "notes": {"type": "object", "description": "an object of free-form notes"},
+    },
+    "additionalProperties": False,
+    "description": 'a header {"vpcid-trace": 1, "profile": {...}, "notes": {...}}',
+}
+"""The header line of a trace (spec/formats/trace.md)."""
 
 
 class TraceError(VpcidError, ValueError):
@@ -295,38 +316,53 @@ class TraceHeader:
 
 
 def parse_lines(lines: Iterable[str]) -> tuple[TraceHeader, list[Step]]:
-    """Parse a trace; the header line is optional; blank lines and ``#`` lines are skipped."""
+    """Parse a trace; the header line is optional; blank lines and ``#`` lines are skipped.
+
+    Each line goes through the bounded JSON reader (depth and integer limits);
+    the header is checked against :data:`HEADER_SCHEMA` and its profile names
+    only known axes and values (R-VAR-003).
+    """
     header = TraceHeader()
     steps: list[Step] = []
     for number, text in enumerate(lines, start=1):
         text = text.strip()
         if not text or text.startswith("#"):
             continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TraceError(f"line {number}: not JSON ({exc.msg})") from None
+        where = f"line {number}"
+        obj = parse_json(text, where, TraceError, lines=False)
         if isinstance(obj, dict) and "vpcid-trace" in obj:
-            if steps or obj.get("vpcid-trace") != 1 or set(obj) - {"vpcid-trace", "profile", "notes"}:
-                raise TraceError(f"line {number}: bad header (version 1, before any operation)")
-            profile, notes = obj.get("profile", {}), obj.get("notes", {})
-            if not isinstance(profile, dict) or not isinstance(notes, dict):
-                raise TraceError(f"line {number}: header profile and notes are objects")
-            header = TraceHeader({str(k): str(v) for k, v in profile.items()}, notes)
+            if steps:
+                raise TraceError(
+                    f"{where}: bad header: it must come before any operation; move it to the top"
+                )
+            header = _header(obj, where)
             continue
         try:
             op = Op.from_json(obj)
             expect = Observation.from_json(obj["expect"]) if "expect" in obj else None
         except TraceError as exc:
-            raise TraceError(f"line {number}: {exc}") from None
+            raise TraceError(f"{where}: {exc}") from None
         steps.append(Step(op, expect, number))
     return header, steps
 
 
+def _header(obj: dict[str, Any], where: str) -> TraceHeader:
+    validate(obj, HEADER_SCHEMA, f"{where}: bad header", TraceError)
+    profile: dict[str, str] = obj.get("profile", {})
+    try:
+        Profile.from_mapping(profile)
+    except ProfileError as exc:
+        raise TraceError(f"{where}: bad header: at profile: {exc}") from None
+    return TraceHeader(dict(profile), dict(obj.get("notes", {})))
+
+
 def read_trace(path: Path) -> tuple[TraceHeader, list[Step]]:
-    """Read a trace file."""
-    with path.open(encoding="utf-8") as handle:
-        return parse_lines(handle)
+    """Read a trace file through the bounded reader; errors name the file and the line."""
+    text = read_text(path, TRACE_LIMIT, TraceError)
+    try:
+        return parse_lines(text.splitlines())
+    except TraceError as exc:
+        raise TraceError(f"{path}: {exc}") from None
 
 
 def dump_lines(header: TraceHeader, steps: Iterable[Step]) -> Iterator[str]:

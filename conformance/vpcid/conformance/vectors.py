@@ -21,6 +21,15 @@ from typing import Any
 from vpcid.adapters.base import Adapter, AdapterInfo, FixedMachine
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.certify import applicable_cases, observations
+from vpcid.conformance.inputs import (
+    MIB,
+    confined,
+    decode_text,
+    parse_json,
+    read_input,
+    read_json_file,
+    validate,
+)
 from vpcid.conformance.trace import (
     EXTENSIONS,
     FULL,
@@ -169,6 +178,12 @@ def generate(directory: Path, machine: FixedMachine | None = None, types: Sequen
     return len(index)
 
 
+INDEX_LIMIT = 64 * MIB
+"""Largest index.json read."""
+CASE_FILE_LIMIT = 256 * MIB
+"""Largest manifest.json or trace.jsonl read."""
+
+
 @dataclass
 class VectorResult:
     """Outcome of running a vector directory against one adapter."""
@@ -180,57 +195,104 @@ class VectorResult:
     requirements: dict[str, list[str]] = field(default_factory=dict)
     """Case id -> requirements it checks."""
 
+    @property
+    def ran(self) -> int:
+        """Vectors run (passed or failed)."""
+        return len(self.passed) + len(self.failed)
+
     def audit_line(self) -> str:
-        ran = len(self.passed) + len(self.failed)
         return (
-            f"Ran {ran} of {self.listed} vectors ({len(self.excluded)} intentionally excluded): "
+            f"Ran {self.ran} of {self.listed} vectors ({len(self.excluded)} intentionally excluded): "
             f"{len(self.passed)} passed, {len(self.failed)} failed"
         )
 
     @property
     def complete(self) -> bool:
         """Every listed vector was run or excluded with a reason."""
-        return len(self.passed) + len(self.failed) + len(self.excluded) == self.listed
+        return self.ran + len(self.excluded) == self.listed
+
+    @property
+    def succeeded(self) -> bool:
+        """Every vector accounted for, at least one ran, and none failed: what exit status 0 means."""
+        return self.complete and self.ran > 0 and not self.failed
 
 
 def _load_index(directory: Path) -> list[dict[str, Any]]:
-    try:
-        index = json.loads((directory / "index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TraceError(f"{directory}/index.json: {exc}") from None
-    if (
-        not isinstance(index, dict)
-        or index.get("format") != FORMAT
-        or not isinstance(index.get("cases"), list)
-    ):
-        raise TraceError(f"{directory}/index.json is not a format-{FORMAT} vector index")
-    listed = {entry.get("path") for entry in index["cases"] if isinstance(entry, dict)}
-    on_disk = {str(p.parent.relative_to(directory)) for p in directory.glob("*/*/manifest.json")}
-    if on_disk - listed:
-        raise TraceError(f"vector folders not in index.json: {', '.join(sorted(on_disk - listed))}")
+    """The cases ``index.json`` lists, validated, every path inside ``directory``, every folder listed."""
+    where = directory / "index.json"
+    index = read_json_file(where, INDEX_LIMIT, TraceError, "vectors-index.schema.json")
     cases: list[dict[str, Any]] = index["cases"]
+    seen: set[str] = set()
+    ids: set[str] = set()
+    for number, entry in enumerate(cases):
+        place = f"{where}: at cases/{number}"
+        if entry["path"] in seen or entry["id"] in ids:
+            raise TraceError(f"{place}: case {entry['id']!r} at {entry['path']!r} is listed twice")
+        seen.add(entry["path"])
+        ids.add(entry["id"])
+        confined(directory, entry["path"], place, TraceError)
+    on_disk = {str(p.parent.relative_to(directory)) for p in directory.glob("*/*/manifest.json")}
+    if on_disk - seen:
+        raise TraceError(
+            f"{where}: vector folders not in index.json: {', '.join(sorted(on_disk - seen))}; "
+            "regenerate the index or remove them"
+        )
     return cases
 
 
+def _case_file(folder: Path, name: str, digest: str, case_id: str) -> bytes:
+    """A case file's bytes, read within the limits and checked against its digest in the index."""
+    path = confined(folder, name, f"vector {case_id}", TraceError)
+    try:
+        data = read_input(path, CASE_FILE_LIMIT, TraceError)
+    except TraceError as exc:
+        raise TraceError(f"vector {case_id}: {name} is missing or unreadable ({exc}); regenerate") from None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise TraceError(f"vector {case_id}: {name} does not match its SHA-256 in index.json; regenerate")
+    return data
+
+
+def _manifest(data: bytes, path: Path) -> dict[str, Any]:
+    """A case manifest, validated; its kinds and axes are ones this suite knows."""
+    manifest: dict[str, Any] = parse_json(decode_text(data, path, TraceError), path, TraceError)
+    validate(manifest, "vectors-manifest.schema.json", path, TraceError)
+    kinds = {k.value for k in OpKind}
+    unknown = sorted(set(manifest["needs"]) - kinds) + sorted(set(manifest["axes"]) - set(AXES))
+    if unknown:
+        raise TraceError(f"{path}: at needs/axes: unknown {', '.join(map(repr, unknown))}; "
+                         "regenerate the vectors with this version of vpcid")  # fmt: skip
+    return manifest
+
+
 def run(directory: Path, impl: Adapter, exclude: dict[str, str] | None = None) -> VectorResult:
-    """Run every vector against ``impl``; a vector the adapter cannot run is excluded with the reason."""
+    """Run every vector against ``impl``; a vector the adapter cannot run is excluded with the reason.
+
+    Every path comes from ``index.json`` and stays inside ``directory``; every
+    file is read within limits and must match its digest.
+    """
     info = impl.info
     result = VectorResult()
     entries = _load_index(directory)
     result.listed = len(entries)
     declared = info.profile.to_mapping()
     for entry in entries:
-        case_id, folder = entry["id"], directory / entry["path"]
-        for name, digest in entry["files"].items():
-            if not (folder / name).is_file() or _digest(folder / name) != digest:
-                raise TraceError(f"vector {case_id}: {name} is missing or does not match index.json")
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        case_id = entry["id"]
+        folder = confined(directory, entry["path"], f"vector {case_id}", TraceError)
+        files = {name: _case_file(folder, name, digest, case_id) for name, digest in entry["files"].items()}
+        manifest = _manifest(files["manifest.json"], folder / "manifest.json")
+        if manifest["id"] != case_id:
+            raise TraceError(f"{folder / 'manifest.json'}: at id: {manifest['id']!r} is not the id "
+                             f"index.json gives, {case_id!r}; regenerate the vectors")  # fmt: skip
         result.requirements[case_id] = list(manifest["requirements"])
         reason = _exclusion(manifest, info, (exclude or {}).get(case_id))
         if reason is not None:
             result.excluded.append((case_id, reason))
             continue
-        _, steps = parse_trace_lines((folder / "trace.jsonl").read_text(encoding="utf-8").splitlines())
+        trace_text = decode_text(files["trace.jsonl"], folder / "trace.jsonl", TraceError)
+        try:
+            _, steps = parse_trace_lines(trace_text.splitlines())
+        except TraceError as exc:
+            raise TraceError(f"{folder / 'trace.jsonl'}: {exc}") from None
         ops = [s.op for s in steps]
         seen = [o.to_json() if isinstance(o, Observation) else {"crash": o} for o in observations(impl, ops)]
         if not info.canonical_blobs:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple, Self
 
 from vpcid.model.errors import InvalidArgument
 
-_BDF_TEXT = re.compile(r"^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+_BDF_TEXT = re.compile(r"([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])", re.ASCII)
 
 
 class _BdfFields(NamedTuple):
@@ -21,7 +22,9 @@ class Bdf(_BdfFields):
 
     A named tuple, checked on construction: the configuration table hashes
     one on every configuration access, and a tuple hashes and compares in C.
-    Ordered by bus, then device, then function.
+    Ordered by bus, then device, then function. Every way to make one
+    (the constructor, :meth:`_make`, :meth:`_replace`, :meth:`parse`,
+    :meth:`unpack`, copying and unpickling) checks the fields (R-ERR-002).
     """
 
     __slots__ = ()
@@ -33,11 +36,27 @@ class Bdf(_BdfFields):
         return super().__new__(cls, bus, device, function)
 
     @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Self:  # type: ignore[override]  # the stub is generic
+        """A BDF from three fields, checked like the constructor."""
+        fields = tuple(iterable)
+        if len(fields) != 3:
+            raise InvalidArgument(f"a BDF has three fields (bus, device, function), got {len(fields)}")
+        return cls(*fields)
+
+    def _replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed, checked like the constructor."""
+        unknown = set(changes) - set(self._fields)
+        if unknown:
+            raise InvalidArgument(f"a BDF has no field {', '.join(sorted(unknown))}")
+        return type(self)(**{**self._asdict(), **changes})
+
+    @classmethod
     def parse(cls, text: str) -> Bdf:
-        """Parse ``bb:dd.f`` (hexadecimal bus and device, as lspci prints them)."""
-        match = _BDF_TEXT.match(text.strip()) if isinstance(text, str) else None
+        """Parse ``bb:dd.f`` exactly (hexadecimal bus and device, as lspci prints them; no spaces)."""
+        match = _BDF_TEXT.fullmatch(text) if isinstance(text, str) else None
         if match is None:
-            raise InvalidArgument(f"not a BDF (expected bb:dd.f): {text!r}")
+            shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:40] + "..."
+            raise InvalidArgument(f"not a BDF (expected bb:dd.f): {shown}")
         return cls(int(match[1], 16), int(match[2], 16), int(match[3]))
 
     @classmethod

@@ -177,6 +177,21 @@ class Capability:
     rw1c: bytes = b""
     offset: int | None = None
 
+    def __post_init__(self) -> None:
+        _check_capability("capability", self.cap_id, 0xFF, self.body, self.writable, self.rw1c, self.offset)
+
+
+def _check_capability(
+    what: str, cap_id: object, top: int, body: object, writable: object, rw1c: object, offset: object
+) -> None:
+    """Field types and the ID's range of a capability; where it fits is the builder's check (R-DT-006)."""
+    if type(cap_id) is not int or not 0 <= cap_id <= top:
+        raise DeviceTypeError(f"{what}: the ID must be an integer 0-{top:#x}, got {cap_id!r}")
+    for name, value in (("body", body), ("writable", writable), ("rw1c", rw1c)):
+        _check_field(what, name, value, bytes)
+    if offset is not None:
+        _check_field(what, "offset", offset, int)
+
 
 @dataclass(frozen=True, slots=True)
 class ExtendedCapability:
@@ -190,6 +205,12 @@ class ExtendedCapability:
     rw1c: bytes = b""
     offset: int | None = None
 
+    def __post_init__(self) -> None:
+        what = "extended capability"
+        _check_capability(what, self.cap_id, 0xFFFF, self.body, self.writable, self.rw1c, self.offset)
+        if type(self.version) is not int or not 0 <= self.version <= 0xF:
+            raise DeviceTypeError(f"{what}: the version must be an integer 0-15, got {self.version!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class Register:
@@ -199,6 +220,13 @@ class Register:
     width: int
     cls: RegisterClass
     value: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cls, RegisterClass):
+            allowed = ", ".join(c.value for c in RegisterClass)
+            raise DeviceTypeError(f"register class must be a RegisterClass ({allowed}), got {self.cls!r}")
+        for name in ("offset", "width", "value"):
+            _check_field("register", name, getattr(self, name), int)
 
 
 @dataclass(frozen=True, eq=False)

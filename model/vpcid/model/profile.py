@@ -126,34 +126,50 @@ class Profile:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Profile:
-        """Build a profile from ``{axis: value}``; absent axes take the default (R-VAR-003)."""
+        """Build a profile from ``{axis: value}``; absent axes take the default (R-VAR-003).
+
+        Axes are strings naming an axis of :data:`AXES`; values are that axis's
+        strings (or its enum members). Anything else is a :class:`ProfileError`.
+        """
         if not isinstance(values, Mapping):
-            raise ProfileError("a profile is a table of axis = value pairs")
+            raise ProfileError(f"a profile is a table of axis = value pairs, got {type(values).__name__}")
         chosen: dict[str, StrEnum] = {}
         for axis, raw in values.items():
-            enum = AXES.get(axis)
+            enum = AXES.get(axis) if isinstance(axis, str) else None
             if enum is None:
                 raise ProfileError(f"unknown variant axis {axis!r}; known axes: {', '.join(AXES)}")
-            try:
-                chosen[axis] = enum(raw)
-            except ValueError:
-                allowed = ", ".join(v.value for v in enum)
-                raise ProfileError(f"axis {axis!r} has no value {raw!r}; allowed: {allowed}") from None
+            if isinstance(raw, enum):
+                chosen[axis] = raw
+                continue
+            allowed = ", ".join(v.value for v in enum)
+            if not isinstance(raw, str) or raw not in enum._value2member_map_:
+                shown = repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:60] + "..."
+                raise ProfileError(f"axis {axis!r} has no value {shown}; allowed: {allowed}")
+            chosen[axis] = enum(raw)
         return cls(**chosen)  # type: ignore[arg-type]
 
     @classmethod
     def from_manifest(cls, text: str) -> Profile:
         """Parse a manifest (TOML, or JSON when it starts with ``{``) with a ``[profile]`` table.
 
-        Implements R-VAR-003: unknown keys and values are errors, not ignored.
+        Implements R-VAR-003: unknown sections, axes and values are errors, not
+        ignored; so is text that does not parse, however it fails.
         """
+        if not isinstance(text, str):
+            raise ProfileError(f"a profile manifest is text, got {type(text).__name__}")
         try:
             doc: Any = json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             raise ProfileError(f"profile manifest does not parse: {exc}") from None
+        except RecursionError:
+            raise ProfileError("profile manifest is nested too deeply") from None
+        if not isinstance(doc, dict):
+            raise ProfileError("a profile manifest is a table with a [profile] table")
         extra = set(doc) - {"profile", "implementation"}
         if extra:
-            raise ProfileError(f"unknown manifest sections: {', '.join(sorted(extra))}")
+            raise ProfileError(f"unknown manifest sections: {', '.join(sorted(map(str, extra)))}")
+        if not isinstance(doc.get("implementation", {}), dict):
+            raise ProfileError("[implementation] is a table of free-form values")
         return cls.from_mapping(doc.get("profile", {}))
 
     def to_mapping(self) -> dict[str, str]:

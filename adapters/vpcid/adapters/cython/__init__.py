@@ -24,7 +24,7 @@ the CPU has them, else OpenSSL's block function if the build found libcrypto,
 else portable C; ``VPCID_SHA_ENGINE=portable|openssl|sha-ni`` picks another
 available one).
 
-Use ``--adapter vpcid.adapters.cython:adapter[:PROFILE-MANIFEST]``. After
+Use ``--adapter cython[:PROFILE-MANIFEST]``. After
 editing ``_dm.pyx``, rebuild with ``pip install -e .`` (or ``python
 hatch_build.py``).
 """
@@ -55,15 +55,18 @@ def available() -> bool:
 
 
 def adapter(argument: str | None) -> CythonAdapter:
-    """Factory for ``--adapter vpcid.adapters.cython:adapter[:PROFILE-MANIFEST]``.
+    """Factory for ``--adapter cython[:PROFILE-MANIFEST]``.
 
-    Raises :class:`AdapterUnavailable` with the reason when the extension is not built.
+    Raises :class:`AdapterUnavailable` with the reason when the extension is not built, and
+    :class:`~vpcid.model.ProfileError` naming the file when the manifest cannot be read or parsed.
     """
     if UNAVAILABLE_REASON is not None:
         raise AdapterUnavailable(UNAVAILABLE_REASON)
     profile = Profile()
     if argument:
-        profile = Profile.from_manifest(Path(argument).read_text(encoding="utf-8"))
+        from vpcid.conformance.inputs import read_profile
+
+        profile = read_profile(Path(argument))
     return CythonAdapter(profile)
 
 
