@@ -74,7 +74,9 @@ def test_trace_not_starting_with_init_is_rejected(counterexample: Path, tmp_path
     result = replay(headless, "reference")
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert result.stderr.splitlines() == ["vpcid: error: a replayable trace starts with an init operation"]
+    assert result.stderr.splitlines() == [
+        f'vpcid: error: {headless}: a replayable trace starts with an init operation; add {{"op": "init"}}'
+    ]
 
 
 def test_empty_trace_is_rejected(tmp_path: Path) -> None:

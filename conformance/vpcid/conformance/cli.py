@@ -3,7 +3,9 @@
 ``main`` is a click group; every command is attached with
 ``main.add_command(...)`` at the bottom of this module. Any
 :class:`~vpcid.model.errors.VpcidError` a command raises is reported as one
-line, ``vpcid: error: <message>``, on stderr with exit status 2.
+line, ``vpcid: error: <message>``, on stderr with exit status 2. The exit
+statuses (0 conformant, 1 not conformant, 2 bad input, 3 adapter
+unavailable) are in ``vpcid --help`` and the README.
 """
 
 from __future__ import annotations
@@ -52,13 +54,39 @@ class VpcidGroup(click.Group):
             raise ReportedError(exc) from exc
 
 
-@click.group(cls=VpcidGroup)
+MAIN_EPILOG = """\b
+Examples:
+  vpcid certify --adapter reference                 # the model certifies itself
+  vpcid certify --adapter mymodule:factory          # your implementation (mymodule.py here)
+  vpcid replay counterexamples/r-cfg-006-001.jsonl --adapter mymodule:factory
+  vpcid lspci -vv                                   # the demo machine, as lspci shows it
+  vpcid COMMAND --help                              # each command's options and examples
+
+\b
+Exit status:
+  0  conformant: every check passed (or the command did its job)
+  1  not conformant: a finding, a failing or unrun vector, a divergence replayed
+  2  bad input: a file, an option or the adapter argument (one line: vpcid: error: ...)
+  3  the adapter cannot run on this machine (the reason is printed)"""
+
+
+@click.group(cls=VpcidGroup, epilog=MAIN_EPILOG)
 @click.version_option(package_name="vpcid", prog_name="vpcid")
 def main() -> None:
-    """Reference model and conformance suite for virtual PCI device data managers."""
+    """Reference model and conformance suite for virtual PCI device data managers.
+
+    Certify an implementation of the data manager, or of one device as a VMM
+    shows it, against the executable specification: per requirement a
+    verdict, and every divergence shrunk to a trace vpcid replay reproduces.
+    Write your own adapter from docs/example-adapter.md.
+    """
 
 
-@click.command("lspci", short_help="List PCI functions the way pciutils' lspci does.")
+@click.command(
+    "lspci",
+    short_help="List PCI functions the way pciutils' lspci does.",
+    epilog=("\b\nExit status:\n  0  listed\n  2  bad input: a machine, type or dump file, or an option"),
+)
 @click.option(
     "-v",
     "verbose",
@@ -161,3 +189,17 @@ from vpcid.conformance.types_cli import types_group  # noqa: E402
 
 for _command in (*ALL_COMMANDS, SERVE_COMMAND, types_group, qemu_models_command):
     main.add_command(_command)
+
+
+def _document_exit_status(command: click.Command) -> None:
+    """End every command's help with the exit statuses, where it does not state its own."""
+    if "Exit status" not in (command.epilog or ""):
+        command.epilog = f"{command.epilog}\n\n{EXIT_STATUS}" if command.epilog else EXIT_STATUS
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _document_exit_status(sub)
+
+
+from vpcid.conformance.commands import EXIT_STATUS  # noqa: E402
+
+_document_exit_status(main)

@@ -1,4 +1,12 @@
-"""The suite's commands: certify, replay, vectors, mutation-score, adapters, trace."""
+"""The suite's commands: certify, replay, vectors, mutation-score, adapters, trace, certify-bundled.
+
+Exit status, the same for every command (:data:`EXIT_STATUS`): 0 conformant
+or done, 1 not conformant (a finding, a failing or unrun vector, a
+divergence replayed), 2 bad input (one line ``vpcid: error: ...``), 3 the
+adapter cannot run on this machine. Text that comes from users (adapter
+arguments, paths, reasons) is printed with rich markup and emoji codes
+turned off, so ``[red]`` or ``:factory:`` show as typed.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from vpcid.adapters.base import Adapter, AdapterUnavailable
@@ -23,7 +32,16 @@ from vpcid.conformance.certify import (
 )
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.mutants import MUTANTS
-from vpcid.conformance.report import print_table, write_counterexamples, write_html, write_json, write_junit
+from vpcid.conformance.report import (
+    RunContext,
+    print_table,
+    replay_line,
+    verdict_text,
+    write_counterexamples,
+    write_html,
+    write_json,
+    write_junit,
+)
 from vpcid.conformance.trace import OpKind, TraceError, read_trace
 from vpcid.conformance.traceability import load_requirements
 from vpcid.conformance.typefile import load_types
@@ -34,9 +52,35 @@ EXIT_NONCONFORMANT = 1
 EXIT_UNAVAILABLE = 3
 
 
+def exit_status(one: str = "not conformant: a finding, or a failing or unrun vector") -> str:
+    """The exit statuses a command's help ends with; ``one`` says what status 1 means for it."""
+    return (
+        "\b\nExit status:\n"
+        "  0  conformant: every check passed (or the command did its job)\n"
+        f"  1  {one}\n"
+        "  2  bad input: a file, an option or the adapter argument (one line: vpcid: error: ...)\n"
+        "  3  the adapter cannot run on this machine (the reason is printed)"
+    )
+
+
+EXIT_STATUS = exit_status()
+"""The exit statuses of the commands that certify."""
+
+
 def _console() -> Console:
-    """The terminal's width on a terminal; 140 columns into a file or pipe, so tables stay readable."""
-    return Console() if sys.stdout.isatty() else Console(width=140)
+    """The terminal's width on a terminal; 140 columns into a file or pipe, so tables stay readable.
+
+    Emoji codes are off: ``:factory:`` in an adapter argument prints as typed.
+    """
+    if sys.stdout.isatty():
+        return Console(emoji=False, highlight=False)
+    return Console(width=140, emoji=False, highlight=False)
+
+
+def run_context(spec: str) -> RunContext:
+    """The run's context for an adapter argument: a registered third-party target is marked as one."""
+    entry = registered().get(spec.partition(":")[0])
+    return RunContext.current(spec, third_party=entry is not None and entry.third_party)
 
 
 @contextmanager
@@ -82,7 +126,7 @@ def run_certification(
         if waivers is None and platform_waivers and declared is not None:
             waiver_map = load_waivers(declared, known)
             if not quiet:
-                console.print(f"applying the platform waivers of {adapter.info.name}: {declared}")
+                console.print(escape(f"applying the platform waivers of {adapter.info.name}: {declared}"))
         tasks: dict[str, TaskID] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -95,13 +139,29 @@ def run_certification(
         return certify(adapter, budget, seed, waiver_map, progress, types=types)
 
 
-@click.command("certify")
-@click.option(
-    "--adapter", "adapter_spec", required=True, help="Adapter: NAME[:ARG] or package.module:factory."
+ADAPTER_HELP = (
+    "The implementation: a registered NAME[:ARG] (see vpcid adapters), or your MODULE:FACTORY[:ARG] "
+    "(a module in the current folder or installed, or PATH.py:FACTORY)."
 )
+
+
+def _report_counterexamples(
+    report: CertificationReport, directory: Path, context: RunContext, console: Console
+) -> list[Path]:
+    """Write each failure's minimal trace and print the exact command that replays the first."""
+    traces = write_counterexamples(report, directory, context)
+    if traces:
+        console.print(escape(f"wrote {len(traces)} minimal traces to {directory}/; reproduce one with"))
+        console.print("  " + escape(replay_line(traces[0], context.adapter_spec)))
+    return traces
+
+
+@click.command("certify", epilog=EXIT_STATUS)
+@click.option("--adapter", "adapter_spec", required=True, metavar="SPEC", help=ADAPTER_HELP)
 @click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100),
               help="Random-engine operations; the stateful engine runs budget/1000 examples.")  # fmt: skip
-@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int,
+              help="Seed of the random and stateful engines; the same seed repeats the run.")  # fmt: skip
 @click.option(
     "--waivers",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -113,9 +173,12 @@ def run_certification(
     is_flag=True,
     help="Do not apply the waivers the adapter declares for its platform (e.g. QEMU's q35).",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report as JSON: the record, with every counterexample.")  # fmt: skip
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report as JUnit XML, one test case per requirement, for CI.")  # fmt: skip
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report as one self-contained HTML page.")  # fmt: skip
 @click.option("--failures-only", is_flag=True, help="Print only failing requirements in the table.")
 @click.option("--counterexamples", "counterexample_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("counterexamples"), show_default=True,
@@ -138,35 +201,45 @@ def certify_command(
     \b
     Examples:
       vpcid certify --adapter reference
+      vpcid certify --adapter mymodule:factory          # mymodule.py in this folder
       vpcid certify --adapter cython --types my-device.json --html report.html
       vpcid certify --adapter qemu:virtio-net-pci --failures-only
     """
     console = _console()
+    context = run_context(adapter_spec)
     types = [entry.dtype for entry in load_types(type_files).values()]
     report = run_certification(
         adapter_spec, budget, seed, waivers, console, platform_waivers=not no_platform_waivers, types=types
     )
-    print_table(report, console, show_all=not failures_only)
+    print_table(report, console, show_all=not failures_only, context=context)
     for path, writer in ((json_path, write_json), (junit_path, write_junit), (html_path, write_html)):
         if path is not None:
-            writer(report, path)
-            console.print(f"wrote {path}")
-    traces = write_counterexamples(report, counterexample_dir)
-    if traces:
-        console.print(f"wrote {len(traces)} minimal traces to {counterexample_dir}/; reproduce one with")
-        console.print(f"  vpcid replay {traces[0]} --adapter {adapter_spec}")
+            writer(report, path, context)
+            console.print(escape(f"wrote {path}"))
+    _report_counterexamples(report, counterexample_dir, context, console)
     sys.exit(0 if report.conformant else EXIT_NONCONFORMANT)
 
 
-@click.command("replay")
+@click.command("replay", epilog=exit_status("the trace diverges from the model: it reproduces"))
 @click.argument("trace_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--adapter", "adapter_spec", required=True)
+@click.option("--adapter", "adapter_spec", required=True, metavar="SPEC", help=ADAPTER_HELP)
 def replay_command(trace_file: Path, adapter_spec: str) -> None:
-    """Replay a trace on an adapter against the model; exit 1 if it diverges (reproduces)."""
+    """Replay a trace on an adapter against the model; exit 1 if it diverges (it reproduces).
+
+    TRACE_FILE is a trace of the trace language (spec/formats/trace.md), such
+    as the minimal traces certify writes to counterexamples/.
+
+    \b
+    Examples:
+      vpcid replay counterexamples/r-cfg-006-001.jsonl --adapter mymodule:factory
+      vpcid replay bug.jsonl --adapter reference          # the model agrees with itself: exit 0
+    """
     _header, steps = read_trace(trace_file)
     ops = [step.op for step in steps]
     if not ops or ops[0].kind is not OpKind.INIT:
-        raise TraceError("a replayable trace starts with an init operation")
+        raise TraceError(
+            f'{trace_file}: a replayable trace starts with an init operation; add {{"op": "init"}}'
+        )
     with opened(adapter_spec) as adapter:
         divergence = Differential(adapter).replay(ops)
     if divergence is None:
@@ -176,12 +249,17 @@ def replay_command(trace_file: Path, adapter_spec: str) -> None:
     sys.exit(EXIT_NONCONFORMANT)
 
 
-@click.group("vectors")
+@click.group("vectors", epilog=EXIT_STATUS)
 def vectors_group() -> None:
-    """Golden vectors: generate them from the model, run them against an adapter."""
+    """Golden vectors: generate them from the model, run them against an adapter.
+
+    \b
+    Examples:
+      vpcid vectors generate vectors/ && vpcid vectors run vectors/ --adapter reference
+    """
 
 
-@vectors_group.command("generate")
+@vectors_group.command("generate", epilog=EXIT_STATUS)
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--machine-of", "adapter_spec", default=None,
@@ -210,11 +288,18 @@ def vectors_generate(directory: Path, adapter_spec: str | None, type_files: tupl
     click.echo(f"wrote {count} vectors to {directory}")
 
 
-@vectors_group.command("run")
+@vectors_group.command("run", epilog=EXIT_STATUS)
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--adapter", "adapter_spec", required=True)
+@click.option("--adapter", "adapter_spec", required=True, metavar="SPEC", help=ADAPTER_HELP)
 def vectors_run(directory: Path, adapter_spec: str) -> None:
-    """Run every vector; end with an audit line; exit 1 on any failure or unaccounted vector."""
+    """Run every vector; end with an audit line; exit 1 on any failure, unaccounted vector, or when
+    no vector applies to the adapter (a run that checks nothing is not a pass).
+
+    \b
+    Examples:
+      vpcid vectors run vectors/ --adapter reference
+      vpcid vectors run edu/ --adapter qemu:edu
+    """
     with opened(adapter_spec) as adapter:
         result = vector_suite.run(directory, adapter)
     for case_id, detail in result.failed:
@@ -225,14 +310,27 @@ def vectors_run(directory: Path, adapter_spec: str) -> None:
     for reason, count in sorted(reasons.items()):
         click.echo(f"excluded {count}: {reason}")
     click.echo(result.audit_line())
-    sys.exit(0 if result.complete and not result.failed else EXIT_NONCONFORMANT)
+    if result.ran == 0:
+        click.echo(
+            f"vpcid: ran no vector: none of the {result.listed} in {directory} applies to {adapter_spec}; "
+            "generate vectors for it (vpcid vectors generate DIR, or --machine-of for a fixed machine)",
+            err=True,
+        )
+    sys.exit(0 if result.succeeded else EXIT_NONCONFORMANT)
 
 
-@click.command("mutation-score")
-@click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100))
-@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
+@click.command("mutation-score", epilog=exit_status("a planted bug survived: the suite missed it"))
+@click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100),
+              help="Random-engine operations per planted bug.")  # fmt: skip
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, help="Seed of the engines.")
 def mutation_score_command(budget: int, seed: int) -> None:
-    """Certify every planted bug; the suite must reject each one (killed/total)."""
+    """Certify every planted bug; the suite must reject each one (killed/total).
+
+    \b
+    Examples:
+      vpcid mutation-score
+      vpcid mutation-score --budget 5000 --seed 7
+    """
     console = _console()
     table = Table(title="planted bugs")
     for column in ("mutant", "breaks", "killed", "by"):
@@ -250,27 +348,41 @@ def mutation_score_command(budget: int, seed: int) -> None:
     sys.exit(0 if killed == len(MUTANTS) else EXIT_NONCONFORMANT)
 
 
-@click.command("adapters")
+@click.command("adapters", epilog=EXIT_STATUS)
 def adapters_command() -> None:
-    """List the adapters found and whether each can run here (and why not)."""
+    """List the adapters found and whether each can run here (and why not).
+
+    Your own adapter needs no registration: vpcid certify --adapter
+    MODULE:FACTORY (docs/example-adapter.md).
+
+    \b
+    Examples:
+      vpcid adapters
+    """
     console = _console()
     table = Table(title="adapters")
     for column in ("name", "status", "summary", "example"):
         table.add_column(column)
     for entry in registered().values():
         ok, reason = probe(entry)
-        status = "[green]available[/]" if ok else f"[red]unavailable[/]: {reason}"
-        table.add_row(entry.name, status, entry.summary, entry.example or entry.name)
+        status = "[green]available[/]" if ok else f"[red]unavailable[/]: {escape(reason)}"
+        table.add_row(escape(entry.name), status, escape(entry.summary), escape(entry.example or entry.name))
     console.print(table)
 
 
 EVIDENCE_KINDS = ("unit", "property", "vector", "z3", "crosshair")
 
 
-@click.command("trace")
+@click.command("trace", epilog=EXIT_STATUS)
 @click.option("--missing", is_flag=True, help="Only requirements lacking some kind of evidence.")
 def trace_command(missing: bool) -> None:
-    """Per requirement: where the model implements it and which kinds of check establish it."""
+    """Per requirement: where the model implements it and which kinds of check establish it.
+
+    \b
+    Examples:
+      vpcid trace
+      vpcid trace --missing
+    """
     from vpcid.conformance.traceability import repository_root, trace
 
     root = repository_root()
@@ -298,17 +410,25 @@ def bundled_report_stem(spec: str) -> str:
     return spec.replace(":", "-").replace("/", "-").replace("+", "-")
 
 
-@click.command("certify-bundled")
+@click.command("certify-bundled", epilog=EXIT_STATUS)
 @click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports"), show_default=True,
-              help="Where to write NAME.json, NAME.xml and NAME.html per adapter.")  # fmt: skip
-@click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100))
-@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
+              help="Where to write NAME.json, .xml, .html and NAME-counterexamples/.")  # fmt: skip
+@click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100),
+              help="Random-engine operations per implementation.")  # fmt: skip
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, help="Seed of the engines.")
 def certify_bundled_command(reports_dir: Path, budget: int, seed: int) -> None:
     """Certify every bundled implementation that can run here; say why the others cannot.
 
     Exits non-zero when one of this project's implementations is not conformant;
-    third-party targets (QEMU's device models) are certified and reported alike.
+    third-party targets (QEMU's device models) are certified and reported alike,
+    their verdict marked as a third-party target's. Each failure's minimal
+    trace is written for vpcid replay, and the command to replay it printed.
+
+    \b
+    Examples:
+      vpcid certify-bundled
+      vpcid certify-bundled --reports out/ --budget 5000
     """
     console = _console()
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -322,20 +442,21 @@ def certify_bundled_command(reports_dir: Path, budget: int, seed: int) -> None:
         ok, reason = probe(entry)
         for spec in entry.bundled or (entry.example or entry.name,):
             if not ok:
-                summary.add_row(spec, f"[yellow]skipped[/]: {reason}", "", "", "")
+                summary.add_row(escape(spec), f"[yellow]skipped[/]: {escape(reason)}", "", "", "")
                 continue
+            context = RunContext.current(spec, third_party=entry.third_party)
             report = run_certification(spec, budget, seed, entry.waiver_file(), console)
             stem = reports_dir / bundled_report_stem(spec)
             for suffix, writer in ((".json", write_json), (".xml", write_junit), (".html", write_html)):
-                writer(report, stem.with_suffix(suffix))
+                writer(report, stem.with_suffix(suffix), context)
             counts = ", ".join(f"{v} {k}" for k, v in report.counts().items() if v)
-            verdict = "[green]CONFORMANT[/]" if report.conformant else "[bold red]NOT CONFORMANT[/]"
-            if entry.third_party and not report.conformant:
-                verdict = "[yellow]findings[/] (third-party: reported, not a failure of this run)"
+            colour = "green" if report.conformant else ("yellow" if entry.third_party else "bold red")
+            verdict = f"[{colour}]{escape(verdict_text(report, context))}[/]"
             failed |= not report.conformant and not entry.third_party
-            summary.add_row(spec, verdict, counts, f"{report.duration_s:.1f}", f"{stem}.html")
+            summary.add_row(escape(spec), verdict, counts, f"{report.duration_s:.1f}", escape(f"{stem}.html"))
             if not report.conformant:
-                print_table(report, console, show_all=False)
+                print_table(report, console, show_all=False, context=context)
+                _report_counterexamples(report, Path(f"{stem}-counterexamples"), context, console)
     console.print(summary)
     sys.exit(EXIT_NONCONFORMANT if failed else 0)
 

@@ -3,7 +3,11 @@
 Registered under the ``pytest11`` entry point, so implementers put the suite
 in their own CI: one test per scenario case (named after it, marked with its
 requirements), one for the fast random engine and one for the stateful
-engine. Without ``--vpcid-adapter`` the plugin does nothing.
+engine. A failing test writes its minimal trace to ``--vpcid-counterexamples``
+and prints it as trace-language JSON with the exact ``vpcid replay`` command.
+An adapter that cannot be loaded stops the run with one line saying why
+(a usage error, before any test runs). Without ``--vpcid-adapter`` the plugin
+does nothing.
 """
 
 from __future__ import annotations
@@ -13,16 +17,46 @@ from pathlib import Path
 import pytest
 
 SUITE_MODULE = Path(__file__).with_name("suite_tests.py")
+DEFAULT_COUNTEREXAMPLES = "vpcid-counterexamples"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vpcid", "vpcid conformance suite")
-    group.addoption("--vpcid-adapter", default=None, help="run the conformance suite against this adapter")
+    group.addoption(
+        "--vpcid-adapter",
+        default=None,
+        metavar="SPEC",
+        help="run the conformance suite against this adapter: NAME[:ARG] or MODULE:FACTORY[:ARG]",
+    )
     group.addoption("--vpcid-budget", type=int, default=20_000, help="random-engine operations")
     group.addoption("--vpcid-seed", type=int, default=0, help="seed of the engines")
+    group.addoption(
+        "--vpcid-counterexamples",
+        default=DEFAULT_COUNTEREXAMPLES,
+        metavar="DIR",
+        help=f"where each failure's minimal trace is written, for vpcid replay ({DEFAULT_COUNTEREXAMPLES})",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "req(*ids): the requirement IDs (R-...) a test checks")
-    if config.getoption("vpcid_adapter"):
-        config.args.append(str(SUITE_MODULE))
+    spec = config.getoption("vpcid_adapter")
+    if not spec:
+        return
+    _check_adapter(spec)
+    config.args.append(str(SUITE_MODULE))
+
+
+def _check_adapter(spec: str) -> None:
+    """Load the adapter once, so that one that cannot be loaded is a usage error, not a traceback."""
+    from vpcid.adapters.base import AdapterUnavailable
+    from vpcid.adapters.registry import load_adapter
+    from vpcid.model.errors import VpcidError
+
+    try:
+        adapter = load_adapter(spec)
+    except AdapterUnavailable as exc:
+        raise pytest.UsageError(f"--vpcid-adapter {spec}: the adapter is unavailable here: {exc}") from None
+    except VpcidError as exc:
+        raise pytest.UsageError(f"--vpcid-adapter {spec}: {exc}") from None
+    adapter.close()
