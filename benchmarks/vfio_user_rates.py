@@ -1,24 +1,31 @@
-"""Configuration reads per second through the vpcid vfio-user server, next to a plain UNIX-socket ping-pong.
+"""Configuration reads per second through vfio-user servers, with one Python client, side by side.
 
-Run as ``python benchmarks/vfio_user_rates.py [--quick]``. Two server
-processes are started in the same run, on sockets in a private directory:
+Run as ``python benchmarks/vfio_user_rates.py [--quick] [--libvfio-user SRC]``.
+Server processes are started in the same run, on sockets in a private
+directory, and the same client (:class:`~vpcid.adapters.vfio_user.client.VfioUserClient`)
+reads 4 bytes of configuration space from each:
 
 * the vpcid vfio-user server (``python -m vpcid.conformance.serve vfio-user``)
   with one kitchen-sink device;
+* libvfio-user's gpio sample (``samples/gpio-pci-idio-16.c``), the C
+  library's own device server, built here from its source tree: ``SRC`` is a
+  checkout of https://github.com/nutanix/libvfio-user (``--libvfio-user`` or
+  ``VPCID_LIBVFIO_USER``). The build is one ``cc`` command into a temporary
+  directory (no meson needed); it needs a C compiler and json-c's headers
+  (Debian: ``libjson-c-dev``). Without them, or without ``SRC``, the run says
+  why and the vpcid server is compared with the floor alone;
 * a plain ping-pong server: it reads a 32-byte message and answers 36 bytes,
   exactly the sizes of a REGION_READ of 4 bytes of configuration space and
-  its reply, and does nothing else. This is the floor on this machine: the
-  cost of a round trip between two Python processes over a UNIX socket.
+  its reply, and does nothing else. This is the floor on this machine for a
+  Python server: the cost of a round trip between two Python processes over
+  a UNIX socket.
 
-Four rates, each measured both ways:
-
-* ``sync``: one request, wait for its reply, repeat;
-* ``pipelined``: keep ``--window`` requests in flight (the protocol lets a
-  client send before reading replies; the server answers in order).
-
-Rounds are interleaved (vfio-user sync, ping-pong sync, vfio-user pipelined,
-ping-pong pipelined, then again) and the median round is reported, because
-the machine is shared. Ratios are printed, never judged: no thresholds.
+Each rate is measured two ways: ``sync`` (one request, wait for its reply,
+repeat) and ``pipelined`` (``--window`` requests in flight; the protocol
+lets a client send before reading replies and the server answers in order).
+Rounds are interleaved (every server sync, then every server pipelined, then
+again) and the median round is reported, because the machine is shared.
+Ratios are printed, never judged: no thresholds.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -34,6 +43,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from vpcid.adapters.vfio_user.client import VfioUserClient
@@ -41,6 +52,12 @@ from vpcid.adapters.vfio_user.protocol import CONFIG_REGION, Command, RegionAcce
 
 REQUEST, REPLY = 32, 36
 """Bytes of a 4-byte REGION_READ and of its reply: header 16 + access 16 (+ 4 data)."""
+LIBVFIO_USER_SOURCES = (
+    "btree.c", "dma.c", "fd_cache.c", "irq.c", "libvfio-user.c", "migration.c", "pci.c", "pci_caps.c",
+    "tran.c", "tran_sock.c",
+)  # fmt: skip
+"""The library's sources (lib/meson.build without the optional pipe transport)."""
+GPIO_SAMPLE = "samples/gpio-pci-idio-16.c"
 
 PING_PONG_SERVER = f"""
 import socket, sys
@@ -61,7 +78,8 @@ while True:
 
 
 def start(command: list[str]) -> subprocess.Popen[str]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    """A server that prints ``ready`` once it listens."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
     if line != "ready\n":
@@ -71,6 +89,7 @@ def start(command: list[str]) -> subprocess.Popen[str]:
 
 
 def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it does not end; reaped either way."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -78,6 +97,40 @@ def stop(process: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+def build_gpio(source: Path | None, directory: Path) -> tuple[Path | None, str]:
+    """libvfio-user's gpio sample compiled from ``source`` into ``directory``: (binary, how), or
+    (None, why not)."""
+    if source is None:
+        return None, "no libvfio-user source tree given (--libvfio-user SRC or VPCID_LIBVFIO_USER)"
+    needed = (GPIO_SAMPLE, *(f"lib/{name}" for name in LIBVFIO_USER_SOURCES))
+    missing = [name for name in needed if not (source / name).is_file()]
+    if missing:
+        return None, f"{source} is not a libvfio-user tree (no {missing[0]})"
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None, "no C compiler (cc) on PATH"
+    try:
+        flags = subprocess.run(
+            ["pkg-config", "--cflags", "--libs", "json-c"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return None, "json-c's development files are missing (pkg-config json-c; Debian: libjson-c-dev)"
+    binary = directory / "gpio-pci-idio-16"
+    command = [
+        compiler, "-O2", "-D_GNU_SOURCE", "-DNDEBUG", f"-I{source / 'include'}", f"-I{source / 'lib'}",
+        *(str(source / "lib" / name) for name in LIBVFIO_USER_SOURCES), str(source / GPIO_SAMPLE),
+        "-o", str(binary), *flags, "-lpthread", "-ldl",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-3:]
+        return None, f"building the gpio sample failed: {' / '.join(tail)}"
+    revision = subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return binary, f"{shlex.quote(str(source))}{f' at {revision}' if revision else ''}, cc -O2 -DNDEBUG"
 
 
 class PingPong:
@@ -113,25 +166,46 @@ class PingPong:
         for _ in range(in_flight):
             self._reply()
 
-
-def vfio_sync(client: VfioUserClient, count: int) -> None:
-    for k in range(count):
-        client.region_read(CONFIG_REGION, (k * 4) & 0xFC, 4)
+    def close(self) -> None:
+        self.sock.close()
 
 
-def vfio_pipelined(client: VfioUserClient, count: int, window: int) -> None:
-    requests = [
-        (int(Command.REGION_READ), RegionAccess((k * 4) & 0xFC, CONFIG_REGION, 4).pack())
-        for k in range(count)
-    ]
-    replies = client.pipeline(requests, window)
-    if any(not isinstance(r, bytes) or len(r) != 20 for r in replies):
-        raise SystemExit("a pipelined read failed")
+class VfioTarget:
+    """The benchmark's client on one vfio-user server."""
+
+    def __init__(self, path: str) -> None:
+        self.client = VfioUserClient(path, connect_timeout=10.0)
+
+    def sync(self, count: int) -> None:
+        client = self.client
+        for k in range(count):
+            client.region_read(CONFIG_REGION, (k * 4) & 0x3C, 4)
+
+    def pipelined(self, count: int, window: int) -> None:
+        requests = [
+            (int(Command.REGION_READ), RegionAccess((k * 4) & 0x3C, CONFIG_REGION, 4).pack())
+            for k in range(count)
+        ]
+        replies = self.client.pipeline(requests, window)
+        if any(not isinstance(r, bytes) or len(r) != 20 for r in replies):
+            raise SystemExit("a pipelined read failed")
+
+    def close(self) -> None:
+        self.client.close()
 
 
-def rate(run: Callable[[], None], count: int) -> float:
+@dataclass
+class Server:
+    label: str
+    target: VfioTarget | PingPong
+    sync: list[float]
+    pipelined: list[float]
+
+
+def rate(run: Callable[[int], None], count: int) -> float:
+    """Reads per second of ``run(count)``."""
     started = time.perf_counter()
-    run()
+    run(count)
     return count / (time.perf_counter() - started)
 
 
@@ -141,49 +215,66 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=None, help="reads per round (default 20000, quick 2000)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 2)")
     parser.add_argument("--window", type=int, default=32, help="requests in flight when pipelining")
+    source = os.environ.get("VPCID_LIBVFIO_USER") or None
+    parser.add_argument("--libvfio-user", type=Path, default=source, metavar="SRC",
+                        help="libvfio-user source tree to build its gpio sample from")  # fmt: skip
     args = parser.parse_args()
     reads = args.reads or (2000 if args.quick else 20000)
     rounds = args.rounds or (2 if args.quick else 5)
+    processes: list[subprocess.Popen[str]] = []
+    servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="vpcid-bench-") as tmp:
-        vfio_path, pong_path = str(Path(tmp) / "dev.sock"), str(Path(tmp) / "pong.sock")
-        server = start([sys.executable, "-m", "vpcid.conformance.serve", "vfio-user", "--socket", vfio_path])
-        pong = start([sys.executable, "-c", PING_PONG_SERVER, pong_path])
+        directory = Path(tmp)
+        gpio, how = build_gpio(args.libvfio_user, directory)
         try:
-            client = VfioUserClient(vfio_path)
-            plain = PingPong(pong_path)
-            vfio_sync(client, 500)  # warm up both paths
-            plain.sync(500)
-            samples: dict[str, list[float]] = {
-                k: [] for k in ("vfio sync", "pong sync", "vfio pipe", "pong pipe")
-            }
+            vfio_path = str(directory / "vpcid.sock")
+            processes.append(
+                start([sys.executable, "-m", "vpcid.conformance.serve", "vfio-user", "--socket", vfio_path])
+            )
+            servers.append(Server("vpcid server", VfioTarget(vfio_path), [], []))
+            if gpio is not None:
+                gpio_path = str(directory / "gpio.sock")
+                quiet = subprocess.DEVNULL
+                processes.append(
+                    subprocess.Popen([str(gpio), gpio_path], stdout=quiet, stderr=quiet, text=True)
+                )
+                servers.append(Server("libvfio-user gpio (C)", VfioTarget(gpio_path), [], []))
+            pong_path = str(directory / "pong.sock")
+            processes.append(start([sys.executable, "-c", PING_PONG_SERVER, pong_path]))
+            servers.append(Server("ping-pong (floor)", PingPong(pong_path), [], []))
+            for server in servers:  # warm up every path
+                server.target.sync(500)
             for _ in range(rounds):
-                samples["vfio sync"].append(rate(lambda: vfio_sync(client, reads), reads))
-                samples["pong sync"].append(rate(lambda: plain.sync(reads), reads))
-                samples["vfio pipe"].append(rate(lambda: vfio_pipelined(client, reads, args.window), reads))
-                samples["pong pipe"].append(rate(lambda: plain.pipelined(reads, args.window), reads))
-            client.close()
-            plain.sock.close()
+                for server in servers:
+                    server.sync.append(rate(server.target.sync, reads))
+                for server in servers:
+                    server.pipelined.append(rate(partial(server.target.pipelined, window=args.window), reads))
+            for server in servers:
+                server.target.close()
         finally:
-            stop(server)
-            stop(pong)
-    median = {k: statistics.median(v) for k, v in samples.items()}
-    print(f"# vfio-user configuration reads vs UNIX-socket ping-pong ({platform.python_implementation()} "
+            for process in processes:
+                stop(process)
+    sync = {s.label: statistics.median(s.sync) for s in servers}
+    pipe = {s.label: statistics.median(s.pipelined) for s in servers}
+    print(f"# vfio-user configuration reads, one Python client ({platform.python_implementation()} "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, {reads} reads x {rounds} rounds, "
           f"window {args.window}, medians)")  # fmt: skip
-    print(f"{'':28}{'reads/s':>12}{'us/read':>10}")
-    rows = (
-        ("vfio-user sync", "vfio sync"),
-        ("ping-pong sync (floor)", "pong sync"),
-        ("vfio-user pipelined", "vfio pipe"),
-        ("ping-pong pipelined (floor)", "pong pipe"),
-    )
-    for label, key in rows:
-        print(f"{label:28}{median[key]:12,.0f}{1e6 / median[key]:10.1f}")
-    print("ratios:")
-    print(f"  vfio-user sync / ping-pong sync           {median['vfio sync'] / median['pong sync']:.2f}")
-    print(f"  vfio-user pipelined / ping-pong pipelined {median['vfio pipe'] / median['pong pipe']:.2f}")
-    print(f"  vfio-user pipelined / vfio-user sync      {median['vfio pipe'] / median['vfio sync']:.2f}")
-    print(f"  vfio-user pipelined / ping-pong sync      {median['vfio pipe'] / median['pong sync']:.2f}")
+    print(f"# libvfio-user: {how}")
+    print(f"{'':26}{'sync/s':>10}{'us/read':>9}{'pipelined/s':>13}{'us/read':>9}")
+    for server in servers:
+        label = server.label
+        rates = f"{sync[label]:10,.0f}{1e6 / sync[label]:9.1f}{pipe[label]:13,.0f}{1e6 / pipe[label]:9.1f}"
+        print(f"{label:26}{rates}")
+    ours, floor, c_server = "vpcid server", "ping-pong (floor)", "libvfio-user gpio (C)"
+    print("ratios (vpcid server / other, same run):")
+    if c_server in sync:
+        print(f"  / libvfio-user gpio   sync {sync[ours] / sync[c_server]:.2f}   "
+              f"pipelined {pipe[ours] / pipe[c_server]:.2f}")  # fmt: skip
+    else:
+        print(f"  / libvfio-user gpio   not measured: {how}")
+    print(f"  / ping-pong floor     sync {sync[ours] / sync[floor]:.2f}   "
+          f"pipelined {pipe[ours] / pipe[floor]:.2f}")  # fmt: skip
+    print(f"  pipelined / sync      {pipe[ours] / sync[ours]:.2f}")
 
 
 if __name__ == "__main__":

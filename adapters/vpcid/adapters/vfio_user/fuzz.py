@@ -562,7 +562,7 @@ def _prepared_session(device: Device, negotiated: bool) -> Session:
     if negotiated:
         session.negotiated = True
         session.write_multiple = True
-        session.dma[DMA_BASE] = DmaRegion(DMA_BASE, DMA_SIZE, 3, 0, None)
+        session.keep_dma(DmaRegion(DMA_BASE, DMA_SIZE, 3, 0, None))
     return session
 
 

@@ -25,16 +25,23 @@ Robustness rules, all enforced here:
 from __future__ import annotations
 
 import array
+import bisect
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
+import math
 import os
+import resource
 import select
 import socket
 import stat
+import struct
+import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +84,7 @@ from vpcid.adapters.vfio_user.protocol import (
     REGION_READ_FLAG,
     REGION_WRITE_FLAG,
     SERVER_MAX_MSG_FDS,
+    TYPE_REPLY,
     U64,
     WRITE_MULTI_MAX,
     Command,
@@ -105,7 +113,7 @@ from vpcid.adapters.vfio_user.protocol import (
     invalid,
     parse_capabilities,
 )
-from vpcid.model import Bdf, BlobError, BlobMismatch, DataManager, DeviceType, Profile
+from vpcid.model import Bdf, BlobError, BlobMismatch, DataManager, DeviceType, InvalidArgument, Profile
 from vpcid.model.devicetype import ROM_INDEX
 
 log = logging.getLogger("vpcid.vfio_user")
@@ -115,7 +123,8 @@ DEFAULT_MAX_DATA_XFER = 1 << 20
 DEFAULT_MESSAGE_TIMEOUT = 10.0
 """Seconds a client may stay silent in the middle of a message before it is disconnected."""
 MAX_STREAM = 1 << 30
-"""Largest migration stream a RESUMING device buffers (E2BIG beyond)."""
+"""Default largest migration stream a RESUMING device takes (E2BIG beyond); it is spooled to a
+temporary file, so it costs disk, not memory, until the commit decodes it."""
 _FD_ANCILLARY = socket.CMSG_SPACE(SERVER_MAX_MSG_FDS * array.array("i").itemsize)
 
 
@@ -135,6 +144,9 @@ class ServerManager(DataManager):
     def region_config(self, vm_id: int, bdf: Bdf, offset: int, length: int, payload: bytes | None) -> bytes:
         """Configuration bytes ``[offset, offset+length)``, one access per dword they touch."""
         vm = self._vm(vm_id)
+        if offset % 4 + length <= 4:  # one dword: the common case, one access
+            got = self._config_access(vm, bdf, offset, length, payload)
+            return got if payload is None else b""
         out = bytearray()
         end = offset + length
         while offset < end:
@@ -225,33 +237,91 @@ _build_arcs()
 SUPPORTED_STATES = frozenset({MigState.RUNNING, MigState.STOP, MigState.STOP_COPY, MigState.RESUMING})
 
 
+class Spool:
+    """A migration stream kept in an unlinked temporary file, so the process holds one chunk of it
+    at a time, whatever its length; closed (and gone) when the session ends."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(prefix="vpcid-vfio-user-stream-")  # noqa: SIM115 - closed by close()
+        self.size = 0
+        self.read_pos = 0
+
+    def append(self, data: bytes) -> None:
+        self.file.seek(self.size)
+        self.file.write(data)
+        self.size += len(data)
+
+    def read(self, size: int) -> bytes:
+        self.file.seek(self.read_pos)
+        chunk = self.file.read(min(size, self.size - self.read_pos))
+        self.read_pos += len(chunk)
+        return chunk
+
+    def whole(self) -> bytes:
+        """The stream in one piece (to decode it at the commit)."""
+        self.file.seek(0)
+        return self.file.read(self.size)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class Device:
     """One served VPCID instance: its regions, IRQs and migration state machine.
 
-    Every method takes the manager lock; the manager is shared by all the
-    devices of a server.
+    Two locks: the device's own, held by every method (one client's requests
+    and the device's migration session exclude each other), and the data
+    manager's, shared by all the devices of a server and held only while the
+    manager itself is used (configuration accesses, reset, save, restore).
+    BAR contents are the instance's own data: a BAR access holds only the
+    device lock, one page at a time, so a long access to one device never
+    stalls the others.
     """
 
-    def __init__(self, manager: ServerManager, lock: threading.Lock, vm: int, bdf: Bdf) -> None:
+    def __init__(
+        self, manager: ServerManager, lock: threading.Lock, vm: int, bdf: Bdf, max_stream: int = MAX_STREAM
+    ) -> None:
         self.manager = manager
-        self.lock = lock
+        self.manager_lock = lock
+        self.lock = threading.Lock()
         self.vm = vm
         self.bdf = bdf
+        self.max_stream = max_stream
         self.dtype = manager.device_type(vm, bdf)
         self.regions = device_regions(self.dtype)
+        self.config_size = self.dtype.config_size
         self.irqs = device_irqs(self.dtype)
         self.mig_state = MigState.RUNNING
-        self._stream: bytes | None = None
-        self._read_pos = 0
-        self._resume: bytearray | None = None
+        self._stream: Spool | None = None
+        self._resume: Spool | None = None
 
     # -- regions
     def access(self, region: int, offset: int, length: int, payload: bytes | None) -> bytes:
         """A checked region access (the caller validated region, bounds and flags)."""
-        with self.lock:
-            if region == CONFIG_REGION:
+        if region == CONFIG_REGION:
+            with self.lock, self.manager_lock:
                 return self.manager.region_config(self.vm, self.bdf, offset, length, payload)
-            return self.manager.region_bar(self.vm, self.bdf, region, offset, length, payload)
+        out = bytearray()
+        end = offset + length
+        while offset < end:  # one behaviour call per page, the device lock only (see the class)
+            piece = min(end, (offset & ~(PAGE_SIZE - 1)) + PAGE_SIZE) - offset
+            part = None if payload is None else payload[len(out) : len(out) + piece]
+            with self.lock:
+                got = self.manager.region_bar(self.vm, self.bdf, region, offset, piece, part)
+            out += got if payload is None else bytes(piece)
+            offset += piece
+        return bytes(out) if payload is None else b""
+
+    def config_read(self, offset: int, width: int) -> bytes:
+        """Configuration bytes inside one dword (the hot path of REGION_READ of region 7): the
+        manager lock only, as configuration space is the manager's, not the migration session's."""
+        with self.manager_lock:
+            return self.manager.region_config(self.vm, self.bdf, offset, width, None)
+
+    def config_write(self, offset: int, data: bytes) -> None:
+        """Configuration bytes inside one dword (the hot path of REGION_WRITE of region 7)."""
+        with self.manager_lock:
+            self.manager.region_config(self.vm, self.bdf, offset, len(data), data)
 
     def check_access(self, region: int, offset: int, count: int, write: bool, limit: int) -> None:
         """EINVAL unless the access names a readable/writable region and lies inside it."""
@@ -268,7 +338,8 @@ class Device:
     def reset(self) -> None:
         """Function-level reset (R-RST-001, R-RST-002); ends any migration session."""
         with self.lock:
-            self.manager.reset(self.vm, self.bdf)
+            with self.manager_lock:
+                self.manager.reset(self.vm, self.bdf)
             self._end_sessions()
             self.mig_state = MigState.RUNNING
 
@@ -279,7 +350,10 @@ class Device:
             self.mig_state = MigState.RUNNING
 
     def _end_sessions(self) -> None:
-        self._stream, self._read_pos, self._resume = None, 0, None
+        for spool in (self._stream, self._resume):
+            if spool is not None:
+                spool.close()
+        self._stream = self._resume = None
 
     # -- migration
     def set_state(self, goal: MigState) -> None:
@@ -296,15 +370,22 @@ class Device:
 
     def _arc(self, start: MigState, end: MigState) -> None:
         if start is MigState.STOP and end is MigState.STOP_COPY:
-            self._stream, self._read_pos = self.manager.save(self.vm, self.bdf), 0  # R-SR-001
+            with self.manager_lock:
+                blob = self.manager.save(self.vm, self.bdf)  # R-SR-001
+            self._stream = Spool()
+            self._stream.append(blob)
         elif start is MigState.STOP_COPY:
-            self._stream, self._read_pos = None, 0
+            self._end_sessions()
         elif start is MigState.STOP and end is MigState.RESUMING:
-            self._resume = bytearray()
+            self._resume = Spool()
         elif start is MigState.RESUMING:
-            blob, self._resume = bytes(self._resume or b""), None
+            spool, self._resume = self._resume, None
+            blob = b"" if spool is None else spool.whole()
+            if spool is not None:
+                spool.close()
             try:
-                self.manager.restore(self.vm, self.bdf, blob)  # all or nothing (R-SR-007)
+                with self.manager_lock:
+                    self.manager.restore(self.vm, self.bdf, blob)  # all or nothing (R-SR-007)
             except BlobMismatch as exc:
                 self.mig_state = MigState.STOP
                 raise ProtocolError(errno.EINVAL, f"stream does not fit this device: {exc}") from None
@@ -316,24 +397,23 @@ class Device:
         with self.lock:
             if self.mig_state is not MigState.STOP_COPY or self._stream is None:
                 raise invalid("MIG_DATA_READ outside STOP_COPY")
-            chunk = self._stream[self._read_pos : self._read_pos + size]
-            self._read_pos += len(chunk)
-            return chunk
+            return self._stream.read(size)
 
     def write_stream(self, data: bytes) -> None:
         with self.lock:
             if self.mig_state is not MigState.RESUMING or self._resume is None:
                 raise invalid("MIG_DATA_WRITE outside RESUMING")
-            if len(self._resume) + len(data) > MAX_STREAM:
-                raise ProtocolError(errno.E2BIG, f"migration stream would exceed {MAX_STREAM} bytes")
-            self._resume += data
+            if self._resume.size + len(data) > self.max_stream:
+                raise ProtocolError(errno.E2BIG, f"migration stream would exceed {self.max_stream} bytes")
+            self._resume.append(data)
 
     def state_digest(self) -> str:
         """Hash of everything a message could change on this device (for tests and the fuzzer)."""
-        with self.lock:
+        with self.lock, self.manager_lock:
             h = hashlib.sha256(self.manager.snapshot(self.vm))
             h.update(bytes([self.mig_state]))
-            h.update(repr((self._stream, self._read_pos, self._resume)).encode())
+            for spool in (self._stream, self._resume):
+                h.update(b"-" if spool is None else repr((spool.size, spool.read_pos)).encode())
             return h.hexdigest()
 
 
@@ -360,6 +440,61 @@ class DmaRegion:
     fd: int | None
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one client may make the server hold (spec/formats/vfio-user.md, "Limits").
+
+    ``max_data_xfer``: the largest region or migration transfer in one
+    message (``max_data_xfer_size``), which bounds a message and a reply;
+    ``message_timeout``: seconds a client may stall inside a message or
+    leave its replies unread; ``max_fds``: file descriptors (DMA regions and
+    IRQ eventfds) the server keeps for the client (None: the process's limit
+    shared out among the devices, see :func:`fd_budget`); ``max_stream``: the
+    longest migration stream it takes; ``max_dma_maps``: DMA regions mapped
+    at once. Invalid values raise :class:`~vpcid.model.InvalidArgument`.
+    """
+
+    max_data_xfer: int = DEFAULT_MAX_DATA_XFER
+    message_timeout: float = DEFAULT_MESSAGE_TIMEOUT
+    max_fds: int | None = None
+    max_stream: int = MAX_STREAM
+    max_dma_maps: int = MAX_DMA_MAPS
+
+    def __post_init__(self) -> None:
+        _check_int("max_data_xfer", self.max_data_xfer, 4096, 64 << 20)
+        timeout = self.message_timeout
+        if type(timeout) not in (int, float) or not (math.isfinite(timeout) and 0.05 <= timeout <= 3600):
+            raise InvalidArgument(f"message_timeout must be a number of seconds 0.05-3600, not {timeout!r}")
+        if self.max_fds is not None:
+            _check_int("max_fds", self.max_fds, 0, 1 << 20)
+        _check_int("max_stream", self.max_stream, 4096, 1 << 40)
+        _check_int("max_dma_maps", self.max_dma_maps, 1, MAX_DMA_MAPS)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidArgument(f"{name} must be an integer {low}-{high}, not {value!r}")
+
+
+FD_RESERVE = 64
+"""Descriptors a server keeps for itself (standard streams, logging, temporary files)."""
+FD_PER_DEVICE = 8
+"""Descriptors each device needs beside its client's: listener, connection, stop pipe, stream spools."""
+MAX_CLIENT_FDS = 4096
+"""Most descriptors one client may make the server keep, however high the process limit is."""
+
+
+def fd_budget(devices: int) -> int:
+    """Descriptors each device's client may make the server keep: what the process's soft
+    RLIMIT_NOFILE leaves after the server's own, shared equally, so that no client can take the
+    descriptors another device needs (at most :data:`MAX_CLIENT_FDS`)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CLIENT_FDS
+    spare = soft - FD_RESERVE - FD_PER_DEVICE * devices - SERVER_MAX_MSG_FDS * devices
+    return max(0, min(MAX_CLIENT_FDS, spare // max(1, devices)))
+
+
 def close_fds(fds: Sequence[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
@@ -374,9 +509,13 @@ class Session:
     raise :class:`ProtocolError` to reject.
     """
 
-    def __init__(self, device: Device, max_data_xfer: int = DEFAULT_MAX_DATA_XFER) -> None:
+    def __init__(
+        self, device: Device, max_data_xfer: int = DEFAULT_MAX_DATA_XFER, limits: Limits | None = None
+    ) -> None:
         self.device = device
-        self.max_data_xfer = max_data_xfer
+        self.limits = limits or Limits(max_data_xfer=max_data_xfer)
+        self.max_fds = fd_budget(1) if self.limits.max_fds is None else self.limits.max_fds
+        self.max_data_xfer = max_data_xfer = self.limits.max_data_xfer
         self.max_message = HEADER_SIZE + max(16 + max_data_xfer, 8 + WRITE_MULTI_MAX * WriteOne.STRUCT.size)
         """The largest message a command needs: a full REGION_WRITE, or a full REGION_WRITE_MULTI."""
         self.negotiated = False
@@ -384,6 +523,8 @@ class Session:
         self.client_max_fds = 1
         self.write_multiple = False
         self.dma: dict[int, DmaRegion] = {}
+        self._dma_starts: list[int] = []
+        """The mapped regions' addresses, sorted: overlap and lookup are two bisections."""
         self.irq_fds: dict[tuple[int, int, int], int] = {}
         self.irq_masked: set[int] = set()
         self.rejected = 0
@@ -446,7 +587,20 @@ class Session:
         close_fds([r.fd for r in self.dma.values() if r.fd is not None])
         close_fds(list(self.irq_fds.values()))
         self.dma.clear()
+        self._dma_starts.clear()
         self.irq_fds.clear()
+
+    @property
+    def fds_held(self) -> int:
+        """Descriptors the server keeps for this client (DMA regions and IRQ eventfds)."""
+        return sum(r.fd is not None for r in self.dma.values()) + len(self.irq_fds)
+
+    def _room_for_fds(self, keeping: int, releasing: int = 0) -> None:
+        """ENOSPC unless the client may make the server keep ``keeping`` more descriptors."""
+        if keeping and self.fds_held - releasing + keeping > self.max_fds:
+            raise ProtocolError(
+                errno.ENOSPC, f"the server keeps at most {self.max_fds} file descriptors for one client"
+            )
 
     def state_digest(self) -> str:
         """Hash of the session's bookkeeping (negotiation, DMA, IRQs) for no-change checks."""
@@ -469,7 +623,7 @@ class Session:
         reply_caps: dict[str, object] = {
             "max_msg_fds": SERVER_MAX_MSG_FDS,
             "max_data_xfer_size": self.max_data_xfer,
-            "max_dma_maps": MAX_DMA_MAPS,
+            "max_dma_maps": self.limits.max_dma_maps,
             "pgsizes": PAGE_SIZE,
         }
         proposed = (request.raw or {}).get("capabilities", {})
@@ -502,14 +656,24 @@ class Session:
             raise invalid("DMA_MAP carries at most one file descriptor")
         if not frame.fds and req.offset:
             raise invalid("DMA_MAP without a file descriptor must have offset 0")
-        for r in self.dma.values():
-            if r.addr < req.addr + req.size and req.addr < r.addr + r.size:
-                raise ProtocolError(errno.EEXIST, f"DMA region {req.addr:#x} overlaps {r.addr:#x}")
-        if len(self.dma) >= MAX_DMA_MAPS:
-            raise ProtocolError(errno.ENOSPC, f"{MAX_DMA_MAPS} DMA regions are mapped already")
+        at = bisect.bisect_right(self._dma_starts, req.addr)
+        if at:
+            before = self.dma[self._dma_starts[at - 1]]
+            if before.addr + before.size > req.addr:
+                raise ProtocolError(errno.EEXIST, f"DMA region {req.addr:#x} overlaps {before.addr:#x}")
+        if at < len(self._dma_starts) and self._dma_starts[at] < req.addr + req.size:
+            raise ProtocolError(errno.EEXIST, f"DMA region {req.addr:#x} overlaps {self._dma_starts[at]:#x}")
+        if len(self.dma) >= self.limits.max_dma_maps:
+            raise ProtocolError(errno.ENOSPC, f"{self.limits.max_dma_maps} DMA regions are mapped already")
+        self._room_for_fds(len(frame.fds))
         fd = frame.fds.pop() if frame.fds else None
-        self.dma[req.addr] = DmaRegion(req.addr, req.size, req.flags, req.offset, fd)
+        self.keep_dma(DmaRegion(req.addr, req.size, req.flags, req.offset, fd))
         return b""
+
+    def keep_dma(self, region: DmaRegion) -> None:
+        """Record a mapped DMA region (checked by the caller: no overlap, room left)."""
+        self.dma[region.addr] = region
+        bisect.insort(self._dma_starts, region.addr)
 
     def _dma_unmap(self, frame: Frame, payload: bytes) -> bytes:
         req = DmaUnmap.unpack_exact(payload)
@@ -523,6 +687,7 @@ class Session:
                 errno.ENOENT, f"no DMA region is mapped at exactly {req.addr:#x}+{req.size:#x}"
             )
         del self.dma[req.addr]
+        del self._dma_starts[bisect.bisect_left(self._dma_starts, req.addr)]
         if region.fd is not None:
             close_fds([region.fd])
         return payload  # "the original DMA entry in the request"
@@ -599,6 +764,8 @@ class Session:
         if kind == IRQ_SET_DATA_EVENTFD and (data or len(frame.fds) not in (0, req.count)):
             raise invalid("DATA_EVENTFD carries one descriptor per IRQ (or none to unassign), no data")
         if kind == IRQ_SET_DATA_EVENTFD:
+            replaced = sum((req.index, req.start + k, action) in self.irq_fds for k in range(req.count))
+            self._room_for_fds(len(frame.fds), replaced)
             fds = list(frame.fds)
             frame.fds.clear()
             for k in range(req.count):
@@ -731,23 +898,55 @@ class Disconnect(Exception):
     """The connection ended (EOF, stall, stop request or a socket error)."""
 
 
-class FrameReader:
-    """Reads messages from a stream socket, with the file descriptors sent with each.
+RECEIVE_CHUNK = 256 << 10
+"""Most bytes one read takes from a client's socket."""
+REPLY_FLUSH = 1 << 20
+"""Replies of one batch are sent once they reach this many bytes (so a pipelining client that sends
+many large reads costs the server at most this much beside the message being handled)."""
+_REPLY = struct.Struct("<HHIII")
+_ACCESS_MESSAGE = struct.Struct("<HHIIIQII")
+"""A header followed by a region access (offset, region, count): REGION_READ and REGION_WRITE."""
 
-    Only the header is read with ``recvmsg`` and never more than the current
-    message, so descriptors always belong to the message they came with.
+
+class Connection:
+    """Serves one client: reads messages in batches, handles them in order, answers a batch at once.
+
+    A read takes whatever the client has sent (up to :data:`RECEIVE_CHUNK`),
+    every complete message in it is handled, and their replies go out in
+    one send before the next read, so a pipelining client costs two system
+    calls per batch rather than per message. Configuration reads and writes
+    of at most a dword (REGION_READ/WRITE of region 7) take a direct path
+    that makes exactly the checks :meth:`Session.handle` would and none of
+    its allocations; everything else goes through :meth:`Session.handle`.
+
+    File descriptors belong to the message that holds the last byte of the
+    read that delivered them: the kernel ends a read with the data the
+    descriptors were sent with, which a client sends in the same
+    ``sendmsg`` as its message (as every client does).
+
     Waiting for the first byte of a message is unbounded (a quiet VMM is
     fine; closing the endpoint shuts the socket down, which ends the wait);
-    once a message has begun, ``timeout`` seconds without a byte disconnect
-    the client. Reads after the first are non-blocking and poll only when no
-    byte is there yet, so a message that arrived whole costs two system calls.
+    once a message has begun, ``timeout`` seconds without a byte, or without
+    the client reading its replies, disconnect it.
     """
 
-    def __init__(self, sock: socket.socket, max_payload: int, timeout: float, stop: Stopper) -> None:
+    def __init__(self, sock: socket.socket, session: Session, stop: Stopper, timeout: float) -> None:
         self.sock = sock
-        self.max_payload = max_payload
-        self.timeout = timeout
+        self.session = session
         self.stop = stop
+        self.timeout = timeout
+        self.max_payload = session.max_message - HEADER_SIZE
+        self.rx = bytearray()
+        self.chunk = memoryview(bytearray(RECEIVE_CHUNK))
+        """Where each read lands (one buffer for the connection: a read allocates nothing)."""
+        self.base = 0
+        """Stream position of ``rx[0]``."""
+        self.skip = 0
+        """Bytes of an oversized message still to be drained."""
+        self.fd_groups: deque[tuple[int, list[int], bool]] = deque()
+        """(stream position of the last byte of the read that brought them, descriptors, truncated)."""
+        self.out: list[bytes] = []
+        self.out_size = 0
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
         self.poller.register(stop.fd, select.POLLIN)
@@ -755,6 +954,22 @@ class FrameReader:
         self.out_poller.register(sock, select.POLLOUT | select.POLLHUP | select.POLLERR)
         self.out_poller.register(stop.fd, select.POLLIN)
 
+    def serve(self) -> None:
+        """Until the client leaves; never raises for anything the client does."""
+        try:
+            while True:
+                self._read()
+                self._process()
+        except Disconnect as exc:
+            log.debug("connection ended: %s", exc)
+        except OSError as exc:  # reset by peer, ...
+            log.debug("connection dropped: %s", exc)
+        finally:
+            for _, fds, _ in self.fd_groups:
+                close_fds(fds)
+            self.fd_groups.clear()
+
+    # -- reading
     def _wait(self, poller: select.poll, what: str) -> None:
         """Until the socket is ready; a stop request or ``timeout`` seconds of nothing disconnect."""
         events = poller.poll(self.timeout * 1000)
@@ -763,75 +978,145 @@ class FrameReader:
         if not events:
             raise Disconnect(what)
 
-    def _stalled(self) -> None:
-        self._wait(self.poller, "client stalled in the middle of a message")
-
-    def read(self) -> Frame:
-        head = bytearray()
-        fds: list[int] = []
-        truncated = False
-        try:
-            while len(head) < HEADER_SIZE:
-                if head:
-                    try:
-                        got = self.sock.recvmsg(HEADER_SIZE - len(head), _FD_ANCILLARY, socket.MSG_DONTWAIT)
-                    except BlockingIOError:
-                        self._stalled()
-                        continue
-                else:
-                    got = self.sock.recvmsg(HEADER_SIZE, _FD_ANCILLARY)  # idle: block until a message
-                    if self.stop.is_set():
-                        raise Disconnect("server stopping")
-                data, ancdata, msg_flags, _ = got
-                for level, kind, cdata in ancdata:
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                        received = array.array("i")
-                        received.frombytes(cdata[: len(cdata) - len(cdata) % received.itemsize])
-                        fds.extend(received)
-                if msg_flags & socket.MSG_CTRUNC:
-                    truncated = True
-                if not data:
-                    raise Disconnect("client closed the connection")
-                head += data
-            header = Header.unpack(head)
-            if header.size < HEADER_SIZE:
-                return Frame(header, b"", fds, truncated)
-            length = header.size - HEADER_SIZE
-            if length > self.max_payload:
-                self._skip(length)
-                return Frame(header, None, fds, truncated)
-            return Frame(header, self._exact(length), fds, truncated)
-        except BaseException:
-            close_fds(fds)
-            raise
-
-    def _recv_into(self, view: memoryview, length: int) -> int:
+    def _read(self) -> None:
+        idle = not self.rx and not self.skip
         while True:
             try:
-                n = self.sock.recv_into(view, length, socket.MSG_DONTWAIT)
+                if idle:  # between messages: block until the client sends or the endpoint shuts down
+                    got = self.sock.recvmsg_into((self.chunk,), _FD_ANCILLARY)
+                    if self.stop.is_set():
+                        raise Disconnect("server stopping")
+                else:
+                    got = self.sock.recvmsg_into((self.chunk,), _FD_ANCILLARY, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                self._stalled()
+                self._wait(self.poller, "client stalled in the middle of a message")
                 continue
-            if n == 0:
-                raise Disconnect("client closed the connection mid-message")
-            return n
+            break
+        length, ancdata, msg_flags, _ = got
+        fds: list[int] = []
+        for level, kind, cdata in ancdata or ():
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                received = array.array("i")
+                received.frombytes(cdata[: len(cdata) - len(cdata) % received.itemsize])
+                fds.extend(received)
+        if not length:
+            close_fds(fds)
+            raise Disconnect("client closed the connection" + (" mid-message" if not idle else ""))
+        self.rx += self.chunk[:length]
+        if fds or msg_flags & socket.MSG_CTRUNC:
+            self.fd_groups.append((self.base + len(self.rx) - 1, fds, bool(msg_flags & socket.MSG_CTRUNC)))
 
-    def _exact(self, length: int) -> bytes:
-        buf = bytearray(length)
-        view = memoryview(buf)
-        got = 0
-        while got < length:
-            got += self._recv_into(view[got:], length - got)
-        return bytes(buf)
+    def _fds_for(self, start: int, end: int) -> tuple[list[int], bool]:
+        """Descriptors of the message at stream positions [start, end]; earlier ones are closed."""
+        fds: list[int] = []
+        truncated = False
+        while self.fd_groups and self.fd_groups[0][0] <= end:
+            position, group, cut = self.fd_groups.popleft()
+            if position < start:  # brought by a message already answered (an oversized one)
+                close_fds(group)
+                continue
+            fds += group
+            truncated = truncated or cut
+        return fds, truncated
 
-    def _skip(self, length: int) -> None:
-        scratch = memoryview(bytearray(1 << 16))
-        while length:
-            length -= self._recv_into(scratch, min(length, len(scratch)))
+    # -- handling
+    def _process(self) -> None:
+        """Handle every complete message received, in order; send their replies."""
+        rx = self.rx
+        end = len(rx)
+        pos = 0
+        session = self.session
+        device = session.device
+        out = self.out
+        # The direct path (see the class) needs a negotiated session and no descriptors in flight.
+        direct = session.negotiated and not self.fd_groups
+        config_size = device.config_size
+        client_max = session.client_max_xfer
+        while True:
+            if self.skip:
+                drop = min(self.skip, end - pos)
+                pos += drop
+                self.skip -= drop
+                if self.skip:
+                    break
+            if end - pos < HEADER_SIZE:
+                break
+            if direct and end - pos >= _ACCESS_MESSAGE.size:
+                msg_id, command, size, flags, error, offset, region, count = _ACCESS_MESSAGE.unpack_from(
+                    rx, pos
+                )
+                if (
+                    region == CONFIG_REGION
+                    and flags == 0
+                    and error == 0
+                    and (count == 4 or count == 2 or count == 1)
+                    and offset % 4 + count <= 4
+                    and offset + count <= config_size
+                    and count <= client_max
+                    and (
+                        (command == Command.REGION_READ and size == 32)
+                        or (command == Command.REGION_WRITE and size == 32 + count)
+                    )
+                ):
+                    if end - pos < size:
+                        break
+                    try:
+                        if command == Command.REGION_READ:
+                            data = device.config_read(offset, count)
+                        else:
+                            device.config_write(offset, bytes(rx[pos + 32 : pos + size]))
+                            data = b""
+                    except Exception:  # refused before changing anything: the general path answers
+                        pass
+                    else:
+                        session.handled += 1
+                        out.append(
+                            _ACCESS_MESSAGE.pack(
+                                msg_id, command, 32 + len(data), TYPE_REPLY, 0, offset, region, count
+                            )
+                            + data
+                        )
+                        pos += size
+                        continue
+            msg_id, command, size, flags, error = _REPLY.unpack_from(rx, pos)
+            start = self.base + pos
+            if size < HEADER_SIZE:
+                consumed, body = HEADER_SIZE, b""
+            elif size - HEADER_SIZE > self.max_payload:
+                consumed, body = HEADER_SIZE, None
+                self.skip = size - HEADER_SIZE  # drained as it comes; answered E2BIG now
+            elif end - pos < size:
+                break
+            else:
+                consumed, body = size, bytes(rx[pos + HEADER_SIZE : pos + size])
+            fds, truncated = self._fds_for(start, start + consumed - 1) if self.fd_groups else ([], False)
+            reply = session.handle(Frame(Header(msg_id, command, size, flags, error), body, fds, truncated))
+            if reply is not None:
+                out.append(reply)
+                self.out_size += len(reply)
+                if self.out_size >= REPLY_FLUSH:
+                    self._flush()
+            pos += consumed
+            direct = session.negotiated and not self.fd_groups
+            client_max = session.client_max_xfer
+        del rx[:pos]
+        self.base += pos
+        self._flush()
 
-    def send(self, data: bytes) -> None:
-        """Send a reply; a client that reads nothing for ``timeout`` seconds is disconnected."""
-        view = memoryview(data)
+    def _flush(self) -> None:
+        """Send the replies collected; a client that reads nothing for ``timeout`` seconds is dropped."""
+        if not self.out:
+            return
+        data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
+        self.out.clear()
+        self.out_size = 0
+        try:
+            sent = self.sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):  # the common case: the whole batch fits the socket buffer
+            return
+        view = memoryview(data)[sent:]
         while view:
             try:
                 view = view[self.sock.send(view, socket.MSG_DONTWAIT) :]
@@ -847,17 +1132,7 @@ def serve_connection(
 ) -> None:
     """Serve one client until it leaves; never raises for anything the client does."""
     conn.setblocking(True)
-    reader = FrameReader(conn, session.max_message - HEADER_SIZE, timeout, stop)
-    try:
-        while True:
-            frame = reader.read()
-            reply = session.handle(frame)
-            if reply is not None:
-                reader.send(reply)
-    except Disconnect as exc:
-        log.debug("connection ended: %s", exc)
-    except OSError as exc:  # reset by peer, ...
-        log.debug("connection dropped: %s", exc)
+    Connection(conn, session, stop, timeout).serve()
 
 
 # --------------------------------------------------------------------------- listening
@@ -866,11 +1141,11 @@ def serve_connection(
 class Endpoint:
     """One device's socket and its serving thread."""
 
-    def __init__(self, device: Device, path: Path, timeout: float, max_data_xfer: int) -> None:
+    def __init__(self, device: Device, path: Path, limits: Limits) -> None:
         self.device = device
         self.path = path
-        self.timeout = timeout
-        self.max_data_xfer = max_data_xfer
+        self.limits = limits
+        self.timeout = limits.message_timeout
         self.stop = Stopper()
         self.listener = _listen(path)
         self.sessions_served = 0
@@ -897,7 +1172,7 @@ class Endpoint:
                 log.warning("accept on %s failed: %s", self.path, exc)
                 time.sleep(0.05)
                 continue
-            session = Session(self.device, self.max_data_xfer)
+            session = Session(self.device, limits=self.limits)
             self.current, self.conn = session, conn
             if self.stop.is_set():
                 _shutdown(conn)
@@ -966,7 +1241,12 @@ class DeviceSpec:
 
 
 class VfioUserServer:
-    """Serves several VPCID instances of one data manager, one socket and thread each."""
+    """Serves several VPCID instances of one data manager, one socket and thread each.
+
+    ``limits`` (default: ``timeout`` and ``max_data_xfer`` with the other
+    defaults) apply to each client; unless they set ``max_fds``, each
+    client's descriptor budget is :func:`fd_budget` of the device count.
+    """
 
     def __init__(
         self,
@@ -976,11 +1256,16 @@ class VfioUserServer:
         timeout: float = DEFAULT_MESSAGE_TIMEOUT,
         max_data_xfer: int = DEFAULT_MAX_DATA_XFER,
         manager_factory: Callable[[Profile], ServerManager] = ServerManager,
+        limits: Limits | None = None,
     ) -> None:
         if not devices:
-            raise ValueError("a server needs at least one device")
+            raise InvalidArgument("a server needs at least one device")
         if len(devices) > 30:
-            raise ValueError("at most 30 devices per server (BDFs 00:02.0-00:1f.0)")
+            raise InvalidArgument("at most 30 devices per server (BDFs 00:02.0-00:1f.0)")
+        limits = limits or Limits(max_data_xfer=max_data_xfer, message_timeout=timeout)
+        if limits.max_fds is None:
+            limits = dataclasses.replace(limits, max_fds=fd_budget(len(devices)))
+        self.limits = limits
         self.manager = manager_factory(profile or Profile())
         self.lock = threading.Lock()
         self.vm = vm
@@ -991,9 +1276,9 @@ class VfioUserServer:
             for n, spec in enumerate(devices):
                 bdf = Bdf(0, 2 + n, 0)
                 self.manager.plug(vm, bdf, spec.dtype)
-                device = Device(self.manager, self.lock, vm, bdf)
+                device = Device(self.manager, self.lock, vm, bdf, limits.max_stream)
                 self.devices.append(device)
-                self.endpoints.append(Endpoint(device, spec.path, timeout, max_data_xfer))
+                self.endpoints.append(Endpoint(device, spec.path, limits))
         except BaseException:
             self.close()
             raise
