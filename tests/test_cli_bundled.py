@@ -92,3 +92,39 @@ def test_types_exports_every_suite_type_as_a_type_file(tmp_path: Path) -> None:
     checked = CliRunner().invoke(main, ["types", "check", str(path)])
     assert checked.exit_code == 0, checked.output
     assert f"e1000: {SUITE_TYPES['e1000'].fingerprint().hex()}" in checked.output
+
+
+def test_certify_bundled_writes_replayable_traces_and_marks_third_party_verdicts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing bundled implementation fails the run; a third-party one is reported as such; both get
+    traces under REPORTS/NAME-counterexamples/ and the command that replays one."""
+    from vpcid.adapters.registry import AdapterEntry
+    from vpcid.conformance import commands
+
+    entries = {
+        "ours": AdapterEntry("ours", "vpcid.conformance.mutants:mutant_adapter", "a planted bug",
+                             "mutant:cam-ignores-enable"),
+        "theirs": AdapterEntry("theirs", "vpcid.conformance.mutants:mutant_adapter", "someone else's",
+                               "mutant:rw1c-as-rw", third_party=True),
+    }  # fmt: skip
+    monkeypatch.setattr(commands, "registered", lambda: entries)
+    runner = CliRunner()
+    result = runner.invoke(main, ["certify-bundled", "--reports", str(tmp_path), "--budget", "1000"],
+                           terminal_width=250)  # fmt: skip
+    assert result.exit_code == 1, result.output
+    third = "NOT CONFORMANT (third-party target: findings reported, not a failure of this run)"
+    assert third in result.output
+    assert "findings[/]" not in result.output
+    for spec in ("mutant:cam-ignores-enable", "mutant:rw1c-as-rw"):
+        stem = bundled_report_stem(spec)
+        traces = sorted((tmp_path / f"{stem}-counterexamples").glob("*.jsonl"))
+        assert traces, result.output
+        assert f"vpcid replay {tmp_path / f'{stem}-counterexamples'}/" in result.output
+        replayed = runner.invoke(main, ["replay", str(traces[0]), "--adapter", spec])
+        assert replayed.exit_code == 1, replayed.output
+    html_page = (tmp_path / f"{bundled_report_stem('mutant:rw1c-as-rw')}.html").read_text(encoding="utf-8")
+    assert third in html_page
+    own = json.loads((tmp_path / f"{bundled_report_stem('mutant:cam-ignores-enable')}.json").read_text())
+    assert own["verdict"] == "NOT CONFORMANT"
+    assert own["run"]["third_party"] is False

@@ -8,6 +8,9 @@ from importlib.metadata import entry_points
 import pytest
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.certify import applicable_cases
+from vpcid.conformance.engine import Differential
+from vpcid.conformance.mutants import BY_NAME
+from vpcid.conformance.trace import read_trace
 
 pytest_plugins = ["pytester"]
 
@@ -51,7 +54,14 @@ def test_plugin_fails_a_mutant(isolated: pytest.Pytester) -> None:
     assert counts["passed"] > 100
     text = result.stdout.str()
     assert re.search(r"FAILED \S*test_case\[config-mechanism/\S+@e1000:00:02\.0\]", text), text
-    assert "minimal trace" in text
+    assert "minimal trace (written to vpcid-counterexamples/" in text
+    written = sorted((isolated.path / "vpcid-counterexamples").glob("*.jsonl"))
+    assert len(written) == counts["failed"]
+    for path in written:
+        header, steps = read_trace(path)
+        assert header.notes["adapter"] == "mutant:cam-ignores-enable"
+        assert f"vpcid replay vpcid-counterexamples/{path.name} --adapter mutant:cam-ignores-enable" in text
+        assert Differential(BY_NAME["cam-ignores-enable"].adapter()).replay([s.op for s in steps]) is not None
 
 
 def test_plugin_does_nothing_without_the_option(isolated: pytest.Pytester) -> None:

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import html
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,17 @@ from vpcid.conformance.certify import CertificationReport, Verdict, certify
 from vpcid.conformance.cli import main
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.mutants import BY_NAME
-from vpcid.conformance.report import print_table, render_html, write_html, write_json, write_junit
+from vpcid.conformance.report import (
+    RunContext,
+    print_table,
+    render_html,
+    requirement_texts,
+    verdict_text,
+    vpcid_version,
+    write_html,
+    write_json,
+    write_junit,
+)
 from vpcid.conformance.trace import Op, OpKind
 from vpcid.conformance.traceability import load_requirements
 from vpcid.model import Profile
@@ -131,7 +142,11 @@ def test_junit_has_one_testcase_per_requirement(
     run = {"verdict", "date", "vpcid_version", "spec_version", "host", "command_line"}
     assert set(properties) == set(Profile().to_mapping()) | run | {"seed", "budget"}
     assert {k: properties[k] for k in Profile().to_mapping()} == Profile().to_mapping()
-    assert (properties["seed"], properties["budget"], properties["verdict"]) == ("3", str(BUDGET), "CONFORMANT")
+    assert (properties["seed"], properties["budget"], properties["verdict"]) == (
+        "3",
+        str(BUDGET),
+        "CONFORMANT",
+    )
 
 
 def test_junit_failures(mutant_report: CertificationReport, tmp_path: Path) -> None:
@@ -259,3 +274,111 @@ def test_cli_certify_mutant_exits_1(tmp_path: Path) -> None:
 def test_cli_certify_rejects_a_tiny_budget() -> None:
     result = CliRunner().invoke(main, ["certify", "--adapter", "reference", "--budget", "10"])
     assert result.exit_code == 2
+
+
+# ------------------------------------------------------------------ the run, the verdict, the terminal
+
+
+CONTEXT = RunContext(
+    date="2031-02-03T04:05:06+00:00", vpcid_version="9.9.9", spec_version="0.1 (sha256 abc)",
+    host="bench <1> (Linux)", command_line="vpcid certify --adapter 'x [red]y'", adapter_spec="mine:factory",
+)  # fmt: skip
+
+
+def test_every_form_carries_the_run(mutant_report: CertificationReport, tmp_path: Path) -> None:
+    write_json(mutant_report, tmp_path / "r.json", CONTEXT)
+    run = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["run"]
+    assert run == {"date": CONTEXT.date, "vpcid_version": "9.9.9", "spec_version": "0.1 (sha256 abc)",
+                   "host": CONTEXT.host, "command_line": CONTEXT.command_line, "seed": 0, "budget": BUDGET,
+                   "third_party": False}  # fmt: skip
+    write_junit(mutant_report, tmp_path / "r.xml", CONTEXT)
+    suite = ET.parse(tmp_path / "r.xml").getroot()
+    assert (suite.get("timestamp"), suite.get("hostname")) == (CONTEXT.date, CONTEXT.host)
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert properties["command_line"] == CONTEXT.command_line
+    assert properties["spec_version"] == CONTEXT.spec_version
+    page = render_html(mutant_report, CONTEXT)
+    for value in (CONTEXT.date, "9.9.9", "0.1 (sha256 abc)", html.escape(CONTEXT.host),
+                  html.escape(CONTEXT.command_line)):  # fmt: skip
+        assert value in page
+    console = Console(record=True, width=300)
+    print_table(mutant_report, console, context=CONTEXT)
+    assert f"vpcid 9.9.9, spec 0.1 (sha256 abc), {CONTEXT.date}, bench <1> (Linux)" in console.export_text()
+
+
+def test_the_current_context_names_this_vpcid_and_spec() -> None:
+    context = RunContext.current("reference")
+    assert context.vpcid_version == vpcid_version() != "unknown"
+    assert re.fullmatch(r"0\.1 \(sha256 [0-9a-f]{12}\)", context.spec_version)
+    assert context.date.endswith("+00:00")
+    assert context.command_line
+
+
+def test_html_puts_the_failures_on_top_and_links_every_requirement_to_its_text(
+    mutant_report: CertificationReport,
+) -> None:
+    page = render_html(mutant_report, CONTEXT)
+    summary = page.index("<h2>Failures</h2>")
+    assert summary < page.index("<h2>Run</h2>") < page.index("<h2>Requirements</h2>")
+    failed = [r for r in mutant_report.requirements if r.verdict is Verdict.FAIL]
+    for r in failed:
+        assert page.index(f'<a href="#row-{r.rid}">{r.rid}</a>') < page.index("<h2>Run</h2>")
+    texts = requirement_texts()
+    for r in mutant_report.requirements:
+        assert f'<a href="#text-{r.rid}">' in page
+        assert f'<dt id="text-{r.rid}">' in page
+    assert "every byte of a device type" not in texts["R-CFG-001"][1]
+    assert "new = (old &amp; ~wmask) | (value &amp; wmask)" in page
+
+
+def test_third_party_findings_are_marked_alike_in_terminal_and_html(
+    mutant_report: CertificationReport,
+) -> None:
+    third = dataclasses.replace(CONTEXT, third_party=True)
+    wanted = "NOT CONFORMANT (third-party target: findings reported, not a failure of this run)"
+    assert verdict_text(mutant_report, third) == wanted
+    assert f'<span class="third">{wanted}</span>' in render_html(mutant_report, third)
+    console = Console(record=True, width=300)
+    print_table(mutant_report, console, show_all=False, context=third)
+    assert f"{wanted}: " in console.export_text()
+    assert verdict_text(mutant_report, CONTEXT) == "NOT CONFORMANT"
+
+
+def test_failures_only_shows_neither_waived_findings_nor_an_empty_table(
+    mutant_report: CertificationReport, reference_report: CertificationReport
+) -> None:
+    waived = copy.deepcopy(mutant_report)
+    for r in waived.requirements:
+        if r.verdict is Verdict.FAIL:
+            r.verdict, r.waiver = Verdict.WAIVED, "accepted"
+    console = Console(record=True, width=300)
+    print_table(waived, console, show_all=False, context=CONTEXT)
+    text = console.export_text()
+    assert "no requirement failed" in text
+    assert "┏" not in text, "no empty table"
+    assert "waived" not in text.split("CONFORMANT")[0]
+    everything = Console(record=True, width=300)
+    print_table(waived, everything, show_all=True, context=CONTEXT)
+    assert "R-CAM-005 waived (accepted)" in everything.export_text()
+    clean = Console(record=True, width=300)
+    print_table(reference_report, clean, show_all=False, context=CONTEXT)
+    assert "┏" not in clean.export_text()
+
+
+def test_user_text_is_printed_as_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``:factory:`` in an adapter argument and ``[red]`` in a folder print as typed: no emoji, no markup."""
+    (tmp_path / "bugs.py").write_text(
+        "from vpcid.conformance.mutants import BY_NAME\n\n\n"
+        "def factory(argument):\n    return BY_NAME[argument].adapter()\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    spec = f"bugs:factory:{MUTANT}"
+    result = CliRunner().invoke(
+        main, ["certify", "--adapter", spec, "--budget", str(BUDGET), "--counterexamples", "[red]cx"]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"--adapter {spec}" in result.output
+    assert "\N{FACTORY}" not in result.output
+    assert "vpcid replay '[red]cx/" in result.output
+    assert any(Path("[red]cx").glob("*.jsonl"))

@@ -111,13 +111,16 @@ def _import_module(module_name: str) -> ModuleType:
         path = Path(module_name)
         if not path.is_file():
             raise AdapterSpecError(f"{module_name}: no such file; give MODULE:FACTORY or PATH.py:FACTORY")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
+        name = path.stem if path.stem not in sys.modules else f"vpcid_adapter_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise AdapterSpecError(f"{module_name}: not a Python module")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # as an import would: dataclasses and pickling look modules up there
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
+            del sys.modules[name]
             raise AdapterSpecError(
                 f"importing {module_name} failed: {type(exc).__name__}: {_one_line(exc)}{_where(exc)}"
             ) from None
