@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -194,18 +195,31 @@ def test_valid_examples_read(reader: str, tmp_path: Path) -> None:
     assert READERS[reader](path) is not None
 
 
+MEMORY_BOUND = 16 << 20
+"""Most a reader may allocate for a generated input of at most a few KiB (traced allocations)."""
+
+
 @pytest.mark.req("R-ERR-001")
 @pytest.mark.parametrize("reader", sorted(READERS))
 def test_any_bytes_read_cleanly(reader: str) -> None:
+    """Any bytes: a result or a typed error naming the file, in bounded memory."""
+    peaks: list[int] = []
+
     @HYPOTHESIS
     @given(data=contents(reader))
     def check(data: bytes) -> None:
         with tempfile.TemporaryDirectory() as folder:
             path = file_for(Path(folder), reader)
             path.write_bytes(data)
-            read_cleanly(reader, path)
+            tracemalloc.start()
+            try:
+                read_cleanly(reader, path)
+                peaks.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
 
     check()
+    assert max(peaks) < MEMORY_BOUND, max(peaks)
 
 
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
@@ -312,11 +326,19 @@ def test_the_loading_layer_never_opens_what_is_not_a_regular_file(
 
 
 def test_a_file_over_its_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """Refused from its size alone: reading it allocates next to nothing (traced allocations)."""
     huge = tmp_path / "huge.jsonl"
     with open(huge, "wb") as handle:
         handle.truncate(300 << 20)  # sparse: costs no disk and is never read
-    with pytest.raises(TraceError, match=r"more than the \d+-byte limit"):
-        read_trace(huge)
+    tracemalloc.start()
+    try:
+        for path in (huge, Path("/dev/zero")):
+            with pytest.raises(TraceError, match=r"more than the \d+-byte limit|not a regular file"):
+                read_trace(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
 
 
 @pytest.mark.parametrize("factory", [reference, pytest.param("cython", id="cython")])

@@ -82,8 +82,12 @@ def registered() -> dict[str, AdapterEntry]:
     return found
 
 
-class AdapterSpecError(VpcidError, ValueError):
-    """``--adapter`` names no adapter, or its module or factory cannot be loaded (bad input, exit 2)."""
+class AdapterSpecError(VpcidError, AdapterUnavailable, ValueError):
+    """``--adapter`` names no adapter, or its module or factory cannot be loaded (bad input, exit 2).
+
+    Also an :class:`AdapterUnavailable`, so that code written against that class alone still
+    catches it; vpcid's own commands report it as bad input, not as an adapter unavailable here.
+    """
 
     kind = "bad-adapter"
 

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from vpcid.adapters.base import Adapter, AdapterUnavailable
-from vpcid.adapters.registry import load_adapter, probe, registered
+from vpcid.adapters.registry import AdapterSpecError, load_adapter, probe, registered
 from vpcid.conformance import vectors as vector_suite
 from vpcid.conformance.certify import (
     DEFAULT_BUDGET,
@@ -85,9 +85,12 @@ def run_context(spec: str) -> RunContext:
 
 @contextmanager
 def opened(spec: str) -> Iterator[Adapter]:
-    """Load an adapter, always closing it; an unavailable adapter exits 3 with its reason."""
+    """Load an adapter, always closing it; an unavailable adapter exits 3 with its reason, one that
+    cannot be loaded at all is bad input (exit 2)."""
     try:
         adapter = load_adapter(spec)
+    except AdapterSpecError:
+        raise  # bad input: one line and exit status 2 (VpcidGroup)
     except AdapterUnavailable as exc:
         click.echo(f"vpcid: adapter {spec!r} is unavailable: {exc}", err=True)
         sys.exit(EXIT_UNAVAILABLE)

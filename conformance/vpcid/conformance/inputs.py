@@ -30,7 +30,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import jsonschema
 from vpcid.model.errors import ProfileError, VpcidError
@@ -76,12 +76,24 @@ def read_input(path: Path, limit: int, error: ErrorType = InputError) -> bytes:
         raise error(f"{path}: {info.st_size} bytes is more than the {limit}-byte limit for this file")
     try:
         with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+            data = _read_bounded(handle, info.st_size, limit)
     except OSError as exc:
         raise error(f"{path}: cannot read: {_reason(exc)}") from None
     if len(data) > limit:
         raise error(f"{path}: more than the {limit}-byte limit for this file")
     return data
+
+
+def _read_bounded(handle: BinaryIO, size: int, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes: as many as the file had when it was examined, plus what it grew
+    since, in chunks, so that memory follows the file's size rather than the limit."""
+    chunks = [handle.read(min(size, limit) + 1)]
+    total = len(chunks[0])
+    while total <= limit and len(chunks[-1]) > 0 and total > size:
+        chunk = handle.read(min(MIB, limit + 1 - total))
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def _reason(exc: BaseException) -> str:

@@ -103,7 +103,12 @@ def load_machine(source: MachineSource, types: Mapping[str, DeviceType] | None =
         return parse_machine(source, types=types)
     origin = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
     if isinstance(source, os.PathLike):
-        text = read_text(Path(source), MACHINE_FILE_LIMIT, MachineError)
+        try:
+            text = read_text(Path(source), MACHINE_FILE_LIMIT, MachineError)
+        except MachineError as exc:
+            reason = str(exc).removeprefix(f"{origin}: ").removeprefix("cannot read: ")
+            fix = "" if "; " in reason else "; check the path"
+            raise MachineError(f"cannot read machine file {origin}: {reason}{fix}") from None
         return parse_machine(text, origin=origin, types=types, folder=Path(origin).parent)
     try:
         data = source.read_bytes()

@@ -55,8 +55,8 @@ def _check_adapter(spec: str) -> None:
 
     try:
         adapter = load_adapter(spec)
+    except VpcidError as exc:  # AdapterSpecError among them: the spec names nothing loadable
+        raise pytest.UsageError(f"--vpcid-adapter {spec}: {exc}") from None
     except AdapterUnavailable as exc:
         raise pytest.UsageError(f"--vpcid-adapter {spec}: the adapter is unavailable here: {exc}") from None
-    except VpcidError as exc:
-        raise pytest.UsageError(f"--vpcid-adapter {spec}: {exc}") from None
     adapter.close()
