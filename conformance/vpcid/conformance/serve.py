@@ -1,7 +1,10 @@
 """``vpcid serve``: serve VPCID instances of a data manager to VMMs.
 
 ``vpcid serve vfio-user --socket PATH [--socket PATH ...] [--type TYPE ...]
-[--types FILE ...]`` exposes one device per socket (spec/formats/vfio-user.md). It prints one
+[--types FILE ...]`` exposes one device per socket (spec/formats/vfio-user.md),
+with per-client limits (``--message-timeout``, ``--max-data-xfer``,
+``--max-client-fds``, ``--max-stream``, ``--max-dma-maps``), each checked
+before anything listens. It prints one
 line per device on stderr, then ``ready`` on stdout once every socket
 listens, and runs until SIGTERM or SIGINT, when it removes its sockets.
 Also runnable as ``python -m vpcid.conformance.serve vfio-user ...``.
@@ -10,6 +13,7 @@ Also runnable as ``python -m vpcid.conformance.serve vfio-user ...``.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import threading
@@ -48,10 +52,19 @@ def serve_group() -> None:
               help="Profile manifest: the variants the data manager runs in.")  # fmt: skip
 @click.option("--vm", default=1, show_default=True, type=click.IntRange(0, 0xFFFF_FFFF),
               help="VM id of the data manager's VM that holds the devices.")  # fmt: skip
-@click.option("--message-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.05),
-              help="Seconds a client may stall inside a message before it is disconnected.")  # fmt: skip
+@click.option("--message-timeout", default=10.0, show_default=True, type=click.FloatRange(0.05, 3600),
+              callback=lambda ctx, param, value: _finite(param, value),
+              help="Seconds a client may stall inside a message, or leave its replies unread, before it "
+                   "is disconnected (0.05-3600).")  # fmt: skip
 @click.option("--max-data-xfer", default=1 << 20, show_default=True, type=click.IntRange(4096, 64 << 20),
               help="Largest region or migration transfer in one message (max_data_xfer_size).")  # fmt: skip
+@click.option("--max-client-fds", type=click.IntRange(0, 1 << 20), default=None,
+              help="File descriptors (DMA regions, IRQ eventfds) the server keeps for one client; beyond, "
+                   "ENOSPC. Default: the process's descriptor limit shared among the devices.")  # fmt: skip
+@click.option("--max-stream", default=1 << 30, show_default=True, type=click.IntRange(4096, 1 << 40),
+              help="Longest migration stream a device takes (spooled to a temporary file).")  # fmt: skip
+@click.option("--max-dma-maps", default=65535, show_default=True, type=click.IntRange(1, 65535),
+              help="DMA regions one client may have mapped at once (max_dma_maps).")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="Log rejected messages (-v) and more (-vv).")
 def vfio_user_command(
     sockets: tuple[Path, ...],
@@ -61,6 +74,9 @@ def vfio_user_command(
     vm: int,
     message_timeout: float,
     max_data_xfer: int,
+    max_client_fds: int | None,
+    max_stream: int,
+    max_dma_maps: int,
     verbose: int,
 ) -> None:
     """Expose VPCID instances as vfio-user devices, one per socket, until SIGTERM.
@@ -70,7 +86,12 @@ def vfio_user_command(
       vpcid serve vfio-user --socket /tmp/nic.sock --type e1000
       vpcid serve vfio-user --socket /tmp/dev.sock --types my-device.json
     """
-    from vpcid.adapters.vfio_user.server import DeviceSpec, VfioUserServer
+    from vpcid.adapters.vfio_user.server import DeviceSpec, Limits, VfioUserServer
+
+    try:
+        limits = Limits(max_data_xfer, message_timeout, max_client_fds, max_stream, max_dma_maps)
+    except VpcidError as exc:
+        raise click.UsageError(str(exc)) from None
 
     from_files = load_types(type_files)
     known = {**SUITE_TYPES, **{name: entry.dtype for name, entry in from_files.items()}}
@@ -98,7 +119,7 @@ def vfio_user_command(
         raise click.ClickException(str(exc)) from None
     specs = [DeviceSpec(path, known[name]) for path, name in zip(sockets, names, strict=True)]
     try:
-        server = VfioUserServer(specs, profile, vm, message_timeout, max_data_xfer)
+        server = VfioUserServer(specs, profile, vm, limits=limits)
     except (OSError, ValueError, VpcidError) as exc:
         raise click.ClickException(f"cannot serve: {exc}") from None
     stop = threading.Event()
@@ -119,6 +140,13 @@ def vfio_user_command(
         server.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _finite(param: click.Parameter, value: float) -> float:
+    """Reject nan (which passes any range check) and infinities."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds", param=param)
+    return value
 
 
 SERVE_COMMAND = serve_group
