@@ -92,12 +92,15 @@ class AdapterSpecError(VpcidError, AdapterUnavailable, ValueError):
     kind = "bad-adapter"
 
 
-def _where(exc: BaseException) -> str:
-    """`` (file:line)`` of the innermost frame an exception came from, for one-line reports."""
-    frames = traceback.extract_tb(exc.__traceback__)
+def _where(exc: BaseException, prefer: str | None = None) -> str:
+    """`` (file:line)`` an exception came from, for one-line reports: the innermost frame in the file
+    ``prefer`` names (the user's module) if any, else the innermost frame of a real file."""
     if isinstance(exc, SyntaxError) and exc.filename:
-        return f" ({exc.filename}:{exc.lineno})"
-    return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        return f" ({Path(exc.filename).name}:{exc.lineno})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    mine = [f for f in frames if prefer is not None and f.filename == prefer]
+    chosen = (mine or frames)[-1:]
+    return "".join(f" ({Path(f.filename).name}:{f.lineno})" for f in chosen)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -200,8 +203,10 @@ def load_adapter(spec: str) -> Adapter:
     except (AdapterUnavailable, VpcidError):
         raise
     except Exception as exc:
+        module = sys.modules.get(getattr(factory, "__module__", "") or "")
+        where = _where(exc, getattr(module, "__file__", None))
         raise AdapterSpecError(
-            f"{spec}: the factory raised {type(exc).__name__}: {_one_line(exc)}{_where(exc)}"
+            f"{spec}: the factory raised {type(exc).__name__}: {_one_line(exc)}{where}"
         ) from None
     if not isinstance(adapter, Adapter):
         missing = [n for n in ("info", "execute", "close") if not hasattr(adapter, n)]
