@@ -209,6 +209,8 @@ class Function:
     notes: tuple[str, ...] = ()
     """What discovery could not know or express about the device."""
     live: VfioUserClient = field(init=False)
+    gone: str | None = None
+    """Why the server can no longer be reached (a reconnection failed), or None."""
     regs: bytes = b""
     windows: dict[int, Window] = field(default_factory=dict)
 
@@ -619,9 +621,15 @@ class VfioUserAdapter:
         self.slots.clear()
         self.stamp = 1
         for f in self.functions:
+            if f.gone is not None:
+                raise ServerFailed(f.gone)
             for link in f.links():
                 if link.broken is not None:
-                    f.replace(link, _reconnect(link))
+                    try:
+                        f.replace(link, _reconnect(link))
+                    except ServerFailed as exc:
+                        f.gone = str(exc)  # every later init fails at once, with this reason
+                        raise
             for link in f.links():
                 _reset_running(link)
                 _to_power_on(link, f.dtype, f.config_size)
@@ -696,7 +704,7 @@ def _reconnect(link: VfioUserClient) -> VfioUserClient:
     """A new connection to the server behind a failed one (the server keeps the device's state)."""
     link.close()
     try:
-        return VfioUserClient(link.path, connect_timeout=2.0)
+        return VfioUserClient(link.path, connect_timeout=0.5)
     except (OSError, ServerFault) as exc:
         raise ServerFailed(f"{link.path}: cannot reconnect after '{link.broken}': {exc}") from None
 

@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from vpcid.adapters.vfio_user.protocol import (
     CONFIG_REGION,
@@ -582,6 +583,16 @@ class Session:
         frame.fds.clear()
         return None if header.no_reply else encode_reply(header, payload)
 
+    @classmethod
+    def direct_config(cls) -> bool:
+        """Whether the connection may answer dword configuration accesses itself (see
+        :class:`Connection`): only when this class handles them as :class:`Session` does."""
+        return (
+            cls.handle is Session.handle
+            and cls._region_read is Session._region_read
+            and cls._region_write is Session._region_write
+        )
+
     def close(self) -> None:
         """The client left: release its DMA and IRQ file descriptors (device state is kept)."""
         close_fds([r.fd for r in self.dma.values() if r.fd is not None])
@@ -871,6 +882,12 @@ class Session:
         return b""
 
 
+class SessionFactory(Protocol):
+    """Makes the :class:`Session` of a new connection."""
+
+    def __call__(self, device: Device, *, limits: Limits) -> Session: ...
+
+
 # --------------------------------------------------------------------------- framing on a socket
 
 
@@ -947,6 +964,7 @@ class Connection:
         """(stream position of the last byte of the read that brought them, descriptors, truncated)."""
         self.out: list[bytes] = []
         self.out_size = 0
+        self.direct_config = session.direct_config()
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
         self.poller.register(stop.fd, select.POLLIN)
@@ -1029,7 +1047,7 @@ class Connection:
         device = session.device
         out = self.out
         # The direct path (see the class) needs a negotiated session and no descriptors in flight.
-        direct = session.negotiated and not self.fd_groups
+        direct = self.direct_config and session.negotiated and not self.fd_groups
         config_size = device.config_size
         client_max = session.client_max_xfer
         while True:
@@ -1097,7 +1115,7 @@ class Connection:
                 if self.out_size >= REPLY_FLUSH:
                     self._flush()
             pos += consumed
-            direct = session.negotiated and not self.fd_groups
+            direct = self.direct_config and session.negotiated and not self.fd_groups
             client_max = session.client_max_xfer
         del rx[:pos]
         self.base += pos
@@ -1141,8 +1159,11 @@ def serve_connection(
 class Endpoint:
     """One device's socket and its serving thread."""
 
-    def __init__(self, device: Device, path: Path, limits: Limits) -> None:
+    def __init__(
+        self, device: Device, path: Path, limits: Limits, session_factory: SessionFactory | None = None
+    ) -> None:
         self.device = device
+        self.session_factory = session_factory or Session
         self.path = path
         self.limits = limits
         self.timeout = limits.message_timeout
@@ -1172,7 +1193,7 @@ class Endpoint:
                 log.warning("accept on %s failed: %s", self.path, exc)
                 time.sleep(0.05)
                 continue
-            session = Session(self.device, limits=self.limits)
+            session = self.session_factory(self.device, limits=self.limits)
             self.current, self.conn = session, conn
             if self.stop.is_set():
                 _shutdown(conn)
@@ -1246,6 +1267,8 @@ class VfioUserServer:
     ``limits`` (default: ``timeout`` and ``max_data_xfer`` with the other
     defaults) apply to each client; unless they set ``max_fds``, each
     client's descriptor budget is :func:`fd_budget` of the device count.
+    ``session_factory`` makes each connection's :class:`Session` (tests
+    inject faults with a subclass).
     """
 
     def __init__(
@@ -1257,6 +1280,7 @@ class VfioUserServer:
         max_data_xfer: int = DEFAULT_MAX_DATA_XFER,
         manager_factory: Callable[[Profile], ServerManager] = ServerManager,
         limits: Limits | None = None,
+        session_factory: SessionFactory | None = None,
     ) -> None:
         if not devices:
             raise InvalidArgument("a server needs at least one device")
@@ -1278,7 +1302,7 @@ class VfioUserServer:
                 self.manager.plug(vm, bdf, spec.dtype)
                 device = Device(self.manager, self.lock, vm, bdf, limits.max_stream)
                 self.devices.append(device)
-                self.endpoints.append(Endpoint(device, spec.path, limits))
+                self.endpoints.append(Endpoint(device, spec.path, limits, session_factory))
         except BaseException:
             self.close()
             raise
