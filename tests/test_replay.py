@@ -94,7 +94,9 @@ def test_malformed_trace_is_one_error_line(tmp_path: Path) -> None:
     )
     result = replay(path, "reference")
     assert result.exit_code == 2
-    assert result.stderr.splitlines() == [f"vpcid: error: {path}: line 2: io_read: port is an integer, got 'cf8'"]
+    assert result.stderr.splitlines() == [
+        f"vpcid: error: {path}: line 2: io_read: port is an integer, got 'cf8'"
+    ]
 
 
 def test_replay_on_an_unavailable_adapter_exits_3(counterexample: Path) -> None:
