@@ -63,22 +63,25 @@ class InputError(VpcidError, ValueError):
 def read_input(path: Path, limit: int, error: ErrorType = InputError) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them; else ``error`` saying why.
 
-    A FIFO, a device, a socket or a folder is refused before it is opened, so
-    reading never blocks and never grows without bound.
+    A FIFO, a device, a socket or a folder is refused: the file is opened without
+    blocking and examined through the open descriptor, so reading never waits for
+    a writer, never follows a swap made after a check, and never grows without bound.
     """
     try:
-        info = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         raise error(f"{path}: cannot read: {_reason(exc)}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise error(f"{path}: not a regular file ({_file_kind(info.st_mode)}); give a file")
-    if info.st_size > limit:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path}: not a regular file ({_file_kind(info.st_mode)}); give a file")
         raise error(f"{path}: {info.st_size} bytes is more than the {limit}-byte limit for this file")
-    try:
-        with open(path, "rb") as handle:
+    with os.fdopen(fd, "rb") as handle:
+        try:
             data = _read_bounded(handle, info.st_size, limit)
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {_reason(exc)}") from None
+        except OSError as exc:
+            raise error(f"{path}: cannot read: {_reason(exc)}") from None
     if len(data) > limit:
         raise error(f"{path}: more than the {limit}-byte limit for this file")
     return data
