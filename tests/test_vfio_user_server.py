@@ -319,10 +319,9 @@ def test_stalled_client_is_dropped_and_others_keep_working(server: VfioUserServe
     staller = VfioUserClient(ks)
     staller.send_raw(Header(1, Command.REGION_READ, 32, 0).pack())  # half a message, then silence
     with VfioUserClient(nic) as other:
-        started = time.monotonic()
-        for _ in range(20):  # the other device answers at once during the stall
+        for _ in range(20):  # the other device answers during the stall
             assert other.config_read(0, 2) == b"\x86\x80"
-        assert time.monotonic() - started < 0.4
+        assert server.endpoints[0].current is not None  # while the stalled client is still connected
     staller.sock.settimeout(3)
     assert staller.sock.recv(1) == b""  # dropped after the 0.5 s message timeout
     staller.close()
