@@ -43,6 +43,7 @@ file (spec/formats/device-type.md).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ from typing import Protocol
 
 import click
 from vpcid.adapters.base import Adapter, AdapterUnavailable, ExecuteMany, FixedMachine
-from vpcid.adapters.registry import load_adapter
+from vpcid.adapters.registry import AdapterSpecError, load_adapter
 from vpcid.conformance.trace import Observation, Op, OpKind, TraceError
 from vpcid.conformance.typefile import TypeEntry, write_type_file
 from vpcid.model import Bdf, DeviceType, DeviceTypeError, VpcidError
@@ -78,6 +79,9 @@ from vpcid.model.header import (
     standard_chain,
 )
 from vpcid.model.manager import ECAM_SIZE
+
+EXIT_UNAVAILABLE = 3
+"""Exit status when the adapter cannot run here (as vpcid certify)."""
 
 ConfigAccess = tuple[int, int, int | None]
 """One configuration access of the function: (offset, width 1/2/4, value to write or None to read)."""
@@ -742,8 +746,11 @@ def discover_command(adapter_spec: str, output: Path, name: str | None) -> None:
     """
     try:
         adapter = load_adapter(adapter_spec)
+    except AdapterSpecError:
+        raise  # bad input: one line, exit 2
     except AdapterUnavailable as exc:
-        raise click.ClickException(f"adapter {adapter_spec!r} is unavailable: {exc}") from None
+        click.echo(f"vpcid: adapter {adapter_spec!r} is unavailable: {exc}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
     try:
         entries = discover_machine(adapter)
     except DiscoveryError as exc:

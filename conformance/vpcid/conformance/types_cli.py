@@ -93,7 +93,13 @@ types_group.add_command(discover_command)
 @types_group.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def types_check(files: tuple[Path, ...]) -> None:
-    """Validate device-type files; print each type's fingerprint and capability chain."""
+    """Validate device-type files; print each type's fingerprint and capability chain.
+
+    \b
+    Examples:
+      vpcid types check my-device.json
+      vpcid types --json > suite.json && vpcid types check suite.json
+    """
     entries: list[TypeEntry] = []
     for path in files:
         entries += read_type_file(path)
@@ -140,6 +146,12 @@ def types_import(
     function or many), a sysfs function folder (/sys/bus/pci/devices/...,
     its config and resource files) or a binary config file. Nothing is
     written unless every function imports.
+
+    \b
+    Examples:
+      vpcid types import /sys/bus/pci/devices/0000:00:03.0 -o nic.json --machine nic.toml
+      lspci -vv -xxxx > host.txt && vpcid types import host.txt -o host.json
+      vpcid types import config.bin --overlay sizes.json -o mine.json --name my-device
     """
     overlay = read_overlay(overlay_file) if overlay_file is not None else None
     functions = import_sources(sources, name=name, overlay=overlay)

@@ -124,6 +124,14 @@ class Profile:
     cf8_extended: Cf8Extended = Cf8Extended.IGNORED
     cf8_after_access: Cf8AfterAccess = Cf8AfterAccess.KEEP
 
+    def __post_init__(self) -> None:
+        for axis, enum in AXES.items():
+            if not isinstance(getattr(self, axis), enum):
+                raise ProfileError(
+                    f"{axis} must be a {enum.__name__} ({', '.join(v.value for v in enum)}), "
+                    f"got {getattr(self, axis)!r}; Profile.from_mapping takes strings"
+                )
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Profile:
         """Build a profile from ``{axis: value}``; absent axes take the default (R-VAR-003).

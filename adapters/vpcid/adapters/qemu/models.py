@@ -185,8 +185,14 @@ def markdown_table(rows: Sequence[ModelResult]) -> str:
 @click.command("qemu-models")
 @click.option("--budget", default=3000, show_default=True, type=click.IntRange(min=100),
               help="Random-engine operations per model.")  # fmt: skip
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--machine", type=click.Choice(MACHINES), default="q35", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random engines.")
+@click.option(
+    "--machine",
+    type=click.Choice(MACHINES),
+    default="q35",
+    show_default=True,
+    help="QEMU machine type the models are plugged into.",
+)
 @click.option("--only", multiple=True, metavar="NAME", help="Certify only these models (repeatable).")
 @click.option(
     "--list", "list_only", is_flag=True, help="List the models and why some are left out; certify none."
