@@ -666,38 +666,71 @@ class VfioUserAdapter:
 
 
 def _left_behind(link: VfioUserClient, dtype: DeviceType, config_size: int) -> str:
-    """The configuration bytes that are not the type's power-on image, as ``0xOFF=VALUE (power-on
-    VALUE)`` (at most 8 named), or "" when all are."""
+    """The bytes whose writable or RW1C bits are not the type's power-on image, as ``0xOFF=VALUE
+    (power-on VALUE)`` (at most 8 named), or "" when none. Read-only bits are left out: they are
+    what the device always shows, which the certification checks by reading them, not a reset's
+    doing."""
     try:
         current = link.config_read(0, config_size)
     except VfioUserError as exc:
         return f"configuration space unreadable ({exc})"
-    image = dtype.declared.image[:config_size]
-    wrong = [n for n in range(config_size) if current[n] != image[n]]
+    declared = dtype.declared
+    image = declared.image
+    wrong = [
+        n for n in range(config_size) if (current[n] ^ image[n]) & (declared.wmask[n] | declared.w1cmask[n])
+    ]
     shown = ", ".join(f"{n:#x}={current[n]:#04x} (power-on {image[n]:#04x})" for n in wrong[:8])
     return shown + (f" and {len(wrong) - 8} more" if len(wrong) > 8 else "")
 
 
 def _to_power_on(link: VfioUserClient, dtype: DeviceType, config_size: int) -> None:
-    """Write the power-on image back into the writable and RW1C bits that differ after a reset, then
-    check that every byte is the image's; ServerFault-free failures raise :class:`ServerFailed`."""
-    current = bytearray(link.config_read(0, config_size))
+    """Write the power-on image back into the writable and RW1C bits a reset left behind, then check
+    them; :class:`ServerFailed` if they do not take it.
+
+    Each dword that needs it is written whole (its read-only bytes with what they read, which a
+    device ignores), as registers such as BARs take only whole writes on some servers; where a
+    server rejects that, the bytes that differ are written one by one.
+    """
+    current = link.config_read(0, config_size)
     declared = dtype.declared
-    image = declared.image[:config_size]
+    image = declared.image
+
+    def wanted(n: int) -> int:
+        writable, rw1c = declared.wmask[n], declared.w1cmask[n]
+        return (current[n] & ~(writable | rw1c)) | (image[n] & writable) | (current[n] & ~image[n] & rw1c)
+
     for dword in range(0, config_size, 4):
-        if current[dword : dword + 4] == image[dword : dword + 4]:
+        stale = [
+            n
+            for n in range(dword, dword + 4)
+            if (current[n] ^ image[n]) & (declared.wmask[n] | declared.w1cmask[n])
+        ]
+        if not stale:
             continue
-        value = bytearray(4)
-        for n in range(dword, dword + 4):
-            value[n - dword] = (image[n] & declared.wmask[n]) | (current[n] & ~image[n] & declared.w1cmask[n])
-        with contextlib.suppress(VfioUserError):  # a rejected write: the check below tells if it mattered
-            link.config_write(dword, bytes(value))
+        try:
+            link.config_write(dword, bytes(wanted(n) for n in range(dword, dword + 4)))
+        except VfioUserError:
+            for n in stale:
+                with contextlib.suppress(VfioUserError):  # the check below tells if it mattered
+                    link.config_write(n, bytes([wanted(n)]))
     left = _left_behind(link, dtype, config_size)
     if left:
         raise ServerFailed(
-            f"{link.path}: after a reset, and the writable bits written, configuration space is not the "
-            f"power-on image of type {dtype.name!r}: {left}"
+            f"{link.path}: after a reset, and the power-on values written, the writable bits of "
+            f"configuration space are not those of type {dtype.name!r}: {left}"
         )
+
+
+def read_only_differences(config: bytes, dtype: DeviceType) -> str:
+    """The read-only bytes where ``config`` is not ``dtype``'s power-on image ("" when none)."""
+    declared = dtype.declared
+    wrong = [
+        n
+        for n in range(min(len(config), dtype.config_size))
+        if (config[n] ^ declared.image[n]) & ~(declared.wmask[n] | declared.w1cmask[n])
+    ]
+    shown = ", ".join(f"{n:#x}={config[n]:#04x} (type {declared.image[n]:#04x})" for n in wrong[:8])
+    return shown + (f" and {len(wrong) - 8} more" if len(wrong) > 8 else "")
 
 
 def _reconnect(link: VfioUserClient) -> VfioUserClient:
@@ -949,6 +982,10 @@ def _discover(bdf: Bdf, arg: DeviceArgument) -> tuple[Function, bool]:
         config = primary.region_read(CONFIG_REGION, 0, config_size)
         if arg.type_name is not None:
             entry = _named_type(arg.type_name)
+            differ = read_only_differences(config, entry.dtype)
+            if differ:
+                note = f"read-only bytes differ from type {entry.dtype.name!r} ({differ}): reads show them"
+                entry = dataclasses.replace(entry, notes=(*entry.notes, note))
         else:
             entry = discovered_entry(primary, config_size, regions[ROM_REGION].size)
         bars: dict[int, Bar] = {}
