@@ -77,7 +77,7 @@ def test_unknown_name_lists_the_known_names() -> None:
         ("vpcid.adapters.reference:nope", "has no 'nope'; define def nope"),
         ("vpcid.adapters.registry:BUILTIN", "not a callable adapter factory"),
         ("vpcid.adapters.reference", "no adapter named 'vpcid.adapters.reference'"),
-        ("vpcid.model.profile:Profile", "not an adapter"),
+        ("logging:getLogger", "not an adapter"),
         ("", "needs NAME"),
         ("not a module:factory", "is not a module name"),
     ],
