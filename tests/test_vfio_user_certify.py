@@ -364,7 +364,7 @@ def test_socket_at_file_takes_the_type_from_a_device_type_file(tmp_path: Path) -
                 adapter(argument)
         # A suite type the device is not: its writable bytes cannot be brought to that type's
         # power-on values, so no certification can start from a state it has checked.
-        with pytest.raises(AdapterUnavailable, match=r"writable bits .* are not those of type 'kitchen-sink'"):
+        with pytest.raises(AdapterUnavailable, match=r"writable bits .* not those of type 'kitchen-sink'"):
             adapter(f"{spec.path}@kitchen-sink")
 
 
