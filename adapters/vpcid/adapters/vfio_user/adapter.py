@@ -17,11 +17,18 @@ them. This adapter is that VMM, and only that:
   and sends each run of a guest I/O or MMIO access that hits a BAR as a
   REGION_READ/WRITE of that BAR's region at the offset from its base. BAR
   sizes come from DEVICE_GET_REGION_INFO, BAR kinds from the type bits;
-- **reset** is DEVICE_RESET; **save** is migration v2 (STOP_COPY, MIG_DATA_READ
-  until a short read, back to RUNNING); **restore** is RESUMING,
-  MIG_DATA_WRITE, RUNNING. With a migration peer (``PRIMARY+PEER``) a
-  restore goes into the other server and the guest continues there: every
-  restore is a migration between two server instances.
+- **reset** is DEVICE_RESET, checked: a writable or RW1C bit that is not
+  at its power-on value afterwards is observed as ``reset-incomplete``
+  (R-RST-001); **init** reconnects failed connections, resets, and writes
+  back what a reset left, so every trace starts from a checked state;
+  **save** is migration v2 (STOP_COPY, MIG_DATA_READ until a short read,
+  back to RUNNING); **restore** is RESUMING, MIG_DATA_WRITE, RUNNING. With
+  a migration peer (``PRIMARY+PEER``) a restore goes into the other server
+  and the guest continues there: every restore is a migration between two
+  server instances;
+- a server's **error reply** to a guest access is observed as ``rejected``;
+  a **protocol violation** or a vanished server makes the operation diverge
+  (:class:`ServerFailed`) and never escapes as a traceback.
 
 The device type of each device is discovered through the client
 (:func:`vpcid.conformance.discovery.discover_type`, the suite's one

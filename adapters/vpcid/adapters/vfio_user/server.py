@@ -19,7 +19,11 @@ Robustness rules, all enforced here:
   state is kept and other devices never notice;
 - file descriptors that arrive with a message are kept only by DMA_MAP and
   DEVICE_SET_IRQS and closed otherwise, and all of a client's are closed
-  when it leaves.
+  when it leaves;
+- what one client can make the server hold is bounded (:class:`Limits`:
+  transfer size, descriptors kept, stream length, DMA regions), migration
+  streams live in a temporary file, and a device's BAR accesses never hold
+  the lock the other devices need.
 """
 
 from __future__ import annotations
