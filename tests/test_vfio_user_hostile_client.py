@@ -348,3 +348,27 @@ def test_load_other_devices_keep_answering_while_clients_misbehave(many: VfioUse
         wait_for(partial(_idle, endpoint), f"{endpoint.path} lets its client go")
     with VfioUserClient(str(many.endpoints[0].path)) as again:  # and its device serves the next one
         assert again.config_read(0, 2) == KITCHEN_SINK.declared.image[:2]
+
+
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd_create")
+def test_descriptors_belong_to_their_message_in_a_pipelined_batch(tmp_path: Path) -> None:
+    """Reads, a DMA_MAP with a descriptor, more reads, all sent before any reply is read: the
+    descriptor is the DMA_MAP's, whatever the batches the server reads them in."""
+    spec = DeviceSpec(tmp_path / "b.sock", KITCHEN_SINK)
+    with VfioUserServer([spec]) as server, VfioUserClient(str(spec.path)) as client:
+        read = struct.pack("<QII", 0, 7, 4)
+        sent = [client.send(Command.REGION_READ, read) for _ in range(3)]
+        memory = os.memfd_create("ram")
+        mapping = struct.pack("<IIQQQ", 32, 3, 0, 0x40_0000, PAGE)
+        map_id = client.send(Command.DMA_MAP, mapping, fds=[memory])
+        os.close(memory)
+        after = [client.send(Command.REGION_READ, read) for _ in range(3)]
+        for msg_id in sent:
+            assert client.receive(msg_id, Command.REGION_READ, 20)[16:] == KITCHEN_SINK.declared.image[:4]
+        assert client.receive(map_id, Command.DMA_MAP) == b""
+        for msg_id in after:
+            assert client.receive(msg_id, Command.REGION_READ, 20)[16:] == KITCHEN_SINK.declared.image[:4]
+        session = server.endpoints[0].current
+        assert session is not None
+        assert session.dma[0x40_0000].fd is not None
+        assert session.fds_held == 1
