@@ -132,7 +132,8 @@ def test_divergence_at_the_exact_step_cam_mutant() -> None:
     assert divergence.observed is not None
     assert divergence.observed.value == 0x100E_8086
     assert divergence.crash is None
-    assert divergence.describe().startswith("step 6: {'op': 'io_read'")
+    shown = "step 6: io_read vm 1 port 0xcfc width 4: expected 0xffffffff, got 0x100e8086"
+    assert divergence.describe() == shown
     assert Differential(BY_NAME["cam-ignores-enable"].adapter()).run(CAM_TRACE[:6]) is None
 
 
@@ -186,7 +187,7 @@ def test_crash_is_a_divergence_not_a_suite_crash() -> None:
     assert divergence.observed is None
     assert divergence.crash == "RuntimeError: boom on mmio_read"
     assert divergence.expected == Observation(value=0x1122_3344)
-    assert "got RuntimeError: boom on mmio_read" in divergence.describe()
+    assert "got raised RuntimeError: boom on mmio_read" in divergence.describe()
 
 
 def test_crash_found_by_the_random_engine_is_a_finding() -> None:

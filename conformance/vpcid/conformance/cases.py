@@ -90,6 +90,8 @@ class Case:
     ops: tuple[Op, ...]
     needs: frozenset[OpKind]
     full_api: bool
+    rules: tuple[str | None, ...] = ()
+    """The requirement each operation checks, aligned with ``ops`` (None: setup of the case)."""
 
 
 # ------------------------------------------------------------------ constants

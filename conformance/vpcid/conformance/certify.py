@@ -10,7 +10,6 @@ matches the model in another variant is reported as that variant.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,14 +19,16 @@ from typing import Any
 
 from vpcid.adapters.base import Adapter, AdapterInfo
 from vpcid.adapters.reference import ModelAdapter
+from vpcid.conformance.blame import Blame, blame, detect_variant, rule_line
 from vpcid.conformance.cases import SUITE_VM, Case, Target, default_targets, device_cases, system_cases
 from vpcid.conformance.devices import SUITE_TYPES
-from vpcid.conformance.engine import INIT, Differential, Finding, minimise, model_for, run_random
+from vpcid.conformance.engine import INIT, Differential, Divergence, Finding, minimise, run_random
+from vpcid.conformance.engine import observations as observations
 from vpcid.conformance.trace import Observation, Op, OpKind, define_type_op
 from vpcid.conformance.traceability import Requirement, load_requirements
 from vpcid.conformance.typefile import type_json
 from vpcid.model import Bdf, DeviceType, VpcidError
-from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE, cam_selection
+from vpcid.model.manager import DEFAULT_ECAM_BASE, ECAM_SIZE
 from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile
 
 DEFAULT_BUDGET = 50_000
@@ -97,9 +98,16 @@ class Failure:
 
     check: str
     description: str
+    """The diverging step with numbers in hex, the blamed requirement with its one-line rule, and why."""
     trace: list[dict[str, Any]]
     observed_variant: dict[str, str] = field(default_factory=dict)
     """Single-axis changes under which the model reproduces this check alone (``a|b``: ambiguous)."""
+    blame: Blame | None = field(default=None, compare=False)
+    """What the failure speaks against and why (:func:`vpcid.conformance.blame.blame`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "description": self.description, "trace": self.trace,
+                "observed_variant": self.observed_variant}  # fmt: skip
 
 
 @dataclass
@@ -167,41 +175,23 @@ class CertificationReport:
                     "checks": r.checks,
                     "variant": r.variant,
                     "waiver": r.waiver,
-                    "failures": [dataclasses.asdict(f) for f in r.failures],
+                    "failures": [f.to_json() for f in r.failures],
                 }
                 for r in self.requirements
             ],
         }
 
 
-# ----------------------------------------------------------------- attribution
+# ----------------------------------------------------------------- what the engines exercise
 
 
-@dataclass(frozen=True)
-class CamState:
-    """The model's configuration mechanism just before a diverging access to 0xCF8-0xCFF."""
+def implicated(op: Op, ecam_base: int | None = DEFAULT_ECAM_BASE) -> tuple[str, ...]:
+    """Requirements an operation of this kind exercises (what a random engine that ran it without a
+    finding counts as checked; a finding's own requirement comes from :func:`blame`).
 
-    enabled: bool
-    """Bit 31 of 0xCF8 is set: the data window reaches configuration space (R-CAM-004, R-CAM-005)."""
-    data_access_since_write: bool
-    """A data-window access happened since 0xCF8 was last written (what R-CAM-007 governs)."""
-    bar_under_ports: bool
-    """An I/O BAR decodes a port of 0xCF8-0xCFF (what R-CAM-006 governs)."""
-
-
-def implicated(
-    op: Op, expected: Observation, ecam_base: int | None = DEFAULT_ECAM_BASE, cam: CamState | None = None
-) -> tuple[str, ...]:
-    """Requirements a divergence on ``op`` speaks against (used for engine findings).
-
-    An MMIO access inside the ECAM window is a configuration access: it speaks
-    against the configuration-space requirements of its offset and ECAM's own.
-    An access to 0xCF8-0xCFF speaks against the configuration-mechanism rules
-    that ``cam`` (the mechanism's state before it) says applied; without
-    ``cam``, against all of them.
+    An MMIO access inside the ECAM window is a configuration access: it exercises the
+    configuration-space requirements of its offset and ECAM's own.
     """
-    if expected.error is not None:
-        return ("R-ERR-001", "R-ERR-002", "R-ERR-003")
     kind = op.kind
     in_ecam = ecam_base is not None and ecam_base <= op.address < ecam_base + ECAM_SIZE
     if kind in (OpKind.MMIO_READ, OpKind.MMIO_WRITE) and in_ecam:
@@ -210,7 +200,7 @@ def implicated(
         return _config_requirements(op.address)
     if kind in (OpKind.IO_READ, OpKind.IO_WRITE):
         if op.address + op.width - 1 >= 0xCF8 and op.address <= 0xCFF:
-            return _cam_requirements(op, cam)
+            return ("R-CAM-001", "R-CAM-002", "R-CAM-003", "R-CAM-004", "R-CAM-005", "R-CAM-006", "R-CAM-007")
         return ("R-DEC-001", "R-DEC-005", "R-DEC-008", "R-DEC-010", "R-ACC-004", "R-ACC-005")
     if kind in (OpKind.MMIO_READ, OpKind.MMIO_WRITE):
         return ("R-DEC-002", "R-DEC-003", "R-DEC-005", "R-DEC-007", "R-DEC-008", "R-DEC-010", "R-ACC-004",
@@ -230,104 +220,6 @@ def implicated(
     }.get(kind, ("R-VAR-002",))
 
 
-_WRITES = (OpKind.CONFIG_WRITE, OpKind.IO_WRITE, OpKind.MMIO_WRITE)
-
-
-def _read_back(model: ModelAdapter, write: Op) -> Op:
-    """A read of what ``write`` addressed, as the model routes it, after ``write`` ran on ``model``.
-
-    A write through the 0xCFC-0xCFF data window is read back with a plain
-    configuration read of the register the model's 0xCF8 selects, so that a
-    write the implementation sent elsewhere shows at once.
-    """
-    if write.kind is OpKind.CONFIG_WRITE:
-        return Op(OpKind.CONFIG_READ, vm=write.vm, bdf=write.bdf, address=write.address, width=write.width)
-    if write.kind is OpKind.IO_WRITE:
-        cf8 = model.manager.cf8(write.vm) if write.vm in model.manager.vm_ids() else 0
-        port = write.address
-        selected = cam_selection(cf8, model.info.profile)
-        if port >= 0xCFC and port + write.width <= 0xD00 and selected is not None:  # R-CAM-004
-            bdf, register = selected
-            return Op(
-                OpKind.CONFIG_READ, vm=write.vm, bdf=bdf, address=register + port - 0xCFC, width=write.width
-            )
-        return Op(OpKind.IO_READ, vm=write.vm, address=port, width=write.width)
-    return Op(OpKind.MMIO_READ, vm=write.vm, address=write.address, width=write.width)
-
-
-def cause_of(impl: Adapter, trace: Sequence[Op]) -> int | None:
-    """Index of the earliest write of a diverging ``trace`` whose effect already diverges when read back.
-
-    A divergence shows on the operation that observes it, which may be far
-    from the operation that went wrong: a write through 0xCFC that reached
-    the wrong register shows on a later ECAM read. Each write is replayed
-    with its prefix and followed by a read of what it addressed; the first
-    such read that diverges names that write. None when no read-back diverges
-    (the divergence is then the last operation's own).
-    """
-    info = impl.info
-    for index, op in enumerate(trace[:-1]):
-        if op.kind not in _WRITES:
-            continue
-        model = model_for(info)
-        try:
-            for earlier in trace[: index + 1]:
-                model.execute(earlier)
-            probe = _read_back(model, op)
-        except VpcidError:
-            continue
-        if probe.kind not in info.operations:
-            continue
-        if Differential(impl).replay([*trace[: index + 1], probe]) is not None:
-            return index
-    return None
-
-
-def _cam_requirements(op: Op, cam: CamState | None) -> tuple[str, ...]:
-    """The configuration-mechanism requirements an I/O access overlapping 0xCF8-0xCFF is governed by."""
-    end = op.address + op.width
-    rids: list[str] = []
-    if op.address < 0xCFC:  # bytes of the address register's ports
-        dword = op.address == 0xCF8 and op.width == 4
-        rids += ["R-CAM-001", "R-CAM-002", "R-CAM-003"] if dword else ["R-CAM-001", "R-ACC-004"]
-    if end > 0xCFC:  # bytes of the data window
-        if cam is None:
-            rids += ["R-CAM-004", "R-CAM-005", "R-CAM-007"]
-        else:
-            rids.append("R-CAM-004" if cam.enabled else "R-CAM-005")
-            if cam.data_access_since_write:
-                rids.append("R-CAM-007")
-    if any(op.address < edge < end for edge in (0xCF8, 0xCFC, 0xD00)):
-        rids.append("R-ACC-005")  # the access straddles targets: other ports, register, window
-    if cam is None or cam.bar_under_ports:
-        rids.append("R-CAM-006")
-    return tuple(dict.fromkeys(rids))
-
-
-def cam_state(info: AdapterInfo, before: Sequence[Op], vm: int) -> CamState | None:
-    """The model's configuration mechanism in VM ``vm`` after ``before`` (None if the model rejects them)."""
-    model = model_for(info)
-    try:
-        for op in before:
-            model.execute(op)
-        if vm not in model.manager.vm_ids():
-            return None
-        cf8 = model.manager.cf8(vm)
-        bar = any(model.manager.resolve(vm, "io", port) is not None for port in range(0xCF8, 0xD00))
-    except VpcidError:
-        return None
-    accessed = False
-    for op in before:
-        if op.kind in (OpKind.IO_READ, OpKind.IO_WRITE) and op.vm == vm:
-            if op.kind is OpKind.IO_WRITE and op.address == 0xCF8 and op.width == 4:
-                accessed = False
-            elif op.address < 0xD00 and op.address + op.width > 0xCFC:
-                accessed = True
-        elif op.kind in (OpKind.INIT, OpKind.RESET_VM, OpKind.RESTORE_VM, OpKind.CREATE_VM):
-            accessed = False
-    return CamState(bool(cf8 & 0x8000_0000), accessed, bar)
-
-
 def _config_requirements(offset: int) -> tuple[str, ...]:
     register = offset & ~3
     if register == 0x04:
@@ -344,39 +236,6 @@ def _config_requirements(offset: int) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------- variant detection
-
-
-def observations(adapter: Adapter, ops: Sequence[Op]) -> list[Observation | str]:
-    """Every observation of ``ops`` on ``adapter``; a crash ends the list with its text."""
-    out: list[Observation | str] = []
-    for op in ops:
-        try:
-            out.append(adapter.execute(op))
-        except Exception as exc:
-            out.append(f"{type(exc).__name__}: {exc}")
-            break
-    return out
-
-
-def detect_variant(impl: Adapter, ops: Sequence[Op]) -> dict[str, str]:
-    """Single-axis changes of the declared profile under which the model matches ``impl`` on ``ops``.
-
-    Returns ``{axis: value}``; when several values of one axis match (the
-    operations cannot tell them apart) the value lists them, ``a|b``.
-    """
-    info = impl.info
-    seen = [_normal(o, info) for o in observations(impl, ops)]
-    declared = info.profile.to_mapping()
-    found: dict[str, list[str]] = {}
-    for axis, enum in AXES.items():
-        for value in enum:
-            if value.value == declared[axis]:
-                continue
-            profile = Profile.from_mapping({**declared, axis: value.value})
-            model = ModelAdapter("variant", profile, info.machine, operations=info.operations)
-            if [_normal(o, info) for o in observations(model, ops)] == seen:
-                found.setdefault(axis, []).append(value.value)
-    return {axis: "|".join(values) for axis, values in found.items()}
 
 
 def explain_variants(impl: Adapter, traces: Sequence[Sequence[Op]]) -> dict[str, str]:
@@ -537,15 +396,22 @@ def certify(
     failing_traces: list[Sequence[Op]] = []
 
     def record(
-        finding: Finding, check: str, rids: Sequence[str], context: Sequence[Op] | None = None
-    ) -> None:
-        """``context``: the whole failing case, which tells variants apart better than its shrunk prefix."""
+        finding: Finding, check: str, context: Sequence[Op] | None = None, rules: Sequence[str | None] = ()
+    ) -> Blame:
+        """Blame ``finding`` and fail what it speaks against. ``context``: the whole failing case,
+        which tells variants apart better than its shrunk prefix; ``rules``: the requirement each
+        operation of the case checks, aligned with ``context``."""
         trace = [op.to_json() for op in finding.trace]
         evidence = context if context is not None else finding.trace
         failing_traces.append(evidence)
-        fail(rids, Failure(check, finding.divergence.describe(), trace, detect_variant(impl, evidence)))
+        steps = _step_rules(finding.trace, context, rules) if context is not None and rules else None
+        found = blame(impl, finding.trace, finding.divergence, steps)
+        failure = Failure(
+            check, describe(finding.divergence, found), trace, detect_variant(impl, evidence), found
+        )
+        fail(found.requirements, failure)
+        return found
 
-    ecam = info.machine.ecam_base if info.machine is not None else DEFAULT_ECAM_BASE
     # 1. scenario cases
     cases = applicable_cases(info, types)
     diff = Differential(impl)
@@ -559,7 +425,7 @@ def certify(
         else:
             failed_cases += 1
             finding = minimise(impl, ops[: divergence.index + 1], "case", None)
-            record(finding, f"case {label}", case.requirements, ops)
+            record(finding, f"case {label}", ops, case_rules(case, len(ops)))
         if progress is not None:
             progress("cases", done, len(cases))
         if failed_cases and stop_at_first_failure:
@@ -580,9 +446,7 @@ def certify(
         )
         blamed: set[str] = set()
         for finding in findings:
-            rids = attributed(impl, finding, ecam)
-            blamed.update(rids)
-            record(finding, f"random engine (seed {seed})", rids)
+            blamed.update(record(finding, f"random engine (seed {seed})").requirements)
         engines["random"] = {"operations": executed, "findings": len(findings)}
         for rid in _exercised_by_engines(info) - blamed:  # exercised, and no finding speaks against it
             if rid in results:
@@ -595,11 +459,7 @@ def certify(
         examples = max(5, budget // 1000)
         steps, stateful_findings = run_stateful(impl, examples, seed, types)
         for finding in stateful_findings:
-            record(
-                finding,
-                f"stateful engine (seed {seed})",
-                attributed(impl, finding, ecam),
-            )
+            record(finding, f"stateful engine (seed {seed})")
         engines["stateful"] = {"examples": examples, "operations": steps, "findings": len(stateful_findings)}
 
     explained = explain_variants(impl, failing_traces) if failing_traces else {}
@@ -619,40 +479,40 @@ def certify(
     )
 
 
-def attributed(impl: Adapter, finding: Finding, ecam: int | None) -> tuple[str, ...]:
-    """Requirements an engine finding speaks against: those of the write that caused it, if one did.
-
-    For an access to 0xCF8-0xCFF, the model's configuration-mechanism state
-    just before it decides which of those rules applied.
-    """
-    trace = finding.trace
-    cause = cause_of(impl, trace)
-    index = len(trace) - 1 if cause is None else cause
-    op = trace[index]
-    expected = finding.divergence.expected if cause is None else Observation()
-    cam = None
-    if op.kind in (OpKind.IO_READ, OpKind.IO_WRITE) and op.address <= 0xCFF and op.address + op.width > 0xCF8:
-        cam = cam_state(impl.info, trace[:index], op.vm)
-        if cam is not None and cam.data_access_since_write and _cf8_kept(impl, trace[:index], op.vm):
-            cam = dataclasses.replace(cam, data_access_since_write=False)  # 0xCF8 as the model has it
-    return implicated(op, expected, ecam, cam)
+def describe(divergence: Divergence, found: Blame) -> str:
+    """What a failure shows: the diverging step (hex numbers, blobs as digest and summary), the
+    requirement it breaks with that rule's first sentence, and why."""
+    rid = found.requirements[0]
+    requirement = load_requirements().get(rid)
+    title = f" ({requirement.title})" if requirement is not None else ""
+    also = f" (also {', '.join(found.requirements[1:])})" if len(found.requirements) > 1 else ""
+    return f"{divergence.describe()}. Breaks {rid}{title}{also}: {rule_line(rid)} Why: {found.reason}."
 
 
-def _cf8_kept(impl: Adapter, before: Sequence[Op], vm: int) -> bool:
-    """Whether the implementation's 0xCF8 reads as the model's after ``before``: then what happened to
-    0xCF8 after a data access (R-CAM-007) cannot be what diverged."""
-    read = Op(OpKind.IO_READ, vm=vm, address=0xCF8, width=4)
-    seen = observations(impl, [*before, read])
-    expected = observations(model_for(impl.info), [*before, read])
-    return len(seen) == len(expected) and seen[-1] == expected[-1]
+def case_rules(case: Case, length: int) -> list[str | None]:
+    """The requirement each operation of a case run checks, aligned with its ``length`` operations
+    (the prologue the runner adds first checks its own steps' rules)."""
+    body: list[str | None] = list(case.rules) if len(case.rules) == len(case.ops) else [None] * len(case.ops)
+    return [None] * (length - len(body)) + body
+
+
+def _step_rules(minimal: Sequence[Op], ops: Sequence[Op], rules: Sequence[str | None]) -> list[str | None]:
+    """The case rules of the operations a shrunk trace kept (it is a subsequence of ``ops``)."""
+    out: list[str | None] = []
+    position = 0
+    for op in minimal:
+        while position < len(ops) and ops[position] != op:
+            position += 1
+        out.append(rules[position] if position < len(ops) else None)
+        position += 1
+    return out
 
 
 def _exercised_by_engines(info: AdapterInfo) -> set[str]:
     """Requirements the random engine's operation mix exercises, for this adapter's operations."""
     rids: set[str] = set()
-    sample = [Op(k) for k in info.operations]
-    for op in sample:
-        rids.update(implicated(op, Observation()))
+    for kind in info.operations:
+        rids.update(implicated(Op(kind)))
     return rids
 
 

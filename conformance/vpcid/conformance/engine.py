@@ -19,7 +19,8 @@ from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.devices import SUITE_TYPES
 from vpcid.conformance.trace import OK, Observation, Op, OpKind, TraceError, define_type_op, new_op
 from vpcid.conformance.typefile import type_json
-from vpcid.model import Bdf, DeviceType
+from vpcid.model import Bdf, BlobError, DeviceType
+from vpcid.model import blob as blobfmt
 from vpcid.model.devicetype import ROM_INDEX, BarKind
 from vpcid.model.manager import DEFAULT_ECAM_BASE
 
@@ -51,8 +52,123 @@ class Divergence:
     """Set when the implementation raised instead of observing."""
 
     def describe(self) -> str:
-        got = self.crash if self.crash is not None else str(self.observed)
-        return f"step {self.index}: {self.op.to_json()} expected {self.expected} got {got}"
+        """One line for people: the step, the operation and both observations, numbers in hex,
+        blobs as digest and summary (never their bytes)."""
+        got = f"raised {self.crash}" if self.crash is not None else format_observation(self.observed, self.op)
+        expected = format_observation(self.expected, self.op)
+        return f"step {self.index}: {format_op(self.op)}: expected {expected}, got {got}"
+
+
+# --------------------------------------------------------------------------- readable output
+
+BLOB_DIGEST_SHOWN = 16
+"""Hex digits of a blob digest shown to people (the full digest stays in JSON and traces)."""
+
+
+def hex_value(value: int, width: int = 0) -> str:
+    """``value`` in hex, zero-padded to ``width`` bytes (the access width) when given."""
+    if width <= 0 or value < 0:
+        return hex(value)
+    return f"{value:#0{2 + 2 * width}x}"
+
+
+def format_op(op: Op) -> str:
+    """An operation as a person reads it: kind, then its fields, addresses and values in hex."""
+    kind = op.kind
+    parts: list[str] = [kind.value]
+    if kind not in (OpKind.INIT, OpKind.DEFINE_TYPE):
+        parts.append(f"vm {op.vm}")
+    if op.bdf is not None:
+        parts.append(str(op.bdf))
+    if kind in (OpKind.CONFIG_READ, OpKind.CONFIG_WRITE):
+        parts.append(f"offset {hex_value(op.address)}")
+    elif kind in (OpKind.IO_READ, OpKind.IO_WRITE):
+        parts.append(f"port {hex_value(op.address)}")
+    elif kind in (OpKind.MMIO_READ, OpKind.MMIO_WRITE):
+        parts.append(f"address {hex_value(op.address)}")
+    if kind in _ACCESS_KINDS:
+        parts.append(f"width {op.width}")
+    if kind in (OpKind.CONFIG_WRITE, OpKind.IO_WRITE, OpKind.MMIO_WRITE):
+        fits = type(op.width) is int and op.width in (1, 2, 4, 8)
+        parts.append(f"value {hex_value(op.value, op.width if fits else 0)}")
+    if kind is OpKind.CREATE_VM:
+        parts.append("no ECAM" if op.ecam_base is None else f"ECAM {hex_value(op.ecam_base)}")
+    if kind in (OpKind.PLUG, OpKind.DEFINE_TYPE):
+        parts.append(f"type {op.name!r}")
+    if kind in (OpKind.SAVE, OpKind.SNAPSHOT) or (kind in (OpKind.RESTORE, OpKind.RESTORE_VM) and op.name):
+        parts.append(f"slot {op.name!r}")
+    elif kind in (OpKind.RESTORE, OpKind.RESTORE_VM):
+        parts.append(blob_summary(op.data))
+    return " ".join(parts)
+
+
+_ACCESS_KINDS = frozenset({OpKind.CONFIG_READ, OpKind.CONFIG_WRITE, OpKind.IO_READ, OpKind.IO_WRITE,
+                           OpKind.MMIO_READ, OpKind.MMIO_WRITE})  # fmt: skip
+
+
+def format_observation(obs: Observation | None, op: Op | None = None) -> str:
+    """An observation for people: a read value in hex of the access width, an error kind, a blob
+    digest shortened, tables row by row."""
+    if obs is None:
+        return "nothing"
+    if obs.error is not None:
+        return f"error {obs.error}"
+    if obs.value is not None:
+        width = op.width if op is not None and type(op.width) is int and op.width in (1, 2, 4, 8) else 0
+        return hex_value(obs.value, width)
+    if obs.digest is not None:
+        return f"blob digest {obs.digest[:BLOB_DIGEST_SHOWN]}…"
+    if obs.tables is not None:
+        return "tables [" + "; ".join(format_row(row) for row in obs.tables) + "]"
+    return "ok"
+
+
+def format_row(row: Sequence[object]) -> str:
+    """A tables row: ``config BDF type`` or ``io|memory base+size BDF BAR``, numbers in hex."""
+    cells = [hex_value(c) if isinstance(c, int) and not isinstance(c, bool) and i in (1, 2) else str(c)
+             for i, c in enumerate(row)]  # fmt: skip
+    if len(cells) == 5:
+        return f"{cells[0]} {cells[1]}+{cells[2]} {cells[3]} BAR {cells[4]}"
+    return " ".join(cells)
+
+
+def blob_summary(blob: bytes) -> str:
+    """A literal blob or snapshot as its digest and what it holds (R-BLOB-003, R-BLOB-005), or why
+    it does not decode: never its bytes."""
+    digest = bytes(blob[-32:]).hex()[:BLOB_DIGEST_SHOWN] if len(blob) >= 32 else "-"
+    head = f"blob {digest}… ({len(blob):,} bytes"
+    try:
+        if blob[:8] == blobfmt.SNAPSHOT_MAGIC:
+            snap = blobfmt.decode_snapshot(blob)
+            ecam = "no ECAM" if snap.ecam_base is None else f"ECAM {hex_value(snap.ecam_base)}"
+            names = ", ".join(f"{Bdf.unpack(p)} {_blob_type(b)}" for p, b in snap.devices)
+            return f"{head}, snapshot: {ecam}, 0xCF8 {hex_value(snap.cf8, 4)}, instances [{names}], " \
+                   f"{len(snap.map_order)} BARs in map order)"  # fmt: skip
+        rec = blobfmt.decode_instance(blob)
+    except BlobError as exc:
+        return f"{head}, does not decode: {exc})"
+    windows = " ".join(f"BAR{i}@{hex_value(b)}" for i, b in enumerate(rec.windows) if b is not None)
+    holds = f"windows [{windows}], {len(rec.pages)} data pages, {len(rec.extra)} bytes of device state"
+    return f"{head}, instance of {rec.type_name!r}: {len(rec.config)}-byte configuration, {holds})"
+
+
+def _blob_type(blob: bytes) -> str:
+    try:
+        return repr(blobfmt.decode_instance(blob).type_name)
+    except BlobError:
+        return "(undecodable)"
+
+
+def observations(adapter: Adapter, ops: Sequence[Op]) -> list[Observation | str]:
+    """Every observation of ``ops`` on ``adapter``; a crash ends the list with its text."""
+    out: list[Observation | str] = []
+    for op in ops:
+        try:
+            out.append(adapter.execute(op))
+        except Exception as exc:
+            out.append(f"{type(exc).__name__}: {exc}")
+            break
+    return out
 
 
 _ACCESSES = {

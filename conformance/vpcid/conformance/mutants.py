@@ -62,10 +62,11 @@ def _patch(lay: ConfigLayout, offsets: range, **masks: int) -> ConfigLayout:
 
 
 def _bar_half_size(lay: ConfigLayout, dtype: DeviceType) -> ConfigLayout:
+    """Address bit ``size / 2`` of every BAR whose size has that bit in its lower dword is writable."""
     wmask = bytearray(lay.wmask)
     for i in range(6):
         bar = dtype.bar(i)
-        if bar is not None and bar.size >= 32:
+        if bar is not None and 32 <= bar.size <= 1 << 32:
             low = int.from_bytes(wmask[BAR0 + 4 * i : BAR0 + 4 * i + 4], "little")
             wmask[BAR0 + 4 * i : BAR0 + 4 * i + 4] = (low | (bar.size >> 1)).to_bytes(4, "little")
     return dataclasses.replace(lay, wmask=bytes(wmask))
@@ -329,16 +330,16 @@ class DuplicateVmReplaces(DataManager):
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("bar-size-off-by-one", "BAR sizing reads back half the size", ("R-BAR-003",),
            _with_layout(_bar_half_size)),
-    Mutant("rw1c-as-rw", "RW1C bits are plainly writable", ("R-CFG-001", "R-CFG-006"),
+    Mutant("rw1c-as-rw", "RW1C bits are plainly writable", ("R-CFG-001", "R-CFG-006", "R-CFG-012"),
            _with_layout(_rw1c_as_rw)),
-    Mutant("rw1c-never-clears", "RW1C bits ignore written ones", ("R-CFG-006",),
+    Mutant("rw1c-never-clears", "RW1C bits ignore written ones", ("R-CFG-006", "R-CFG-001", "R-CFG-012"),
            _with_layout(_rw1c_ignored)),
     Mutant("subsystem-writable", "subsystem IDs are writable", ("R-CFG-002",),
            _with_layout(_identity_writable)),
     Mutant("cache-line-read-only", "cache line size ignores writes", ("R-CFG-007",),
            _with_layout(_cache_line_read_only)),
     Mutant("decode-ignores-command", "BARs decode whatever the command register says",
-           ("R-DEC-001", "R-DEC-002"), _window_mutant(_decode_ignores_command)),
+           ("R-DEC-001", "R-DEC-002", "R-DEC-003"), _window_mutant(_decode_ignores_command)),
     Mutant("upper-half-ignored", "64-bit BARs decode at their lower dword only", ("R-BAR-005", "R-DEC-007"),
            _window_mutant(_upper_half_ignored)),
     Mutant("io-decode-uses-memory-bit", "I/O BARs follow the memory enable bit", ("R-DEC-001",),
@@ -374,7 +375,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("cam-function-bit", "0xCF8 function bit 10 is lost", ("R-CAM-004",), lambda p: CamFunctionBits(p)),
     Mutant("ecam-bus-shift", "ECAM takes the bus from bits 26:19", ("R-ECAM-002",),
            lambda p: EcamBusShift(p)),
-    Mutant("restore-accepts-identity", "restore lets identity bytes change", ("R-SR-004",),
+    Mutant("restore-accepts-identity", "restore lets identity bytes change (and skips the size check)",
+           ("R-SR-004", "R-SR-005"),
            lambda p: RestoreAcceptsIdentity(p)),
     Mutant("snapshot-trusts-instances", "restoring a snapshot skips its instance blobs' digests",
            ("R-BLOB-006",), lambda p: SnapshotTrustsInstances(p)),
@@ -387,7 +389,8 @@ MUTANTS: tuple[Mutant, ...] = (
            lambda p: WideValuesMasked(p)),
     Mutant("express-extended-ones", "extended configuration space reads all ones", ("R-CFG-009",),
            lambda p: ExpressExtendedOnes(p)),
-    Mutant("duplicate-vm-replaces", "creating an existing VM replaces it", ("R-DS-001",),
+    Mutant("duplicate-vm-replaces", "creating an existing VM replaces it, even when the creation is rejected",
+           ("R-DS-001", "R-ERR-001"),
            lambda p: DuplicateVmReplaces(p)),
 )  # fmt: skip
 
