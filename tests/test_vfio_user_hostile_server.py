@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import errno
 import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -372,3 +375,37 @@ def test_a_broken_pipe_is_the_servers_fault_not_stdouts(tmp_path: Path) -> None:
         assert not isinstance(caught.value, OSError)
     finally:
         client.close()
+
+
+class VanishesAfter3000(Session):
+    """The whole server closes after 3000 messages (discovery included), as a crashed server would."""
+
+    seen = 0
+    server: VfioUserServer | None = None
+
+    def handle(self, frame: Frame) -> bytes | None:
+        VanishesAfter3000.seen += 1
+        if VanishesAfter3000.seen == 3000 and VanishesAfter3000.server is not None:
+            threading.Thread(target=VanishesAfter3000.server.close).start()
+        return super().handle(frame)
+
+
+def test_certify_reports_a_server_that_vanishes_mid_run(tmp_path: Path) -> None:
+    """``vpcid certify`` against a server that disappears prints its report and exits 1: no
+    traceback, no silent exit (a broken socket is not taken for a broken stdout)."""
+    vpcid = Path(sys.executable).with_name("vpcid")
+    if not vpcid.exists():
+        pytest.skip("the vpcid console script is not installed next to this Python")
+    server, path = serve(tmp_path, VanishesAfter3000)
+    VanishesAfter3000.seen, VanishesAfter3000.server = 0, server
+    try:
+        done = subprocess.run(
+            [str(vpcid), "certify", "--adapter", f"vfio-user:{path}", "--budget", "2000"],
+            capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+    finally:
+        server.close()
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "NOT CONFORMANT" in done.stdout
+    assert "cannot reconnect" in done.stdout
