@@ -25,7 +25,11 @@ repeat) and ``pipelined`` (``--window`` requests in flight; the protocol
 lets a client send before reading replies and the server answers in order).
 Rounds are interleaved (every server sync, then every server pipelined, then
 again) and the median round is reported, because the machine is shared.
-Ratios are printed, never judged: no thresholds.
+Each is measured twice: with the client and the servers pinned to one CPU
+(every round trip is a context switch there) and to two CPUs (every round
+trip wakes the other one); a scheduler picks either on its own, which
+changes the figures more than anything the servers do. Ratios are printed,
+never judged: no thresholds.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -198,8 +202,9 @@ class VfioTarget:
 class Server:
     label: str
     target: VfioTarget | PingPong
-    sync: list[float]
-    pipelined: list[float]
+    process: subprocess.Popen[str]
+    sync: dict[str, list[float]] = field(default_factory=dict)
+    pipelined: dict[str, list[float]] = field(default_factory=dict)
 
 
 def rate(run: Callable[[int], None], count: int) -> float:
@@ -207,6 +212,21 @@ def rate(run: Callable[[int], None], count: int) -> float:
     started = time.perf_counter()
     run(count)
     return count / (time.perf_counter() - started)
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` onto ``cpus``."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), cpus)
+
+
+def placements() -> dict[str, tuple[set[int], set[int]] | None]:
+    """Where the client and the servers run: one CPU for all (every round trip is a context switch
+    on that CPU) and, given two CPUs, one each (every round trip wakes the other CPU). On a shared
+    machine the scheduler picks either at random, so the two are measured apart."""
+    cpus = sorted(os.sched_getaffinity(0))
+    split = ({cpus[0]}, {cpus[1]}) if len(cpus) > 1 else None
+    return {"one CPU": ({cpus[0]}, {cpus[0]}), "two CPUs": split}
 
 
 def main() -> None:
@@ -221,60 +241,78 @@ def main() -> None:
     args = parser.parse_args()
     reads = args.reads or (2000 if args.quick else 20000)
     rounds = args.rounds or (2 if args.quick else 5)
-    processes: list[subprocess.Popen[str]] = []
     servers: list[Server] = []
+    processes: list[subprocess.Popen[str]] = []
+    where = placements()
+    everywhere = os.sched_getaffinity(0)
     with tempfile.TemporaryDirectory(prefix="vpcid-bench-") as tmp:
         directory = Path(tmp)
         gpio, how = build_gpio(args.libvfio_user, directory)
         try:
             vfio_path = str(directory / "vpcid.sock")
-            processes.append(
-                start([sys.executable, "-m", "vpcid.conformance.serve", "vfio-user", "--socket", vfio_path])
+            ours = start(
+                [sys.executable, "-m", "vpcid.conformance.serve", "vfio-user", "--socket", vfio_path]
             )
-            servers.append(Server("vpcid server", VfioTarget(vfio_path), [], []))
+            processes.append(ours)
+            servers.append(Server("vpcid server", VfioTarget(vfio_path), ours))
             if gpio is not None:
                 gpio_path = str(directory / "gpio.sock")
                 quiet = subprocess.DEVNULL
-                processes.append(
-                    subprocess.Popen([str(gpio), gpio_path], stdout=quiet, stderr=quiet, text=True)
-                )
-                servers.append(Server("libvfio-user gpio (C)", VfioTarget(gpio_path), [], []))
+                theirs = subprocess.Popen([str(gpio), gpio_path], stdout=quiet, stderr=quiet, text=True)
+                processes.append(theirs)
+                servers.append(Server("libvfio-user gpio (C)", VfioTarget(gpio_path), theirs))
             pong_path = str(directory / "pong.sock")
-            processes.append(start([sys.executable, "-c", PING_PONG_SERVER, pong_path]))
-            servers.append(Server("ping-pong (floor)", PingPong(pong_path), [], []))
+            pong = start([sys.executable, "-c", PING_PONG_SERVER, pong_path])
+            processes.append(pong)
+            servers.append(Server("ping-pong (floor)", PingPong(pong_path), pong))
             for server in servers:  # warm up every path
                 server.target.sync(500)
-            for _ in range(rounds):
+            for name, cpus in where.items():
+                if cpus is None:
+                    continue
+                client_cpus, server_cpus = cpus
+                pin(os.getpid(), client_cpus)
                 for server in servers:
-                    server.sync.append(rate(server.target.sync, reads))
-                for server in servers:
-                    server.pipelined.append(rate(partial(server.target.pipelined, window=args.window), reads))
+                    pin(server.process.pid, server_cpus)
+                for _ in range(rounds):
+                    for server in servers:
+                        server.sync.setdefault(name, []).append(rate(server.target.sync, reads))
+                    for server in servers:
+                        run = partial(server.target.pipelined, window=args.window)
+                        server.pipelined.setdefault(name, []).append(rate(run, reads))
+            pin(os.getpid(), everywhere)
             for server in servers:
                 server.target.close()
         finally:
             for process in processes:
                 stop(process)
-    sync = {s.label: statistics.median(s.sync) for s in servers}
-    pipe = {s.label: statistics.median(s.pipelined) for s in servers}
     print(f"# vfio-user configuration reads, one Python client ({platform.python_implementation()} "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, {reads} reads x {rounds} rounds, "
           f"window {args.window}, medians)")  # fmt: skip
     print(f"# libvfio-user: {how}")
-    print(f"{'':26}{'sync/s':>10}{'us/read':>9}{'pipelined/s':>13}{'us/read':>9}")
-    for server in servers:
-        label = server.label
-        rates = f"{sync[label]:10,.0f}{1e6 / sync[label]:9.1f}{pipe[label]:13,.0f}{1e6 / pipe[label]:9.1f}"
-        print(f"{label:26}{rates}")
-    ours, floor, c_server = "vpcid server", "ping-pong (floor)", "libvfio-user gpio (C)"
-    print("ratios (vpcid server / other, same run):")
-    if c_server in sync:
-        print(f"  / libvfio-user gpio   sync {sync[ours] / sync[c_server]:.2f}   "
-              f"pipelined {pipe[ours] / pipe[c_server]:.2f}")  # fmt: skip
-    else:
-        print(f"  / libvfio-user gpio   not measured: {how}")
-    print(f"  / ping-pong floor     sync {sync[ours] / sync[floor]:.2f}   "
-          f"pipelined {pipe[ours] / pipe[floor]:.2f}")  # fmt: skip
-    print(f"  pipelined / sync      {pipe[ours] / sync[ours]:.2f}")
+    ours_label, floor, c_server = "vpcid server", "ping-pong (floor)", "libvfio-user gpio (C)"
+    for name, cpus in where.items():
+        if cpus is None:
+            print(f"\n## {name}: not measured (this process may use one CPU only)")
+            continue
+        sync = {s.label: statistics.median(s.sync[name]) for s in servers}
+        pipe = {s.label: statistics.median(s.pipelined[name]) for s in servers}
+        print(f"\n## client and servers on {name}")
+        print(f"{'':26}{'sync/s':>10}{'us/read':>9}{'pipelined/s':>13}{'us/read':>9}")
+        for server in servers:
+            label = server.label
+            rates = (
+                f"{sync[label]:10,.0f}{1e6 / sync[label]:9.1f}{pipe[label]:13,.0f}{1e6 / pipe[label]:9.1f}"
+            )
+            print(f"{label:26}{rates}")
+        print("ratios (vpcid server / other, same run):")
+        if c_server in sync:
+            print(f"  / libvfio-user gpio   sync {sync[ours_label] / sync[c_server]:.2f}   "
+                  f"pipelined {pipe[ours_label] / pipe[c_server]:.2f}")  # fmt: skip
+        else:
+            print(f"  / libvfio-user gpio   not measured: {how}")
+        print(f"  / ping-pong floor     sync {sync[ours_label] / sync[floor]:.2f}   "
+              f"pipelined {pipe[ours_label] / pipe[floor]:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
