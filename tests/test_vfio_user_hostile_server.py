@@ -409,3 +409,28 @@ def test_certify_reports_a_server_that_vanishes_mid_run(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "NOT CONFORMANT" in done.stdout
     assert "cannot reconnect" in done.stdout
+
+
+class RefusesResetOnceArmed(Session):
+    """Answers DEVICE_RESET with EINVAL once ``armed`` (after the adapter has started)."""
+
+    armed = False
+
+    def _reset(self, frame: Frame, payload: bytes) -> bytes:
+        if RefusesResetOnceArmed.armed:
+            raise invalid("resets are refused")
+        return super()._reset(frame, payload)
+
+
+def test_a_refused_reset_is_a_rejected_reset(tmp_path: Path, stop_servers: list[VfioUserServer]) -> None:
+    server, path = serve(tmp_path, RefusesResetOnceArmed)
+    stop_servers.append(server)
+    RefusesResetOnceArmed.armed = False
+    vmm = adapter(path)
+    try:
+        RefusesResetOnceArmed.armed = True
+        assert vmm.execute(Op(OpKind.RESET, vm=1, bdf=DEV)) == Observation(error="rejected")
+        assert any("DEVICE_RESET failed: EINVAL" in e for e in vmm.server_errors)
+    finally:
+        RefusesResetOnceArmed.armed = False
+        vmm.close()

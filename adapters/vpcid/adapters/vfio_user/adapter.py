@@ -338,6 +338,10 @@ class VfioUserAdapter:
             if isinstance(exc, TraceError):
                 raise
             return Observation(error=exc.kind)
+        except VfioUserError as exc:  # the server refused a reset, a save, ...: the operation is rejected
+            self.server_errors.append(f"{op.kind.value}: {exc}")
+            del self.server_errors[:-100]
+            return Observation(error=AccessRejected.kind)
         except ServerFault as exc:
             self.server_errors.append(f"{op.kind.value}: {exc}")
             del self.server_errors[:-100]
@@ -1005,7 +1009,6 @@ def _discover(bdf: Bdf, arg: DeviceArgument) -> tuple[Function, bool]:
             mem64 = not io and index < 6 and (low >> 1) & 3 == 2
             readable, writable = bool(region.flags & REGION_READ_FLAG), bool(region.flags & REGION_WRITE_FLAG)
             bars[index] = Bar(index, io, mem64, region.size, readable, writable)
-        peer = links[1] if len(links) > 1 else None
         notes = entry.notes
         migratable = True
         for n, link in enumerate(links):
@@ -1018,10 +1021,10 @@ def _discover(bdf: Bdf, arg: DeviceArgument) -> tuple[Function, bool]:
         primary, peer = links[0], (links[1] if len(links) > 1 else None)
         function = Function(bdf, entry.dtype, primary, peer, config_size, bars, entry.opaque, notes)
         return function, migratable
-    except ServerFault as exc:
+    except (ServerFault, VfioUserError) as exc:  # a fault, or an error reply to a setup command
         for link in links:
             link.close()
-        raise AdapterUnavailable(str(exc)) from None
+        raise AdapterUnavailable(f"{arg.primary}: {exc}") from None
     except BaseException:
         for link in links:
             link.close()
@@ -1207,7 +1210,7 @@ def build(arg: AdapterArgument) -> VfioUserAdapter:
             description=description,
             on_close=spawned.close if spawned is not None else None,
         )
-    except ServerFailed as exc:
+    except (ServerFailed, ServerFault, VfioUserError) as exc:
         for f in functions:
             for link in f.links():
                 link.close()
