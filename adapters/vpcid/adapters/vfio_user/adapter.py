@@ -930,7 +930,8 @@ def discovered_entry(primary: VfioUserClient, config_size: int, rom_size: int) -
     try:
         found = discover_type(port, f"vfio-user:{Path(primary.path).name}")
     except DiscoveryError as exc:
-        raise AdapterUnavailable(str(exc)) from None
+        hint = "; to certify it anyway, give its type: SOCKET@FILE with a device-type file"
+        raise AdapterUnavailable(f"{exc}{hint}") from None
     finally:
         if primary.broken is None:
             primary.reset()  # probing cleared RW1C bits: back to power-on
