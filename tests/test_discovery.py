@@ -257,9 +257,11 @@ def test_discover_command_writes_a_type_file(tmp_path: Path) -> None:
     )
     assert too_many.exit_code != 0
     assert "--name names one type" in too_many.output
-    unavailable = CliRunner().invoke(discover_command, ["no-such-adapter", "-o", str(out)])
-    assert unavailable.exit_code != 0
-    assert "unavailable" in unavailable.output
+    from vpcid.conformance.cli import main
+
+    unknown = CliRunner().invoke(main, ["types", "discover", "no-such-adapter", "-o", str(out)])
+    assert unknown.exit_code == 2  # bad input: one line naming what is wrong
+    assert "no adapter named 'no-such-adapter'" in unknown.output
 
 
 def test_discover_command_needs_a_machine(tmp_path: Path) -> None:
@@ -288,3 +290,19 @@ def test_discovery_through_qtest_and_through_the_adapter_agree(tmp_path: Path) -
         a.close()
     assert set(live_pids()) <= before
     kill_all()
+
+
+@pytest.mark.req("R-BAR-004")
+def test_a_bar_that_reads_type_bits_but_no_address_is_not_implemented() -> None:
+    """libvfio-user's unimplemented BARs read 0x1 whatever is written: no address bit, so no BAR; the
+    type says it reads zero (R-BAR-004), and certifying then finds the difference."""
+    image = _header()
+    image[0x10:0x14] = struct.pack("<I", 0x1)  # BAR0 reads 1 and ignores writes
+    image[0x14:0x18] = struct.pack("<I", 0x1)  # BAR1: a 256-byte I/O BAR
+    found = discover_type(FakePort(bytes(image), wmask={0x15: 0xFF, 0x16: 0xFF, 0x17: 0xFF}), "odd-bars")
+    assert found.dtype.bar(0) is None
+    bar1 = found.dtype.bar(1)
+    assert bar1 is not None
+    assert (bar1.kind.value, bar1.size) == ("io", 256)
+    assert found.dtype.declared.image[0x10:0x14] == bytes(4)
+    assert any("BAR0 reads 0x1 after writing ones: no address bit" in note for note in found.notes)

@@ -378,3 +378,34 @@ def test_run_random_finds_and_shrinks_a_planted_bug() -> None:
     assert finding.trace[0] == INIT
     assert Differential(impl).replay(list(finding.trace)) == finding.divergence
     assert finding.divergence.index == len(finding.trace) - 1
+
+
+class FlakyOnce(ModelAdapter):
+    """Answers its very first configuration read wrongly, every later one right."""
+
+    def __init__(self) -> None:
+        super().__init__("flaky")
+        self.fooled = False
+
+    def execute(self, op: Op) -> Observation:
+        seen = super().execute(op)
+        if op.kind is OpKind.CONFIG_READ and not self.fooled:
+            self.fooled = True
+            return Observation(value=(seen.value or 0) ^ 1)
+        return seen
+
+
+def test_a_divergence_that_does_not_replay_is_recorded_not_asserted() -> None:
+    """A flaky implementation's finding keeps its whole trace and says it did not happen again."""
+    from vpcid.conformance.engine import FLAKY, minimise
+    from vpcid.model import Bdf
+
+    bdf = Bdf(0, 3, 0)
+    ops = [Op(OpKind.INIT), Op(OpKind.CREATE_VM, vm=1), Op(OpKind.PLUG, vm=1, bdf=bdf, name="e1000"),
+           Op(OpKind.CONFIG_READ, vm=1, bdf=bdf, address=0, width=4)]  # fmt: skip
+    impl = FlakyOnce()
+    assert Differential(impl).replay(ops) is not None  # the first read is wrong ...
+    finding = minimise(impl, ops, "random", 0)  # ... and never again
+    assert finding.trace == tuple(ops)
+    assert finding.divergence.crash == FLAKY
+    assert "did not happen again" in finding.divergence.describe()

@@ -275,6 +275,17 @@ class _Probe:
                 bars.append(None)
                 slot += 1
                 continue
+            wide = not original & 0x1 and (original >> 1) & 0x3 == 0x2  # a 64-bit BAR: its upper dword counts
+            if not value & ~(0x3 if original & 0x1 else 0xF) & 0xFFFF_FFFF and not (
+                wide and sized.get(reg + 4, 0)
+            ):
+                self.notes.append(
+                    f"BAR{slot} reads {value:#x} after writing ones: no address bit, so not implemented; "
+                    "declared as reading zero, as R-BAR-004 requires of an unimplemented BAR"
+                )
+                bars.append(None)
+                slot += 1
+                continue
             low = 0x3 if original & 0x1 else 0xF
             if (value ^ original) & low:
                 self.notes.append(

@@ -730,6 +730,18 @@ def run_random(
     return executed, findings
 
 
+FLAKY = "nothing: the divergence did not happen again when this trace was replayed (a flaky implementation)"
+"""What a finding says it observed when its trace no longer reproduces it."""
+
+
+def _expected_at(impl: Adapter, ops: Sequence[Op]) -> Observation:
+    """The model's observation of the last of ``ops``, run from the start."""
+    model = model_for(impl.info)
+    for op in ops[:-1]:
+        model.execute(op)
+    return model.execute(ops[-1])
+
+
 def minimise(impl: Adapter, ops: list[Op], engine: str, seed: int | None) -> Finding:
     """Shrink a diverging sequence and record the divergence the minimal trace produces."""
 
@@ -742,6 +754,8 @@ def minimise(impl: Adapter, ops: list[Op], engine: str, seed: int | None) -> Fin
     if final is None:  # flaky implementation: keep the unshrunk sequence
         minimal = ops
         final = diff.replay(minimal)
-    assert final is not None
+    if final is None:  # it does not diverge again at all: say so, with the sequence that did once
+        last = ops[-1]
+        final = Divergence(len(ops) - 1, last, _expected_at(impl, ops), None, crash=FLAKY)
     trace = tuple(op for i, op in enumerate(minimal[: final.index + 1]) if i not in diff.withheld_at)
     return Finding(engine, final, trace, seed)
