@@ -379,11 +379,20 @@ def test_an_undeclared_variant_decides_where_the_diagnosis_falls_back() -> None:
 
 @pytest.mark.req("R-BLOB-002")
 def test_a_literal_blob_is_blamed_on_the_rule_its_case_step_checks() -> None:
-    body = [*vm_with((KS, "kitchen-sink")), Op(OpKind.RESTORE, vm=1, bdf=KS, data=_ks_blob())]
-    impl = buggy(type("RejectsAll", (DataManager,), {"restore": _reject}))
-    rules = [None, None, None, "R-BLOB-002"]
-    assert blamed(impl, body, rules).requirements == ("R-BLOB-002",)
-    assert blamed(impl, body).requirements == ("R-SR-002",)
+    """A literal the implementation accepts and the model rejects breaks what its case step checks;
+    without the case, what the reader's complaint is about."""
+    truncated = Op(OpKind.RESTORE, vm=1, bdf=KS, data=_ks_blob()[:40])
+    body = [*vm_with((KS, "kitchen-sink")), truncated]
+    impl = buggy(type("AcceptsAll", (DataManager,), {"restore": _accept}))
+    assert blamed(impl, body, [None, None, None, "R-BLOB-002"]).requirements == ("R-BLOB-002",)
+    assert blamed(impl, body).requirements == ("R-BLOB-001",)
+    rejecting = buggy(type("RejectsAll", (DataManager,), {"restore": _reject}))
+    valid = [*vm_with((KS, "kitchen-sink")), Op(OpKind.RESTORE, vm=1, bdf=KS, data=_ks_blob())]
+    assert blamed(rejecting, valid, [None, None, None, "R-BLOB-003"]).requirements == ("R-SR-002",)
+
+
+def _accept(self: DataManager, vm_id: int, bdf: Bdf, blob: bytes) -> None:
+    """Restores nothing and complains about nothing."""
 
 
 def _reject(self: DataManager, vm_id: int, bdf: Bdf, blob: bytes) -> None:

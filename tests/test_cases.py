@@ -306,3 +306,39 @@ def test_every_case_runs_in_every_alternative_profile() -> None:
     everything = Profile.from_mapping({axis: list(enum)[-1].value for axis, enum in AXES.items()})
     for run in library():
         observe(full_ops(run), ModelAdapter(profile=everything))
+
+
+# --------------------------------------------------------------------------- steps carry their requirement
+
+
+def test_every_step_carries_the_requirement_it_checks() -> None:
+    """Each operation of a case names the requirement it checks (None: set-up); a case's requirements
+    are exactly those of its steps, in the order they first appear."""
+    defined = set(load_requirements())
+    for _target, case in library():
+        assert len(case.rules) == len(case.ops), case.name
+        named = [rule for rule in case.rules if rule is not None]
+        assert named, f"{case.name} checks nothing"
+        assert set(named) <= defined, case.name
+        assert case.requirements == tuple(dict.fromkeys(named)), case.name
+
+
+def test_scripted_cases_are_tables_of_rows() -> None:
+    """The cases that compute nothing from the target are data: rows of (requirement, steps)."""
+    from vpcid.conformance.cases import CONFIG_MECHANISM, CONFIGURATION_SPACE, Script, _Body, _Fn, _play
+
+    scripts = [*CONFIGURATION_SPACE, *CONFIG_MECHANISM]
+    assert all(isinstance(s, Script) for s in scripts)
+    assert {s.group for s in scripts} == {"configuration-space", "config-mechanism"}
+    target = default_targets()[1]
+    f = _Fn(_Body(), target.vm, target.bdf, target.dtype, target.ecam_base)
+    _play(f, "cr 0x3C/1; cw 0x3C/1 0x5A; ~cr 0x00; cf8 0x3C +3; cf8- 0x00; er 0x10/8; ew 0x3C/1 0")
+    kinds = [op.kind for op in f.body.ops]
+    assert kinds == [OpKind.CONFIG_READ, OpKind.CONFIG_WRITE, OpKind.CONFIG_READ, OpKind.IO_WRITE,
+                     OpKind.IO_WRITE, OpKind.MMIO_READ, OpKind.MMIO_WRITE]  # fmt: skip
+    assert f.body.ops[2].bdf != target.bdf, "~ addresses a function no case populates"
+    assert f.body.ops[3].value == 0x8000_0000 | target.bdf.packed << 8 | 0x3C | 3
+    assert f.body.ops[4].value == target.bdf.packed << 8
+    assert f.body.ops[5].width == 8
+    with pytest.raises(ValueError, match="unknown command"):
+        _play(f, "poke 0x10")

@@ -727,7 +727,7 @@ class _Inquiry:
         assert observed.error is not None
         self.weak = True
         rid = self.wrongly_rejected(symptom)
-        return (rule if literal and rule else rid,), f"{shown}: the operation is valid here"
+        return (rid,), f"{shown}: the operation is valid here"
 
     def blob_of(self, op: Op, at: int) -> bytes | None:
         """The blob a restore or snapshot restore takes: its literal, or what the model saved in its
@@ -957,6 +957,8 @@ class _Inquiry:
             ), f"{where} has its bytes in reverse order ({values}): values are little-endian"
         if len({repr(t) for t in targets}) > 1:
             return ("R-ACC-005",), f"{where} straddles targets; each byte alone reads right ({values})"
+        if "cam-window" in targets:
+            return ("R-CAM-004",), f"{where} lies in the data window; each byte alone reads right ({values})"
         if "ecam" in targets and op.address % 4 + width > 4:
             return (
                 "R-ECAM-003",

@@ -424,8 +424,13 @@ def certify(
                     results[rid].checks += 1
         else:
             failed_cases += 1
+            rules = case_rules(case, len(ops))
             finding = minimise(impl, ops[: divergence.index + 1], "case", None)
-            record(finding, f"case {label}", ops, case_rules(case, len(ops)))
+            spoken = record(finding, f"case {label}", ops, rules).requirements
+            passed = {rule for rule in rules[: divergence.index] if rule is not None} - set(spoken)
+            for rid in passed:  # the steps before the divergence checked their rules and agreed
+                if rid in results:
+                    results[rid].checks += 1
         if progress is not None:
             progress("cases", done, len(cases))
         if failed_cases and stop_at_first_failure:
