@@ -342,3 +342,26 @@ def test_scripted_cases_are_tables_of_rows() -> None:
     assert f.body.ops[5].width == 8
     with pytest.raises(ValueError, match="unknown command"):
         _play(f, "poke 0x10")
+
+
+def test_system_scripts_play_the_data_managers_operations() -> None:
+    """System cases as data: VM and hot-plug commands, the current function, literal blobs as text."""
+    from vpcid.conformance.cases import SYSTEM_SCRIPTS, _Body, _Player
+
+    names = {script.name for scripts in SYSTEM_SCRIPTS.values() for script in scripts}
+    assert {"vm-id-range", "unknown-vm", "error-order", "vm-reset"} <= names
+    assert names <= {c.name for c in system_cases()}
+    body = _Body()
+    _Player(body).play(
+        "vm 1 ecam=0xC0000000; plug 1 00:03.0 kitchen-sink; vm 2 noecam; plug 2 00:03.0 e1000;"
+        "@1/00:03.0; er 0x00; @2/00:03.0; cr 0x00; restore-bytes 'not a blob'; reset-vm 2; tables 1",
+        system=True,
+    )
+    ops = body.ops
+    assert [op.kind for op in ops] == [
+        OpKind.CREATE_VM, OpKind.PLUG, OpKind.CREATE_VM, OpKind.PLUG, OpKind.MMIO_READ, OpKind.CONFIG_READ,
+        OpKind.RESTORE, OpKind.RESET_VM, OpKind.TABLES,
+    ]  # fmt: skip
+    assert (ops[0].ecam_base, ops[2].ecam_base) == (0xC000_0000, None)
+    assert ops[4].address == 0xC000_0000 + (Bdf(0, 3, 0).packed << 12), "ECAM of the VM's own window"
+    assert (ops[5].vm, ops[6].data) == (2, b"not a blob")
