@@ -417,3 +417,21 @@ def test_describe_shows_hex_the_rule_and_why() -> None:
     )
     assert "Breaks R-DEC-002 (Memory decode enable): A memory BAR decodes only while command bit 1" in text
     assert text.endswith("Why: 00:03.0 BAR1 is programmed at 0xe0001000.")
+
+
+def test_probes_never_reach_opaque_bar_contents() -> None:
+    """On a fixed machine whose BAR1 contents are opaque (device registers), a probe there is never sent."""
+    from vpcid.adapters.base import OpaqueRange
+    from vpcid.conformance.blame import _Inquiry
+
+    machine = FixedMachine(
+        1, ((KS, SUITE_TYPES["kitchen-sink"]),), opaque=(OpaqueRange(KS, 1, range(0, 4096)),)
+    )
+    guest = ModelAdapter("guest", Profile(), machine, operations=GUEST_VIEW)
+    trace = [INIT, *BAR1_DECODING, cr(0x00)]
+    divergence = Divergence(3, trace[3], Observation(value=0), Observation(value=1))
+    inquiry = _Inquiry(guest, trace, divergence, None)
+    opaque, elsewhere = mr(0xE000_1004), mr(0xE000_3004)
+    assert inquiry.allowed(3, [opaque, elsewhere, cr(0x04)]) == [elsewhere, cr(0x04)]
+    assert inquiry.probe_values(3, [opaque]) is None
+    assert not inquiry.safe([*trace, opaque])

@@ -3,31 +3,35 @@
 A finding is a minimal trace whose last operation diverges. :func:`blame`
 asks, in order:
 
-1. Does the implementation behave as a variant its profile does not declare?
-   Then the requirement stating that axis (R-VAR-002 with R-CFG-006,
-   R-DEC-005, ...).
-2. Does what happened in other VMs change what this VM observes? Then VM
+1. Does what happened in other VMs change what this VM observes? Then VM
    isolation (R-DS-008).
-3. Which operation went wrong? The first state-changing operation whose
+2. Which operation went wrong? The first state-changing operation whose
    effect already diverges when probed right after it (read-back of a
    write, the header, 0xCF8 and the tables after a reset, restore, plug or
    unplug, and after any rejected operation); else an operation the
    implementation behaves as if it had never run; else the diverging
    operation itself.
-4. Which rule of that operation? A lifecycle operation is blamed on its own
+3. Which rule of that operation? A lifecycle operation is blamed on its own
    requirement (a divergence first visible after a reset is R-RST-*, after a
    restore R-SR-*, after a rejected operation R-ERR-001 or R-SR-007); a
    configuration byte on the rule of that byte in the model's layout
    (identity, command, RW1C status bits, BAR address or type bits, ROM,
-   capability headers and bodies, beyond the space); a routing decision on
-   the rule that makes the model decode or not decode there (enable bits,
-   address zero, limits, moves, 64-bit halves, overlap); a wide access whose
-   bytes read one at a time agree on byte order, straddling or splitting;
+   capability headers and bodies, beyond the space); a write through 0xCFC
+   or ECAM that a direct write would get right on the mechanism; a routing
+   decision on the rule that makes the model decode or not decode there
+   (enable bits, address zero, limits, moves, 64-bit address, overlap); a
+   wide access whose bytes read one at a time agree on byte order,
+   straddling or splitting; a blob digest on what the blob fails to carry;
    an error on the argument check that applies.
+4. Only where step 3 fell back on an operation's own rule: does the
+   implementation behave as a variant its profile does not declare? Then
+   the requirement stating that axis (R-VAR-002 with R-CFG-006, R-DEC-005,
+   ...). Asked last because a bug can coincide with a variant on one trace.
 
 Every reason is one line with numbers in hex. A case step may carry the
 requirement it checks (``rules``): it decides where the trace alone cannot,
-e.g. which format rule a literal blob breaks.
+e.g. which format rule a literal blob the implementation accepts breaks.
+Probes never reach BAR contents a fixed machine declares opaque.
 """
 
 from __future__ import annotations
@@ -39,7 +43,15 @@ from functools import cache
 
 from vpcid.adapters.base import Adapter, AdapterInfo
 from vpcid.adapters.reference import ModelAdapter
-from vpcid.conformance.engine import Divergence, hex_value, model_for, observations
+from vpcid.conformance.engine import (
+    Divergence,
+    format_observation,
+    format_op,
+    hex_value,
+    model_for,
+    observations,
+    touches_opaque,
+)
 from vpcid.conformance.trace import Observation, Op, OpKind
 from vpcid.conformance.traceability import load_requirements
 from vpcid.model import Bdf, BlobError, DeviceType, VpcidError
@@ -395,10 +407,33 @@ class _Inquiry:
             self._model_seen = observations(model_for(self.info), self.trace)
         return self._model_seen
 
+    def allowed(self, steps: int, probes: Sequence[Op]) -> list[Op]:
+        """``probes`` the implementation may be sent after ``steps`` operations: of kinds it offers, and
+        on a fixed machine none that reaches BAR contents it declares opaque (decided as the engine
+        does, on the model's state before each probe)."""
+        probes = [p for p in probes if p.kind in self.info.operations]
+        machine = self.info.machine
+        if machine is None or not machine.opaque:
+            return probes
+        model = model_for(self.info)
+        for op in self.trace[:steps]:
+            model.execute(op)
+        kept: list[Op] = []
+        for probe in probes:
+            if not touches_opaque(model, probe):
+                model.execute(probe)
+                kept.append(probe)
+        return kept
+
+    def safe(self, ops: Sequence[Op]) -> bool:
+        """Whether a whole sequence may be replayed on the implementation: no operation of it reaches
+        opaque BAR contents on the model."""
+        return self.allowed(0, ops) == [op for op in ops if op.kind in self.info.operations]
+
     def disagreement(self, steps: int, probes: Sequence[Op], skip: int = 0) -> _Symptom | None:
         """The first of ``probes``, run after ``steps`` operations, whose observation disagrees (the
         first ``skip`` probes are set-up: their observations are not compared)."""
-        probes = [p for p in probes if p.kind in self.info.operations]
+        probes = self.allowed(steps, probes)
         if len(probes) <= skip:
             return None
         ops = [*self.trace[:steps], *probes]
@@ -416,8 +451,9 @@ class _Inquiry:
         return None
 
     def probe_values(self, steps: int, probes: Sequence[Op]) -> tuple[list[Seen], list[Seen]] | None:
-        """(implementation, model) observations of ``probes`` after ``steps`` operations."""
-        if any(p.kind not in self.info.operations for p in probes):
+        """(implementation, model) observations of ``probes`` after ``steps`` operations (None when one
+        of them may not be sent)."""
+        if self.allowed(steps, probes) != list(probes):
             return None
         ops = [*self.trace[:steps], *probes]
         seen = observations(self.impl, ops)[steps:]
@@ -482,6 +518,8 @@ class _Inquiry:
         if not others:
             return None
         alone = [op for i, op in enumerate(self.trace) if i not in set(others)]
+        if not self.safe(alone):
+            return None
         seen = observations(self.impl, alone)
         expected = observations(model_for(self.info), alone)
         if len(seen) != len(alone) or len(expected) != len(alone):
@@ -512,6 +550,8 @@ class _Inquiry:
     def ignored(self, index: int) -> bool:
         """Whether the model, without operation ``index``, observes what the implementation does."""
         reduced = self.trace[:index] + self.trace[index + 1 :]
+        if not self.safe(reduced):
+            return False
         expected = observations(model_for(self.info), reduced)
         seen = observations(self.impl, self.trace)
         if len(expected) != len(reduced) or len(seen) != len(self.trace):
@@ -616,6 +656,8 @@ class _Inquiry:
                     Op(OpKind.CONFIG_WRITE, vm=op.vm, bdf=bdf, address=offset, width=width, value=part)
                 )
         replay = [*self.trace[:index], *direct]
+        if not self.safe([*replay, symptom.op]):
+            return None
         seen = observations(self.impl, [*replay, symptom.op])
         expected = observations(model_for(self.info), [*replay, symptom.op])
         if len(seen) != len(replay) + 1 or _normal(seen[-1], self.info) != _normal(expected[-1], self.info):
@@ -1621,15 +1663,11 @@ def _values(seen: tuple[list[Seen], list[Seen]] | None) -> tuple[int, int] | Non
 
 
 def _shown(obs: Seen, op: Op) -> str:
-    from vpcid.conformance.engine import format_observation
-
     return obs if isinstance(obs, str) else format_observation(obs, op)
 
 
 def _symptom_text(symptom: _Symptom) -> str:
     """``OPERATION: expected X, got Y`` with numbers in hex."""
-    from vpcid.conformance.engine import format_observation, format_op
-
     got = (
         f"raised {symptom.crash}"
         if symptom.observed is None
