@@ -409,3 +409,32 @@ def test_a_divergence_that_does_not_replay_is_recorded_not_asserted() -> None:
     assert finding.trace == tuple(ops)
     assert finding.divergence.crash == FLAKY
     assert "did not happen again" in finding.divergence.describe()
+
+
+# --------------------------------------------------------------------------- readable output
+
+
+def test_operations_and_observations_read_in_hex_and_blobs_as_digest_and_summary() -> None:
+    import dataclasses
+
+    from vpcid.conformance.cases import _ks_blob, _set_config, _snapshot
+    from vpcid.conformance.engine import blob_diff, blob_summary, format_observation, format_op
+    from vpcid.model import blob as blobfmt
+
+    write = Op(OpKind.CONFIG_WRITE, vm=1, bdf=Bdf(0, 3, 0), address=0x3C, width=1, value=0x5A)
+    assert format_op(write) == "config_write vm 1 00:03.0 offset 0x3c width 1 value 0x5a"
+    assert format_observation(Observation(value=0x1234), Op(OpKind.MMIO_READ, width=4)) == "0x00001234"
+    assert format_observation(Observation(error="misaligned")) == "error misaligned"
+    blob = _ks_blob()
+    restore = format_op(Op(OpKind.RESTORE, vm=1, bdf=Bdf(0, 3, 0), data=blob))
+    assert blob.hex()[:64] not in restore, "never the blob's bytes"
+    assert f"blob {blob[-32:].hex()[:16]}… ({len(blob):,} bytes, instance of 'kitchen-sink'" in restore
+    assert "BAR1@0xe0001000" in restore
+    assert "snapshot: ECAM 0xb0000000, 0xCF8 0x80001808" in blob_summary(_snapshot())
+    assert "does not decode: instance blob is truncated" in blob_summary(blob[:40])
+    rec = blobfmt.decode_instance(blob)
+    other = blobfmt.encode_instance(
+        dataclasses.replace(_set_config(rec, 0x3C, b"\x0c"), windows=(None, *rec.windows[1:]))
+    )
+    assert blob_diff(other, blob) == "configuration 0x03c: 0c (not 0b); BAR0 window none (not 0xc040)"
+    assert blob_diff(blob, blob) == "the same content"

@@ -45,6 +45,7 @@ from vpcid.adapters.base import Adapter, AdapterInfo
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.engine import (
     Divergence,
+    blob_diff,
     format_observation,
     format_op,
     hex_value,
@@ -189,7 +190,7 @@ def config_field(
         ), f"body of capability {owner.cap_id:#x} at {owner.offset:#x}"
     if declared:
         return ("R-CFG-001" if written else "R-DT-005"), "declared byte"
-    return ("R-CFG-010" if builder else "R-DT-005"), "unclaimed byte, reads zero"
+    return "R-CFG-010", "unclaimed byte, reads zero"
 
 
 def _capability_owning(dtype: DeviceType, offset: int) -> ChainEntry | None:
@@ -749,7 +750,7 @@ class _Inquiry:
         index = self.last if symptom is self.final else None
         rule = self.rules[index] if self.rules is not None and index is not None else None
         literal = op.kind in (OpKind.RESTORE, OpKind.RESTORE_VM) and not op.name
-        shown = _symptom_text(symptom)
+        shown = _symptom_text(symptom) + (self.literal_diff(op, symptom.at) if literal else "")
         if expected.error is not None and observed.error is not None:
             self.weak = True
             if literal and rule:
@@ -808,6 +809,20 @@ class _Inquiry:
         if fit is not None:
             return fit
         return "R-SR-005", "its decode addresses, data or device state disagree with its configuration"
+
+    def literal_diff(self, op: Op, at: int) -> str:
+        """How a literal blob or snapshot differs from what the model would save there now."""
+        manager = self.model_at(at).manager
+        try:
+            if op.kind is OpKind.RESTORE:
+                assert op.bdf is not None
+                reference = manager.save(op.vm, op.bdf)
+            else:
+                reference = manager.snapshot(op.vm)
+        except VpcidError:
+            return ""
+        return f" (against the model's own {'blob' if op.kind is OpKind.RESTORE else 'snapshot'}: " \
+               f"{blob_diff(op.data, reference)})"  # fmt: skip
 
     def wrongly_rejected(self, symptom: _Symptom) -> str:
         """The rule of an operation the implementation rejects although the model performs it."""

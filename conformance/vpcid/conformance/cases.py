@@ -19,6 +19,17 @@ Two kinds:
   right after ``init`` and create VMs, plug :data:`SUITE_TYPES` by name,
   hot-plug, snapshot and restore literal blobs (``full_api``).
 
+Every operation of a case carries the requirement it checks (``Case.rules``;
+None for set-up), and a case's requirements are those of its steps: a
+failure is blamed on the rule of the step that diverged, and the steps that
+passed before it still count (:mod:`vpcid.conformance.certify`). Cases that
+compute nothing from the device are data, the way the WebAssembly and
+consensus-specs suites keep theirs: tables of rows, each row a requirement
+and its steps in a small script language (:class:`Script`,
+:data:`SYSTEM_SCRIPTS`, played by :class:`_Player`). Builders remain where a
+case truly computes: from the device's BARs, capabilities and registers, or
+literal blobs.
+
 Addresses used by device cases: 32-bit memory BARs and the ROM in
 0xE000_0000-0xEFFF_FFFF, 64-bit memory BARs from 0x10_0000_0000, I/O BARs
 in 0xC000-0xCFFF, each naturally aligned, never in the ECAM window.
@@ -1002,7 +1013,7 @@ def _cfg_size(d: _Dev) -> None:
         f.cr(0x100)
         f.cw(0xFFC, 4, 0)
         f.cr(0xFFC)
-    f.check("R-CFG-010" if dtype.space is None else "R-DT-005")
+    f.check("R-CFG-010")
     for dw in _unclaimed_dwords(dtype):
         f.cr(dw)
         f.cw(dw, 4, ONES32)

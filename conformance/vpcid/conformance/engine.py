@@ -152,6 +152,90 @@ def blob_summary(blob: bytes) -> str:
     return f"{head}, instance of {rec.type_name!r}: {len(rec.config)}-byte configuration, {holds})"
 
 
+BLOB_DIFF_ITEMS = 4
+"""How many differences a blob diff names before it says how many more there are."""
+
+
+def blob_diff(blob: bytes, reference: bytes) -> str:
+    """What ``blob`` holds that ``reference`` does not, decoded: type, configuration byte ranges,
+    windows, data pages and device state of an instance blob; ECAM, 0xCF8, instances and map order
+    of a snapshot. Short: at most :data:`BLOB_DIFF_ITEMS` items."""
+    snapshot = blob[:8] == blobfmt.SNAPSHOT_MAGIC
+    try:
+        if snapshot:
+            items = _snapshot_diff(blobfmt.decode_snapshot(blob), blobfmt.decode_snapshot(reference))
+        else:
+            items = _instance_diff(blobfmt.decode_instance(blob), blobfmt.decode_instance(reference))
+    except BlobError as exc:
+        return f"does not decode: {exc}"
+    if not items:
+        return "the same content"
+    more = f" and {len(items) - BLOB_DIFF_ITEMS} more" if len(items) > BLOB_DIFF_ITEMS else ""
+    return "; ".join(items[:BLOB_DIFF_ITEMS]) + more
+
+
+def _instance_diff(a: blobfmt.InstanceRecord, b: blobfmt.InstanceRecord) -> list[str]:
+    items: list[str] = []
+    if (a.type_name, a.fingerprint) != (b.type_name, b.fingerprint):
+        ours, theirs = a.fingerprint.hex()[:16], b.fingerprint.hex()[:16]
+        items.append(f"type {a.type_name!r} {ours}… (not {b.type_name!r} {theirs}…)")
+    if len(a.config) != len(b.config):
+        items.append(f"{len(a.config)}-byte configuration (not {len(b.config)})")
+    else:
+        differ = [k for k in range(len(a.config)) if a.config[k] != b.config[k]]
+        for start, stop in _runs(differ):
+            where = f"{start:#05x}" if stop - start == 1 else f"{start:#05x}-{stop - 1:#05x}"
+            items.append(f"configuration {where}: {a.config[start:stop].hex(' ')} "
+                         f"(not {b.config[start:stop].hex(' ')})")  # fmt: skip
+    for index, (x, y) in enumerate(zip(a.windows, b.windows, strict=False)):
+        if x != y:
+            shown = ["none" if w is None else hex_value(w) for w in (x, y)]
+            items.append(f"BAR{index} window {shown[0]} (not {shown[1]})")
+    pages_a, pages_b = {p[:2]: p[2] for p in a.pages}, {p[:2]: p[2] for p in b.pages}
+    for bar, page in sorted(set(pages_a) | set(pages_b)):
+        if pages_a.get((bar, page)) != pages_b.get((bar, page)):
+            state = (
+                "absent"
+                if (bar, page) not in pages_a
+                else "other bytes"
+                if (bar, page) in pages_b
+                else "extra"
+            )
+            items.append(f"BAR{bar} data page {page}: {state}")
+    if a.extra != b.extra:
+        items.append(f"{len(a.extra)} bytes of device state (not {len(b.extra)})")
+    return items
+
+
+def _snapshot_diff(a: blobfmt.VmRecord, b: blobfmt.VmRecord) -> list[str]:
+    items: list[str] = []
+    if a.ecam_base != b.ecam_base:
+        items.append(f"ECAM {a.ecam_base if a.ecam_base is None else hex_value(a.ecam_base)}")
+    if a.cf8 != b.cf8:
+        items.append(f"0xCF8 {hex_value(a.cf8, 4)} (not {hex_value(b.cf8, 4)})")
+    devices_a, devices_b = dict(a.devices), dict(b.devices)
+    for packed in sorted(set(devices_a) | set(devices_b)):
+        where = Bdf.unpack(packed)
+        if packed not in devices_b or packed not in devices_a:
+            items.append(f"{where}: {'extra' if packed in devices_a else 'absent'}")
+        elif devices_a[packed] != devices_b[packed]:
+            items.append(f"{where}: {blob_diff(devices_a[packed], devices_b[packed])}")
+    if a.map_order != b.map_order:
+        items.append("another map order")
+    return items
+
+
+def _runs(offsets: Sequence[int]) -> list[tuple[int, int]]:
+    """Maximal runs ``[start, stop)`` of consecutive offsets."""
+    runs: list[tuple[int, int]] = []
+    for offset in offsets:
+        if runs and runs[-1][1] == offset:
+            runs[-1] = (runs[-1][0], offset + 1)
+        else:
+            runs.append((offset, offset + 1))
+    return runs
+
+
 def _blob_type(blob: bytes) -> str:
     try:
         return repr(blobfmt.decode_instance(blob).type_name)
