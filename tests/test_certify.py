@@ -20,7 +20,7 @@ from vpcid.conformance.certify import (
     load_waivers,
 )
 from vpcid.conformance.cli import main
-from vpcid.conformance.mutants import BY_NAME
+from vpcid.conformance.mutants import BY_NAME, MUTANTS
 from vpcid.conformance.traceability import load_requirements
 from vpcid.model import DataManager, Profile
 from vpcid.model.profile import AXES, AXIS_REQUIREMENT
@@ -129,33 +129,10 @@ def test_other_variant_declared_as_default_is_not_conformant() -> None:
 
 # ------------------------------------------------------------------ planted bugs
 
-DECLARED = [
-    "bar-size-off-by-one",
-    "rw1c-as-rw",
-    "subsystem-writable",
-    "io-decode-uses-memory-bit",
-    "rom-ignores-enable",
-    "io-limit-unchecked",
-    "cf8-latches-low-bits",
-    "overlap-last-mapped",
-    "bar-move-deferred",
-    "reset-keeps-data",
-    "unplug-leaves-routes",
-    "cam-ignores-enable",
-    "cam-function-bit",
-    "ecam-bus-shift",
-    "restore-accepts-identity",
-    "restore-half-applies",
-    "misaligned-config-accepted",
-    "duplicate-vm-replaces",
-]
-
 
 @pytest.mark.req("R-VAR-002")
 @pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, id=n, marks=pytest.mark.req(*BY_NAME[n].requirements)) for n in DECLARED]
-    + [pytest.param("rw1c-never-clears", id="rw1c-never-clears", marks=[pytest.mark.req("R-CFG-006")])],
+    "name", [pytest.param(m.name, id=m.name, marks=pytest.mark.req(*m.requirements)) for m in MUTANTS]
 )
 def test_mutant_is_blamed_on_what_it_breaks(name: str) -> None:
     """The requirement with the most failures is one the planted bug breaks; every failure names its
