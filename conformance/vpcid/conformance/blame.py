@@ -758,6 +758,7 @@ class _Inquiry:
             return ("R-ERR-002",), f"{shown}: when several errors apply the spec's order decides"
         if expected.error is not None:
             if literal and rule:
+                self.weak = True  # what the step checks, unless the blob is valid in an undeclared variant
                 return (rule,), shown
             if op.kind in (OpKind.RESTORE, OpKind.RESTORE_VM) and expected.error in (
                 "bad-blob",
@@ -1053,12 +1054,16 @@ class _Inquiry:
     def why_not_decoding(
         self, at: int, vm: int, io: bool, address: int, only: tuple[str, int] | None = None
     ) -> tuple[str, str] | None:
-        """Why no BAR decodes ``address`` in the model although the implementation routes it: a BAR
-        whose registers cover it and what stops it, or the operation that stopped one decoding there."""
+        """Why no BAR decodes ``address`` in the model although the implementation routes it: the
+        operation that stopped a BAR decoding there, or a BAR whose registers cover it and what stops
+        it (``only``: that BAR alone)."""
         model = self.model_at(at)
         manager = model.manager
         if vm not in manager.vm_ids():
             return None
+        stopped = self.stopped_here(at, vm, io, address, only)
+        if stopped is not None:
+            return stopped
         profile = self.info.profile
         for bdf, _name in manager.tables(vm).config:
             dtype = manager.device_type(vm, bdf)
@@ -1081,9 +1086,6 @@ class _Inquiry:
                 reason = _stopped(dtype, config, index, base, size, address, name, profile)
                 if reason is not None:
                     return reason
-        stopped = self.stopped_here(at, vm, io, address)
-        if stopped is not None:
-            return stopped
         for other in manager.vm_ids():
             if other != vm and manager_decodes(model, other, io, address):
                 return "R-DS-008", f"only VM {other} decodes it"
@@ -1092,12 +1094,20 @@ class _Inquiry:
             return "R-ECAM-004", "it lies in the ECAM window"
         return None
 
-    def stopped_here(self, at: int, vm: int, io: bool, address: int) -> tuple[str, str] | None:
+    def stopped_here(
+        self, at: int, vm: int, io: bool, address: int, only: tuple[str, int] | None = None
+    ) -> tuple[str, str] | None:
         """The operation after which a BAR that decoded ``address`` earlier in the trace stopped."""
         history = self.history()
+
+        def here(rows: frozenset[tuple[object, ...]]) -> set[tuple[object, ...]]:
+            return {r for r in rows if _covers(r, io, address) and only in (None, (r[3], r[4]))}
+
         for index in range(min(at, len(history)) - 1, 0, -1):
-            now = {r for r in history[index].get(vm, frozenset()) if _covers(r, io, address)}
-            before = {r for r in history[index - 1].get(vm, frozenset()) if _covers(r, io, address)}
+            now, before = (
+                here(history[index].get(vm, frozenset())),
+                here(history[index - 1].get(vm, frozenset())),
+            )
             if before and not now:
                 gone = sorted(before, key=repr)[0]
                 op = self.trace[index]
@@ -1106,20 +1116,26 @@ class _Inquiry:
         return None
 
     def why_decoding(self, at: int, vm: int, io: bool, address: int, bdf: Bdf, bar: int) -> tuple[str, str]:
-        """Why the model decodes ``address`` with (``bdf``, ``bar``): the operation that made it begin
-        decoding there, and whether only the 64-bit address's lower half is honoured."""
+        """Why the model decodes ``address`` with (``bdf``, ``bar``) where the implementation does not.
+        If decode turned off and on again makes it decode, what went wrong is how the operation that
+        made it begin decoding there moved it (R-DEC-005, R-DEC-007, a restore); else, for a BAR above
+        4 GiB that decodes once moved below, its 64-bit address (R-BAR-005); else its enable bit."""
         model = self.model_at(at)
         dtype = model.manager.device_type(vm, bdf)
         spec = dtype.bar(bar) if bar != ROM_INDEX else None
         base = self.base_of(model, vm, bdf, bar)
         name = f"{bdf} {'ROM' if bar == ROM_INDEX else f'BAR{bar}'} decodes it at {hex_value(base)}"
-        if (
-            spec is not None
-            and spec.kind is BarKind.MEM64
-            and base >= 1 << 32
-            and self.decodes_below_4g(at, vm, bdf, bar, spec.size, address - base)
-        ):
+        started = self.decode_start(at, vm, bdf, bar, dtype)
+        if started is not None and self.decodes_after_enable(at, vm, io, address, bdf, bar):
+            rid, index = started
+            return rid, f"{name} since step {index} ({self.trace[index].kind.value})"
+        high = spec is not None and spec.kind is BarKind.MEM64 and base >= 1 << 32
+        if high and spec is not None and self.decodes_below_4g(at, vm, bdf, bar, spec.size, address - base):
             return "R-BAR-005", f"{name}, above 4 GiB (moved below 4 GiB, the implementation decodes it)"
+        return _enable_rule(dtype, bar), f"{name} (even decode enabled afresh does not make it decode)"
+
+    def decode_start(self, at: int, vm: int, bdf: Bdf, bar: int, dtype: DeviceType) -> tuple[str, int] | None:
+        """(rule, step) of the operation after which the model's BAR began decoding where it does."""
         history = self.history()
         key = (str(bdf), bar)
         for index in range(min(at, len(history)) - 1, -1, -1):
@@ -1130,16 +1146,8 @@ class _Inquiry:
                 else {r for r in history[index - 1].get(vm, frozenset()) if (r[3], r[4]) == key}
             )
             if now != before:
-                op = self.trace[index]
-                rid = _start_rule(op, dtype, bar, bool(before), self.model_at(index))
-                if rid in ("R-DEC-005", "R-DEC-007") and not self.decodes_after_enable(
-                    at, vm, io, address, bdf, bar
-                ):
-                    return _enable_rule(
-                        dtype, bar
-                    ), f"{name} (even decode enabled afresh does not make it decode)"
-                return rid, f"{name} since step {index} ({op.kind.value})"
-        return _enable_rule(dtype, bar), name
+                return _start_rule(self.trace[index], dtype, bar, bool(before), self.model_at(index)), index
+        return None
 
     def decodes_after_enable(self, at: int, vm: int, io: bool, address: int, bdf: Bdf, bar: int) -> bool:
         """Whether the implementation reads ``address`` as the model does once the BAR's decode is
