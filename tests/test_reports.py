@@ -116,8 +116,13 @@ def test_json_failures_carry_the_minimal_trace(mutant_report: CertificationRepor
     assert "R-CAM-005" in {e["id"] for e in failed}
     for entry in failed:
         for failure in entry["failures"]:
-            assert set(failure) == {"check", "description", "trace", "observed_variant"}
+            assert set(failure) == {"check", "description", "trace", "observed_variant", "blame"}
             ops = [Op.from_json(obj) for obj in failure["trace"]]
+            blamed = failure["blame"]
+            assert entry["id"] in blamed["requirements"]
+            assert 0 <= blamed["step"] < len(ops)
+            assert blamed["reason"]
+            assert blamed["rule"].endswith(".")
             assert ops[0].kind is OpKind.INIT
             divergence = Differential(BY_NAME[MUTANT].adapter()).replay(ops)
             assert divergence is not None

@@ -106,8 +106,19 @@ class Failure:
     """What the failure speaks against and why (:func:`vpcid.conformance.blame.blame`)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"check": self.check, "description": self.description, "trace": self.trace,
-                "observed_variant": self.observed_variant}  # fmt: skip
+        """The failure for machines: besides the text, what blame concluded (the requirements it
+        speaks against, most specific first, the trace step that went wrong, why, and the rule)."""
+        out: dict[str, Any] = {"check": self.check, "description": self.description, "trace": self.trace,
+                               "observed_variant": self.observed_variant}  # fmt: skip
+        if self.blame is not None:
+            first = self.blame.requirements[0] if self.blame.requirements else ""
+            out["blame"] = {
+                "requirements": list(self.blame.requirements),
+                "step": self.blame.step,
+                "reason": self.blame.reason,
+                "rule": rule_line(first) if first else "",
+            }
+        return out
 
 
 @dataclass
