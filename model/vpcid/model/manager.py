@@ -605,8 +605,13 @@ class DataManager:
 
     def _instance_from(self, rec: blobfmt.InstanceRecord, bdf: Bdf, dtype: DeviceType) -> Instance:
         """Check a decoded blob against ``dtype``; build the instance it describes (R-SR-003..R-SR-005)."""
-        if rec.type_name != dtype.name or rec.fingerprint != dtype.fingerprint():
+        if rec.type_name != dtype.name:
             raise BlobMismatch(f"blob is of device type {rec.type_name!r}, the slot holds {dtype.name!r}")
+        if rec.fingerprint != dtype.fingerprint():
+            raise BlobMismatch(
+                f"blob's device type {rec.type_name!r} has fingerprint {rec.fingerprint.hex()[:16]}..., "
+                f"the slot's type of that name {dtype.fingerprint().hex()[:16]}...: another definition"
+            )
         lay = self._layout(dtype)
         if len(rec.config) != len(lay.image):
             raise BlobMismatch("blob configuration space size differs from the device type's")
