@@ -1,0 +1,1036 @@
+"""Systematic mutants: cosmic-ray's operators over the model and the Cython backend's Python logic,
+each mutant judged by certifying the mutated code against the pristine model (``vpcid mutate``).
+
+The hand-planted bugs (:mod:`vpcid.conformance.mutants`) measure the suite against bugs someone
+thought of; this module measures it against every small syntactic change a mutation tool makes.
+
+Why cosmic-ray rather than mutmut: the suite compares an implementation with the model, so a mutated
+model must not also be the reference. mutmut 3 rewrites the project in place of itself (a copy where
+every function dispatches on an environment variable, imported under the same package name) and runs
+only pytest, so the mutated ``vpcid.model`` would also be the model it is compared with. cosmic-ray
+keeps its parts apart: its operators enumerate the mutations of a module into a session database
+(``init``), ``mutate_code`` applies one of them to source text, and its tools read the session
+(``cr-report``, ``cr-html``, ``cr-rate``). That lets each mutant be loaded under another package name,
+:data:`MIRROR` (``vpcid_mutant.model``, the model's sources with their imports rewritten), and judged
+by a certification rather than a test run, while ``vpcid.model`` stays pristine.
+
+How a session runs (:func:`run_session`):
+
+1. cosmic-ray's ``init`` writes every mutation of the target's files to the session (SQLite).
+2. Mutations inside annotations are marked skipped: every model module starts with ``from __future__
+   import annotations``, so annotations are never evaluated and such mutants are equivalent.
+3. One certification of the unmutated mirror, traced line by line, must be conformant (else the
+   harness is broken and the run stops). A mutation on lines it never executes is a survivor without
+   running: certification is deterministic for a seed, so the mutant behaves exactly as the original.
+4. Every other mutant runs in a forked child (the parent has imported the suite once): the mutated
+   module is served from memory, the target builds its adapter from the mirror, and
+   ``certify(..., stop_at_first_failure=True)`` at the default budget judges it. Rejected, failing to
+   load, crashing or running past the timeout is killed (cosmic-ray's convention for timeouts).
+
+Targets (:data:`TARGETS`): ``model`` certifies the mutated model behind the adapter protocol (its own
+device types, profile and BDFs, built by the mirror); ``cython`` certifies the compiled backend with
+the Python parts it calls (``vpcid.adapters.cython``'s factory, the per-byte ``layout``, device types,
+``DeviceData`` and the catalog's behaviours) taken from the mirror.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import faulthandler
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import re
+import resource
+import select
+import signal
+import sys
+import time
+import types
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vpcid.adapters.base import Adapter, AdapterInfo
+from vpcid.adapters.reference import ModelAdapter
+from vpcid.conformance.certify import DEFAULT_BUDGET, DEFAULT_SEED, CertificationReport, Verdict, certify
+from vpcid.conformance.trace import FULL, Observation, Op
+from vpcid.model import Profile
+from vpcid.model.errors import VpcidError
+from vpcid.model.profile import AXES
+
+MIRROR = "vpcid_mutant"
+"""Top-level name of the mirror package: ``vpcid_mutant.model`` is the model's copy."""
+MIRROR_FILE_PREFIX = "mutant:"
+"""Prefix of the file names the mirror's code objects carry (tells them apart from the pristine files)."""
+DEFAULT_TIMEOUT = 60.0
+"""Seconds a mutant's certification may take before it counts as killed (a hang is a rejection)."""
+MEMORY_LIMIT = 4 << 30
+"""Address space a mutant's child process may use; a mutant that allocates without bound is killed."""
+INSTALL_HINT = "install the dev extra: pip install -e '.[dev]' (cosmic-ray)"
+
+
+class MutationError(VpcidError, ValueError):
+    """A mutation session cannot run: bad arguments, a broken harness, or cosmic-ray missing."""
+
+    kind = "bad-mutation-run"
+
+
+# ----------------------------------------------------------------- the mirror package
+
+
+def project_root() -> Path:
+    """The checkout the model is installed from (``model/vpcid/model`` is three folders down)."""
+    import vpcid.model
+
+    return Path(vpcid.model.__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class MirrorModule:
+    """One module of the mirror: its name, the file it copies and whether it is a package."""
+
+    name: str
+    path: Path
+    package: bool = False
+
+    @property
+    def filename(self) -> str:
+        """The name its code objects carry: the copied file's path, prefixed."""
+        return MIRROR_FILE_PREFIX + relative(self.path)
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the checkout when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def mirror_modules() -> dict[str, MirrorModule]:
+    """Every module of the mirror by repository path: the model's modules, the suite's device types
+    (``vpcid.conformance.devices``, unmutated glue that builds the types with the mirror's classes)
+    and the Cython backend's Python package."""
+    import vpcid.adapters.cython
+    import vpcid.conformance.devices
+    import vpcid.model
+
+    model_dir = Path(vpcid.model.__file__).resolve().parent
+    modules = [MirrorModule(f"{MIRROR}.model", model_dir / "__init__.py", package=True)]
+    modules += [
+        MirrorModule(f"{MIRROR}.model.{p.stem}", p)
+        for p in sorted(model_dir.glob("*.py"))
+        if p.stem != "__init__"
+    ]
+    modules.append(MirrorModule(f"{MIRROR}.devices", Path(vpcid.conformance.devices.__file__).resolve()))
+    modules.append(MirrorModule(f"{MIRROR}.cython", Path(vpcid.adapters.cython.__file__).resolve()))
+    return {relative(m.path): m for m in modules}
+
+
+_MODEL_IMPORT = re.compile(r"\bvpcid\.model\b")
+
+
+def rewrite_imports(source: str) -> str:
+    """``source`` with every reference to ``vpcid.model`` pointing at the mirror's model instead."""
+    return _MODEL_IMPORT.sub(f"{MIRROR}.model", source)
+
+
+class MirrorImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves the mirror's modules from source text held in memory (nothing is written to disk, so
+    no bytecode cache can serve a stale mutant)."""
+
+    def __init__(self, modules: Mapping[str, MirrorModule], sources: Mapping[str, str]) -> None:
+        self._by_name = {m.name: m for m in modules.values()}
+        self._sources = {modules[path].name: text for path, text in sources.items()}
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname == MIRROR:
+            return importlib.util.spec_from_loader(fullname, self, is_package=True)
+        module = self._by_name.get(fullname)
+        if module is None:
+            return None
+        return importlib.util.spec_from_loader(
+            fullname, self, origin=module.filename, is_package=module.package
+        )
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        entry = self._by_name.get(module.__name__)
+        if entry is None:  # the empty top-level package
+            return
+        module.__file__ = entry.filename
+        code = compile(self._sources[entry.name], entry.filename, "exec", dont_inherit=True)
+        exec(code, module.__dict__)
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """The loaded mirror: its model package, the suite's types built from it, the Cython package."""
+
+    model: types.ModuleType
+    devices: types.ModuleType
+
+    def module(self, name: str) -> types.ModuleType:
+        """A mirror module by its name under :data:`MIRROR` (``model.devicetype``, ``cython``)."""
+        return importlib.import_module(f"{MIRROR}.{name}")
+
+    def profile(self, profile: Profile) -> Any:
+        """The mirror's profile with the same axis values."""
+        return self.model.Profile.from_mapping(profile.to_mapping())
+
+    def suite_types(self) -> dict[str, Any]:
+        """The suite's device types (catalog, kitchen-sink, express-sink) as the mirror builds them."""
+        return dict(self.devices.SUITE_TYPES)
+
+
+def load_mirror(sources: Mapping[str, str]) -> Mirror:
+    """Install the mirror, with ``sources`` (repository path -> source text) replacing the files they
+    name, and import it. Call in a process of its own: the mirror stays installed."""
+    modules = mirror_modules()
+    texts = {path: rewrite_imports(m.path.read_text(encoding="utf-8")) for path, m in modules.items()}
+    texts.update({path: rewrite_imports(text) for path, text in sources.items()})
+    for name in [n for n in sys.modules if n == MIRROR or n.startswith(MIRROR + ".")]:
+        del sys.modules[name]
+    sys.meta_path.insert(0, MirrorImporter(modules, texts))
+    return Mirror(importlib.import_module(f"{MIRROR}.model"), importlib.import_module(f"{MIRROR}.devices"))
+
+
+# ----------------------------------------------------------------- adapters over the mirror
+
+
+class MirrorModelAdapter(ModelAdapter):
+    """The mirror's (mutated) data manager behind the adapter protocol, declaring ``profile``.
+
+    Everything that crosses into it is the mirror's own: the profile, the device types and each
+    operation's BDF; the mirror's errors become error observations (R-ERR-003). The pristine model
+    that certification compares it with never sees these objects.
+    """
+
+    def __init__(self, mirror: Mirror, profile: Profile | None = None, name: str = "mutant") -> None:
+        self._mirror = mirror
+        self._errors: type[Exception] = mirror.model.VpcidError
+        profile = profile or Profile()
+        mirrored = mirror.profile(profile)
+        super().__init__(
+            name,
+            profile,
+            manager_factory=lambda _: mirror.model.DataManager(mirrored),
+            types=mirror.suite_types(),
+            operations=FULL,
+        )
+
+    def execute(self, op: Op) -> Observation:
+        if op.bdf is not None:
+            op = op._replace(bdf=self._mirror.model.Bdf(*op.bdf))
+        try:
+            return super().execute(op)
+        except self._errors as exc:
+            return Observation(error=str(getattr(exc, "kind", "error")))
+
+
+class PristineInfo:
+    """An adapter whose ``info`` declares the pristine profile equal to the one it was built with
+    (the model side of certification is configured from ``info``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        declared = inner.info
+        pristine = Profile.from_mapping(declared.profile.to_mapping())
+        self._info: AdapterInfo = dataclasses.replace(declared, profile=pristine)
+
+    @property
+    def info(self) -> AdapterInfo:
+        return self._info
+
+    def execute(self, op: Op) -> Observation:
+        result: Observation = self._inner.execute(op)
+        return result
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+CYTHON_BINDINGS = {
+    "_Bdf": ("model", "Bdf"),
+    "_DeviceType": ("model", "DeviceType"),
+    "_Profile": ("model", "Profile"),
+    "_errors": ("model", "errors"),
+    "_DeviceData": ("model.behaviour", "DeviceData"),
+    "_layout": ("model.devicetype", "layout"),
+    "_TableEntry": ("model.manager", "TableEntry"),
+    "_VmTables": ("model.manager", "VmTables"),
+    "_SUITE_TYPES": ("devices", "SUITE_TYPES"),
+}
+"""The compiled module's globals that name Python objects of the model, and where the mirror has them."""
+
+
+def cython_adapter(mirror: Mirror, profile: Profile | None = None) -> Adapter:
+    """The compiled backend built by the mirror's ``vpcid.adapters.cython`` factory (directly, for a
+    profile other than the default), calling the mirror's Python parts: the names the compiled module
+    imported from the model are rebound to the mirror's (this process is the mutant's own)."""
+    from vpcid.adapters.cython import _dm
+
+    for global_name, (module, attribute) in CYTHON_BINDINGS.items():
+        setattr(_dm, global_name, getattr(mirror.module(module), attribute))
+    if profile is None or profile == Profile():
+        return PristineInfo(mirror.module("cython").adapter(None))
+    return PristineInfo(_dm.CythonAdapter(mirror.profile(profile)))
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a session mutates and how the mutated code becomes an implementation to certify."""
+
+    name: str
+    description: str
+    files: tuple[str, ...]
+    """Repository paths whose mutants this target judges."""
+    build: Callable[[Mirror, Profile], Adapter]
+    """The implementation to certify, made from the mirror and declaring the profile."""
+    available: Callable[[], str | None] = lambda: None
+    """Why this target cannot run here, or None."""
+
+
+def _model_files(names: Sequence[str] = ()) -> tuple[str, ...]:
+    """The model's files (those called ``names``, when given) as repository paths."""
+    found = [p for p in mirror_modules() if p.startswith("model/")]
+    return tuple(p for p in found if not names or p.rsplit("/", 1)[-1] in names)
+
+
+def _cython_unavailable() -> str | None:
+    from vpcid.adapters.cython import UNAVAILABLE_REASON
+
+    return UNAVAILABLE_REASON
+
+
+CYTHON_MODEL_FILES = ("behaviour.py", "catalog.py", "devicetype.py", "header.py")
+"""The model modules whose code the compiled backend calls: ``layout`` and what builds a device type's
+bytes (devicetype, header), ``DeviceData`` (behaviour) and the catalog's behaviours."""
+
+TARGETS: dict[str, Callable[[], Target]] = {
+    "model": lambda: Target(
+        "model", "the mutated model behind the adapter protocol", _model_files(), MirrorModelAdapter
+    ),
+    "cython": lambda: Target(
+        "cython",
+        "the compiled backend calling the mutated Python parts it relies on",
+        ("adapters/vpcid/adapters/cython/__init__.py", *_model_files(CYTHON_MODEL_FILES)),
+        cython_adapter,
+        _cython_unavailable,
+    ),
+}
+"""Targets by name, built on demand (their file lists come from the installed package)."""
+
+
+def target_named(name: str) -> Target:
+    """The target called ``name``; :class:`MutationError` naming the known ones otherwise."""
+    make = TARGETS.get(name)
+    if make is None:
+        raise MutationError(f"unknown mutation target {name!r}; known: {', '.join(TARGETS)}")
+    return make()
+
+
+# ----------------------------------------------------------------- cosmic-ray
+
+
+def cosmic_ray(module: str) -> Any:
+    """A cosmic-ray module (it ships no type information, so it is used as ``Any``)."""
+    try:
+        return importlib.import_module(f"cosmic_ray.{module}")
+    except ImportError as exc:
+        raise MutationError(f"cosmic-ray is not installed ({exc}); {INSTALL_HINT}") from exc
+
+
+def cosmic_ray_version() -> str:
+    """The installed cosmic-ray's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cosmic-ray")
+    except PackageNotFoundError as exc:
+        raise MutationError(f"cosmic-ray is not installed; {INSTALL_HINT}") from exc
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One mutation of a session: where, which operator, and its occurrence in the module."""
+
+    job_id: str
+    path: str
+    """Repository path of the mutated module."""
+    operator: str
+    occurrence: int
+    start: tuple[int, int]
+    end: tuple[int, int]
+    definition: str | None
+
+    @property
+    def short_operator(self) -> str:
+        """The operator without cosmic-ray's ``core/`` prefix."""
+        return self.operator.split("/", 1)[-1]
+
+    def mutated_source(self) -> str:
+        """The module's source with this mutation applied (cosmic-ray's ``mutate_code``)."""
+        plugins, mutating = cosmic_ray("plugins"), cosmic_ray("mutating")
+        source = (project_root() / self.path).read_text(encoding="utf-8")
+        operator = plugins.get_operator(self.operator)()
+        mutated: str | None = mutating.mutate_code(source, operator, self.occurrence)
+        if mutated is None:
+            raise MutationError(f"{self.path}: {self.operator} has no occurrence {self.occurrence}")
+        return mutated
+
+    def diff(self, mutated: str | None = None) -> str:
+        """The changed lines, as ``-old`` / ``+new`` (``mutated``: the mutated source, if at hand)."""
+        import difflib
+
+        before = (project_root() / self.path).read_text(encoding="utf-8").splitlines()
+        after = (mutated if mutated is not None else self.mutated_source()).splitlines()
+        lines = difflib.unified_diff(before, after, lineterm="", n=0)
+        return "\n".join(line for line in lines if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+
+
+FIRST_PASS = {
+    "ReplaceBinaryOperator": {
+        "Add": "Sub", "Sub": "Add", "Mul": "Add", "Div": "Mul", "FloorDiv": "Mul", "Mod": "FloorDiv",
+        "Pow": "Mul", "LShift": "RShift", "RShift": "LShift", "BitOr": "BitAnd", "BitAnd": "BitOr",
+        "BitXor": "BitOr",
+    },
+    "ReplaceComparisonOperator": {
+        "Eq": "NotEq", "NotEq": "Eq", "Lt": "LtE", "LtE": "Lt", "Gt": "GtE", "GtE": "Gt", "Is": "IsNot",
+        "IsNot": "Is", "In": "NotIn", "NotIn": "In",
+    },
+}  # fmt: skip
+"""The one replacement per binary or comparison operator site judged in the first pass (the opposite
+operation, or the boundary for orderings): cosmic-ray generates every other operator too, and those
+come in the second pass. Every other cosmic-ray operator is judged in the first pass."""
+
+
+def first_pass(mutation: Mutation) -> bool:
+    """Whether ``mutation`` belongs to the first pass (:data:`FIRST_PASS`)."""
+    family, _, change = mutation.short_operator.partition("_")
+    replacements = FIRST_PASS.get(family)
+    if replacements is None:
+        return True
+    before, _, after = change.partition("_")
+    return replacements.get(before) == after
+
+
+def _mutation(item: Any) -> Mutation:
+    spec = item.mutations[0]
+    return Mutation(
+        item.job_id,
+        relative(Path(spec.module_path)),
+        spec.operator_name,
+        spec.occurrence,
+        (int(spec.start_pos[0]), int(spec.start_pos[1])),
+        (int(spec.end_pos[0]), int(spec.end_pos[1])),
+        spec.definition_name,
+    )
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) positions of every annotation in ``source`` (parameters, returns, variables)."""
+    parso = importlib.import_module("parso")
+    spans: list[tuple[tuple[int, int], tuple[int, int]]] = []
+
+    def visit(node: Any) -> None:
+        annotation = None
+        if node.type in ("param", "funcdef"):
+            annotation = node.annotation
+        elif node.type == "annassign":
+            annotation = node.children[1]
+        if annotation is not None:
+            spans.append((annotation.start_pos, annotation.end_pos))
+        for child in getattr(node, "children", ()):
+            visit(child)
+
+    visit(parso.parse(source))
+    return spans
+
+
+FUTURE_ANNOTATIONS = "from __future__ import annotations"
+
+
+def in_annotation(mutation: Mutation, spans: Sequence[tuple[tuple[int, int], tuple[int, int]]]) -> bool:
+    """Whether the mutated span lies inside one of ``spans``."""
+    return any(start <= mutation.start and mutation.end <= end for start, end in spans)
+
+
+# ----------------------------------------------------------------- judging one mutant
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """How a mutant fared: killed or not, and why in one line."""
+
+    killed: bool
+    reason: str
+    how: str = "certified"
+    """``certified`` (certification's verdict), ``load`` (the mutated code does not load or build
+    its adapter), ``timeout``, ``crash`` (the child died), ``skipped`` or ``not-executed``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"killed": self.killed, "reason": self.reason, "how": self.how}
+
+
+def verdict_reason(report: CertificationReport) -> str:
+    """The first failing requirement and its check, or what made the run non-conformant."""
+    for result in report.requirements:
+        if result.verdict is Verdict.FAIL and result.failures:
+            return f"{result.rid}: {result.failures[0].check}"
+    return "; ".join(report.errors) or "conformant"
+
+
+def declared_profiles() -> tuple[Profile, ...]:
+    """The default profile, then profiles that between them give every variant axis each of its other
+    values (the k-th takes every axis's k-th non-default value where it has one; R-VAR-001)."""
+    default = Profile().to_mapping()
+    others = {axis: [v.value for v in enum if v.value != default[axis]] for axis, enum in AXES.items()}
+    count = max(len(values) for values in others.values())
+    alternates = [
+        Profile.from_mapping({**default, **{a: vs[k] for a, vs in others.items() if k < len(vs)}})
+        for k in range(count)
+    ]
+    return (Profile(), *alternates)
+
+
+def profile_label(profile: Profile) -> str:
+    """``default``, or the axes on which ``profile`` differs from it."""
+    default = Profile().to_mapping()
+    changed = [f"{a}={v}" for a, v in profile.to_mapping().items() if v != default[a]]
+    return ",".join(changed) or "default"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How each mutant is certified: budget, seed, the profiles it declares in turn, the timeout."""
+
+    budget: int = DEFAULT_BUDGET
+    seed: int = DEFAULT_SEED
+    profiles: tuple[Profile, ...] = (Profile(),)
+    """A mutant is certified declaring each in turn; the first that rejects it kills it."""
+    timeout: float = DEFAULT_TIMEOUT
+    """Seconds for one mutant (all its profiles) before it counts as killed."""
+
+
+def judge(target: Target, sources: Mapping[str, str], settings: Settings) -> Judgement:
+    """Certify ``target`` built from the mirror with ``sources`` replacing the files they name,
+    declaring each of the settings' profiles in turn, in this process (which keeps the mirror
+    installed: call it in a child)."""
+    try:
+        mirror = load_mirror(sources)
+    except Exception as exc:  # any failure to load is the mutant's
+        return Judgement(True, f"{type(exc).__name__}: {_one_line(exc)}", "load")
+    for profile in settings.profiles:
+        try:
+            adapter = target.build(mirror, profile)
+        except Exception as exc:  # any failure to build the implementation is the mutant's
+            return Judgement(True, f"{type(exc).__name__}: {_one_line(exc)}", "load")
+        try:
+            report = certify(adapter, settings.budget, settings.seed, stop_at_first_failure=True)
+        finally:
+            adapter.close()
+        if not report.conformant:
+            where = "" if len(settings.profiles) == 1 else f"[{profile_label(profile)}] "
+            return Judgement(True, where + verdict_reason(report))
+    return Judgement(False, "conformant")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@dataclass
+class Child:
+    """A forked child judging one mutant: its pid, the pipe its verdict comes through, its deadline."""
+
+    pid: int
+    fd: int
+    deadline: float
+    mutation: Mutation | None
+    received: bytearray = field(default_factory=bytearray)
+
+
+def fork_judge(work: Callable[[], dict[str, Any]], timeout: float, mutation: Mutation | None = None) -> Child:
+    """Run ``work`` in a forked child that writes its JSON answer to a pipe (stdout and stderr
+    silenced, address space limited to :data:`MEMORY_LIMIT`)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 0
+        try:
+            os.close(read_fd)
+            faulthandler.disable()  # a crashing mutant is reported by its exit status, not a dump
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+            answer = json.dumps(work()).encode()
+            view = memoryview(answer)
+            while view:
+                view = view[os.write(write_fd, view) :]
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    return Child(pid, read_fd, time.monotonic() + timeout, mutation)
+
+
+def collect(children: Sequence[Child], wait: float) -> Iterator[tuple[Child, dict[str, Any] | None, str]]:
+    """Wait up to ``wait`` seconds; yield each child that finished or overran: (child, its answer or
+    None, what ended it: ``done``, ``crash`` or ``timeout``). Overrunning children are killed."""
+    now = time.monotonic()
+    timeout = max(0.0, min([wait, *(c.deadline - now for c in children)]))
+    readable, _, _ = select.select([c.fd for c in children], [], [], timeout)
+    for child in children:
+        if child.fd in readable:
+            chunk = os.read(child.fd, 1 << 16)
+            if chunk:
+                child.received += chunk
+                continue
+            os.close(child.fd)
+            _, status = os.waitpid(child.pid, 0)
+            if status == 0 and child.received:
+                yield child, json.loads(child.received), "done"
+            else:
+                yield child, None, _exit_text(status)
+        elif time.monotonic() >= child.deadline:
+            os.kill(child.pid, signal.SIGKILL)
+            os.waitpid(child.pid, 0)
+            os.close(child.fd)
+            yield child, None, "timeout"
+
+
+def _exit_text(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"crash: killed by signal {os.WTERMSIG(status)}"
+    return f"crash: exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def judge_in_child(target: Target, mutation: Mutation, settings: Settings) -> Child:
+    """Fork a child that judges ``mutation``."""
+
+    def work() -> dict[str, Any]:
+        mutated = mutation.mutated_source()  # in the child: the jobs apply their mutations in parallel
+        judgement = judge(target, {mutation.path: mutated}, settings)
+        return {**judgement.to_json(), "diff": mutation.diff(mutated)}
+
+    return fork_judge(work, settings.timeout, mutation)
+
+
+def judgement_of(answer: dict[str, Any] | None, ended: str, timeout: float) -> Judgement:
+    """The judgement a child's answer (or its end) gives."""
+    if answer is not None:
+        return Judgement(bool(answer["killed"]), str(answer["reason"]), str(answer["how"]))
+    if ended == "timeout":
+        return Judgement(True, f"certification ran past {timeout:g} s", "timeout")
+    return Judgement(True, ended, "crash")
+
+
+def judge_one(target: Target, mutation: Mutation, settings: Settings) -> Judgement:
+    """Judge one mutant in a child and wait for it."""
+    _, answer, ended = wait_for(judge_in_child(target, mutation, settings))
+    return judgement_of(answer, ended, settings.timeout)
+
+
+def wait_for(child: Child) -> tuple[Child, dict[str, Any] | None, str]:
+    """Wait until ``child`` finishes or overruns (see :func:`collect`)."""
+    while True:
+        for finished in collect([child], 5.0):
+            return finished
+
+
+# ----------------------------------------------------------------- coverage of the unmutated mirror
+
+
+def traced_certification(target: Target, settings: Settings) -> dict[str, Any]:
+    """Certify the unmutated mirror while recording the mirror lines that run: ``{"conformant",
+    "reason", "lines": {path: [line, ...]}}`` (run in a child)."""
+    executed: dict[str, set[int]] = {}
+
+    def local(frame: types.FrameType, event: str, arg: object) -> Any:
+        if event == "line":
+            executed.setdefault(frame.f_code.co_filename, set()).add(frame.f_lineno)
+        return local
+
+    def calls(frame: types.FrameType, event: str, arg: object) -> Any:
+        if frame.f_code.co_filename.startswith(MIRROR_FILE_PREFIX):
+            executed.setdefault(frame.f_code.co_filename, set()).add(frame.f_lineno)
+            return local
+        return None
+
+    sys.settrace(calls)
+    try:
+        judgement = judge(target, {}, settings)
+    finally:
+        sys.settrace(None)
+    lines = {name[len(MIRROR_FILE_PREFIX) :]: sorted(found) for name, found in executed.items()}
+    return {"conformant": not judgement.killed, "reason": judgement.reason, "lines": lines}
+
+
+# ----------------------------------------------------------------- sessions
+
+
+@dataclass
+class Summary:
+    """Outcome counts of a session, overall and per file."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    by_file: dict[str, Counter[str]] = field(default_factory=dict)
+    survivors: list[tuple[Mutation, str, str | None]] = field(default_factory=list)
+    """(mutation, how it was judged, its diff when it ran)."""
+
+    OUTCOMES = ("killed", "survived", "not-executed", "equivalent", "pending")
+
+    first_pass: Counter[str] = field(default_factory=Counter)
+    """Outcome counts of the first pass's mutants (:func:`first_pass`)."""
+
+    def add(self, mutation: Mutation, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        if first_pass(mutation):
+            self.first_pass[outcome] += 1
+        self.by_file.setdefault(mutation.path, Counter())[outcome] += 1
+
+    @property
+    def generated(self) -> int:
+        return sum(self.outcomes.values())
+
+    def score(self) -> float:
+        """Killed over the mutants that ran or could not have run differently (skipped ones excluded)."""
+        judged = self.outcomes["killed"] + self.outcomes["survived"] + self.outcomes["not-executed"]
+        return self.outcomes["killed"] / judged if judged else 0.0
+
+
+SKIPPED_ANNOTATION = (
+    "equivalent: inside an annotation, which is never evaluated (from __future__ import annotations)"
+)
+NOT_EXECUTED = "not executed: certification of the unmutated code never runs this line"
+
+
+def outcome_of(result: Any) -> str:
+    """The summary outcome of a cosmic-ray result."""
+    if result is None:
+        return "pending"
+    if result.worker_outcome.value == "skipped":
+        return "equivalent"
+    if result.test_outcome is not None and result.test_outcome.value == "killed":
+        return "killed"
+    if (result.output or "").startswith("not executed"):
+        return "not-executed"
+    return "survived"
+
+
+@dataclass
+class Session:
+    """A cosmic-ray session database for one target."""
+
+    path: Path
+    target: Target
+    db: Any
+
+    @classmethod
+    def open(cls, path: Path, target: Target, fresh: bool, files: Sequence[str] = ()) -> Session:
+        """Open ``path`` (created, and filled by cosmic-ray's ``init`` over ``files`` or else all the
+        target's files, when new or ``fresh``)."""
+        work_db = cosmic_ray("work_db")
+        new = fresh or not path.exists()
+        if new and path.exists():
+            path.unlink()
+        try:
+            db = work_db.WorkDB(str(path), work_db.WorkDB.Mode.create)
+        except Exception as exc:
+            raise MutationError(f"cannot open mutation session {path}: {exc}") from exc
+        session = cls(path, target, db)
+        if new or db.num_work_items == 0:
+            session.initialise(files or target.files)
+        return session
+
+    def close(self) -> None:
+        self.db.close()
+
+    def initialise(self, files: Sequence[str]) -> None:
+        """cosmic-ray's ``init`` over ``files``, then the mutations in annotations marked skipped."""
+        commands = cosmic_ray("commands")
+        root = project_root()
+        commands.init([root / p for p in files], self.db, {})
+        spans = {}
+        for path in files:
+            source = (root / path).read_text(encoding="utf-8")
+            spans[path] = annotation_spans(source) if FUTURE_ANNOTATIONS in source else []
+        skipped = [m.job_id for m in self.mutations() if in_annotation(m, spans[m.path])]
+        self._set_many(skipped, "skipped", None, SKIPPED_ANNOTATION)
+
+    def mutations(self) -> list[Mutation]:
+        return [_mutation(item) for item in self.db.work_items]
+
+    def pending(self) -> list[Mutation]:
+        return [_mutation(item) for item in self.db.pending_work_items]
+
+    def _result(self, worker: str, test: str | None, output: str, diff: str | None = None) -> Any:
+        item = cosmic_ray("work_item")
+        return item.WorkResult(
+            worker_outcome=item.WorkerOutcome(worker),
+            output=output,
+            test_outcome=item.TestOutcome(test) if test is not None else None,
+            diff=diff,
+        )
+
+    def _set_many(self, job_ids: Sequence[str], worker: str, test: str | None, output: str) -> None:
+        if job_ids:
+            self.db.set_multiple_results(list(job_ids), self._result(worker, test, output))
+
+    def record(self, mutation: Mutation, judgement: Judgement, diff: str | None = None) -> None:
+        """Store a judgement the way cosmic-ray's own workers would (worker outcome, test outcome)."""
+        worker = "normal" if judgement.how in ("certified", "load", "timeout") else "abnormal"
+        test = "killed" if judgement.killed else "survived"
+        output = f"{judgement.how}: {judgement.reason}"
+        self.db.set_result(mutation.job_id, self._result(worker, test, output, diff or mutation.diff()))
+
+    def mark_not_executed(
+        self, candidates: Sequence[Mutation], executed: Mapping[str, Sequence[int]]
+    ) -> set[str]:
+        """Survivors without a run: those of ``candidates`` on lines the unmutated certification never
+        ran, recorded so; returns their job IDs."""
+        lines = {path: set(found) for path, found in executed.items()}
+        idle = [
+            m.job_id
+            for m in candidates
+            if not lines.get(m.path, set()) & set(range(m.start[0], m.end[0] + 1))
+        ]
+        self._set_many(idle, "normal", "survived", NOT_EXECUTED)
+        return set(idle)
+
+    def survivors(self) -> list[Mutation]:
+        """Mutations recorded as survivors, whether they ran or were not executed."""
+        results = dict(self.db.results)
+        return [
+            m for m in self.mutations() if outcome_of(results.get(m.job_id)) in ("survived", "not-executed")
+        ]
+
+    def summary(self) -> Summary:
+        out = Summary()
+        results = dict(self.db.results)
+        for mutation in self.mutations():
+            result = results.get(mutation.job_id)
+            outcome = outcome_of(result)
+            out.add(mutation, outcome)
+            if result is not None and outcome in ("survived", "not-executed"):
+                out.survivors.append((mutation, result.output or "", result.diff))
+        return out
+
+
+def run_session(
+    session: Session,
+    settings: Settings = Settings(),
+    jobs: int = 1,
+    limit: int | None = None,
+    only: Sequence[str] = (),
+    progress: Callable[[Mutation, Judgement], None] | None = None,
+    first_pass_only: bool = False,
+    recheck: bool = False,
+) -> Summary:
+    """Judge the session's pending mutants (with ``recheck``, its survivors instead), ``jobs`` at a
+    time, after the unmutated mirror certified conformant in every profile; return the summary. The
+    first pass (:func:`first_pass`) goes first; ``first_pass_only`` stops there, ``limit`` stops after
+    that many, ``only`` keeps the mutants of those files."""
+    target = session.target
+    reason = target.available()
+    if reason is not None:
+        raise MutationError(f"target {target.name!r} cannot run here: {reason}")
+    _, answer, ended = wait_for(
+        fork_judge(lambda: traced_certification(target, settings), settings.timeout * 10)
+    )
+    if answer is None:
+        raise MutationError(f"the unmutated mirror's certification did not finish ({ended})")
+    if not answer["conformant"]:
+        why = answer["reason"]
+        raise MutationError(f"the unmutated mirror is not conformant ({why}): the harness is broken")
+    candidates = session.survivors() if recheck else session.pending()
+    candidates = [m for m in candidates if not only or m.path in only]
+    idle = session.mark_not_executed(candidates, answer["lines"])
+    pending = [m for m in candidates if m.job_id not in idle]
+    pending.sort(key=lambda m: (not first_pass(m), m.path, m.start, m.operator))
+    if first_pass_only:
+        pending = [m for m in pending if first_pass(m)]
+    if limit is not None:
+        pending = pending[:limit]
+    running: list[Child] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            running.append(judge_in_child(target, pending.pop(0), settings))
+        for child, found, how in list(collect(running, 5.0)):
+            running.remove(child)
+            assert child.mutation is not None
+            judgement = judgement_of(found, how, settings.timeout)
+            session.record(child.mutation, judgement, None if found is None else str(found.get("diff", "")))
+            if progress is not None:
+                progress(child.mutation, judgement)
+    return session.summary()
+
+
+def summary_lines(summary: Summary, target: Target) -> list[str]:
+    """The summary as text: the tool, the counts, the score and a line per file."""
+    o = summary.outcomes
+    lines = [
+        f"cosmic-ray {cosmic_ray_version()}, target {target.name}: {target.description}",
+        f"mutants generated: {summary.generated}",
+        f"  equivalent (annotations, skipped): {o['equivalent']}",
+        f"  not executed by certification: {o['not-executed']}",
+        f"  killed: {o['killed']}   survived: {o['survived']}   pending: {o['pending']}",
+        f"score (killed / not skipped): {summary.score():.1%}",
+        "first pass (one replacement per operator site): "
+        + ", ".join(f"{name} {summary.first_pass[name]}" for name in Summary.OUTCOMES),
+        "",
+        f"{'file':48} {'killed':>7} {'survived':>8} {'not-run':>7} {'equiv':>6} {'pending':>7}",
+    ]
+    for path, counts in sorted(summary.by_file.items()):
+        lines.append(
+            f"{path:48} {counts['killed']:7} {counts['survived']:8} {counts['not-executed']:7} "
+            f"{counts['equivalent']:6} {counts['pending']:7}"
+        )
+    return lines
+
+
+def survivor_lines(summary: Summary, include_not_executed: bool = True) -> list[str]:
+    """One block per survivor: place, operator, the changed lines and how it was judged."""
+    lines: list[str] = []
+    for mutation, output, diff in sorted(summary.survivors, key=lambda s: (s[0].path, s[0].start)):
+        if not include_not_executed and output.startswith("not executed"):
+            continue
+        where = f"{mutation.path}:{mutation.start[0]}"
+        lines.append(f"{where} {mutation.short_operator} #{mutation.occurrence} in {mutation.definition}")
+        lines += [f"    {line}" for line in (diff or mutation.diff()).splitlines()]
+    return lines
+
+
+# ----------------------------------------------------------------- the command
+
+
+def _mutate_command() -> Any:
+    import click
+
+    @click.command(
+        "mutate",
+        short_help="Mutation-test the model (or the Cython backend's Python parts) with cosmic-ray.",
+        epilog=(
+            "\b\nExamples:\n"
+            "  vpcid mutate --jobs 2                        # every mutant of model/ (long: opt-in)\n"
+            "  vpcid mutate --only model/vpcid/model/tables.py --limit 50\n"
+            "  vpcid mutate --target cython --session cy.sqlite\n"
+            "  vpcid mutate --report --survivors            # what the last run left alive\n"
+            "  cr-report mutation-model.sqlite              # cosmic-ray's own report of the session\n"
+            "\b\nExit status:\n  0  the session ran (or was reported)\n"
+            "  2  bad input: an option, a file outside the target, cosmic-ray missing\n"
+            "  3  the target cannot run on this machine (the reason is printed)"
+        ),
+    )
+    @click.option("--target", "target_name", type=click.Choice(sorted(TARGETS)), default="model",
+                  show_default=True, help="model: the mutated model; cython: the compiled backend "
+                  "calling the mutated Python parts it relies on.")  # fmt: skip
+    @click.option("--session", "session_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="cosmic-ray session database (default: mutation-TARGET.sqlite here); a run resumes "
+                  "its pending mutants.")  # fmt: skip
+    @click.option("--fresh", is_flag=True, help="Start the session over (cosmic-ray init again).")
+    @click.option("--only", "only", multiple=True, metavar="FILE",
+                  help="Judge only mutants of this repository file (repeatable); a new session then "
+                  "holds only these files' mutants.")  # fmt: skip
+    @click.option("--limit", type=click.IntRange(min=1), default=None, help="Judge at most N mutants.")
+    @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Mutants certified at once (one process each).")  # fmt: skip
+    @click.option("--budget", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(min=100),
+                  help="Certification budget per mutant (random-engine operations).")  # fmt: skip
+    @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
+    @click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
+                  help="Seconds per mutant before it counts as killed (a hang).")  # fmt: skip
+    @click.option("--first-pass", "first_pass_only", is_flag=True,
+                  help="Judge only the first pass: one replacement per binary or comparison operator site "
+                  "(the opposite, or the boundary) and every other operator's mutants.")  # fmt: skip
+    @click.option("--profiles", "profile_set", type=click.Choice(["default", "all"]), default="all",
+                  show_default=True, help="Certify each mutant declaring the default profile only, or also "
+                  "profiles that give every variant axis each of its other values.")  # fmt: skip
+    @click.option("--recheck", is_flag=True,
+                  help="Judge the survivors again (after adding cases), not pending mutants.")  # fmt: skip
+    @click.option("--report", "report_only", is_flag=True, help="Only report the session; run nothing.")
+    @click.option("--survivors", is_flag=True, help="List every survivor that ran, with its diff.")
+    @click.option("--not-executed", "list_idle", is_flag=True,
+                  help="With --survivors: also list mutants on lines certification never runs.")  # fmt: skip
+    def mutate_command(
+        target_name: str,
+        session_path: Path | None,
+        fresh: bool,
+        only: tuple[str, ...],
+        limit: int | None,
+        jobs: int,
+        budget: int,
+        seed: int,
+        timeout: float,
+        first_pass_only: bool,
+        profile_set: str,
+        recheck: bool,
+        report_only: bool,
+        survivors: bool,
+        list_idle: bool,
+    ) -> None:
+        """Mutation-test the model with cosmic-ray: each mutant certified against the pristine model.
+
+        cosmic-ray enumerates the mutants of the target's files into a session
+        database; each one is loaded as a separate package (vpcid_mutant.model)
+        and certified at the default budget against the unmutated model. A
+        mutant certification rejects is killed. Mutations inside annotations
+        are equivalent and skipped; those on lines the unmutated certification
+        never runs survive without a run. Opt-in: a whole run of model/ takes
+        a long time; it resumes where it stopped.
+        """
+        target = target_named(target_name)
+        unknown = sorted(set(only) - set(target.files))
+        if unknown:
+            known = ", ".join(target.files)
+            raise MutationError(
+                f"--only {', '.join(unknown)}: not a file of target {target.name!r} ({known})"
+            )
+        if not report_only:
+            reason = target.available()
+            if reason is not None:
+                click.echo(f"vpcid: target {target.name!r} cannot run here: {reason}", err=True)
+                raise SystemExit(3)
+        path = session_path or Path(f"mutation-{target.name}.sqlite")
+        if report_only and not path.exists():
+            raise MutationError(f"no mutation session at {path}; run vpcid mutate first")
+        session = Session.open(path, target, fresh and not report_only, only)
+        try:
+            if report_only:
+                summary = session.summary()
+            else:
+
+                def show(mutation: Mutation, judgement: Judgement) -> None:
+                    state = "killed" if judgement.killed else "SURVIVED"
+                    click.echo(f"{state:8} {mutation.path}:{mutation.start[0]} {mutation.short_operator} "
+                               f"#{mutation.occurrence}: {judgement.how}: {judgement.reason}")  # fmt: skip
+
+                profiles = declared_profiles() if profile_set == "all" else (Profile(),)
+                settings = Settings(budget, seed, profiles, timeout)
+                summary = run_session(session, settings, jobs, limit, only, show, first_pass_only, recheck)
+            click.echo("\n".join(summary_lines(summary, target)))
+            if survivors:
+                click.echo("\nsurvivors:")
+                click.echo("\n".join(survivor_lines(summary, list_idle)))
+        finally:
+            session.close()
+
+    return mutate_command
+
+
+MUTATE_COMMAND = _mutate_command()
+"""``vpcid mutate``, attached to the command group by :mod:`vpcid.conformance.cli`."""

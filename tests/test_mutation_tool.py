@@ -1,0 +1,199 @@
+"""The systematic-mutant machinery (``vpcid mutate``): cosmic-ray's mutants of the model, loaded as a
+separate package and certified against the pristine model, on a handful of mutants."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("cosmic_ray", reason="cosmic-ray is not installed (pip install -e '.[dev]')")
+
+from vpcid.conformance.cli import main
+from vpcid.conformance.mutation import (
+    Mutation,
+    Settings,
+    annotation_spans,
+    declared_profiles,
+    first_pass,
+    fork_judge,
+    in_annotation,
+    judge,
+    load_mirror,
+    project_root,
+    target_named,
+    wait_for,
+)
+from vpcid.model import Profile
+
+TABLES = "model/vpcid/model/tables.py"
+DEVICETYPE = "model/vpcid/model/devicetype.py"
+
+
+def in_child(work: Any, timeout: float = 120.0) -> tuple[dict[str, Any] | None, str]:
+    """Run ``work`` in a forked child (the mirror stays installed there only): its answer and end."""
+    _, answer, ended = wait_for(fork_judge(work, timeout))
+    return answer, ended
+
+
+def edited(path: str, old: str, new: str) -> dict[str, str]:
+    """The source of ``path`` with ``old`` (which must occur once) replaced by ``new``."""
+    source = (project_root() / path).read_text(encoding="utf-8")
+    assert source.count(old) == 1, f"{old!r} does not occur exactly once in {path}"
+    return {path: source.replace(old, new)}
+
+
+def test_annotations_are_found_in_parameters_returns_and_variables() -> None:
+    source = "def f(a: int | None = 1 | 2) -> bytes | None:\n    b: int | str = 3 | 4\n    return None\n"
+    spans = annotation_spans(source)
+    assert len(spans) == 3
+
+    def at(line: int, column: int) -> Mutation:
+        return Mutation(
+            "id",
+            "x.py",
+            "core/ReplaceBinaryOperator_BitOr_BitAnd",
+            0,
+            (line, column),
+            (line, column + 1),
+            "f",
+        )
+
+    assert in_annotation(at(1, 13), spans)  # int | None of the parameter
+    assert in_annotation(at(1, 37), spans)  # bytes | None returned
+    assert in_annotation(at(2, 11), spans)  # int | str of the variable
+    assert not in_annotation(at(1, 24), spans)  # the default value 1 | 2 is evaluated
+    assert not in_annotation(at(2, 22), spans)  # so is the assigned 3 | 4
+
+
+def test_first_pass_takes_one_replacement_per_operator_site() -> None:
+    def mutation(operator: str) -> Mutation:
+        return Mutation("id", TABLES, f"core/{operator}", 0, (1, 0), (1, 1), None)
+
+    assert first_pass(mutation("ReplaceBinaryOperator_Add_Sub"))
+    assert not first_pass(mutation("ReplaceBinaryOperator_Add_Mul"))
+    assert first_pass(mutation("ReplaceComparisonOperator_Lt_LtE"))
+    assert not first_pass(mutation("ReplaceComparisonOperator_Lt_Gt"))
+    assert first_pass(mutation("NumberReplacer"))
+
+
+def test_alternate_profiles_give_every_axis_each_of_its_values() -> None:
+    profiles = declared_profiles()
+    assert profiles[0] == Profile()
+    from vpcid.model.profile import AXES
+
+    for axis, values in AXES.items():
+        assert {p.to_mapping()[axis] for p in profiles} == {v.value for v in values}
+
+
+def test_the_mirror_is_a_separate_package_built_from_the_model_sources() -> None:
+    def work() -> dict[str, Any]:
+        import vpcid.model
+
+        mirror = load_mirror({})
+        kitchen = mirror.suite_types()["kitchen-sink"]
+        return {
+            "name": mirror.model.__name__,
+            "separate": mirror.model.DataManager is not vpcid.model.DataManager,
+            "pristine": sys.modules["vpcid.model"] is vpcid.model,
+            "types": type(kitchen) is mirror.model.DeviceType and type(kitchen) is not vpcid.model.DeviceType,
+        }
+
+    answer, ended = in_child(work)
+    assert ended == "done"
+    assert answer == {"name": "vpcid_mutant.model", "separate": True, "pristine": True, "types": True}
+
+
+def test_unmutated_model_is_conformant_and_a_mutated_one_is_killed_on_its_rule() -> None:
+    target = target_named("model")
+    settings = Settings(profiles=(Profile(),))
+    answer, _ = in_child(lambda: judge(target, {}, settings).to_json())
+    assert answer == {"killed": False, "reason": "conformant", "how": "certified"}
+
+    shifted = edited(TABLES, "bucket = slots.get(address >> log2)", "bucket = slots.get(address << log2)")
+    answer, _ = in_child(lambda: judge(target, shifted, settings).to_json())
+    assert answer is not None
+    assert answer["killed"]
+    assert answer["how"] == "certified"
+    assert answer["reason"].startswith("R-")
+
+
+def test_an_equivalent_mutant_survives() -> None:
+    """Without its cache, ``layout`` computes the same bytes: certification cannot tell them apart."""
+    uncached = edited(DEVICETYPE, "@lru_cache(maxsize=512)\ndef layout(", "def layout(")
+    settings = Settings(profiles=(Profile(),))
+    answer, _ = in_child(lambda: judge(target_named("model"), uncached, settings).to_json())
+    assert answer == {"killed": False, "reason": "conformant", "how": "certified"}
+
+
+def test_a_mutant_that_does_not_load_is_killed() -> None:
+    broken = {"model/vpcid/model/bdf.py": "raise RuntimeError('the mutated module fails at import')\n"}
+    answer, _ = in_child(lambda: judge(target_named("model"), broken, Settings()).to_json())
+    assert answer == {
+        "killed": True,
+        "reason": "RuntimeError: the mutated module fails at import",
+        "how": "load",
+    }
+
+
+def test_a_hanging_or_crashing_child_is_reported_as_such() -> None:
+    def hang() -> dict[str, Any]:
+        time.sleep(60)
+        return {}
+
+    def crash() -> dict[str, Any]:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return {}
+
+    assert in_child(hang, timeout=0.2) == (None, "timeout")
+    assert in_child(crash) == (None, "crash: killed by signal 9")
+
+
+def test_cython_backend_with_the_unmutated_python_parts_is_conformant() -> None:
+    target = target_named("cython")
+    reason = target.available()
+    if reason is not None:
+        pytest.skip(f"Cython backend not built: {reason}")
+    answer, _ = in_child(lambda: judge(target, {}, Settings(profiles=(Profile(),))).to_json())
+    assert answer == {"killed": False, "reason": "conformant", "how": "certified"}
+
+
+def test_vpcid_mutate_runs_a_cosmic_ray_session_and_reports_it(tmp_path: Path) -> None:
+    session = tmp_path / "tables.sqlite"
+    runner = CliRunner()
+    args = ["mutate", "--session", str(session), "--only", TABLES, "--limit", "3", "--profiles", "default"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "cosmic-ray" in result.output
+    assert "equivalent (annotations, skipped):" in result.output
+    judged = [line for line in result.output.splitlines() if line.startswith(("killed ", "SURVIVED "))]
+    assert len(judged) == 3
+    assert all(TABLES in line for line in judged)
+    with sqlite3.connect(session) as db:  # cosmic-ray's own session schema, readable by cr-report
+        (results,) = db.execute("select count(*) from work_results").fetchone()
+        (items,) = db.execute("select count(*) from work_items").fetchone()
+    assert 3 < results < items
+
+    report = runner.invoke(
+        main, ["mutate", "--session", str(session), "--report", "--survivors", "--not-executed"]
+    )
+    assert report.exit_code == 0, report.output
+    assert "survivors:" in report.output
+
+
+def test_vpcid_mutate_rejects_bad_input(tmp_path: Path) -> None:
+    runner = CliRunner()
+    outside = runner.invoke(main, ["mutate", "--session", str(tmp_path / "s.sqlite"), "--only", "README.md"])
+    assert outside.exit_code == 2
+    assert "not a file of target 'model'" in outside.output
+    missing = runner.invoke(main, ["mutate", "--session", str(tmp_path / "none.sqlite"), "--report"])
+    assert missing.exit_code == 2
+    assert "no mutation session" in missing.output
+    assert not (tmp_path / "none.sqlite").exists()
