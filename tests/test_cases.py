@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from functools import cache
@@ -365,3 +366,34 @@ def test_system_scripts_play_the_data_managers_operations() -> None:
     assert (ops[0].ecam_base, ops[2].ecam_base) == (0xC000_0000, None)
     assert ops[4].address == 0xC000_0000 + (Bdf(0, 3, 0).packed << 12), "ECAM of the VM's own window"
     assert (ops[5].vm, ops[6].data) == (2, b"not a blob")
+
+
+class _ClampAlways:
+    """A broken ``msi-mme-clamp``: with MSI enabled it sets Multiple Message Enable to Multiple Message
+    Capable whatever was written (a systematic mutant of the catalog's behaviour did this)."""
+
+    name = "msi-mme-clamp"
+
+    def config_write(self, config: bytearray, offset: int, before: bytes) -> None:
+        control = int.from_bytes(config[0x52:0x54], "little")
+        if control & 1:
+            config[0x52:0x54] = (control & ~0x70 | ((control >> 1) & 7) << 4).to_bytes(2, "little")
+
+
+@pytest.mark.req("R-DT-008")
+def test_msi_clamp_case_tells_a_clamp_that_also_changes_allowed_values() -> None:
+    kitchen = SUITE_TYPES["kitchen-sink"]
+    target = next(t for t in default_targets() if t.dtype is kitchen)
+    (case,) = [c for c in device_cases(target) if c.name.startswith("msi-mme-clamp")]
+    assert set(case.requirements) == {"R-DT-008"}
+    ops = [Op(OpKind.INIT), Op(OpKind.CREATE_VM, vm=target.vm, ecam_base=target.ecam_base),
+           Op(OpKind.PLUG, vm=target.vm, bdf=target.bdf, name=kitchen.name), *case.ops]  # fmt: skip
+    broken = dataclasses.replace(kitchen, config_behaviour=_ClampAlways())
+    assert broken == kitchen  # same definition, same behaviour name: only the behaviour's code differs
+    pristine = ModelAdapter()
+    mutant = ModelAdapter("clamp-always", types={**SUITE_TYPES, kitchen.name: broken})
+    seen = [[pristine.execute(op) for op in ops], [mutant.execute(op) for op in ops]]
+    assert seen[0] != seen[1]
+    clamping = [t for t in default_targets() if t.dtype.config_behaviour is not None]
+    others = [c.name for t in default_targets() if t not in clamping for c in device_cases(t)]
+    assert not [name for name in others if name.startswith("msi-mme-clamp")]

@@ -971,6 +971,38 @@ def _cfg_capabilities(d: _Dev) -> None:
             )
 
 
+MSI_CAPABILITY = 0x05
+"""Capability ID of MSI, whose Multiple Message Enable the ``msi-mme-clamp`` behaviour clamps."""
+
+
+def _cfg_msi_clamp(d: _Dev) -> None:
+    """R-DT-008: a type's ``msi-mme-clamp`` behaviour sets a Multiple Message Enable above Multiple
+    Message Capable to Multiple Message Capable, and leaves every value up to it alone: each value of
+    the field is written with MSI enabled, then with MSI disabled, and the control word read back."""
+    dtype = d.target.dtype
+    behaviour = dtype.config_behaviour
+    if behaviour is None or behaviour.name != "msi-mme-clamp":
+        return
+    for entry in dtype.chain:
+        if entry.extended or entry.cap_id != MSI_CAPABILITY:
+            continue
+        control = entry.offset + 2
+        f = d.start()
+        for enable in (1, 0):
+            for requested in range(8):
+                f.check("R-DT-008")
+                f.cw(control, 2, requested << 4 | enable)
+                f.cr(control, 2)
+        f.cw(control, 2, 0)
+        d.done(
+            f"msi-mme-clamp-at-{entry.offset:02x}",
+            "configuration-space",
+            f"the MSI capability at {entry.offset:#x}: with MSI enabled, a Multiple Message Enable above "
+            "Multiple Message Capable reads back as Multiple Message Capable, and every other value "
+            "as written (the type's msi-mme-clamp configuration behaviour)",
+        )
+
+
 def _cfg_declared_bytes(d: _Dev) -> None:
     """R-DT-005, R-CFG-001: every declared dword from 0x40 outside the chains follows its bytes' masks."""
     dtype = d.target.dtype
@@ -1997,6 +2029,7 @@ _DEVICE_CASES: tuple[Callable[[_Dev], None] | Script, ...] = (
     _dt_bar_data,
     *CONFIGURATION_SPACE,
     _cfg_capabilities,
+    _cfg_msi_clamp,
     _cfg_declared_bytes,
     _cfg_size,
     _cfg_registers,
