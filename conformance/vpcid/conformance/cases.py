@@ -3039,9 +3039,11 @@ def _sys_blob(s: _Sys) -> None:
         "snapshot-valid-literal",
         "blob",
         "a canonical literal snapshot creates or replaces a VM with its ECAM window, 0xCF8, "
-        "instances and decode order",
-        _snapshot_body([snap], "R-BLOB-005"),
+        "instances and decode order; so does the snapshot of a VM without devices",
+        _snapshot_body([snap, snap_with(devices=(), map_order=())], "R-BLOB-005"),
     )
+    entry = struct.pack("<HI", devices[0][0], len(devices[0][1]))
+    one = struct.pack("<I", 1)
     sbroken: list[tuple[str, str, str, list[bytes]]] = [
         (
             "framing",
@@ -3075,6 +3077,18 @@ def _sys_blob(s: _Sys) -> None:
                 snap_with(devices=tuple(reversed(devices))),
                 snap_with(map_order=srec.map_order[:-1]),
                 snap_with(map_order=(*srec.map_order, (KS_BDF.packed, 3))),
+            ],
+        ),
+        (
+            "device-section",
+            "R-BLOB-005",
+            "a devices section too short for its count, an entry header cut short, an instance blob "
+            "running past the section, or a byte after the last instance",
+            [
+                _unsealed_snapshot(ssecs, one[:3]),
+                _unsealed_snapshot(ssecs, one + entry[:5]),
+                _unsealed_snapshot(ssecs, one + entry + devices[0][1][:-1]),
+                _unsealed_snapshot(ssecs, one + entry + devices[0][1] + b"\0"),
             ],
         ),
         (
@@ -3342,6 +3356,21 @@ def _section_header_offsets(blob: bytes) -> list[int]:
         out.append(pos)
         pos += _SEC.size + _SEC.unpack_from(blob, pos)[2]
     return out
+
+
+def _unsealed_snapshot(sections: Sequence[Section], devices: bytes) -> bytes:
+    """A snapshot with ``sections`` but ``devices`` as its devices section, framed by hand with a zero
+    digest: a devices section whose entries cannot be walked has no digest to compare (R-BLOB-005,
+    R-BLOB-006), so a reader rejects it before the digest."""
+    body = [
+        (tag, flags, devices if tag == blobfmt.TAG_DEVICE else payload) for tag, flags, payload in sections
+    ]
+    out = bytearray(
+        _HDR.pack(blobfmt.SNAPSHOT_MAGIC, blobfmt.FORMAT_MAJOR, blobfmt.FORMAT_MINOR, len(body), 0)
+    )
+    for tag, flags, payload in body:
+        out += _SEC.pack(tag, flags, len(payload)) + payload
+    return bytes(out) + bytes(32)
 
 
 def _split(blob: bytes) -> tuple[bytes, int, int, list[Section]]:
