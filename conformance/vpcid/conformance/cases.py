@@ -2294,6 +2294,40 @@ def _sys_data_structure(s: _Sys) -> None:
 # ---------------------------------------------------------------- device types
 
 
+KS_MSI = 0x50
+"""Where kitchen-sink's 64-bit MSI capability sits: control at 0x52, 14 bytes up to 0x5d."""
+
+
+def _sys_msi_clamp_edges(s: _Sys) -> None:
+    """R-DT-008: a configuration behaviour acts on the writes that touch its capability and only those.
+
+    A restored blob may hold an MSI control word that a write would have clamped (MSI enabled,
+    Multiple Message Enable 7 above Multiple Message Capable 2): it stays until a write touches the
+    capability. Byte writes just outside each end of kitchen-sink's 64-bit MSI (0x4f, 0x5e) leave it;
+    byte writes at its first and last bytes (0x50, 0x5d) clamp it.
+    """
+    record = blobfmt.decode_instance(_ks_blob())
+    control = int.from_bytes(record.config[KS_MSI + 2 : KS_MSI + 4], "little") & ~0x70 | 0x71
+    unclamped = blobfmt.encode_instance(_set_config(record, KS_MSI + 2, control.to_bytes(2, "little")))
+    b = _Body()
+    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
+    for offset in (KS_MSI - 1, KS_MSI + 14, KS_MSI, KS_MSI + 13):
+        b.setup()
+        ks.restore(data=unclamped)
+        b.check("R-DT-008")
+        ks.cr(KS_MSI + 2, 2)
+        ks.cw(offset, 1, 0)
+        ks.cr(KS_MSI + 2, 2)
+    s.add(
+        "msi-clamp-on-touching-writes",
+        "device-types",
+        "an MSI Multiple Message Enable above Multiple Message Capable that a restore brought stays "
+        "through byte writes just outside the MSI capability and is clamped by writes at its first and "
+        "last bytes (msi-mme-clamp acts on writes that touch its capability)",
+        b,
+    )
+
+
 def _sys_device_types(s: _Sys) -> None:
     """R-DT-001..R-DT-004 with the suite's types."""
     b = _Body()
@@ -3313,6 +3347,7 @@ def system_cases() -> list[Case]:
         lambda s: _scripted_system(s, "data-structure"),
         _sys_data_structure,
         _sys_device_types,
+        _sys_msi_clamp_edges,
         lambda s: _scripted_system(s, "hot-plug"),
         _sys_hot_plug,
         _sys_decode,
