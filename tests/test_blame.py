@@ -15,8 +15,9 @@ from vpcid.conformance.certify import describe
 from vpcid.conformance.devices import SUITE_TYPES
 from vpcid.conformance.engine import Differential, Divergence
 from vpcid.conformance.mutants import BY_NAME
-from vpcid.conformance.trace import GUEST_VIEW, Observation, Op, OpKind
-from vpcid.model import Bdf, BlobError, DataManager, Profile
+from vpcid.conformance.trace import GUEST_VIEW, Observation, Op, OpKind, define_type_op
+from vpcid.conformance.typefile import type_json
+from vpcid.model import Bdf, BlobError, DataManager, DeviceType, Profile, Register, RegisterClass
 from vpcid.model import blob as blobfmt
 from vpcid.model.catalog import E1000
 from vpcid.model.devicetype import layout
@@ -435,3 +436,33 @@ def test_probes_never_reach_opaque_bar_contents() -> None:
     assert inquiry.allowed(3, [opaque, elsewhere, cr(0x04)]) == [elsewhere, cr(0x04)]
     assert inquiry.probe_values(3, [opaque]) is None
     assert not inquiry.safe([*trace, opaque])
+
+
+class Cf8LowBitsInOffset(DataManager):
+    """QEMU's host bridge: 0xCF8's bits 1:0 are added to the register offset of 0xCFC accesses, and an
+    access that then runs past the function's space reads zero (hw/pci/pci_host.c)."""
+
+    def _cam_data(self, vm, port, payload, length):  # type: ignore[no-untyped-def]
+        low = vm.cf8 & 3
+        inst = vm.config_table.get(Bdf((vm.cf8 >> 16) & 0xFF, (vm.cf8 >> 11) & 0x1F, (vm.cf8 >> 8) & 7))
+        if low and inst is not None and (vm.cf8 & 0xFC) + (port - 0xCFC) + low + length > len(inst.config):
+            return bytes(length) if payload is None else b""
+        return super()._cam_data(vm, port + low, payload, length)
+
+
+@pytest.mark.req("R-CAM-004", "R-ECAM-002")
+def test_an_ecam_write_is_not_blamed_when_what_follows_it_is_at_fault() -> None:
+    """Replaying the ECAM write directly keeps the steps between it and the symptom (the 0xCF8
+    write): the divergence is 0xCF8's low bits in the offset (R-CAM-004), not ECAM addressing. The
+    trace QEMU's piix3-ide gave: a byte written at 0xfc through ECAM, 0xCF8 selecting 0xfc with its
+    low bits set, a dword read of 0xCFC that runs past the end of the space."""
+    top = DeviceType(name="top-register", vendor_id=0x1234, device_id=1, class_code=0xFF0000,
+                     registers=(Register(0xFC, 4, RegisterClass.RW),))  # fmt: skip
+    profile = Profile.from_mapping({"cf8_low_bits": "latched"})
+    impl = ModelAdapter("buggy", profile, manager_factory=Cf8LowBitsInOffset)
+    ecam_fc = 0xB000_0000 + (KS.packed << 12) + 0xFC
+    body = [define_type_op(type_json(top)), *vm_with((KS, top.name)), mw(ecam_fc, 1, 0xEF),
+            io(0xCF8, 4, 0x8000_0000 | KS.packed << 8 | 0xFC | 3), io(0xCFC, 4)]  # fmt: skip
+    found = blamed(impl, body)
+    assert found.requirements[0] == "R-CAM-004"
+    assert "R-ECAM-002" not in found.requirements

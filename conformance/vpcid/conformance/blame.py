@@ -656,7 +656,9 @@ class _Inquiry:
                 direct.append(
                     Op(OpKind.CONFIG_WRITE, vm=op.vm, bdf=bdf, address=offset, width=width, value=part)
                 )
-        replay = [*self.trace[:index], *direct]
+        # the steps between the write and the symptom stay: they may be what the symptom depends on
+        # (a 0xCF8 write before a 0xCFC read), and only the write itself is what this asks about
+        replay = [*self.trace[:index], *direct, *self.trace[index + 1 : symptom.at]]
         if not self.safe([*replay, symptom.op]):
             return None
         seen = observations(self.impl, [*replay, symptom.op])
