@@ -360,7 +360,7 @@ def test_a_failures_description_is_readable_and_its_json_replayable() -> None:
     assert len(text) < 1_000, "a blob is never printed whole"
     data = report.to_json()
     entry = next(f for r in data["requirements"] for f in r["failures"] if f["description"] == text)
-    assert set(entry) == {"check", "description", "trace", "observed_variant"}
+    assert set(entry) == {"check", "description", "trace", "observed_variant", "blame"}
     assert any("blob" in step for step in entry["trace"])
     assert all(isinstance(step.get("vm", 0), int) for step in entry["trace"])
 
