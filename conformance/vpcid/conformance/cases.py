@@ -3324,6 +3324,19 @@ SYSTEM_SCRIPTS: dict[str, tuple[Script, ...]] = {
                               "mr 0x10000000000000000/16; mw 0xFFFFFFFFFFFFFFFE 0x10000000000; tables 1"),
             ),
         ),
+        Script(
+            "address-space-top", "errors",
+            "an ECAM window must end inside the 64-bit address space (the last one that does is "
+            "accepted) and an MMIO access at 2^64 is rejected (invalid-argument), while the last dword "
+            "below it is an ordinary unmapped access",
+            (
+                (None, "vm 1; plug 1 00:03.0 kitchen-sink"),
+                ("R-ECAM-001", "vm 2 ecam=0x10000000000000000; vm 3 ecam=0xFFFFFFFFF0000000; tables 3"),
+                ("R-ERR-002", "at 1 00:03.0 kitchen-sink; mw 0x10000000000000000 1; mr 0x10000000000000000;"
+                              "tables 2"),
+                ("R-ACC-004", "mw 0xFFFFFFFFFFFFFFFC 1; mr 0xFFFFFFFFFFFFFFFC"),
+            ),
+        ),
     ),
 }  # fmt: skip
 """System cases that compute nothing, as data (:class:`_Player`), by the builders they sit next to."""
