@@ -184,11 +184,19 @@ main.add_command(lspci_command)
 
 from vpcid.adapters.qemu.models import qemu_models_command  # noqa: E402
 from vpcid.conformance.commands import ALL_COMMANDS  # noqa: E402 - commands attach to the group above
+from vpcid.conformance.explain import EXPLAIN_COMMANDS  # noqa: E402
 from vpcid.conformance.mutation import MUTATE_COMMAND  # noqa: E402
 from vpcid.conformance.serve import SERVE_COMMAND  # noqa: E402
 from vpcid.conformance.types_cli import types_group  # noqa: E402
 
-for _command in (*ALL_COMMANDS, SERVE_COMMAND, types_group, qemu_models_command, MUTATE_COMMAND):
+for _command in (
+    *ALL_COMMANDS,
+    SERVE_COMMAND,
+    types_group,
+    qemu_models_command,
+    MUTATE_COMMAND,
+    *EXPLAIN_COMMANDS,
+):
     main.add_command(_command)
 
 

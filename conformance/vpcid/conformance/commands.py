@@ -377,35 +377,56 @@ EVIDENCE_KINDS = ("unit", "property", "vector", "z3", "crosshair")
 
 
 @click.command("trace", epilog=EXIT_STATUS)
+@click.argument("requirement_ids", nargs=-1, metavar="[R-ID]...")
 @click.option("--missing", is_flag=True, help="Only requirements lacking some kind of evidence.")
-def trace_command(missing: bool) -> None:
+def trace_command(requirement_ids: tuple[str, ...], missing: bool) -> None:
     """Per requirement: where the model implements it and which kinds of check establish it.
+
+    With R-IDs, only those requirements, each followed by its evidence: model
+    file:line, test IDs, vector IDs and proofs (vpcid explain R-ID adds the
+    text and each vector's steps in hex). Runs without the dev extras: the
+    z3 proofs are read from their declarations; what an installed package
+    cannot show (its tests) is said at the end.
 
     \b
     Examples:
       vpcid trace
       vpcid trace --missing
+      vpcid trace R-DEC-005 R-CFG-006
     """
-    from vpcid.conformance.traceability import repository_root, trace
+    from vpcid.conformance.explain import Explainer
+    from vpcid.conformance.traceability import trace
 
-    root = repository_root()
-    if root is None:
-        raise TraceError("vpcid trace reads spec/, model/ and tests/ of a source checkout")
-    report = trace(root, suite=True)
+    explainer = Explainer()
+    wanted = [explainer.resolve(query) for query in requirement_ids]
+    report = trace(sources=explainer.sources, suite=True)
+    console = _console()
     table = Table(title="requirement evidence")
     for column in ("requirement", "title", "model", *EVIDENCE_KINDS, "tests"):
         table.add_column(column)
     for rid, req in report.requirements.items():
         ev = report.evidence[rid]
-        if missing and set(EVIDENCE_KINDS) <= ev.kinds:
+        if (wanted and rid not in wanted) or (missing and set(EVIDENCE_KINDS) <= ev.kinds):
             continue
         marks = ["[green]✓[/]" if k in ev.kinds else "[dim]·[/]" for k in EVIDENCE_KINDS]
-        table.add_row(rid, req.title, ", ".join(sorted(ev.model)), *marks, str(len(ev.tests)))
-    _console().print(table)
-    totals = {k: sum(k in e.kinds for e in report.evidence.values()) for k in EVIDENCE_KINDS}
-    click.echo(
-        f"{len(report.requirements)} requirements; " + ", ".join(f"{k}: {v}" for k, v in totals.items())
-    )
+        table.add_row(rid, escape(req.title), ", ".join(sorted(ev.model)), *marks, str(len(ev.tests)))
+    console.print(table)
+    for rid in wanted:
+        found = explainer.explain(rid)
+        lines = [f"{rid} — {found.requirement.title} ({found.spec_path}:{found.requirement.line})"]
+        lines += [f"  model  {site}" for site in found.model]
+        lines += [f"  test   {test.node_id}" for test in found.tests]
+        lines += [f"  vector {vector.vector_id}" for vector in found.vectors]
+        lines += [f"  formal {item}" for item in found.formal]
+        lines += [f"  variant {axis}" for axis in found.variants]
+        click.echo("\n".join(lines))
+    for why in explainer.unavailable():
+        click.echo(f"vpcid: note: not shown: {why}", err=True)
+    if not wanted:
+        totals = {k: sum(k in e.kinds for e in report.evidence.values()) for k in EVIDENCE_KINDS}
+        click.echo(
+            f"{len(report.requirements)} requirements; " + ", ".join(f"{k}: {v}" for k, v in totals.items())
+        )
 
 
 def bundled_report_stem(spec: str) -> str:

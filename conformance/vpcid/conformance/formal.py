@@ -31,20 +31,66 @@ Two kinds of evidence live here:
 it (``"z3"``, ``"crosshair"``), from the two registries. The registries are
 declarations; ``tests/test_proofs.py`` and ``tests/test_crosshair.py`` are what
 make them true in CI. ``spec/proofs/README.md`` describes every proof.
+
+z3 is imported on first use, not with this module: :func:`declared_proofs`
+reads the proofs' declarations from their source, so :func:`evidence` (and
+``vpcid trace`` / ``vpcid explain``) work on an install without the dev
+extra; only running a proof needs z3 (:func:`z3_missing` says why not).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
+import pathlib
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
-import z3
+Z3_HINT = "the z3 proofs need z3-solver, in the dev extra: pip install 'vpcid[dev]'"
+
+
+class _ImportedOnUse:
+    """Stands for an optional module until an attribute of it is first needed.
+
+    The first attribute lookup imports the module and puts it in this
+    module's globals in place of the stand-in, so later lookups cost nothing.
+    A missing module raises :class:`ModuleNotFoundError` saying what needs it.
+    """
+
+    def __init__(self, name: str, hint: str) -> None:
+        self._name = name
+        self._hint = hint
+
+    def __getattr__(self, attribute: str) -> Any:
+        try:
+            module = importlib.import_module(self._name)
+        except ImportError as exc:
+            why = f"{self._name} is not installed: {self._hint}"
+            raise ModuleNotFoundError(why, name=self._name) from exc
+        globals()[self._name] = module
+        return getattr(module, attribute)
+
+
+if TYPE_CHECKING:
+    import z3
+else:
+    z3 = _ImportedOnUse("z3", Z3_HINT)
+
+
+def z3_missing() -> str | None:
+    """Why the proofs cannot run here (z3 cannot be imported), or None when they can."""
+    try:
+        importlib.import_module("z3")
+    except ImportError as exc:
+        return f"z3 is not installed ({exc}): {Z3_HINT}"
+    return None
+
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -743,11 +789,63 @@ def contract_requirements() -> dict[str, tuple[str, ...]]:
     return declared
 
 
+@dataclass(frozen=True)
+class ProofDeclaration:
+    """A proof as its source declares it: ``@proof("R-...")`` on a function of the proofs package."""
+
+    name: str
+    requirements: tuple[str, ...]
+    path: pathlib.Path
+    line: int
+    """Line of the ``def`` (its decorator is above it)."""
+    summary: str
+    """The first line of its docstring."""
+
+
+def _proof_ids(decorator: ast.expr) -> tuple[str, ...] | None:
+    """The requirement IDs of a ``@proof(...)`` decorator, or None for another decorator."""
+    if not isinstance(decorator, ast.Call):
+        return None
+    func = decorator.func
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+    if name != "proof":
+        return None
+    return tuple(a.value for a in decorator.args if isinstance(a, ast.Constant) and isinstance(a.value, str))
+
+
+def declared_proofs() -> dict[str, ProofDeclaration]:
+    """Every proof by name, read from the proof modules' source without importing them (no z3 needed).
+
+    The same declarations :func:`proof` registers when the modules are
+    imported; ``tests/test_traceability.py`` checks that the two agree.
+    """
+    spec = importlib.util.find_spec("vpcid.conformance.proofs")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    found: dict[str, ProofDeclaration] = {}
+    for folder in folders:
+        for path in sorted(pathlib.Path(folder).glob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for node in tree.body:
+                if not isinstance(node, ast.FunctionDef):
+                    continue
+                for decorator in node.decorator_list:
+                    ids = _proof_ids(decorator)
+                    if ids is None:
+                        continue
+                    doc = (ast.get_docstring(node) or node.name).strip().splitlines()[0]
+                    found[node.name] = ProofDeclaration(node.name, ids, path, node.lineno, doc)
+    return found
+
+
 def evidence() -> dict[str, set[str]]:
-    """Requirement ID -> kinds of formal evidence for it: ``"z3"`` and/or ``"crosshair"``."""
+    """Requirement ID -> kinds of formal evidence for it: ``"z3"`` and/or ``"crosshair"``.
+
+    Read from the declarations (:func:`declared_proofs`, the contracts'
+    registry), so it needs neither z3 nor CrossHair.
+    """
     found: dict[str, set[str]] = {}
-    for registered in all_proofs().values():
-        for rid in registered.requirements:
+    for declared in declared_proofs().values():
+        for rid in declared.requirements:
             found.setdefault(rid, set()).add("z3")
     for rids in contract_requirements().values():
         for rid in rids:
