@@ -36,12 +36,18 @@ def load_slot(slots: Mapping[str, bytes], op: Op) -> bytes:
     return blob
 
 
-def define_type(known: Mapping[str, DeviceType], op: Op) -> DeviceType:
+def define_type(
+    known: Mapping[str, DeviceType], op: Op, parse: Callable[[object], DeviceType] | None = None
+) -> DeviceType:
     """The type a ``define_type`` operation defines, checked against the types already known by name:
-    a different definition under a known name is ``bad-device-type`` (R-DT-002)."""
-    from vpcid.conformance.typefile import parse_type_definition
+    a different definition under a known name is ``bad-device-type`` (R-DT-002). ``parse`` reads the
+    definition (default: the type-file reader's ``parse_type_definition``)."""
+    if parse is None:
+        from vpcid.conformance.typefile import parse_type_definition
 
-    dtype = parse_type_definition(json.loads(op.data))
+        parse = parse_type_definition
+
+    dtype = parse(json.loads(op.data))
     other = known.get(dtype.name)
     if other is not None and other != dtype:
         raise DeviceTypeError(f"a different device type is already known as {dtype.name!r}")

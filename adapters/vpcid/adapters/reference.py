@@ -52,6 +52,8 @@ class ModelAdapter:
         self._slots: dict[str, bytes] = {}
         self.manager = self._fresh()
         self._handlers = self._handler_table()
+        self._parse_definition: Callable[[object], DeviceType] | None = None
+        """Reads a ``define_type`` definition; None: the type-file reader."""
 
     @property
     def info(self) -> AdapterInfo:
@@ -123,7 +125,7 @@ class ModelAdapter:
     def _define_type(self, op: Op) -> Observation:
         """Make a type from a definition pluggable by name; like the manager's registry of type names,
         which is not VM state, defined types survive ``init`` (R-DT-001, R-DT-002, R-DS-008)."""
-        dtype = define_type(self._types, op)
+        dtype = define_type(self._types, op, self._parse_definition)
         self.manager.register_type(dtype)
         self._types[dtype.name] = dtype
         return OK

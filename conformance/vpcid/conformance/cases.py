@@ -37,6 +37,7 @@ in 0xC000-0xCFFF, each naturally aligned, never in the ECAM window.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import shlex
@@ -44,6 +45,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from vpcid.conformance.devices import EXPRESS_SINK, KITCHEN_SINK, SUITE_TYPES
 from vpcid.conformance.trace import Op, OpKind
@@ -2298,6 +2300,175 @@ KS_MSI = 0x50
 """Where kitchen-sink's 64-bit MSI capability sits: control at 0x52, 14 bytes up to 0x5d."""
 
 
+Definition = dict[str, Any]
+
+
+def _definition(dtype: DeviceType, name: str) -> Definition:
+    """``dtype`` as a ``define_type`` definition under another name, without its fingerprint (the
+    edits below change the declaration)."""
+    from vpcid.conformance.typefile import type_json
+
+    defn = copy.deepcopy(type_json(dtype))
+    defn["name"] = name
+    defn.pop("fingerprint", None)
+    return defn
+
+
+def _poke(defn: Definition, array: str, offset: int, data: bytes) -> Definition:
+    """``defn`` with ``data`` at ``offset`` of one of its configuration arrays (image, wmask, w1cmask)."""
+    rows = defn["config"].setdefault(array, {})
+    for at, byte in enumerate(data, offset):
+        key = f"{at - at % 16:03x}"
+        row = bytearray.fromhex(rows.get(key, "00" * 16))
+        row[at % 16] = byte
+        rows[key] = row.hex(" ")
+    return defn
+
+
+def _extended_header(cap_id: int, version: int, next_offset: int) -> bytes:
+    return (cap_id | version << 16 | next_offset << 20).to_bytes(4, "little")
+
+
+def _type_rule_breaks() -> list[tuple[str, Definition]]:
+    """Definitions that each break one rule of R-DT-001 or R-DT-005..R-DT-007 and nothing else: the
+    requirement and the definition. Edits of the suite's kitchen-sink and express-sink types."""
+
+    def ks() -> Definition:
+        return _definition(KITCHEN_SINK, "rule-break")
+
+    def ex() -> Definition:
+        return _definition(EXPRESS_SINK, "rule-break")
+
+    breaks: list[tuple[str, Definition]] = [
+        ("R-DT-005", _poke(ks(), "w1cmask", 0x44, b"\x01")),  # also writable there
+        *(
+            ("R-DT-005", _poke(ks(), mask, at, b"\x01"))
+            for mask, at in (
+                ("wmask", 0x00),
+                ("wmask", 0x03),
+                ("w1cmask", 0x08),
+                ("wmask", 0x0B),
+                ("wmask", 0x0E),
+                ("wmask", 0x2C),
+                ("w1cmask", 0x2F),
+                ("wmask", 0x34),
+                ("wmask", 0x3D),
+            )
+        ),
+        ("R-DT-005", _poke(ks(), "image", 0x00, b"\xff\xff")),  # vendor ID 0xFFFF
+        ("R-DT-005", _poke(ks(), "image", 0x0E, b"\x01")),  # a type 1 header
+        ("R-DT-005", _poke(ks(), "image", 0x3D, b"\x05")),  # interrupt pin 5
+        ("R-DT-005", _poke(ks(), "image", 0x04, b"\x02")),  # command not zero at power-on
+        ("R-DT-005", _poke(ks(), "w1cmask", 0x05, b"\x02")),  # an RW1C command bit
+        ("R-DT-005", _poke(ks(), "wmask", 0x05, b"\x0d")),  # command bit 11 writable
+        ("R-DT-005", _poke(ks(), "wmask", 0x06, b"\x01")),  # a writable status bit
+        ("R-DT-005", _poke(ks(), "w1cmask", 0x06, b"\x20")),  # RW1C outside the error bits
+        ("R-DT-006", _poke(ks(), "image", 0x34, b"\x00")),  # status bit 4 with a zero pointer
+        ("R-DT-006", _poke(ks(), "image", 0x34, b"\x3c")),  # below 0x40
+        ("R-DT-006", _poke(ks(), "image", 0x34, b"\x52")),  # not a dword
+        ("R-DT-006", _poke(ks(), "image", 0x41, b"\x50")),  # 0x50 -> 0x40 -> 0x50
+        ("R-DT-006", _poke(ks(), "wmask", 0x50, b"\x01")),  # a writable capability ID
+        ("R-DT-006", _poke(ks(), "w1cmask", 0x41, b"\x01")),  # an RW1C next pointer
+        ("R-DT-007", _poke(ex(), "wmask", 0x100, b"\x01")),
+        ("R-DT-007", _poke(ex(), "w1cmask", 0x103, b"\x10")),
+        ("R-DT-007", _poke(ex(), "image", 0x100, _extended_header(0x0B, 1, 0x402))),
+        ("R-DT-007", _poke(ex(), "image", 0x100, _extended_header(0x0B, 1, 0x0FC))),
+        ("R-DT-007", _poke(ex(), "image", 0x100, _extended_header(0x0B, 1, 0x100))),
+    ]
+    for index, kind, size in ((4, "mem32", 8), (5, "io", 2), (0, "io", 512)):
+        defn = ks()
+        defn["bars"][index] = {"kind": kind, "size": size, "prefetchable": False}
+        breaks.append(("R-DT-001", defn))
+    defn = ks()
+    defn["bars"][0]["prefetchable"] = True
+    breaks.append(("R-DT-001", defn))
+    defn = ks()
+    defn["rom"] = {"size": 1024, "contents": defn["rom"]["contents"][:2048]}
+    breaks.append(("R-DT-001", defn))
+    defn = ks()
+    defn["rom"]["contents"] += "00"  # one byte more than the ROM holds
+    breaks.append(("R-DT-001", defn))
+    defn = ex()
+    defn["bars"] = [None, None, defn["bars"][2], None, None, {"kind": "mem64", "size": 16}]
+    breaks.append(("R-DT-001", defn))
+    defn = ex()
+    defn["bars"][1] = {"kind": "mem32", "size": 16}
+    breaks.append(("R-DT-001", defn))
+    return breaks
+
+
+def _type_rule_edges() -> list[tuple[str, Definition, str]]:
+    """Definitions that keep every rule at its edge: the requirement, the definition, what is at the
+    edge."""
+    from vpcid.model import RomSpec
+
+    edges = DeviceType(
+        "edge-sizes", vendor_id=0x1B36, device_id=0x00EE, class_code=0xFF0000, interrupt_pin=4,
+        bars=(BarSpec(BarKind.IO, 256), BarSpec(BarKind.MEM32, 1 << 31), BarSpec(BarKind.IO, 4),
+              None, BarSpec(BarKind.MEM64, 1 << 63), None),
+        rom=RomSpec(1 << 24, bytes(range(256)) * 16),
+    )  # fmt: skip
+    last = _poke(_definition(KITCHEN_SINK, "edge-last-capability"), "image", 0x41, b"\xfc")
+    _poke(last, "image", 0xFC, b"\x09\x00")
+    no_list = _poke(_definition(KITCHEN_SINK, "edge-no-list"), "image", 0x06, b"\x00")
+    last_extended = _poke(_definition(EXPRESS_SINK, "edge-last-extended"), "image", 0x400,
+                          _extended_header(0x01, 2, 0xFFC))  # fmt: skip
+    _poke(last_extended, "image", 0xFFC, _extended_header(0x03, 15, 0))
+    _poke(last_extended, "w1cmask", 0xFFC, bytes(4))
+    command = _poke(_definition(KITCHEN_SINK, "edge-command"), "wmask", 0x05, b"\x07")
+    named = _definition(KITCHEN_SINK, "edge-name-" + "n" * 245)
+    return [
+        ("R-DT-001", _definition(edges, edges.name), "BARs of 4 and 256 I/O bytes, 2 GiB and 2^63 bytes "
+         "of memory (the last in slot 4), a 16 MiB ROM, interrupt pin 4"),
+        ("R-DT-001", named, "a name of 255 bytes"),
+        ("R-DT-005", command, "command bits 8-10 writable"),
+        ("R-DT-006", last, "a capability at 0xFC"),
+        ("R-DT-006", no_list, "status bit 4 clear with a capability pointer set: no list"),
+        ("R-DT-007", last_extended, "an extended capability header at 0xFFC"),
+    ]  # fmt: skip
+
+
+def _sys_type_rules(s: _Sys) -> None:
+    """R-DT-001, R-DT-005..R-DT-007 through ``define_type``: every definition that breaks one rule is
+    rejected and defines nothing; definitions at each rule's edge are accepted and plug."""
+    from vpcid.conformance.trace import define_type_op
+    from vpcid.conformance.typefile import parse_type_definition
+
+    b = _Body()
+    b.create_vm(SUITE_VM)
+    for rid, defn in _type_rule_breaks():
+        b.check(rid)
+        b.add(define_type_op(defn))
+    b.check("R-ERR-001")
+    b.add(define_type_op(_definition(KITCHEN_SINK, "rule-break")))  # the name is still free
+    s.add(
+        "type-rule-breaks", "device-types",
+        "a definition that breaks one rule of a device type (masks, identity, header, command and "
+        "status registers, capability chains, BAR and ROM sizes) is rejected (bad-device-type) and "
+        "leaves its name free for a valid definition",
+        b,
+    )  # fmt: skip
+
+    for rid, defn, what in _type_rule_edges():
+        b = _Body()
+        b.create_vm(SUITE_VM)
+        b.check(rid)
+        b.add(define_type_op(defn))
+        f = b.plug(SUITE_VM, KS_BDF, parse_type_definition(defn))
+        for offset in (0x00, 0x04, 0x08, 0x2C, 0x34, 0x3C):
+            f.cr(offset)
+        for bar in f.bars:
+            f.cw(bar.reg, 4, ONES32)
+            f.cr(bar.reg)
+            if bar.is64:
+                f.cw(bar.reg + 4, 4, ONES32)
+                f.cr(bar.reg + 4)
+        for entry in f.dtype.chain:
+            f.cr(entry.offset)
+        s.add(f"type-edge-{defn['name'].removeprefix('edge-')[:16]}", "device-types",
+              f"a definition at a rule's edge is accepted and plugs: {what}", b)  # fmt: skip
+
+
 def _sys_msi_clamp_edges(s: _Sys) -> None:
     """R-DT-008: a configuration behaviour acts on the writes that touch its capability and only those.
 
@@ -3360,6 +3531,7 @@ def system_cases() -> list[Case]:
         lambda s: _scripted_system(s, "data-structure"),
         _sys_data_structure,
         _sys_device_types,
+        _sys_type_rules,
         _sys_msi_clamp_edges,
         lambda s: _scripted_system(s, "hot-plug"),
         _sys_hot_plug,

@@ -59,7 +59,7 @@ from typing import Any
 from vpcid.adapters.base import Adapter, AdapterInfo
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.certify import DEFAULT_BUDGET, DEFAULT_SEED, CertificationReport, Verdict, certify
-from vpcid.conformance.trace import FULL, Observation, Op
+from vpcid.conformance.trace import EXTENSIONS, FULL, Observation, Op
 from vpcid.model import Profile
 from vpcid.model.errors import VpcidError
 from vpcid.model.profile import AXES
@@ -115,10 +115,12 @@ def relative(path: Path) -> str:
 
 def mirror_modules() -> dict[str, MirrorModule]:
     """Every module of the mirror by repository path: the model's modules, the suite's device types
-    (``vpcid.conformance.devices``, unmutated glue that builds the types with the mirror's classes)
-    and the Cython backend's Python package."""
+    (``vpcid.conformance.devices``, unmutated glue that builds the types with the mirror's classes),
+    the type-file reader (unmutated, so that ``define_type`` definitions are built and checked by the
+    mirror's classes) and the Cython backend's Python package."""
     import vpcid.adapters.cython
     import vpcid.conformance.devices
+    import vpcid.conformance.typefile
     import vpcid.model
 
     model_dir = Path(vpcid.model.__file__).resolve().parent
@@ -129,6 +131,7 @@ def mirror_modules() -> dict[str, MirrorModule]:
         if p.stem != "__init__"
     ]
     modules.append(MirrorModule(f"{MIRROR}.devices", Path(vpcid.conformance.devices.__file__).resolve()))
+    modules.append(MirrorModule(f"{MIRROR}.typefile", Path(vpcid.conformance.typefile.__file__).resolve()))
     modules.append(MirrorModule(f"{MIRROR}.cython", Path(vpcid.adapters.cython.__file__).resolve()))
     return {relative(m.path): m for m in modules}
 
@@ -211,9 +214,10 @@ def load_mirror(sources: Mapping[str, str]) -> Mirror:
 class MirrorModelAdapter(ModelAdapter):
     """The mirror's (mutated) data manager behind the adapter protocol, declaring ``profile``.
 
-    Everything that crosses into it is the mirror's own: the profile, the device types and each
-    operation's BDF; the mirror's errors become error observations (R-ERR-003). The pristine model
-    that certification compares it with never sees these objects.
+    Everything that crosses into it is the mirror's own: the profile, the device types (those a
+    ``define_type`` defines too, read by the mirror's type-file reader) and each operation's BDF;
+    the mirror's errors become error observations (R-ERR-003). The pristine model that
+    certification compares it with never sees these objects.
     """
 
     def __init__(self, mirror: Mirror, profile: Profile | None = None, name: str = "mutant") -> None:
@@ -226,8 +230,9 @@ class MirrorModelAdapter(ModelAdapter):
             profile,
             manager_factory=lambda _: mirror.model.DataManager(mirrored),
             types=mirror.suite_types(),
-            operations=FULL,
+            operations=FULL | EXTENSIONS,
         )
+        self._parse_definition = mirror.module("typefile").parse_type_definition
 
     def execute(self, op: Op) -> Observation:
         if op.bdf is not None:
@@ -616,7 +621,7 @@ def collect(children: Sequence[Child], wait: float) -> Iterator[tuple[Child, dic
 def _exit_text(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"crash: killed by signal {os.WTERMSIG(status)}"
-    return f"crash: exit status {os.waitstatus_to_exitcode(status)}"
+    return f"crash: exit status {os.waitstatus_to_exitcode(status)} (an exception escaped certification)"
 
 
 def judge_in_child(target: Target, mutation: Mutation, settings: Settings) -> Child:
@@ -636,7 +641,7 @@ def judgement_of(answer: dict[str, Any] | None, ended: str, timeout: float) -> J
         return Judgement(bool(answer["killed"]), str(answer["reason"]), str(answer["how"]))
     if ended == "timeout":
         return Judgement(True, f"certification ran past {timeout:g} s", "timeout")
-    return Judgement(True, ended, "crash")
+    return Judgement(True, ended.removeprefix("crash: "), "crash")
 
 
 def judge_one(target: Target, mutation: Mutation, settings: Settings) -> Judgement:
@@ -903,6 +908,92 @@ def summary_lines(summary: Summary, target: Target) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------- classifying survivors
+
+SURVIVOR_RULES: tuple[SurvivorRule, ...] = ()
+"""Why the survivors of ``vpcid mutate`` on the model survive (filled in below)."""
+
+
+@dataclass(frozen=True)
+class SurvivorRule:
+    """Why some survivors survive: the mutants it covers (file, functions, operator and text of the
+    changed line, each a regular expression searched for; empty matches anything) and a verdict."""
+
+    kind: str
+    """``equivalent`` (no input of the data manager tells it apart), ``unreachable`` (code that the
+    adapter protocol cannot reach with the suite's inputs), or ``gap`` (a hole the suite still has)."""
+    reason: str
+    path: str
+    function: str = ""
+    operator: str = ""
+    text: str = ""
+
+    def covers(self, mutation: Mutation, diff: str) -> bool:
+        before = "\n".join(line[1:] for line in diff.splitlines() if line.startswith("-"))
+        return (
+            mutation.path.endswith(self.path)
+            and re.search(self.function, mutation.definition or "") is not None
+            and re.search(self.operator, mutation.short_operator) is not None
+            and re.search(self.text, before) is not None
+        )
+
+
+def classify(mutation: Mutation, diff: str, rules: Sequence[SurvivorRule] = ()) -> SurvivorRule | None:
+    """The first of ``rules`` (default :data:`SURVIVOR_RULES`) that covers a survivor, or None."""
+    for rule in rules or SURVIVOR_RULES:
+        if rule.covers(mutation, diff):
+            return rule
+    return None
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " / ")
+
+
+def survivor_table(summary: Summary, rules: Sequence[SurvivorRule] = ()) -> list[str]:
+    """Markdown: per verdict the count, then every survivor that ran with its verdict and reason, and
+    the not-executed ones grouped by file and function."""
+    ran = [(m, d or m.diff()) for m, out, d in summary.survivors if not out.startswith("not executed")]
+    verdicts = [(m, d, classify(m, d, rules)) for m, d in sorted(ran, key=lambda s: (s[0].path, s[0].start))]
+    counts = Counter(r.kind if r is not None else "unclassified" for _, _, r in verdicts)
+    lines = ["| verdict | survivors |", "| --- | ---: |"]
+    lines += [f"| {kind} | {count} |" for kind, count in sorted(counts.items())]
+    lines += ["", "| mutant | change | verdict | why |", "| --- | --- | --- | --- |"]
+    for mutation, diff, rule in verdicts:
+        where = f"`{mutation.path.rsplit('/', 1)[-1]}:{mutation.start[0]}` {mutation.definition or ''}"
+        change = " → ".join(f"`{_cell(line[1:].strip())}`" for line in diff.splitlines() if line[:1] in "+-")
+        kind, why = (rule.kind, rule.reason) if rule is not None else ("unclassified", "")
+        lines.append(f"| {where} {mutation.short_operator} | {change} | {kind} | {_cell(why)} |")
+    idle = Counter(
+        (m.path, m.definition or "(module)")
+        for m, out, _ in summary.survivors
+        if out.startswith("not executed")
+    )
+    lines += ["", "| not executed: file | function | mutants |", "| --- | --- | ---: |"]
+    lines += [f"| `{path}` | {function} | {count} |" for (path, function), count in sorted(idle.items())]
+    return lines
+
+
+TABLE_START = "<!-- survivors: vpcid mutate --markdown -->"
+TABLE_END = "<!-- /survivors -->"
+
+
+def write_table(path: Path, summary: Summary) -> None:
+    """Replace what lies between :data:`TABLE_START` and :data:`TABLE_END` in ``path`` with the
+    survivor table; :class:`MutationError` when the file or its markers are missing."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MutationError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    if start < 0 or end < start:
+        raise MutationError(
+            f"{path} has no lines {TABLE_START} and {TABLE_END} (in that order) to write between"
+        )
+    table = "\n".join(survivor_table(summary))
+    path.write_text(f"{text[: start + len(TABLE_START)]}\n{table}\n{text[end:]}", encoding="utf-8")
+
+
 def survivor_lines(summary: Summary, include_not_executed: bool = True) -> list[str]:
     """One block per survivor: place, operator, the changed lines and how it was judged."""
     lines: list[str] = []
@@ -964,6 +1055,10 @@ def _mutate_command() -> Any:
                   help="Judge the survivors again (after adding cases), not pending mutants.")  # fmt: skip
     @click.option("--report", "report_only", is_flag=True, help="Only report the session; run nothing.")
     @click.option("--survivors", is_flag=True, help="List every survivor that ran, with its diff.")
+    @click.option("--markdown", "markdown_file", default=None,
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="Write the survivors' classification table into this Markdown file, between the "
+                  f"lines {TABLE_START} and {TABLE_END}.")  # fmt: skip
     @click.option("--not-executed", "list_idle", is_flag=True,
                   help="With --survivors: also list mutants on lines certification never runs.")  # fmt: skip
     def mutate_command(
@@ -981,6 +1076,7 @@ def _mutate_command() -> Any:
         recheck: bool,
         report_only: bool,
         survivors: bool,
+        markdown_file: Path | None,
         list_idle: bool,
     ) -> None:
         """Mutation-test the model with cosmic-ray: each mutant certified against the pristine model.
@@ -1026,6 +1122,9 @@ def _mutate_command() -> Any:
             if survivors:
                 click.echo("\nsurvivors:")
                 click.echo("\n".join(survivor_lines(summary, list_idle)))
+            if markdown_file is not None:
+                write_table(markdown_file, summary)
+                click.echo(f"survivors' classification written to {markdown_file}")
         finally:
             session.close()
 
