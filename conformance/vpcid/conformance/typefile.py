@@ -36,6 +36,7 @@ from vpcid.model import (
     RegisterClass,
     RomSpec,
 )
+from vpcid.model.registers import REGISTER_MAP_NAME, Access, Action, BarRegister, Bits, Effect, RegisterMap
 
 FORMAT_KEY = "vpcid-device-types"
 FORMAT_VERSION = 1
@@ -150,12 +151,50 @@ def _masks(obj: Mapping[str, Any]) -> dict[str, Any]:
             "offset": None if obj.get("offset") is None else _int(obj["offset"])}  # fmt: skip
 
 
+def _bits(obj: Mapping[str, str]) -> tuple[Bits, ...]:
+    return tuple(Bits.parse(text, Access(access)) for text, access in obj.items())
+
+
+def register_map(items: Sequence[Mapping[str, Any]]) -> RegisterMap:
+    """The register map of a type's ``bar_registers`` (R-REG-001; spec/formats/device-type.md)."""
+    registers: list[BarRegister] = []
+    for number, item in enumerate(items):
+        try:
+            effects = tuple(
+                Effect(e["target"], Action(e["action"]), _int(e["mask"]), _int(e.get("when", 0)))
+                for e in item.get("on_write", [])
+            )
+            registers.append(BarRegister(
+                item["name"], item["bar"], _int(item["offset"]), item["width"],
+                Access(item.get("access", "rw")), _int(item.get("reset", 0)), _bits(item.get("bits", {})),
+                effects,
+            ))  # fmt: skip
+        except DeviceTypeError as exc:
+            raise DeviceTypeError(f"bar_registers/{number}: {exc}") from None
+    return RegisterMap(registers)
+
+
+def _behaviour_of(obj: Mapping[str, Any]) -> BarBehaviour | None:
+    """The BAR behaviour a type object declares: its register map, or a behaviour by name."""
+    name = obj.get("behaviour", "memory")
+    if "bar_registers" in obj:
+        if name not in ("memory", REGISTER_MAP_NAME) or ("behaviour" in obj and name == "memory"):
+            raise DeviceTypeError(
+                f"a type with bar_registers has the register map as its BAR behaviour, not {name!r}: "
+                f"leave behaviour out or write {REGISTER_MAP_NAME!r}"
+            )
+        return register_map(obj["bar_registers"])
+    if name == REGISTER_MAP_NAME:
+        raise DeviceTypeError(f"behaviour {REGISTER_MAP_NAME!r} needs the registers: declare bar_registers")
+    return bar_behaviour(name)
+
+
 def _entry(obj: Mapping[str, Any]) -> TypeEntry:
     name = obj["name"]
     bars = _bars(obj.get("bars", []))
     rom_obj = obj.get("rom")
     rom = None if rom_obj is None else RomSpec(_int(rom_obj["size"]), _hex(rom_obj.get("contents", "")))
-    behaviour = bar_behaviour(obj.get("behaviour", "memory"))
+    behaviour = _behaviour_of(obj)
     config_behaviour = None if obj.get("config_behaviour") is None else config_behaviour_named(
         obj["config_behaviour"]
     )  # fmt: skip
@@ -177,7 +216,8 @@ def _entry(obj: Mapping[str, Any]) -> TypeEntry:
                 for c in obj.get("extended_capabilities", [])
             ),
             registers=tuple(Register(_int(r["offset"]), r["width"], RegisterClass(r["class"]),
-                                     _int(r.get("value", 0))) for r in obj.get("registers", [])),
+                                     _int(r.get("value", 0)), _bits(r.get("bits", {})))
+                            for r in obj.get("registers", [])),
             **ints,
         )  # fmt: skip
     if "fingerprint" in obj and obj["fingerprint"] != dtype.fingerprint().hex():
@@ -279,11 +319,32 @@ def type_json(entry: TypeEntry | DeviceType) -> dict[str, Any]:
     ]
     obj["rom"] = None if t.rom is None else {"size": t.rom.size, "contents": t.rom.contents.hex()}
     obj["behaviour"] = t.behaviour.name if t.behaviour is not None else "memory"
+    if isinstance(t.behaviour, RegisterMap):
+        obj["bar_registers"] = [register_json(r) for r in t.behaviour.registers]
     obj["config_behaviour"] = t.config_behaviour.name if t.config_behaviour is not None else None
     if entry.opaque:
         obj["opaque"] = [{"bar": b, "start": r.start, "stop": r.stop} for b, r in entry.opaque]
     obj["config"] = {"size": len(space.image), "image": _row_map(space.image), "wmask": _row_map(space.wmask),
                      "w1cmask": _row_map(space.w1cmask)}  # fmt: skip
+    return obj
+
+
+def register_json(reg: BarRegister) -> dict[str, Any]:
+    """One register of ``bar_registers`` as declared; numbers a person compares in hex."""
+    obj: dict[str, Any] = {"name": reg.name, "bar": reg.bar, "offset": hex(reg.offset), "width": reg.width,
+                           "access": reg.access.value, "reset": hex(reg.reset)}  # fmt: skip
+    if reg.bits:
+        obj["bits"] = {bits.label: bits.access.value for bits in reg.bits}
+    if reg.on_write:
+        obj["on_write"] = [
+            {
+                "target": e.target,
+                "action": e.action.value,
+                "mask": hex(e.mask),
+                **({"when": hex(e.when)} if e.when else {}),
+            }
+            for e in reg.on_write
+        ]
     return obj
 
 

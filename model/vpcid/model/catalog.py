@@ -2,7 +2,9 @@
 
 Identities (vendor/device/class/subsystem IDs, BAR kinds and sizes) follow the
 real parts; capability bodies are simplified but keep the real register
-classes (writable enable bits, RW1C status bits).
+classes (writable enable bits, RW1C status bits). :data:`REGISTER_SINK` is
+the one made-up type: a register map with every access class and side
+effect (R-REG-001..R-REG-011), which the random engine plugs next to these.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import struct
 from vpcid.model.behaviour import DeviceData
 from vpcid.model.devicetype import BarKind, BarSpec, Capability, DeviceType, RomSpec
 from vpcid.model.header import standard_chain
+from vpcid.model.registers import Access, Action, BarRegister, Bits, Effect, RegisterMap
 
 
 def _power_management() -> Capability:
@@ -159,3 +162,57 @@ A100 = DeviceType(
 
 CATALOG: dict[str, DeviceType] = {t.name: t for t in (E1000, NVME, EDU, A100)}
 """Bundled device types by name."""
+
+
+def _register_sink_map() -> RegisterMap:
+    """BAR0 (4 KiB) and BAR1 (32 ports) registers of every class; BAR2 holds none (memory-like).
+
+    The interrupt block follows the e1000 family's: ICR reads-to-clear, ICS
+    sets ICR bits, IMS sets mask bits and IMC clears them (two views of one
+    mask, kept equal by side effects). CTRL bit 0 sets STATUS bit 0 (ready),
+    bit 1 clears it. Most reset values are non-zero so that reset shows.
+    """
+    rsvd_high = (Bits(31, 16, Access.RSVD),)
+    return RegisterMap((
+        BarRegister("ID", 0, 0x000, 4, Access.RO, reset=0x1B36_0100),
+        BarRegister("CAPS", 0, 0x008, 8, Access.RO, reset=0x0000_00FF_0F01_2345),
+        BarRegister("CTRL", 0, 0x010, 4, Access.RW, reset=0x0000_0010, bits=rsvd_high, on_write=(
+            Effect("STATUS", Action.SET, mask=0x1, when=0x1),
+            Effect("STATUS", Action.CLEAR, mask=0x1, when=0x2),
+        )),
+        BarRegister("STATUS", 0, 0x014, 4, Access.RO, reset=0x0000_00A0,
+                    bits=(Bits(31, 8, Access.RSVD), Bits(7, 4, Access.RW1C))),
+        BarRegister("IMS", 0, 0x018, 4, Access.RW1S, on_write=(
+            Effect("IMC", Action.SET_WRITTEN, mask=0xFFFF_FFFF),
+        )),
+        BarRegister("IMC", 0, 0x01C, 4, Access.RW1C, on_write=(
+            Effect("IMS", Action.CLEAR_WRITTEN, mask=0xFFFF_FFFF),
+        )),
+        BarRegister("ICR", 0, 0x020, 4, Access.RC, reset=0x0000_0003, bits=rsvd_high),
+        BarRegister("ICS", 0, 0x024, 4, Access.WO, bits=rsvd_high, on_write=(
+            Effect("ICR", Action.SET_WRITTEN, mask=0xFFFF),
+        )),
+        BarRegister("SCRATCH", 0, 0x028, 2, Access.RW, reset=0xBEEF),
+        BarRegister("FLAGS", 0, 0x02A, 1, Access.RW1S, reset=0x01),
+        BarRegister("REV", 0, 0x02B, 1, Access.RO, reset=0x5A),
+        BarRegister("QWORD", 0, 0x030, 8, Access.RW, reset=0x0123_4567_89AB_CDEF,
+                    bits=(Bits(63, 60, Access.RSVD),)),
+        BarRegister("DOORBELL", 0, 0xFF8, 4, Access.WO, on_write=(Effect("ICR", Action.SET, mask=0x100),)),
+        BarRegister("LAST", 0, 0xFFC, 4, Access.RW, reset=0xFFFF_0000),
+        BarRegister("IOCTL", 1, 0x00, 2, Access.RW, reset=0x0001),
+        BarRegister("IOSTAT", 1, 0x02, 1, Access.RW1C, reset=0xC3),
+        BarRegister("IOQ", 1, 0x08, 8, Access.RW, reset=0x8000_0000_0000_0001),
+        BarRegister("IODB", 1, 0x10, 4, Access.WO, on_write=(Effect("IOSTAT", Action.SET, mask=0x04),)),
+    ))  # fmt: skip
+
+
+REGISTER_SINK = DeviceType(
+    name="register-sink",
+    vendor_id=0x1B36, device_id=0x00F2, revision=0x01, class_code=0x00FF00,
+    subsystem_vendor_id=0x1AF4, subsystem_id=0x1100, interrupt_pin=1,
+    bars=(BarSpec(BarKind.MEM32, 4096), BarSpec(BarKind.IO, 32), BarSpec(BarKind.MEM32, 4096)),
+    behaviour=_register_sink_map(),
+)  # fmt: skip
+"""Registers of every class (R-REG-002..R-REG-007), of widths 1 to 8, at both ends of a 4 KiB BAR and in
+an I/O BAR, with side effects of all four actions (R-REG-009); a third BAR is plain memory. Not in
+:data:`CATALOG`: the random engine defines and plugs it for implementations that take ``define_type``."""

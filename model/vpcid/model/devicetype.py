@@ -55,6 +55,7 @@ from vpcid.model.header import (
     check_space,
 )
 from vpcid.model.profile import StatusRegister
+from vpcid.model.registers import CONFIG_ACCESS, REGISTER_MAP_NAME, Access, Bits, RegisterMap, bit_list
 
 if TYPE_CHECKING:
     from vpcid.model.behaviour import BarBehaviour, ConfigBehaviour
@@ -214,12 +215,17 @@ class ExtendedCapability:
 
 @dataclass(frozen=True, slots=True)
 class Register:
-    """A device-specific register outside the header and capabilities (R-CFG-012)."""
+    """A device-specific register outside the header and capabilities (R-CFG-012).
+
+    ``bits`` gives ranges of its bits their own class among ``ro``, ``rw``,
+    ``rw1c`` and ``rsvd``, the classes the per-byte masks hold (R-REG-012).
+    """
 
     offset: int
     width: int
     cls: RegisterClass
     value: int = 0
+    bits: tuple[Bits, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.cls, RegisterClass):
@@ -227,6 +233,34 @@ class Register:
             raise DeviceTypeError(f"register class must be a RegisterClass ({allowed}), got {self.cls!r}")
         for name in ("offset", "width", "value"):
             _check_field("register", name, getattr(self, name), int)
+        if type(self.bits) is not tuple or not all(isinstance(b, Bits) for b in self.bits):
+            raise DeviceTypeError(f"register at {self.offset:#x}: bits is a tuple of Bits")
+        taken = 0
+        for bits in self.bits:
+            if bits.high >= 8 * self.width:
+                raise DeviceTypeError(f"register at {self.offset:#x}: bits {bits.label} lie outside its bits")
+            if taken & bits.mask:
+                raise DeviceTypeError(f"register at {self.offset:#x}: bit {bit_list(taken & bits.mask)} is "
+                                      "given two classes")  # fmt: skip
+            taken |= bits.mask
+            if bits.access not in CONFIG_ACCESS:
+                raise DeviceTypeError(
+                    f"register at {self.offset:#x}: bits {bits.label} are {bits.access}; configuration "
+                    "registers hold ro, rw, rw1c and rsvd bits only, since configuration reads change "
+                    "nothing and the masks hold no more (R-REG-012): use a BAR register or a "
+                    "configuration behaviour"
+                )
+
+    def masks(self) -> tuple[int, int, int]:
+        """(writable, RW1C, reserved) bits of the register, its class refined by ``bits``."""
+        full = (1 << (8 * self.width)) - 1
+        per_class = dict.fromkeys(CONFIG_ACCESS, 0)
+        rest = full
+        for bits in self.bits:
+            per_class[bits.access] |= bits.mask & full
+            rest &= ~bits.mask
+        per_class[Access(self.cls.value)] |= rest
+        return per_class[Access.RW], per_class[Access.RW1C], per_class[Access.RSVD]
 
 
 @dataclass(frozen=True, eq=False)
@@ -377,6 +411,12 @@ def _validate(t: DeviceType) -> None:
         if hook is not None and (type(getattr(hook, "name", None)) is not str or not hook.name):
             raise DeviceTypeError(f"{name} must have a non-empty string name")
     _validate_bars(t)
+    if isinstance(t.behaviour, RegisterMap):  # R-REG-001: registers inside implemented BARs
+        t.behaviour.fit({i: bar.size for i, bar in enumerate(t.bars) if bar is not None})
+    elif t.behaviour is not None and t.behaviour.name == REGISTER_MAP_NAME:
+        raise DeviceTypeError(
+            f"the BAR behaviour name {REGISTER_MAP_NAME!r} is the register map's (R-REG-001)"
+        )
     if t.space is not None:
         if t.capabilities or t.registers or t.extended_capabilities:
             raise DeviceTypeError("a type declared byte by byte carries its capabilities and registers "
@@ -596,12 +636,12 @@ def _build(t: DeviceType) -> ConfigSpace:
             raise DeviceTypeError(f"register at {reg.offset:#x}: aligned width 1/2/4 at or above 0x40")
         if reg.offset + reg.width > t.config_size or not 0 <= reg.value < 1 << (8 * reg.width):
             raise DeviceTypeError(f"register at {reg.offset:#x}: outside config space or value too wide")
-        full = (1 << (8 * reg.width)) - 1
-        if reg.cls is RegisterClass.RSVD and reg.value:
-            raise DeviceTypeError(f"register at {reg.offset:#x}: reserved bits read as zero")
-        img.put(reg.offset, reg.width, reg.value,
-                wm=full if reg.cls is RegisterClass.RW else 0,
-                cm=full if reg.cls is RegisterClass.RW1C else 0)  # fmt: skip
+        writable, rw1c, reserved = reg.masks()  # R-REG-012: ranges of bits refine the class
+        if reg.value & reserved:
+            raise DeviceTypeError(
+                f"register at {reg.offset:#x}: reserved bit {bit_list(reg.value & reserved)} reads as zero"
+            )
+        img.put(reg.offset, reg.width, reg.value, wm=writable, cm=rw1c)
     return img.space()
 
 
@@ -626,7 +666,8 @@ def fingerprint_input(t: DeviceType) -> bytes:
     (u8 kind: 0 none, 1 I/O, 2 32-bit, 3 64-bit, 4 upper dword; u8
     prefetchable; u64 size, 0 for kinds 0 and 4), the ROM (u32 size, 0 for
     none; u32 contents length; contents), and the BAR and configuration
-    behaviour names (u8 length each; ``memory`` and empty by default).
+    behaviour names (u8 length each; ``memory`` and empty by default); for
+    a register map, its encoding (:meth:`RegisterMap.encoding`).
     """
     space = t.declared
     out = [FINGERPRINT_MAGIC, struct.pack("<H", FINGERPRINT_VERSION), _short(t.name),
@@ -645,6 +686,8 @@ def fingerprint_input(t: DeviceType) -> bytes:
     out.append(struct.pack("<II", rom.size, len(rom.contents)) + rom.contents if rom else bytes(8))
     out.append(_short(t.behaviour.name if t.behaviour is not None else "memory"))
     out.append(_short(t.config_behaviour.name if t.config_behaviour is not None else ""))
+    if isinstance(t.behaviour, RegisterMap):
+        out.append(t.behaviour.encoding())  # R-REG-001: the register map is part of the type
     return b"".join(out)
 
 
