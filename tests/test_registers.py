@@ -564,3 +564,28 @@ def test_the_register_map_agrees_with_a_bit_by_bit_reference(
         else:
             got = (d.read if bar == 0 else d.io_read)(offset, width)
             assert got == oracle.read(bar, offset, width), (bar, hex(offset), width)
+
+
+# ------------------------------------------------------------------ vpcid types
+
+
+@pytest.mark.req("R-REG-001")
+def test_vpcid_types_shows_register_maps(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from vpcid.conformance.cli import main
+    from vpcid.conformance.typefile import write_type_file
+
+    path = tmp_path / "sink.json"
+    write_type_file(path, [REGISTER_SINK])
+    runner = CliRunner()
+    shown = runner.invoke(main, ["types", "registers", "register-sink", "--types", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "31:8 rsvd, 7:4 rw1c, 3:0 ro" in shown.output
+    assert "set STATUS 0x1 when 0x1; clear STATUS 0x1 when 0x2" in shown.output
+    checked = runner.invoke(main, ["types", "check", str(path)])
+    assert "registers 18: BAR0 14, BAR1 4" in checked.output
+    listed = runner.invoke(main, ["types", "--types", str(path)])
+    assert "18: BAR0 14, BAR1 4" in listed.output
+    unknown = runner.invoke(main, ["types", "registers", "no-such-type"])
+    assert unknown.exit_code == 2
+    assert "no device type 'no-such-type'" in unknown.output

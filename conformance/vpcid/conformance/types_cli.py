@@ -20,6 +20,7 @@ from vpcid.conformance.importer import (
 )
 from vpcid.conformance.typefile import TypeEntry, load_types, read_type_file, type_file_json, write_type_file
 from vpcid.model import DeviceType
+from vpcid.model.registers import BarRegister, RegisterMap
 
 TYPES_OPTION = click.option(
     "--types",
@@ -47,10 +48,59 @@ def _capabilities(t: DeviceType) -> str:
     return ", ".join(f"[{e.offset:x}] {text}" for e, text in zip(t.chain, shown, strict=True))
 
 
+def class_runs(reg: BarRegister) -> str:
+    """A register's bits by class, most significant first: ``31:16 rsvd, 15:0 rw`` (R-REG-001)."""
+    classes = reg.classes()
+    runs: list[tuple[int, int, str]] = []
+    for bit, access in enumerate(classes):
+        if runs and runs[-1][2] == access.value:
+            runs[-1] = (runs[-1][0], bit, access.value)
+        else:
+            runs.append((bit, bit, access.value))
+    return ", ".join(
+        f"{high}:{low} {name}" if high != low else f"{low} {name}" for low, high, name in runs[::-1]
+    )
+
+
+def effect_text(reg: BarRegister) -> str:
+    """A register's side effects in order: ``set STATUS 0x1 when 0x1`` (R-REG-009)."""
+    return "; ".join(
+        f"{e.action.value} {e.target} {e.mask:#x}" + (f" when {e.when:#x}" if e.when else "")
+        for e in reg.on_write
+    )
+
+
+def register_summary(t: DeviceType) -> str:
+    """``18: BAR0 14, BAR1 4`` for a type with a register map, else empty."""
+    if not isinstance(t.behaviour, RegisterMap):
+        return ""
+    regs = t.behaviour.registers
+    per_bar = ", ".join(f"BAR{bar} {sum(r.bar == bar for r in regs)}" for bar in sorted(t.behaviour.bars))
+    return f"{len(regs)}: {per_bar}"
+
+
+def print_registers(t: DeviceType, console: Console) -> None:
+    """One row per register of ``t``'s register map: where, width, name, reset, classes, side effects."""
+    if not isinstance(t.behaviour, RegisterMap):
+        console.print(
+            f"{t.name}: no registers (BAR behaviour {t.behaviour.name if t.behaviour else 'memory'})"
+        )
+        return
+    table = Table(title=f"{t.name}: registers")
+    for column in ("BAR", "offset", "width", "name", "reset", "bits", "side effects"):
+        table.add_column(column)
+    for reg in t.behaviour.registers:
+        table.add_row(str(reg.bar), f"{reg.offset:#x}", str(reg.width), reg.name,
+                      f"{reg.reset:#0{2 + 2 * reg.width}x}", class_runs(reg), effect_text(reg))  # fmt: skip
+    console.print(table)
+
+
 def print_types(types: Sequence[DeviceType], console: Console) -> None:
-    """One row per type: IDs, class, BARs, ROM, capabilities (offset and ID), behaviours, fingerprint."""
+    """One row per type: IDs, class, BARs, ROM, capabilities (offset and ID), behaviours, registers,
+    fingerprint."""
     table = Table(title="device types")
-    for column in ("name", "IDs", "class", "BARs", "ROM", "capabilities", "behaviour", "fingerprint"):
+    for column in ("name", "IDs", "class", "BARs", "ROM", "capabilities", "behaviour", "registers",
+                   "fingerprint"):  # fmt: skip
         table.add_column(column)
     for t in types:
         bars = ", ".join(f"{i}:{b.kind.value} {b.size:#x}" for i, b in enumerate(t.bars) if b is not None)
@@ -59,7 +109,8 @@ def print_types(types: Sequence[DeviceType], console: Console) -> None:
             behaviour += f" + {t.config_behaviour.name}"
         table.add_row(
             t.name, f"{t.vendor_id:04x}:{t.device_id:04x}", f"{t.class_code:06x}", bars,
-            f"{t.rom.size:#x}" if t.rom else "", _capabilities(t), behaviour, t.fingerprint().hex()[:16],
+            f"{t.rom.size:#x}" if t.rom else "", _capabilities(t), behaviour, register_summary(t),
+            t.fingerprint().hex()[:16],
         )  # fmt: skip
     console.print(table)
 
@@ -76,6 +127,7 @@ def types_group(ctx: click.Context, as_json: bool, type_files: tuple[Path, ...])
       vpcid types
       vpcid types --json > suite-types.json
       vpcid types check my-device.json
+      vpcid types registers my-nic --types my-nic.json
       vpcid types import lspci-xxxx.txt -o imported.json --machine imported.toml
     """
     if ctx.invoked_subcommand is not None:
@@ -106,8 +158,27 @@ def types_check(files: tuple[Path, ...]) -> None:
     for entry in entries:
         t = entry.dtype
         click.echo(f"{t.name}: {t.fingerprint().hex()}  {t.config_size} bytes, chain [{_capabilities(t)}]")
+        if isinstance(t.behaviour, RegisterMap):
+            click.echo(f"  registers {register_summary(t)}")
         for note in entry.notes:
             click.echo(f"  note: {note}")
+
+
+@types_group.command("registers")
+@click.argument("name")
+@TYPES_OPTION
+def types_registers(name: str, type_files: tuple[Path, ...]) -> None:
+    """Show a type's register map: each register's BAR, offset, width, reset value, classes by bit and
+    side effects (spec/requirements/07-registers.md).
+
+    \b
+    Examples:
+      vpcid types registers my-nic --types my-nic.json
+    """
+    found = known_types(type_files)
+    if name not in found:
+        raise click.UsageError(f"no device type {name!r}; `vpcid types` lists them (add --types FILE)")
+    print_registers(found[name], Console() if sys.stdout.isatty() else Console(width=160))
 
 
 @types_group.command("import")
