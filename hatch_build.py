@@ -167,11 +167,21 @@ def build_extension(output_dir: Path, work_dir: Path, notes: list[str] | None = 
 
 
 def build_in_place(notes: list[str] | None = None) -> Path:
-    """Compile next to the ``.pyx`` (editable installs and ``python hatch_build.py``)."""
+    """Compile next to the ``.pyx`` (editable installs and ``python hatch_build.py``).
+
+    The new module is copied beside the old one and renamed over it, so a process that has the old
+    one loaded keeps its (unlinked) file intact: overwriting a loaded shared object in place would
+    crash that process.
+    """
     with tempfile.TemporaryDirectory(prefix="vpcid-cython-") as tmp:
         built = build_extension(Path(tmp, "lib"), Path(tmp), notes)
         target = PACKAGE_DIR / built.name
-        shutil.copy2(built, target)
+        staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copy2(built, staged)
+            os.replace(staged, target)
+        finally:
+            staged.unlink(missing_ok=True)
         return target
 
 

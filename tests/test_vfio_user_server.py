@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import select
 import signal
 import socket
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vpcid.adapters import cython as cython_backend
 from vpcid.adapters.vfio_user.client import ServerViolation, VfioUserClient, VfioUserError
 from vpcid.adapters.vfio_user.protocol import (
     CONFIG_REGION,
@@ -36,10 +38,16 @@ from vpcid.adapters.vfio_user.protocol import (
     RegionAccess,
     encode_message,
 )
-from vpcid.adapters.vfio_user.server import DeviceSpec, VfioUserServer
+from vpcid.adapters.vfio_user.server import (
+    MANAGER_ENV,
+    DeviceSpec,
+    ServerManager,
+    VfioUserServer,
+    choose_manager,
+)
 from vpcid.conformance.devices import EXPRESS_SINK, KITCHEN_SINK
-from vpcid.model import Bdf, DataManager
-from vpcid.model.catalog import E1000
+from vpcid.model import Bdf, DataManager, DeviceType, InvalidArgument
+from vpcid.model.catalog import E1000, EDU
 
 KS, NIC = Bdf(0, 2, 0), Bdf(0, 3, 0)
 """Where the server puts its first and second device."""
@@ -51,14 +59,25 @@ def sock(directory: Path, name: str) -> Path:
     return path
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[VfioUserServer]:
-    """kitchen-sink at ks.sock, e1000 at nic.sock, stalled clients dropped after 0.5 s."""
+MANAGERS = [
+    "model",
+    pytest.param(
+        "cython",
+        marks=pytest.mark.skipif(not cython_backend.available(), reason="the Cython backend is not built"),
+    ),
+]
+"""The data managers a server runs on: the model (Python paths) and the Cython backend (compiled path)."""
+
+
+@pytest.fixture(params=MANAGERS)
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[VfioUserServer]:
+    """kitchen-sink at ks.sock, e1000 at nic.sock, stalled clients dropped after 0.5 s; on each
+    data manager."""
     specs = [
         DeviceSpec(sock(tmp_path, "ks.sock"), KITCHEN_SINK),
         DeviceSpec(sock(tmp_path, "nic.sock"), E1000),
     ]
-    with VfioUserServer(specs, timeout=0.5) as running:
+    with VfioUserServer(specs, timeout=0.5, manager_factory=choose_manager(request.param)) as running:
         yield running
 
 
@@ -420,3 +439,108 @@ def test_flags_in_error_replies(client: VfioUserClient) -> None:
     """An error reply is the header alone, reply type with the error bit, echoing ID and command."""
     header = raw_reply(client, encode_message(0xBEEF, Command.DMA_READ, bytes(16), FLAG_NO_REPLY | 0x40))
     assert header == Header(0xBEEF, Command.DMA_READ, 16, TYPE_REPLY | FLAG_ERROR, errno.EINVAL)
+
+
+# --------------------------------------------------------------------------- the two data managers
+
+
+def test_choose_manager() -> None:
+    assert choose_manager("model") is ServerManager
+    with pytest.raises(InvalidArgument, match="'model' or 'cython'"):
+        choose_manager("fast")
+    if cython_backend.available():
+        assert choose_manager("cython") is cython_backend.Manager
+        assert choose_manager() is cython_backend.Manager  # the default where it is built
+
+
+def test_manager_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MANAGER_ENV, "model")
+    assert choose_manager() is ServerManager
+    monkeypatch.setenv(MANAGER_ENV, "nonsense")
+    with pytest.raises(InvalidArgument, match=MANAGER_ENV):
+        choose_manager()
+
+
+def mixed_stream(rng: random.Random, dtype: DeviceType, count: int) -> list[bytes]:
+    """``count`` messages for one device: mostly region reads and writes the server accepts
+    (configuration space, BARs across pages, the ROM), some it rejects, some with No_reply, resets
+    and region information requests between them."""
+    regions = [(index, bar.size) for index in range(6) if (bar := dtype.bar(index)) is not None]
+    regions += [(CONFIG_REGION, dtype.config_size)] * len(regions)
+    if dtype.rom is not None:
+        regions.append((6, dtype.rom.size))
+    messages = []
+    for msg_id in range(1, count + 1):
+        roll = rng.random()
+        region, size = rng.choice(regions)
+        length = min(size, rng.choice([1, 2, 4, 4, 4, 8, rng.randint(1, 300), rng.randint(4000, 9000)]))
+        offset = rng.choice([0, size - length, rng.randint(0, size - length)]) & ~(rng.choice([0, 3]))
+        if roll < 0.03:
+            messages.append(encode_message(msg_id, Command.DEVICE_RESET))
+        elif roll < 0.06:
+            messages.append(
+                encode_message(
+                    msg_id, Command.DEVICE_GET_REGION_INFO, struct.pack("<IIIIQQ", 32, 0, region, 0, 0, 0)
+                )
+            )
+        elif roll < 0.12:  # rejected: past the region, count 0, no such region
+            bad = rng.choice(
+                [RegionAccess(size - 2, region, 4), RegionAccess(0, region, 0), RegionAccess(0, 9, 4)]
+            )
+            messages.append(encode_message(msg_id, Command.REGION_READ, bad.pack()))
+        elif roll < 0.55 and region != 6:
+            data = rng.randbytes(length) if rng.random() < 0.8 else bytes(length)
+            flags = FLAG_NO_REPLY if rng.random() < 0.05 else 0
+            access = RegionAccess(offset, region, length).pack()
+            messages.append(encode_message(msg_id, Command.REGION_WRITE, access + data, flags))
+        else:
+            messages.append(
+                encode_message(msg_id, Command.REGION_READ, RegionAccess(offset, region, length).pack())
+            )
+    return messages
+
+
+def replies_to(path: str, messages: list[bytes], rng: random.Random) -> list[tuple[Header, bytes]]:
+    """Send ``messages`` in pieces of random sizes (so messages straddle reads) while reading the
+    replies, up to the reply to a last configuration read."""
+    sentinel = encode_message(0xFFFF, Command.REGION_READ, RegionAccess(0, CONFIG_REGION, 4).pack())
+    stream = b"".join(messages) + sentinel
+    with VfioUserClient(path, timeout=20) as client:
+        pieces, at = [], 0
+        while at < len(stream):
+            step = rng.choice([1, 7, 32, 33, 100, 4096, 70000])
+            pieces.append(stream[at : at + step])
+            at += step
+
+        def send() -> None:
+            for piece in pieces:
+                client.sock.sendall(piece)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        got: list[tuple[Header, bytes]] = []
+        while not got or got[-1][0].msg_id != 0xFFFF:
+            got.append(client.read_message(1 << 21))
+        sender.join(20)
+    return got
+
+
+@pytest.mark.skipif(not cython_backend.available(), reason="the Cython backend is not built")
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_path_answers_as_the_python_paths(tmp_path: Path, seed: int) -> None:
+    """The same message streams, cut into the same random pieces, get byte-identical replies from a
+    server on the model and one on the Cython backend, which end in the same state."""
+    types = [KITCHEN_SINK, EDU, E1000]
+    results: dict[str, tuple[list[list[tuple[Header, bytes]]], bytes]] = {}
+    for name in ("model", "cython"):
+        specs = [DeviceSpec(sock(tmp_path, f"{name}{n}.sock"), dtype) for n, dtype in enumerate(types)]
+        with VfioUserServer(specs, manager_factory=choose_manager(name)) as running:
+            rng = random.Random(seed)
+            replies = [replies_to(str(spec.path), mixed_stream(rng, spec.dtype, 400), rng) for spec in specs]
+            results[name] = replies, snapshot(running)
+    (model_replies, model_state), (compiled_replies, compiled_state) = results["model"], results["cython"]
+    for dtype, expected, got in zip(types, model_replies, compiled_replies, strict=True):
+        assert len(got) == len(expected), dtype.name
+        for (want_header, want), (header, payload) in zip(expected, got, strict=True):
+            assert (header, payload) == (want_header, want), f"{dtype.name}: message {want_header.msg_id}"
+    assert compiled_state == model_state

@@ -17,7 +17,13 @@ Three ways in:
   ``close``) for ``vpcid certify``;
 * the batch engine: ``CythonAdapter.encode(ops)`` then
   ``CythonAdapter.run_batch(trace)`` runs a whole trace in compiled code and
-  returns every observation (``BatchResult.observations()``).
+  returns every observation (``BatchResult.observations()``);
+* a VMM's view, for servers: ``Manager.region_config`` and
+  ``Manager.region_bar`` (configuration space by BDF, a BAR by index and
+  offset, as the vfio-user server's model manager has them), and
+  :class:`RegionPath`, which parses, performs and answers vfio-user
+  REGION_READ/REGION_WRITE messages in compiled code, taking
+  :class:`ThreadLock` locks the server shares with its Python code.
 
 Blobs are hashed in C (``_dm.sha_engine()``: the x86 SHA extensions where
 the CPU has them, else OpenSSL's block function if the build found libcrypto,
@@ -40,13 +46,23 @@ UNAVAILABLE_REASON: str | None = None
 """Why the compiled module cannot be imported here, or None when it can."""
 
 try:
-    from vpcid.adapters.cython._dm import BatchResult, CythonAdapter, Manager, Trace
+    from vpcid.adapters.cython._dm import BatchResult, CythonAdapter, Manager, RegionPath, ThreadLock, Trace
 except ImportError as exc:  # not built: no compiler at install time, or not installed yet
     UNAVAILABLE_REASON = (
         f"cython backend not built ({exc}); reinstall with a C compiler and Python headers: pip install -e ."
     )
 
-__all__ = ["UNAVAILABLE_REASON", "BatchResult", "CythonAdapter", "Manager", "Trace", "adapter", "available"]
+__all__ = [
+    "UNAVAILABLE_REASON",
+    "BatchResult",
+    "CythonAdapter",
+    "Manager",
+    "RegionPath",
+    "ThreadLock",
+    "Trace",
+    "adapter",
+    "available",
+]
 
 
 def available() -> bool:
@@ -72,6 +88,6 @@ def adapter(argument: str | None) -> CythonAdapter:
 
 def __getattr__(name: str) -> object:
     """The compiled classes are missing when the module is not built: say why."""
-    if name in ("BatchResult", "CythonAdapter", "Manager", "Trace"):
+    if name in ("BatchResult", "CythonAdapter", "Manager", "RegionPath", "ThreadLock", "Trace"):
         raise AdapterUnavailable(UNAVAILABLE_REASON or "cython backend not built")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

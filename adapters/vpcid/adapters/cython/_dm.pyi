@@ -1,6 +1,7 @@
 """Typed interface of the compiled module ``vpcid.adapters.cython._dm`` (built from ``_dm.pyx``)."""
 
 from collections.abc import Mapping, Sequence
+from types import TracebackType
 
 from vpcid.adapters.base import AdapterInfo
 from vpcid.conformance.trace import Observation, Op
@@ -76,6 +77,60 @@ class Manager:
     def resolve(self, vm_id: int, space: str, address: int) -> tuple[Bdf, int] | None: ...
     def device_type(self, vm_id: int, bdf: Bdf) -> DeviceType: ...
     def cf8(self, vm_id: int) -> int: ...
+    def region_config(
+        self, vm_id: int, bdf: Bdf, offset: int, length: int, payload: bytes | None = None
+    ) -> bytes:
+        """Configuration bytes by BDF, one access per dword (a VMM's view; writes return b"")."""
+    def region_bar(
+        self, vm_id: int, bdf: Bdf, index: int, offset: int, length: int, payload: bytes | None = None
+    ) -> bytes:
+        """BAR ``index`` (6: the ROM) contents at ``offset``, decoding or not (writes return b"")."""
+
+class ThreadLock:
+    """A lock for threads, as ``threading.Lock`` is, that compiled code takes without a Python call."""
+
+    def acquire(self, blocking: bool = True) -> bool: ...
+    def release(self) -> None: ...
+    def locked(self) -> bool: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool: ...
+
+class RegionPath:
+    """REGION_READ and REGION_WRITE messages of one served vfio-user device, answered in compiled code."""
+
+    def __init__(
+        self,
+        manager: Manager,
+        vm_id: int,
+        bdf: Bdf,
+        regions: Sequence[tuple[int, int]],
+        manager_lock: ThreadLock,
+        device_lock: ThreadLock,
+        stop_flag: bytearray,
+    ) -> None: ...
+    def answer(
+        self,
+        rx: bytes | bytearray | memoryview,
+        start: int,
+        end: int,
+        read_limit: int,
+        write_limit: int,
+        flush: int,
+    ) -> tuple[int, int, bytes]:
+        """(bytes consumed, messages answered, replies) for the accesses at the start of ``rx[start:end]``."""
+    def serve(
+        self,
+        fd: int,
+        chunk: bytearray | memoryview,
+        control_room: int,
+        read_limit: int,
+        write_limit: int,
+        flush: int,
+    ) -> tuple[int, int, int, list[tuple[int, int, bytes]], int, bytes]:
+        """Read and answer until a read is not answered whole: (read length, consumed, answered,
+        control messages, flags, replies not sent)."""
 
 class Trace:
     """A trace encoded for :meth:`CythonAdapter.run_batch`: one C record per operation."""

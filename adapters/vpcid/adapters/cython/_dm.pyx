@@ -59,7 +59,11 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.pythread cimport (
+    PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock, PyThread_acquire_lock, PyThread_release_lock,
+    WAIT_LOCK, NOWAIT_LOCK,
+)
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 
 import os as _os
 
@@ -2931,6 +2935,103 @@ cdef class Manager:
         """The configuration address register (R-CAM-002)."""
         return self.api_vm(vm_id).cf8
 
+    # ------------------------------------------------------------ region accesses (a VMM's view)
+    #
+    # A VMM that serves a device to its guest (a vfio-user server) reaches configuration space by
+    # BDF and a BAR's contents by BAR index and offset, having routed the guest's address itself.
+    # These two methods are what ``vpcid.adapters.vfio_user.server.ServerManager`` adds to the model,
+    # with the same results; :class:`RegionPath` serves the same accesses straight from messages.
+
+    def region_config(self, vm_id, bdf, offset, length, payload=None):
+        """Configuration bytes ``[offset, offset+length)`` of the function at ``bdf``, one access per
+        dword they touch, as ECAM does (R-ECAM-003); a write (``payload``, ``length`` bytes) returns
+        b"". An absent function, or bytes past its space, read ones and ignore writes (R-ACC-006,
+        R-CFG-009). UnknownVm for an unknown VM; InvalidArgument for a range past 0x1000."""
+        cdef Vm* vm = self.api_vm(vm_id)
+        cdef int packed = bdf_of(bdf)
+        cdef uint64_t off = 0, n = 0
+        cdef Py_buffer view
+        cdef bint write = payload is not None
+        if packed < 0:
+            raise _errors.InvalidArgument("expected a Bdf")
+        if not as_u64(offset, &off) or not as_u64(length, &n) or off > 0x1000 or n > 0x1000 - off:
+            raise _errors.InvalidArgument("a configuration range lies within 0-0x1000")
+        if not write:
+            out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>n)
+            self.cfg_range(vm, <uint16_t>packed, off, <uint8_t*>PyBytes_AS_STRING(out), <int>n, False)
+            return out
+        PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
+        try:
+            if <uint64_t>view.len != n:
+                raise _errors.InvalidArgument(f"payload holds {view.len} bytes, length says {n}")
+            data = PyBytes_FromStringAndSize(<const char*>view.buf, view.len)  # a copy the access may read
+        finally:
+            PyBuffer_Release(&view)
+        self.cfg_range(vm, <uint16_t>packed, off, <uint8_t*>PyBytes_AS_STRING(data), <int>n, True)
+        return b""
+
+    cdef int cfg_range(self, Vm* vm, uint16_t bdf, uint64_t off, uint8_t* buf, int n, bint write) except -1:
+        """Configuration bytes of a range, one access per dword it touches (R-ECAM-003)."""
+        cdef uint64_t end = off + <uint64_t>n
+        cdef int chunk
+        while off < end:
+            chunk = <int>(min(end, (off & ~(<uint64_t>3)) + 4) - off)
+            self.cfg_access(vm, bdf, off, buf, chunk, write)
+            buf += chunk
+            off += chunk
+        return 0
+
+    def region_bar(self, vm_id, bdf, index, offset, length, payload=None):
+        """Contents of BAR ``index`` (0-5) or of the ROM (6) at ``offset``, whether or not the BAR
+        decodes: the type's behaviour (R-DT-003) or its memory-like store (R-DT-004); the ROM reads
+        its contents, zeros past them, and ignores writes. A write (``payload``) returns b"".
+        UnknownVm, UnknownDevice; InvalidArgument for a BAR the type lacks or a range past it."""
+        cdef OpRec op
+        cdef Vm* vm = NULL
+        cdef Inst* p = NULL
+        cdef uint64_t i = 0, off = 0, n = 0
+        cdef Py_buffer view
+        cdef bint write = payload is not None
+        self.api_rec(&op, OP_RESET, vm_id, bdf)
+        self.api_check(self.inst_of(&op, &vm, &p))
+        if not as_u64(index, &i) or i > ROM or p.t.kind[i] == K_NONE:
+            raise _errors.InvalidArgument(f"the device type has no BAR {index!r}")
+        if (not as_u64(offset, &off) or not as_u64(length, &n) or n > 0x7FFFFFFF or off > p.t.size[i]
+                or n > p.t.size[i] - off):
+            raise _errors.InvalidArgument(f"the range lies outside BAR {i} ({p.t.size[i]:#x} bytes)")
+        if not write:
+            out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>n)
+            self.region_bar_access(vm, p, <int>i, off, <uint8_t*>PyBytes_AS_STRING(out), <int>n, False)
+            return out
+        PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
+        try:
+            if <uint64_t>view.len != n:
+                raise _errors.InvalidArgument(f"payload holds {view.len} bytes, length says {n}")
+            data = PyBytes_FromStringAndSize(<const char*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        if i != ROM:
+            self.region_bar_access(vm, p, <int>i, off, <uint8_t*>PyBytes_AS_STRING(data), <int>n, True)
+        return b""
+
+    cdef int region_bar_access(self, Vm* vm, Inst* p, int i, uint64_t off, uint8_t* buf, int n,
+                               bint write) except -1:
+        """One checked BAR access by index (never a ROM write): what a routed access does once it has
+        found the window (R-ACC-009), without the window."""
+        if write or p.t.custom:  # a behaviour may change its state on any access
+            touch(vm, p)
+        return self.bar_access(&p.maps[i], off, buf, n, write)
+
+    cdef Inst* find_inst(self, uint32_t vm_id, uint16_t bdf) noexcept:
+        """The instance at ``bdf`` of VM ``vm_id``, or NULL."""
+        cdef Vm* vm = self.memo_vm
+        if vm == NULL or vm.id != vm_id:
+            vm = <Vm*>map_get(&self.vms, vm_id)
+            if vm == NULL:
+                return NULL
+            self.memo_vm = vm
+        return <Inst*>map_get(&vm.cfgtab, bdf)
+
 
 # ---------------------------------------------------------------- instances and VMs (C side)
 
@@ -3582,3 +3683,400 @@ cdef class CythonAdapter:
     def execute_all(self, ops):
         """Encode, run in one batch, and return every observation (for tests and fuzzers)."""
         return self.run_batch(self.encode(ops)).observations()
+
+
+# ---------------------------------------------------------------- vfio-user: the server's hot path
+#
+# A vfio-user server spends most messages on REGION_READ and REGION_WRITE (spec/formats/vfio-user.md).
+# ``RegionPath`` parses those messages, performs them on this manager and writes their replies, all
+# in C: Python code runs once per batch of messages, or not at all while a client keeps sending
+# complete, valid accesses (``RegionPath.serve``). Anything else (another command, an access the
+# server would reject, a message cut short, descriptors, a custom BAR behaviour) is handed back
+# untouched to the server's Python code, which answers it as it always does, so the compiled path
+# changes no reply, only how fast the valid accesses are answered.
+
+cdef extern from *:
+    """
+    #include <errno.h>
+    #include <sys/types.h>
+    #include <sys/socket.h>
+    #include <sys/uio.h>
+    typedef struct { Py_ssize_t n; int err; int flags; Py_ssize_t controllen; } vpcid_recv_t;
+    /* One recvmsg into buf with room for ctrl_len bytes of control messages, retried on EINTR. */
+    static vpcid_recv_t vpcid_recvmsg(int fd, void* buf, size_t len, void* ctrl, size_t ctrl_len) {
+        vpcid_recv_t r;
+        struct iovec iov;
+        struct msghdr m;
+        ssize_t n;
+        memset(&m, 0, sizeof m);
+        iov.iov_base = buf;
+        iov.iov_len = len;
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = ctrl_len ? ctrl : NULL;
+        m.msg_controllen = ctrl_len;
+        do { n = recvmsg(fd, &m, 0); } while (n < 0 && errno == EINTR);
+        r.n = (Py_ssize_t)n;
+        r.err = n < 0 ? errno : 0;
+        r.flags = n < 0 ? 0 : m.msg_flags;
+        r.controllen = n < 0 ? 0 : (Py_ssize_t)m.msg_controllen;
+        return r;
+    }
+    /* The k-th control message of ctrl[0:len]: level, type, where its data starts and its length
+       (clipped to the buffer, as the socket module does); 0 when there is none. */
+    static int vpcid_cmsg(void* ctrl, size_t len, int k, int* level, int* type, size_t* at, size_t* dlen) {
+        struct msghdr m;
+        struct cmsghdr* c;
+        size_t end;
+        memset(&m, 0, sizeof m);
+        m.msg_control = ctrl;
+        m.msg_controllen = len;
+        for (c = CMSG_FIRSTHDR(&m); c != NULL && k > 0; k--) c = CMSG_NXTHDR(&m, c);
+        if (c == NULL) return 0;
+        *level = c->cmsg_level;
+        *type = c->cmsg_type;
+        *at = (size_t)((unsigned char*)CMSG_DATA(c) - (unsigned char*)ctrl);
+        end = (size_t)((unsigned char*)c - (unsigned char*)ctrl) + c->cmsg_len;
+        if (end > len) end = len;
+        *dlen = end > *at ? end - *at : 0;
+        return 1;
+    }
+    /* A send that never blocks and never raises SIGPIPE, retried on EINTR: bytes sent, 0 when the
+       socket buffer is full, -errno on an error. */
+    static Py_ssize_t vpcid_send(int fd, const void* buf, size_t len) {
+        ssize_t n;
+        do { n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+        if (n >= 0) return (Py_ssize_t)n;
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -(Py_ssize_t)errno;
+    }
+    """
+    ctypedef struct vpcid_recv_t:
+        Py_ssize_t n
+        int err
+        int flags
+        Py_ssize_t controllen
+    vpcid_recv_t recv_message "vpcid_recvmsg"(int, void*, size_t, void*, size_t) noexcept nogil
+    int cmsg_at "vpcid_cmsg"(void*, size_t, int, int*, int*, size_t*, size_t*) noexcept nogil
+    Py_ssize_t send_some "vpcid_send"(int, const void*, size_t) noexcept nogil
+
+
+cdef enum:
+    VU_HEADER = 16           # msg_id u16, command u16, message_size u32, flags u32, error u32
+    VU_ACCESS = 32           # the header, then offset u64, region u32, count u32
+    VU_REGION_READ = 9
+    VU_REGION_WRITE = 10
+    VU_TYPE_REPLY = 1
+    VU_REGIONS = 9           # BAR0-5, ROM, configuration space, VGA
+    VU_CONFIG = 7
+    VU_READABLE = 1
+    VU_WRITABLE = 2
+    VU_CONTROL_ROOM = 4096   # most control-message bytes ``serve`` takes in one read
+
+cdef Py_ssize_t VU_BUFFER_KEPT = 4 << 20
+"""A reply buffer larger than this is given back after the batch that needed it."""
+
+
+@cython.final
+cdef class ThreadLock:
+    """A lock for threads, as ``threading.Lock`` is, that compiled code takes without a Python call.
+
+    ``acquire()``, ``release()``, ``locked()`` and ``with`` work as they do on ``threading.Lock``
+    (a blocking ``acquire`` lets other threads run; it cannot be interrupted by a signal). The
+    server guards its manager and devices with these when the manager is compiled, so
+    :class:`RegionPath` takes them at the cost of a C call.
+    """
+
+    cdef PyThread_type_lock handle
+    cdef bint held
+
+    def __cinit__(self):
+        self.handle = PyThread_allocate_lock()
+        if self.handle == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self.handle != NULL:
+            if self.held:
+                PyThread_release_lock(self.handle)
+            PyThread_free_lock(self.handle)
+
+    cdef inline void take(self) noexcept:
+        if not PyThread_acquire_lock(self.handle, NOWAIT_LOCK):
+            with nogil:
+                PyThread_acquire_lock(self.handle, WAIT_LOCK)
+        self.held = True
+
+    cdef inline void give(self) noexcept:
+        self.held = False
+        PyThread_release_lock(self.handle)
+
+    def acquire(self, bint blocking=True):
+        """Take the lock (waiting for it unless ``blocking`` is false); whether it was taken."""
+        if blocking:
+            self.take()
+            return True
+        if PyThread_acquire_lock(self.handle, NOWAIT_LOCK):
+            self.held = True
+            return True
+        return False
+
+    def release(self):
+        """Give the lock back; RuntimeError when it is not held."""
+        if not self.held:
+            raise RuntimeError("release unlocked lock")
+        self.give()
+
+    def locked(self):
+        """Whether the lock is held."""
+        return self.held
+
+    def __enter__(self):
+        self.take()
+        return True
+
+    def __exit__(self, *exc):
+        self.give()
+        return False
+
+
+@cython.final
+cdef class RegionPath:
+    """REGION_READ and REGION_WRITE messages of one served device, answered in compiled code.
+
+    ``regions``: the device's nine regions as (size, flags) pairs (flags READ 1, WRITE 2, as
+    DEVICE_GET_REGION_INFO reports them); ``manager_lock`` guards the manager and ``device_lock`` the
+    device; ``stop_flag``: a one-byte ``bytearray`` the server sets non-zero when it stops. A message
+    is answered here only when the server's Python code would accept it as it is: a command (flags
+    and error zero), its size exactly the access's, a readable or writable region, a count of 1 to
+    the limit that fits the region, and a BAR without a custom behaviour. Configuration accesses go
+    one dword at a time under the manager lock (R-ECAM-003); BAR accesses one page at a time under
+    the device lock, then the manager lock, so no access holds either for more than a page.
+    """
+
+    cdef Manager manager
+    cdef uint32_t vm
+    cdef uint16_t bdf
+    cdef uint64_t size[VU_REGIONS]
+    cdef uint8_t flags[VU_REGIONS]
+    cdef ThreadLock manager_lock, device_lock
+    cdef object stop_owner
+    cdef Py_buffer stop_view
+    cdef bint has_stop_view
+    cdef Buf out
+    cdef uint8_t control[VU_CONTROL_ROOM]
+
+    def __init__(self, Manager manager not None, vm_id, bdf, regions, ThreadLock manager_lock not None,
+                 ThreadLock device_lock not None, bytearray stop_flag not None):
+        cdef int packed = bdf_of(bdf)
+        cdef uint64_t vm = 0, v = 0
+        cdef int k
+        if not as_u64(vm_id, &vm) or vm > 0xFFFFFFFF or packed < 0:
+            raise _errors.InvalidArgument("RegionPath needs a VM id and a Bdf")
+        regions = tuple(regions)
+        if len(regions) != VU_REGIONS:
+            raise _errors.InvalidArgument(f"a PCI device has {VU_REGIONS} regions, not {len(regions)}")
+        if len(stop_flag) != 1:
+            raise _errors.InvalidArgument("stop_flag is a one-byte bytearray")
+        for k in range(VU_REGIONS):
+            size, flags = regions[k]
+            if not as_u64(size, &v):
+                raise _errors.InvalidArgument(f"region {k} size {size!r}")
+            self.size[k] = v
+            self.flags[k] = <uint8_t>(int(flags) & (VU_READABLE | VU_WRITABLE))
+        self.manager = manager
+        self.vm = <uint32_t>vm
+        self.bdf = <uint16_t>packed
+        self.manager_lock = manager_lock
+        self.device_lock = device_lock
+        if self.has_stop_view:
+            PyBuffer_Release(&self.stop_view)
+            self.has_stop_view = False
+        PyObject_GetBuffer(stop_flag, &self.stop_view, PyBUF_SIMPLE)  # holding it, the flag cannot move
+        self.has_stop_view = True
+        self.stop_owner = stop_flag
+
+    def __dealloc__(self):
+        if self.has_stop_view:
+            PyBuffer_Release(&self.stop_view)
+        free(self.out.data)
+
+    cdef inline bint stopping(self) noexcept:
+        return (<const uint8_t*>self.stop_view.buf)[0] != 0
+
+    cdef inline void trim(self) noexcept:
+        """Empty the reply buffer, giving back an unusually large one."""
+        self.out.len = 0
+        if self.out.cap > VU_BUFFER_KEPT:
+            free(self.out.data)
+            self.out.data = NULL
+            self.out.cap = 0
+
+    cdef int access(self, int region, uint64_t off, uint8_t* buf, uint32_t count, bint write) except -1:
+        """One checked access; -1 with an exception when the manager raised (nothing is answered)."""
+        cdef Inst* p
+        cdef Vm* vm
+        cdef uint64_t end = off + count
+        cdef int chunk
+        if region == VU_CONFIG:
+            self.manager_lock.take()
+            try:
+                vm = <Vm*>map_get(&self.manager.vms, self.vm)
+                if vm == NULL:
+                    raise _errors.UnknownVm(f"no VM {self.vm}")
+                self.manager.cfg_range(vm, self.bdf, off, buf, <int>count, write)
+            finally:
+                self.manager_lock.give()
+            return 0
+        while off < end:  # one page at a time (see the class)
+            chunk = <int>(min(end, (off & ~(<uint64_t>(PAGE - 1))) + PAGE) - off)
+            self.device_lock.take()
+            self.manager_lock.take()
+            try:
+                vm = <Vm*>map_get(&self.manager.vms, self.vm)
+                p = NULL if vm == NULL else <Inst*>map_get(&vm.cfgtab, self.bdf)
+                if p == NULL:
+                    raise _errors.UnknownDevice("the served device is gone")
+                self.manager.region_bar_access(vm, p, region, off, buf, chunk, write)
+            finally:
+                self.manager_lock.give()
+                self.device_lock.give()
+            buf += chunk
+            off += chunk
+        return 0
+
+    cdef Py_ssize_t answer_run(self, const uint8_t* msgs, Py_ssize_t n, uint64_t read_limit,
+                               uint64_t write_limit, Py_ssize_t flush, Py_ssize_t* handled) except -1:
+        """Answer the messages at the start of ``msgs[0:n]`` that this path takes, replies appended to
+        the reply buffer, until one it does not take or the buffer holds ``flush`` bytes; the bytes
+        consumed."""
+        cdef Py_ssize_t pos = 0, mark
+        cdef const uint8_t* h
+        cdef uint32_t size, count, region
+        cdef uint64_t off
+        cdef uint16_t command
+        cdef bint write
+        cdef Inst* p
+        cdef uint8_t* reply
+        while n - pos >= VU_ACCESS and self.out.len < flush:
+            h = msgs + pos
+            command = ld16(h + 2)
+            size = ld32(h + 4)
+            if ld32(h + 8) != 0 or ld32(h + 12) != 0:  # flags (a command, replies wanted), error
+                break
+            off = ld64(h + 16)
+            region = ld32(h + 24)
+            count = ld32(h + 28)
+            if command == VU_REGION_READ:
+                write = False
+                if size != VU_ACCESS or count > read_limit:
+                    break
+            elif command == VU_REGION_WRITE:
+                write = True
+                if size < VU_ACCESS or size - VU_ACCESS != count or count > write_limit:
+                    break
+            else:
+                break
+            if (region >= VU_REGIONS or count == 0 or off > self.size[region] or count > self.size[region] - off
+                    or not (self.flags[region] & (VU_WRITABLE if write else VU_READABLE))):
+                break
+            if n - pos < size:  # cut short: the rest has not arrived
+                break
+            if region != VU_CONFIG:
+                p = self.manager.find_inst(self.vm, self.bdf)
+                if p == NULL or p.t.custom:  # a custom behaviour is Python code: the server calls it
+                    break
+            mark = self.out.len
+            buf_reserve(&self.out, VU_ACCESS + (0 if write else count))
+            reply = self.out.data + mark
+            st16(reply, ld16(h))
+            st16(reply + 2, command)
+            st32(reply + 4, VU_ACCESS + (0 if write else count))
+            st32(reply + 8, VU_TYPE_REPLY)
+            st32(reply + 12, 0)
+            memcpy(reply + VU_HEADER, h + VU_HEADER, VU_ACCESS - VU_HEADER)
+            try:
+                if write:
+                    self.access(region, off, <uint8_t*>(h + VU_ACCESS), count, True)
+                else:
+                    self.access(region, off, reply + VU_ACCESS, count, False)
+            except Exception:  # the server's own path answers it (and logs the error)
+                self.out.len = mark
+                break
+            self.out.len = mark + VU_ACCESS + (0 if write else count)
+            pos += size
+            handled[0] += 1
+        return pos
+
+    def answer(self, rx, Py_ssize_t start, Py_ssize_t end, read_limit, write_limit, Py_ssize_t flush):
+        """Answer the messages of ``rx[start:end]`` this path takes, from the first on:
+        (bytes consumed, messages answered, their replies)."""
+        cdef Py_buffer view
+        cdef Py_ssize_t took, handled = 0
+        cdef uint64_t rlim = 0, wlim = 0
+        if not as_u64(read_limit, &rlim) or not as_u64(write_limit, &wlim):
+            raise _errors.InvalidArgument("limits are non-negative integers")
+        PyObject_GetBuffer(rx, &view, PyBUF_SIMPLE)
+        try:
+            if start < 0 or end < start or end > view.len:
+                raise _errors.InvalidArgument(f"range {start}:{end} of a {view.len}-byte buffer")
+            self.out.len = 0
+            took = self.answer_run(<const uint8_t*>view.buf + start, end - start, rlim, wlim, flush, &handled)
+            replies = PyBytes_FromStringAndSize(<const char*>self.out.data, self.out.len)
+        finally:
+            PyBuffer_Release(&view)
+            self.trim()
+        return took, handled, replies
+
+    def serve(self, int fd, chunk, Py_ssize_t control_room, read_limit, write_limit, Py_ssize_t flush):
+        """Serve the connection on ``fd`` between messages (the connection has nothing pending).
+
+        Blocks for the client's next read into ``chunk`` (with room for ``control_room`` bytes of
+        control messages), answers the messages this path takes and sends their replies; repeats
+        while a read is answered whole, replies sent. Returns (bytes of the last read, bytes of it
+        consumed, messages answered, its control messages as ``socket.recvmsg`` gives them, its
+        flags, replies not sent yet) once a read is not answered whole (0 bytes: the client closed),
+        brought control messages, or left replies unsent, or the server is stopping. OSError when
+        the socket fails.
+        """
+        cdef Py_buffer view
+        cdef vpcid_recv_t got
+        cdef Py_ssize_t took = 0, handled = 0, sent
+        cdef uint64_t rlim = 0, wlim = 0
+        cdef int k, level = 0, kind = 0
+        cdef size_t at = 0, dlen = 0
+        cdef void* buf
+        cdef size_t room
+        if not as_u64(read_limit, &rlim) or not as_u64(write_limit, &wlim):
+            raise _errors.InvalidArgument("limits are non-negative integers")
+        if control_room < 0 or control_room > VU_CONTROL_ROOM:
+            raise _errors.InvalidArgument(f"control_room is 0-{VU_CONTROL_ROOM}")
+        PyObject_GetBuffer(chunk, &view, PyBUF_WRITABLE)
+        buf, room = view.buf, <size_t>view.len
+        try:
+            while True:
+                with nogil:
+                    got = recv_message(fd, buf, room, self.control, <size_t>control_room)
+                if got.n < 0:
+                    raise OSError(got.err, _os.strerror(got.err))
+                if got.n == 0 or got.controllen or got.flags or self.stopping():
+                    ancdata = []
+                    k = 0
+                    while cmsg_at(self.control, <size_t>got.controllen, k, &level, &kind, &at, &dlen):
+                        ancdata.append((level, kind, PyBytes_FromStringAndSize(<char*>self.control + at, dlen)))
+                        k += 1
+                    return got.n, 0, handled, ancdata, got.flags, b""
+                self.out.len = 0
+                took = self.answer_run(<const uint8_t*>buf, got.n, rlim, wlim, flush, &handled)
+                sent = 0
+                if self.out.len:
+                    sent = send_some(fd, self.out.data, <size_t>self.out.len)
+                    if sent < 0:
+                        self.trim()
+                        raise OSError(-sent, _os.strerror(-sent))
+                if took < got.n or sent < self.out.len:
+                    pending = PyBytes_FromStringAndSize(<char*>self.out.data + sent, self.out.len - sent)
+                    self.trim()
+                    return got.n, took, handled, [], 0, pending
+                self.trim()
+        finally:
+            PyBuffer_Release(&view)

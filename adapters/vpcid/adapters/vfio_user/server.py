@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from vpcid.adapters.vfio_user.protocol import (
     CONFIG_REGION,
@@ -121,6 +121,14 @@ from vpcid.adapters.vfio_user.protocol import (
 from vpcid.model import Bdf, BlobError, BlobMismatch, DataManager, DeviceType, InvalidArgument, Profile
 from vpcid.model.devicetype import ROM_INDEX
 
+try:  # the Cython backend, when it is built: its manager and the compiled hot path
+    from vpcid.adapters.cython._dm import Manager as CompiledManager
+    from vpcid.adapters.cython._dm import RegionPath, ThreadLock
+except ImportError:  # not built here: the model serves, with the Python paths
+    CompiledManager = None  # type: ignore[assignment,misc]
+    RegionPath = None  # type: ignore[assignment,misc]
+    ThreadLock = None  # type: ignore[assignment,misc]
+
 log = logging.getLogger("vpcid.vfio_user")
 
 DEFAULT_MAX_DATA_XFER = 1 << 20
@@ -176,6 +184,60 @@ class ServerManager(DataManager):
             return inst.behaviour.read(inst.data, index, offset, length)
         inst.behaviour.write(inst.data, index, offset, payload)
         return b""
+
+
+class RegionManager(Protocol):
+    """What the server needs of a data manager: :class:`ServerManager` (the model) or the Cython
+    backend's ``Manager``, which has the same two region accesses."""
+
+    def create_vm(self, vm_id: int, *, ecam_base: int | None = ...) -> None: ...
+    def plug(self, vm_id: int, bdf: Bdf, dtype: DeviceType) -> None: ...
+    def device_type(self, vm_id: int, bdf: Bdf) -> DeviceType: ...
+    def reset(self, vm_id: int, bdf: Bdf) -> None: ...
+    def save(self, vm_id: int, bdf: Bdf) -> bytes: ...
+    def restore(self, vm_id: int, bdf: Bdf, blob: bytes) -> None: ...
+    def snapshot(self, vm_id: int) -> bytes: ...
+    def region_config(
+        self, vm_id: int, bdf: Bdf, offset: int, length: int, payload: bytes | None
+    ) -> bytes: ...
+    def region_bar(
+        self, vm_id: int, bdf: Bdf, index: int, offset: int, length: int, payload: bytes | None
+    ) -> bytes: ...
+
+
+ManagerFactory = Callable[[Profile], RegionManager]
+MANAGER_ENV = "VPCID_SERVE_MANAGER"
+"""Environment variable naming the data manager a server uses by default: ``model`` or ``cython``."""
+
+
+def choose_manager(name: str | None = None) -> ManagerFactory:
+    """The data manager a server runs on: ``"cython"`` (the compiled backend, whose accesses are
+    answered by the compiled hot path), ``"model"`` (:class:`ServerManager`), or, for None,
+    :data:`MANAGER_ENV` if set, else the compiled backend when it is built, else the model.
+    InvalidArgument for another name, or for ``"cython"`` when the backend is not built."""
+    if name is None:
+        name = os.environ.get(MANAGER_ENV) or ("cython" if CompiledManager is not None else "model")
+    if name == "model":
+        return ServerManager
+    if name == "cython":
+        if CompiledManager is None:
+            from vpcid.adapters.cython import UNAVAILABLE_REASON
+
+            raise InvalidArgument(f"the cython data manager is not available: {UNAVAILABLE_REASON}")
+        return CompiledManager
+    raise InvalidArgument(f"data manager {name!r} is not 'model' or 'cython' (from {MANAGER_ENV}?)")
+
+
+Guard: TypeAlias = "threading.Lock | ThreadLock"
+"""A lock of the server: ``threading.Lock``, or the compiled ``ThreadLock`` the compiled path takes."""
+
+
+def new_lock(manager: RegionManager) -> Guard:
+    """A lock for the server's manager or one of its devices: one the compiled path can take when
+    the manager is compiled, else a ``threading.Lock``."""
+    if CompiledManager is not None and isinstance(manager, CompiledManager):
+        return ThreadLock()
+    return threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,11 +346,11 @@ class Device:
     """
 
     def __init__(
-        self, manager: ServerManager, lock: threading.Lock, vm: int, bdf: Bdf, max_stream: int = MAX_STREAM
+        self, manager: RegionManager, lock: Guard, vm: int, bdf: Bdf, max_stream: int = MAX_STREAM
     ) -> None:
         self.manager = manager
         self.manager_lock = lock
-        self.lock = threading.Lock()
+        self.lock = new_lock(manager)
         self.vm = vm
         self.bdf = bdf
         self.max_stream = max_stream
@@ -327,6 +389,17 @@ class Device:
         """Configuration bytes inside one dword (the hot path of REGION_WRITE of region 7)."""
         with self.manager_lock:
             self.manager.region_config(self.vm, self.bdf, offset, len(data), data)
+
+    def compiled_path(self, stop_flag: bytearray) -> RegionPath | None:
+        """The compiled hot path for this device's region accesses when the manager is the Cython
+        backend's (None otherwise); it takes the locks these methods take, per dword or page, and
+        stops serving once ``stop_flag[0]`` is set."""
+        if CompiledManager is None or not isinstance(self.manager, CompiledManager):
+            return None
+        if not (isinstance(self.manager_lock, ThreadLock) and isinstance(self.lock, ThreadLock)):
+            return None
+        regions = [(region.size, region.flags) for region in self.regions]
+        return RegionPath(self.manager, self.vm, self.bdf, regions, self.manager_lock, self.lock, stop_flag)
 
     def check_access(self, region: int, offset: int, count: int, write: bool, limit: int) -> None:
         """EINVAL unless the access names a readable/writable region and lies inside it."""
@@ -896,14 +969,17 @@ class SessionFactory(Protocol):
 
 
 class Stopper:
-    """A stop flag that also wakes threads blocked in ``poll`` (through a pipe)."""
+    """A stop flag that also wakes threads blocked in ``poll`` (through a pipe); :attr:`flag` is the
+    same flag as one byte compiled code reads."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.flag = bytearray(1)
         self.fd, self._write = os.pipe()
 
     def set(self) -> None:
         if not self._event.is_set():
+            self.flag[0] = 1
             self._event.set()
             with contextlib.suppress(OSError):
                 os.write(self._write, b"x")
@@ -972,6 +1048,9 @@ class Connection:
         self.out: list[bytes] = []
         self.out_size = 0
         self.direct_config = session.direct_config()
+        self.path = session.device.compiled_path(stop.flag) if self.direct_config else None
+        """The compiled hot path (a Cython-backed device whose session handles accesses as
+        :class:`Session` does), or None: then the Python direct path."""
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
         self.poller.register(stop.fd, select.POLLIN)
@@ -982,9 +1061,11 @@ class Connection:
     def serve(self) -> None:
         """Until the client leaves; never raises for anything the client does.
 
-        Between messages, a read that brings exactly one 32-byte message and nothing else (what a
-        client waiting for each reply sends) is answered by :meth:`_single` without the batch
-        machinery; anything else goes through :meth:`_read` and :meth:`_process`.
+        Between messages, with the compiled path, :meth:`_serve_compiled` lets it read and answer
+        until a read brings something else; without it, a read that brings exactly one 32-byte
+        message and nothing else (what a client waiting for each reply sends) is answered by
+        :meth:`_single` without the batch machinery. Anything else goes through :meth:`_read` and
+        :meth:`_process`.
         """
         receive = self.sock.recvmsg_into
         buffers = (self.chunk,)
@@ -992,6 +1073,9 @@ class Connection:
             while True:
                 if self.rx or self.skip:
                     self._read()
+                elif self.path is not None and self.session.negotiated and not self.fd_groups:
+                    if self._serve_compiled():
+                        continue
                 else:  # between messages: block until the client sends or the endpoint shuts down
                     length, ancdata, flags, _ = receive(buffers, _FD_ANCILLARY)
                     if self.stop.is_set():
@@ -1031,10 +1115,39 @@ class Connection:
             break
         self._take(length, ancdata, msg_flags, idle=False)
 
+    def _serve_compiled(self) -> bool:
+        """Let the compiled path serve until a read brings what it does not answer whole; True when
+        nothing is left to process (only replies to send, which are sent here)."""
+        assert self.path is not None
+        session = self.session
+        read_limit = min(session.max_data_xfer, session.client_max_xfer)
+        length, consumed, handled, ancdata, flags, pending = self.path.serve(
+            self.sock.fileno(), self.chunk, _FD_ANCILLARY, read_limit, session.max_data_xfer, REPLY_FLUSH
+        )
+        session.handled += handled
+        self.base += consumed
+        if pending:
+            self.out.append(pending)
+            self.out_size += len(pending)
+        if self.stop.is_set():
+            raise Disconnect("server stopping")
+        if length and consumed == length:  # every message answered; the socket took part of the replies
+            self._flush()
+            return True
+        self._take(length, ancdata, flags, idle=True, start=consumed)
+        return False
+
     def _take(
-        self, length: int, ancdata: list[tuple[int, int, bytes]], msg_flags: int, *, idle: bool
+        self,
+        length: int,
+        ancdata: list[tuple[int, int, bytes]],
+        msg_flags: int,
+        *,
+        idle: bool,
+        start: int = 0,
     ) -> None:
-        """Append what a read brought to the receive buffer, and its descriptors as a group."""
+        """Append what a read brought (from ``start`` on) to the receive buffer, and its descriptors
+        as a group."""
         fds: list[int] = []
         for level, kind, cdata in ancdata or ():
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -1044,7 +1157,7 @@ class Connection:
         if not length:
             close_fds(fds)
             raise Disconnect("client closed the connection" + (" mid-message" if not idle else ""))
-        self.rx += self.chunk[:length]
+        self.rx += self.chunk[start:length]
         if fds or msg_flags & _CTRUNC:
             self.fd_groups.append((self.base + len(self.rx) - 1, fds, bool(msg_flags & _CTRUNC)))
 
@@ -1074,6 +1187,7 @@ class Connection:
         direct = self.direct_config and session.negotiated and not self.fd_groups
         config_size = device.config_size
         client_max = session.client_max_xfer
+        path = self.path
         while True:
             if self.skip:
                 drop = min(self.skip, end - pos)
@@ -1083,7 +1197,20 @@ class Connection:
                     break
             if end - pos < HEADER_SIZE:
                 break
-            if direct and end - pos >= _ACCESS_MESSAGE.size:
+            if direct and path is not None:
+                took, handled, replies = path.answer(
+                    rx, pos, end, min(session.max_data_xfer, client_max), session.max_data_xfer,
+                    max(1, REPLY_FLUSH - self.out_size),
+                )  # fmt: skip
+                if took:
+                    session.handled += handled
+                    pos += took
+                    out.append(replies)
+                    self.out_size += len(replies)
+                    if self.out_size >= REPLY_FLUSH:
+                        self._flush()
+                    continue
+            elif direct and end - pos >= _ACCESS_MESSAGE.size:
                 msg_id, command, size, flags, error, offset, region, count = _ACCESS_MESSAGE.unpack_from(
                     rx, pos
                 )
@@ -1149,7 +1276,7 @@ class Connection:
         """Answer the one message in :attr:`chunk` if the direct path takes it (see the class):
         a REGION_READ of at most a dword of region 7; False leaves it to the general path."""
         session = self.session
-        if not (self.direct_config and session.negotiated) or self.fd_groups or self.out:
+        if not (self.direct_config and session.negotiated) or self.fd_groups or self.out or self.path:
             return False
         msg_id, command, size, flags, error, offset, region, count = _ACCESS_MESSAGE.unpack_from(self.chunk)
         device = session.device
@@ -1324,7 +1451,8 @@ class VfioUserServer:
     defaults) apply to each client; unless they set ``max_fds``, each
     client's descriptor budget is :func:`fd_budget` of the device count.
     ``session_factory`` makes each connection's :class:`Session` (tests
-    inject faults with a subclass).
+    inject faults with a subclass). ``manager_factory`` makes the data
+    manager (default: :func:`choose_manager`).
     """
 
     def __init__(
@@ -1334,7 +1462,7 @@ class VfioUserServer:
         vm: int = 1,
         timeout: float = DEFAULT_MESSAGE_TIMEOUT,
         max_data_xfer: int = DEFAULT_MAX_DATA_XFER,
-        manager_factory: Callable[[Profile], ServerManager] = ServerManager,
+        manager_factory: ManagerFactory | None = None,
         limits: Limits | None = None,
         session_factory: SessionFactory | None = None,
     ) -> None:
@@ -1346,8 +1474,8 @@ class VfioUserServer:
         if limits.max_fds is None:
             limits = dataclasses.replace(limits, max_fds=fd_budget(len(devices)))
         self.limits = limits
-        self.manager = manager_factory(profile or Profile())
-        self.lock = threading.Lock()
+        self.manager = (manager_factory or choose_manager())(profile or Profile())
+        self.lock = new_lock(self.manager)
         self.vm = vm
         self.manager.create_vm(vm)
         self.devices: list[Device] = []
