@@ -125,6 +125,23 @@ def test_unmutated_model_is_conformant_and_a_mutated_one_is_killed_on_its_rule()
     assert answer["reason"].startswith("R-")
 
 
+HEADER = "model/vpcid/model/header.py"
+
+
+@pytest.mark.req("R-DT-006")
+def test_a_mutant_that_accepts_a_broken_definition_is_killed_by_define_type() -> None:
+    """Definitions reach the mutant through its own type-file reader: a mutated rule of the declared
+    bytes (a capability pointer that is not a dword allowed) is rejected by the type-rule-breaks case,
+    not by the suite's pristine reader in front of it."""
+    rule = "if pointer % 4 or pointer < CAPABILITY_AREA:"
+    unaligned = edited(HEADER, rule, "if pointer < CAPABILITY_AREA:")
+    settings = Settings(profiles=(Profile(),))
+    answer, _ = in_child(lambda: judge(target_named("model"), unaligned, settings).to_json())
+    assert answer is not None
+    assert answer["killed"], answer
+    assert answer["reason"].endswith("case device-types/type-rule-breaks"), answer
+
+
 def test_an_equivalent_mutant_survives() -> None:
     """Without its cache, ``layout`` computes the same bytes: certification cannot tell them apart."""
     uncached = edited(DEVICETYPE, "@lru_cache(maxsize=512)\ndef layout(", "def layout(")

@@ -2365,7 +2365,7 @@ def _type_rule_breaks() -> list[tuple[str, Definition]]:
         ("R-DT-005", _poke(ks(), "w1cmask", 0x06, b"\x20")),  # RW1C outside the error bits
         ("R-DT-006", _poke(ks(), "image", 0x34, b"\x00")),  # status bit 4 with a zero pointer
         ("R-DT-006", _poke(ks(), "image", 0x34, b"\x3c")),  # below 0x40
-        ("R-DT-006", _poke(ks(), "image", 0x34, b"\x52")),  # not a dword
+        ("R-DT-006", _poke(ks(), "image", 0x34, b"\x45")),  # not a dword
         ("R-DT-006", _poke(ks(), "image", 0x41, b"\x50")),  # 0x50 -> 0x40 -> 0x50
         ("R-DT-006", _poke(ks(), "wmask", 0x50, b"\x01")),  # a writable capability ID
         ("R-DT-006", _poke(ks(), "w1cmask", 0x41, b"\x01")),  # an RW1C next pointer
