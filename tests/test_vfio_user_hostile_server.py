@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from vpcid.adapters.base import AdapterUnavailable
@@ -434,3 +435,46 @@ def test_a_refused_reset_is_a_rejected_reset(tmp_path: Path, stop_servers: list[
     finally:
         RefusesResetOnceArmed.armed = False
         vmm.close()
+
+
+class RefusesMigration(Session):
+    """Records every migration message and refuses it (libvfio-user's gpio sample aborts on a
+    MIG_DATA_READ that is not exactly its state's size; a certifier must be able to send none)."""
+
+    seen: ClassVar[list[int]] = []
+
+    def _feature(self, frame: Frame, payload: bytes) -> bytes:
+        RefusesMigration.seen.append(frame.header.command)
+        raise ProtocolError(errno.EIO, "migration would end this server")
+
+    def _mig_read(self, frame: Frame, payload: bytes) -> bytes:
+        RefusesMigration.seen.append(frame.header.command)
+        raise ProtocolError(errno.EIO, "migration would end this server")
+
+
+def test_migration_off_sends_no_migration_message(tmp_path: Path, stop_servers: list[VfioUserServer]) -> None:
+    """``migration=off``: no probe, no save or restore offered, the description says so, and a
+    certification runs without one migration message; the default probes (and notes the refusal)."""
+    server, path = serve(tmp_path, RefusesMigration)
+    stop_servers.append(server)
+    RefusesMigration.seen.clear()
+    vmm = adapter(f"{path},migration=off")
+    try:
+        assert not {OpKind.SAVE, OpKind.RESTORE} & vmm.info.operations
+        assert not vmm.info.canonical_blobs
+        assert "migration off (migration=off" in vmm.info.description
+        report = certify(vmm, budget=300, seed=4)
+    finally:
+        vmm.close()
+    assert RefusesMigration.seen == []
+    assert report.conformant, summary(report)
+    assert "migration off" in report.description
+    probed = adapter(path)
+    try:
+        assert "migration not used: the server does not offer migration v2" in probed.info.description
+        assert not {OpKind.SAVE, OpKind.RESTORE} & probed.info.operations
+    finally:
+        probed.close()
+    assert RefusesMigration.seen == [Command.DEVICE_FEATURE]  # the probe's first step, refused
+    with pytest.raises(AdapterUnavailable, match=r"migration='sometimes'.*auto, off"):
+        adapter(f"{path},migration=sometimes")

@@ -46,7 +46,12 @@ Argument (after ``vfio-user:``), comma-separated items:
 ``SOCKET[+PEER][@TYPE|@FILE[#NAME]]`` for each device (guest BDFs 00:02.0,
 00:03.0, ...), ``spawn[=TYPE[+TYPE...]]`` to start two vpcid servers for the
 given types (default kitchen-sink) and use the second as migration peer,
-``profile=MANIFEST`` for the declared variant profile.
+``profile=MANIFEST`` for the declared variant profile, ``migration=off`` to
+certify without migration: no migration message is sent, not even the probe
+(for a server that cannot take one, such as libvfio-user's gpio sample, which
+aborts on a MIG_DATA_READ that is not exactly its state's size), and save and
+restore are not offered (``migration=auto``, the default, probes each device
+and uses migration when every probe passes).
 """
 
 from __future__ import annotations
@@ -295,6 +300,8 @@ class VfioUserAdapter:
     ) -> None:
         self.functions = list(functions)
         self.by_bdf = {f.bdf: f for f in self.functions}
+        self.migration = migration
+        """Whether migration is used; when it is not, no migration message is sent, not even by init."""
         operations = GUEST_VIEW | {OpKind.RESET, OpKind.RESET_VM}
         if migration:
             operations |= {OpKind.SAVE, OpKind.RESTORE}
@@ -642,7 +649,7 @@ class VfioUserAdapter:
                         f.gone = str(exc)  # every later init fails at once, with this reason
                         raise
             for link in f.links():
-                _reset_running(link)
+                _reset_running(link, migration=self.migration)
                 _to_power_on(link, f.dtype, f.config_size)
             f.live = f.primary
             self._remap_all(f)
@@ -753,10 +760,13 @@ def _reconnect(link: VfioUserClient) -> VfioUserClient:
         raise ServerFailed(f"{link.path}: cannot reconnect after '{link.broken}': {exc}") from None
 
 
-def _reset_running(link: VfioUserClient, reset: bool = True) -> None:
-    """Bring a device back to RUNNING (after a DEVICE_RESET unless ``reset`` is off)."""
+def _reset_running(link: VfioUserClient, reset: bool = True, migration: bool = True) -> None:
+    """Bring a device back to RUNNING (after a DEVICE_RESET unless ``reset`` is off); without
+    ``migration`` (not used with this device) only the reset, no migration message."""
     if reset:
         link.reset()
+    if not migration:
+        return
     try:
         if link.mig_state() is not MigState.RUNNING:
             link.set_mig_state(MigState.RUNNING)
@@ -782,6 +792,12 @@ class AdapterArgument:
     devices: tuple[DeviceArgument, ...] = ()
     spawn: tuple[str, ...] = ()
     profile_path: str | None = None
+    migration: bool = True
+    """Whether to probe migration and use it where it works (``migration=auto``); False: ``migration=off``."""
+
+
+MIGRATION_CHOICES = {"auto": True, "off": False}
+"""Values of the ``migration=`` item."""
 
 
 def parse_argument(argument: str | None) -> AdapterArgument:
@@ -791,6 +807,7 @@ def parse_argument(argument: str | None) -> AdapterArgument:
     devices: list[DeviceArgument] = []
     spawn: tuple[str, ...] = ()
     profile: str | None = None
+    migration = True
     for item in (part.strip() for part in argument.split(",")):
         if not item:
             continue
@@ -802,6 +819,13 @@ def parse_argument(argument: str | None) -> AdapterArgument:
                 raise AdapterUnavailable(f"unknown device type(s) {', '.join(unknown)}; see 'vpcid types'")
         elif item.startswith("profile="):
             profile = item.partition("=")[2]
+        elif item.startswith("migration="):
+            choice = item.partition("=")[2]
+            if choice not in MIGRATION_CHOICES:
+                raise AdapterUnavailable(
+                    f"migration={choice!r}: the choices are {', '.join(MIGRATION_CHOICES)}"
+                )
+            migration = MIGRATION_CHOICES[choice]
         else:
             sockets, _, type_name = item.partition("@")
             primary, _, peer = sockets.partition("+")
@@ -812,7 +836,7 @@ def parse_argument(argument: str | None) -> AdapterArgument:
         raise AdapterUnavailable("give either socket paths or 'spawn', not both")
     if not spawn and not devices:
         raise AdapterUnavailable("no device given")
-    return AdapterArgument(tuple(devices), spawn, profile)
+    return AdapterArgument(tuple(devices), spawn, profile, migration)
 
 
 class ClientPort:
@@ -971,8 +995,12 @@ def claims(found: DeviceType, dtype: DeviceType) -> bool:
     )
 
 
-def _discover(bdf: Bdf, arg: DeviceArgument) -> tuple[Function, bool]:
-    """Connect to a device (and its peer), reset it and learn its regions; (function, migratable)."""
+MIGRATION_OFF = "migration not used: turned off (migration=off); no migration message was sent"
+
+
+def _discover(bdf: Bdf, arg: DeviceArgument, probe_migration: bool = True) -> tuple[Function, bool]:
+    """Connect to a device (and its peer), reset it and learn its regions; (function, migratable).
+    Unless ``probe_migration``, no migration message is sent and the device is not migratable."""
     links: list[VfioUserClient] = []
     try:
         for path in (arg.primary, arg.peer):
@@ -1011,8 +1039,10 @@ def _discover(bdf: Bdf, arg: DeviceArgument) -> tuple[Function, bool]:
             readable, writable = bool(region.flags & REGION_READ_FLAG), bool(region.flags & REGION_WRITE_FLAG)
             bars[index] = Bar(index, io, mem64, region.size, readable, writable)
         notes = entry.notes
-        migratable = True
-        for n, link in enumerate(links):
+        migratable = probe_migration
+        if not probe_migration:
+            notes = (*notes, MIGRATION_OFF)
+        for n, link in enumerate(links if probe_migration else ()):
             usable, link, why = _probe_migration(link)
             links[n] = link
             if not usable:
@@ -1189,7 +1219,7 @@ def build(arg: AdapterArgument) -> VfioUserAdapter:
     try:
         migratable = True
         for n, device in enumerate(devices):
-            function, can_migrate = _discover(Bdf(0, FIRST_DEVICE + n, 0), device)
+            function, can_migrate = _discover(Bdf(0, FIRST_DEVICE + n, 0), device, arg.migration)
             functions.append(function)
             migratable = migratable and can_migrate
         canonical = migratable and _canonical(functions)
@@ -1197,11 +1227,14 @@ def build(arg: AdapterArgument) -> VfioUserAdapter:
             f"{f.bdf}={f.dtype.name} at {f.primary.path}" + (f" (peer {f.peer.path})" if f.peer else "")
             for f in functions
         )
-        notes = "".join(f". {f.bdf} discovery: {note}" for f in functions for note in f.notes)
+        notes = "".join(
+            f". {f.bdf} discovery: {note}" for f in functions for note in f.notes if note != MIGRATION_OFF
+        )
+        how = "v2, vpcid blob stream" if canonical else "v2" if migratable else "unsupported"
+        if not arg.migration:
+            how = "off (migration=off: not probed, save and restore not offered)"
         description = (
-            f"vfio-user {'servers started here' if spawned else 'devices'}: {where}; "
-            f"migration {'v2, vpcid blob stream' if canonical else 'v2' if migratable else 'unsupported'}"
-            + notes
+            f"vfio-user {'servers started here' if spawned else 'devices'}: {where}; migration {how}" + notes
         )
         return VfioUserAdapter(
             functions,
