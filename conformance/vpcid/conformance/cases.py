@@ -2469,34 +2469,68 @@ def _sys_type_rules(s: _Sys) -> None:
               f"a definition at a rule's edge is accepted and plugs: {what}", b)  # fmt: skip
 
 
+def _unclamped_blob(dtype: DeviceType) -> bytes:
+    """A blob of ``dtype`` at :data:`KS_BDF` whose MSI control (at :data:`KS_MSI`) has MSI enabled and
+    Multiple Message Enable 7, above its Multiple Message Capable: what a write would have clamped."""
+    dm = DataManager(Profile())
+    dm.create_vm(SUITE_VM)
+    dm.plug(SUITE_VM, KS_BDF, dtype)
+    record = blobfmt.decode_instance(dm.save(SUITE_VM, KS_BDF))
+    control = int.from_bytes(record.config[KS_MSI + 2 : KS_MSI + 4], "little") & ~0x70 | 0x71
+    return blobfmt.encode_instance(_set_config(record, KS_MSI + 2, control.to_bytes(2, "little")))
+
+
+def _msi_layouts() -> list[tuple[str, int, Definition | None]]:
+    """Kitchen-sink's MSI capability (64-bit addresses, 14 bytes) and, as definitions of their own, the
+    same capability with 32-bit addresses (10 bytes), per-vector masking (20 bytes) and both (24):
+    the name, the capability's length and the definition (None: kitchen-sink itself)."""
+    layouts: list[tuple[str, int, Definition | None]] = [("kitchen-sink", 14, None)]
+    for name, control_high, size in (
+        ("msi-32", 0x00, 10),
+        ("msi-32-mask", 0x01, 20),
+        ("msi-64-mask", 0x01, 24),
+    ):
+        defn = _definition(KITCHEN_SINK, name)
+        low = 0x84 if name == "msi-64-mask" else 0x04  # Multiple Message Capable 2; bit 7: 64-bit
+        layouts.append((name, size, _poke(defn, "image", KS_MSI + 2, bytes((low, control_high)))))
+    return layouts
+
+
 def _sys_msi_clamp_edges(s: _Sys) -> None:
     """R-DT-008: a configuration behaviour acts on the writes that touch its capability and only those.
 
     A restored blob may hold an MSI control word that a write would have clamped (MSI enabled,
     Multiple Message Enable 7 above Multiple Message Capable 2): it stays until a write touches the
-    capability. Byte writes just outside each end of kitchen-sink's 64-bit MSI (0x4f, 0x5e) leave it;
-    byte writes at its first and last bytes (0x50, 0x5d) clamp it.
+    capability. For each MSI layout (10, 14, 20 and 24 bytes), byte writes just outside each end of
+    the capability leave it; byte writes at its first and last bytes clamp it.
     """
-    record = blobfmt.decode_instance(_ks_blob())
-    control = int.from_bytes(record.config[KS_MSI + 2 : KS_MSI + 4], "little") & ~0x70 | 0x71
-    unclamped = blobfmt.encode_instance(_set_config(record, KS_MSI + 2, control.to_bytes(2, "little")))
-    b = _Body()
-    (ks,) = _vm_with(b, SUITE_VM, (KS_BDF, KITCHEN_SINK))
-    for offset in (KS_MSI - 1, KS_MSI + 14, KS_MSI, KS_MSI + 13):
-        b.setup()
-        ks.restore(data=unclamped)
-        b.check("R-DT-008")
-        ks.cr(KS_MSI + 2, 2)
-        ks.cw(offset, 1, 0)
-        ks.cr(KS_MSI + 2, 2)
-    s.add(
-        "msi-clamp-on-touching-writes",
-        "device-types",
-        "an MSI Multiple Message Enable above Multiple Message Capable that a restore brought stays "
-        "through byte writes just outside the MSI capability and is clamped by writes at its first and "
-        "last bytes (msi-mme-clamp acts on writes that touch its capability)",
-        b,
-    )
+    from vpcid.conformance.trace import define_type_op
+    from vpcid.conformance.typefile import parse_type_definition
+
+    for name, size, defn in _msi_layouts():
+        b = _Body()
+        b.create_vm(SUITE_VM)
+        dtype = KITCHEN_SINK
+        if defn is not None:
+            b.add(define_type_op(defn))
+            dtype = parse_type_definition(defn)
+        ks = b.plug(SUITE_VM, KS_BDF, dtype)
+        unclamped = _unclamped_blob(dtype)
+        for offset in (KS_MSI - 1, KS_MSI + size, KS_MSI, KS_MSI + size - 1):
+            b.setup()
+            ks.restore(data=unclamped)
+            b.check("R-DT-008")
+            ks.cr(KS_MSI + 2, 2)
+            ks.cw(offset, 1, 0)
+            ks.cr(KS_MSI + 2, 2)
+        s.add(
+            "msi-clamp-on-touching-writes" + ("" if defn is None else f"-{name.removeprefix('msi-')}"),
+            "device-types",
+            f"an MSI Multiple Message Enable above Multiple Message Capable that a restore brought stays "
+            f"through byte writes just outside a {size}-byte MSI capability ({name}) and is clamped by "
+            "writes at its first and last bytes (msi-mme-clamp acts on writes that touch its capability)",
+            b,
+        )
 
 
 def _sys_device_types(s: _Sys) -> None:
