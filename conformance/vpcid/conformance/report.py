@@ -7,6 +7,11 @@ spec versions, host, command line) with its seed and budget, and per
 requirement its verdict, variant and minimal counterexample. User-supplied
 text is escaped wherever it is shown: HTML escaping on the page, rich
 markup escaping on the terminal.
+
+Each requirement links to the rendered spec (``vpcid spec-site``) at
+:class:`SpecSite`: the folder or URL in ``VPCID_SPEC_SITE``, by default the
+checkout's build/spec-site (a link relative to the report's own folder, so a
+report and the site move together inside the checkout).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import os
 import platform
 import re
 import shlex
@@ -30,8 +36,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from vpcid.conformance.certify import CertificationReport, RequirementResult, Verdict
+from vpcid.conformance.explain import DEFAULT_SITE, requirement_anchor
 from vpcid.conformance.trace import Op, Step, TraceHeader, write_trace
-from vpcid.conformance.traceability import load_requirements, spec_dir
+from vpcid.conformance.traceability import load_requirements, repository_root, spec_dir
 from vpcid.model.profile import AXIS_REQUIREMENT, DEFAULT_PROFILE
 
 VERDICT_STYLE = {
@@ -120,6 +127,56 @@ def verdict_text(report: CertificationReport, context: RunContext) -> str:
 def replay_line(trace: Path, adapter_spec: str) -> str:
     """The exact shell command that replays ``trace`` on the adapter (quoted for a POSIX shell)."""
     return shlex.join(["vpcid", "replay", str(trace), "--adapter", adapter_spec])
+
+
+# ------------------------------------------------------------------ links to the rendered spec
+
+SPEC_SITE_VARIABLE = "VPCID_SPEC_SITE"
+"""Where reports link each requirement: a URL (``https://...``) or a folder holding the built site."""
+URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+@cache
+def requirement_pages() -> dict[str, str]:
+    """R-ID -> its page in the rendered spec, relative to the site, e.g. ``requirements/03-x.html``."""
+    root = spec_dir()
+    return {
+        rid: req.path.relative_to(root).with_suffix(".html").as_posix()
+        for rid, req in load_requirements().items()
+    }
+
+
+@dataclass(frozen=True)
+class SpecSite:
+    """The rendered spec that reports link to (``vpcid spec-site`` builds it)."""
+
+    base: str
+    """A URL, or a folder: absolute, or relative to the folder of the report that links to it."""
+
+    @classmethod
+    def configured(cls) -> SpecSite:
+        """``VPCID_SPEC_SITE`` if set; else the checkout's build/spec-site; else ``spec-site`` beside
+        the report."""
+        chosen = os.environ.get(SPEC_SITE_VARIABLE, "").strip()
+        if chosen:
+            return cls(chosen)
+        root = repository_root()
+        return cls(str(root / DEFAULT_SITE) if root is not None else "spec-site")
+
+    def href(self, rid: str, report_folder: Path | None = None) -> str:
+        """The link to ``rid``'s section: relative from a report in ``report_folder``; without one,
+        absolute (for the terminal)."""
+        page = f"{requirement_pages()[rid]}#{requirement_anchor(rid)}"
+        if URL.match(self.base):
+            return f"{self.base.rstrip('/')}/{page}"
+        folder = Path(self.base)
+        if report_folder is not None:
+            if not folder.is_absolute():
+                return (folder / page).as_posix()
+            return Path(os.path.relpath(folder, report_folder.resolve())).joinpath(page).as_posix()
+        located = folder if folder.is_absolute() else Path.cwd() / folder
+        path, _, anchor = page.partition("#")
+        return f"{(located / path).resolve().as_uri()}#{anchor}"
 
 
 # ------------------------------------------------------------------ counterexamples
@@ -242,7 +299,7 @@ def _failure_summary(report: CertificationReport) -> str:
     return f"<h2>Failures</h2><ol>{''.join(items)}</ol>"
 
 
-def _row(r: RequirementResult) -> str:
+def _row(r: RequirementResult, site: SpecSite, folder: Path | None) -> str:
     esc = html.escape
     details = ""
     if r.failures:
@@ -258,20 +315,30 @@ def _row(r: RequirementResult) -> str:
     waiver = f"<div class='waiver'>waived: {esc(r.waiver)}</div>" if r.waiver else ""
     return (
         f"<tr class='{r.verdict.name.lower()}' id=\"row-{esc(r.rid)}\"><td>{esc(r.rid)}</td>"
-        f'<td><a href="#{_anchor(r.rid)}">{esc(r.title)}</a></td>'
+        f'<td><a href="#{_anchor(r.rid)}">{esc(r.title)}</a> '
+        f'<a class="spec" href="{esc(site.href(r.rid, folder))}">spec</a></td>'
         f"<td class='verdict'>{esc(r.verdict.value)}</td><td>{r.checks}</td>"
         f"<td>{esc(r.variant or '')}</td><td>{details}{waiver}</td></tr>"
     )
 
 
-def render_html(report: CertificationReport, context: RunContext | None = None) -> str:
+def render_html(
+    report: CertificationReport,
+    context: RunContext | None = None,
+    site: SpecSite | None = None,
+    folder: Path | None = None,
+) -> str:
     """A self-contained page: verdict, failure summary, the run, profile, the per-requirement table with
-    counterexamples, and the text of every requirement (each row's title links to it)."""
+    counterexamples, and the text of every requirement (each row's title links to it, and its "spec"
+    link to the rendered spec: ``site``, by default :meth:`SpecSite.configured`, linked from a page
+    in ``folder``)."""
     context = context or RunContext.current(report.adapter)
+    site = site or SpecSite.configured()
+    folder = folder or Path.cwd()
     esc = html.escape
     counts = report.counts()
     status = verdict_text(report, context)
-    rows = "".join(_row(r) for r in report.requirements)
+    rows = "".join(_row(r, site, folder) for r in report.requirements)
     defaults = DEFAULT_PROFILE.to_mapping()
     deviation = ' class="deviation"'
     profile = "".join(
@@ -293,7 +360,8 @@ def render_html(report: CertificationReport, context: RunContext | None = None) 
     texts = requirement_texts()
     spec_texts = "".join(
         f'<dt id="{_anchor(r.rid)}">{esc(r.rid)} — {esc(r.title)} '
-        f"<small>(spec/{esc(texts[r.rid][0])})</small></dt>"
+        f'<small>(spec/{esc(texts[r.rid][0])}, <a class="spec" href="{esc(site.href(r.rid, folder))}">'
+        "rendered</a>)</small></dt>"
         f"<dd><pre class='spec'>{esc(texts[r.rid][1])}</pre></dd>"
         for r in report.requirements
         if r.rid in texts
@@ -327,6 +395,9 @@ pre.spec {{ white-space: pre-wrap; font-family: inherit; font-size: 0.95em; }}
 <p>Highlighted rows are where the implementation declares a variant other than the spec's default.</p>
 <table><tr><th>axis</th><th>declared</th><th>default</th><th>requirement</th></tr>{profile}</table>
 <h2>Requirements</h2>
+<p>Each requirement's "spec" link opens it in the rendered specification at
+<code>{esc(site.base)}</code> (<code>vpcid spec-site</code> builds it;
+set {SPEC_SITE_VARIABLE} to link elsewhere).</p>
 <table><tr><th>requirement</th><th>title (links to its text)</th><th>verdict</th><th>checks</th>
 <th>variant</th><th>counterexample (minimal trace; replay with <code>vpcid replay</code>)</th></tr>
 {rows}
@@ -338,7 +409,8 @@ pre.spec {{ white-space: pre-wrap; font-family: inherit; font-size: 0.95em; }}
 
 
 def write_html(report: CertificationReport, path: Path, context: RunContext | None = None) -> None:
-    path.write_text(render_html(report, context), encoding="utf-8")
+    """Write the HTML report; its links to the rendered spec are relative to the report's folder."""
+    path.write_text(render_html(report, context, folder=path.parent), encoding="utf-8")
 
 
 # ------------------------------------------------------------------ terminal
@@ -365,10 +437,12 @@ def print_table(
         console.print(table)
     elif not show_all:
         console.print("no requirement failed")
+    site = SpecSite.configured()
     for r in report.requirements:
         if r.verdict is Verdict.FAIL:
             for f in r.failures[:1]:
                 console.print(f"[bold red]{r.rid}[/] {escape(f.check)}: {escape(f.description)}")
+                console.print(f"  the rule: {escape(site.href(r.rid))}", style="dim", soft_wrap=True)
         elif r.verdict is Verdict.WAIVED and show_all:
             console.print(f"[yellow]{r.rid} waived[/] ({escape(r.waiver or '')}): {len(r.failures)} findings")
     for error in report.errors:
@@ -396,6 +470,7 @@ __all__ = [
     "CONFORMANT",
     "NOT_CONFORMANT",
     "RunContext",
+    "SpecSite",
     "print_table",
     "render_html",
     "replay_line",
