@@ -478,3 +478,47 @@ def test_migration_off_sends_no_migration_message(tmp_path: Path, stop_servers: 
     assert RefusesMigration.seen == [Command.DEVICE_FEATURE]  # the probe's first step, refused
     with pytest.raises(AdapterUnavailable, match=r"migration='sometimes'.*auto, off"):
         adapter(f"{path},migration=sometimes")
+
+
+class RejectsLikeLibvfioUser(Session):
+    """libvfio-user's header writes (spec/formats/vfio-user.md, "Rejecting instead of ignoring"):
+    the vendor ID rejected, the revision ID and class code ignored (by the model's masks), and a
+    command write with a bit it does not implement rejected after the bits it does are written."""
+
+    IMPLEMENTED_COMMAND = 0x0557
+
+    def _region_write(self, frame: Frame, payload: bytes) -> bytes:
+        head, data = decode_region_access(payload, write=True)
+        if head.region == CONFIG_REGION and head.offset < 2:
+            raise invalid("vendor ID is read-only")
+        if head.region == CONFIG_REGION and head.offset == 4 and head.count >= 2:
+            command = int.from_bytes(data[:2], "little")
+            if command & ~self.IMPLEMENTED_COMMAND:
+                kept = (command & self.IMPLEMENTED_COMMAND).to_bytes(2, "little")
+                self.device.access(CONFIG_REGION, 4, 2, kept)
+                raise invalid(f"unconsumed command flags {command & ~self.IMPLEMENTED_COMMAND:#x}")
+        return super()._region_write(frame, payload)
+
+
+def test_rejecting_some_read_only_writes_is_a_finding_not_a_variant(
+    tmp_path: Path, stop_servers: list[VfioUserServer]
+) -> None:
+    """A server that rejects some writes to read-only bits, ignores others and half-applies a
+    rejected command write fails the requirements of the registers written, and no declared variant
+    explains it."""
+    server, path = serve(tmp_path, RejectsLikeLibvfioUser)
+    stop_servers.append(server)
+    vmm = adapter(f"{path}@kitchen-sink")
+    try:
+        revision = Op(OpKind.CONFIG_WRITE, vm=1, bdf=DEV, address=8, width=1, value=0xFF)
+        vendor = Op(OpKind.CONFIG_WRITE, vm=1, bdf=DEV, address=0, width=2, value=0)
+        assert vmm.execute(Op(OpKind.INIT)) == Observation()
+        assert vmm.execute(revision) == Observation()  # ignored, as PCI says
+        assert vmm.execute(vendor) == Observation(error="rejected")
+        report = certify(vmm, budget=2000, seed=3)
+    finally:
+        vmm.close()
+    failing = summary(report)
+    assert failing
+    assert any("rejected" in d for ds in failing.values() for d in ds)
+    assert report.variants == {}
