@@ -348,6 +348,30 @@ def test_stalled_client_is_dropped_and_others_keep_working(server: VfioUserServe
         assert c.config_read(0, 2) == b"\x36\x1b"
 
 
+def test_a_client_that_never_reads_its_replies_is_dropped(server: VfioUserServer) -> None:
+    """Reads whose replies fill the socket, never read: the client is dropped after the message
+    timeout, the other device answers meanwhile, and the device serves the next client."""
+    ks, nic = (str(e.path) for e in server.endpoints)
+    flooder = VfioUserClient(ks)
+    index = max(range(6), key=lambda n: flooder.region_info(n).size)
+    read_all = RegionAccess(0, index, 1 << 20).pack()
+    for msg_id in range(32):  # 32 MiB of replies, far more than a socket holds
+        flooder.send_raw(Header(msg_id, Command.REGION_READ, 32, 0).pack() + read_all)
+    with VfioUserClient(nic) as other:
+        for _ in range(20):
+            assert other.config_read(0, 2) == b"\x86\x80"
+    dropped = threading.Event()
+    for _ in range(1000):
+        if server.endpoints[0].current is None:
+            dropped.set()
+            break
+        dropped.wait(0.01)
+    assert dropped.is_set()
+    flooder.close()
+    with VfioUserClient(ks) as again:
+        assert again.config_read(0, 2) == b"\x36\x1b"
+
+
 def test_second_client_waits_for_the_first(server: VfioUserServer) -> None:
     path = str(server.endpoints[0].path)
     first = VfioUserClient(path)
