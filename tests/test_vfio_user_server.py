@@ -512,6 +512,19 @@ def mixed_stream(rng: random.Random, dtype: DeviceType, count: int) -> list[byte
                 [RegionAccess(size - 2, region, 4), RegionAccess(0, region, 0), RegionAccess(0, 9, 4)]
             )
             messages.append(encode_message(msg_id, Command.REGION_READ, bad.pack()))
+        elif roll < 0.16:  # rejected: the error bit or field, a payload longer or shorter than the access
+            access = RegionAccess(offset, region, length).pack()
+            messages.append(
+                rng.choice(
+                    [
+                        encode_message(msg_id, Command.REGION_READ, access, FLAG_ERROR),
+                        Header(msg_id, Command.REGION_READ, 32, 0, errno.EIO).pack() + access,
+                        encode_message(msg_id, Command.REGION_READ, access + b"\0\0\0\0"),
+                        encode_message(msg_id, Command.REGION_WRITE, access + bytes(length + 1)),
+                        encode_message(msg_id, Command.REGION_WRITE, access[:12]),
+                    ]
+                )
+            )
         elif roll < 0.55 and region != 6:
             data = rng.randbytes(length) if rng.random() < 0.8 else bytes(length)
             flags = FLAG_NO_REPLY if rng.random() < 0.05 else 0

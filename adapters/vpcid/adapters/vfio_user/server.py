@@ -1,7 +1,8 @@
 """A vfio-user server exposing VPCID instances of one data manager as devices.
 
 Each device is one instance (a device type at a BDF of one VM) of a shared
-:class:`~vpcid.model.DataManager`, served on its own UNIX socket by its own
+data manager (the Cython backend's when it is built, else the model's; see
+:func:`choose_manager`), served on its own UNIX socket by its own
 thread, one client at a time (a second client waits in the listen backlog
 until the first disconnects). Region 7 is configuration space with the data
 manager's semantics (masks, RW1C, BAR sizing); regions 0-5 are the BARs'
@@ -22,8 +23,12 @@ Robustness rules, all enforced here:
   when it leaves;
 - what one client can make the server hold is bounded (:class:`Limits`:
   transfer size, descriptors kept, stream length, DMA regions), migration
-  streams live in a temporary file, and a device's BAR accesses never hold
-  the lock the other devices need.
+  streams live in a temporary file, and a device's BAR accesses hold the
+  lock the other devices need for one page at most.
+
+On the Cython backend, valid REGION_READ/REGION_WRITE messages are read,
+performed and answered by its compiled ``RegionPath`` (see :class:`Connection`);
+the replies are the ones the Python code gives.
 """
 
 from __future__ import annotations
@@ -342,7 +347,9 @@ class Device:
     manager itself is used (configuration accesses, reset, save, restore).
     BAR contents are the instance's own data: a BAR access holds only the
     device lock, one page at a time, so a long access to one device never
-    stalls the others.
+    stalls the others. (The compiled path also takes the manager lock for
+    each page of a memory-like BAR, which is C code that never waits; a
+    custom behaviour, which may, is called with the device lock only.)
     """
 
     def __init__(
@@ -1014,10 +1021,12 @@ class Connection:
     A read takes whatever the client has sent (up to :data:`RECEIVE_CHUNK`),
     every complete message in it is handled, and their replies go out in
     one send before the next read, so a pipelining client costs two system
-    calls per batch rather than per message. Configuration reads and writes
-    of at most a dword (REGION_READ/WRITE of region 7) take a direct path
-    that makes exactly the checks :meth:`Session.handle` would and none of
-    its allocations; everything else goes through :meth:`Session.handle`.
+    calls per batch rather than per message. Region accesses that
+    :meth:`Session.handle` would accept take a faster path that makes exactly
+    its checks and gives its replies: on the Cython backend the compiled
+    :attr:`path`, which between messages also does the reading and sending
+    itself; on the model a direct path for configuration accesses of at most
+    a dword. Everything else goes through :meth:`Session.handle`.
 
     File descriptors belong to the message that holds the last byte of the
     read that delivered them: the kernel ends a read with the data the
