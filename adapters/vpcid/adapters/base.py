@@ -50,7 +50,12 @@ def define_type(
     dtype = parse(json.loads(op.data))
     other = known.get(dtype.name)
     if other is not None and other != dtype:
-        raise DeviceTypeError(f"a different device type is already known as {dtype.name!r}")
+        from vpcid.conformance.discovery import type_difference
+
+        raise DeviceTypeError(
+            f"device type {dtype.name!r} is already known with another definition: "
+            f"{type_difference(other, dtype)} (known first)"
+        )
     return dtype
 
 

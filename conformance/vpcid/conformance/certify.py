@@ -317,9 +317,12 @@ def check_types(info: AdapterInfo, types: Sequence[DeviceType]) -> None:
         )
     if OpKind.DEFINE_TYPE not in info.operations:
         raise CertifyError(f"adapter {info.name!r} does not declare define_type, so it cannot take --types")
-    clash = sorted(t.name for t in types if t.name in SUITE_TYPES and SUITE_TYPES[t.name] != t)
+    clash = [t for t in types if t.name in SUITE_TYPES and SUITE_TYPES[t.name] != t]
     if clash:
-        raise CertifyError(f"--types redefines suite types {', '.join(clash)}; rename them")
+        from vpcid.conformance.discovery import type_difference
+
+        what = "; ".join(f"{t.name!r} ({type_difference(SUITE_TYPES[t.name], t)})" for t in clash)
+        raise CertifyError(f"--types redefines suite types, the suite's first: {what}; rename them")
 
 
 def declined_types(impl: Adapter, types: Sequence[DeviceType]) -> dict[str, str]:

@@ -696,6 +696,13 @@ def describe_difference(expected: DeviceType, found: DeviceType) -> str:
     return "; ".join(out) or "nothing the fingerprint covers"
 
 
+def type_difference(first: DeviceType, second: DeviceType) -> str:
+    """Two definitions that share a name, told apart for a message: both fingerprints, then the
+    first ways they differ (:func:`describe_difference`)."""
+    shown = [t.fingerprint().hex()[:16] for t in (first, second)]
+    return f"fingerprint {shown[0]}... vs {shown[1]}..., {describe_difference(first, second)}"
+
+
 def bar_slots(t: DeviceType) -> tuple[BarSpec | None, ...]:
     """The six BAR slots of ``t`` (trailing unused slots may be left out of ``bars``)."""
     return tuple(t.bar(i) for i in range(6))

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vpcid.conformance.devices import SUITE_TYPES
+from vpcid.conformance.discovery import type_difference
 from vpcid.conformance.inputs import MIB, decode_text, parse_toml, read_text
 from vpcid.conformance.typefile import load_types
 from vpcid.model.bdf import Bdf
@@ -170,8 +171,11 @@ class _MachineReader:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.fail("types", "types is an array of device-type file paths")
         for name, entry in load_types(self.folder / v for v in value).items():
-            if name in self.known and self.known[name] != entry.dtype:
-                self.fail("types", f"{name!r} is already a different type; rename one of them")
+            known = self.known.get(name)
+            if known is not None and known != entry.dtype:
+                origin = "the suite's type" if known is SUITE_TYPES.get(name) else "the --types type"
+                difference = type_difference(known, entry.dtype)
+                self.fail("types", f"{name!r} is not {origin} of that name: {difference}; rename one of them")
             self.known[name] = entry.dtype
 
     def ecam_base(self, value: object) -> int | None:
