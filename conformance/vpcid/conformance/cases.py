@@ -3207,9 +3207,11 @@ def _sys_blob(s: _Sys) -> None:
         (
             "section-order",
             "R-BLOB-002",
-            "sections out of tag order, a tag repeated, or a required section missing",
+            "sections out of tag order, a tag repeated, a required section missing, or a section with "
+            "tag 0 (tags start at 1)",
             [
                 blobfmt.frame(magic, [sections[1], sections[0], *sections[2:]]),
+                blobfmt.frame(magic, [(0, 0, b""), *sections]),
                 blobfmt.frame(magic, [*sections[:2], sections[1], *sections[2:]]),
                 blobfmt.frame(magic, sections[:-1]),
             ],
@@ -3217,22 +3219,27 @@ def _sys_blob(s: _Sys) -> None:
         (
             "section-contents",
             "R-BLOB-003",
-            "a type section too long, a name that is not UTF-8, a 300-byte configuration, six windows, or a "
-            "page count disagreeing with the memory section",
+            "a type section too long, a name that is not UTF-8, a 300-byte configuration, six windows, a "
+            "page count disagreeing with the memory section, or a memory section too short for its count",
             [
                 with_section(1, typ + b"\0"),
                 with_section(1, typ[:1] + b"\xff" + typ[2:]),
                 with_section(2, bytes(300)),
                 with_section(3, windows[:-9]),
                 with_section(4, struct.pack("<I", 9) + memory[4:]),
+                with_section(4, memory[:3]),
             ],
         ),
         (
             "non-canonical",
             "R-BLOB-004",
-            "an all-zero page, pages in descending order, a non-decoding window with a base, or a decode "
-            "flag of 2",
+            "an all-zero page, pages in descending order, a page stored twice, a page below the one before "
+            "it but above the first, a non-decoding window with a base, or a decode flag of 2",
             [
+                blobfmt.encode_instance(dataclasses.replace(rec, pages=(rec.pages[0], rec.pages[0]))),
+                blobfmt.encode_instance(
+                    dataclasses.replace(rec, pages=(rec.pages[0], rec.pages[2], rec.pages[1]))
+                ),
                 blobfmt.encode_instance(dataclasses.replace(rec, pages=(*rec.pages, (5, 0, bytes(4096))))),
                 blobfmt.encode_instance(dataclasses.replace(rec, pages=tuple(reversed(rec.pages)))),
                 with_section(3, bytes(loose_window)),
@@ -3310,10 +3317,17 @@ def _sys_blob(s: _Sys) -> None:
         (
             "devices-and-order",
             "R-BLOB-005",
-            "instances in descending BDF order, a decoding BAR missing from the map order, or a "
-            "non-decoding BAR listed in it",
+            "instances in descending BDF order, one BDF twice, a third instance below the second but above "
+            "the first, a decoding BAR missing from the map order, a non-decoding BAR listed in it, or a "
+            "map-order section too short for its count",
             [
                 snap_with(devices=tuple(reversed(devices))),
+                snap_with(devices=(devices[0], *devices)),
+                snap_with(
+                    devices=((0x08, devices[0][1]), devices[1], devices[0]),
+                    map_order=(*srec.map_order, (0x08, 0)),
+                ),
+                blobfmt.frame(smagic, [*ssecs[:2], (ssecs[2][0], ssecs[2][1], b"\0\0\0")]),
                 snap_with(map_order=srec.map_order[:-1]),
                 snap_with(map_order=(*srec.map_order, (KS_BDF.packed, 3))),
             ],
