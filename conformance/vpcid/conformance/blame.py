@@ -63,6 +63,7 @@ from vpcid.model.devicetype import ROM_INDEX, BarKind, ConfigLayout, layout
 from vpcid.model.header import ChainEntry
 from vpcid.model.manager import CF8, CFC, ECAM_SIZE, cam_selection
 from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile, UnmappedMmioRead
+from vpcid.model.registers import ACCESS_RULE, Access, Action, BarRegister, RegisterMap, bit_list
 
 Seen = Observation | str
 """An observation, or the text of a crash."""
@@ -388,6 +389,7 @@ class _Inquiry:
         self._models: dict[int, ModelAdapter] = {}
         self._model_seen: list[Seen] | None = None
         self._history: list[dict[int, frozenset[tuple[object, ...]]]] | None = None
+        self._register_found: dict[tuple[int, int, Bdf, str], tuple[int, int, int, int] | None] = {}
         self.weak = False
         """Set when the diagnosis fell back to an operation's own rule: an undeclared variant that
         explains the trace then decides (R-VAR-002)."""
@@ -635,7 +637,8 @@ class _Inquiry:
             rids = (rule or _OWN_RULE[op.kind],)
             self.weak = True
         shown_as = f"the implementation observes as if step {index} had not run; "
-        prefix = shown_as if ignored and index < self.last else ""
+        registers = any(rid.startswith("R-REG-") for rid in rids)  # those name their own step
+        prefix = shown_as if ignored and index < self.last and not registers else ""
         return Blame(rids, index, prefix + why)
 
     def mechanism_fault(self, index: int, symptom: _Symptom) -> tuple[str, str] | None:
@@ -978,6 +981,11 @@ class _Inquiry:
             return ("R-ACC-004",), f"nothing decodes {place}, so it reads {unmapped:#04x} ({values})"
         assert isinstance(target, tuple)
         bdf, bar = target
+        if bar != ROM_INDEX:  # a register the implementation holds otherwise, wherever the BAR is
+            offset = address - self.base_of(model, op.vm, bdf, bar)
+            held = self.register_rule(at, op.vm, bdf, bar, offset, values, strict=True)
+            if held is not None:
+                return held
         if got_byte == unmapped and want_byte != unmapped:
             rid, why = self.why_decoding(at, op.vm, io, address, bdf, bar)
             return (rid,), f"{place}: {why}, but the implementation reads it as unmapped ({values})"
@@ -998,8 +1006,11 @@ class _Inquiry:
                 f"{place} is byte {address - self.base_of(model, op.vm, bdf, bar):#x} of {bdf}'s ROM "
                 f"({values})",
             )
-        rid = "R-DT-003" if dtype.behaviour is not None else "R-DT-004"
         offset = address - self.base_of(model, op.vm, bdf, bar)
+        registers = self.register_rule(at, op.vm, bdf, bar, offset, values)  # a gap, or how it is read
+        if registers is not None:
+            return registers
+        rid = "R-DT-003" if dtype.behaviour is not None else "R-DT-004"
         return (rid,), f"{place} is byte {offset:#x} of {bdf} BAR {bar}, whose contents differ ({values})"
 
     def whole_access_rule(
@@ -1339,6 +1350,10 @@ class _Inquiry:
             if op.kind is OpKind.SAVE and op.bdf is not None
             else [bdf for bdf, _name in model.manager.tables(op.vm).config]
         )
+        registers = self.register_state_rule(at, op.vm, instances)
+        if registers is not None:
+            rids, why = registers
+            return rids, f"{shown}; live, {why}"
         revealed: dict[Op, Bdf] = {}
         live = self.disagreement(at, self.reveal_probes(at, op.vm, op.vm, instances, revealed))
         if live is not None and live.op in revealed:
@@ -1377,6 +1392,188 @@ class _Inquiry:
         if found.op.kind is OpKind.TABLES and op.kind is OpKind.SNAPSHOT:
             return ("R-SR-006",), restored
         return ("R-BLOB-003",), restored
+
+    # ---------------------------------------------------------------- registers (R-REG-*)
+    def register_rule(
+        self, at: int, vm: int, bdf: Bdf, bar: int, offset: int, values: str, strict: bool = False
+    ) -> tuple[tuple[str, ...], str] | None:
+        """For a byte of a BAR that declares registers: the register, the bits and the R-REG rule.
+
+        The register is read, byte by byte with its BAR moved to a free address, after each prefix
+        of the trace; the operation after which the implementation first reads it otherwise is what
+        went wrong, and the class of the bits that differ, or what that operation is, names the rule
+        (:meth:`register_cause`). None for a BAR without registers; with ``strict``, also None unless
+        such an operation is found (the register reads right once its BAR decodes afresh, so the
+        routing is what to ask about)."""
+        model = self.model_at(at)
+        dtype = model.manager.device_type(vm, bdf)
+        regmap = dtype.behaviour
+        if not isinstance(regmap, RegisterMap) or bar not in regmap.bars:
+            return None
+        reg = regmap.at(bar, offset)
+        if reg is None:
+            return None if strict else (("R-REG-008",), (
+                f"byte {offset:#x} of {bdf} BAR{bar} lies in no register of {dtype.name!r}: it reads zero "
+                f"and writes to it are dropped ({values})"
+            ))  # fmt: skip
+        found = self.register_divergence(at, vm, bdf, reg)
+        if found is None and strict:
+            return None
+        if found is None:
+            lane = offset - reg.offset
+            return ("R-REG-008",), (
+                f"{self.bits_text(reg, 0xFF << 8 * lane)} read alone agree after every step, the access "
+                f"that reads it here does not: each register an access covers gives the bytes it covers "
+                f"({values})"
+            )
+        step, bits, want, got = found
+        rid, why = self.register_cause(step, vm, bdf, regmap, reg, bits)
+        shown = f"{self.bits_text(reg, bits)} read {got:#x} where the model reads {want:#x}"
+        return (rid,), f"after step {step} ({self.trace[step].kind.value}), {shown}: {why}"
+
+    @staticmethod
+    def bits_text(reg: BarRegister, bits: int) -> str:
+        """``register 'ISR' (BAR0+0x8) bit 3 (rw1c)``: the register and the classes of ``bits``."""
+        classes = ", ".join(
+            dict.fromkeys(reg.access_at(b).value for b in range(8 * reg.width) if bits >> b & 1)
+        )
+        return f"register {reg.name!r} ({reg.where()}) bit {bit_list(bits)} ({classes})"
+
+    def register_probes(self, steps: int, vm: int, bdf: Bdf, reg: BarRegister) -> tuple[list[Op], int] | None:
+        """Probes that read ``reg`` byte by byte after ``steps`` operations: its BAR moved to a free
+        address with decode on; with the number of set-up probes. None when the function is absent
+        then or no address is free."""
+        model = self.model_at(steps)
+        manager = model.manager
+        if vm not in manager.vm_ids() or bdf not in manager._vm(vm).config_table:
+            return None
+        spec = manager.device_type(vm, bdf).bar(reg.bar)
+        if spec is None:
+            return None
+        io = spec.kind is BarKind.IO
+        free = _free_range(model, vm, io, spec.size, [])
+        if free is None:
+            return None
+        register = 0x10 + 4 * reg.bar
+
+        def write(offset: int, value: int, width: int = 4) -> Op:
+            return Op(OpKind.CONFIG_WRITE, vm=vm, bdf=bdf, address=offset, width=width, value=value)
+
+        setup = [write(0x04, 0, 2), write(register, free)]
+        if spec.kind is BarKind.MEM64:
+            setup.append(write(register + 4, 0))
+        setup.append(write(0x04, 0x1 if io else 0x2, 2))
+        read = OpKind.IO_READ if io else OpKind.MMIO_READ
+        reads = [Op(read, vm=vm, address=free + reg.offset + k, width=1) for k in range(reg.width)]
+        return setup + reads, len(setup)
+
+    def register_divergence(
+        self, at: int, vm: int, bdf: Bdf, reg: BarRegister
+    ) -> tuple[int, int, int, int] | None:
+        """(step, differing bits, model's value, implementation's value) of ``reg`` after the first
+        prefix of the trace (up to ``at`` operations) whose end leaves them reading it differently."""
+        key = (at, vm, bdf, reg.name)
+        if key not in self._register_found:
+            self._register_found[key] = self._register_divergence(at, vm, bdf, reg)
+        return self._register_found[key]
+
+    def _register_divergence(
+        self, at: int, vm: int, bdf: Bdf, reg: BarRegister
+    ) -> tuple[int, int, int, int] | None:
+        for steps in range(1, at + 1):
+            probes = self.register_probes(steps, vm, bdf, reg)
+            if probes is None:
+                continue
+            ops, setup = probes
+            both = self.probe_values(steps, ops)
+            if both is None:
+                continue
+            seen, expected = _little(both[0][setup:]), _little(both[1][setup:])
+            if seen is not None and expected is not None and seen != expected:
+                return steps - 1, seen ^ expected, expected, seen
+        return None
+
+    def register_cause(
+        self, step: int, vm: int, bdf: Bdf, regmap: RegisterMap, reg: BarRegister, bits: int
+    ) -> tuple[str, str]:
+        """(rule, why) for the operation at ``step`` after which ``bits`` of ``reg`` differ."""
+        op = self.trace[step]
+        classes = {reg.access_at(b) for b in range(8 * reg.width) if bits >> b & 1}
+        first = reg.access_at((bits & -bits).bit_length() - 1)
+        if op.kind in (OpKind.INIT, OpKind.PLUG, OpKind.RESET, OpKind.RESET_VM, OpKind.CREATE_VM):
+            return "R-REG-010", f"registers take their reset values, {reg.name} {reg.reset:#x}"
+        if op.kind in (OpKind.RESTORE, OpKind.RESTORE_VM):
+            return "R-REG-011", "a restore brings back the registers the blob's pages hold"
+        if op.kind not in (*_IO_KINDS, *_MMIO_KINDS):
+            return "R-DT-003", f"a {op.kind.value} changed them, and only accesses to its BARs may"
+        covered = self.register_coverage(step, vm, bdf, regmap, reg.bar)
+        lanes = covered[reg.name][0] if reg.name in covered else 0
+        if op.kind in (OpKind.IO_READ, OpKind.MMIO_READ):
+            if bits & lanes and classes <= {Access.RC}:
+                return "R-REG-006", "a read clears the rc bits it returns, and only those"
+            return "R-REG-008", "a read changes no bit but the rc bits of the bytes it returns"
+        determined = 0  # bits of reg the model's side effects set or cleared: they act last
+        sources: list[str] = []
+        for name, (_lanes, written) in covered.items():
+            for effect in regmap.register(name).on_write:
+                if effect.target != reg.name:
+                    continue
+                sources.append(name)
+                if effect.action in (Action.SET, Action.CLEAR):
+                    determined |= effect.mask if effect.acts(written) else 0
+                else:
+                    determined |= effect.mask & written
+        if bits & ~determined & lanes and not bits & determined:
+            return ACCESS_RULE[first], f"what a write does to {first.value} bits"
+        if sources:
+            names = ", ".join(dict.fromkeys(sources))
+            return "R-REG-009", f"the side effects of the write to {names} on {reg.name}"
+        return "R-REG-008", f"the write does not cover {reg.name} and no side effect of it acts there"
+
+    def register_coverage(
+        self, step: int, vm: int, bdf: Bdf, regmap: RegisterMap, bar: int
+    ) -> dict[str, tuple[int, int]]:
+        """Register name -> (bits the access at ``step`` covers, the value it writes there, zero
+        elsewhere), as the model routes it."""
+        op = self.trace[step]
+        model = self.model_at(step)
+        io = op.kind in _IO_KINDS
+        covered: dict[str, tuple[int, int]] = {}
+        if type(op.width) is not int or type(op.address) is not int:
+            return covered
+        value = op.value if op.kind in _WRITES and _fits(op.value, op.width) else 0
+        base = self.base_of(model, vm, bdf, bar)
+        for k in range(op.width):
+            if self.target(model, vm, io, op.address + k) != (bdf, bar):
+                continue
+            offset = op.address + k - base
+            reg = regmap.at(bar, offset)
+            if reg is not None:
+                lane = 8 * (offset - reg.offset)
+                mask, written = covered.get(reg.name, (0, 0))
+                covered[reg.name] = (mask | 0xFF << lane, written | (value >> 8 * k & 0xFF) << lane)
+        return covered
+
+    def register_state_rule(
+        self, at: int, vm: int, instances: Sequence[Bdf]
+    ) -> tuple[tuple[str, ...], str] | None:
+        """The first register of ``instances`` the implementation holds otherwise than the model after
+        ``at`` steps, blamed as :meth:`register_rule` does; None when all agree (or none has any)."""
+        manager = self.model_at(at).manager
+        for bdf in instances:
+            if vm not in manager.vm_ids() or bdf not in manager._vm(vm).config_table:
+                continue
+            regmap = manager.device_type(vm, bdf).behaviour
+            if not isinstance(regmap, RegisterMap):
+                continue
+            for reg in regmap.registers:
+                probes = self.register_probes(at, vm, bdf, reg)
+                if probes is None:
+                    continue
+                both = self.probe_values(at, probes[0])
+                if both is not None and both[0][probes[1] :] != both[1][probes[1] :]:
+                    return self.register_rule(at, vm, bdf, reg.bar, reg.offset, "read alone")
+        return None
 
     def reveal_probes(
         self, at: int, vm: int, target: int, instances: Sequence[Bdf], revealed: dict[Op, Bdf]
@@ -1472,6 +1669,16 @@ class _Inquiry:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _little(reads: Sequence[Seen]) -> int | None:
+    """The value of one-byte reads taken in ascending address order, or None if one is not a value."""
+    value = 0
+    for k, obs in enumerate(reads):
+        if not isinstance(obs, Observation) or obs.value is None:
+            return None
+        value |= obs.value << 8 * k
+    return value
 
 
 def _touches(op: Op, start: int, stop: int) -> bool:

@@ -21,8 +21,10 @@ from vpcid.conformance.trace import OK, Observation, Op, OpKind, TraceError, def
 from vpcid.conformance.typefile import type_json
 from vpcid.model import Bdf, BlobError, DeviceType
 from vpcid.model import blob as blobfmt
+from vpcid.model.catalog import REGISTER_SINK
 from vpcid.model.devicetype import ROM_INDEX, BarKind
 from vpcid.model.manager import DEFAULT_ECAM_BASE
+from vpcid.model.registers import Action, BarRegister, RegisterMap
 
 INIT = Op(OpKind.INIT)
 T = TypeVar("T")
@@ -427,6 +429,13 @@ SYSTEM_LAYOUT = (
 )
 EXTRA_DEVICE = 0x10
 """Device number on bus 0 of the first ``--types`` type in the full-API engine's layout."""
+REGISTER_LAYOUT = ((Bdf(0, 6, 0), REGISTER_SINK),)
+"""Types with register maps the full-API engine defines and plugs after the system layout, when the
+implementation takes ``define_type`` and accepts them (R-REG-001..R-REG-011)."""
+REGISTER_MEMORY_BASE = 0xD000_0000
+REGISTER_IO_BASE = 0x8000
+"""Where the register maker places register BARs: away from the other makers' pools, so that what a
+register access reaches is that register."""
 
 
 @dataclass(frozen=True)
@@ -442,15 +451,22 @@ class RandomOps:
     """Seeded generator of operation episodes for one adapter's capabilities."""
 
     def __init__(
-        self, info: AdapterInfo, seed: int, episode: int = 120, types: Sequence[DeviceType] = ()
+        self,
+        info: AdapterInfo,
+        seed: int,
+        episode: int = 120,
+        types: Sequence[DeviceType] = (),
+        registers: bool = True,
     ) -> None:
         """``types``: device types beyond the suite's (``--types``), defined and plugged in every
-        episode of a full-API adapter next to the suite's layout."""
+        episode of a full-API adapter next to the suite's layout. ``registers``: for a full-API
+        adapter that takes ``define_type``, also define and plug :data:`REGISTER_LAYOUT`."""
         self.info = info
         self.rng = random.Random(seed)
         self.episode = episode
         self.full = info.machine is None
         self.machine = info.machine
+        self.register_layout: tuple[tuple[Bdf, DeviceType], ...] = ()
         if info.machine is not None:
             self.slots = [Slot(info.machine.vm, b, t) for b, t in info.machine.devices]
             self.vms: tuple[int, ...] = (info.machine.vm,)
@@ -462,9 +478,22 @@ class RandomOps:
                 *extra,
             )
             self.defines = [define_type_op(type_json(t)) for _, t in extra]
-            self.slots = [Slot(vm, b, t) for vm in SYSTEM_VMS for b, t in self.layout]
+            if registers and OpKind.DEFINE_TYPE in info.operations:
+                self.register_layout = REGISTER_LAYOUT
+            self.register_defines = [define_type_op(type_json(t)) for _, t in self.register_layout]
+            self.slots = [
+                Slot(vm, b, t) for vm in SYSTEM_VMS for b, t in (*self.layout, *self.register_layout)
+            ]
             self.vms = SYSTEM_VMS
             self.ecam = DEFAULT_ECAM_BASE
+        self.register_targets = [
+            (slot, reg)
+            for slot in self.slots
+            if isinstance(slot.dtype.behaviour, RegisterMap)
+            for reg in slot.dtype.behaviour.registers
+            if self.machine is None or reg.bar not in self.machine.opaque_bars(slot.bdf, slot.dtype)
+        ]
+        """(slot, register) of every declared register: what :meth:`_register_access` aims at."""
         self.ops = info.operations
         self._random = self.rng.random
         self.windows: dict[tuple[int, int, int], tuple[int, int]] = {}
@@ -482,6 +511,8 @@ class RandomOps:
             (OpKind.SNAPSHOT, self._snapshot, 1), (OpKind.TABLES, self._tables, 2),
         ]  # fmt: skip
         choices += [(f, w) for kind, f, w in optional if kind in self.ops]
+        if self.register_targets:  # R-REG-*: registers, their bits and edges, and the gaps between them
+            choices.append((self._register_access, 14 if self.full else 24))
         self._makers = [f for f, _ in choices]
         self._weighted = [f for f, w in choices for _ in range(w)]
         """Each maker repeated by its weight: one uniform draw picks a move (cheaper than choices())."""
@@ -507,6 +538,10 @@ class RandomOps:
             for vm in self.vms:
                 ops.append(new_op(OpKind.CREATE_VM, vm))
                 ops += [Op(OpKind.PLUG, vm=vm, bdf=b, name=t.name) for b, t in self.layout]
+            if self.register_layout:
+                ops += self.register_defines
+                for vm in self.vms:
+                    ops += [Op(OpKind.PLUG, vm=vm, bdf=b, name=t.name) for b, t in self.register_layout]
         return ops
 
     # -- helpers
@@ -764,6 +799,140 @@ class RandomOps:
     def _tables(self) -> list[Op]:
         return [new_op(OpKind.TABLES, self._vm())]
 
+    # -- registers (R-REG-*)
+    def _register_access(self) -> list[Op]:
+        """Accesses aimed at a declared register: its whole width, each bit set and clear, both
+        edges, partial widths, a run into the next register or gap, and the gaps; before them,
+        sometimes, writes to the registers whose side effects act on it (so that RW1C, RC and RW1S
+        bits hold ones to lose), and after them read-backs of it and of what its writes act on.
+        The BAR is placed and decode enabled first, so that the accesses reach it."""
+        slot, target = self._pick(self.register_targets)
+        index = target.bar
+        regmap = slot.dtype.behaviour
+        assert isinstance(regmap, RegisterMap)
+        bar = slot.dtype.bar(index)
+        assert bar is not None
+        io = bar.kind is BarKind.IO
+        key = (slot.vm, slot.bdf.packed, index)
+        ops: list[Op] = []
+        window = self.windows.get(key)
+        if window is None or self._random() < 0.1:
+            base = self._register_base(slot, index)
+            reg = 0x10 + 4 * index
+            ops.append(self._cfg(OpKind.CONFIG_WRITE, slot, reg, 4, base & 0xFFFF_FFFF))
+            if bar.kind is BarKind.MEM64:
+                ops.append(self._cfg(OpKind.CONFIG_WRITE, slot, reg + 4, 4, base >> 32))
+            window = self.windows[key] = (base, bar.size)
+            self._targets.clear()
+        ops.append(self._cfg(OpKind.CONFIG_WRITE, slot, 0x04, 2, self._pick((0x3, 0x7, 0x507))))
+        base = window[0]
+        access = _Accessor(slot.vm, base, io, bar.size)
+        if self._random() < 0.5:
+            for source, effect in regmap.sources(target):  # prime: give the target ones to lose
+                value = effect.when or self._pattern(source, effect.mask)
+                if effect.action in (Action.CLEAR, Action.CLEAR_WRITTEN) and self._random() < 0.7:
+                    continue
+                ops += access.whole(source, value)
+        ops += self._poke(access, regmap, target)
+        if self._random() < 0.5:
+            ops += access.whole(target, None)  # a second read: read-to-clear bits read zero now
+        for goal in dict.fromkeys(regmap.register(e.target) for e in target.on_write):
+            ops += access.whole(goal, None)
+        return ops
+
+    def _register_base(self, slot: Slot, index: int) -> int:
+        """A base for a register BAR, apart from the other makers' addresses; one per (slot, BAR)."""
+        size = self._size(slot, index)
+        bar = slot.dtype.bar(index)
+        io = bar is not None and bar.kind is BarKind.IO
+        k = self.slots.index(slot) * 6 + index
+        start, step = (REGISTER_IO_BASE, 0x100) if io else (REGISTER_MEMORY_BASE, 0x1_0000)
+        base = start + k * max(step, size)
+        base = (base + size - 1) & ~(size - 1)
+        limit = 0x1_0000 if io else 1 << 32
+        if base + size <= limit and (self.machine is None or not self.machine.is_reserved(
+            "io" if io else "memory", base, size
+        )):  # fmt: skip
+            return base
+        return self._base_for(slot, index)
+
+    def _pattern(self, reg: BarRegister, within: int | None = None) -> int:
+        """A value for a register: zero, all ones, one bit set or clear, random, or exactly the
+        trigger of one of its side effects; inside ``within``."""
+        full = reg.full if within is None else reg.full & within
+        bit = 1 << self._below(8 * reg.width)
+        triggers = [e.when for e in reg.on_write if e.when]
+        kind = self._below(7 if triggers else 6)
+        if kind == 6:
+            return self._pick(triggers) & full
+        value = (0, full, bit, full & ~bit, self.rng.getrandbits(8 * reg.width), bit)[kind]
+        return value & full
+
+    def _poke(self, access: _Accessor, regmap: RegisterMap, reg: BarRegister) -> list[Op]:
+        """One access at or next to ``reg`` (see :meth:`_register_access`), then a read of ``reg``."""
+        move = self._below(9)
+        if move == 0:  # the register read whole
+            return access.whole(reg, None)
+        if move <= 2:  # the register written whole with a bit pattern, then read back
+            return access.whole(reg, self._pattern(reg)) + access.whole(reg, None)
+        if move <= 4:  # the classic walk: the reset value's complement, all ones, zero, each read back
+            ops: list[Op] = []
+            for value in (~reg.reset & reg.full, reg.full, 0):
+                ops += access.whole(reg, value) + access.whole(reg, None)
+            return ops
+        if move <= 6:  # a partial width inside the register (unaligned too), written or read
+            width = self._pick([w for w in (1, 2, 4) if w < reg.width] or [1])
+            offset = reg.offset + self._below(reg.width - width + 1)
+            part = self.rng.getrandbits(8 * width) if self._random() < 0.6 else None
+            return [access.op(offset, width, part), *access.whole(reg, None)]
+        if move == 7:  # a run from the register's last bytes into what follows (a register or a gap)
+            width = access.widths[-1]
+            offset = max(0, min(reg.end - 1 - self._below(min(width - 1, reg.width)), access.size - width))
+            value = self._pick((self.rng.getrandbits(8 * width), (1 << (8 * width)) - 1))
+            return [access.op(offset, width, value), access.op(offset, width, None), *access.whole(reg, None)]
+        gap = self._gap(regmap, reg, access.size)  # bytes no register holds: read zero, writes dropped
+        width = self._pick(access.widths)
+        offset = min(gap, access.size - width)
+        return [access.op(offset, width, (1 << (8 * width)) - 1), access.op(offset, width, None)]
+
+    def _gap(self, regmap: RegisterMap, reg: BarRegister, size: int) -> int:
+        """An offset next to ``reg`` or anywhere in its BAR that no register holds (or ``reg``'s end)."""
+        for candidate in (reg.end, reg.offset - 1, self._below(size), self._below(size)):
+            if 0 <= candidate < size and regmap.at(reg.bar, candidate) is None:
+                return candidate
+        return min(reg.end, size - 1)
+
+
+@dataclass(frozen=True)
+class _Accessor:
+    """Accesses by offset into one BAR at ``base`` (I/O or memory), in the widths its space allows."""
+
+    vm: int
+    base: int
+    io: bool
+    size: int
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (1, 2, 4) if self.io else (1, 2, 4, 8)
+
+    def op(self, offset: int, width: int, value: int | None) -> Op:
+        """A read (``value`` None) or write of ``width`` bytes at ``offset``."""
+        if value is None:
+            return new_op(
+                OpKind.IO_READ if self.io else OpKind.MMIO_READ, self.vm, None, self.base + offset, width
+            )
+        kind = OpKind.IO_WRITE if self.io else OpKind.MMIO_WRITE
+        return new_op(kind, self.vm, None, self.base + offset, width, value)
+
+    def whole(self, reg: BarRegister, value: int | None) -> list[Op]:
+        """``reg`` read or written whole: one access, or two dword accesses for an 8-byte register in
+        I/O space."""
+        if reg.width <= self.widths[-1]:
+            return [self.op(reg.offset, reg.width, value)]
+        halves = (None, None) if value is None else (value & 0xFFFF_FFFF, value >> 32)
+        return [self.op(reg.offset + 4 * k, 4, halves[k]) for k in (0, 1)]
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -793,7 +962,7 @@ def run_random(
     end the exploration. Returns the operations executed and the findings.
     """
     diff = Differential(impl)
-    generator = RandomOps(impl.info, seed, types=types)
+    generator = RandomOps(impl.info, seed, types=types, registers=accepts_register_layout(impl))
     executed = 0
     findings: list[Finding] = []
     seen: set[tuple[OpKind, Observation]] = set()
@@ -812,6 +981,19 @@ def run_random(
             if len(findings) >= max_findings:
                 break
     return executed, findings
+
+
+def accepts_register_layout(impl: Adapter) -> bool:
+    """Whether a full-API ``impl`` takes ``define_type`` and accepts every type of
+    :data:`REGISTER_LAYOUT` (an implementation need not serve register maps, R-DT-001): only then
+    does the engine plug them. Leaves ``impl`` after an ``init``."""
+    info = impl.info
+    if info.machine is not None or OpKind.DEFINE_TYPE not in info.operations:
+        return False
+    impl.execute(INIT)
+    accepted = all(impl.execute(define_type_op(type_json(t))).error is None for _, t in REGISTER_LAYOUT)
+    impl.execute(INIT)
+    return accepted
 
 
 FLAKY = "nothing: the divergence did not happen again when this trace was replayed (a flaky implementation)"

@@ -26,6 +26,7 @@ from vpcid.model.profile import (
     Straddle,
     UnmappedMmioRead,
 )
+from vpcid.model.registers import BarRegister, CompiledRegister, Effect, RegisterMap
 
 
 @dataclass(frozen=True)
@@ -327,6 +328,59 @@ class DuplicateVmReplaces(DataManager):
         super().create_vm(vm_id, ecam_base=ecam_base)
 
 
+# ---------------------------------------------------------------- register maps (R-REG-*)
+
+
+class Rw1cClearsAll(RegisterMap):
+    def _apply_write(self, c: CompiledRegister, old: int, value: int, covered: int) -> int:
+        return super()._apply_write(c, old, value, covered) & ~(c.rw1c & covered)
+
+
+class WideResetLowHalf(RegisterMap):
+    def _reset_value(self, reg: BarRegister) -> int:
+        return reg.reset & 0xFFFF_FFFF
+
+
+class EffectIgnoresTrigger(RegisterMap):
+    def _apply_effect(self, effect: Effect, target: int, written: int) -> int:
+        return super()._apply_effect(dataclasses.replace(effect, when=0), target, written)
+
+
+class ReadToClearKeeps(RegisterMap):
+    def _after_read(self, c: CompiledRegister, value: int, covered: int) -> int:
+        return value
+
+
+class Rw1sAsRw(RegisterMap):
+    def _apply_write(self, c: CompiledRegister, old: int, value: int, covered: int) -> int:
+        plain = dataclasses.replace(c, rw=c.rw | c.rw1s, rw1s=0)
+        return super()._apply_write(plain, old, value, covered)
+
+
+def _registers_run(bug: type[RegisterMap]) -> Callable[[Profile], DataManager]:
+    """A manager whose plugged types' register maps run ``bug`` (same declaration, so the same
+    fingerprint: a blob or a define_type cannot tell them apart)."""
+
+    class RegisterBug(DataManager):
+        def plug(self, vm_id: int, bdf: Bdf, dtype: DeviceType) -> None:
+            super().plug(vm_id, bdf, _with_map_class(dtype, bug))
+
+    return RegisterBug
+
+
+_REBUILT: dict[tuple[bytes, type[RegisterMap]], DeviceType] = {}
+
+
+def _with_map_class(dtype: DeviceType, bug: type[RegisterMap]) -> DeviceType:
+    regmap = dtype.behaviour if isinstance(dtype, DeviceType) else None
+    if not isinstance(regmap, RegisterMap) or isinstance(regmap, bug):
+        return dtype
+    key = (dtype.fingerprint(), bug)
+    if key not in _REBUILT:
+        _REBUILT[key] = dataclasses.replace(dtype, behaviour=bug(regmap.registers))
+    return _REBUILT[key]
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("bar-size-off-by-one", "BAR sizing reads back half the size", ("R-BAR-003",),
            _with_layout(_bar_half_size)),
@@ -392,6 +446,16 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("duplicate-vm-replaces", "creating an existing VM replaces it, even when the creation is rejected",
            ("R-DS-001", "R-ERR-001"),
            lambda p: DuplicateVmReplaces(p)),
+    Mutant("register-rw1c-clears-all", "a write to an RW1C register clears every bit it covers",
+           ("R-REG-004",), _registers_run(Rw1cClearsAll)),
+    Mutant("register-reset-low-half", "8-byte registers reset only their lower dword", ("R-REG-010",),
+           _registers_run(WideResetLowHalf)),
+    Mutant("register-effect-ignores-trigger", "set and clear side effects act on every write, whatever their "
+           "trigger", ("R-REG-009",), _registers_run(EffectIgnoresTrigger)),
+    Mutant("register-rc-keeps", "read-to-clear bits keep their value when read", ("R-REG-006",),
+           _registers_run(ReadToClearKeeps)),
+    Mutant("register-rw1s-as-rw", "RW1S bits take the written value, zeros clearing them", ("R-REG-005",),
+           _registers_run(Rw1sAsRw)),
 )  # fmt: skip
 
 BY_NAME = {m.name: m for m in MUTANTS}

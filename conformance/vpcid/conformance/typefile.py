@@ -14,7 +14,7 @@ import importlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, cast
@@ -115,7 +115,24 @@ def parse_type_file(document: object, where: str = "<types>") -> tuple[TypeEntry
 
 
 def parse_type_definition(definition: object, where: str = "definition") -> DeviceType:
-    """One device-type object (a ``define_type`` operation's definition) as a type."""
+    """One device-type object (a ``define_type`` operation's definition) as a type.
+
+    Types are immutable, so a definition read before is not read again: the
+    engines define the same types in every episode.
+    """
+    try:
+        text = json.dumps(definition, sort_keys=True)
+    except (TypeError, ValueError):
+        return _parse_definition(definition, where)
+    return _cached_definition(text, where)
+
+
+@lru_cache(maxsize=64)
+def _cached_definition(text: str, where: str) -> DeviceType:
+    return _parse_definition(json.loads(text), where)
+
+
+def _parse_definition(definition: object, where: str) -> DeviceType:
     entries = parse_type_file({FORMAT_KEY: FORMAT_VERSION, "types": [definition]}, where)
     return entries[0].dtype
 

@@ -283,7 +283,7 @@ class BarRegister:
 
 
 @dataclass(frozen=True, slots=True)
-class _Compiled:
+class CompiledRegister:
     """A register as the map runs it: its class masks and its effects resolved to register indices."""
 
     reg: BarRegister
@@ -345,7 +345,7 @@ class RegisterMap:
             for target, effect in compiled.effects:
                 self._effect_bits[target] |= effect.mask
 
-    def _compile(self, reg: BarRegister) -> _Compiled:
+    def _compile(self, reg: BarRegister) -> CompiledRegister:
         where = f"register {reg.name!r}"
         effects: list[tuple[int, Effect]] = []
         for effect in reg.on_write:
@@ -374,7 +374,7 @@ class RegisterMap:
             )
             effects.append((target, effect))
         silent = reg.mask_of(Access.WO) | reg.mask_of(Access.RSVD)
-        return _Compiled(
+        return CompiledRegister(
             reg,
             reg.full & ~silent,
             reg.mask_of(Access.RW),
@@ -429,14 +429,14 @@ class RegisterMap:
         return tuple((c.reg, effect) for c in self._compiled for target, effect in c.effects if target == k)
 
     # ------------------------------------------------------------------ the rules of each class
-    def _apply_write(self, c: _Compiled, old: int, value: int, covered: int) -> int:
+    def _apply_write(self, c: CompiledRegister, old: int, value: int, covered: int) -> int:
         """A register's value after a write of ``value`` to its ``covered`` bits (R-REG-002..R-REG-005,
         R-REG-007): rw bits take the value, written ones clear rw1c bits and set rw1s bits."""
         new = (old & ~(c.rw & covered)) | (value & c.rw & covered)
         new &= ~(value & c.rw1c & covered)
         return new | (value & c.rw1s & covered)
 
-    def _after_read(self, c: _Compiled, value: int, covered: int) -> int:
+    def _after_read(self, c: CompiledRegister, value: int, covered: int) -> int:
         """A register's value after a read returned its ``covered`` bits: rc bits cleared (R-REG-006)."""
         return value & ~(c.rc & covered)
 
