@@ -21,6 +21,7 @@ from typing import Any
 from vpcid.adapters.base import Adapter, AdapterInfo, FixedMachine
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.certify import applicable_cases, observations
+from vpcid.conformance.engine import format_observation, format_op
 from vpcid.conformance.inputs import (
     MIB,
     confined,
@@ -307,12 +308,26 @@ def run(directory: Path, impl: Adapter, exclude: dict[str, str] | None = None) -
             continue
         other = next((o["when"] for o in manifest["outcomes"] if o["observations"] == seen), None)
         index = next((i for i, (a, b) in enumerate(zip(seen, expected, strict=False)) if a != b), len(seen))
-        detail = f"step {index}: expected {expected[index] if index < len(expected) else 'end'}, got "
-        detail += f"{seen[index] if index < len(seen) else 'end'}"
+        op = ops[index] if index < len(ops) else None
+        detail = f"step {index}" + (f" ({format_op(op)})" if op is not None else "")
+        detail += f": expected {_shown(expected, index, op)}, got {_shown(seen, index, op)}"
         if other is not None:
             detail += f" (matches variant {other}, declared {wanted})"
         result.failed.append((case_id, detail))
     return result
+
+
+def _shown(observed: Sequence[dict[str, Any]], index: int, op: Op | None) -> str:
+    """One side of a failing step for people: the observation with numbers in hex, or why there is none."""
+    if index >= len(observed):
+        return "the end of the trace"
+    obs = observed[index]
+    if "crash" in obs:
+        return f"a crash ({obs['crash']})"
+    try:
+        return format_observation(Observation.from_json(obs), op)
+    except TraceError:
+        return json.dumps(obs, sort_keys=True)
 
 
 def _exclusion(manifest: dict[str, Any], info: AdapterInfo, waived: str | None) -> str | None:
