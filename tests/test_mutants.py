@@ -48,3 +48,25 @@ def test_default_certification_kills_the_mutant(mutant: Mutant) -> None:
     ops = [Op.from_json(obj) for obj in failure.trace]
     assert Differential(mutant.adapter()).replay(ops) is not None
     assert Differential(ModelAdapter()).replay(ops) is None
+
+
+REGISTER_MUTANTS = [m for m in MUTANTS if all(rid.startswith("R-REG-") for rid in m.requirements)]
+
+
+def test_there_is_a_planted_register_bug_per_kind() -> None:
+    """RW1C clearing every bit, a reset value, a side effect, read-to-clear, RW1S (issue 17)."""
+    assert {rid for m in REGISTER_MUTANTS for rid in m.requirements} == {
+        "R-REG-004", "R-REG-010", "R-REG-009", "R-REG-006", "R-REG-005",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "mutant", [pytest.param(m, id=m.name, marks=pytest.mark.req(*m.requirements)) for m in REGISTER_MUTANTS]
+)
+def test_register_bugs_are_blamed_first_on_their_rule_naming_the_register(mutant: Mutant) -> None:
+    report = certify(mutant.adapter(), DEFAULT_BUDGET, DEFAULT_SEED, stop_at_first_failure=True)
+    failed = [r for r in report.requirements if r.verdict is Verdict.FAIL]
+    assert [r.rid for r in failed] == list(mutant.requirements), [f.failures[0].description for f in failed]
+    failure = failed[0].failures[0]
+    assert "register '" in failure.description
+    assert len(failure.trace) <= 10
