@@ -161,3 +161,15 @@ def test_explain_and_trace_run_without_the_dev_extras() -> None:
         assert "Traceback" not in run.stderr
         assert "z3 proof masked_write" in run.stdout or "formal z3 proof masked_write" in run.stdout
         assert "z3 is not installed" in run.stdout + run.stderr
+
+
+def test_spec_site_without_the_docs_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    script = WITHOUT_DEV_EXTRAS.replace('"Cython")', '"Cython", "sphinx", "myst_parser")')
+    run = subprocess.run([sys.executable, "-c", script, "spec-site", str(tmp_path / "site")],
+                         capture_output=True, text=True, check=False, timeout=300)  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == (
+        "vpcid: error: the rendered spec needs sphinx and myst_parser, in the docs extra: "
+        "pip install 'vpcid[docs]'"
+    )
+    assert not (tmp_path / "site").exists()

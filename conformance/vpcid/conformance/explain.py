@@ -813,6 +813,14 @@ def _case(vector: Vector) -> str:
     return vector.vector_id.split("--", 1)[0]
 
 
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported here (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent that is not a package, or a module blocked in sys.modules
+        return False
+
+
 def site_configuration() -> Path:
     """docs/site of the checkout: the Sphinx configuration and the R-ID link extension."""
     root = repository_root()
@@ -831,7 +839,7 @@ def build_site(output: Path, explainer: Explainer | None = None) -> list[str]:
     anchor, or an R-ID the spec does not define, fails the build
     (:class:`SiteError` with Sphinx's messages).
     """
-    missing = [name for name in ("sphinx", "myst_parser") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("sphinx", "myst_parser") if not _importable(name)]
     if missing:
         raise SiteError(f"the rendered spec needs {' and '.join(missing)}, in the docs extra: "
                         "pip install 'vpcid[docs]'")  # fmt: skip
