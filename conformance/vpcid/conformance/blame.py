@@ -765,6 +765,8 @@ class _Inquiry:
             if literal and rule:
                 self.weak = True  # what the step checks, unless the blob is valid in an undeclared variant
                 return (rule,), shown
+            if op.kind is OpKind.DEFINE_TYPE and rule:
+                return (rule,), f"{shown}: the definition breaks a rule of {rule}"
             if op.kind in (OpKind.RESTORE, OpKind.RESTORE_VM) and expected.error in (
                 "bad-blob",
                 "blob-mismatch",
