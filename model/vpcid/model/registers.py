@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from vpcid.model.behaviour import DeviceData
+from vpcid.model.behaviour import PAGE_SIZE, DeviceData
 from vpcid.model.errors import DeviceTypeError
 
 REGISTER_MAP_NAME = "registers"
@@ -340,6 +340,8 @@ class RegisterMap:
                 lanes[offset] = k
         self._index = index
         self._compiled = tuple(self._compile(reg) for reg in ordered)
+        self._reset_images: dict[tuple[int, int], bytes] | None = None
+        self._page_rules: dict[tuple[int, int], tuple[int, int, int]] | None = None
         self._effect_bits: list[int] = [0] * len(ordered)
         for compiled in self._compiled:
             for target, effect in compiled.effects:
@@ -519,35 +521,68 @@ class RegisterMap:
         return found
 
     def reset(self, data: DeviceData) -> None:
-        """Every register to its reset value; the data was emptied before (R-REG-010, R-RST-002)."""
-        for reg in self.registers:
-            data.bar_memory(reg.bar).write(reg.offset, self._reset_value(reg).to_bytes(reg.width, "little"))
+        """Every register to its reset value, gaps to zero (R-REG-010, R-RST-002): one page image per
+        page that holds registers."""
+        if self._reset_images is None:
+            images: dict[tuple[int, int], bytearray] = {}
+            for reg in self.registers:
+                building = images.setdefault((reg.bar, reg.offset // PAGE_SIZE), bytearray(PAGE_SIZE))
+                start = reg.offset % PAGE_SIZE
+                building[start : start + reg.width] = self._reset_value(reg).to_bytes(reg.width, "little")
+            self._reset_images = {key: bytes(image) for key, image in images.items()}
+        for (bar, page), image in self._reset_images.items():
+            data.bar_memory(bar).write(page * PAGE_SIZE, image)
 
     def check(self, data: DeviceData) -> str | None:
-        """What a restored blob's register BARs hold that no register state can be (R-REG-011)."""
+        """What a restored blob's register BARs hold that no register state can be (R-REG-011): a byte
+        in a gap, a ``wo`` or ``rsvd`` bit set, an ``ro`` bit no side effect changes off its reset value."""
         if data.extra:
             return "a register map keeps no extra device state"
-        for bar, lanes in self._bytes.items():
+        if self._page_rules is None:
+            self._page_rules = self._build_page_rules()
+        for bar in self._bytes:
             store = data.memory.get(bar)
-            if store is None:
-                continue
-            for page, content in sorted(store.pages.items()):
-                for lane, byte in enumerate(content):
-                    if byte and page * len(content) + lane not in lanes:
-                        offset = page * len(content) + lane
-                        return f"BAR{bar} byte {offset:#x} lies in no register but holds {byte:#04x}"
+            pages = store.pages if store is not None else {}
+            for page, content in pages.items():
+                if (bar, page) not in self._page_rules and any(content):
+                    lane = next(k for k, byte in enumerate(content) if byte)
+                    return self._misfit(bar, page * PAGE_SIZE + lane, content[lane])
+        for (bar, page), (zero, fixed, value) in self._page_rules.items():
+            store = data.memory.get(bar)
+            stored = store.pages.get(page) if store is not None else None
+            word = int.from_bytes(stored, "little") if stored is not None else 0
+            bad = word & zero or (word ^ value) & fixed
+            if bad:
+                bit = (bad & -bad).bit_length() - 1
+                return self._misfit(bar, page * PAGE_SIZE + bit // 8, word >> (bit & ~7) & 0xFF)
+        return None
+
+    def _build_page_rules(self) -> dict[tuple[int, int], tuple[int, int, int]]:
+        """(BAR, page) -> (bits that must be zero, ro bits no effect changes, their reset values)."""
+        rules: dict[tuple[int, int], list[int]] = {}
         for k, c in enumerate(self._compiled):
             reg = c.reg
-            value = int.from_bytes(data.bar_memory(reg.bar).read(reg.offset, reg.width), "little")
-            if value & c.silent:
-                return f"register {reg.name!r} has wo or rsvd bit {bit_list(value & c.silent)} set"
+            rule = rules.setdefault((reg.bar, reg.offset // PAGE_SIZE), [(1 << 8 * PAGE_SIZE) - 1, 0, 0])
+            shift = 8 * (reg.offset % PAGE_SIZE)
+            rule[0] &= ~((reg.full & ~c.silent) << shift)
             fixed = reg.mask_of(Access.RO) & ~self._effect_bits[k]
-            if (value ^ reg.reset) & fixed:
-                bits = bit_list((value ^ reg.reset) & fixed)
-                return (
-                    f"register {reg.name!r} read-only bit {bits} differs from its reset value {reg.reset:#x}"
-                )
-        return None
+            rule[1] |= fixed << shift
+            rule[2] |= (reg.reset & fixed) << shift
+        return {key: (zero, fixed, value) for key, (zero, fixed, value) in rules.items()}
+
+    def _misfit(self, bar: int, offset: int, byte: int) -> str:
+        """Why byte ``offset`` of BAR ``bar`` holding ``byte`` is no register state (R-REG-011)."""
+        reg = self.at(bar, offset)
+        if reg is None:
+            return f"BAR{bar} byte {offset:#x} lies in no register but holds {byte:#04x}"
+        value = byte << 8 * (offset - reg.offset)
+        k = self._index[reg.name]
+        silent = value & self._compiled[k].silent
+        if silent:
+            return f"register {reg.name!r} has wo or rsvd bit {bit_list(silent)} set"
+        fixed = reg.mask_of(Access.RO) & ~self._effect_bits[k]
+        bits = bit_list((value ^ reg.reset) & fixed & 0xFF << 8 * (offset - reg.offset))
+        return f"register {reg.name!r} read-only bit {bits} differs from its reset value {reg.reset:#x}"
 
     # ------------------------------------------------------------------ identity
     def encoding(self) -> bytes:
