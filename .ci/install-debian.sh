@@ -4,6 +4,8 @@
 #   ipxe-qemu        the NICs' option ROMs (e1000's efi-e1000.rom); without it e1000 needs romfile=
 #   pciutils         lspci, the oracle `vpcid lspci` is compared with (tests/test_lspci_pciutils.py)
 #   pci.ids          /usr/share/misc/pci.ids, the names `vpcid lspci` and lspci print
+#   chromium         headless Chromium opens the rendered spec (tests/test_site.py)
+#   redis-server     the Redis example database two fuzzing workers share (tests/test_fuzz_scale.py)
 # Idempotent: does nothing when everything is already there. Debian/Ubuntu only (apt-get);
 # elsewhere it says what to install and leaves the tests that need it to skip.
 set -euo pipefail
@@ -12,6 +14,8 @@ missing=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86 ipxe-qemu)
 command -v lspci >/dev/null 2>&1 || missing+=(pciutils)
 [ -f /usr/share/misc/pci.ids ] || missing+=(pci.ids)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
@@ -34,3 +38,5 @@ $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 command -v qemu-system-x86_64 >/dev/null
 command -v lspci >/dev/null
 [ -f /usr/share/misc/pci.ids ]
+command -v chromium >/dev/null
+command -v redis-server >/dev/null

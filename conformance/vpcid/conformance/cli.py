@@ -185,6 +185,7 @@ main.add_command(lspci_command)
 from vpcid.adapters.qemu.models import qemu_models_command  # noqa: E402
 from vpcid.conformance.commands import ALL_COMMANDS  # noqa: E402 - commands attach to the group above
 from vpcid.conformance.explain import EXPLAIN_COMMANDS  # noqa: E402
+from vpcid.conformance.fuzz import FUZZ_COMMAND  # noqa: E402
 from vpcid.conformance.mutation import MUTATE_COMMAND  # noqa: E402
 from vpcid.conformance.serve import SERVE_COMMAND  # noqa: E402
 from vpcid.conformance.types_cli import types_group  # noqa: E402
@@ -196,6 +197,7 @@ for _command in (
     qemu_models_command,
     MUTATE_COMMAND,
     *EXPLAIN_COMMANDS,
+    FUZZ_COMMAND,
 ):
     main.add_command(_command)
 

@@ -8,11 +8,21 @@ and prints it as trace-language JSON with the exact ``vpcid replay`` command.
 An adapter that cannot be loaded stops the run with one line saying why
 (a usage error, before any test runs). Without ``--vpcid-adapter`` the plugin
 does nothing.
+
+The ``vpcid_fuzz`` fixture runs a fuzzing campaign from a test (see
+docs/fuzzing.md): ``vpcid_fuzz("mymodule:factory", invariants=[...])`` fails
+the test with the finding's minimal trace, written to
+``--vpcid-counterexamples``, and the command that reproduces it; it returns
+the campaign (what it ran and exercised) otherwise. ``--vpcid-fuzz-examples``,
+``--vpcid-fuzz-duration`` and ``--vpcid-fuzz-database`` set its budget and
+example database for the whole run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +46,55 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help=f"where each failure's minimal trace is written, for vpcid replay ({DEFAULT_COUNTEREXAMPLES})",
     )
+    group.addoption(
+        "--vpcid-fuzz-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Hypothesis examples of each vpcid_fuzz campaign (default: what the test asks, else 200)",
+    )
+    group.addoption(
+        "--vpcid-fuzz-duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run each vpcid_fuzz campaign this long instead",
+    )
+    group.addoption(
+        "--vpcid-fuzz-database",
+        default=None,
+        metavar="DIR|redis://HOST:PORT|none",
+        help="example database of the vpcid_fuzz campaigns (default: none, each run from its seed)",
+    )
+
+
+@pytest.fixture
+def vpcid_fuzz(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """A function that fuzzes a target from a test: ``vpcid_fuzz(target, invariants=(), examples=None,
+    duration=None, seed=0, machine=DeviceMachine, types=())``.
+
+    ``target`` is an ``--adapter`` spec, a device-type file's path or a bundled type's name, a
+    :class:`~vpcid.model.DeviceType` (or a list of them) run on the model, an adapter object or a
+    :class:`~vpcid.conformance.stateful.Target`. A finding fails the test with its minimal trace
+    (written to ``--vpcid-counterexamples``) and the command that reproduces it; otherwise the
+    :class:`~vpcid.conformance.stateful.CampaignResult` is returned.
+    """
+    from vpcid.conformance.fuzz import pytest_campaign
+
+    config = request.config
+
+    def run(target: object, **options: Any) -> Any:
+        return pytest_campaign(
+            target,
+            folder=Path(str(config.getoption("vpcid_counterexamples"))),
+            test=request.node.name,
+            examples_override=config.getoption("vpcid_fuzz_examples"),
+            duration_override=config.getoption("vpcid_fuzz_duration"),
+            database=config.getoption("vpcid_fuzz_database"),
+            **options,
+        )
+
+    return run
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -31,8 +31,12 @@ Example::
 
 The building blocks (:func:`bar_specs`, :func:`bar_layouts`,
 :func:`rom_specs`, :func:`config_spaces`) compose into :func:`device_types`;
-:func:`config_accesses` and :func:`device_operations` draw what to do with a
-type once it is plugged.
+:func:`config_accesses`, :func:`bar_offsets`, :func:`bar_accesses` and
+:func:`device_operations` draw what to do with a type once it is plugged;
+:func:`traces` draws a type and a whole trace for it that any full-API
+implementation (the reference among them) can run from ``init``.
+:mod:`vpcid.conformance.stateful` builds its state machine's rules from
+these strategies, so shrinking and the example database work on them.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from typing import NamedTuple
 
 from hypothesis import strategies as st
 from vpcid.conformance.engine import IO_POOL, MEM32_POOL, MEM64_POOL
-from vpcid.conformance.trace import FULL, Op, OpKind
+from vpcid.conformance.trace import FULL, Op, OpKind, define_type_op
+from vpcid.conformance.typefile import type_json
 from vpcid.model import BarKind, BarSpec, Bdf, ConfigSpace, DeviceType, RomSpec
 from vpcid.model.catalog import MsiMultipleMessageClamp
 from vpcid.model.devicetype import ROM_INDEX
@@ -77,14 +82,18 @@ from vpcid.model.manager import CF8, CFC, DEFAULT_ECAM_BASE
 
 __all__ = [
     "DEFAULT_TYPE_NAME",
+    "BarAccess",
     "ConfigAccess",
+    "bar_accesses",
     "bar_layouts",
+    "bar_offsets",
     "bar_specs",
     "config_accesses",
     "config_spaces",
     "device_operations",
     "device_types",
     "rom_specs",
+    "traces",
 ]
 
 DEFAULT_TYPE_NAME = "drawn"
@@ -490,6 +499,75 @@ def config_accesses(draw: st.DrawFn, dtype: DeviceType) -> ConfigAccess:
     return ConfigAccess(offset, width, value)
 
 
+# ------------------------------------------------------------------ BAR accesses
+
+
+class BarAccess(NamedTuple):
+    """One access inside a BAR: ``width`` bytes at ``offset`` from its base; a write of ``value`` when
+    ``write``, else a read (``value`` is then 0)."""
+
+    bar: int
+    offset: int
+    width: int
+    write: bool
+    value: int
+
+
+def bar_offsets(size: int, registers: Sequence[tuple[int, int]] = ()) -> st.SearchStrategy[int]:
+    """An offset inside a BAR of ``size`` bytes, aimed at what implementations get wrong.
+
+    Biased towards the first and last bytes, the last aligned words, the
+    middle, and the start, end and last byte of each ``(offset, width)`` in
+    ``registers`` (the registers a device declares inside the BAR); any
+    offset otherwise. Shrinks towards 0.
+
+    >>> bar_offsets(16, registers=[(4, 4)]).example() < 16   # doctest: +SKIP
+    True
+    """
+    if size <= 0:
+        raise ValueError(f"a BAR has a positive size, not {size}")
+    edges = {0, size - 1, max(size - 2, 0), max(size - 4, 0), max(size - 8, 0), size // 2}
+    for offset, width in registers:
+        edges.update(o for o in (offset, offset + width - 1, offset + width) if 0 <= o < size)
+    return st.one_of(st.sampled_from(sorted(edges)), st.integers(0, size - 1))
+
+
+def _value(width: int) -> st.SearchStrategy[int]:
+    """A value of ``width`` bytes: all ones, one bit, zero or anything."""
+    full = (1 << (8 * width)) - 1
+    return st.one_of(st.sampled_from((0, full, 1, 1 << (8 * width - 1))), st.integers(0, full))
+
+
+@st.composite
+def bar_accesses(
+    draw: st.DrawFn, dtype: DeviceType, bar: int | None = None, registers: Sequence[tuple[int, int]] = ()
+) -> BarAccess:
+    """An access inside one of ``dtype``'s BARs (``bar``, or any implemented one, the ROM included).
+
+    Offsets come from :func:`bar_offsets` (``registers``: ``(offset, width)``
+    of registers declared inside the BAR); widths are 1, 2 and 4 bytes for
+    I/O BARs and also 8 for memory BARs, and an access never runs past the
+    BAR's end; ROM accesses are reads (R-BAR-007). Raises ``ValueError`` for
+    a type without BARs or a ``bar`` it does not implement.
+
+    >>> access = bar_accesses(SUITE_TYPES["e1000"]).example()   # doctest: +SKIP
+    >>> access.offset + access.width <= 0x20000
+    True
+    """
+    implemented = dtype.implemented
+    if not implemented or (bar is not None and bar not in implemented):
+        raise ValueError(f"device type {dtype.name!r} implements no BAR {'' if bar is None else bar}".strip())
+    index = draw(st.sampled_from(implemented)) if bar is None else bar
+    spec = dtype.bar(index) if index != ROM_INDEX else None
+    size = spec.size if spec is not None else dtype.rom.size if dtype.rom is not None else 0
+    io = spec is not None and spec.kind is BarKind.IO
+    widths = [w for w in ((1, 2, 4) if io else (1, 2, 4, 8)) if w <= size]
+    width = draw(st.sampled_from(widths))
+    offset = min(draw(bar_offsets(size, registers)), size - width)
+    write = spec is not None and draw(st.booleans())
+    return BarAccess(index, offset, width, write, draw(_value(width)) if write else 0)
+
+
 # ------------------------------------------------------------------ operation sequences
 
 _MOSTLY = (False, *(True,) * 7)
@@ -754,3 +832,30 @@ def device_operations(
     for _ in range(draw(st.integers(1, max_moves))):
         ops += draw(st.sampled_from(available))(moves)
     return ops
+
+
+@st.composite
+def traces(
+    draw: st.DrawFn,
+    dtype: DeviceType | None = None,
+    *,
+    operations: frozenset[OpKind] = FULL,
+    devices: int = 1,
+    max_moves: int = 30,
+) -> list[Op]:
+    """A whole trace any full-API implementation runs from ``init``: it defines its device type first.
+
+    ``dtype`` (drawn by :func:`device_types` when None) is defined with a
+    ``define_type`` operation (spec/formats/device-type.md), then VM 1 is
+    created and ``devices`` instances of the type are plugged at 00:02.0,
+    00:03.0, ...; the moves are :func:`device_operations`. Valid for the
+    model: the reference adapter runs it without a trace error.
+
+    >>> ops = traces().example()   # doctest: +SKIP
+    >>> [op.kind.value for op in ops[:3]]
+    ['init', 'define_type', 'create_vm']
+    """
+    chosen = draw(device_types()) if dtype is None else dtype
+    bdfs = tuple(Bdf(0, 2 + k, 0) for k in range(devices))
+    ops = draw(device_operations(chosen, bdfs=bdfs, operations=operations, max_moves=max_moves))
+    return [ops[0], define_type_op(type_json(chosen)), *ops[1:]]
