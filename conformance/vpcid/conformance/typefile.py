@@ -5,7 +5,8 @@ A file is validated against ``spec/formats/device-type.schema.json`` with
 reject inconsistent bytes, naming the byte. Writers produce the bytes form.
 Behaviour names resolve through :data:`BAR_BEHAVIOURS` and
 :data:`CONFIG_BEHAVIOURS`, then the ``vpcid.behaviours`` entry point group,
-then ``package.module:attribute``.
+then ``package.module:attribute``; a type's ``bar_registers`` are its
+register map (:func:`register_map`, R-REG-001), its BAR behaviour.
 """
 
 from __future__ import annotations
