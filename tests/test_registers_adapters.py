@@ -143,3 +143,18 @@ def test_the_vfio_user_server_serves_register_maps(register_server: tuple[Path, 
         assert not findings, findings[0].divergence.describe()
     finally:
         vmm.close()
+
+
+@pytest.mark.req("R-REG-001")
+def test_what_the_engine_exercises_depends_on_register_maps_in_the_run() -> None:
+    from vpcid.adapters.base import FixedMachine
+    from vpcid.conformance.devices import SUITE_TYPES
+    from vpcid.conformance.engine import REGISTER_RULES, exercised_register_rules
+    from vpcid.conformance.trace import GUEST_VIEW
+
+    assert exercised_register_rules(ModelAdapter()) == REGISTER_RULES
+    fixed = FixedMachine(1, ((FN, REGISTER_SINK),))
+    guest = exercised_register_rules(ModelAdapter("fixed", machine=fixed, operations=GUEST_VIEW))
+    assert guest == tuple(rid for rid in REGISTER_RULES if rid != "R-REG-011")
+    plain = FixedMachine(1, ((FN, SUITE_TYPES["e1000"]),))
+    assert exercised_register_rules(ModelAdapter("plain", machine=plain, operations=GUEST_VIEW)) == ()

@@ -996,6 +996,22 @@ def accepts_register_layout(impl: Adapter) -> bool:
     return accepted
 
 
+REGISTER_RULES = tuple(f"R-REG-{n:03d}" for n in range(1, 12))
+"""What aiming at a register map exercises: the declaration, every class, partial accesses and gaps,
+side effects, reset values and the blob (R-REG-001..R-REG-011)."""
+
+
+def exercised_register_rules(impl: Adapter, types: Sequence[DeviceType] = ()) -> tuple[str, ...]:
+    """The R-REG requirements :func:`run_random` exercises on ``impl``: those of :data:`REGISTER_RULES`
+    its operations reach (R-REG-011 needs save and restore) when its layout holds a declared register,
+    none otherwise. What certification counts as checked when no finding speaks against them."""
+    generator = RandomOps(impl.info, 0, types=types, registers=accepts_register_layout(impl))
+    if not generator.register_targets:
+        return ()
+    blob = {OpKind.SAVE, OpKind.RESTORE} <= impl.info.operations
+    return tuple(rid for rid in REGISTER_RULES if blob or rid != "R-REG-011")
+
+
 FLAKY = "nothing: the divergence did not happen again when this trace was replayed (a flaky implementation)"
 """What a finding says it observed when its trace no longer reproduces it."""
 
