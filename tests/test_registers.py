@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from vpcid.model import (
 )
 from vpcid.model import blob as blobfmt
 from vpcid.model.catalog import REGISTER_SINK
+from vpcid.model.devicetype import fingerprint_input
 from vpcid.model.registers import Access, Action, BarRegister, Bits, Effect, RegisterMap
 
 VM = 1
@@ -157,6 +159,25 @@ def test_the_fingerprint_covers_every_part_of_the_map_and_not_how_bits_are_writt
     one = nic_type(reg("A", access=Access.RW, bits=(Bits(31, 8, Access.RSVD),)))
     other = nic_type(reg("A", access=Access.RSVD, bits=(Bits(7, 0, Access.RW),)))
     assert one.fingerprint() == other.fingerprint()
+
+
+@pytest.mark.req("R-REG-001", "R-DT-002")
+def test_the_fingerprint_encodes_the_map_as_the_spec_writes_it() -> None:
+    """spec/formats/device-type.md: after the configuration behaviour's name, the register count, then
+    each register in (BAR, offset) order: name, BAR, offset, width, reset, one class code per bit,
+    side effects."""
+    t = nic_type(
+        reg("B", 8, width=1, access=Access.RC),
+        reg("A", 4, width=2, access=Access.RW1C, reset=0x0002, bits=(Bits(15, 8, Access.RSVD),),
+            on_write=(Effect("B", Action.SET, 0x1, when=0x2),)),
+    )  # fmt: skip
+    a = (b"\x01A" + b"\x00" + (4).to_bytes(8, "little") + b"\x02" + (2).to_bytes(8, "little")
+         + bytes([2] * 8 + [6] * 8) + b"\x01" + b"\x01B" + b"\x00" + (1).to_bytes(8, "little")
+         + (2).to_bytes(8, "little"))  # fmt: skip
+    b = b"\x01B" + b"\x00" + (8).to_bytes(8, "little") + b"\x01" + bytes(8) + bytes([4] * 8) + b"\x00"
+    encoded = fingerprint_input(t)
+    assert encoded.endswith(b"\x09registers" + b"\x00" + b"\x02\x00" + a + b)
+    assert t.fingerprint() == hashlib.sha256(encoded).digest()
 
 
 # ------------------------------------------------------------------ R-REG-002..R-REG-007: the classes
