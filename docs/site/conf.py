@@ -20,6 +20,7 @@ extensions = ["myst_parser", "vpcid_site"]
 root_doc = "index"
 source_suffix = {".md": "markdown"}
 myst_heading_anchors = 3
+smartquotes = False  # vector IDs ("case--e1000-00-02-0") and code names stay as typed
 suppress_warnings = [
     "myst.header",  # requirement headings are H3 directly under the page's H1
     "misc.highlighting_failure",  # format examples with placeholders (TYPE, ...) in JSON blocks
