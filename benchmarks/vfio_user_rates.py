@@ -6,7 +6,16 @@ directory, and the same client (:class:`~vpcid.adapters.vfio_user.client.VfioUse
 reads 4 bytes of configuration space from each:
 
 * the vpcid vfio-user server (``python -m vpcid.conformance.serve vfio-user``)
-  with one kitchen-sink device;
+  with one kitchen-sink device, as it runs by default: on the Cython backend's
+  data manager, its REGION_READ/REGION_WRITE messages read, performed and
+  answered by the compiled hot path (``RegionPath``) without Python code per
+  message, which polls for the next message for 50 us before its thread
+  sleeps (when the backend is not built, the run says so and this row is the
+  model's);
+* the same server without the busy poll (``VPCID_SERVE_BUSY_POLL_US=0``: the
+  thread sleeps as soon as the socket is empty), and on the model's data
+  manager (``VPCID_SERVE_MANAGER=model``: the Python paths), to show what
+  each part changes;
 * libvfio-user's gpio sample (``samples/gpio-pci-idio-16.c``), the C
   library's own device server, built here from its source tree: ``SRC`` is a
   checkout of https://github.com/nutanix/libvfio-user (``--libvfio-user`` or
@@ -19,6 +28,11 @@ reads 4 bytes of configuration space from each:
   its reply, and does nothing else. This is the floor on this machine for a
   Python server: the cost of a round trip between two Python processes over
   a UNIX socket.
+
+Beside each rate, ``server us`` is the server process's CPU time per read (from
+``/proc/PID/task/*/schedstat``, kernel time and context switches included):
+what the server itself costs, which other work on a shared machine does not
+change as much as it changes the rates.
 
 Each rate is measured two ways: ``sync`` (one request, wait for its reply,
 repeat) and ``pipelined`` (``--window`` requests in flight; the protocol
@@ -35,6 +49,7 @@ never judged: no thresholds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shlex
@@ -51,8 +66,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from vpcid.adapters import cython as cython_backend
 from vpcid.adapters.vfio_user.client import VfioUserClient
 from vpcid.adapters.vfio_user.protocol import CONFIG_REGION, Command, RegionAccess
+from vpcid.adapters.vfio_user.server import BUSY_POLL_ENV, DEFAULT_BUSY_POLL_US, MANAGER_ENV
 
 REQUEST, REPLY = 32, 36
 """Bytes of a 4-byte REGION_READ and of its reply: header 16 + access 16 (+ 4 data)."""
@@ -62,6 +79,7 @@ LIBVFIO_USER_SOURCES = (
 )  # fmt: skip
 """The library's sources (lib/meson.build without the optional pipe transport)."""
 GPIO_SAMPLE = "samples/gpio-pci-idio-16.c"
+OURS, OURS_NO_POLL, OURS_MODEL = "vpcid server", "vpcid (no busy poll)", "vpcid server (model)"
 
 PING_PONG_SERVER = f"""
 import socket, sys
@@ -81,9 +99,10 @@ while True:
 """
 
 
-def start(command: list[str]) -> subprocess.Popen[str]:
-    """A server that prints ``ready`` once it listens."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def start(command: list[str], settings: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """A server that prints ``ready`` once it listens (with these environment ``settings``)."""
+    env = {**os.environ, **settings} if settings else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert process.stdout is not None
     line = process.stdout.readline()
     if line != "ready\n":
@@ -205,6 +224,18 @@ class Server:
     process: subprocess.Popen[str]
     sync: dict[str, list[float]] = field(default_factory=dict)
     pipelined: dict[str, list[float]] = field(default_factory=dict)
+    sync_cpu: dict[str, list[float]] = field(default_factory=dict)
+    """Server CPU time per read (microseconds) of each sync round, by placement."""
+    pipelined_cpu: dict[str, list[float]] = field(default_factory=dict)
+
+    def measure(self, placement: str, pipelined: bool, reads: int, window: int) -> None:
+        """One round: its rate and the server's CPU time per read."""
+        run = partial(self.target.pipelined, window=window) if pipelined else self.target.sync
+        before = cpu_ns(self.process.pid)
+        rates = rate(run, reads)
+        cpu = (cpu_ns(self.process.pid) - before) / reads / 1e3
+        (self.pipelined if pipelined else self.sync).setdefault(placement, []).append(rates)
+        (self.pipelined_cpu if pipelined else self.sync_cpu).setdefault(placement, []).append(cpu)
 
 
 def rate(run: Callable[[int], None], count: int) -> float:
@@ -212,6 +243,16 @@ def rate(run: Callable[[int], None], count: int) -> float:
     started = time.perf_counter()
     run(count)
     return count / (time.perf_counter() - started)
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds process ``pid`` has run on a CPU, all its threads (``/proc/PID/task/*/schedstat``):
+    what the server itself costs, whatever else the shared machine runs meanwhile."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+    return total
 
 
 def pin(pid: int, cpus: set[int]) -> None:
@@ -249,12 +290,18 @@ def main() -> None:
         directory = Path(tmp)
         gpio, how = build_gpio(args.libvfio_user, directory)
         try:
-            vfio_path = str(directory / "vpcid.sock")
-            ours = start(
-                [sys.executable, "-m", "vpcid.conformance.serve", "vfio-user", "--socket", vfio_path]
+            default = "cython" if cython_backend.available() else "model"
+            variants = (
+                (OURS, {MANAGER_ENV: default, BUSY_POLL_ENV: str(DEFAULT_BUSY_POLL_US)}),
+                (OURS_NO_POLL, {MANAGER_ENV: default, BUSY_POLL_ENV: "0"}),
+                (OURS_MODEL, {MANAGER_ENV: "model"}),
             )
-            processes.append(ours)
-            servers.append(Server("vpcid server", VfioTarget(vfio_path), ours))
+            for n, (label, settings) in enumerate(variants):
+                path = str(directory / f"vpcid-{n}.sock")
+                serve = [sys.executable, "-m", "vpcid.conformance.serve", "vfio-user", "--socket", path]
+                process = start(serve, settings)
+                processes.append(process)
+                servers.append(Server(label, VfioTarget(path), process))
             if gpio is not None:
                 gpio_path = str(directory / "gpio.sock")
                 quiet = subprocess.DEVNULL
@@ -276,10 +323,9 @@ def main() -> None:
                     pin(server.process.pid, server_cpus)
                 for _ in range(rounds):
                     for server in servers:
-                        server.sync.setdefault(name, []).append(rate(server.target.sync, reads))
+                        server.measure(name, False, reads, args.window)
                     for server in servers:
-                        run = partial(server.target.pipelined, window=args.window)
-                        server.pipelined.setdefault(name, []).append(rate(run, reads))
+                        server.measure(name, True, reads, args.window)
             pin(os.getpid(), everywhere)
             for server in servers:
                 server.target.close()
@@ -290,29 +336,48 @@ def main() -> None:
           f"{platform.python_version()}, {os.cpu_count()} CPUs, {reads} reads x {rounds} rounds, "
           f"window {args.window}, medians)")  # fmt: skip
     print(f"# libvfio-user: {how}")
-    ours_label, floor, c_server = "vpcid server", "ping-pong (floor)", "libvfio-user gpio (C)"
+    compiled = (
+        "compiled hot path"
+        if cython_backend.available()
+        else f"NOT compiled: {cython_backend.UNAVAILABLE_REASON}"
+    )
+    print(f"# vpcid server: the default data manager ({compiled}), busy poll {DEFAULT_BUSY_POLL_US} us; "
+          f"(no busy poll): {BUSY_POLL_ENV}=0; (model): {MANAGER_ENV}=model")  # fmt: skip
+    ours_label, floor, c_server = OURS, "ping-pong (floor)", "libvfio-user gpio (C)"
     for name, cpus in where.items():
         if cpus is None:
             print(f"\n## {name}: not measured (this process may use one CPU only)")
             continue
         sync = {s.label: statistics.median(s.sync[name]) for s in servers}
         pipe = {s.label: statistics.median(s.pipelined[name]) for s in servers}
+        sync_cpu = {s.label: statistics.median(s.sync_cpu[name]) for s in servers}
+        pipe_cpu = {s.label: statistics.median(s.pipelined_cpu[name]) for s in servers}
         print(f"\n## client and servers on {name}")
-        print(f"{'':26}{'sync/s':>10}{'us/read':>9}{'pipelined/s':>13}{'us/read':>9}")
+        print(f"{'':26}{'sync/s':>10}{'us/read':>9}{'server us':>10}"
+              f"{'pipelined/s':>13}{'us/read':>9}{'server us':>10}")  # fmt: skip
         for server in servers:
             label = server.label
-            rates = (
-                f"{sync[label]:10,.0f}{1e6 / sync[label]:9.1f}{pipe[label]:13,.0f}{1e6 / pipe[label]:9.1f}"
-            )
-            print(f"{label:26}{rates}")
+            print(f"{label:26}{sync[label]:10,.0f}{1e6 / sync[label]:9.1f}{sync_cpu[label]:10.2f}"
+                  f"{pipe[label]:13,.0f}{1e6 / pipe[label]:9.1f}{pipe_cpu[label]:10.2f}")  # fmt: skip
         print("ratios (vpcid server / other, same run):")
         if c_server in sync:
             print(f"  / libvfio-user gpio   sync {sync[ours_label] / sync[c_server]:.2f}   "
-                  f"pipelined {pipe[ours_label] / pipe[c_server]:.2f}")  # fmt: skip
+                  f"pipelined {pipe[ours_label] / pipe[c_server]:.2f}   "
+                  f"(server CPU per read, gpio / vpcid: "
+                  f"sync {sync_cpu[c_server] / sync_cpu[ours_label]:.2f}, "
+                  f"pipelined {pipe_cpu[c_server] / pipe_cpu[ours_label]:.2f})")  # fmt: skip
         else:
             print(f"  / libvfio-user gpio   not measured: {how}")
         print(f"  / ping-pong floor     sync {sync[ours_label] / sync[floor]:.2f}   "
               f"pipelined {pipe[ours_label] / pipe[floor]:.2f}")  # fmt: skip
+        print(f"  / vpcid no busy poll  sync {sync[ours_label] / sync[OURS_NO_POLL]:.2f}   "
+              f"pipelined {pipe[ours_label] / pipe[OURS_NO_POLL]:.2f}")  # fmt: skip
+        print(f"  / vpcid (model)       sync {sync[ours_label] / sync[OURS_MODEL]:.2f}   "
+              f"pipelined {pipe[ours_label] / pipe[OURS_MODEL]:.2f}")  # fmt: skip
+        if c_server in sync:
+            print(f"vpcid without busy poll / libvfio-user gpio: "
+                  f"sync {sync[OURS_NO_POLL] / sync[c_server]:.2f}   "
+                  f"pipelined {pipe[OURS_NO_POLL] / pipe[c_server]:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

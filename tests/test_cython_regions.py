@@ -256,3 +256,23 @@ def test_answer_stops_at_the_flush_size_and_at_the_first_other_message() -> None
     assert served.answer(first + reset + second)[:2] == (32, 1)
     with pytest.raises(InvalidArgument):
         served.path.answer(first, 0, 64, 64, 64, 1 << 20)
+
+
+def test_region_path_refuses_bad_arguments() -> None:
+    manager = cython_backend.Manager(Profile())
+    regions = [(region.size, region.flags) for region in device_regions(KITCHEN_SINK)]
+    locks = (cython_backend.ThreadLock(), cython_backend.ThreadLock())
+    path = cython_backend.RegionPath(manager, VM, BDF, regions, *locks, bytearray(1), busy_poll_ns=50_000)
+    assert path.busy_poll_ns == 50_000
+    refused: list[Callable[[], object]] = [
+        lambda: cython_backend.RegionPath(manager, VM, BDF, regions, *locks, bytearray(1), busy_poll_ns=-1),
+        lambda: cython_backend.RegionPath(
+            manager, VM, BDF, regions, *locks, bytearray(1), busy_poll_ns=2 * 10**9
+        ),
+        lambda: cython_backend.RegionPath(manager, VM, BDF, regions, *locks, bytearray(2)),
+        lambda: cython_backend.RegionPath(manager, VM, BDF, regions[:8], *locks, bytearray(1)),
+        lambda: cython_backend.RegionPath(manager, 1 << 32, BDF, regions, *locks, bytearray(1)),
+    ]
+    for call in refused:
+        with pytest.raises(InvalidArgument):
+            call()

@@ -39,10 +39,13 @@ from vpcid.adapters.vfio_user.protocol import (
     encode_message,
 )
 from vpcid.adapters.vfio_user.server import (
+    BUSY_POLL_ENV,
+    DEFAULT_BUSY_POLL_US,
     MANAGER_ENV,
     DeviceSpec,
     ServerManager,
     VfioUserServer,
+    busy_poll_from,
     choose_manager,
 )
 from vpcid.conformance.devices import EXPRESS_SINK, KITCHEN_SINK
@@ -59,25 +62,28 @@ def sock(directory: Path, name: str) -> Path:
     return path
 
 
-MANAGERS = [
-    "model",
-    pytest.param(
-        "cython",
-        marks=pytest.mark.skipif(not cython_backend.available(), reason="the Cython backend is not built"),
-    ),
+COMPILED = pytest.mark.skipif(not cython_backend.available(), reason="the Cython backend is not built")
+SERVERS = [
+    pytest.param(("model", 0), id="model"),
+    pytest.param(("cython", DEFAULT_BUSY_POLL_US), id="cython", marks=COMPILED),
+    pytest.param(("cython", 0), id="cython-no-poll", marks=COMPILED),
 ]
-"""The data managers a server runs on: the model (Python paths) and the Cython backend (compiled path)."""
+"""How a server runs: on the model (Python paths), or on the Cython backend (the compiled path), with
+its default busy poll or none."""
 
 
-@pytest.fixture(params=MANAGERS)
+@pytest.fixture(params=SERVERS)
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[VfioUserServer]:
-    """kitchen-sink at ks.sock, e1000 at nic.sock, stalled clients dropped after 0.5 s; on each
-    data manager."""
+    """kitchen-sink at ks.sock, e1000 at nic.sock, stalled clients dropped after 0.5 s; each way a
+    server runs."""
     specs = [
         DeviceSpec(sock(tmp_path, "ks.sock"), KITCHEN_SINK),
         DeviceSpec(sock(tmp_path, "nic.sock"), E1000),
     ]
-    with VfioUserServer(specs, timeout=0.5, manager_factory=choose_manager(request.param)) as running:
+    manager, busy_poll = request.param
+    with VfioUserServer(
+        specs, timeout=0.5, manager_factory=choose_manager(manager), busy_poll_us=busy_poll
+    ) as running:
         yield running
 
 
@@ -483,6 +489,29 @@ def test_manager_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(MANAGER_ENV, "nonsense")
     with pytest.raises(InvalidArgument, match=MANAGER_ENV):
         choose_manager()
+
+
+def test_busy_poll_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The server's busy poll: the argument, else the environment, else the default; validated."""
+    monkeypatch.delenv(BUSY_POLL_ENV, raising=False)
+    assert busy_poll_from() == DEFAULT_BUSY_POLL_US
+    assert busy_poll_from(0) == 0
+    monkeypatch.setenv(BUSY_POLL_ENV, "200")
+    assert busy_poll_from() == 200
+    assert busy_poll_from(7) == 7
+    for bad in ("fast", "1.5"):
+        monkeypatch.setenv(BUSY_POLL_ENV, bad)
+        with pytest.raises(InvalidArgument, match=BUSY_POLL_ENV):
+            busy_poll_from()
+    for bad in ("-1", "1001"):
+        monkeypatch.setenv(BUSY_POLL_ENV, bad)
+        with pytest.raises(InvalidArgument, match="busy_poll_us"):
+            busy_poll_from()
+    monkeypatch.delenv(BUSY_POLL_ENV)
+    for value in (-1, 1001, True, 2.0):
+        with pytest.raises(InvalidArgument, match="busy_poll_us"):
+            VfioUserServer([DeviceSpec(sock(tmp_path, "x.sock"), KITCHEN_SINK)], busy_poll_us=value)  # type: ignore[arg-type]
+    assert not (tmp_path / "x.sock").exists()  # refused before anything listens
 
 
 def mixed_stream(rng: random.Random, dtype: DeviceType, count: int) -> list[bytes]:

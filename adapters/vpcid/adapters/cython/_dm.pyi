@@ -109,7 +109,10 @@ class RegionPath:
         manager_lock: ThreadLock,
         device_lock: ThreadLock,
         stop_flag: bytearray,
+        busy_poll_ns: int = 0,
     ) -> None: ...
+    @property
+    def busy_poll_ns(self) -> int: ...
     def answer(
         self,
         rx: bytes | bytearray | memoryview,

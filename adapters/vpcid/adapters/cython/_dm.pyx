@@ -3702,12 +3702,19 @@ cdef extern from *:
     #include <sys/socket.h>
     #include <sys/uio.h>
     typedef struct { Py_ssize_t n; int err; int flags; Py_ssize_t controllen; } vpcid_recv_t;
-    /* One recvmsg into buf with room for ctrl_len bytes of control messages, retried on EINTR. */
-    static vpcid_recv_t vpcid_recvmsg(int fd, void* buf, size_t len, void* ctrl, size_t ctrl_len) {
+    #include <sched.h>
+    /* One recvmsg into buf with room for ctrl_len bytes of control messages, retried on EINTR. For
+       up to poll_ns nanoseconds it polls the socket without blocking, yielding the CPU between polls,
+       before it blocks: a client that answers within that time finds the thread still running, so
+       neither side pays for waking the other (a wake-up costs more than a poll, most of all on
+       another CPU of a virtual machine). */
+    static vpcid_recv_t vpcid_recvmsg(int fd, void* buf, size_t len, void* ctrl, size_t ctrl_len,
+                                      int64_t poll_ns) {
         vpcid_recv_t r;
         struct iovec iov;
         struct msghdr m;
-        ssize_t n;
+        ssize_t n = -1;
+        int64_t until = poll_ns > 0 ? vpcid_now_ns() + poll_ns : 0;
         memset(&m, 0, sizeof m);
         iov.iov_base = buf;
         iov.iov_len = len;
@@ -3715,7 +3722,14 @@ cdef extern from *:
         m.msg_iovlen = 1;
         m.msg_control = ctrl_len ? ctrl : NULL;
         m.msg_controllen = ctrl_len;
-        do { n = recvmsg(fd, &m, 0); } while (n < 0 && errno == EINTR);
+        while (poll_ns > 0) {
+            n = recvmsg(fd, &m, MSG_DONTWAIT);
+            if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) break;
+            if (vpcid_now_ns() >= until) { n = -1; errno = EAGAIN; break; }
+            sched_yield();
+        }
+        if (n < 0 && (poll_ns <= 0 || errno == EAGAIN || errno == EWOULDBLOCK))
+            do { n = recvmsg(fd, &m, 0); } while (n < 0 && errno == EINTR);
         r.n = (Py_ssize_t)n;
         r.err = n < 0 ? errno : 0;
         r.flags = n < 0 ? 0 : m.msg_flags;
@@ -3755,7 +3769,7 @@ cdef extern from *:
         int err
         int flags
         Py_ssize_t controllen
-    vpcid_recv_t recv_message "vpcid_recvmsg"(int, void*, size_t, void*, size_t) noexcept nogil
+    vpcid_recv_t recv_message "vpcid_recvmsg"(int, void*, size_t, void*, size_t, int64_t) noexcept nogil
     int cmsg_at "vpcid_cmsg"(void*, size_t, int, int*, int*, size_t*, size_t*) noexcept nogil
     Py_ssize_t send_some "vpcid_send"(int, const void*, size_t) noexcept nogil
 
@@ -3772,6 +3786,8 @@ cdef enum:
     VU_WRITABLE = 2
     VU_CONTROL_ROOM = 4096   # most control-message bytes ``serve`` takes in one read
 
+cdef int64_t VU_MAX_POLL_NS = 1000000000
+"""The longest busy poll before a wait (one second)."""
 cdef Py_ssize_t VU_BUFFER_KEPT = 4 << 20
 """A reply buffer larger than this is given back after the batch that needed it."""
 
@@ -3851,6 +3867,8 @@ cdef class RegionPath:
     the limit that fits the region, and a BAR without a custom behaviour. Configuration accesses go
     one dword at a time under the manager lock (R-ECAM-003); BAR accesses one page at a time under
     the device lock, then the manager lock, so no access holds either for more than a page.
+    ``busy_poll_ns``: how long :meth:`serve` polls for the client's next read, yielding the CPU
+    between polls, before it waits for it (0: it waits at once).
     """
 
     cdef Manager manager
@@ -3864,9 +3882,10 @@ cdef class RegionPath:
     cdef bint has_stop_view
     cdef Buf out
     cdef uint8_t control[VU_CONTROL_ROOM]
+    cdef readonly int64_t busy_poll_ns
 
     def __init__(self, Manager manager not None, vm_id, bdf, regions, ThreadLock manager_lock not None,
-                 ThreadLock device_lock not None, bytearray stop_flag not None):
+                 ThreadLock device_lock not None, bytearray stop_flag not None, busy_poll_ns=0):
         cdef int packed = bdf_of(bdf)
         cdef uint64_t vm = 0, v = 0
         cdef int k
@@ -3877,6 +3896,8 @@ cdef class RegionPath:
             raise _errors.InvalidArgument(f"a PCI device has {VU_REGIONS} regions, not {len(regions)}")
         if len(stop_flag) != 1:
             raise _errors.InvalidArgument("stop_flag is a one-byte bytearray")
+        if not as_u64(busy_poll_ns, &v) or v > VU_MAX_POLL_NS:
+            raise _errors.InvalidArgument(f"busy_poll_ns is an integer 0-{VU_MAX_POLL_NS}, not {busy_poll_ns!r}")
         for k in range(VU_REGIONS):
             size, flags = regions[k]
             if not as_u64(size, &v):
@@ -3894,6 +3915,7 @@ cdef class RegionPath:
         PyObject_GetBuffer(stop_flag, &self.stop_view, PyBUF_SIMPLE)  # holding it, the flag cannot move
         self.has_stop_view = True
         self.stop_owner = stop_flag
+        self.busy_poll_ns = busy_poll_ns
 
     def __dealloc__(self):
         if self.has_stop_view:
@@ -4030,8 +4052,9 @@ cdef class RegionPath:
     def serve(self, int fd, chunk, Py_ssize_t control_room, read_limit, write_limit, Py_ssize_t flush):
         """Serve the connection on ``fd`` between messages (the connection has nothing pending).
 
-        Blocks for the client's next read into ``chunk`` (with room for ``control_room`` bytes of
-        control messages), answers the messages this path takes and sends their replies; repeats
+        Waits for the client's next read into ``chunk`` (with room for ``control_room`` bytes of
+        control messages; polling for ``busy_poll_ns`` first, the GIL released throughout),
+        answers the messages this path takes and sends their replies; repeats
         while a read is answered whole, replies sent. Returns (bytes of the last read, bytes of it
         consumed, messages answered, its control messages as ``socket.recvmsg`` gives them, its
         flags, replies not sent yet) once a read is not answered whole (0 bytes: the client closed),
@@ -4055,7 +4078,7 @@ cdef class RegionPath:
         try:
             while True:
                 with nogil:
-                    got = recv_message(fd, buf, room, self.control, <size_t>control_room)
+                    got = recv_message(fd, buf, room, self.control, <size_t>control_room, self.busy_poll_ns)
                 if got.n < 0:
                     raise OSError(got.err, _os.strerror(got.err))
                 if got.n == 0 or got.controllen or got.flags or self.stopping():

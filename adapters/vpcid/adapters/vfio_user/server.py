@@ -140,6 +140,11 @@ DEFAULT_MAX_DATA_XFER = 1 << 20
 """Largest ``count``/``size`` the server accepts and announces (``max_data_xfer_size``)."""
 DEFAULT_MESSAGE_TIMEOUT = 10.0
 """Seconds a client may stay silent in the middle of a message before it is disconnected."""
+DEFAULT_BUSY_POLL_US = 50
+"""Microseconds the compiled path polls for a client's next message before its thread sleeps."""
+MAX_BUSY_POLL_US = 1000
+BUSY_POLL_ENV = "VPCID_SERVE_BUSY_POLL_US"
+"""Environment variable giving a server's busy poll in microseconds (0 turns it off)."""
 MAX_STREAM = 1 << 30
 """Default largest migration stream a RESUMING device takes (E2BIG beyond); it is spooled to a
 temporary file, so it costs disk, not memory, until the commit decodes it."""
@@ -353,7 +358,13 @@ class Device:
     """
 
     def __init__(
-        self, manager: RegionManager, lock: Guard, vm: int, bdf: Bdf, max_stream: int = MAX_STREAM
+        self,
+        manager: RegionManager,
+        lock: Guard,
+        vm: int,
+        bdf: Bdf,
+        max_stream: int = MAX_STREAM,
+        busy_poll_us: int = 0,
     ) -> None:
         self.manager = manager
         self.manager_lock = lock
@@ -361,6 +372,8 @@ class Device:
         self.vm = vm
         self.bdf = bdf
         self.max_stream = max_stream
+        self.busy_poll_us = busy_poll_us
+        """How long the compiled path polls for a client's next message before it sleeps."""
         self.dtype = manager.device_type(vm, bdf)
         self.regions = device_regions(self.dtype)
         self.config_size = self.dtype.config_size
@@ -406,7 +419,10 @@ class Device:
         if not (isinstance(self.manager_lock, ThreadLock) and isinstance(self.lock, ThreadLock)):
             return None
         regions = [(region.size, region.flags) for region in self.regions]
-        return RegionPath(self.manager, self.vm, self.bdf, regions, self.manager_lock, self.lock, stop_flag)
+        return RegionPath(
+            self.manager, self.vm, self.bdf, regions, self.manager_lock, self.lock, stop_flag,
+            busy_poll_ns=self.busy_poll_us * 1000,
+        )  # fmt: skip
 
     def check_access(self, region: int, offset: int, count: int, write: bool, limit: int) -> None:
         """EINVAL unless the access names a readable/writable region and lies inside it."""
@@ -554,6 +570,21 @@ class Limits:
             _check_int("max_fds", self.max_fds, 0, 1 << 20)
         _check_int("max_stream", self.max_stream, 4096, 1 << 40)
         _check_int("max_dma_maps", self.max_dma_maps, 1, MAX_DMA_MAPS)
+
+
+def busy_poll_from(value: int | None = None) -> int:
+    """A server's busy poll in microseconds: ``value``, else :data:`BUSY_POLL_ENV` if set, else
+    :data:`DEFAULT_BUSY_POLL_US`; InvalidArgument unless an integer 0-:data:`MAX_BUSY_POLL_US`."""
+    if value is None:
+        text = os.environ.get(BUSY_POLL_ENV)
+        if text is None:
+            return DEFAULT_BUSY_POLL_US
+        try:
+            value = int(text)
+        except ValueError:
+            raise InvalidArgument(f"{BUSY_POLL_ENV}={text!r} is not an integer") from None
+    _check_int("busy_poll_us", value, 0, MAX_BUSY_POLL_US)
+    return value
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -1461,7 +1492,9 @@ class VfioUserServer:
     client's descriptor budget is :func:`fd_budget` of the device count.
     ``session_factory`` makes each connection's :class:`Session` (tests
     inject faults with a subclass). ``manager_factory`` makes the data
-    manager (default: :func:`choose_manager`).
+    manager (default: :func:`choose_manager`). ``busy_poll_us``: how long
+    the compiled path polls for a client's next message before the device's
+    thread sleeps (default: :func:`busy_poll_from`; 0 sleeps at once).
     """
 
     def __init__(
@@ -1474,7 +1507,9 @@ class VfioUserServer:
         manager_factory: ManagerFactory | None = None,
         limits: Limits | None = None,
         session_factory: SessionFactory | None = None,
+        busy_poll_us: int | None = None,
     ) -> None:
+        busy_poll = busy_poll_from(busy_poll_us)
         if not devices:
             raise InvalidArgument("a server needs at least one device")
         if len(devices) > 30:
@@ -1493,7 +1528,7 @@ class VfioUserServer:
             for n, spec in enumerate(devices):
                 bdf = Bdf(0, 2 + n, 0)
                 self.manager.plug(vm, bdf, spec.dtype)
-                device = Device(self.manager, self.lock, vm, bdf, limits.max_stream)
+                device = Device(self.manager, self.lock, vm, bdf, limits.max_stream, busy_poll)
                 self.devices.append(device)
                 self.endpoints.append(Endpoint(device, spec.path, limits, session_factory))
         except BaseException:
