@@ -193,6 +193,7 @@ def test_each_requirement_shows_worked_hex_examples_and_links_to_its_evidence(
         assert "vpcid-evidence" in section, rid
         if found.vectors:
             assert "Worked example" in section, rid
+            assert any(v.vector_id in section for v in found.vectors), f"{rid}: vector IDs are shown as typed"
             assert CHECKED_STEP.search(section), f"{rid}: no step checking it, in hex"
             assert f'href="{evidence}/vectors/' in section, rid
         for item, target in ((found.model, "model"), (found.tests, "tests"), (found.formal, "formal")):
