@@ -127,7 +127,12 @@ def test_vectors_generated_with_types_define_them_and_run(tmp_path: Path) -> Non
     assert ran.complete
     assert not ran.failed
     without = vectors.run(out, ModelAdapter(operations=FULL))
-    assert {case for case, _ in without.excluded} == {c["id"] for c in mine}
+    excluded = {case for case, _ in without.excluded}
+    assert {c["id"] for c in mine} <= excluded
+    needs = {
+        c["id"]: json.loads((out / c["path"] / "manifest.json").read_text())["needs"] for c in index["cases"]
+    }
+    assert excluded == {case for case, kinds in needs.items() if "define_type" in kinds}
 
 
 def test_random_and_stateful_engines_plug_types_from_files() -> None:
@@ -168,6 +173,10 @@ def test_a_declined_type_is_left_out_and_reported_not_failed() -> None:
     plain = moved_capability_type()
     report = certify(WithoutConfigBehaviours(), BUDGET, types=[clamped, plain])
     assert report.conformant
-    assert report.declined_types == {"clamped-sink": "bad-device-type"}
-    assert report.to_json()["declined_types"] == {"clamped-sink": "bad-device-type"}
+    layouts = {"msi-32", "msi-32-mask", "msi-64-mask"}  # the cases' MSI layouts with msi-mme-clamp
+    assert report.declined_types == {"clamped-sink": "bad-device-type"} | dict.fromkeys(
+        layouts, "bad-device-type"
+    )
+    assert report.to_json()["declined_types"] == report.declined_types
     assert report.engines["types"] == {"defined": 1, "declined": 1}
+    assert report.engines["cases"]["declined"] == len(layouts)

@@ -2303,14 +2303,17 @@ KS_MSI = 0x50
 Definition = dict[str, Any]
 
 
-def _definition(dtype: DeviceType, name: str) -> Definition:
+def _definition(dtype: DeviceType, name: str, config_behaviour: bool = False) -> Definition:
     """``dtype`` as a ``define_type`` definition under another name, without its fingerprint (the
-    edits below change the declaration)."""
+    edits below change the declaration) and, unless ``config_behaviour``, without its configuration
+    behaviour (which an implementation may decline, R-DT-008)."""
     from vpcid.conformance.typefile import type_json
 
     defn = copy.deepcopy(type_json(dtype))
     defn["name"] = name
     defn.pop("fingerprint", None)
+    if not config_behaviour:
+        defn["config_behaviour"] = None
     return defn
 
 
@@ -2490,7 +2493,7 @@ def _msi_layouts() -> list[tuple[str, int, Definition | None]]:
         ("msi-32-mask", 0x01, 20),
         ("msi-64-mask", 0x01, 24),
     ):
-        defn = _definition(KITCHEN_SINK, name)
+        defn = _definition(KITCHEN_SINK, name, config_behaviour=True)
         low = 0x84 if name == "msi-64-mask" else 0x04  # Multiple Message Capable 2; bit 7: 64-bit
         layouts.append((name, size, _poke(defn, "image", KS_MSI + 2, bytes((low, control_high)))))
     return layouts

@@ -10,6 +10,7 @@ matches the model in another variant is reported as that variant.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -338,6 +339,46 @@ def declined_types(impl: Adapter, types: Sequence[DeviceType]) -> dict[str, str]
     return declined
 
 
+def _behaviour_definitions(ops: Sequence[Op]) -> list[Op]:
+    """The ``define_type`` operations of ``ops`` whose valid definition names a behaviour other than
+    plain memory: an implementation may decline those (spec/formats/device-type.md)."""
+    from vpcid.conformance.typefile import parse_type_definition
+
+    found: list[Op] = []
+    for op in ops:
+        if op.kind is not OpKind.DEFINE_TYPE:
+            continue
+        definition = json.loads(op.data)
+        if not definition.get("config_behaviour") and definition.get("behaviour") in (None, "memory"):
+            continue
+        try:
+            parse_type_definition(definition)
+        except VpcidError:
+            continue  # an invalid definition: every implementation must reject it
+        found.append(op)
+    return found
+
+
+def declined_cases(
+    impl: Adapter, cases: Sequence[tuple[str, Case, list[Op]]], declined: dict[str, str]
+) -> set[str]:
+    """Labels of the cases that define a type the implementation declines (a valid definition naming
+    a behaviour it does not implement, answered with an error): left out like a declined ``--types``
+    type, and the type added to ``declined``."""
+    answers: dict[bytes, str | None] = {}
+    skipped: set[str] = set()
+    for label, _case, ops in cases:
+        for op in _behaviour_definitions(ops):
+            if op.data not in answers:
+                impl.execute(INIT)
+                answers[op.data] = impl.execute(op).error
+            error = answers[op.data]
+            if error is not None:
+                declined.setdefault(op.name, error)
+                skipped.add(label)
+    return skipped
+
+
 def applicable_cases(info: AdapterInfo, types: Sequence[DeviceType] = ()) -> list[tuple[str, Case, list[Op]]]:
     """Cases this adapter can run: (label, case, operations with prologue), in a stable order.
 
@@ -428,6 +469,8 @@ def certify(
 
     # 1. scenario cases
     cases = applicable_cases(info, types)
+    left_out = declined_cases(impl, cases, declined)
+    cases = [case for case in cases if case[0] not in left_out]
     diff = Differential(impl)
     failed_cases = 0
     for done, (label, case, ops) in enumerate(cases, start=1):
@@ -452,6 +495,8 @@ def certify(
     engines["cases"] = {"run": len(cases), "failed": failed_cases, "operations": diff.steps}
     if diff.withheld:
         engines["cases"]["withheld"] = diff.withheld
+    if left_out:
+        engines["cases"]["declined"] = len(left_out)
 
     # 2. fast random engine
     if not (failed_cases and stop_at_first_failure):
