@@ -68,6 +68,7 @@ from vpcid.conformance.trace import (
 )
 from vpcid.conformance.typefile import parse_type_definition, read_type_file, type_json
 from vpcid.model import Bdf, DeviceType, VpcidError
+from vpcid.model.registers import RegisterMap
 
 DEFAULT_DATABASE = Path(".hypothesis") / "vpcid-fuzz"
 """Where ``vpcid fuzz`` keeps its example database unless told otherwise."""
@@ -248,7 +249,12 @@ class FuzzReport:
 
     @property
     def rate(self) -> float:
-        """Operations per second, all workers together."""
+        """Operations per second while fuzzing, all workers together: each worker's operations over its
+        own campaign's seconds (process and pytest start-up left out), added up."""
+        timed = [w for w in self.per_worker if w.get("seconds", 0) > 0]
+        rates = [float(w["operations"]) / float(w["seconds"]) for w in timed]
+        if rates:
+            return sum(rates)
         return self.operations / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -260,6 +266,7 @@ class FuzzReport:
             "seconds": round(self.seconds, 3),
             "rate": round(self.rate, 1),
             "exercised": exercised_rows(self.coverage, self.devices),
+            "registers": register_rows(self.coverage, self.devices),
             "finding": None if self.finding is None else self.finding.to_json(),
             "per_worker": self.per_worker,
         }
@@ -574,6 +581,62 @@ def print_exercised(report: FuzzReport, console: Console) -> None:
             escape(row["offsets"]),
         )
     console.print(table)
+    rows = register_rows(report.coverage, report.devices)
+    if not rows:
+        return
+    registers = Table(title="registers exercised")
+    for column in (
+        "function",
+        "register",
+        "where",
+        "classes",
+        "reads",
+        "writes",
+        "bits written 1",
+        "written 0",
+    ):
+        registers.add_column(column)
+    for row in rows:
+        registers.add_row(
+            escape(row["function"]),
+            escape(row["register"]),
+            row["where"],
+            row["classes"],
+            f"{row['reads']:,}",
+            f"{row['writes']:,}",
+            row["ones"],
+            row["zeros"],
+        )
+    console.print(registers)
+
+
+def register_rows(coverage: Coverage, devices: Sequence[Device]) -> list[dict[str, Any]]:
+    """Per register of each register map (R-REG-001): reads, writes, and how many of its bits were
+    written as 1 and as 0 (``n/width``); every register is listed, exercised or not."""
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for device in devices:
+        registers = device.dtype.behaviour
+        key = str(device.bdf)
+        if not isinstance(registers, RegisterMap) or key in seen:
+            continue
+        seen.add(key)
+        for register in registers.registers:
+            reads, writes, ones, zeros = coverage.registers.get((key, register.name), [0, 0, 0, 0])
+            bits = 8 * register.width
+            rows.append(
+                {
+                    "function": key,
+                    "register": register.name,
+                    "where": register.where(),
+                    "classes": "/".join(sorted({a.value for a in register.classes()})),
+                    "reads": reads,
+                    "writes": writes,
+                    "ones": f"{bin(ones).count('1')}/{bits}",
+                    "zeros": f"{bin(zeros).count('1')}/{bits}",
+                }
+            )
+    return rows
 
 
 # --------------------------------------------------------------------------- the command

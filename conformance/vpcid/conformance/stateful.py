@@ -93,6 +93,7 @@ from vpcid.model import Bdf, DeviceType, VpcidError
 from vpcid.model.devicetype import ROM_INDEX, BarKind
 from vpcid.model.header import BAR0, COMMAND, ROM_BAR, VENDOR_ID
 from vpcid.model.manager import CF8, CFC, DEFAULT_ECAM_BASE, ECAM_SIZE, DataManager, VmTables, cam_selection
+from vpcid.model.registers import RegisterMap
 
 __all__ = [
     "STEPS_PER_EXAMPLE",
@@ -188,6 +189,15 @@ def _declared(dtype: DeviceType) -> st.SearchStrategy[ConfigAccess] | None:
         return ConfigAccess(offset, width, value)
 
     return write()
+
+
+@lru_cache(maxsize=1024)
+def _register_places(dtype: DeviceType, bar: int) -> tuple[tuple[int, int], ...]:
+    """``(offset, width)`` of the registers ``dtype``'s register map declares in BAR ``bar``."""
+    registers = dtype.behaviour
+    if not isinstance(registers, RegisterMap):
+        return ()
+    return tuple((r.offset, r.width) for r in registers.registers if r.bar == bar)
 
 
 @lru_cache(maxsize=1024)
@@ -496,14 +506,19 @@ class Coverage:
     """Which bytes of which configuration spaces and BARs a campaign read and wrote.
 
     Keyed by the function (its BDF) and region (``config`` or ``BAR<n>``; the
-    VM is left out: every VM of a campaign holds the same layout)."""
+    VM is left out: every VM of a campaign holds the same layout). For a BAR
+    with a register map (R-REG-001), ``registers`` holds per register
+    ``[reads, writes, bits written as 1, bits written as 0]``."""
 
     read: dict[tuple[str, str], set[int]] = field(default_factory=dict)
     written: dict[tuple[str, str], set[int]] = field(default_factory=dict)
     accesses: dict[tuple[str, str], int] = field(default_factory=dict)
     operations: dict[str, int] = field(default_factory=dict)
+    registers: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
-    def record(self, op: Op, access: Access | None) -> None:
+    def record(self, op: Op, access: Access | None, register_map: RegisterMap | None = None) -> None:
+        """Count ``op``; add the bytes ``access`` reached (and the registers, bit by bit, of
+        ``register_map``, the map of the BAR it reached)."""
         self.operations[op.kind.value] = self.operations.get(op.kind.value, 0) + 1
         if access is None:
             return
@@ -511,6 +526,29 @@ class Coverage:
         self.accesses[key] = self.accesses.get(key, 0) + 1
         touched = (self.written if access.write else self.read).setdefault(key, set())
         touched.update(range(access.offset, access.offset + access.width))
+        if register_map is not None and access.bar is not None:
+            self._registers(access, access.bar, register_map)
+
+    def _registers(self, access: Access, bar: int, register_map: RegisterMap) -> None:
+        seen: dict[str, list[int]] = {}
+        value = access.value or 0
+        for k in range(access.width):
+            register = register_map.at(bar, access.offset + k)
+            if register is None:
+                continue
+            lane = 8 * (access.offset + k - register.offset)
+            byte = (value >> (8 * k)) & 0xFF
+            bits = seen.setdefault(register.name, [0, 0])
+            bits[0] |= byte << lane
+            bits[1] |= (~byte & 0xFF) << lane
+        for name, (ones, zeros) in seen.items():
+            entry = self.registers.setdefault((str(access.bdf), name), [0, 0, 0, 0])
+            if access.write:
+                entry[1] += 1
+                entry[2] |= ones
+                entry[3] |= zeros
+            else:
+                entry[0] += 1
 
     def merge(self, other: Coverage) -> None:
         """Add ``other``'s counts and bytes to these."""
@@ -521,6 +559,12 @@ class Coverage:
             self.accesses[key] = self.accesses.get(key, 0) + count
         for kind, count in other.operations.items():
             self.operations[kind] = self.operations.get(kind, 0) + count
+        for name, (reads, writes, ones, zeros) in other.registers.items():
+            entry = self.registers.setdefault(name, [0, 0, 0, 0])
+            entry[0] += reads
+            entry[1] += writes
+            entry[2] |= ones
+            entry[3] |= zeros
 
     def to_json(self) -> dict[str, Any]:
         """Byte sets as ``[start, stop)`` runs, for worker processes to hand back."""
@@ -542,6 +586,7 @@ class Coverage:
             "written": table(self.written),
             "accesses": [[b, r, n] for (b, r), n in sorted(self.accesses.items())],
             "operations": dict(sorted(self.operations.items())),
+            "registers": [[b, n, *counts] for (b, n), counts in sorted(self.registers.items())],
         }
 
     @classmethod
@@ -559,6 +604,7 @@ class Coverage:
             table(obj.get("written", [])),
             {(str(b), str(r)): int(n) for b, r, n in obj.get("accesses", [])},
             {str(k): int(v) for k, v in dict(obj.get("operations", {})).items()},
+            {(str(row[0]), str(row[1])): [int(v) for v in row[2:6]] for row in obj.get("registers", [])},
         )
 
 
@@ -683,7 +729,10 @@ class RecordingModel(ModelAdapter):
         if access is not None and observation.error is not None:
             access = None  # a rejected access reached nothing (R-ERR-001)
         if self.coverage is not None:
-            self.coverage.record(op, access)
+            behaviour = None
+            if access is not None and access.space == "bar":
+                behaviour = self.manager.device_type(access.vm, access.bdf).behaviour
+            self.coverage.record(op, access, behaviour if isinstance(behaviour, RegisterMap) else None)
         if self.invariants:
             step = Step(self.position, op, observation, access, self, tuple(self.history))
             if self.violation is None:
@@ -1162,8 +1211,12 @@ class DeviceMachine(RuleBasedStateMachine):
         self.play([new_op(read, vm, None, base + offset, width) for offset in sorted(places)])
 
     def registers(self, vm: int, bdf: Bdf, bar: int) -> tuple[tuple[int, int], ...]:
-        """``(offset, width)`` of the registers declared inside BAR ``bar`` of the instance at ``bdf``: the
-        offsets :meth:`bar_access` aims at first. None declared here; a subclass may name them."""
+        """``(offset, width)`` of the registers inside BAR ``bar`` of the instance at ``bdf``: the offsets
+        :meth:`bar_access` and :meth:`bar_sweep` aim at first (the type's register map, R-REG-001; a
+        subclass may name others)."""
+        for device in self.devices:
+            if device.vm == vm and device.bdf == bdf:
+                return _register_places(device.dtype, bar)
         return ()
 
     @rule(data=st.data())
