@@ -996,14 +996,19 @@ class DeviceMachine(RuleBasedStateMachine):
         return new_op(kind, vm, bdf, offset, width, value)
 
     def _windows(self) -> list[tuple[int, bool, int, int, Bdf, int]]:
-        """(vm, I/O?, base, size, BDF, BAR) of every BAR that decodes now, per the model."""
+        """(vm, I/O?, base, size, BDF, BAR) of every BAR that decodes now, per the model, but those that
+        overlap a range the platform owns (a size probe can leave a BAR over the firmware): what the
+        platform does there is no device's doing."""
         if self._windows_cache is None:
             found: list[tuple[int, bool, int, int, Bdf, int]] = []
             manager = self.model.manager
+            machine = self.subject.machine
             for vm in manager.vm_ids():
                 tables = manager.tables(vm)
                 found += [(vm, True, e.base, e.size, e.bdf, e.bar) for e in tables.io]
                 found += [(vm, False, e.base, e.size, e.bdf, e.bar) for e in tables.memory]
+            if machine is not None:
+                found = [w for w in found if not machine.is_reserved("io" if w[1] else "memory", w[2], w[3])]
             self._windows_cache = found
         return self._windows_cache
 
