@@ -2397,6 +2397,18 @@ def _type_rule_breaks() -> list[tuple[str, Definition]]:
     defn = ex()
     defn["bars"][1] = {"kind": "mem32", "size": 16}
     breaks.append(("R-DT-001", defn))
+    defn = _poke(ks(), "wmask", 0x20, bytes(4))  # BAR4's register as a 4 GiB BAR would have it
+    defn["bars"][4] = {"kind": "mem32", "size": 1 << 32}
+    breaks.append(("R-DT-001", defn))
+    sizes = _type_rule_edges()[0][1]
+    defn = _poke(copy.deepcopy(sizes), "wmask", 0x20, bytes(8))  # as a 2^64-byte BAR would have it
+    defn["name"], defn["bars"][4] = "rule-break", {"kind": "mem64", "size": 1 << 64}
+    breaks.append(("R-DT-001", defn))
+    defn = _poke(copy.deepcopy(sizes), "wmask", 0x30, (0xFE00_0001).to_bytes(4, "little"))  # a 32 MiB ROM
+    defn["name"], defn["rom"]["size"] = "rule-break", 1 << 25
+    breaks.append(("R-DT-001", defn))
+    zero_first = _poke(ex(), "image", 0x100, bytes(4))
+    breaks.append(("R-DT-007", _poke(zero_first, "wmask", 0x103, b"\x01")))  # no list, yet writable
     return breaks
 
 
@@ -2407,7 +2419,7 @@ def _type_rule_edges() -> list[tuple[str, Definition, str]]:
 
     edges = DeviceType(
         "edge-sizes", vendor_id=0x1B36, device_id=0x00EE, class_code=0xFF0000, interrupt_pin=4,
-        bars=(BarSpec(BarKind.IO, 256), BarSpec(BarKind.MEM32, 1 << 31), BarSpec(BarKind.IO, 4),
+        bars=(BarSpec(BarKind.IO, 256), BarSpec(BarKind.MEM32, 1 << 31), BarSpec(BarKind.MEM64, 16),
               None, BarSpec(BarKind.MEM64, 1 << 63), None),
         rom=RomSpec(1 << 24, bytes(range(256)) * 16),
     )  # fmt: skip
@@ -2420,14 +2432,17 @@ def _type_rule_edges() -> list[tuple[str, Definition, str]]:
     _poke(last_extended, "w1cmask", 0xFFC, bytes(4))
     command = _poke(_definition(KITCHEN_SINK, "edge-command"), "wmask", 0x05, b"\x07")
     named = _definition(KITCHEN_SINK, "edge-name-" + "n" * 245)
+    no_extended = _poke(_definition(EXPRESS_SINK, "edge-no-extended"), "image", 0x100, bytes(4))
+    _poke(no_extended, "wmask", 0x104, b"\xff")
     return [
-        ("R-DT-001", _definition(edges, edges.name), "BARs of 4 and 256 I/O bytes, 2 GiB and 2^63 bytes "
-         "of memory (the last in slot 4), a 16 MiB ROM, interrupt pin 4"),
+        ("R-DT-001", _definition(edges, edges.name), "a BAR of 256 I/O bytes, 2 GiB of 32-bit memory, "
+         "64-bit BARs of 16 bytes and 2^63 bytes (the last in slot 4), a 16 MiB ROM, interrupt pin 4"),
         ("R-DT-001", named, "a name of 255 bytes"),
         ("R-DT-005", command, "command bits 8-10 writable"),
         ("R-DT-006", last, "a capability at 0xFC"),
         ("R-DT-006", no_list, "status bit 4 clear with a capability pointer set: no list"),
         ("R-DT-007", last_extended, "an extended capability header at 0xFFC"),
+        ("R-DT-007", no_extended, "no extended capability (0x100 reads zero), writable bytes from 0x104"),
     ]  # fmt: skip
 
 
