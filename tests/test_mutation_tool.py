@@ -142,6 +142,17 @@ def test_a_mutant_that_accepts_a_broken_definition_is_killed_by_define_type() ->
     assert answer["reason"] == "R-DT-006: case device-types/type-rule-breaks", answer
 
 
+@pytest.mark.req("R-DT-001")
+def test_a_mutant_that_rejects_a_valid_definition_is_blamed_on_the_rule_at_its_edge() -> None:
+    """A 64-bit BAR of 16 bytes is the smallest allowed: a mutant that refuses it fails the
+    type-edge-sizes case, blamed on the rule the step checks, not on define_type's own rule."""
+    strict = edited(DEVICETYPE, "16 <= bar.size <= 1 << 63", "16 < bar.size <= 1 << 63")
+    settings = Settings(profiles=(Profile(),))
+    answer, _ = in_child(lambda: judge(target_named("model"), strict, settings).to_json())
+    assert answer is not None
+    assert answer["reason"] == "R-DT-001: case device-types/type-edge-sizes", answer
+
+
 def test_an_equivalent_mutant_survives() -> None:
     """Without its cache, ``layout`` computes the same bytes: certification cannot tell them apart."""
     uncached = edited(DEVICETYPE, "@lru_cache(maxsize=512)\ndef layout(", "def layout(")

@@ -910,9 +910,6 @@ def summary_lines(summary: Summary, target: Target) -> list[str]:
 
 # ----------------------------------------------------------------- classifying survivors
 
-SURVIVOR_RULES: tuple[SurvivorRule, ...] = ()
-"""Why the survivors of ``vpcid mutate`` on the model survive (filled in below)."""
-
 
 @dataclass(frozen=True)
 class SurvivorRule:
@@ -927,15 +924,192 @@ class SurvivorRule:
     function: str = ""
     operator: str = ""
     text: str = ""
+    after: str = ""
+    """Searched for in the lines the mutant has instead (``text``: in the lines it replaced)."""
 
     def covers(self, mutation: Mutation, diff: str) -> bool:
-        before = "\n".join(line[1:] for line in diff.splitlines() if line.startswith("-"))
+        lines = diff.splitlines()
+        before = "\n".join(line[1:] for line in lines if line.startswith("-") and not line.startswith("---"))
+        after = "\n".join(line[1:] for line in lines if line.startswith("+") and not line.startswith("+++"))
         return (
             mutation.path.endswith(self.path)
             and re.search(self.function, mutation.definition or "") is not None
             and re.search(self.operator, mutation.short_operator) is not None
             and re.search(self.text, before) is not None
+            and re.search(self.after, after) is not None
         )
+
+
+_MESSAGE = (
+    "only the text of an error changes; the trace language observes error kinds, not messages (R-ERR-003)"
+)
+_REDUNDANT = ("another check rejects the same input with the same error kind ({}), so the weakened one "
+              "changes no observation")  # fmt: skip
+_GUARD = "a check of the Python API's arguments: {}; tests/ call it directly"
+_BUILDER = (
+    "the device-type builder (fields laid out into bytes), which only the catalogue's types go through: "
+    "its mutants either lay out the same bytes for them (a wider write overwritten by the next field, a "
+    "placement the catalogue does not use) or accept builder input the catalogue never gives; definitions "
+    "in the trace are bytes, checked by R-DT-005..R-DT-007 (type-rule-* cases); tests/ check the builder"
+)
+
+SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
+    # ---- equivalent everywhere
+    SurvivorRule(
+        "equivalent",
+        "dataclass options: the model never assigns to these objects, hashes the "
+        "unfrozen ones or relies on slots; eq/compare flags on fields derived from the compared ones",
+        ".py",
+        operator="True|False",
+        text=r"@dataclass\(|field\(default",
+    ),
+    SurvivorRule(
+        "equivalent", "a cache (or its size) around a pure function", "devicetype.py", text=r"@lru_cache"
+    ),
+    SurvivorRule(
+        "equivalent",
+        "imports needed for annotations only; importing them at run time changes nothing",
+        "devicetype.py",
+        text=r"if TYPE_CHECKING",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a @property of a Protocol class (an interface no code calls on the protocol itself)",
+        "behaviour.py",
+        operator="RemoveDecorator",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "Mapping.size is for introspection; the data manager's operations use size_log2",
+        "tables.py",
+        function="Mapping",
+        operator="RemoveDecorator",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the single-page fast path of page storage: when the test is wrong the "
+        "byte-by-byte fallback computes the same bytes",
+        "behaviour.py",
+        function="read|write",
+        text=r"if start \+ (length|len\(data\)) <= PAGE_SIZE",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the BDF fields occupy disjoint bits, so + and ^ compute the same as |",
+        "bdf.py",
+        function="packed",
+        operator="BitOr_(Add|BitXor)",
+    ),
+    SurvivorRule("equivalent", _MESSAGE, ".py", text=r'^\s*(raise\b|f")'),
+    SurvivorRule(
+        "equivalent",
+        "'at' names the byte at fault in the error message only: " + _MESSAGE,
+        "header.py",
+        text=r"^\s*at, (pointer|offset) = ",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "first_fixed_difference only names the byte in a restore's error message: " + _MESSAGE,
+        "devicetype.py",
+        function="first_fixed_difference",
+    ),
+    # ---- checks repeated elsewhere
+    SurvivorRule(
+        "equivalent",
+        _REDUNDANT.format("check_space reads the same rule off the declared bytes, which a type always has"),
+        "devicetype.py",
+        function="^_validate$",
+        text=r"vendor_id == 0xFFFF|interrupt_pin > 4|command_mask & ~COMMAND_BITS",
+    ),
+    SurvivorRule(
+        "equivalent",
+        _REDUNDANT.format("DeviceType._validate repeats these rules on the fields read off the same bytes"),
+        "header.py",
+        function="check_space",
+        text=r"VENDOR_ID, 2\) == 0xFFFF|INTERRUPT_PIN\] > 4|space\.word\(COMMAND|space\.word\(STATUS",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a type's identity fields are read off its bytes only to be compared with "
+        "themselves (from_space) and for the Python API; every observation reads the bytes",
+        "devicetype.py",
+        function="_space_fields|^_validate$",
+        text=r"_space_fields|getattr\(t, name\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a size bound moved to a number that is not a power of two (3, 15, 17, 257, 2047): the power-of-two "
+        "test still rejects exactly the same sizes",
+        "devicetype.py",
+        function="_validate_bars",
+        after=r"\b(3|15|17|257|2047) <=|<= (257)\b",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "BAR register masks are compared with the declared bytes only when a type "
+        "is built, where every catalogue and definition byte agrees under both versions; the "
+        "manager decodes with the declared bytes",
+        "devicetype.py",
+        function="bar_wmask|rom_wmask|_header_registers|_check_header_registers|type_bits",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "decode_dwords names which dwords can move a BAR; a superset only re-derives "
+        "windows that do not change",
+        "devicetype.py",
+        function="decode_dwords",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "fingerprint code for a BAR slot without a BAR: the byte still differs from every BAR kind's",
+        "devicetype.py",
+        text=r"_BAR_CODES",
+    ),
+    # ---- Python API guards the trace language cannot reach
+    SurvivorRule(
+        "api-guard",
+        _GUARD.format("the trace language carries BDF fields in range and blobs carry 16-bit packed BDFs"),
+        "bdf.py",
+        function="__new__|unpack|^Bdf$",
+    ),
+    SurvivorRule(
+        "api-guard", _GUARD.format("profiles reach the data manager from a validated manifest"), "profile.py"
+    ),
+    SurvivorRule(
+        "api-guard",
+        _GUARD.format("VM ids in the trace language are integers"),
+        "manager.py",
+        function="^_vm$",
+    ),
+    SurvivorRule(
+        "api-guard",
+        _GUARD.format(
+            "the device-type file schema gives names of 1-255 characters, "
+            "integers for every field and tuples; a definition cannot carry another Python type"
+        ),
+        "devicetype.py",
+        function="^_validate$|_check_field",
+        text=r"type\(|isinstance|_FIELD_BITS|for name|hook",
+    ),
+    SurvivorRule(
+        "api-guard",
+        _GUARD.format("the three arrays of a definition always have one length (the schema's config size)"),
+        "header.py",
+        function="__post_init__",
+    ),
+    # ---- the builder
+    SurvivorRule(
+        "builder",
+        _BUILDER,
+        "devicetype.py",
+        function="_build|^put|put_body|_place|_check_capability|^Register$|__post_init__",
+    ),
+    SurvivorRule(
+        "builder", _BUILDER, "devicetype.py", function="^_validate$", text=r"t\.capabilities or t\.registers"
+    ),
+)
+"""Why the survivors of ``vpcid mutate`` on the model survive; the first rule that covers a survivor
+classifies it (:func:`classify`). A survivor no rule covers is a gap."""
 
 
 def classify(mutation: Mutation, diff: str, rules: Sequence[SurvivorRule] = ()) -> SurvivorRule | None:
