@@ -3723,10 +3723,10 @@ cdef extern from *:
         m.msg_control = ctrl_len ? ctrl : NULL;
         m.msg_controllen = ctrl_len;
         while (poll_ns > 0) {
+            sched_yield();  /* first, so that a client on this CPU sends before the poll */
             n = recvmsg(fd, &m, MSG_DONTWAIT);
             if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) break;
             if (vpcid_now_ns() >= until) { n = -1; errno = EAGAIN; break; }
-            sched_yield();
         }
         if (n < 0 && (poll_ns <= 0 || errno == EAGAIN || errno == EWOULDBLOCK))
             do { n = recvmsg(fd, &m, 0); } while (n < 0 && errno == EINTR);
