@@ -60,6 +60,7 @@ from vpcid.model.profile import BarMoveWhileDecoding
 GROUPS = (
     "data-structure",
     "device-types",
+    "registers",
     "configuration-space",
     "bars",
     "decode",
@@ -3608,6 +3609,7 @@ def system_cases() -> list[Case]:
         _sys_blob,
         _sys_errors,
         lambda s: _scripted_system(s, "errors"),
+        lambda s: __import__("vpcid.conformance.register_cases", fromlist=["_"]).register_cases(s),
     ):
         build(s)
     return s.out
