@@ -5,12 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup certify test lint typecheck unit bench clean
+.PHONY: setup certify test lint typecheck unit bench site clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,docs]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,6 +31,9 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+site: $(STAMP)
+	$(BIN)/vpcid spec-site build/spec-site
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/access_cost.py
