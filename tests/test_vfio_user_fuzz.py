@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vpcid.adapters import cython as cython_backend
 from vpcid.adapters.vfio_user import fuzz
 from vpcid.adapters.vfio_user.protocol import (
     FLAG_ERROR,
@@ -50,8 +51,22 @@ def test_ten_thousand_malformed_messages_in_process() -> None:
 
 
 @pytest.mark.req("R-ERR-001")
-def test_malformed_messages_over_a_socket(tmp_path: Path) -> None:
-    report = fuzz.run_over_socket(OVER_SOCKET, seed=99, directory=tmp_path)
+@pytest.mark.parametrize(
+    "manager",
+    [
+        "model",
+        pytest.param(
+            "cython",
+            marks=pytest.mark.skipif(
+                not cython_backend.available(), reason="the Cython backend is not built"
+            ),
+        ),
+    ],
+)
+def test_malformed_messages_over_a_socket(tmp_path: Path, manager: str) -> None:
+    """Over the socket, on the Cython backend every message meets the compiled path first, which must
+    leave each malformed one to the Python code that rejects it."""
+    report = fuzz.run_over_socket(OVER_SOCKET, seed=99, directory=tmp_path, manager=manager)
     assert report.messages == OVER_SOCKET
     assert_clean(report)
     assert report.by_label["unexpected-fds"] > 0  # descriptors were sent, and none leaked

@@ -82,6 +82,7 @@ from vpcid.adapters.vfio_user.server import (
     ServerManager,
     Session,
     VfioUserServer,
+    choose_manager,
     close_fds,
 )
 from vpcid.conformance.devices import KITCHEN_SINK
@@ -653,18 +654,24 @@ def _is_open(fd: int) -> bool:
     return True
 
 
-def run_over_socket(count: int, seed: int = 0, directory: Path | None = None) -> FuzzReport:
+def run_over_socket(
+    count: int, seed: int = 0, directory: Path | None = None, manager: str | None = None
+) -> FuzzReport:
     """``count`` malformed messages through a real socket to a serving thread; state checked at the end.
 
     No_reply messages are followed by a DEVICE_GET_INFO probe whose reply must come next, which
     proves nothing was answered in between. Descriptors the messages carry must not stay open in
-    the server (this process).
+    the server (this process). ``manager`` is the server's data manager (:func:`choose_manager`;
+    on the Cython backend every message passes the compiled path first, which must leave each to
+    the Python code that rejects it).
     """
     report = FuzzReport()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         path = Path(tmp) / "fuzz.sock"
-        server = VfioUserServer([DeviceSpec(path, KITCHEN_SINK)], timeout=2.0)
+        server = VfioUserServer(
+            [DeviceSpec(path, KITCHEN_SINK)], timeout=2.0, manager_factory=choose_manager(manager)
+        )
         device = server.devices[0]
         with server.lock:
             _program(server)
@@ -759,11 +766,13 @@ def main(argv: list[str] | None = None) -> int:
         "--socket-messages", type=int, default=None, help="messages over a real socket (default messages/10)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--manager", choices=("model", "cython"), default=None,
+                        help="the socket run's data manager (default: the server's default)")  # fmt: skip
     args = parser.parse_args(argv)
     socket_count = args.socket_messages if args.socket_messages is not None else args.messages // 10
     total = run_in_process(args.messages, args.seed)
     print(f"in process: {total.messages} messages in {total.seconds:.1f} s, {len(total.failures)} failures")
-    over = run_over_socket(socket_count, args.seed + 7)
+    over = run_over_socket(socket_count, args.seed + 7, manager=args.manager)
     print(f"over a socket: {over.messages} messages in {over.seconds:.1f} s, {len(over.failures)} failures")
     total.merge(over)
     print(f"errnos: {dict(sorted(total.by_errno.items()))}; no-reply (silent): {total.silent}")
