@@ -23,7 +23,15 @@ from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.blame import Blame, blame, detect_variant, rule_line
 from vpcid.conformance.cases import SUITE_VM, Case, Target, default_targets, device_cases, system_cases
 from vpcid.conformance.devices import SUITE_TYPES
-from vpcid.conformance.engine import INIT, Differential, Divergence, Finding, minimise, run_random
+from vpcid.conformance.engine import (
+    INIT,
+    Differential,
+    Divergence,
+    Finding,
+    exercised_register_rules,
+    minimise,
+    run_random,
+)
 from vpcid.conformance.engine import observations as observations
 from vpcid.conformance.trace import Observation, Op, OpKind, define_type_op
 from vpcid.conformance.traceability import Requirement, load_requirements
@@ -512,7 +520,8 @@ def certify(
         for finding in findings:
             blamed.update(record(finding, f"random engine (seed {seed})").requirements)
         engines["random"] = {"operations": executed, "findings": len(findings)}
-        for rid in _exercised_by_engines(info) - blamed:  # exercised, and no finding speaks against it
+        exercised = _exercised_by_engines(info) | set(exercised_register_rules(impl, types))
+        for rid in exercised - blamed:  # exercised, and no finding speaks against it
             if rid in results:
                 results[rid].checks += 1
 
