@@ -36,8 +36,6 @@ IDENTITY_BYTES = (
     *range(SUBSYSTEM_VENDOR_ID, SUBSYSTEM_VENDOR_ID + 4), CAP_POINTER, INTERRUPT_PIN,
 )  # fmt: skip
 """Vendor, device, revision, class, header type, subsystem IDs, capabilities pointer, pin (R-CFG-002)."""
-MAX_CHAIN = 48
-"""More capabilities than fit in 0x40-0xFF one dword each: a longer walk has a cycle."""
 
 
 @dataclass(frozen=True, slots=True)
