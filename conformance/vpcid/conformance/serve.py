@@ -3,10 +3,14 @@
 ``vpcid serve vfio-user --socket PATH [--socket PATH ...] [--type TYPE ...]
 [--types FILE ...]`` exposes one device per socket (spec/formats/vfio-user.md),
 with per-client limits (``--message-timeout``, ``--max-data-xfer``,
-``--max-client-fds``, ``--max-stream``, ``--max-dma-maps``), each checked
-before anything listens. It prints one
-line per device on stderr, then ``ready`` on stdout once every socket
-listens, and runs until SIGTERM or SIGINT, when it removes its sockets.
+``--max-client-fds``, ``--max-stream``, ``--max-dma-maps``), on the data
+manager ``--manager`` names (else ``VPCID_SERVE_MANAGER``, else the compiled
+backend when built) with the compiled path's ``--busy-poll-us`` (else
+``VPCID_SERVE_BUSY_POLL_US``, else 50), each checked before anything
+listens: a bad value is a usage error (exit 2). It prints one line per
+device and one naming the data manager on stderr, then ``ready`` on stdout
+once every socket listens, and runs until SIGTERM or SIGINT, when it
+removes its sockets.
 Also runnable as ``python -m vpcid.conformance.serve vfio-user ...``.
 """
 
@@ -65,6 +69,13 @@ def serve_group() -> None:
               help="Longest migration stream a device takes (spooled to a temporary file).")  # fmt: skip
 @click.option("--max-dma-maps", default=65535, show_default=True, type=click.IntRange(1, 65535),
               help="DMA regions one client may have mapped at once (max_dma_maps).")  # fmt: skip
+@click.option("--manager", "manager_name", type=click.Choice(["model", "cython"]), default=None,
+              help="Data manager serving the devices: the model, or the compiled Cython backend. Default: "
+                   "$VPCID_SERVE_MANAGER, else cython when it is built, else model.")  # fmt: skip
+@click.option("--busy-poll-us", type=int, default=None, metavar="N",
+              help="Microseconds (0-1000) the compiled path polls for a client's next message before "
+                   "the device's thread sleeps; 0 sleeps at once. Default: $VPCID_SERVE_BUSY_POLL_US, "
+                   "else 50.")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="Log rejected messages (-v) and more (-vv).")
 def vfio_user_command(
     sockets: tuple[Path, ...],
@@ -77,6 +88,8 @@ def vfio_user_command(
     max_client_fds: int | None,
     max_stream: int,
     max_dma_maps: int,
+    manager_name: str | None,
+    busy_poll_us: int | None,
     verbose: int,
 ) -> None:
     """Expose VPCID instances as vfio-user devices, one per socket, until SIGTERM.
@@ -85,13 +98,33 @@ def vfio_user_command(
     Examples:
       vpcid serve vfio-user --socket /tmp/nic.sock --type e1000
       vpcid serve vfio-user --socket /tmp/dev.sock --types my-device.json
+      vpcid serve vfio-user --socket /tmp/dev.sock --manager model
     """
-    from vpcid.adapters.vfio_user.server import DeviceSpec, Limits, VfioUserServer
+    from vpcid.adapters.vfio_user.server import (
+        BUSY_POLL_ENV,
+        MANAGER_ENV,
+        DeviceSpec,
+        Limits,
+        ServerManager,
+        VfioUserServer,
+        busy_poll_from,
+        choose_manager,
+    )
 
     try:
         limits = Limits(max_data_xfer, message_timeout, max_client_fds, max_stream, max_dma_maps)
     except VpcidError as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        manager_factory = choose_manager(manager_name)
+    except VpcidError as exc:
+        source = "--manager" if manager_name is not None else f"${MANAGER_ENV} (no --manager)"
+        raise click.BadParameter(str(exc), param_hint=source) from None
+    try:
+        busy_poll = busy_poll_from(busy_poll_us)
+    except VpcidError as exc:
+        source = "--busy-poll-us" if busy_poll_us is not None else f"${BUSY_POLL_ENV} (no --busy-poll-us)"
+        raise click.BadParameter(str(exc), param_hint=source) from None
 
     from_files = load_types(type_files)
     known = {**SUITE_TYPES, **{name: entry.dtype for name, entry in from_files.items()}}
@@ -119,7 +152,9 @@ def vfio_user_command(
         raise click.ClickException(str(exc)) from None
     specs = [DeviceSpec(path, known[name]) for path, name in zip(sockets, names, strict=True)]
     try:
-        server = VfioUserServer(specs, profile, vm, limits=limits)
+        server = VfioUserServer(
+            specs, profile, vm, manager_factory=manager_factory, limits=limits, busy_poll_us=busy_poll
+        )
     except (OSError, ValueError, VpcidError) as exc:
         raise click.ClickException(f"cannot serve: {exc}") from None
     stop = threading.Event()
@@ -132,6 +167,9 @@ def vfio_user_command(
         server.start()
         for device, spec in zip(server.devices, specs, strict=True):
             click.echo(f"vfio-user: {spec.dtype.name} ({device.bdf} of VM {vm}) at {spec.path}", err=True)
+        served_by = "model" if manager_factory is ServerManager else "cython"
+        poll = f", busy poll {busy_poll} us" if served_by == "cython" else ""
+        click.echo(f"vfio-user: data manager {served_by}{poll}", err=True)
         click.echo("ready")
         sys.stdout.flush()
         while not stop.wait(0.5):
