@@ -2410,6 +2410,19 @@ def _type_rule_breaks() -> list[tuple[str, Definition]]:
     breaks.append(("R-DT-001", defn))
     zero_first = _poke(ex(), "image", 0x100, bytes(4))
     breaks.append(("R-DT-007", _poke(zero_first, "wmask", 0x103, b"\x01")))  # no list, yet writable
+    breaks.append(("R-DT-007", _poke(ex(), "wmask", 0x403, b"\x10")))  # the second header's next offset
+    only_next = _poke(ex(), "image", 0x100, _extended_header(0, 0, 0x100))  # ID 0, next: itself
+    breaks.append(("R-DT-007", only_next))
+    defn = _poke(ks(), "wmask", 0x20, b"\xe0\xff\xff\xff")  # BAR4's register as a 32-byte BAR has it
+    defn["bars"][4] = {"kind": "mem32", "size": 24}  # not a power of two
+    breaks.append(("R-DT-001", defn))
+    defn = _poke(ks(), "image", 0x24, b"\x04\0\0\0")  # a 64-bit BAR in slot 5, its upper half at 0x28
+    _poke(_poke(defn, "wmask", 0x24, b"\xf0\xff\xff\xff"), "wmask", 0x28, b"\xff" * 4)
+    defn["bars"][5] = {"kind": "mem64", "size": 16}
+    breaks.append(("R-DT-001", defn))
+    for offset, value in ((0x08, b"\x07"), (0x3D, b"\x02"), (0x3C, b"\x05")):  # revision, pin, line
+        defn = _poke(_definition(KITCHEN_SINK, "kitchen-sink"), "image", offset, value)
+        breaks.append(("R-DT-002", defn))  # another definition under a known name
     return breaks
 
 
