@@ -225,3 +225,52 @@ def test_vpcid_mutate_rejects_bad_input(tmp_path: Path) -> None:
     assert missing.exit_code == 2
     assert "no mutation session" in missing.output
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def _mutation(path: str, definition: str | None, operator: str) -> Any:
+    from vpcid.conformance.mutation import Mutation
+
+    return Mutation("job", path, f"core/{operator}", 0, (1, 0), (1, 1), definition)
+
+
+def test_survivor_rules_classify_by_file_function_operator_and_both_sides_of_the_change() -> None:
+    """The first rule that covers a survivor classifies it; one no rule covers is a gap (None)."""
+    from vpcid.conformance.mutation import SURVIVOR_RULES, classify
+
+    frozen = _mutation("model/vpcid/model/blob.py", None, "ReplaceTrueWithFalse")
+    rule = classify(frozen, "-@dataclass(frozen=True, slots=True)\n+@dataclass(frozen=False, slots=True)")
+    assert rule is not None
+    assert rule.kind == "equivalent"
+    bound = "-        if not (_is_pow2(bar.size) and 4 <= bar.size <= 256) or bar.prefetchable:\n"
+    non_power = bound + "+        if not (_is_pow2(bar.size) and 4 <= bar.size <= 257) or bar.prefetchable:"
+    power = bound + "+        if not (_is_pow2(bar.size) and 4 <= bar.size <= 512) or bar.prefetchable:"
+    bars = _mutation("model/vpcid/model/devicetype.py", "_validate_bars", "NumberReplacer")
+    assert (rule := classify(bars, non_power)) is not None
+    assert "power of two" in rule.reason
+    assert classify(bars, power) is None, "a bound moved to another power of two is a gap"
+    guard = _mutation("model/vpcid/model/bdf.py", "__new__", "NumberReplacer")
+    assert (rule := classify(guard, "-x\n+y")) is not None
+    assert rule.kind == "api-guard"
+    for rule in SURVIVOR_RULES:
+        assert rule.kind in ("equivalent", "api-guard", "builder"), rule
+        assert (project_root() / "model/vpcid/model" / rule.path).exists() or rule.path == ".py", rule.path
+        assert rule.reason, rule
+        assert not rule.reason.endswith(" "), rule
+
+
+def test_the_survivor_table_is_written_between_its_markers(tmp_path: Path) -> None:
+    from vpcid.conformance.mutation import TABLE_END, TABLE_START, MutationError, Summary, write_table
+
+    page = tmp_path / "page.md"
+    page.write_text(f"# Score\n\n{TABLE_START}\nold\n{TABLE_END}\nafter\n", encoding="utf-8")
+    frozen = _mutation("model/vpcid/model/blob.py", None, "ReplaceTrueWithFalse")
+    diff = "-@dataclass(frozen=True, slots=True)\n+@dataclass(frozen=False, slots=True)"
+    summary = Summary(survivors=[(frozen, "certified: conformant", diff)])
+    write_table(page, summary)
+    text = page.read_text(encoding="utf-8")
+    assert "old" not in text
+    assert text.endswith(f"{TABLE_END}\nafter\n")
+    assert "| equivalent | 1 |" in text
+    page.write_text("no markers", encoding="utf-8")
+    with pytest.raises(MutationError, match="no lines"):
+        write_table(page, summary)

@@ -1065,6 +1065,110 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "devicetype.py",
         text=r"_BAR_CODES",
     ),
+    SurvivorRule(
+        "equivalent",
+        "the identity and mask fields from_space reads off the bytes are compared only with themselves "
+        "(computed by the same function) and serve the Python API; every operation reads the bytes",
+        "devicetype.py",
+        function="_space_fields",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the latency timer offset is used only by lspci and the importer, which the mutant is not",
+        "header.py",
+        text="LATENCY_TIMER",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "these command bits only make up the builder's default command mask, where bit 0 (and 0x7 for bus "
+        "master) is already set, so the union is unchanged",
+        "header.py",
+        text="CMD_IO, CMD_MEM",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "capability pointers are dword aligned (checked first), so below 63 and below 64 are the same test",
+        "header.py",
+        text="CAPABILITY_AREA = 0x40",
+    ),
+    SurvivorRule("equivalent", "0 | 4 == 0 + 4", "header.py", text=r"range\(VENDOR_ID, VENDOR_ID \+ 4\)"),
+    SurvivorRule(
+        "equivalent",
+        "capability IDs and versions are found for reporting; no operation reads an extended capability's "
+        "ID or version or a standard one's version",
+        "header.py",
+        function="ChainEntry|extended_chain",
+        text=r"version: int = 0|ChainEntry\(offset, header",
+        after=r"0xF|0xFFFF|65534|65536|14\)|16\)|>> 1[57]",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a first extended header read as zero only when byte 0x104 is also zero would be walked as an entry "
+        "with ID 0 and no next, which no operation reads",
+        "header.py",
+        function="extended_chain",
+        after=r"offset \+ 5\]",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "no bit is in both masks (checked first), so XOR gives the same bits as OR",
+        "header.py",
+        function="check_space",
+        operator="BitOr_BitXor",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the range checks reject 0 and 1 already, and n & (n - 2) == 0 holds for exactly the powers of two "
+        "from 2",
+        "devicetype.py",
+        function="_is_pow2",
+        after=r"n > -1|n >= 0|n > 1|n - 2\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a BAR following a 64-bit one is already rejected by the 64-bit BAR's own check of its next slot",
+        "devicetype.py",
+        function="_validate_bars",
+        text=r"prev := t\.bars",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "LAYOUT_FIELDS serves the hand-planted mutants (vpcid.conformance.mutants), not the data manager",
+        "devicetype.py",
+        text="LAYOUT_FIELDS",
+    ),
+    SurvivorRule(
+        "equivalent",
+        _REDUNDANT.format(
+            "bad-blob: the walk's later checks (an instance running past the section, bytes after the last "
+            "one, an empty instance blob, a section count one short) catch what the moved bound lets by"
+        ),
+        "blob.py",
+        function="_device_entries|_unframe",
+        text=r"pos \+ 6|pos != len\(dev\)|len\(blob\) < _HEADER|pos \+ length > size",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "flags other than the critical bit are rejected first, so flags // 1 is flags & 1",
+        "blob.py",
+        function="_unframe",
+        operator="BitAnd_FloorDiv",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "b'VPCIDBLB' < b'VPCIDVMS': an instance blob's magic is never >= the snapshot magic",
+        "blob.py",
+        function="frame",
+        text=r"magic == SNAPSHOT_MAGIC",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "comparing (bar, page) with (bar, page, content) orders exactly as with (bar, page): a tuple's "
+        "prefix sorts first",
+        "blob.py",
+        function="decode_instance",
+        after=r"\[: 3\]",
+    ),
     # ---- Python API guards the trace language cannot reach
     SurvivorRule(
         "api-guard",
@@ -1088,7 +1192,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
             "integers for every field and tuples; a definition cannot carry another Python type"
         ),
         "devicetype.py",
-        function="^_validate$|_check_field",
+        function="^_validate$|_check_field|^$",
         text=r"type\(|isinstance|_FIELD_BITS|for name|hook",
     ),
     SurvivorRule(
