@@ -522,3 +522,6 @@ def test_rejecting_some_read_only_writes_is_a_finding_not_a_variant(
     assert failing
     assert any("rejected" in d for ds in failing.values() for d in ds)
     assert report.variants == {}
+    identity = [d for d in failing.get("R-CFG-002", []) if "got error rejected" in d]
+    assert identity, "a refused write of identity bytes breaks R-CFG-002, not R-ACC-001"
+    assert not any("got error rejected" in d and "config_write" in d for d in failing.get("R-ACC-001", []))

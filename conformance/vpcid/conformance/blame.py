@@ -60,7 +60,7 @@ from vpcid.model import blob as blobfmt
 from vpcid.model.behaviour import PAGE_SIZE
 from vpcid.model.configspace import bar_address, decode_enabled, merge_byte
 from vpcid.model.devicetype import ROM_INDEX, BarKind, ConfigLayout, layout
-from vpcid.model.header import ChainEntry
+from vpcid.model.header import IDENTITY_BYTES, ChainEntry
 from vpcid.model.manager import CF8, CFC, ECAM_SIZE, cam_selection
 from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile, UnmappedMmioRead
 from vpcid.model.registers import ACCESS_RULE, Access, Action, BarRegister, RegisterMap, bit_list
@@ -841,7 +841,12 @@ class _Inquiry:
         assert observed.error is not None
         error = observed.error
         if op.kind in _CONFIG_KINDS:
-            return "R-ACC-003" if error in ("misaligned", "invalid-argument") else "R-ACC-001"
+            if error in ("misaligned", "invalid-argument"):
+                return "R-ACC-003"
+            if op.kind is OpKind.CONFIG_WRITE and op.address < 0x100:  # read-only bits: kept, not refused
+                covered = range(op.address, op.address + op.width)
+                return "R-CFG-002" if any(b in covered for b in IDENTITY_BYTES) else "R-CFG-001"
+            return "R-ACC-001"
         if op.kind in (*_IO_KINDS, *_MMIO_KINDS):
             return "R-ACC-002" if error == "misaligned" else "R-ACC-001"
         if op.kind is OpKind.CREATE_VM and error == "invalid-argument" and op.ecam_base is not None:
