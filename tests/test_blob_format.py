@@ -240,6 +240,20 @@ def test_rejects_digest_mismatch(pdm: DataManager) -> None:
     snap = bytearray(pdm.snapshot(VM))
     snap[len(snap) // 2] ^= 0x80
     assert_snapshot_rejected(pdm, bytes(snap))
+    # The complaint shows both digests: 16 digits, or up to the first digit where they differ.
+    body, stored = blob[:-DIGEST], blob[-DIGEST:]
+    altered = bytearray(body)
+    altered[0x40] ^= 0x01
+    with pytest.raises(BlobError) as info:
+        pdm.restore(VM, NIC, bytes(altered) + stored)
+    computed = hashlib.sha256(altered).hexdigest()
+    assert f"(SHA-256 mismatch: stored {stored.hex()[:16]}..., computed {computed[:16]}...)" in str(
+        info.value
+    )
+    flipped = stored[:-1] + bytes([stored[-1] ^ 0x01])
+    with pytest.raises(BlobError) as info:
+        pdm.restore(VM, NIC, body + flipped)
+    assert f"stored {flipped.hex()}, computed {stored.hex()})" in str(info.value)
 
 
 @pytest.mark.req("R-BLOB-001")
@@ -512,6 +526,20 @@ def test_rejects_malformed_memory_section(pdm: DataManager) -> None:
         f = _instance_sections(pdm)
         f.replace(4, payload)
         assert_blob_rejected(pdm, reframe(f))
+    # The complaint gives the section's length and the length its page count implies.
+    for payload, complaint in (
+        (b"\x00\x00\x00", "memory section is truncated (3 bytes, its page count takes 4)"),
+        (
+            memory_payload(good, count=2),
+            "does not match its page count: 4109 bytes, 2 pages of 4105 take 8214",
+        ),
+        (memory_payload(good, count=0), "does not match its page count: 4109 bytes, 0 pages of 4105 take 4"),
+    ):
+        f = _instance_sections(pdm)
+        f.replace(4, payload)
+        with pytest.raises(BlobError) as info:
+            pdm.restore(VM, NIC, reframe(f))
+        assert complaint in str(info.value)
 
 
 @pytest.mark.req("R-BLOB-003")
@@ -784,6 +812,15 @@ def test_rejects_malformed_map_order_section(pdm: DataManager) -> None:
     for payload in (b"", b"\x05\x00", good[:-1], good + b"\x00", struct.pack("<I", 6) + good[4:]):
         f.replace(3, payload)
         assert_snapshot_rejected(pdm, reframe(f))
+    # The complaint gives the section's length and the length its count implies.
+    for payload, complaint in (
+        (b"\x05\x00", "map-order section is truncated (2 bytes, its count takes 4)"),
+        (struct.pack("<I", 6) + good[4:], f"{len(good)} bytes, 6 entries of 3 take 22"),
+    ):
+        f.replace(3, payload)
+        with pytest.raises(BlobError) as info:
+            pdm.restore_vm(VM, reframe(f))
+        assert complaint in str(info.value)
 
 
 @pytest.mark.req("R-BLOB-005", "R-SR-006")
@@ -793,12 +830,23 @@ def test_rejects_map_order_not_matching_decoding_bars(pdm: DataManager) -> None:
     (count,) = struct.unpack_from("<I", good)
     entries = [good[4 + 3 * k : 7 + 3 * k] for k in range(count)]
     extra = struct.pack("<HB", NIC.packed, 2)  # BAR2 of the e1000 is not implemented
-    for bad in (entries[:-1], [*entries, extra], [*entries, entries[0]], [struct.pack("<HB", 0x77, 0)]):
+    last = struct.unpack("<HB", entries[-1])
+    first = struct.unpack("<HB", entries[0])
+    lowest = min(struct.unpack("<HB", e) for e in entries)  # the complaint lists BARs in BDF order
+    for bad, complaint in (
+        (entries[:-1], f": 1 missing: {Bdf.unpack(last[0])} BAR {last[1]}"),
+        ([*entries, extra], f": 1 extra: {NIC} BAR 2"),
+        ([*entries, entries[0]], f": 1 repeated: {Bdf.unpack(first[0])} BAR {first[1]}"),
+        ([struct.pack("<HB", 0x77, 0)], f": {count} missing: {Bdf.unpack(lowest[0])} BAR {lowest[1]}, "),
+        ([struct.pack("<HB", 0x77, 0)], f", ...; 1 extra: {Bdf.unpack(0x77)} BAR 0"),  # at most 4 shown
+    ):
         f.replace(3, struct.pack("<I", len(bad)) + b"".join(bad))
         before = state(pdm)
         with pytest.raises(BlobError) as info:
             pdm.restore_vm(VM, reframe(f))
         assert info.value.kind in (BlobError.kind, BlobMismatch.kind)
+        assert "does not list exactly the decoding BARs: " in str(info.value)
+        assert complaint in str(info.value)
         assert state(pdm) == before
 
 

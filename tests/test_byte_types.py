@@ -205,7 +205,7 @@ def test_a_broken_extended_chain_is_rejected_naming_the_byte(case: str, offset: 
 def test_space_arrays_must_be_bytes_of_a_valid_size() -> None:
     with pytest.raises(DeviceTypeError, match="256 or 4096"):
         ConfigSpace(bytes(300), bytes(300), bytes(300))
-    with pytest.raises(DeviceTypeError, match="same length"):
+    with pytest.raises(DeviceTypeError, match="same length, not 256, 4096 and 256 bytes"):
         ConfigSpace(bytes(256), bytes(4096), bytes(256))
     with pytest.raises(DeviceTypeError, match="must be bytes"):
         ConfigSpace(bytearray(256), bytes(256), bytes(256))  # type: ignore[arg-type]

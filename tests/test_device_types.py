@@ -286,8 +286,11 @@ def test_plugging_a_different_definition_under_a_known_name_is_rejected() -> Non
         assert info.value.kind == "bad-device-type"
     assert (dm.snapshot(VM), dm.snapshot(2), dm.tables(VM), dm.tables(2)) == before
     assert dm.config_read(VM, BDF_B, 0x00, 4) == 0xFFFFFFFF
-    with pytest.raises(DeviceTypeError):
+    # The message tells the two definitions apart: both fingerprints, then the first differing byte.
+    shown = [t.fingerprint().hex()[:16] for t in (original, impostor)]
+    with pytest.raises(DeviceTypeError) as info:
         dm.register_type(impostor)
+    assert f"{shown[0]}... vs {shown[1]}..., differing in image byte 0x0 0xf4 vs 0x86" in str(info.value)
 
 
 @pytest.mark.req("R-DT-002")
@@ -296,7 +299,7 @@ def test_plugging_under_a_known_name_with_another_behaviour_is_rejected() -> Non
     dm.create_vm(VM)
     bars = (BarSpec(BarKind.MEM32, 4096),)
     dm.plug(VM, BDF_A, make_type(name="beh", bars=bars, behaviour=NamedBehaviour("one")))
-    with pytest.raises(DeviceTypeError):
+    with pytest.raises(DeviceTypeError, match="differing in behaviour one vs two"):
         dm.plug(VM, BDF_B, make_type(name="beh", bars=bars, behaviour=NamedBehaviour("two")))
     assert dm.tables(VM).config == ((BDF_A, "beh"),)
 

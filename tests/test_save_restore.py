@@ -562,6 +562,10 @@ def test_restore_rejects_config_of_wrong_size() -> None:
     blob = dm.save(VM, NIC)
     config = decode_instance(blob).config
     assert_restore_rejected(dm, VM, NIC, resign(blob, config=config + bytes(0xF00)))
+    with pytest.raises(
+        BlobMismatch, match="size differs from the device type's: 4096 bytes in the blob, 256 in"
+    ):
+        dm.restore(VM, NIC, resign(blob, config=config + bytes(0xF00)))
     express = new_dm()
     express.plug(VM, NVME_AT, NVME)
     big = express.save(VM, NVME_AT)
@@ -603,6 +607,10 @@ def test_restore_rejects_window_while_decode_disabled(profile: Profile) -> None:
     assert decode_instance(blob).windows[0] is None
     assert_restore_rejected(dm, VM, NIC, with_window(blob, 0, E1000_BAR0))
     assert_restore_rejected(dm, VM, NIC, with_window(blob, 6, 0xFEB0_0000))
+    with pytest.raises(BlobMismatch) as info:
+        dm.restore(VM, NIC, with_window(blob, 0, E1000_BAR0))
+    assert f"BAR 0 disagrees with its configuration: the blob maps it at {E1000_BAR0:#x}, " in str(info.value)
+    assert str(info.value).endswith("its registers decode it nowhere")
 
 
 def _deferred_pending() -> tuple[DataManager, bytes]:
@@ -653,6 +661,10 @@ def test_restore_deferred_accepts_valid_pending_window(index: int, base: int | N
 def test_restore_deferred_rejects_invalid_pending_window(index: int, base: int) -> None:
     dm, blob = _deferred_pending()
     assert_restore_rejected(dm, VM, NIC, with_window(blob, index, base))
+    if index != 3:  # an implemented BAR: the complaint names the rule the window breaks
+        with pytest.raises(BlobMismatch) as info:
+            dm.restore(VM, NIC, with_window(blob, index, base))
+        assert f"the blob maps it at {base:#x}, not a nonzero multiple of its size" in str(info.value)
 
 
 @pytest.mark.req("R-SR-005")

@@ -14,6 +14,8 @@ from vpcid.adapters.vfio_user import server as server_module
 from vpcid.adapters.vfio_user.client import VfioUserClient
 from vpcid.adapters.vfio_user.server import BUSY_POLL_ENV, MANAGER_ENV
 from vpcid.conformance.cli import main
+from vpcid.conformance.typefile import write_type_file
+from vpcid.model import ConfigSpace, DeviceType
 from vpcid.model.catalog import E1000
 
 
@@ -110,3 +112,23 @@ def test_environment_chooses_when_the_options_are_absent(
     with ServerProcess("--socket", str(socket_path)) as server, VfioUserClient(str(socket_path)) as client:
         assert len(client.config_read(0, 4)) == 4
     assert "vfio-user: data manager model\n" in server.stderr
+
+
+def test_a_type_declared_by_two_types_files_is_refused_naming_both(tmp_path: Path) -> None:
+    """The complaint names the earlier file and says whether the two definitions differ."""
+    first, same, other = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    write_type_file(first, [E1000])
+    write_type_file(same, [E1000])
+    image = bytearray(E1000.declared.image)
+    image[0x2C] ^= 0xFF  # another subsystem vendor ID
+    space = ConfigSpace(bytes(image), E1000.declared.wmask, E1000.declared.w1cmask)
+    write_type_file(other, [DeviceType.from_space("e1000", space, E1000.bars, E1000.rom)])
+    code, output = serve(tmp_path, "--types", str(first), "--types", str(same))
+    assert code == 2
+    assert f"{same}: type 'e1000' is already declared by {first}, the same definition" in output
+    code, output = serve(tmp_path, "--types", str(first), "--types", str(other))
+    assert code == 2
+    assert (
+        f"{other}: type 'e1000' is already declared by {first}, a different definition (fingerprint" in output
+    )
+    assert "differing in image byte 0x2c" in output

@@ -37,6 +37,7 @@ from vpcid.model import (
     RegisterClass,
     RomSpec,
 )
+from vpcid.model.manager import type_difference
 from vpcid.model.registers import REGISTER_MAP_NAME, Access, Action, BarRegister, Bits, Effect, RegisterMap
 
 FORMAT_KEY = "vpcid-device-types"
@@ -301,11 +302,22 @@ def config_behaviour_named(name: str) -> ConfigBehaviour:
 def load_types(paths: Iterable[Path]) -> dict[str, TypeEntry]:
     """The types of several files by name (``--types FILE``, repeatable); a name twice is an error."""
     out: dict[str, TypeEntry] = {}
+    declared_in: dict[str, Path] = {}
     for path in paths:
         for entry in read_type_file(path):
-            if entry.dtype.name in out:
-                raise TypeFileError(f"{path}: type {entry.dtype.name!r} is already declared by another file")
-            out[entry.dtype.name] = entry
+            name = entry.dtype.name
+            if name in out:
+                earlier = out[name].dtype
+                how = (
+                    "the same definition"
+                    if earlier == entry.dtype
+                    else f"a different definition ({type_difference(earlier, entry.dtype)})"
+                )
+                raise TypeFileError(
+                    f"{path}: type {name!r} is already declared by {declared_in[name]}, {how}"
+                )
+            out[name] = entry
+            declared_in[name] = path
     return out
 
 

@@ -166,9 +166,21 @@ def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int,
     missing = known - set(sections)
     if missing:
         raise BlobError(f"{what} lacks section(s) {sorted(missing)}")
-    if digest_of(body, devices, what) != digest:
-        raise BlobError(f"{what} integrity check failed (SHA-256 mismatch)")
+    computed = digest_of(body, devices, what)
+    if computed != digest:
+        raise BlobError(
+            f"{what} integrity check failed (SHA-256 mismatch: stored {_digest_text(digest, computed)}, "
+            f"computed {_digest_text(computed, digest)})"
+        )
     return sections
+
+
+def _digest_text(digest: bytes, other: bytes) -> str:
+    """``digest`` in hex for a message: 16 digits, or up to the first that differs from ``other``."""
+    shown, full = digest.hex(), other.hex()
+    first = next((k for k in range(len(shown)) if shown[k] != full[k : k + 1]), len(shown))
+    end = max(16, first + 1)
+    return shown[:end] + ("..." if end < len(shown) else "")
 
 
 def encode_instance(rec: InstanceRecord) -> bytes:
@@ -212,11 +224,14 @@ def decode_instance(blob: bytes) -> InstanceRecord:
         windows.append(base if flag else None)
     mem = s[TAG_MEMORY]
     if len(mem) < 4:
-        raise BlobError(f"{what} memory section is truncated")
+        raise BlobError(f"{what} memory section is truncated ({len(mem)} bytes, its page count takes 4)")
     (count,) = struct.unpack_from("<I", mem)
     entry = 9 + PAGE_SIZE
     if len(mem) != 4 + count * entry:
-        raise BlobError(f"{what} memory section length does not match its page count")
+        raise BlobError(
+            f"{what} memory section length does not match its page count: {len(mem)} bytes, "
+            f"{count} pages of {entry} take {4 + count * entry}"
+        )
     pages: list[tuple[int, int, bytes]] = []
     for k in range(count):
         bar, page = _PAGE.unpack_from(mem, 4 + k * entry)
@@ -261,9 +276,12 @@ def decode_snapshot(blob: bytes) -> VmRecord:
         devices.append((packed, dev[start:end]))
     order_raw = s[TAG_MAP_ORDER]
     if len(order_raw) < 4:
-        raise BlobError(f"{what} map-order section is truncated")
+        raise BlobError(f"{what} map-order section is truncated ({len(order_raw)} bytes, its count takes 4)")
     (n,) = struct.unpack_from("<I", order_raw)
     if len(order_raw) != 4 + 3 * n:
-        raise BlobError(f"{what} map-order section length does not match its count")
+        raise BlobError(
+            f"{what} map-order section length does not match its count: {len(order_raw)} bytes, "
+            f"{n} entries of 3 take {4 + 3 * n}"
+        )
     order = tuple(struct.unpack_from("<HB", order_raw, 4 + 3 * k) for k in range(n))
     return VmRecord(ecam if has_ecam else None, cf8, tuple(devices), order)

@@ -59,7 +59,10 @@ class ConfigSpace:
         if size not in (CONVENTIONAL_CONFIG_SIZE, EXPRESS_CONFIG_SIZE):
             raise DeviceTypeError(f"configuration space is 256 or 4096 bytes, not {size}")
         if len(self.wmask) != size or len(self.w1cmask) != size:
-            raise DeviceTypeError("configuration image, wmask and w1cmask must have the same length")
+            raise DeviceTypeError(
+                f"configuration image, wmask and w1cmask must have the same length, not {size}, "
+                f"{len(self.wmask)} and {len(self.w1cmask)} bytes"
+            )
 
     def word(self, offset: int, width: int, array: str = "image") -> int:
         """Little-endian value of ``width`` bytes of ``array`` at ``offset``."""

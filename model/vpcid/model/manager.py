@@ -12,6 +12,7 @@ anything, so a rejected call leaves the manager as it was (R-ERR-001).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -31,6 +32,7 @@ from vpcid.model.configspace import (
 from vpcid.model.devicetype import (
     ROM_INDEX,
     BarKind,
+    BarSpec,
     ConfigLayout,
     DeviceType,
     layout,
@@ -187,6 +189,63 @@ def check_int(name: str, value: object, top: int) -> int:
     return value
 
 
+def type_difference(known: DeviceType, other: DeviceType) -> str:
+    """Both fingerprints and what differs between two definitions of one name, for a message (R-DT-002).
+
+    Names the configuration size, or the first differing byte of image,
+    wmask and w1cmask; the first differing BAR slot; the ROM; the behaviour
+    names; else the register map (the rest of the fingerprint input).
+    """
+    a, b = known.declared, other.declared
+    found: list[str] = []
+    if len(a.image) != len(b.image):
+        found.append(f"configuration space {len(a.image)} vs {len(b.image)} bytes")
+    else:
+        for array, left, right in (("image", a.image, b.image), ("wmask", a.wmask, b.wmask),
+                                   ("w1cmask", a.w1cmask, b.w1cmask)):  # fmt: skip
+            o = next((o for o in range(len(left)) if left[o] != right[o]), None)
+            if o is not None:
+                found.append(f"{array} byte {o:#x} {left[o]:#04x} vs {right[o]:#04x}")
+    slot = next((i for i in range(6) if known.bar(i) != other.bar(i)), None)
+    if slot is not None:
+        found.append(f"BAR {slot} {_bar_text(known.bar(slot))} vs {_bar_text(other.bar(slot))}")
+    if known.rom != other.rom:
+        sizes = [f"{t.rom.size:#x} bytes" if t.rom is not None else "none" for t in (known, other)]
+        found.append(f"ROM {sizes[0]} vs {sizes[1]}" if sizes[0] != sizes[1] else "ROM contents")
+    for what in ("behaviour", "config_behaviour"):
+        names = [hook.name if (hook := getattr(t, what)) is not None else "none" for t in (known, other)]
+        if names[0] != names[1]:
+            found.append(f"{what} {names[0]} vs {names[1]}")
+    shown = [t.fingerprint().hex()[:16] for t in (known, other)]
+    differs = "; ".join(found) or "register map"
+    return f"fingerprint {shown[0]}... vs {shown[1]}..., differing in {differs}"
+
+
+def _bar_text(bar: BarSpec | None) -> str:
+    if bar is None:
+        return "none"
+    return f"{bar.kind.name.lower()} {bar.size:#x}{' prefetchable' if bar.prefetchable else ''}"
+
+
+def _where(base: int | None) -> str:
+    return "nowhere" if base is None else f"at {base:#x}"
+
+
+def _map_order_difference(listed: tuple[tuple[int, int], ...], expected: list[tuple[int, int]]) -> str:
+    """The decoding BARs a snapshot's map order leaves out (missing), the entries that are no decoding
+    BAR (extra) and those listed more than once (repeated) (R-SR-006); at most four of each, so a
+    hostile snapshot makes no long message."""
+    counts, wanted = Counter(listed), set(expected)
+    groups = (("missing", sorted(wanted - set(counts))), ("extra", sorted(set(counts) - wanted)),
+              ("repeated", sorted(k for k, n in counts.items() if n > 1)))  # fmt: skip
+    parts = []
+    for what, entries in groups:
+        if entries:
+            shown = ", ".join(f"{Bdf.unpack(packed)} BAR {index}" for packed, index in entries[:4])
+            parts.append(f"{len(entries)} {what}: {shown}{', ...' if len(entries) > 4 else ''}")
+    return "; ".join(parts)
+
+
 def _check_bdf(bdf: object) -> Bdf:
     if not isinstance(bdf, Bdf):
         raise InvalidArgument(f"expected a Bdf, got {type(bdf).__name__}")
@@ -256,7 +315,10 @@ class DataManager:
         if known is dtype:
             return
         if known is not None and known.fingerprint() != dtype.fingerprint():
-            raise DeviceTypeError(f"another device type is already registered as {dtype.name!r}")
+            difference = type_difference(known, dtype)
+            raise DeviceTypeError(
+                f"another device type is already registered as {dtype.name!r}: {difference}"
+            )
         self._types[dtype.name] = dtype
 
     def plug(self, vm_id: int, bdf: Bdf, dtype: DeviceType) -> None:
@@ -614,7 +676,10 @@ class DataManager:
             )
         lay = self._layout(dtype)
         if len(rec.config) != len(lay.image):
-            raise BlobMismatch("blob configuration space size differs from the device type's")
+            raise BlobMismatch(
+                f"blob configuration space size differs from the device type's: {len(rec.config)} bytes in "
+                f"the blob, {len(lay.image)} in the type"
+            )
         o = lay.first_fixed_difference(rec.config)
         if o is not None:
             got, want = rec.config[o], lay.image[o]
@@ -631,10 +696,16 @@ class DataManager:
                 bar = dtype.bar(index)
                 limit = 1 << 32 if bar is None else address_limit(bar.kind)
                 ok = base is None or (base != 0 and base % size == 0 and base + size <= limit)
+                why = "" if ok else f"not a nonzero multiple of its size {size:#x} below {limit:#x}"
             else:
-                ok = base == self._window(rec.config, dtype, index)
+                window = self._window(rec.config, dtype, index)
+                ok = base == window
+                why = "" if ok else f"its registers decode it {_where(window)}"
             if not ok:
-                raise BlobMismatch(f"blob window of BAR {index} disagrees with its configuration")
+                raise BlobMismatch(
+                    f"blob window of BAR {index} disagrees with its configuration: the blob maps it "
+                    f"{_where(base)}, {why}"
+                )
         data = DeviceData(extra=bytearray(rec.extra))
         for bar_index, page, content in rec.pages:
             bar_spec = dtype.bar(bar_index) if bar_index < 6 else None
@@ -681,7 +752,10 @@ class DataManager:
             windows[bdf] = record.windows
         expected = sorted((b.packed, i) for b, w in windows.items() for i, x in enumerate(w) if x is not None)
         if sorted(rec.map_order) != expected:
-            raise BlobMismatch("snapshot map order does not list exactly the decoding BARs")
+            raise BlobMismatch(
+                "snapshot map order does not list exactly the decoding BARs: "
+                + _map_order_difference(rec.map_order, expected)
+            )
         for packed, index in rec.map_order:
             bdf = Bdf.unpack(packed)
             self._map_restored(vm, vm.config_table[bdf], windows[bdf], [index])
