@@ -324,3 +324,17 @@ def _rejected(op: Op) -> bool:
 def test_register_sink_has_every_class() -> None:
     classes = {access for reg in sink_registers().registers for access in reg.classes()}
     assert classes == set(Access)
+
+
+@pytest.mark.req("R-REG-012")
+def test_a_divergence_in_a_configuration_register_with_classes_per_bit_is_blamed_on_r_reg_012() -> None:
+    from vpcid.conformance.blame import config_field
+    from vpcid.conformance.register_cases import CONFIG_REGISTERS, _config_bits_definition
+    from vpcid.conformance.typefile import parse_type_definition
+    from vpcid.model.devicetype import layout
+    from vpcid.model.profile import StatusRegister
+
+    dtype = parse_type_definition(_config_bits_definition("config-register-bits", CONFIG_REGISTERS))
+    register = next(r for r in dtype.registers if r.bits)
+    rid, what = config_field(dtype, layout(dtype, StatusRegister.RW1C), register.offset, 0x01, True)
+    assert rid == "R-REG-012", what

@@ -183,6 +183,8 @@ def config_field(
     declared = bool(space.image[offset] | space.wmask[offset] | space.w1cmask[offset])
     for reg in dtype.registers:
         if reg.offset <= offset < reg.offset + reg.width:
+            if reg.bits:  # classes per bit range (R-REG-012)
+                return "R-REG-012", f"device-specific register at {reg.offset:#x}, classes per bit"
             return "R-CFG-012", f"device-specific {reg.cls.value} register at {reg.offset:#x}"
     owner = _capability_owning(dtype, offset)
     if owner is not None and declared:
