@@ -915,7 +915,9 @@ DEFAULT_SITE = Path("build") / "spec-site"
 
 
 @click.command(
-    "spec-site", epilog="\b\nExit status:\n  0  built\n  2  it cannot be built here (the reason is printed)"
+    "spec-site",
+    epilog="\b\nExit status:\n  0  built\n  2  bad input: no OUTPUT outside a checkout, or the site cannot"
+    " be built here (the docs extra is missing, a broken link or R-ID); the reason is printed",
 )
 @click.argument("output", type=click.Path(file_okay=False, path_type=Path), required=False)
 def spec_site_command(output: Path | None) -> None:
