@@ -32,7 +32,7 @@ def _spec() -> Path:
 
 
 def _requirements() -> list[Requirement]:
-    return sorted(load_requirements(_spec() / "requirements").values(), key=lambda r: r.rid)
+    return sorted(load_requirements(_spec()).values(), key=lambda r: r.rid)
 
 
 def _notes(req: Requirement) -> dict[str, str]:
