@@ -466,3 +466,30 @@ def test_an_ecam_write_is_not_blamed_when_what_follows_it_is_at_fault() -> None:
     found = blamed(impl, body)
     assert found.requirements[0] == "R-CAM-004"
     assert "R-ECAM-002" not in found.requirements
+
+
+class ComposesUnalignedReadsWrong(ModelAdapter):
+    """A function that answers a 2-byte configuration read at an odd offset with its bytes mixed up,
+    read directly or through 0xCFC-0xCFF alike (libvfio-user's gpio sample does so)."""
+
+    def execute(self, op: Op) -> Observation:
+        seen = super().execute(op)
+        odd_config = op.kind is OpKind.CONFIG_READ and op.width == 2 and op.address % 2
+        odd_window = op.kind is OpKind.IO_READ and op.width == 2 and op.address in (0xCFD,)
+        if (odd_config or odd_window) and seen.value is not None:
+            return Observation(value=seen.value ^ 0x0500)
+        return seen
+
+
+@pytest.mark.req("R-ACC-007")
+def test_a_window_read_the_function_gets_wrong_directly_too_is_not_blamed_on_the_window() -> None:
+    bdf = Bdf(0, 3, 0)
+    body = [
+        Op(OpKind.CREATE_VM, vm=1),
+        Op(OpKind.PLUG, vm=1, bdf=bdf, name="kitchen-sink"),
+        Op(OpKind.IO_WRITE, vm=1, address=0xCF8, width=4, value=0x8000_1800),
+        Op(OpKind.IO_READ, vm=1, address=0xCFD, width=2),
+    ]
+    found = blamed(ComposesUnalignedReadsWrong(), body)
+    assert found.requirements == ("R-ACC-007",), found
+    assert "read directly too" in found.reason

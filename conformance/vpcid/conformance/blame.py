@@ -967,6 +967,9 @@ class _Inquiry:
                     k for k in range(width) if _normal(got[k], self.info) != _normal(want[k], self.info)
                 ]
                 if not differ:
+                    direct = self.direct_config_read(at, op)
+                    if direct is not None:  # the function reads these bytes together wrong itself
+                        targets = ["direct"]
                     return self.whole_access_rule(op, targets, expected, observed)
                 k = differ[0]
             else:
@@ -1024,6 +1027,20 @@ class _Inquiry:
         rid = "R-DT-003" if dtype.behaviour is not None else "R-DT-004"
         return (rid,), f"{place} is byte {offset:#x} of {bdf} BAR {bar}, whose contents differ ({values})"
 
+    def direct_config_read(self, at: int, op: Op) -> Op | None:
+        """For a read through 0xCFC-0xCFF or ECAM whose bytes read right one by one: the same bytes read
+        as one direct configuration read, when that diverges too (then the function, not the
+        mechanism, reads them together wrong)."""
+        parts = config_parts(self.model_at(at), op)
+        if len(parts) != 1 or parts[0][2] != op.width or op.kind not in (OpKind.IO_READ, OpKind.MMIO_READ):
+            return None
+        bdf, start, length, _ = parts[0]
+        direct = Op(OpKind.CONFIG_READ, vm=op.vm, bdf=bdf, address=start, width=length)
+        both = self.probe_values(at, [direct])
+        if both is None or _normal(both[0][0], self.info) == _normal(both[1][0], self.info):
+            return None
+        return direct
+
     def whole_access_rule(
         self, op: Op, targets: Sequence[object], expected: int, observed: int
     ) -> tuple[tuple[str, ...], str]:
@@ -1037,6 +1054,11 @@ class _Inquiry:
             return (
                 "R-ACC-007",
             ), f"{where} has its bytes in reverse order ({values}): values are little-endian"
+        if targets == ["direct"]:
+            return ("R-ACC-007",), (
+                f"{where} reads configuration bytes that read right one by one, but wrong together, "
+                f"read directly too: the function composes them wrong ({values})"
+            )
         if len({repr(t) for t in targets}) > 1:
             return ("R-ACC-005",), f"{where} straddles targets; each byte alone reads right ({values})"
         if "cam-window" in targets:
