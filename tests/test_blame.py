@@ -493,3 +493,31 @@ def test_a_window_read_the_function_gets_wrong_directly_too_is_not_blamed_on_the
     found = blamed(ComposesUnalignedReadsWrong(), body)
     assert found.requirements == ("R-ACC-007",), found
     assert "read directly too" in found.reason
+
+
+class CommandDwordReadsWrong(ModelAdapter):
+    """A function whose command register reads 0x0500 in a dword read but zero byte by byte, serving
+    the data window by reading the dword (what libvfio-user's gpio sample shows through our adapter)."""
+
+    def execute(self, op: Op) -> Observation:
+        seen = super().execute(op)
+        if seen.value is None:
+            return seen
+        if op.kind is OpKind.CONFIG_READ and op.address == 4 and op.width == 4:
+            return Observation(value=seen.value | 0x0500)
+        if op.kind is OpKind.IO_READ and op.address == 0xCFD and op.width == 2:
+            return Observation(value=seen.value | 0x0005)
+        return seen
+
+
+@pytest.mark.req("R-CFG-004")
+def test_a_window_read_served_from_a_dword_the_function_reads_wrong_is_blamed_on_that_register() -> None:
+    bdf = Bdf(0, 3, 0)
+    body = [
+        Op(OpKind.CREATE_VM, vm=1),
+        Op(OpKind.PLUG, vm=1, bdf=bdf, name="kitchen-sink"),
+        Op(OpKind.IO_WRITE, vm=1, address=0xCF8, width=4, value=0x8000_1804),
+        Op(OpKind.IO_READ, vm=1, address=0xCFD, width=2),
+    ]
+    found = blamed(CommandDwordReadsWrong(), body)
+    assert found.requirements == ("R-CFG-004",), found

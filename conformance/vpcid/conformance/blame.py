@@ -968,6 +968,12 @@ class _Inquiry:
                 ]
                 if not differ:
                     direct = self.direct_config_read(at, op)
+                    if direct is not None and direct[0].width != width:  # its dword reads wrong itself
+                        read, got_value, want_value = direct
+                        assert read.bdf is not None
+                        return self.config_rule(
+                            at, op.vm, read.bdf, read.address, read.width, want_value, got_value, None
+                        )
                     if direct is not None:  # the function reads these bytes together wrong itself
                         targets = ["direct"]
                     return self.whole_access_rule(op, targets, expected, observed)
@@ -1027,19 +1033,21 @@ class _Inquiry:
         rid = "R-DT-003" if dtype.behaviour is not None else "R-DT-004"
         return (rid,), f"{place} is byte {offset:#x} of {bdf} BAR {bar}, whose contents differ ({values})"
 
-    def direct_config_read(self, at: int, op: Op) -> Op | None:
-        """For a read through 0xCFC-0xCFF or ECAM whose bytes read right one by one: the same bytes read
-        as one direct configuration read, when that diverges too (then the function, not the
-        mechanism, reads them together wrong)."""
+    def direct_config_read(self, at: int, op: Op) -> tuple[Op, int, int] | None:
+        """For a read through 0xCFC-0xCFF or ECAM whose bytes read right one by one: a direct
+        configuration read that diverges too - of the same bytes, else of the dword holding them (a
+        window may be served by reading that dword) - with the implementation's and the model's
+        values; then the function, not the mechanism, reads them wrong."""
         parts = config_parts(self.model_at(at), op)
         if len(parts) != 1 or parts[0][2] != op.width or op.kind not in (OpKind.IO_READ, OpKind.MMIO_READ):
             return None
         bdf, start, length, _ = parts[0]
-        direct = Op(OpKind.CONFIG_READ, vm=op.vm, bdf=bdf, address=start, width=length)
-        both = self.probe_values(at, [direct])
-        if both is None or _normal(both[0][0], self.info) == _normal(both[1][0], self.info):
-            return None
-        return direct
+        for offset, width in ((start, length), (start & ~3, 4)):
+            direct = Op(OpKind.CONFIG_READ, vm=op.vm, bdf=bdf, address=offset, width=width)
+            values = _values(self.probe_values(at, [direct]))
+            if values is not None and values[0] != values[1]:
+                return direct, values[0], values[1]
+        return None
 
     def whole_access_rule(
         self, op: Op, targets: Sequence[object], expected: int, observed: int
