@@ -525,3 +525,40 @@ def test_rejecting_some_read_only_writes_is_a_finding_not_a_variant(
     identity = [d for d in failing.get("R-CFG-002", []) if "got error rejected" in d]
     assert identity, "a refused write of identity bytes breaks R-CFG-002, not R-ACC-001"
     assert not any("got error rejected" in d and "config_write" in d for d in failing.get("R-ACC-001", []))
+
+
+class HalfAppliedCommand:
+    """Configuration space of a device that set command bits 8 and 10 its type calls read-only (a
+    rejected write half-applied, as libvfio-user's gpio sample does), writes taken as given."""
+
+    path = "half-applied"
+
+    def __init__(self) -> None:
+        self.config = bytearray(KITCHEN_SINK.declared.image)
+        self.config[0x04:0x06] = b"\x07\x05"
+
+    def config_read(self, offset: int, length: int) -> bytes:
+        return bytes(self.config[offset : offset + length])
+
+    def config_write(self, offset: int, data: bytes) -> None:
+        self.config[offset : offset + len(data)] = data
+
+
+@pytest.mark.req("R-RST-001")
+def test_init_writes_the_command_register_back_to_zero_even_its_read_only_bits() -> None:
+    """The command register is zero at power-on whatever the type lets be written (R-DT-005): init
+    writes all of it back, so a device that set bits its type calls read-only starts clean and the
+    traces that follow replay on a fresh device."""
+    from vpcid.adapters.vfio_user.adapter import _to_power_on
+    from vpcid.model import ConfigSpace, DeviceType
+
+    declared = KITCHEN_SINK.declared
+    wmask = bytearray(declared.wmask)
+    wmask[0x05] = 0  # bits 8 and 10 read-only, as discovery may see them
+    narrow = DeviceType.from_space(
+        "narrow-command", ConfigSpace(declared.image, bytes(wmask), declared.w1cmask),
+        KITCHEN_SINK.bars, KITCHEN_SINK.rom, KITCHEN_SINK.behaviour, KITCHEN_SINK.config_behaviour,
+    )  # fmt: skip
+    device = HalfAppliedCommand()
+    _to_power_on(device, narrow, 256)  # type: ignore[arg-type]  # the two calls it makes
+    assert device.config[0x04:0x06] == b"\x00\x00"

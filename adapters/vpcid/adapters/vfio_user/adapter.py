@@ -683,22 +683,32 @@ class VfioUserAdapter:
         self._remap_all(f, windows)
 
 
-def _left_behind(link: VfioUserClient, dtype: DeviceType, config_size: int) -> str:
-    """The bytes whose writable or RW1C bits are not the type's power-on image, as ``0xOFF=VALUE
-    (power-on VALUE)`` (at most 8 named), or "" when none. Read-only bits are left out: they are
-    what the device always shows, which the certification checks by reading them, not a reset's
-    doing."""
+def _left_behind(link: VfioUserClient, dtype: DeviceType, config_size: int, command: bool = True) -> str:
+    """The bytes whose state bits (:func:`_state_bits`) are not the type's power-on image, as
+    ``0xOFF=VALUE (power-on VALUE)`` (at most 8 named), or "" when none. Other read-only bits are
+    left out: they are what the device always shows, which the certification checks by reading
+    them, not a reset's doing."""
     try:
         current = link.config_read(0, config_size)
     except VfioUserError as exc:
         return f"configuration space unreadable ({exc})"
     declared = dtype.declared
     image = declared.image
-    wrong = [
-        n for n in range(config_size) if (current[n] ^ image[n]) & (declared.wmask[n] | declared.w1cmask[n])
-    ]
+    wrong = [n for n in range(config_size) if (current[n] ^ image[n]) & _state_bits(dtype, n, command)]
     shown = ", ".join(f"{n:#x}={current[n]:#04x} (power-on {image[n]:#04x})" for n in wrong[:8])
     return shown + (f" and {len(wrong) - 8} more" if len(wrong) > 8 else "")
+
+
+COMMAND_BYTES = (0x04, 0x05)
+"""The command register: zero at power-on whatever a type lets be written (R-DT-005), so any bit set
+there after a reset is state left behind - a server may set bits of a write it rejects."""
+
+
+def _state_bits(dtype: DeviceType, n: int, command: bool = True) -> int:
+    """The bits of configuration byte ``n`` that hold state a reset must clear: writable, RW1C, and
+    (with ``command``) every command bit."""
+    declared = dtype.declared
+    return declared.wmask[n] | declared.w1cmask[n] | (0xFF if command and n in COMMAND_BYTES else 0)
 
 
 def _to_power_on(link: VfioUserClient, dtype: DeviceType, config_size: int) -> None:
@@ -714,15 +724,11 @@ def _to_power_on(link: VfioUserClient, dtype: DeviceType, config_size: int) -> N
     image = declared.image
 
     def wanted(n: int) -> int:
-        writable, rw1c = declared.wmask[n], declared.w1cmask[n]
+        writable, rw1c = declared.wmask[n] | (0xFF if n in COMMAND_BYTES else 0), declared.w1cmask[n]
         return (current[n] & ~(writable | rw1c)) | (image[n] & writable) | (current[n] & ~image[n] & rw1c)
 
     for dword in range(0, config_size, 4):
-        stale = [
-            n
-            for n in range(dword, dword + 4)
-            if (current[n] ^ image[n]) & (declared.wmask[n] | declared.w1cmask[n])
-        ]
+        stale = [n for n in range(dword, dword + 4) if (current[n] ^ image[n]) & _state_bits(dtype, n)]
         if not stale:
             continue
         try:
@@ -731,7 +737,7 @@ def _to_power_on(link: VfioUserClient, dtype: DeviceType, config_size: int) -> N
             for n in stale:
                 with contextlib.suppress(VfioUserError):  # the check below tells if it mattered
                     link.config_write(n, bytes([wanted(n)]))
-    left = _left_behind(link, dtype, config_size)
+    left = _left_behind(link, dtype, config_size, command=False)  # read-only command bits: findings
     if left:
         raise ServerFailed(
             f"{link.path}: after a reset, and the power-on values written, the writable bits of "
