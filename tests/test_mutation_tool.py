@@ -91,6 +91,9 @@ def test_alternate_profiles_give_every_axis_each_of_its_values() -> None:
 
     for axis, values in AXES.items():
         assert {p.to_mapping()[axis] for p in profiles} == {v.value for v in values}
+    default = Profile().to_mapping()
+    for profile in profiles[1:]:  # one axis away from the default each, so no value hides another
+        assert len([a for a, v in profile.to_mapping().items() if v != default[a]]) == 1, profile
 
 
 def test_the_mirror_is_a_separate_package_built_from_the_model_sources() -> None:
