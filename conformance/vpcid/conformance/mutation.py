@@ -1362,7 +1362,7 @@ def _mutate_command() -> Any:
                   "(the opposite, or the boundary) and every other operator's mutants.")  # fmt: skip
     @click.option("--profiles", "profile_set", type=click.Choice(["default", "all"]), default="all",
                   show_default=True, help="Certify each mutant declaring the default profile only, or also "
-                  "one profile per other value of each variant axis, the rest at their defaults.")  # fmt: skip
+                  "one profile per other value of each variant axis, the rest default.")  # fmt: skip
     @click.option("--recheck", is_flag=True,
                   help="Judge the survivors again (after adding cases), not pending mutants.")  # fmt: skip
     @click.option("--report", "report_only", is_flag=True, help="Only report the session; run nothing.")
