@@ -3292,6 +3292,35 @@ def _sys_blob(s: _Sys) -> None:
         "a minor-version blob with an unknown non-critical section is read, the section skipped",
         _restore_body([blobfmt.frame(magic, [*sections, (6, 0, b"future")], minor=1)], "R-BLOB-002"),
     )
+
+    def with_windows(**bases: int | None) -> bytes:
+        windows = list(rec.windows)
+        for key, base in bases.items():
+            windows[int(key[1:])] = base
+        return blobfmt.encode_instance(dataclasses.replace(rec, windows=tuple(windows)))
+
+    s.add(
+        "instance-latched-windows",
+        "blob",
+        "decode windows a blob carries must be windows a BAR can have: naturally aligned, not at 0, and "
+        "inside its address space (the last ones that fit are kept only where windows are latched, the "
+        "deferred variant; elsewhere they must match the BAR registers)",
+        _restore_body(
+            [
+                with_windows(w1=_plan(KITCHEN_SINK)[1][0] + 0x800),
+                with_windows(w1=0),
+                with_windows(w0=None, w1=_plan(KITCHEN_SINK)[1][0] + 0x800),
+                with_windows(w4=0xFFFF_FFF0),
+                with_windows(w4=0x1_0000_0000),
+                with_windows(w0=0xFFE0),
+                with_windows(w0=0x1_0000),
+                with_windows(w2=(1 << 64) - (1 << 20)),
+                with_windows(w6=0xFFFF_F800),
+                with_windows(w6=0x1_0000_0000),
+            ],
+            "R-SR-005",
+        ),
+    )
     wrong_fp = dataclasses.replace(rec, fingerprint=hashlib.sha256(b"not the kitchen sink").digest())
     s.add(
         "instance-rejects-foreign-fingerprint",
@@ -3317,8 +3346,12 @@ def _sys_blob(s: _Sys) -> None:
         "snapshot-valid-literal",
         "blob",
         "a canonical literal snapshot creates or replaces a VM with its ECAM window, 0xCF8, "
-        "instances and decode order; so does the snapshot of a VM without devices",
-        _snapshot_body([snap, snap_with(devices=(), map_order=())], "R-BLOB-005"),
+        "instances and decode order; so do the snapshot of a VM without devices and one whose ECAM window "
+        "is the last that fits below 2^64",
+        _snapshot_body(
+            [snap, snap_with(devices=(), map_order=()), snap_with(ecam_base=(1 << 64) - ECAM_SIZE)],
+            "R-BLOB-005",
+        ),
     )
     entry = struct.pack("<HI", devices[0][0], len(devices[0][1]))
     one = struct.pack("<I", 1)
