@@ -2525,6 +2525,12 @@ def _msi_layouts() -> list[tuple[str, int, Definition | None]]:
         defn = _definition(KITCHEN_SINK, name, config_behaviour=True)
         low = 0x84 if name == "msi-64-mask" else 0x04  # Multiple Message Capable 2; bit 7: 64-bit
         layouts.append((name, size, _poke(defn, "image", KS_MSI + 2, bytes((low, control_high)))))
+    late = _poke(
+        _definition(KITCHEN_SINK, "msi-late-mmc3", config_behaviour=True), "image", KS_MSI + 2, b"\x86"
+    )
+    for at, pointer in ((0x34, 0x40), (0x41, KS_MSI), (KS_MSI + 1, 0x00)):  # the vendor capability first
+        _poke(late, "image", at, bytes((pointer,)))
+    layouts.append(("msi-late-mmc3", 14, late))  # Multiple Message Capable 3: an odd value
     return layouts
 
 
@@ -2563,6 +2569,33 @@ def _sys_msi_clamp_edges(s: _Sys) -> None:
             "writes at its first and last bytes (msi-mme-clamp acts on writes that touch its capability)",
             b,
         )
+
+
+def _sys_edu_state(s: _Sys) -> None:
+    """R-SR-005: a restore checks the behaviour's state; edu's status holds bit 7 only."""
+    dm = DataManager(Profile())
+    dm.create_vm(SUITE_VM)
+    dm.plug(SUITE_VM, EDU_BDF, EDU)
+    dm.config_write(SUITE_VM, EDU_BDF, 0x10, 4, _plan(EDU)[0][0] & ONES32)
+    dm.config_write(SUITE_VM, EDU_BDF, 0x04, 2, CMD_MEM)
+    record = blobfmt.decode_instance(dm.save(SUITE_VM, EDU_BDF))
+    b = _Body()
+    (edu,) = _vm_with(b, SUITE_VM, (EDU_BDF, EDU))
+    bar = edu.bar(0)
+    edu.program(bar, edu.addr(bar))
+    edu.command(CMD_MEM)
+    for status in (0x80, 0x01, 0x100):
+        extra = record.extra[:4] + status.to_bytes(4, "little")
+        b.check("R-SR-005")
+        edu.restore(data=blobfmt.encode_instance(dataclasses.replace(record, extra=extra)))
+        edu.mr(edu.addr(bar) + 0x20)
+    s.add(
+        "edu-restore-checks-status",
+        "device-types",
+        "a restore checks the behaviour's state: an edu blob whose status has bit 7 restores, one with "
+        "another status bit is rejected (blob-mismatch) and changes nothing",
+        b,
+    )
 
 
 def _sys_device_types(s: _Sys) -> None:
@@ -3644,6 +3677,7 @@ def system_cases() -> list[Case]:
         lambda s: _scripted_system(s, "data-structure"),
         _sys_data_structure,
         _sys_device_types,
+        _sys_edu_state,
         _sys_type_rules,
         _sys_msi_clamp_edges,
         lambda s: _scripted_system(s, "hot-plug"),
