@@ -11,6 +11,7 @@ adapter protocol and blamed on the requirement they break.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,80 +31,27 @@ from vpcid.conformance.stateful import (
     Step,
     Target,
     device_invariant,
-    reads_after_reset,
-    register_constant,
     replay,
     run_campaign,
     run_stateful,
 )
 from vpcid.conformance.trace import OpKind, read_trace
 from vpcid.conformance.typefile import write_type_file
-from vpcid.model import BarKind, BarSpec, DeviceType
-from vpcid.model.behaviour import DeviceData
 
 pytest_plugins = ["pytester"]
 
-VERSION, CTRL, ISR, TRIGGER = 0x0, 0x4, 0x8, 0xC
-VERSION_VALUE = 0x0001_0002
+sys.path.insert(0, str(Path(__file__).parents[1] / "docs" / "example"))
+from nic_invariants import (  # noqa: E402 - the worked example in docs/example
+    ISR,
+    NIC_INVARIANTS,
+    TRIGGER,
+    VERSION,
+    VERSION_VALUE,
+    nic,
+)
+
 MAX_TRACE = 10
 """A finding's trace is shrunk to this many operations or fewer."""
-
-
-class Nic:
-    """Four dword registers in a 16-byte BAR; ``bug`` plants one deviation from their description."""
-
-    def __init__(self, bug: str | None = None) -> None:
-        self.bug = bug
-        self.name = f"test-nic-{bug or 'fixed'}"
-
-    @staticmethod
-    def _registers(data: DeviceData) -> bytearray:
-        return data.extra
-
-    def read(self, data: DeviceData, bar: int, offset: int, length: int) -> bytes:
-        return bytes(self._registers(data)[offset : offset + length])
-
-    def write(self, data: DeviceData, bar: int, offset: int, payload: bytes) -> None:
-        registers = self._registers(data)
-        for k, byte in enumerate(payload):
-            at = offset + k
-            if CTRL <= at < CTRL + 4:
-                registers[at] = byte
-            elif ISR <= at < ISR + 4:
-                registers[at] &= ~byte & 0xFF
-                if self.bug == "isr-write-clears-all":
-                    registers[ISR : ISR + 4] = bytes(4)
-            elif at == TRIGGER and byte & 1:
-                registers[ISR] |= 1
-                if self.bug == "trigger-bumps-version":
-                    registers[VERSION] = (registers[VERSION] + 1) & 0xFF
-            elif at == 0xF and byte == 0xFF and self.bug == "crash":
-                raise ZeroDivisionError("planted crash")
-
-    def reset(self, data: DeviceData) -> None:
-        data.extra[:] = VERSION_VALUE.to_bytes(4, "little") + bytes(12)
-        if self.bug == "isr-set-after-reset":
-            data.extra[ISR] = 0x80
-
-    def check(self, data: DeviceData) -> str | None:
-        return None if len(data.extra) == 16 else "the NIC keeps 16 bytes of registers"
-
-
-def nic(bug: str | None = None) -> DeviceType:
-    return DeviceType(
-        name=f"test-nic-{bug or 'fixed'}",
-        vendor_id=0x1B36,
-        device_id=0x0ABC,
-        class_code=0x020000,
-        bars=(BarSpec(BarKind.MEM32, 16),),
-        behaviour=Nic(bug),
-    )
-
-
-NIC_INVARIANTS = (
-    register_constant("VERSION never changes", VERSION, 4, bar=0, value=VERSION_VALUE),
-    reads_after_reset("after reset ISR reads 0", ISR, 4, 0, bar=0),
-)
 
 
 def assert_short(trace: tuple[object, ...]) -> None:
