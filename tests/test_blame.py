@@ -521,3 +521,31 @@ def test_a_window_read_served_from_a_dword_the_function_reads_wrong_is_blamed_on
     ]
     found = blamed(CommandDwordReadsWrong(), body)
     assert found.requirements == ("R-CFG-004",), found
+
+
+class RefusesWindowWrites(ModelAdapter):
+    """Refuses every write through 0xCFC-0xCFF (libvfio-user refuses byte writes to some registers)."""
+
+    def execute(self, op: Op) -> Observation:
+        if op.kind is OpKind.IO_WRITE and 0xCFC <= op.address < 0xD00:
+            return Observation(error="rejected")
+        return super().execute(op)
+
+
+@pytest.mark.req("R-CFG-001")
+def test_a_refused_write_through_the_data_window_is_blamed_on_the_masked_write() -> None:
+    bdf = Bdf(0, 3, 0)
+    setup = [
+        Op(OpKind.CREATE_VM, vm=1),
+        Op(OpKind.PLUG, vm=1, bdf=bdf, name="kitchen-sink"),
+        Op(OpKind.IO_WRITE, vm=1, address=0xCF8, width=4, value=0x8000_1804),
+    ]
+    status = blamed(
+        RefusesWindowWrites(), [*setup, Op(OpKind.IO_WRITE, vm=1, address=0xCFE, width=1, value=0xFF)]
+    )
+    assert status.requirements == ("R-CFG-001",), status
+    identity = [*setup[:2], Op(OpKind.IO_WRITE, vm=1, address=0xCF8, width=4, value=0x8000_1800)]
+    vendor = blamed(
+        RefusesWindowWrites(), [*identity, Op(OpKind.IO_WRITE, vm=1, address=0xCFC, width=2, value=0)]
+    )
+    assert vendor.requirements == ("R-CFG-002",), vendor

@@ -850,7 +850,13 @@ class _Inquiry:
                 return "R-CFG-002" if any(b in covered for b in IDENTITY_BYTES) else "R-CFG-001"
             return "R-ACC-001"
         if op.kind in (*_IO_KINDS, *_MMIO_KINDS):
-            return "R-ACC-002" if error == "misaligned" else "R-ACC-001"
+            if error == "misaligned":
+                return "R-ACC-002"
+            parts = config_parts(self.model_at(symptom.at), op) if op.kind in _WRITES else []
+            if parts:  # a configuration write through 0xCFC-0xCFF or ECAM, refused
+                bytes_reached = {start + k for _, start, length, _ in parts for k in range(length)}
+                return "R-CFG-002" if bytes_reached & set(IDENTITY_BYTES) else "R-CFG-001"
+            return "R-ACC-001"
         if op.kind is OpKind.CREATE_VM and error == "invalid-argument" and op.ecam_base is not None:
             return "R-ECAM-001"
         if op.kind is OpKind.PLUG:

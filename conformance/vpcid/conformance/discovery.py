@@ -502,6 +502,16 @@ class _Probe:
 
     def command_and_status(self, image: bytearray, wmask: bytearray, w1c: bytearray) -> None:
         command, writable = _word(image, COMMAND, 2), _word(wmask, COMMAND, 2)
+        # the register once more as a whole word: some devices take only whole command writes (and
+        # set the bits they implement of one they reject), which byte probes cannot see
+        _, ones, zeros = self.port.config_batch(
+            [(COMMAND, 2, None), (COMMAND, 2, 0xFFFF), (COMMAND, 2, None), (COMMAND, 2, 0),
+             (COMMAND, 2, None), (COMMAND, 2, command)]
+        )  # fmt: skip
+        whole = ones & ~zeros & ~writable
+        if whole:
+            self.notes.append(f"command bits {whole:#06x} change only when the register is written whole")
+            writable |= whole
         if command:
             self.notes.append(f"command register read {command:#06x}; declared zero at power-on (R-CFG-004)")
         if writable & ~COMMAND_BITS or _word(w1c, COMMAND, 2):
