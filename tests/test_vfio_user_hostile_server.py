@@ -562,3 +562,29 @@ def test_init_writes_the_command_register_back_to_zero_even_its_read_only_bits()
     device = HalfAppliedCommand()
     _to_power_on(device, narrow, 256)  # type: ignore[arg-type]  # the two calls it makes
     assert device.config[0x04:0x06] == b"\x00\x00"
+
+
+class WholeCommandWritesOnly(Session):
+    """libvfio-user's command register: a byte write at 0x05 is refused; whole-register writes work."""
+
+    def _region_write(self, frame: Frame, payload: bytes) -> bytes:
+        head, _ = decode_region_access(payload, write=True)
+        if head.region == CONFIG_REGION and head.offset == 5:
+            raise invalid("command writes are whole")
+        return super()._region_write(frame, payload)
+
+
+def test_discovery_finds_command_bits_that_only_whole_register_writes_reach(
+    tmp_path: Path, stop_servers: list[VfioUserServer]
+) -> None:
+    server, path = serve(tmp_path, WholeCommandWritesOnly)
+    stop_servers.append(server)
+    vmm = adapter(path)
+    try:
+        machine = vmm.info.machine
+        assert machine is not None
+        (_, dtype), *_ = machine.devices
+        assert dtype.declared.wmask[0x05] == KITCHEN_SINK.declared.wmask[0x05] != 0
+        assert "written whole" in vmm.info.description
+    finally:
+        vmm.close()
