@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vpcid.adapters.base import Adapter, AdapterInfo
+from vpcid.adapters.base import Adapter, AdapterInfo, define_type
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.certify import DEFAULT_BUDGET, DEFAULT_SEED, CertificationReport, Verdict, certify
 from vpcid.conformance.trace import EXTENSIONS, FULL, Observation, Op
@@ -287,6 +287,20 @@ def cython_adapter(mirror: Mirror, profile: Profile | None = None) -> Adapter:
 
     for global_name, (module, attribute) in CYTHON_BINDINGS.items():
         setattr(_dm, global_name, getattr(mirror.module(module), attribute))
+    # definitions are read by the mirror's type-file reader, so their errors are the mirror's too (the
+    # compiled module imports base.define_type when it runs one)
+    import vpcid.adapters.base as base
+
+    parse = mirror.module("typefile").parse_type_definition
+    mirror_error = mirror.model.DeviceTypeError
+
+    def mirrored(known: Mapping[str, Any], op: Op, _: Callable[[object], Any] | None = None) -> Any:
+        try:
+            return define_type(known, op, parse)
+        except VpcidError as exc:  # the suite's own check of a known name: as the mirror's error
+            raise mirror_error(str(exc)) from None
+
+    setattr(base, "define_type", mirrored)  # noqa: B010 - replaced in the mutant's own process
     if profile is None or profile == Profile():
         return PristineInfo(mirror.module("cython").adapter(None))
     return PristineInfo(_dm.CythonAdapter(mirror.profile(profile)))
