@@ -172,6 +172,11 @@ def hypofuzz_cli() -> Path:
     return command
 
 
+WITHOUT_CI = {name: value for name, value in os.environ.items() if name != "CI"}
+"""HypoFuzz's environment: with CI set, Hypothesis loads its "ci" settings profile, which derandomizes
+every test, and HypoFuzz fuzzes only randomized ones (as any HypoFuzz run outside CI)."""
+
+
 def test_hypofuzz_collects_a_device_machine_unchanged(tmp_path: Path) -> None:
     hypofuzz_cli()
     (tmp_path / "test_machines.py").write_text(MACHINES, encoding="utf-8")
@@ -182,6 +187,7 @@ def test_hypofuzz_collects_a_device_machine_unchanged(tmp_path: Path) -> None:
         text=True,
         timeout=300,
         check=False,
+        env=WITHOUT_CI,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "fuzz targets: ['test_machines.py::TestPlantedBug::runTest']" in run.stdout, run.stdout
@@ -212,6 +218,7 @@ def test_hypofuzz_finds_the_planted_bug(tmp_path: Path) -> None:
         text=True,
         timeout=600,
         check=False,
+        env=WITHOUT_CI,
     )
     text = run.stdout + run.stderr
     assert "using 1 process to fuzz 1 test" in text, text

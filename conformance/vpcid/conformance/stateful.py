@@ -1594,7 +1594,8 @@ def run_campaign(
                 max_examples=max(batch, 1),
                 stateful_step_count=steps,
                 deadline=None,
-                database=database,
+                derandomize=False,  # the seed makes it reproducible; Hypothesis's CI profile would
+                database=database,  # otherwise search the same examples every batch, without a database
                 suppress_health_check=list(HealthCheck),
                 print_blob=False,
                 verbosity=Verbosity.quiet,
