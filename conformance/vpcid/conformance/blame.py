@@ -37,7 +37,7 @@ Probes never reach BAR contents a fixed machine declares opaque.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -846,16 +846,14 @@ class _Inquiry:
             if error in ("misaligned", "invalid-argument"):
                 return "R-ACC-003"
             if op.kind is OpKind.CONFIG_WRITE and op.address < 0x100:  # read-only bits: kept, not refused
-                covered = range(op.address, op.address + op.width)
-                return "R-CFG-002" if any(b in covered for b in IDENTITY_BYTES) else "R-CFG-001"
+                return _refused_write_rule(range(op.address, op.address + op.width))
             return "R-ACC-001"
         if op.kind in (*_IO_KINDS, *_MMIO_KINDS):
             if error == "misaligned":
                 return "R-ACC-002"
             parts = config_parts(self.model_at(symptom.at), op) if op.kind in _WRITES else []
             if parts:  # a configuration write through 0xCFC-0xCFF or ECAM, refused
-                bytes_reached = {start + k for _, start, length, _ in parts for k in range(length)}
-                return "R-CFG-002" if bytes_reached & set(IDENTITY_BYTES) else "R-CFG-001"
+                return _refused_write_rule(start + k for _, start, length, _ in parts for k in range(length))
             return "R-ACC-001"
         if op.kind is OpKind.CREATE_VM and error == "invalid-argument" and op.ecam_base is not None:
             return "R-ECAM-001"
@@ -1736,6 +1734,12 @@ def _touches(op: Op, start: int, stop: int) -> bool:
 
 Part = tuple[Bdf, int, int, int]
 """Configuration bytes an access reaches: (BDF, offset, length, index of its first byte in the access)."""
+
+
+def _refused_write_rule(offsets: Iterable[int]) -> str:
+    """The rule a refused configuration write of bytes ``offsets`` breaks: writes of read-only bits are
+    performed and keep them (R-CFG-001), identity bytes included (R-CFG-002)."""
+    return "R-CFG-002" if set(offsets) & set(IDENTITY_BYTES) else "R-CFG-001"
 
 
 def config_parts(model: ModelAdapter, op: Op) -> list[Part]:

@@ -724,7 +724,8 @@ def _to_power_on(link: VfioUserClient, dtype: DeviceType, config_size: int) -> N
     image = declared.image
 
     def wanted(n: int) -> int:
-        writable, rw1c = declared.wmask[n] | (0xFF if n in COMMAND_BYTES else 0), declared.w1cmask[n]
+        rw1c = declared.w1cmask[n]
+        writable = _state_bits(dtype, n) & ~rw1c  # the masks are disjoint: writable and command bits
         return (current[n] & ~(writable | rw1c)) | (image[n] & writable) | (current[n] & ~image[n] & rw1c)
 
     for dword in range(0, config_size, 4):
