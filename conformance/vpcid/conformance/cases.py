@@ -3689,6 +3689,7 @@ def system_cases() -> list[Case]:
         _sys_blob,
         _sys_errors,
         lambda s: _scripted_system(s, "errors"),
+        lambda s: __import__("vpcid.conformance.variant_path_cases", fromlist=["_"]).variant_path_cases(s),
         lambda s: __import__("vpcid.conformance.register_cases", fromlist=["_"]).register_cases(s),
     ):
         build(s)

@@ -35,6 +35,7 @@ the Python parts it calls (``vpcid.adapters.cython``'s factory, the per-byte ``l
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import faulthandler
 import importlib
@@ -54,7 +55,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vpcid.adapters.base import Adapter, AdapterInfo, define_type
 from vpcid.adapters.reference import ModelAdapter
@@ -676,9 +677,16 @@ def wait_for(child: Child) -> tuple[Child, dict[str, Any] | None, str]:
 # ----------------------------------------------------------------- coverage of the unmutated mirror
 
 
-def traced_certification(target: Target, settings: Settings) -> dict[str, Any]:
-    """Certify the unmutated mirror while recording the mirror lines that run: ``{"conformant",
-    "reason", "lines": {path: [line, ...]}}`` (run in a child)."""
+T = TypeVar("T")
+
+
+def lines_run(work: Callable[[], T]) -> tuple[T, dict[str, set[int]]]:
+    """``work()`` and the lines of the mirror's code it ran, by repository path.
+
+    Every frame whose code comes from the mirror is traced line by line: module bodies, functions,
+    methods, and functions nested in them (closures, comprehensions) alike, since each call of a
+    nested function is a frame of its own with the mirror's file name.
+    """
     executed: dict[str, set[int]] = {}
 
     def local(frame: types.FrameType, event: str, arg: object) -> Any:
@@ -692,13 +700,42 @@ def traced_certification(target: Target, settings: Settings) -> dict[str, Any]:
             return local
         return None
 
+    previous = sys.gettrace()
     sys.settrace(calls)
     try:
-        judgement = judge(target, {}, settings)
+        result = work()
     finally:
-        sys.settrace(None)
-    lines = {name[len(MIRROR_FILE_PREFIX) :]: sorted(found) for name, found in executed.items()}
+        sys.settrace(previous)
+    return result, {name[len(MIRROR_FILE_PREFIX) :]: found for name, found in executed.items()}
+
+
+def traced_certification(target: Target, settings: Settings) -> dict[str, Any]:
+    """Certify the unmutated mirror while recording the mirror lines that run: ``{"conformant",
+    "reason", "lines": {path: [line, ...]}}`` (run in a child)."""
+    judgement, executed = lines_run(lambda: judge(target, {}, settings))
+    lines = {path: sorted(found) for path, found in executed.items()}
     return {"conformant": not judgement.killed, "reason": judgement.reason, "lines": lines}
+
+
+def qualified_names(source: str) -> dict[int, str]:
+    """For each line inside a function or class of ``source``, the dotted name of the innermost one
+    (``DataManager.resolve``, ``DataManager._io_access.resolve``): cosmic-ray names a mutation's
+    definition by its last part only, which cannot tell a method from a closure of the same name."""
+    names: dict[int, str] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = f"{prefix}{child.name}"
+                first = min([child.lineno, *(d.lineno for d in child.decorator_list)])
+                for line in range(first, (child.end_lineno or child.lineno) + 1):
+                    names[line] = name
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return names
 
 
 # ----------------------------------------------------------------- sessions
@@ -861,11 +898,13 @@ def run_session(
     progress: Callable[[Mutation, Judgement], None] | None = None,
     first_pass_only: bool = False,
     recheck: bool = False,
+    gaps_only: bool = False,
 ) -> Summary:
     """Judge the session's pending mutants (with ``recheck``, its survivors instead), ``jobs`` at a
     time, after the unmutated mirror certified conformant in every profile; return the summary. The
     first pass (:func:`first_pass`) goes first; ``first_pass_only`` stops there, ``limit`` stops after
-    that many, ``only`` keeps the mutants of those files."""
+    that many, ``only`` keeps the mutants of those files, ``gaps_only`` (with ``recheck``) the survivors
+    no survivor rule classifies (:func:`classify`)."""
     target = session.target
     reason = target.available()
     if reason is not None:
@@ -880,6 +919,9 @@ def run_session(
         raise MutationError(f"the unmutated mirror is not conformant ({why}): the harness is broken")
     candidates = session.survivors() if recheck else session.pending()
     candidates = [m for m in candidates if not only or m.path in only]
+    if recheck and gaps_only:
+        diffs = {m.job_id: diff for m, _, diff in session.summary().survivors}
+        candidates = [m for m in candidates if classify(m, diffs.get(m.job_id) or m.diff()) is None]
     idle = session.mark_not_executed(candidates, answer["lines"])
     pending = [m for m in candidates if m.job_id not in idle]
     pending.sort(key=lambda m: (not first_pass(m), m.path, m.start, m.operator))
@@ -1217,6 +1259,252 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "devicetype.py",
         function="__eq__",
     ),
+    # ---- edges and variant paths that no input reaches differently (read against each mutant)
+    SurvivorRule(
+        "equivalent",
+        "edu's value registers are 4-byte runs at offsets 0x00, 0x04 and 0x20 of a 1 MiB BAR, so such a "
+        "run is always the last of an access and a fifth byte is a zero above the value's top byte",
+        "catalog.py",
+        function="^read$",
+        text=r"return value\.to_bytes\(4",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a slice past the end of edu's 8-byte state stops at its end",
+        "catalog.py",
+        function="^write$",
+        text=r"data\.extra\[4:8\]",
+        after=r"\[4: 9\]",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "edu's status is read unsigned, so <= 0 is == 0",
+        "catalog.py",
+        function="^check$",
+        operator="Eq_LtE",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "capability pointers are dword aligned (the chain walk rejects others), so offset | 2 is offset + 2",
+        "catalog.py",
+        function="config_write",
+        operator="Add_BitOr",
+        text=r"entry\.offset \+ 2",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "clamping a Multiple Message Enable equal to Multiple Message Capable writes the value it holds",
+        "catalog.py",
+        function="config_write",
+        operator="Gt_GtE",
+        text="enabled > capable",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "I/O BARs are naturally aligned and at least 4 ports, so a window ends at a multiple of 4: "
+        "ending at most at 0x10001 is ending at most at 0x10000",
+        "configspace.py",
+        text=r"IO_SPACE_END = 0x1_0000",
+        after="65537",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "-0xF and ~14 clear bits 1-3 and keep bit 0, which reads 0 in every memory BAR (its type bits "
+        "are those the declared BAR implies, R-DT-005)",
+        "configspace.py",
+        function="bar_address",
+        text=r"low & ~0xF",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a naturally aligned window that starts below 2^64 ends at most at 2^64, and a ROM window "
+        "(below 0xfffff800, aligned to its size) ends at most at 2^32: a higher limit rejects nothing less",
+        "configspace.py",
+        text=r"_ADDRESS_LIMITS = |limit = rom & ",
+        after=r"2 << (32|64)\b|1 << (33|65)\b",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the I/O and memory enable bits are bits 0 and 1 of the command register: one byte or three "
+        "hold the same bits",
+        "configspace.py",
+        function="decode_window|decode_enabled",
+        text=r"read_le\(config, COMMAND, 2\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the ROM BAR's value is masked to its low 32 bits; a fifth byte (the capabilities pointer) lies "
+        "above them",
+        "configspace.py",
+        function="decode_window",
+        text=r"read_le\(config, ROM_BAR, 4\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the ROM BAR's low byte holds the enable bit only (bits 1-10 read zero and are read-only: the "
+        "declared ROM register is the one its size implies, R-DT-005), so two bytes & 1, or the byte "
+        "times, divided by, to the power of or shifted by 1, is true exactly when the enable bit is set",
+        "configspace.py",
+        function="decode_enabled",
+        after=r"ROM_BAR, 2\) & 1|ROM_BAR, 1\) (\*|/|//|\*\*|<<) 1\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "'io' < 'mem32' < 'mem64': <= IO holds for I/O BARs only and >= MEM64 for 64-bit ones only",
+        "configspace.py",
+        operator=r"Is_(LtE|GtE)",
+        after=r"kind <= BarKind\.IO\b|kind >= BarKind\.MEM64\b",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "0x30 | 4 and 0x30 ^ 4 are 0x34; one byte more adds 0x34, the capabilities pointer, which is "
+        "read-only (R-DT-005), so a write the ignored variant skips there changes nothing anyway",
+        "configspace.py",
+        function="bar_register_span",
+        text=r"range\(ROM_BAR, ROM_BAR \+ 4\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "bar_size is asked about implemented BARs only (mapping one, checking a restored window)",
+        "configspace.py",
+        function="bar_size",
+        operator="NumberReplacer",
+        text=r"else 0$",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "create_vm's default ECAM base: every create_vm operation passes its own (a base, or none)",
+        "manager.py",
+        text=r"^DEFAULT_ECAM_BASE = ",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "mapping stamps are only compared with one another (the last-mapped order, a snapshot's map "
+        "order): starting at 0 or 2, or stepping by 2, keeps every order",
+        "manager.py",
+        text=r"next_stamp(: int = 1| \+= 1)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "split_runs reuses the first and last bytes' targets instead of resolving them again; "
+        "resolving a byte again gives the same target, so a shortcut test that misses changes nothing",
+        "manager.py",
+        function="split_runs",
+        text=r"last = first if width == 1|t = first if a == address else last",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "under start-address the rest of an access reads as unmapped bytes: a target-less run uses only "
+        "its length, and it starts at a boundary aligned to 4 (I/O) or 16 bytes (memory), more than an "
+        "access's width, so end ^ start is end - start",
+        "manager.py",
+        function="split_runs",
+        text=r"return \[runs\[0\], \(None, runs\[1\]\[1\]",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the one configuration behaviour the suite names (msi-mme-clamp) changes MSI control bits only, "
+        "never a BAR register or the command register, so the BARs a write can move are those of the "
+        "dword written whether it runs or not; re-deriving more BARs re-derives windows that stay",
+        "manager.py",
+        function="_config_store",
+        text=r"affected = inst\.dtype\.decode_dwords",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the enable states before a write are read only under deferred and ignored, and there are none "
+        "when no BAR is affected",
+        "manager.py",
+        function="_config_store",
+        text=r"if affected and rule is not BarMoveWhileDecoding\.IMMEDIATE",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "'immediate' > 'ignored' > 'deferred': the mutant also enters the ignored loop under "
+        "immediate, where no enable state was read, so the loop skips nothing",
+        "manager.py",
+        function="_config_store",
+        text=r"if rule is BarMoveWhileDecoding\.IGNORED",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the ignored variant skips a decoding BAR's register bytes: a test that also holds when the "
+        "write does not overlap them adds offsets the write never reaches",
+        "manager.py",
+        function="_config_store",
+        text=r"if enabled and reg\.start < end and offset < reg\.stop",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the one configuration behaviour the suite names (msi-mme-clamp) never resizes the space",
+        "manager.py",
+        function="_run_config_behaviour",
+        text=r"if len\(scratch\) != len\(merged\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "bit 0 of every layout is fixed (the vendor ID is read-only), so -fixed is ~fixed with bit 0 "
+        "set, and there the behaviour's space equals the merged one (msi-mme-clamp changes MSI bits only)",
+        "manager.py",
+        function="_run_config_behaviour",
+        text=r"& ~fixed",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a type has at most 6 BAR slots, so dtype.bar(6) (and above) is None, as for the ROM",
+        "manager.py",
+        function="^_table$|_instance_from",
+        text=r"if index != ROM_INDEX else None|if bar_index < 6 else None",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "0xCF8 is cleared after a data access only under clear: 'keep' > 'clear', so <= CLEAR holds "
+        "for clear only",
+        "manager.py",
+        function="_io_access",
+        operator="Is_LtE",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "0xCF8 holds 32 bits: a fifth byte is a zero above its top byte",
+        "manager.py",
+        function="_cf8_access",
+        text=r"vm\.cf8\.to_bytes\(4",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "windows are unsigned 64-bit numbers (> 0 is != 0, % size <= 0 is == 0) and multiples of their "
+        "size: base | size is at most the limit exactly when base + size is (both powers of two, the "
+        "size below the limit)",
+        "manager.py",
+        function="_instance_from",
+        text=r"ok = base is None or \(base != 0",
+        after=r"base > 0|% size <= 0|base \| size",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the bytes past a BAR's end matter only on page 0 of a BAR smaller than a page (the offset is "
+        "then its size, at least 16); a page at the BAR's end is rejected anyway: past_end is then the "
+        "whole page, and a blob holds no all-zero page (bad-blob)",
+        "manager.py",
+        function="_instance_from",
+        text=r"past_end = content\[max\(0|page \* PAGE_SIZE >= bar_spec\.size",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a snapshot holds the ECAM base in 64 bits and an unaligned base is rejected first: the largest "
+        "aligned 64-bit base is 2^64 - 256 MiB, so no base lies above the bound, however it is moved",
+        "manager.py",
+        function="restore_vm",
+        text=r"rec\.ecam_base > \(1 << 64\) - ECAM_SIZE",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "priority keys are unique per mapping (BDF and BAR, or the mapping's stamp), so < and <= agree",
+        "tables.py",
+        function="lookup",
+        operator="Lt_LtE",
+    ),
     # ---- Python API guards the trace language cannot reach
     SurvivorRule(
         "api-guard",
@@ -1290,10 +1578,15 @@ def survivor_table(summary: Summary, rules: Sequence[SurvivorRule] = ()) -> list
         change = " → ".join(f"`{_cell(line[1:].strip())}`" for line in diff.splitlines() if line[:1] in "+-")
         kind, why = (rule.kind, rule.reason) if rule is not None else ("gap", "not killed yet")
         lines.append(f"| {where} {mutation.short_operator} | {change} | {kind} | {_cell(why)} |")
+    names: dict[str, dict[int, str]] = {}
+
+    def where_defined(m: Mutation) -> str:
+        if m.path not in names:
+            names[m.path] = qualified_names((project_root() / m.path).read_text(encoding="utf-8"))
+        return names[m.path].get(m.start[0], "(module)")
+
     idle = Counter(
-        (m.path, m.definition or "(module)")
-        for m, out, _ in summary.survivors
-        if out.startswith("not executed")
+        (m.path, where_defined(m)) for m, out, _ in summary.survivors if out.startswith("not executed")
     )
     lines += ["", "| not executed: file | function | mutants |", "| --- | --- | ---: |"]
     lines += [f"| `{path}` | {function} | {count} |" for (path, function), count in sorted(idle.items())]
@@ -1379,6 +1672,9 @@ def _mutate_command() -> Any:
                   "one profile per other value of each variant axis, the rest default.")  # fmt: skip
     @click.option("--recheck", is_flag=True,
                   help="Judge the survivors again (after adding cases), not pending mutants.")  # fmt: skip
+    @click.option("--gaps", "gaps_only", is_flag=True,
+                  help="With --recheck: judge again only the survivors no survivor rule classifies (the "
+                  "gaps), not those classified equivalent, API guards or builder.")  # fmt: skip
     @click.option("--report", "report_only", is_flag=True, help="Only report the session; run nothing.")
     @click.option("--survivors", is_flag=True, help="List every survivor that ran, with its diff.")
     @click.option("--markdown", "markdown_file", default=None,
@@ -1400,6 +1696,7 @@ def _mutate_command() -> Any:
         first_pass_only: bool,
         profile_set: str,
         recheck: bool,
+        gaps_only: bool,
         report_only: bool,
         survivors: bool,
         markdown_file: Path | None,
@@ -1416,6 +1713,8 @@ def _mutate_command() -> Any:
         a long time; it resumes where it stopped.
         """
         target = target_named(target_name)
+        if gaps_only and not recheck:
+            raise MutationError("--gaps goes with --recheck (it selects survivors to judge again)")
         unknown = sorted(set(only) - set(target.files))
         if unknown:
             known = ", ".join(target.files)
@@ -1443,7 +1742,9 @@ def _mutate_command() -> Any:
 
                 profiles = declared_profiles() if profile_set == "all" else (Profile(),)
                 settings = Settings(budget, seed, profiles, timeout)
-                summary = run_session(session, settings, jobs, limit, only, show, first_pass_only, recheck)
+                summary = run_session(
+                    session, settings, jobs, limit, only, show, first_pass_only, recheck, gaps_only
+                )
             click.echo("\n".join(summary_lines(summary, target)))
             if survivors:
                 click.echo("\nsurvivors:")
