@@ -277,3 +277,75 @@ def test_the_survivor_table_is_written_between_its_markers(tmp_path: Path) -> No
     page.write_text("no markers", encoding="utf-8")
     with pytest.raises(MutationError, match="no lines"):
         write_table(page, summary)
+
+
+def test_lines_run_traces_methods_and_the_functions_nested_in_them() -> None:
+    """Coverage counts every frame of the mirror's code: a closure called by a method is traced like
+    the method (the lines a not-executed mutant sits on are truly never run)."""
+    from vpcid.conformance.mutation import MIRROR_FILE_PREFIX, lines_run
+
+    source = (
+        "class Manager:\n"  # 1
+        "    def access(self, port):\n"  # 2
+        "        def resolve(p):\n"  # 3
+        "            return p + 1\n"  # 4
+        "        return resolve(port)\n"  # 5
+        "    def resolve(self, port):\n"  # 6
+        "        return port - 1\n"  # 7
+    )
+    space: dict[str, Any] = {}
+    exec(compile(source, MIRROR_FILE_PREFIX + "demo.py", "exec"), space)
+    result, lines = lines_run(lambda: space["Manager"]().access(41))
+    assert result == 42
+    assert {3, 4, 5} <= lines["demo.py"]
+    assert 7 not in lines["demo.py"]
+
+
+def test_not_executed_mutants_are_grouped_by_their_qualified_definition(tmp_path: Path) -> None:
+    """cosmic-ray names a definition by its last part only: the table tells the manager's public
+    resolve method (never called by an operation) from the _io_access closure of the same name."""
+    from vpcid.conformance.mutation import Summary, qualified_names, survivor_table
+
+    manager = "model/vpcid/model/manager.py"
+    source = (project_root() / manager).read_text(encoding="utf-8").splitlines()
+    method = next(n for n, line in enumerate(source, 1) if "def resolve(self, vm_id" in line)
+    closure = next(n for n, line in enumerate(source, 1) if "if CF8 <= p < CFC:" in line)
+    names = qualified_names("\n".join(source))
+    assert names[method + 1] == "DataManager.resolve"
+    assert names[closure] == "DataManager._io_access.resolve"
+    idle = Mutation("job", manager, "core/NumberReplacer", 0, (method + 1, 8), (method + 1, 9), "resolve")
+    table = survivor_table(Summary(survivors=[(idle, "not executed: never run", None)]))
+    assert f"| `{manager}` | DataManager.resolve | 1 |" in table
+
+
+def test_survivor_rules_for_edges_and_variant_paths_leave_killable_mutants_as_gaps() -> None:
+    """The equivalents read in the variant paths are classified; a mutant a case kills is not."""
+    from vpcid.conformance.mutation import classify
+
+    cf8 = _mutation("model/vpcid/model/manager.py", "_cf8_access", "NumberReplacer")
+    five = (
+        '-            return vm.cf8.to_bytes(4, "little")\n+            return vm.cf8.to_bytes( 5, "little")'
+    )
+    assert (rule := classify(cf8, five)) is not None
+    assert rule.kind == "equivalent"
+    window = _mutation("model/vpcid/model/manager.py", "_io_access", "ReplaceComparisonOperator_Lt_LtE")
+    wider = (
+        "-        touched_window = port < CFC + 4 and port + width > CFC\n"
+        "+        touched_window = port <= CFC + 4 and port + width > CFC"
+    )
+    assert classify(window, wider) is None, "the cf8-after-accesses-beside-the-window case kills it"
+    rom = _mutation(
+        "model/vpcid/model/configspace.py", "decode_enabled", "ReplaceBinaryOperator_BitAnd_FloorDiv"
+    )
+    line = (
+        "return dtype.rom is not None and bool(command {} CMD_MEM) and bool(read_le(config, ROM_BAR, 1) {} 1)"
+    )
+    assert classify(rom, f"-{line.format('&', '&')}\n+{line.format('&', '//')}") is not None
+    assert classify(rom, f"-{line.format('&', '&')}\n+{line.format('//', '&')}") is None
+
+
+def test_gaps_goes_with_recheck(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["mutate", "--session", str(tmp_path / "s.sqlite"), "--gaps"])
+    assert result.exit_code == 2
+    assert "--gaps goes with --recheck" in result.output
+    assert not (tmp_path / "s.sqlite").exists()
