@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import expected_digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vpcid.adapters import cython as backend
@@ -257,3 +258,53 @@ def test_a_tree_enumerated_as_firmware_does_routes_and_forwards_alike() -> None:
         ("config_read", Bdf(1, 0, 0), 0, 4), ("reset_vm",), ("unplug", Bdf(0, 1, 0)),
     ]  # fmt: skip
     run_both(Profile(), ops + probes)
+
+
+def _verdict(manager: Any, method: str, *args: object) -> str:
+    try:
+        getattr(manager, method)(*args)
+    except VpcidError as exc:
+        return exc.kind
+    return "ok"
+
+
+@needs_backend
+@pytest.mark.req("R-BLOB-007")
+@pytest.mark.req("R-BLOB-008")
+@SETTINGS
+@given(
+    ops=st.lists(tree_operations, max_size=20),
+    flips=st.lists(st.integers(0, 1 << 16), min_size=1, max_size=3),
+    where=st.sampled_from(("tail", "entries", "anywhere")),
+)
+def test_damaged_bridged_snapshots_are_rejected_alike(
+    ops: list[tuple[Any, ...]], flips: list[int], where: str
+) -> None:
+    """A bridged snapshot with flipped bits, sealed again, gets the same verdict on both sides and leaves
+    the same VM: bits of the map order and topology sections (``tail``), of the device entries' BDF and
+    length fields (``entries``), or anywhere past the header."""
+    model, compiled = DataManager(), backend.Manager()
+    for manager in (model, compiled):
+        manager.create_vm(VM)
+        for op in firmware_tree() + ops:
+            perform(manager, op, {})
+    snapshot = model.snapshot(VM)
+    assert compiled.snapshot(VM) == snapshot
+    body = bytearray(snapshot[:-32])
+    devices_end = 16 + 8 + 13 + 8 + int.from_bytes(body[16 + 8 + 13 + 4 : 16 + 8 + 13 + 8], "little")
+    entry_fields, pos = [], 16 + 8 + 13 + 8 + 4
+    while pos < devices_end:
+        entry_fields += range(pos, pos + 6)
+        pos += 6 + int.from_bytes(body[pos + 2 : pos + 6], "little")
+    for flip in flips:
+        if where == "tail":
+            at = devices_end + flip % (len(body) - devices_end)
+        elif where == "entries" and entry_fields:
+            at = entry_fields[flip % len(entry_fields)]
+        else:
+            at = 16 + flip % (len(body) - 16)
+        body[at] ^= 1 << (flip % 8)
+    damaged = bytes(body) + expected_digest(bytes(body))
+    assert _verdict(compiled, "restore_vm", VM, damaged) == _verdict(model, "restore_vm", VM, damaged)
+    assert compiled.snapshot(VM) == model.snapshot(VM)
+    assert compiled.tables(VM) == model.tables(VM)

@@ -3101,6 +3101,10 @@ cdef class Manager:
             n = ld32(b + off[3])
             if <uint64_t>ln[3] != 4 + 3 * n:
                 return self.fail(E_BAD_BLOB, b"map-order section length does not match its count")
+            if bridged:
+                for k in range(n):
+                    if ld16(b + off[3] + 4 + 3 * k) >= count:
+                        return self.fail(E_BAD_BLOB, b"map order names a device index past the devices section")
             if has_ecam and ((ecam & (ECAM_SIZE - 1)) or ecam > (<uint64_t>0) - ECAM_SIZE):
                 return self.fail(E_BAD_BLOB, b"ECAM base is not a valid window")
             if not self.cf8_latched and (cf8 & ~self.cf8_keep):
@@ -3121,6 +3125,8 @@ cdef class Manager:
                 ti = self.types_by_name_bytes.get(PyBytes_FromStringAndSize(<char*>r.name, r.name_len))
                 if ti is None:
                     return self.fail(E_MISMATCH, b"snapshot holds an unknown device type")
+                if not bridged and (<TypeInfo>ti).c.bridge:
+                    return self.fail(E_BAD_BLOB, b"snapshot holds a bridge but no topology section")
                 data = self.check_instance(&r, <TypeInfo>ti, &code, slot >= 0)
                 if code:
                     return code
