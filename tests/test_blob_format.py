@@ -347,7 +347,7 @@ def test_skips_unknown_noncritical_instance_section(pdm: DataManager, tag: int, 
 
 
 @pytest.mark.req("R-BLOB-002")
-@pytest.mark.parametrize("tag", [4, 5, 0xFFFF])
+@pytest.mark.parametrize("tag", [5, 6, 0xFFFF])
 def test_skips_unknown_noncritical_snapshot_section(pdm: DataManager, tag: int) -> None:
     snap = pdm.snapshot(VM)
     f = parse(snap)

@@ -176,14 +176,15 @@ def test_bits_that_start_actions_are_never_written_as_ones() -> None:
 # ------------------------------------------------------------------ targets that break the rules
 
 
-def test_absent_and_type1_functions_are_refused_before_any_write() -> None:
+def test_absent_and_cardbus_functions_are_refused_before_any_write() -> None:
+    """Type 1 bridges are device types (tests/test_discovery_bridges.py); a CardBus bridge is not."""
     absent = FakePort(b"\xff" * 256)
     with pytest.raises(DiscoveryError, match="no function answers"):
         discover_type(absent, "x")
-    bridge = FakePort(bytes(_header(header_type=0x01)))
-    with pytest.raises(DiscoveryError, match="header type 1"):
-        discover_type(bridge, "x")
-    assert absent.writes == bridge.writes == []
+    cardbus = FakePort(bytes(_header(header_type=0x02)))
+    with pytest.raises(DiscoveryError, match="header type 2"):
+        discover_type(cardbus, "x")
+    assert absent.writes == cardbus.writes == []
 
 
 def test_what_a_device_type_cannot_express_is_noted_never_guessed() -> None:

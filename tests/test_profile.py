@@ -23,7 +23,7 @@ from vpcid.model import (
     VpcidError,
 )
 from vpcid.model.blob import decode_instance, encode_instance
-from vpcid.model.catalog import E1000
+from vpcid.model.catalog import E1000, PCI_BRIDGE
 from vpcid.model.profile import Overlap
 
 SPEC = Path(__file__).resolve().parent.parent / "spec"
@@ -175,6 +175,33 @@ def _cf8_after_access(dm: DataManager) -> object:
     return (value, dm.cf8(VM))
 
 
+BELOW = Bdf(1, 0, 0)
+
+
+def _bridged_nic(dm: DataManager) -> None:
+    """A pci-bridge at 00:01.0 giving its secondary bus number 1, an e1000 at 01:00.0."""
+    dm.plug(VM, Bdf(0, 1, 0), PCI_BRIDGE)
+    dm.config_write(VM, Bdf(0, 1, 0), 0x18, 4, 0x0001_0100)
+    dm.plug(VM, BELOW, E1000)
+
+
+def _bridge_windows(dm: DataManager) -> object:
+    _bridged_nic(dm)
+    program_bar(dm, VM, BELOW, 0, BAR0)
+    enable(dm, VM, BELOW, 0x2)
+    return dm.resolve(VM, "memory", BAR0)  # the bridge forwards no memory: its command is zero
+
+
+def _bridge_isa(dm: DataManager) -> object:
+    _bridged_nic(dm)
+    dm.config_write(VM, Bdf(0, 1, 0), 0x1C, 2, 0x1010)  # I/O window 0x1000-0x1fff
+    dm.config_write(VM, Bdf(0, 1, 0), 0x3E, 2, 0x0004)  # ISA enable
+    enable(dm, VM, Bdf(0, 1, 0), 0x1)
+    program_bar(dm, VM, BELOW, 1, 0x1100)
+    enable(dm, VM, BELOW, 0x1)
+    return dm.resolve(VM, "io", 0x1100)  # port bits 9:8 are 01: ISA enable keeps it on the primary side
+
+
 SCENARIOS: dict[str, Callable[[DataManager], object]] = {
     "status": _restore_status_bits,
     "bar_move_while_decoding": _move_while_decoding,
@@ -185,6 +212,8 @@ SCENARIOS: dict[str, Callable[[DataManager], object]] = {
     "cf8_low_bits": _cf8_low,
     "cf8_extended": _cf8_extended,
     "cf8_after_access": _cf8_after_access,
+    "bridge_windows": _bridge_windows,
+    "bridge_isa": _bridge_isa,
 }
 """For each axis, operations whose observations tell every value of the axis apart."""
 
@@ -206,6 +235,8 @@ EXPECTED: dict[str, dict[str, object]] = {
     "cf8_low_bits": {"masked": 0x8000_0000, "latched": 0x8000_0003},
     "cf8_extended": {"ignored": 0x8000_0000, "extends": 0x8F00_0000},
     "cf8_after_access": {"keep": (0x100E_8086, 0x8000_1000), "clear": (0x100E_8086, 0)},
+    "bridge_windows": {"enforced": None, "ignored": (BELOW, 0)},
+    "bridge_isa": {"honoured": None, "ignored": (BELOW, 1)},
 }
 
 
@@ -309,6 +340,8 @@ def test_manifest_example_of_the_spec() -> None:
         "cf8_low_bits": "latched",
         "cf8_extended": "ignored",
         "cf8_after_access": "keep",
+        "bridge_windows": "enforced",
+        "bridge_isa": "honoured",
     }
 
 

@@ -9,16 +9,17 @@ for any adapter that shows a fixed machine (:class:`AdapterPort`).
 
 What :func:`discover_type` does, in order:
 
-1. presence and header type: only type 0 functions are device types, and a
-   type 1 bridge is refused before anything is written (so its Bridge Control
-   secondary bus reset is never touched);
+1. presence and header type: type 0 functions and type 1 bridges are device
+   types (R-BRG-001); any other header type is refused before anything is
+   written. A bridge's Secondary Bus Reset bit is never written as one;
 2. the size of configuration space: 4096 bytes when the dword at 0x100 reads
    anything but all ones;
 3. the power-on bytes, and both capability chains walked from them
    (R-DT-006, R-DT-007);
 4. BARs sized the way Linux does it: decode off, save, write ones, read,
-   restore, 64-bit BARs over both dwords; the expansion ROM likewise, then
-   mapped for a moment at a window the port offers and read in full;
+   restore, 64-bit BARs over both dwords (six slots, or a bridge's two); the
+   expansion ROM likewise (at 0x30, or a bridge's 0x38), then mapped for a
+   moment at a window the port offers and read in full;
 5. per byte, the write and RW1C masks of the whole space: read, write ones,
    read, write zeros, read, restore the power-on value. A bit that follows the
    written value is writable; a bit that read one and is cleared by the ones
@@ -29,7 +30,9 @@ What :func:`discover_type` does, in order:
    is writable but clamped to Multiple Message Capable while MSI is enabled
    is the configuration behaviour ``msi-mme-clamp`` (R-DT-008).
 
-The bytes are then made to keep the rules every declaration keeps (R-DT-005):
+The bytes are then made to keep the rules every declaration keeps (R-DT-005,
+and a bridge's R-BRG-001: its windows, bus numbers and bridge control as one
+window declaration has them):
 whatever the target does that a :class:`~vpcid.model.DeviceType` cannot
 express is declared the way the model can and said in a note - never a
 silent guess. RW1C bits that read zero cannot be told from read-only zeros;
@@ -60,21 +63,36 @@ from vpcid.model.catalog import MsiMultipleMessageClamp
 from vpcid.model.devicetype import BarKind, BarSpec, ConfigSpace, RomSpec, bar_wmask, rom_wmask
 from vpcid.model.header import (
     BAR0,
+    BRIDGE_BAR_COUNT,
+    BRIDGE_CONTROL,
+    BRIDGE_CONTROL_BITS,
+    BRIDGE_IDENTITY_BYTES,
+    BRIDGE_ROM_BAR,
     CAP_POINTER,
     CMD_IO,
     CMD_MEM,
     COMMAND,
     COMMAND_BITS,
     CONVENTIONAL_CONFIG_SIZE,
+    CTL_BUS_RESET,
     EXPRESS_CONFIG_SIZE,
     EXTENDED_AREA,
     HEADER_TYPE,
+    HEADER_TYPE_BRIDGE,
     IDENTITY_BYTES,
     INTERRUPT_PIN,
+    IO_BASE,
+    PREF_BASE,
     ROM_BAR,
+    SECONDARY_LATENCY,
+    SECONDARY_STATUS,
     STATUS,
     STATUS_ERROR_BITS,
+    BridgeRegisters,
     ChainEntry,
+    IoWindow,
+    PrefetchWindow,
+    bridge_registers,
     extended_chain,
     standard_chain,
 )
@@ -90,6 +108,10 @@ MSI_ID, EXPRESS_ID, SRIOV_ID = 0x05, 0x10, 0x0010
 MSI_ENABLE, MSI_MME = 0x01, 0x70
 BAR_REGISTERS = frozenset(range(BAR0, BAR0 + 24)) | frozenset(range(ROM_BAR, ROM_BAR + 4))
 """Bytes sized as BARs rather than probed: their masks are those the BARs imply (R-DT-005)."""
+BRIDGE_BAR_REGISTERS = frozenset(range(BAR0, BAR0 + 4 * BRIDGE_BAR_COUNT)) | frozenset(
+    range(BRIDGE_ROM_BAR, BRIDGE_ROM_BAR + 4)
+)
+"""The same in a type 1 header: two BAR slots and the ROM BAR at 0x38 (R-BRG-001)."""
 BATCH = 256
 """Bytes probed per batch of configuration accesses (six accesses each)."""
 
@@ -145,8 +167,8 @@ HAZARDS = (
     Hazard(EXPRESS_ID, False, 0x10, 0x20, "PCI Express Link Control bit 5 (Retrain Link)"),
     Hazard(SRIOV_ID, True, 0x08, 0x01, "SR-IOV Control bit 0 (VF Enable)"),
 )
-"""What :func:`discover_type` never writes as one. A bridge's Bridge Control secondary bus reset needs
-no entry: type 1 functions are refused before any write."""
+"""What :func:`discover_type` never writes as one; nor a bridge's Secondary Bus Reset (see
+:meth:`_Probe.probe_values`)."""
 
 
 @dataclass(frozen=True)
@@ -177,8 +199,9 @@ def discover_type(port: ConfigPort, name: str, behaviour: BarBehaviour | None = 
 
     Leaves the function as it found it (power-on values written back), except
     RW1C bits that were set: probing clears them. Raises
-    :class:`DiscoveryError` when no function answers, when it is not a type 0
-    function, or when its bytes break a rule no declaration may break.
+    :class:`DiscoveryError` when no function answers, when it is neither a
+    type 0 function nor a type 1 bridge, or when its bytes break a rule no
+    declaration may break.
     """
     return _Probe(port).run(name, behaviour)
 
@@ -208,6 +231,16 @@ class _Probe:
     def __init__(self, port: ConfigPort) -> None:
         self.port = port
         self.notes: list[str] = []
+        self.bridge = False
+        """Whether the function has a type 1 header (R-BRG-001): two BAR slots, the ROM BAR at 0x38."""
+
+    @property
+    def bar_count(self) -> int:
+        return BRIDGE_BAR_COUNT if self.bridge else 6
+
+    @property
+    def rom_register(self) -> int:
+        return BRIDGE_ROM_BAR if self.bridge else ROM_BAR
 
     def fail(self, what: str) -> DiscoveryError:
         return DiscoveryError(f"{self.port.label}: {what}")
@@ -221,11 +254,12 @@ class _Probe:
         if self.read(0x00, 2) == 0xFFFF:
             raise self.fail("no function answers (vendor ID reads 0xffff)")
         header = self.read(HEADER_TYPE, 1)
-        if header & 0x7F:
+        if header & 0x7F > HEADER_TYPE_BRIDGE:
             raise self.fail(
-                f"header type {header & 0x7F}: only type 0 functions are device types "
+                f"header type {header & 0x7F}: only type 0 functions and type 1 bridges are device types "
                 "(nothing was written to it)"
             )
+        self.bridge = header & 0x7F == HEADER_TYPE_BRIDGE
         size = EXPRESS_CONFIG_SIZE if self.read(EXTENDED_AREA, 4) != 0xFFFF_FFFF else CONVENTIONAL_CONFIG_SIZE
         power_on = self.space(size)
         chain = self.chain(power_on)
@@ -260,7 +294,7 @@ class _Probe:
     def size_bars(self, power_on: bytes) -> tuple[tuple[BarSpec | None, ...], int | None]:
         """BARs and ROM size, sized with decode off; every register written back (R-BAR-001..R-BAR-007)."""
         command = _word(power_on, COMMAND, 2)
-        registers = [BAR0 + 4 * k for k in range(6)] + [ROM_BAR]
+        registers = [BAR0 + 4 * k for k in range(self.bar_count)] + [self.rom_register]
         accesses: list[ConfigAccess] = [(COMMAND, 2, command & ~(CMD_IO | CMD_MEM))]
         for reg in registers:
             accesses += [(reg, 4, 0xFFFF_FFFF), (reg, 4, None), (reg, 4, _word(power_on, reg, 4))]
@@ -268,7 +302,7 @@ class _Probe:
         sized = dict(zip(registers, self.port.config_batch(accesses), strict=True))
         bars: list[BarSpec | None] = []
         slot = 0
-        while slot < 6:
+        while slot < self.bar_count:
             reg = BAR0 + 4 * slot
             value, original = sized[reg], _word(power_on, reg, 4)
             if value in (0, 0xFFFF_FFFF):
@@ -300,8 +334,8 @@ class _Probe:
                 continue
             kind, prefetchable = (original >> 1) & 0x3, bool(original & 0x8)
             if kind == 0x2:
-                if slot == 5:
-                    raise self.fail("BAR5 says it is 64-bit: it has no upper dword")
+                if slot == self.bar_count - 1:
+                    raise self.fail(f"BAR{slot} says it is 64-bit: it has no upper dword")
                 mask = sized[reg + 4] << 32 | (value & 0xFFFF_FFF0)
                 size = self.size_of(f"BAR{slot}", mask, 64, 0xF)
                 bars += [BarSpec(BarKind.MEM64, size, prefetchable), None]
@@ -317,7 +351,7 @@ class _Probe:
             slot += 1
         while bars and bars[-1] is None:
             bars.pop()
-        rom = sized[ROM_BAR]
+        rom = sized[self.rom_register]
         rom_size = None
         if rom & 0xFFFF_F800:
             rom_size = self.size_of("the ROM BAR", rom & 0xFFFF_F800, 32, 0x7FF)
@@ -359,19 +393,27 @@ class _Probe:
                 "ROM contents were not read (the target offers no guest memory): declared empty"
             )
             return b""
-        command = _word(power_on, COMMAND, 2)
-        self.port.config_batch([(ROM_BAR, 4, window | 1), (COMMAND, 2, command | CMD_MEM)])
+        command, register = _word(power_on, COMMAND, 2), self.rom_register
+        self.port.config_batch([(register, 4, window | 1), (COMMAND, 2, command | CMD_MEM)])
         try:
             contents = self.port.read_memory(window, size)
         finally:
-            self.port.config_batch([(COMMAND, 2, command), (ROM_BAR, 4, _word(power_on, ROM_BAR, 4))])
+            self.port.config_batch([(COMMAND, 2, command), (register, 4, _word(power_on, register, 4))])
         return contents.rstrip(b"\x00")
 
     # ------------------------------------------------------------ masks
 
     def probe_values(self, chain: Sequence[ChainEntry], size: int) -> dict[int, int]:
         """Per probed byte, the bits written as ones: all but the hazards' (noted)."""
-        probes = {o: 0xFF for o in range(size) if o not in BAR_REGISTERS}
+        sized = BRIDGE_BAR_REGISTERS if self.bridge else BAR_REGISTERS
+        probes = {o: 0xFF for o in range(size) if o not in sized}
+        if self.bridge:
+            probes[BRIDGE_CONTROL] &= ~CTL_BUS_RESET
+            self.notes.append(
+                f"bridge control bit 6 (Secondary Bus Reset, config byte {BRIDGE_CONTROL:#05x}) resets "
+                "everything below the bridge when written: not probed; declared writable, as every "
+                "PCI-to-PCI bridge has it (R-BRG-001)"
+            )
         for entry in chain:
             for hazard in HAZARDS:
                 if (hazard.cap_id, hazard.extended) != (entry.cap_id, entry.extended):
@@ -479,8 +521,9 @@ class _Probe:
         bars: Sequence[BarSpec | None],
         rom_size: int | None,
     ) -> None:
-        """Make the bytes keep R-DT-005's rules; every change is noted."""
-        read_only = dict.fromkeys(IDENTITY_BYTES, "identity or capabilities pointer (R-CFG-002)")
+        """Make the bytes keep R-DT-005's rules (a bridge's R-BRG-001 too); every change is noted."""
+        identity = BRIDGE_IDENTITY_BYTES if self.bridge else IDENTITY_BYTES
+        read_only = dict.fromkeys(identity, "identity or capabilities pointer (R-CFG-002)")
         read_only[CAP_POINTER] = "capabilities pointer (R-CFG-002)"
         for entry in chain:
             for o in entry.header_bytes:
@@ -499,6 +542,8 @@ class _Probe:
             raise self.fail(f"interrupt pin {image[INTERRUPT_PIN]} is not 0-4 (R-DT-005)")
         self.command_and_status(image, wmask, w1c)
         self.bar_registers(image, wmask, w1c, bars, rom_size)
+        if self.bridge:
+            self.bridge_registers(image, wmask, w1c)
 
     def command_and_status(self, image: bytearray, wmask: bytearray, w1c: bytearray) -> None:
         command, writable = _word(image, COMMAND, 2), _word(wmask, COMMAND, 2)
@@ -550,9 +595,11 @@ class _Probe:
         rom_size: int | None,
     ) -> None:
         """BAR and ROM registers exactly as the sized BARs imply (R-BAR-002..R-BAR-008)."""
-        power_on = bytes(image[BAR0 : ROM_BAR + 4])
+        rom_register = self.rom_register
+        registers = sorted(BRIDGE_BAR_REGISTERS if self.bridge else BAR_REGISTERS)
+        power_on = {o: image[o] for o in registers}
         slot = 0
-        while slot < 6:
+        while slot < self.bar_count:
             reg = BAR0 + 4 * slot
             bar = bars[slot] if slot < len(bars) else None
             if bar is None:
@@ -570,15 +617,59 @@ class _Probe:
                 _put(w1c, reg + 4, 4, 0)
                 slot += 1
             slot += 1
-        _put(image, ROM_BAR, 4, 0)
-        _put(wmask, ROM_BAR, 4, 0 if rom_size is None else rom_wmask(RomSpec(rom_size)))
-        _put(w1c, ROM_BAR, 4, 0)
-        differ = [BAR0 + k for k, byte in enumerate(power_on) if image[BAR0 + k] != byte]
+        _put(image, rom_register, 4, 0)
+        _put(wmask, rom_register, 4, 0 if rom_size is None else rom_wmask(RomSpec(rom_size)))
+        _put(w1c, rom_register, 4, 0)
+        differ = [o for o, byte in power_on.items() if image[o] != byte]
         if differ:
             self.notes.append(
                 f"BAR or ROM register bytes {_runs(differ)} held an address or enable bit before sizing "
                 "(programmed by someone): declared as at power-on, no address (R-BAR-008)"
             )
+
+    def bridge_registers(self, image: bytearray, wmask: bytearray, w1c: bytearray) -> None:
+        """A bridge's registers 0x18-0x33 and bridge control as one window declaration has them (R-BRG-001).
+
+        The windows are those the type nibbles and writable bits show; bridge
+        control keeps the probed writable bits (Secondary Bus Reset declared
+        writable); RW1C bits are those seen, like everywhere else (a secondary
+        status error bit that reads zero is declared read-only). Bytes the
+        declaration cannot have are declared as it has them, each noted.
+        """
+        control = _word(wmask, BRIDGE_CONTROL, 2) | CTL_BUS_RESET
+        _put(wmask, BRIDGE_CONTROL, 2, control)
+        try:
+            bridge_registers(ConfigSpace(bytes(image), bytes(wmask), bytes(w1c)))
+            return
+        except DeviceTypeError:
+            pass
+        io_type, pref_type = image[IO_BASE] & 0xF, image[PREF_BASE] & 0xF
+        declared = BridgeRegisters(
+            IoWindow.NONE if not wmask[IO_BASE] else IoWindow.BITS32 if io_type == 1 else IoWindow.BITS16,
+            PrefetchWindow.NONE if not _word(wmask, PREF_BASE, 2)
+            else PrefetchWindow.BITS64 if pref_type == 1 else PrefetchWindow.BITS32,
+            control_mask=control & BRIDGE_CONTROL_BITS & ~_word(w1c, BRIDGE_CONTROL, 2),
+            control_rw1c=_word(w1c, BRIDGE_CONTROL, 2) & BRIDGE_CONTROL_BITS,
+            secondary_status=_word(image, SECONDARY_STATUS, 2),
+            secondary_status_rw1c=_word(w1c, SECONDARY_STATUS, 2) & STATUS_ERROR_BITS,
+            latency_timer_writable=wmask[SECONDARY_LATENCY] == 0xFF,
+        )  # fmt: skip
+        changed = []
+        for offset, width, value, writable, rw1c in declared.registers():
+            for k in range(width):
+                o, shift = offset + k, 8 * k
+                want = ((value >> shift) & 0xFF, (writable >> shift) & 0xFF, (rw1c >> shift) & 0xFF)
+                have = (image[o], wmask[o], w1c[o])
+                if have != want:
+                    changed.append(
+                        f"{o:#04x} read {have[0]:#04x} writable {have[1]:#04x} RW1C {have[2]:#04x}, "
+                        f"declared {want[0]:#04x}/{want[1]:#04x}/{want[2]:#04x}"
+                    )
+                    image[o], wmask[o], w1c[o] = want
+        self.notes.append(
+            f"bridge registers a {declared.io.value} I/O, {declared.prefetchable.value} prefetchable window "
+            f"declaration cannot have, declared as it has them (R-BRG-001): {'; '.join(changed)}"
+        )
 
 
 # ------------------------------------------------------------------ any adapter with a fixed machine

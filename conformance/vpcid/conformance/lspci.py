@@ -220,6 +220,8 @@ class LspciOptions:
     always_domains: bool = False
     slot: SlotFilter | None = None
     ids: IdFilter | None = None
+    tree: bool = False
+    """``-t``: the bus tree (:func:`render_tree`) instead of the listing."""
 
 
 # ===================================================================== sources
@@ -318,6 +320,8 @@ def dump_functions(path: Path) -> list[PciFunction]:
 # ===================================================================== rendering
 def render(functions: Iterable[PciFunction], options: LspciOptions, names: IdNames) -> str:
     """The lspci listing of ``functions`` (sorted by address), filtered and detailed per ``options``."""
+    if options.tree:
+        return render_tree(functions, options, names)
     chosen = sorted(functions, key=lambda function: function.address)
     domains = options.always_domains or any(function.address.domain for function in chosen)
     out: list[str] = []
@@ -345,6 +349,261 @@ def format_size(size: int) -> str:
         size //= 1024
         step += 1
     return f"{size & DWORD_ONES}{('', 'K', 'M', 'G', 'T')[step]}"
+
+
+# ===================================================================== the bus tree (-t)
+TREE_LINE_LIMIT = 1023
+"""pciutils draws each line into a 1024-byte buffer: a longer line is cut there and ends in "..."."""
+HOST_BUSES = 0xFFFF_FFFF
+"""The host bridge's primary and subordinate bus: pciutils' ``~0``. Every bus number falls in its range,
+and as its span (subordinate minus primary) is 0 and it is tried first, every bridge hangs off it."""
+
+
+@dataclass(eq=False, slots=True)
+class _TreeBus:
+    """A bus of the drawn tree: its number and the functions found on it, in address order."""
+
+    domain: int
+    number: int
+    functions: list[PciFunction] = field(default_factory=list)
+
+
+@dataclass(eq=False, slots=True)
+class _TreeBridge:
+    """The host bridge (``function`` None) or a bridge function: the bus numbers its header names.
+
+    ``children`` are the bridges whose primary bus is in this one's range;
+    ``buses`` the buses drawn below it (its secondary bus first).
+    """
+
+    domain: int
+    primary: int
+    secondary: int
+    subordinate: int
+    function: PciFunction | None = None
+    children: list[_TreeBridge] = field(default_factory=list)
+    buses: list[_TreeBus] = field(default_factory=list)
+
+    def bus(self, domain: int, number: int) -> _TreeBus | None:
+        return next((bus for bus in self.buses if bus.domain == domain and bus.number == number), None)
+
+    def new_bus(self, domain: int, number: int) -> _TreeBus:
+        bus = _TreeBus(domain, number)
+        self.buses.append(bus)
+        return bus
+
+
+def render_tree(functions: Iterable[PciFunction], options: LspciOptions, names: IdNames) -> str:
+    """``lspci -t``: the functions as a tree of buses, bridges and devices, as pciutils 3.9 draws it.
+
+    Like lspci on a dump, the tree comes from the bytes alone: a bridge
+    function (base class 06, header type 1 or 2) owns the bus numbers between
+    its secondary and subordinate registers, and each function sits on the bus
+    its address names, below the bridge whose range holds it. A machine's
+    functions are at the addresses routing gives them now (R-BRG), so the tree
+    is the one a guest's lspci draws; functions no bus number reaches are not
+    listed, as a guest cannot see them. ``-v`` adds each function's name,
+    ``-s``/``-d`` keep the branches that lead to a matching function.
+    """
+    chosen = sorted(functions, key=lambda function: function.address)
+    host = _grow_tree(chosen)
+    wanted = None if options.slot is None and options.ids is None else options
+    drawing = _TreeDrawing(host, wanted, names if options.verbose else None)
+    drawing.bridge(host, [], 0, 0)
+    return "".join(drawing.out)
+
+
+def _is_bridge(function: PciFunction) -> bool:
+    config = _Config(function.config)
+    header_type = config.byte(HEADER_TYPE) & 0x7F
+    return config.word(CLASS_DEVICE) >> 8 == BASE_CLASS_BRIDGE and header_type in (
+        HEADER_BRIDGE,
+        HEADER_CARDBUS,
+    )
+
+
+def _grow_tree(functions: Sequence[PciFunction]) -> _TreeBridge:
+    """pciutils' ``grow_tree``: bridges from the headers, each under the bridge with the narrowest range
+    that holds its primary bus, then every function on its bus (a bus no bridge claims hangs off the host).
+    """
+    host = _TreeBridge(0, HOST_BUSES, 0, HOST_BUSES)
+    bridges = [host]
+    for function in functions:
+        if _is_bridge(function):
+            config = _Config(function.config)  # type 1 and CardBus keep the three bus numbers at 0x18
+            bridges.append(
+                _TreeBridge(
+                    function.address.domain, config.byte(0x18), config.byte(0x19), config.byte(0x1A), function
+                )
+            )
+    for bridge in bridges:
+        best: _TreeBridge | None = None
+        for candidate in bridges:
+            if candidate is bridge or not (candidate is host or candidate.domain == bridge.domain):
+                continue
+            if not candidate.secondary <= bridge.primary <= candidate.subordinate:
+                continue
+            if best is None or _span(best) > _span(candidate):
+                best = candidate
+        if best is not None:
+            best.children.insert(0, bridge)  # pciutils pushes each child onto the front of the list
+    for bridge in bridges:
+        if bridge.bus(bridge.domain, bridge.secondary) is None:
+            bridge.new_bus(bridge.domain, bridge.secondary)
+    for function in functions:
+        _insert(function, host, set())
+    return host
+
+
+def _span(bridge: _TreeBridge) -> int:
+    """Subordinate minus primary as pciutils computes it, in unsigned 32-bit arithmetic."""
+    return (bridge.subordinate - bridge.primary) & 0xFFFF_FFFF
+
+
+def _insert(function: PciFunction, bridge: _TreeBridge, visiting: set[int]) -> None:
+    """pciutils' ``insert_dev``: onto ``bridge``'s bus of that number, else down into the child whose range
+    holds it, else onto a new bus of ``bridge``. A bridge reached twice (bus numbers that make the tree a
+    cycle, where pciutils would recurse without end) takes the function on a new bus of its own."""
+    address = function.address
+    bus = bridge.bus(address.domain, address.bus)
+    if bus is None:
+        visiting.add(id(bridge))
+        for child in bridge.children:
+            if (
+                child.domain == address.domain
+                and child.secondary <= address.bus <= child.subordinate
+                and id(child) not in visiting
+            ):
+                _insert(function, child, visiting)
+                return
+        bus = bridge.new_bus(address.domain, address.bus)
+    bus.functions.append(function)
+
+
+class _TreeDrawing:
+    """pciutils' ``show_tree_*``: one line buffer, written left to right and reused below each branch."""
+
+    def __init__(self, host: _TreeBridge, wanted: LspciOptions | None, names: IdNames | None) -> None:
+        self.host = host
+        self.wanted = wanted
+        self.names = names
+        self.bridges: dict[int, _TreeBridge] = {}
+        self._collect(host, set())
+        self.out: list[str] = []
+
+    def _collect(self, bridge: _TreeBridge, seen: set[int]) -> None:
+        if id(bridge) in seen:
+            return
+        seen.add(id(bridge))
+        if bridge.function is not None:
+            self.bridges.setdefault(id(bridge.function), bridge)
+        for child in bridge.children:
+            self._collect(child, seen)
+
+    @staticmethod
+    def put(line: list[str], at: int, text: str) -> int:
+        """``tree_printf``: ``text`` written at ``at``; where the next write goes.
+
+        Text that does not fit the buffer is cut and ended with a NUL there, as
+        C's ``vsnprintf`` ends it; :meth:`emit` stops at that NUL.
+        """
+        room = TREE_LINE_LIMIT - at
+        if room <= 0:
+            return at
+        del line[at:]
+        if len(text) < room:
+            line.extend(text)
+            return at + len(text)
+        line.extend(text[: room - 1] + "\0")
+        return at + room
+
+    def emit(self, line: list[str], at: int) -> None:
+        """``print_it``: the line up to ``at``; then branches (``+``, ``|``) become ``|``, the rest blanks."""
+        del line[at:]
+        text = "".join(line).split("\0")[0]
+        self.out.append(text + ("..." if at >= TREE_LINE_LIMIT else "") + "\n")
+        line[: len(text)] = ["|" if char in "+|" else " " for char in text]
+
+    def matches(self, function: PciFunction) -> bool:
+        wanted = self.wanted
+        assert wanted is not None
+        if wanted.slot is not None and not wanted.slot.matches(function.address):
+            return False
+        return wanted.ids is None or wanted.ids.matches(_Config(function.config))
+
+    def shows_function(self, function: PciFunction, depth: int = 0) -> bool:
+        """``check_dev_filter``: it matches, or a bus below it (a bridge) holds one that does."""
+        if self.wanted is None or self.matches(function):
+            return True
+        bridge = self.bridges.get(id(function))
+        return (
+            bridge is not None and depth < 256 and any(self.shows_bus(bus, depth + 1) for bus in bridge.buses)
+        )
+
+    def shows_bus(self, bus: _TreeBus, depth: int = 0) -> bool:
+        return self.wanted is None or any(self.shows_function(function, depth) for function in bus.functions)
+
+    def function(self, function: PciFunction, line: list[str], at: int, depth: int) -> None:
+        address = function.address
+        at = self.put(line, at, f"{address.device:02x}.{address.function:x}")
+        bridge = self.bridges.get(id(function))
+        if bridge is not None and depth < 256:
+            if bridge.secondary == 0:
+                at = self.put(line, at, "-")
+            elif bridge.secondary == bridge.subordinate:
+                at = self.put(line, at, f"-[{bridge.secondary:02x}]-")
+            else:
+                at = self.put(line, at, f"-[{bridge.secondary:02x}-{bridge.subordinate:02x}]-")
+            self.bridge(bridge, line, at, depth + 1)
+            return
+        if self.names is not None:
+            config = _Config(function.config)
+            name = self.names.vendor_device(config.word(VENDOR_ID), config.word(DEVICE_ID))
+            at = self.put(line, at, f"  {name}")
+        self.emit(line, at)
+
+    def bus(self, bus: _TreeBus, line: list[str], at: int, depth: int) -> None:
+        functions = bus.functions
+        if not functions:
+            self.emit(line, at)
+        elif len(functions) == 1:
+            if self.shows_function(functions[0]):
+                self.function(functions[0], line, self.put(line, at, "--"), depth)
+            else:
+                self.emit(line, at)
+        else:
+            empty = True
+            for function in functions[:-1]:
+                if self.shows_function(function):
+                    self.function(function, line, self.put(line, at, "+-"), depth)
+                    empty = False
+            if self.shows_function(functions[-1]):
+                self.function(functions[-1], line, self.put(line, at, "\\-"), depth)
+                empty = False
+            if empty:
+                self.emit(line, at)
+
+    def bridge(self, bridge: _TreeBridge, line: list[str], at: int, depth: int) -> None:
+        at = self.put(line, at, "-")
+        buses = bridge.buses
+        if len(buses) == 1:
+            if self.shows_bus(buses[0]):
+                if bridge is self.host:
+                    at = self.put(line, at, f"[{bridge.domain:04x}:{buses[0].number:02x}]-")
+                self.bus(buses[0], line, at, depth)
+            else:
+                self.emit(line, at)
+            return
+        empty = True
+        for index, bus in enumerate(buses):
+            if self.shows_bus(bus):
+                corner = "\\-" if index == len(buses) - 1 else "+-"
+                self.bus(
+                    bus, line, self.put(line, at, f"{corner}[{bus.domain:04x}:{bus.number:02x}]-"), depth
+                )
+                empty = False
+        if empty:
+            self.emit(line, at)
 
 
 class _Config:

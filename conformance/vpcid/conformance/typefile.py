@@ -27,12 +27,15 @@ from vpcid.model import (
     BarBehaviour,
     BarKind,
     BarSpec,
+    BridgeRegisters,
     Capability,
     ConfigBehaviour,
     ConfigSpace,
     DeviceType,
     DeviceTypeError,
     ExtendedCapability,
+    IoWindow,
+    PrefetchWindow,
     Register,
     RegisterClass,
     RomSpec,
@@ -237,6 +240,7 @@ def _entry(obj: Mapping[str, Any]) -> TypeEntry:
             registers=tuple(Register(_int(r["offset"]), r["width"], RegisterClass(r["class"]),
                                      _int(r.get("value", 0)), _bits(r.get("bits", {})))
                             for r in obj.get("registers", [])),
+            bridge=None if "bridge" not in obj else _bridge(obj["bridge"]),
             **ints,
         )  # fmt: skip
     if "fingerprint" in obj and obj["fingerprint"] != dtype.fingerprint().hex():
@@ -251,6 +255,18 @@ def _entry(obj: Mapping[str, Any]) -> TypeEntry:
                 f"opaque range {offsets.start:#x}-{offsets.stop:#x} is not inside BAR {bar}"
             )
     return TypeEntry(dtype, opaque, obj.get("source", ""), tuple(obj.get("notes", ())))
+
+
+def _bridge(obj: Mapping[str, Any]) -> BridgeRegisters:
+    """A bridge declaration of the fields form (R-BRG-001); absent keys take the defaults."""
+    values: dict[str, Any] = {k: _int(obj[k]) for k in ("control_mask", "control_rw1c", "secondary_status",
+                              "secondary_status_rw1c") if k in obj}  # fmt: skip
+    return BridgeRegisters(
+        io=IoWindow(obj.get("io", IoWindow.BITS16.value)),
+        prefetchable=PrefetchWindow(obj.get("prefetchable", PrefetchWindow.BITS64.value)),
+        latency_timer_writable=obj.get("latency_timer_writable", False),
+        **values,
+    )
 
 
 def _bar_size(dtype: DeviceType, index: int) -> int:

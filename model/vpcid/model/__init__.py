@@ -13,15 +13,18 @@ from vpcid.model.behaviour import (
     MemoryBehaviour,
     SparseMemory,
 )
-from vpcid.model.catalog import CATALOG
+from vpcid.model.catalog import BRIDGES, CATALOG
 from vpcid.model.devicetype import (
     BarKind,
     BarSpec,
+    BridgeRegisters,
     Capability,
     ConfigLayout,
     ConfigSpace,
     DeviceType,
     ExtendedCapability,
+    IoWindow,
+    PrefetchWindow,
     Register,
     RegisterClass,
     RomSpec,
@@ -46,6 +49,7 @@ from vpcid.model.profile import AXES, DEFAULT_PROFILE, Profile
 
 __all__ = [
     "AXES",
+    "BRIDGES",
     "CATALOG",
     "DEFAULT_PROFILE",
     "MEMORY",
@@ -56,6 +60,7 @@ __all__ = [
     "Bdf",
     "BlobError",
     "BlobMismatch",
+    "BridgeRegisters",
     "Capability",
     "ConfigBehaviour",
     "ConfigLayout",
@@ -67,8 +72,10 @@ __all__ = [
     "DuplicateVm",
     "ExtendedCapability",
     "InvalidArgument",
+    "IoWindow",
     "MemoryBehaviour",
     "Misaligned",
+    "PrefetchWindow",
     "Profile",
     "ProfileError",
     "Register",

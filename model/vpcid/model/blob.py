@@ -28,7 +28,9 @@ CRITICAL = 0x1
 """Section flag: a reader that does not know the tag must reject the blob (R-BLOB-002)."""
 
 TAG_TYPE, TAG_CONFIG, TAG_WINDOWS, TAG_MEMORY, TAG_EXTRA = 1, 2, 3, 4, 5
-TAG_VM, TAG_DEVICE, TAG_MAP_ORDER = 1, 2, 3
+TAG_VM, TAG_DEVICE, TAG_MAP_ORDER, TAG_TOPOLOGY = 1, 2, 3, 4
+NO_PARENT = 0xFFFF_FFFF
+"""Topology entry of an instance on a root bus (R-BLOB-008)."""
 
 _HEADER = struct.Struct("<8sHHHH")  # magic, major, minor, section count, reserved
 _SECTION = struct.Struct("<HHI")  # tag, flags, length
@@ -57,9 +59,13 @@ class VmRecord:
     ecam_base: int | None
     cf8: int
     devices: tuple[tuple[int, bytes], ...]
-    """(packed BDF, instance blob), ascending by BDF."""
+    """(packed BDF, instance blob), ascending by BDF; with a topology, in tree pre-order, the BDF of an
+    instance below a bridge with bus byte 0 (R-BLOB-007)."""
     map_order: tuple[tuple[int, int], ...]
-    """(packed BDF, BAR index) of every decoding BAR, oldest mapping first."""
+    """(packed BDF, BAR index) of every decoding BAR, oldest mapping first; with a topology, (index in
+    ``devices``, BAR index) (R-BLOB-008)."""
+    parents: tuple[int | None, ...] | None = None
+    """For a VM with bridges: each device's bridge as an index into ``devices``, None on a root bus."""
 
 
 def _device_entries(dev: bytes, what: str) -> list[tuple[int, int, int]]:
@@ -125,7 +131,9 @@ def frame(
     return bytes(body + digest_of(bytes(body), devices, "blob"))
 
 
-def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int, bytes]:
+def _unframe(
+    magic: bytes, blob: bytes, known: set[int], what: str, optional: frozenset[int] = frozenset()
+) -> dict[int, bytes]:
     """Check framing and digest; return the known sections by tag (R-BLOB-001, R-BLOB-002, R-BLOB-006)."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise BlobError(f"{what} must be bytes, got {type(blob).__name__}")
@@ -163,7 +171,7 @@ def _unframe(magic: bytes, blob: bytes, known: set[int], what: str) -> dict[int,
         pos, last_tag = pos + length, tag
     if pos != size:
         raise BlobError(f"{what} has {size - pos} trailing bytes")
-    missing = known - set(sections)
+    missing = known - set(sections) - optional
     if missing:
         raise BlobError(f"{what} lacks section(s) {sorted(missing)}")
     computed = digest_of(body, devices, what)
@@ -253,27 +261,36 @@ def encode_snapshot(rec: VmRecord) -> bytes:
     order = bytearray(struct.pack("<I", len(rec.map_order)))
     for packed, bar in rec.map_order:
         order += struct.pack("<HB", packed, bar)
-    return frame(SNAPSHOT_MAGIC, [
+    sections = [
         (TAG_VM, CRITICAL, vm),
         (TAG_DEVICE, CRITICAL, bytes(devices)),
         (TAG_MAP_ORDER, CRITICAL, bytes(order)),
-    ])  # fmt: skip
+    ]
+    if rec.parents is not None:  # R-BLOB-008: only a VM with bridges has a topology section
+        topology = struct.pack("<I", len(rec.parents)) + b"".join(
+            struct.pack("<I", NO_PARENT if parent is None else parent) for parent in rec.parents
+        )
+        sections.append((TAG_TOPOLOGY, CRITICAL, topology))
+    return frame(SNAPSHOT_MAGIC, sections)
 
 
 def decode_snapshot(blob: bytes) -> VmRecord:
     """Parse a VM snapshot's framing; the device blobs are parsed by :func:`decode_instance`."""
     what = "VM snapshot"
-    s = _unframe(SNAPSHOT_MAGIC, blob, {TAG_VM, TAG_DEVICE, TAG_MAP_ORDER}, what)
+    known = {TAG_VM, TAG_DEVICE, TAG_MAP_ORDER, TAG_TOPOLOGY}
+    s = _unframe(SNAPSHOT_MAGIC, blob, known, what, optional=frozenset({TAG_TOPOLOGY}))
     if len(s[TAG_VM]) != 13:
         raise BlobError(f"{what} VM section has the wrong length")
     has_ecam, ecam, cf8 = struct.unpack("<BQI", s[TAG_VM])
     if has_ecam not in (0, 1) or (not has_ecam and ecam):
         raise BlobError(f"{what} ECAM field is not canonical")
     dev, devices = s[TAG_DEVICE], list[tuple[int, bytes]]()
+    tree = TAG_TOPOLOGY in s
     for packed, start, end in _device_entries(dev, what):
-        if devices and packed <= devices[-1][0]:
+        if not tree and devices and packed <= devices[-1][0]:
             raise BlobError(f"{what} devices are not in ascending BDF order")
         devices.append((packed, dev[start:end]))
+    parents = _topology(s[TAG_TOPOLOGY], [packed for packed, _ in devices], what) if tree else None
     order_raw = s[TAG_MAP_ORDER]
     if len(order_raw) < 4:
         raise BlobError(f"{what} map-order section is truncated ({len(order_raw)} bytes, its count takes 4)")
@@ -284,4 +301,41 @@ def decode_snapshot(blob: bytes) -> VmRecord:
             f"{n} entries of 3 take {4 + 3 * n}"
         )
     order = tuple(struct.unpack_from("<HB", order_raw, 4 + 3 * k) for k in range(n))
-    return VmRecord(ecam if has_ecam else None, cf8, tuple(devices), order)
+    if parents is not None and any(index >= len(devices) for index, _ in order):
+        raise BlobError(f"{what} map order names a device index past the devices section")
+    return VmRecord(ecam if has_ecam else None, cf8, tuple(devices), order, parents)
+
+
+def _topology(raw: bytes, packed: list[int], what: str) -> tuple[int | None, ...]:
+    """Parse and check a topology section against the devices' BDFs (R-BLOB-007, R-BLOB-008).
+
+    One parent per device; a parent is an earlier entry on the chain of
+    bridges above the entry before (pre-order); an instance below a bridge
+    has bus byte 0; siblings come in ascending BDF order, never twice.
+    Whether each parent is a bridge is the manager's check (it needs the types).
+    """
+    if len(raw) < 4 or len(raw) != 4 + 4 * struct.unpack_from("<I", raw)[0]:
+        raise BlobError(f"{what} topology section length does not match its count")
+    (count,) = struct.unpack_from("<I", raw)
+    if count != len(packed):
+        raise BlobError(f"{what} topology lists {count} instances, the devices section {len(packed)}")
+    parents: list[int | None] = []
+    chain: list[int] = []  # the entries above the current one, outermost first
+    last_child: dict[int | None, int] = {}
+    for index in range(count):
+        (raw_parent,) = struct.unpack_from("<I", raw, 4 + 4 * index)
+        parent = None if raw_parent == NO_PARENT else raw_parent
+        if index:
+            chain.append(index - 1)
+        while chain and chain[-1] != parent:
+            chain.pop()
+        if parent is not None and not chain:
+            raise BlobError(f"{what} topology entry {index}: parent {parent} is not an entry above it")
+        if parent is not None and packed[index] >> 8:
+            raise BlobError(f"{what} topology entry {index} is below a bridge but its BDF has a bus number")
+        previous = last_child.get(parent)
+        if previous is not None and packed[index] <= packed[previous]:
+            raise BlobError(f"{what} topology entry {index}: siblings out of order or repeated")
+        last_child[parent] = index
+        parents.append(parent)
+    return tuple(parents)

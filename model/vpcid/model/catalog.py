@@ -12,7 +12,16 @@ from __future__ import annotations
 import struct
 
 from vpcid.model.behaviour import DeviceData
-from vpcid.model.devicetype import BarKind, BarSpec, Capability, DeviceType, RomSpec
+from vpcid.model.devicetype import (
+    BarKind,
+    BarSpec,
+    BridgeRegisters,
+    Capability,
+    DeviceType,
+    IoWindow,
+    PrefetchWindow,
+    RomSpec,
+)
 from vpcid.model.header import standard_chain
 from vpcid.model.registers import Access, Action, BarRegister, Bits, Effect, RegisterMap
 
@@ -159,6 +168,67 @@ A100 = DeviceType(
     express=True,
 )  # fmt: skip
 """NVIDIA A100 PCIe 40 GB: 16 MiB registers, 64 GiB and 32 MiB prefetchable 64-bit BARs."""
+
+
+def _pci_express_port(port_type: int, slot: bool) -> Capability:
+    """PCI Express capability of a port (type 4 root, 5 switch upstream, 6 switch downstream):
+    device control writable, device status error bits RW1C, link control writable (R-BRG-001)."""
+    caps = 0x0002 | port_type << 4 | (0x0100 if slot else 0)
+    body = struct.pack("<HIHHIHH", caps, 0x0000_8000, 0x2810, 0, 0x0040_3443, 0, 0x1043)
+    writable = bytes(6) + b"\xff\x7f" + bytes(6) + b"\xfb\x01" + bytes(2)
+    rw1c = bytes(8) + b"\x0f\x00" + bytes(8)
+    return Capability(0x10, body, writable=writable, rw1c=rw1c)
+
+
+QEMU_BRIDGE_CONTROL = BridgeRegisters(
+    IoWindow.BITS16, PrefetchWindow.BITS64, control_mask=0x0BFF, control_rw1c=0x0400,
+    secondary_status=0x00A0, secondary_status_rw1c=0, latency_timer_writable=True,
+)  # fmt: skip
+"""The bridge registers QEMU 7.2 gives every bridge (hw/pci/pci.c pci_init_mask_bridge, hw/pci/pci_bridge.c
+pci_bridge_initfn): 16-bit I/O and 64-bit prefetchable windows, bridge control bits 0-9 and 11 writable
+and 10 (discard timer status) RW1C, secondary status 66 MHz and fast back-to-back capable with no RW1C
+bits, and a writable secondary latency timer (QEMU 8.2 makes it read-only zero below PCI Express ports,
+as PCIe Base §7.5.1.3.6 says)."""
+
+PCI_BRIDGE = DeviceType(
+    name="pci-bridge",
+    vendor_id=0x1B36, device_id=0x0001, class_code=0x060400, interrupt_pin=1,
+    bars=(BarSpec(BarKind.MEM64, 256), None),
+    capabilities=(Capability(0x04, bytes([0x01, 0x00])), _msi64()),
+    bridge=QEMU_BRIDGE_CONTROL,
+)  # fmt: skip
+"""QEMU's pci-bridge (1b36:0001): conventional PCI-to-PCI bridge with a 256-byte 64-bit SHPC BAR; slot
+ID and MSI capabilities (the SHPC capability is left out)."""
+
+PCIE_ROOT_PORT = DeviceType(
+    name="pcie-root-port",
+    vendor_id=0x1B36, device_id=0x000C, class_code=0x060400, interrupt_pin=1,
+    bars=(BarSpec(BarKind.MEM32, 4096),),
+    capabilities=(_pci_express_port(4, slot=True), _msix(1)),
+    express=True, bridge=QEMU_BRIDGE_CONTROL,
+)  # fmt: skip
+"""QEMU's pcie-root-port (1b36:000c): a PCI Express root port with an MSI-X BAR of one vector."""
+
+X3130_UPSTREAM = DeviceType(
+    name="x3130-upstream",
+    vendor_id=0x104C, device_id=0x8232, revision=0x02, class_code=0x060400, interrupt_pin=1,
+    capabilities=(_msi64(), _pci_express_port(5, slot=False)),
+    express=True, bridge=QEMU_BRIDGE_CONTROL,
+)  # fmt: skip
+"""TI XIO3130 switch upstream port (104c:8232), as QEMU's x3130-upstream models it: no BARs."""
+
+XIO3130_DOWNSTREAM = DeviceType(
+    name="xio3130-downstream",
+    vendor_id=0x104C, device_id=0x8233, revision=0x01, class_code=0x060400, interrupt_pin=1,
+    capabilities=(_msi64(), _pci_express_port(6, slot=True)),
+    express=True, bridge=QEMU_BRIDGE_CONTROL,
+)  # fmt: skip
+"""TI XIO3130 switch downstream port (104c:8233), as QEMU's xio3130-downstream models it: no BARs."""
+
+BRIDGES: dict[str, DeviceType] = {t.name: t for t in (PCI_BRIDGE, PCIE_ROOT_PORT, X3130_UPSTREAM,
+                                                       XIO3130_DOWNSTREAM)}  # fmt: skip
+"""Bundled bridge types by name (R-BRG-001). Kept apart from :data:`CATALOG`, which the random engine and
+the vectors draw from, so VMs without bridges stay exactly as they were."""
 
 CATALOG: dict[str, DeviceType] = {t.name: t for t in (E1000, NVME, EDU, A100)}
 """Bundled device types by name."""

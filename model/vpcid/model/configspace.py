@@ -11,7 +11,6 @@ from vpcid.model.devicetype import (
     CMD_IO,
     CMD_MEM,
     COMMAND,
-    ROM_BAR,
     ROM_INDEX,
     BarKind,
     DeviceType,
@@ -65,7 +64,7 @@ def decode_window(config: bytes | bytearray, dtype: DeviceType, index: int) -> i
     if index == ROM_INDEX:
         if dtype.rom is None or not command & CMD_MEM:
             return None
-        rom = read_le(config, ROM_BAR, 4)
+        rom = read_le(config, dtype.rom_offset, 4)
         if not rom & 1:
             return None
         base, size, limit = rom & 0xFFFFF800, dtype.rom.size, 1 << 32
@@ -83,7 +82,7 @@ def decode_enabled(config: bytes | bytearray, dtype: DeviceType, index: int) -> 
     """Whether BAR ``index``'s enable bits are set, whatever its address (R-DEC-001, R-DEC-002)."""
     command = read_le(config, COMMAND, 2)
     if index == ROM_INDEX:
-        return dtype.rom is not None and bool(command & CMD_MEM) and bool(read_le(config, ROM_BAR, 1) & 1)
+        return dtype.rom is not None and bool(command & CMD_MEM) and bool(config[dtype.rom_offset] & 1)
     bar = dtype.bar(index)
     if bar is None:
         return False
@@ -93,7 +92,7 @@ def decode_enabled(config: bytes | bytearray, dtype: DeviceType, index: int) -> 
 def bar_register_span(dtype: DeviceType, index: int) -> range:
     """Configuration offsets holding BAR ``index``'s address (both dwords of a 64-bit BAR)."""
     if index == ROM_INDEX:
-        return range(ROM_BAR, ROM_BAR + 4)
+        return range(dtype.rom_offset, dtype.rom_offset + 4)
     bar = dtype.bar(index)
     width = 8 if bar is not None and bar.kind is BarKind.MEM64 else 4
     return range(BAR0 + 4 * index, BAR0 + 4 * index + width)

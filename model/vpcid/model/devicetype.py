@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from vpcid.model.errors import DeviceTypeError
 from vpcid.model.header import (
     BAR0,
+    BRIDGE_BAR_COUNT,
+    BRIDGE_ROM_BAR,
     CACHE_LINE_SIZE,
     CAP_POINTER,
     CAPABILITY_AREA,
@@ -50,8 +52,12 @@ from vpcid.model.header import (
     SUBSYSTEM_ID,
     SUBSYSTEM_VENDOR_ID,
     VENDOR_ID,
+    BridgeRegisters,
     ChainEntry,
     ConfigSpace,
+    IoWindow,
+    PrefetchWindow,
+    bridge_registers,
     check_space,
 )
 from vpcid.model.profile import StatusRegister
@@ -89,11 +95,14 @@ __all__ = [
     "VENDOR_ID",
     "BarKind",
     "BarSpec",
+    "BridgeRegisters",
     "Capability",
     "ConfigLayout",
     "ConfigSpace",
     "DeviceType",
     "ExtendedCapability",
+    "IoWindow",
+    "PrefetchWindow",
     "Register",
     "RegisterClass",
     "RomSpec",
@@ -271,7 +280,9 @@ class DeviceType:
     slot; a 64-bit BAR uses its slot and the next, which must be ``None``.
     With ``space`` the configuration space is declared byte by byte and the
     identity fields must agree with it (use :meth:`from_space`); without it
-    the builder lays out the fields (R-DT-005).
+    the builder lays out the fields (R-DT-005). ``bridge`` makes it a
+    PCI-to-PCI bridge: a type 1 header with those windows, two BAR slots, the
+    ROM BAR at 0x38 and no subsystem ID registers (R-BRG-001).
     """
 
     name: str
@@ -294,6 +305,7 @@ class DeviceType:
     extended_capabilities: tuple[ExtendedCapability, ...] = ()
     space: ConfigSpace | None = None
     config_behaviour: ConfigBehaviour | None = None
+    bridge: BridgeRegisters | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -322,6 +334,16 @@ class DeviceType:
     def bar(self, index: int) -> BarSpec | None:
         """The BAR implemented at ``index`` (0-5), or None."""
         return self.bars[index] if index < len(self.bars) else None
+
+    @property
+    def rom_offset(self) -> int:
+        """Where the expansion ROM BAR is: 0x30 in a type 0 header, 0x38 in a bridge's (R-BRG-001)."""
+        return BRIDGE_ROM_BAR if self.bridge is not None else ROM_BAR
+
+    @property
+    def bar_slots(self) -> int:
+        """BAR slots of the header: six, or two in a bridge's (R-BRG-001)."""
+        return BRIDGE_BAR_COUNT if self.bridge is not None else BAR_COUNT
 
     @cached_property
     def declared(self) -> ConfigSpace:
@@ -359,7 +381,7 @@ class DeviceType:
         table: dict[int, tuple[int, ...]] = {COMMAND // 4: self.implemented}
         for index in self.implemented:
             if index == ROM_INDEX:
-                table[ROM_BAR // 4] = (ROM_INDEX,)
+                table[self.rom_offset // 4] = (ROM_INDEX,)
                 continue
             bar = self.bars[index]
             assert bar is not None
@@ -410,6 +432,11 @@ def _validate(t: DeviceType) -> None:
         hook = getattr(t, name)
         if hook is not None and (type(getattr(hook, "name", None)) is not str or not hook.name):
             raise DeviceTypeError(f"{name} must have a non-empty string name")
+    if t.bridge is not None:
+        if not isinstance(t.bridge, BridgeRegisters):
+            raise DeviceTypeError(f"bridge must be BridgeRegisters or None, got {t.bridge!r}")
+        if t.subsystem_vendor_id or t.subsystem_id:
+            raise DeviceTypeError("a bridge's type 1 header has no subsystem ID registers (R-BRG-001)")
     _validate_bars(t)
     if isinstance(t.behaviour, RegisterMap):  # R-REG-001: registers inside implemented BARs
         t.behaviour.fit({i: bar.size for i, bar in enumerate(t.bars) if bar is not None})
@@ -429,21 +456,25 @@ def _validate(t: DeviceType) -> None:
 
 
 def _space_fields(space: ConfigSpace) -> dict[str, Any]:
-    """The identity, command and status fields as the declared bytes hold them (R-DT-005)."""
+    """Identity, command, status and bridge fields as the declared bytes hold them (R-DT-005, R-BRG-001)."""
+    bridge = bridge_registers(space)
+    subsystem = {"subsystem_vendor_id": 0, "subsystem_id": 0} if bridge is not None else {
+        "subsystem_vendor_id": space.word(SUBSYSTEM_VENDOR_ID, 2), "subsystem_id": space.word(SUBSYSTEM_ID, 2)
+    }  # fmt: skip
     return {
         "vendor_id": space.word(VENDOR_ID, 2), "device_id": space.word(DEVICE_ID, 2),
         "class_code": space.word(CLASS_CODE, 3), "revision": space.image[REVISION],
-        "subsystem_vendor_id": space.word(SUBSYSTEM_VENDOR_ID, 2),
-        "subsystem_id": space.word(SUBSYSTEM_ID, 2), "interrupt_pin": space.image[INTERRUPT_PIN],
+        "interrupt_pin": space.image[INTERRUPT_PIN],
         "command_mask": space.word(COMMAND, 2, "wmask"), "status_rw1c": space.word(STATUS, 2, "w1cmask"),
         "express": len(space.image) == EXPRESS_CONFIG_SIZE,
         "multifunction": bool(space.image[HEADER_TYPE] & 0x80),
+        "bridge": bridge, **subsystem,
     }  # fmt: skip
 
 
 def _validate_bars(t: DeviceType) -> None:
-    if len(t.bars) > BAR_COUNT:
-        raise DeviceTypeError("a type 0 header has six BAR slots")
+    if len(t.bars) > t.bar_slots:
+        raise DeviceTypeError("a type 0 header has six BAR slots, a bridge's type 1 header two")
     for i, bar in enumerate(t.bars):
         if bar is None:
             continue
@@ -458,7 +489,7 @@ def _validate_bars(t: DeviceType) -> None:
         else:
             if not (_is_pow2(bar.size) and 16 <= bar.size <= 1 << 63):
                 raise DeviceTypeError(f"BAR{i}: 64-bit memory BARs are 16 B-8 EiB, power of two")
-            if i == BAR_COUNT - 1 or t.bar(i + 1) is not None:
+            if i == t.bar_slots - 1 or t.bar(i + 1) is not None:
                 raise DeviceTypeError(f"BAR{i}: a 64-bit BAR needs slot {i + 1} left empty")
         if i > 0 and (prev := t.bars[i - 1]) is not None and prev.kind is BarKind.MEM64:
             raise DeviceTypeError(f"BAR{i} is the upper half of 64-bit BAR{i - 1}")
@@ -490,7 +521,7 @@ def _header_registers(t: DeviceType) -> list[tuple[int, int, int, int]]:
     """
     regs: list[tuple[int, int, int, int]] = []
     slot = 0
-    while slot < BAR_COUNT:
+    while slot < t.bar_slots:
         bar = t.bar(slot)
         if bar is None:
             regs.append((BAR0 + 4 * slot, 4, 0, 0))
@@ -502,7 +533,7 @@ def _header_registers(t: DeviceType) -> list[tuple[int, int, int, int]]:
             regs.append((BAR0 + 4 * slot + 4, 4, 0, mask >> 32))
             slot += 1
         slot += 1
-    regs.append((ROM_BAR, 4, 0, rom_wmask(t.rom) if t.rom is not None else 0))
+    regs.append((t.rom_offset, 4, 0, rom_wmask(t.rom) if t.rom is not None else 0))
     return regs
 
 
@@ -584,11 +615,17 @@ def _build(t: DeviceType) -> ConfigSpace:
     img.put(REVISION, 1, t.revision)
     img.put(CLASS_CODE, 3, t.class_code)
     img.put(CACHE_LINE_SIZE, 1, 0, wm=0xFF)  # R-CFG-007
-    img.put(HEADER_TYPE, 1, 0x80 if t.multifunction else 0x00)  # R-CFG-011
+    img.put(
+        HEADER_TYPE, 1, (0x80 if t.multifunction else 0x00) | (1 if t.bridge is not None else 0)
+    )  # R-CFG-011
     for offset, width, value, wmask in _header_registers(t):
         img.put(offset, width, value, wm=wmask)
-    img.put(SUBSYSTEM_VENDOR_ID, 2, t.subsystem_vendor_id)
-    img.put(SUBSYSTEM_ID, 2, t.subsystem_id)
+    if t.bridge is None:
+        img.put(SUBSYSTEM_VENDOR_ID, 2, t.subsystem_vendor_id)
+        img.put(SUBSYSTEM_ID, 2, t.subsystem_id)
+    else:
+        for offset, width, value, wmask, w1cmask in t.bridge.registers():  # R-BRG-001
+            img.put(offset, width, value, wm=wmask, cm=w1cmask)
     img.put(INTERRUPT_LINE, 1, 0, wm=0xFF)  # R-CFG-007
     img.put(INTERRUPT_PIN, 1, t.interrupt_pin)
 

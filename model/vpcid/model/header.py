@@ -10,6 +10,7 @@ layout must keep, naming the byte.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from vpcid.model.errors import DeviceTypeError
 
@@ -36,6 +37,92 @@ IDENTITY_BYTES = (
     *range(SUBSYSTEM_VENDOR_ID, SUBSYSTEM_VENDOR_ID + 4), CAP_POINTER, INTERRUPT_PIN,
 )  # fmt: skip
 """Vendor, device, revision, class, header type, subsystem IDs, capabilities pointer, pin (R-CFG-002)."""
+
+# Type 1 (PCI-to-PCI bridge) header offsets: PCI-to-PCI Bridge Architecture 1.2 §3.2, PCIe Base §7.5.1.3.
+HEADER_TYPE_BRIDGE = 1
+PRIMARY_BUS, SECONDARY_BUS, SUBORDINATE_BUS, SECONDARY_LATENCY = 0x18, 0x19, 0x1A, 0x1B
+IO_BASE, IO_LIMIT, SECONDARY_STATUS = 0x1C, 0x1D, 0x1E
+MEMORY_BASE, MEMORY_LIMIT, PREF_BASE, PREF_LIMIT = 0x20, 0x22, 0x24, 0x26
+PREF_BASE_UPPER, PREF_LIMIT_UPPER, IO_BASE_UPPER, IO_LIMIT_UPPER = 0x28, 0x2C, 0x30, 0x32
+BRIDGE_ROM_BAR, BRIDGE_CONTROL = 0x38, 0x3E
+BRIDGE_BAR_COUNT = 2
+CTL_ISA, CTL_VGA, CTL_BUS_RESET = 0x04, 0x08, 0x40
+BRIDGE_CONTROL_BITS = 0x0FFF
+"""Bridge control bits the PCI-to-PCI bridge specification defines; bits 15:12 are reserved (R-BRG-001)."""
+BRIDGE_IDENTITY_BYTES = (
+    *range(VENDOR_ID, VENDOR_ID + 4), *range(REVISION, REVISION + 4), HEADER_TYPE, CAP_POINTER, INTERRUPT_PIN,
+)  # fmt: skip
+"""A type 1 header's identity: it has no subsystem ID registers (0x2C-0x2F hold the prefetchable
+limit's upper half)."""
+
+
+class IoWindow(StrEnum):
+    """The I/O window a bridge implements: bits 3:0 of its I/O base and limit (R-BRG-001)."""
+
+    NONE = "none"
+    BITS16 = "16-bit"
+    BITS32 = "32-bit"
+
+
+class PrefetchWindow(StrEnum):
+    """The prefetchable memory window a bridge implements: bits 3:0 of its base and limit (R-BRG-001)."""
+
+    NONE = "none"
+    BITS32 = "32-bit"
+    BITS64 = "64-bit"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeRegisters:
+    """What a type 1 header's bytes declare beyond a type 0 header's rules (R-BRG-001).
+
+    The windows it implements, the writable and RW1C bits of bridge control,
+    the secondary status register's power-on value and RW1C bits, and whether
+    the secondary latency timer is writable (read-only zero in PCI Express).
+    """
+
+    io: IoWindow = IoWindow.BITS16
+    prefetchable: PrefetchWindow = PrefetchWindow.BITS64
+    control_mask: int = 0x007F
+    control_rw1c: int = 0
+    secondary_status: int = 0
+    secondary_status_rw1c: int = STATUS_ERROR_BITS
+    latency_timer_writable: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.io, IoWindow) or not isinstance(self.prefetchable, PrefetchWindow):
+            raise DeviceTypeError("bridge windows are an IoWindow and a PrefetchWindow")
+        tops = {"control_mask": BRIDGE_CONTROL_BITS, "control_rw1c": BRIDGE_CONTROL_BITS,
+                "secondary_status": 0xFFFF, "secondary_status_rw1c": STATUS_ERROR_BITS}  # fmt: skip
+        for name, top in tops.items():
+            value = getattr(self, name)
+            if type(value) is not int or value & ~top or value < 0:
+                raise DeviceTypeError(f"bridge {name} must be an integer within {top:#06x}, got {value!r}")
+        if self.control_mask & self.control_rw1c:
+            raise DeviceTypeError("a bridge control bit is both writable and RW1C")
+        if type(self.latency_timer_writable) is not bool:
+            raise DeviceTypeError("bridge latency_timer_writable must be a bool")
+
+    def registers(self) -> list[tuple[int, int, int, int, int]]:
+        """(offset, width, power-on value, wmask, w1cmask) of every type 1 register 0x18-0x33 and 0x3E."""
+        io_type = {IoWindow.NONE: 0, IoWindow.BITS16: 0x0, IoWindow.BITS32: 0x1}[self.io]
+        io_mask = 0 if self.io is IoWindow.NONE else 0xF0
+        pref_type = {PrefetchWindow.NONE: 0, PrefetchWindow.BITS32: 0x0, PrefetchWindow.BITS64: 0x1}
+        pref_mask = 0 if self.prefetchable is PrefetchWindow.NONE else 0xFFF0
+        io_upper = 0xFFFF if self.io is IoWindow.BITS32 else 0
+        pref_upper = 0xFFFF_FFFF if self.prefetchable is PrefetchWindow.BITS64 else 0
+        return [
+            (PRIMARY_BUS, 1, 0, 0xFF, 0), (SECONDARY_BUS, 1, 0, 0xFF, 0), (SUBORDINATE_BUS, 1, 0, 0xFF, 0),
+            (SECONDARY_LATENCY, 1, 0, 0xFF if self.latency_timer_writable else 0, 0),
+            (IO_BASE, 1, io_type, io_mask, 0), (IO_LIMIT, 1, io_type, io_mask, 0),
+            (SECONDARY_STATUS, 2, self.secondary_status, 0, self.secondary_status_rw1c),
+            (MEMORY_BASE, 2, 0, 0xFFF0, 0), (MEMORY_LIMIT, 2, 0, 0xFFF0, 0),
+            (PREF_BASE, 2, pref_type[self.prefetchable], pref_mask, 0),
+            (PREF_LIMIT, 2, pref_type[self.prefetchable], pref_mask, 0),
+            (PREF_BASE_UPPER, 4, 0, pref_upper, 0), (PREF_LIMIT_UPPER, 4, 0, pref_upper, 0),
+            (IO_BASE_UPPER, 2, 0, io_upper, 0), (IO_LIMIT_UPPER, 2, 0, io_upper, 0),
+            (BRIDGE_CONTROL, 2, 0, self.control_mask, self.control_rw1c),
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +231,56 @@ def capability_chain(image: bytes) -> tuple[ChainEntry, ...]:
     return standard_chain(image) + extended_chain(image)
 
 
+def bridge_registers(space: ConfigSpace) -> BridgeRegisters | None:
+    """What a type 1 header declares, read off its bytes, or None for a type 0 header (R-BRG-001).
+
+    Raises :class:`DeviceTypeError` naming the byte when the bridge registers
+    contradict every window kind: bus numbers not writable or not zero at
+    power-on, a window's type nibbles differing between base and limit or
+    from its writable bits, upper halves writable without the wide window.
+    """
+    if space.image[HEADER_TYPE] & 0x7F != HEADER_TYPE_BRIDGE:
+        return None
+    image, wmask = space.image, space.wmask
+    io_type, io_mask = image[IO_BASE] & 0xF, wmask[IO_BASE]
+    io = (
+        IoWindow.NONE
+        if io_mask == 0 and io_type == 0
+        else IoWindow.BITS32
+        if io_type == 1
+        else IoWindow.BITS16
+    )
+    if io_type > 1:
+        raise _fail(IO_BASE, f"I/O window type {io_type} is not 0 (16-bit) or 1 (32-bit)")
+    pref_type, pref_mask = image[PREF_BASE] & 0xF, space.word(PREF_BASE, 2, "wmask")
+    pref = (PrefetchWindow.NONE if pref_mask == 0 and pref_type == 0
+            else PrefetchWindow.BITS64 if pref_type == 1 else PrefetchWindow.BITS32)  # fmt: skip
+    if pref_type > 1:
+        raise _fail(PREF_BASE, f"prefetchable window type {pref_type} is not 0 (32-bit) or 1 (64-bit)")
+    declared = BridgeRegisters(
+        io, pref, control_mask=space.word(BRIDGE_CONTROL, 2, "wmask") & BRIDGE_CONTROL_BITS,
+        control_rw1c=space.word(BRIDGE_CONTROL, 2, "w1cmask") & BRIDGE_CONTROL_BITS,
+        secondary_status=space.word(SECONDARY_STATUS, 2),
+        secondary_status_rw1c=space.word(SECONDARY_STATUS, 2, "w1cmask") & STATUS_ERROR_BITS,
+        latency_timer_writable=wmask[SECONDARY_LATENCY] == 0xFF,
+    )  # fmt: skip
+    for offset, width, value, wm, cm in declared.registers():
+        for k in range(width):
+            o, shift = offset + k, 8 * k
+            want = ((value >> shift) & 0xFF, (wm >> shift) & 0xFF, (cm >> shift) & 0xFF)
+            if (image[o], wmask[o], space.w1cmask[o]) != want:
+                raise _fail(o, f"a {io.value} I/O, {pref.value} prefetchable bridge has {want[0]:#04x}, "
+                               f"writable {want[1]:#04x}, RW1C {want[2]:#04x} here")  # fmt: skip
+    return declared
+
+
 def check_space(space: ConfigSpace, express: bool) -> tuple[ChainEntry, ...]:
     """Reject a declaration that breaks a rule every layout keeps; return its capability chain.
 
-    The rules (R-DT-005..R-DT-007): no bit both writable and RW1C; identity,
+    The rules (R-DT-005..R-DT-007, R-BRG-001): no bit both writable and RW1C; identity,
     capability pointer and every capability's ID and next bytes read-only;
-    a type 0 header; vendor ID not 0xFFFF; interrupt pin 0-4; command bits
+    a type 0 header, or a type 1 header whose bridge registers agree with one
+    window declaration; vendor ID not 0xFFFF; interrupt pin 0-4; command bits
     only those the PCI specification defines, zero at power-on; a status
     register with no writable bit and RW1C bits only among its error bits;
     well-formed chains.
@@ -160,13 +291,15 @@ def check_space(space: ConfigSpace, express: bool) -> tuple[ChainEntry, ...]:
     both = int.from_bytes(wmask, "little") & int.from_bytes(w1c, "little")
     if both:
         raise _fail(((both & -both).bit_length() - 1) // 8, "a bit is both writable and RW1C")
-    for offset in IDENTITY_BYTES:
+    bridge = image[HEADER_TYPE] & 0x7F == HEADER_TYPE_BRIDGE
+    for offset in BRIDGE_IDENTITY_BYTES if bridge else IDENTITY_BYTES:
         if wmask[offset] | w1c[offset]:
             raise _fail(offset, "identity bytes and the capabilities pointer are read-only")
     if space.word(VENDOR_ID, 2) == 0xFFFF:
         raise _fail(VENDOR_ID, "vendor ID 0xffff is reserved for 'no device'")
-    if image[HEADER_TYPE] & 0x7F:
-        raise _fail(HEADER_TYPE, f"header type {image[HEADER_TYPE] & 0x7F}: only type 0 headers are modelled")
+    if image[HEADER_TYPE] & 0x7F > HEADER_TYPE_BRIDGE:
+        raise _fail(HEADER_TYPE, f"header type {image[HEADER_TYPE] & 0x7F}: only types 0 and 1 are modelled")
+    bridge_registers(space)
     if image[INTERRUPT_PIN] > 4:
         raise _fail(INTERRUPT_PIN, "interrupt pin is 0 (none) or 1-4 (INTA#-INTD#)")
     command_bits = space.word(COMMAND, 2, "wmask")

@@ -13,9 +13,9 @@ anything, so a rejected call leaves the manager as it was (R-ERR-001).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TypeVar, cast
 
 from vpcid.model import blob as blobfmt
 from vpcid.model.bdf import Bdf
@@ -53,6 +53,8 @@ from vpcid.model.profile import (
     DEFAULT_PROFILE,
     Alignment,
     BarMoveWhileDecoding,
+    BridgeIsa,
+    BridgeWindows,
     Cf8AfterAccess,
     Cf8Extended,
     Cf8LowBits,
@@ -62,6 +64,15 @@ from vpcid.model.profile import (
     UnmappedMmioRead,
 )
 from vpcid.model.tables import DecodeTable, Mapping, last_mapped_first, lowest_bdf_first
+from vpcid.model.topology import (
+    Ranges,
+    Windows,
+    bus_reset_raised,
+    forwarded_ranges,
+    intersect,
+    route_numbers,
+    windows,
+)
 
 CONFIG_WIDTHS = (1, 2, 4)
 IO_WIDTHS = (1, 2, 4)
@@ -78,17 +89,38 @@ MAX_VM_ID = 0xFFFF_FFFF
 class Instance:
     """A VPCID instance: a device type placed at a BDF, with its blob's state and data (R-DS-004)."""
 
-    bdf: Bdf
+    bdf: Bdf | None
+    """Its BDF now; None while the bridges above give its bus no number (R-BRG-003)."""
     dtype: DeviceType
     layout: ConfigLayout
     config: bytearray
     data: DeviceData
     mappings: dict[int, Mapping] = field(default_factory=dict)
     """BAR index (6 = ROM) -> where it decodes now; absent when it does not decode."""
+    parent: Instance | None = None
+    """The bridge on whose secondary bus it sits; None on a root bus (R-BRG-002)."""
+    root_bus: int = 0
+    """The root bus it sits on when ``parent`` is None."""
+    slot: tuple[int, int] = (0, 0)
+    """Device and function on its bus, fixed at plug."""
+    children: dict[tuple[int, int], Instance] = field(default_factory=dict)
+    """A bridge's secondary bus: (device, function) -> instance."""
 
     @property
     def behaviour(self) -> BarBehaviour:
         return self.dtype.behaviour if self.dtype.behaviour is not None else MEMORY
+
+    @property
+    def sub_bridges(self) -> list[Instance]:
+        """The bridges on this bridge's secondary bus, by (device, function) (R-BRG-003)."""
+        return [self.children[k] for k in sorted(self.children) if self.children[k].dtype.bridge is not None]
+
+    def below(self) -> Iterator[Instance]:
+        """Every instance below this bridge, in tree pre-order (R-BRG-002)."""
+        for key in sorted(self.children):
+            child = self.children[key]
+            yield child
+            yield from child.below()
 
 
 class _PlatformWindow:
@@ -110,6 +142,40 @@ class VmElement:
     config_table: dict[Bdf, Instance] = field(default_factory=dict)
     cf8: int = 0
     next_stamp: int = 1
+    roots: dict[int, dict[tuple[int, int], Instance]] = field(default_factory=dict)
+    """Root bus number -> (device, function) -> instance: the top of the tree (R-BRG-002)."""
+    bridge_count: int = 0
+    bus_owner: dict[int, Instance] = field(default_factory=dict)
+    """Bus number -> the bridge whose secondary bus it names now (R-BRG-003)."""
+
+    def tree(self) -> Iterator[Instance]:
+        """Every instance in tree pre-order: root buses ascending, each bus by (device, function), a
+        bridge followed by what is below it (R-BRG-002)."""
+        for number in sorted(self.roots):
+            bus = self.roots[number]
+            for key in sorted(bus):
+                yield bus[key]
+                yield from bus[key].below()
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyNode:
+    """One instance in :meth:`DataManager.topology` (R-BRG-010).
+
+    ``bdf``: its BDF now or None; ``parent``: the index of its bridge in the
+    listing, None on a root bus; ``root_bus``: the root bus it sits on (None
+    below a bridge); ``secondary``: for a bridge, the number its secondary bus
+    is reached by, or None; ``windows``: for a bridge, its decoded windows.
+    """
+
+    bdf: Bdf | None
+    parent: int | None
+    root_bus: int | None
+    device: int
+    function: int
+    type_name: str
+    secondary: int | None = None
+    windows: Windows | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -322,24 +388,51 @@ class DataManager:
         self._types[dtype.name] = dtype
 
     def plug(self, vm_id: int, bdf: Bdf, dtype: DeviceType) -> None:
-        """Hot-plug a new instance of ``dtype`` at ``bdf`` in power-on state (R-HP-001, R-HP-003)."""
+        """Hot-plug a new instance of ``dtype`` at ``bdf`` in power-on state (R-HP-001, R-HP-003).
+
+        It goes onto the bus that ``bdf``'s bus number names: a bridge's
+        secondary bus, else root bus ``bdf.bus`` (R-BRG-002).
+        """
         vm = self._vm(vm_id)
         _check_bdf(bdf)
         if bdf in vm.config_table:
             raise SlotOccupied(f"{bdf} in VM {vm_id} already holds a device")
         self.register_type(dtype)
         lay = self._layout(dtype)
-        inst = Instance(bdf, dtype, lay, bytearray(lay.image), DeviceData())
+        parent = vm.bus_owner.get(bdf.bus)
+        slot = (bdf.device, bdf.function)
+        inst = Instance(bdf, dtype, lay, bytearray(lay.image), DeviceData(), parent=parent, root_bus=bdf.bus,
+                        slot=slot)  # fmt: skip
         inst.behaviour.reset(inst.data)
+        bus = parent.children if parent is not None else vm.roots.setdefault(bdf.bus, {})
+        claims_number = parent is None and not bus and bdf.bus != 0
+        bus[slot] = inst
         vm.config_table[bdf] = inst
+        if dtype.bridge is not None:
+            vm.bridge_count += 1
+        if vm.bridge_count and claims_number:
+            self._reroute(vm)  # R-BRG-003: a root bus that was empty now takes its number
 
     def unplug(self, vm_id: int, bdf: Bdf) -> None:
-        """Remove an instance and every table entry that routes to it (R-HP-002)."""
+        """Remove an instance and every table entry that routes to it (R-HP-002); a bridge goes with
+        everything below it (R-BRG-002)."""
         vm = self._vm(vm_id)
         inst = self._instance(vm, bdf)
-        for index in list(inst.mappings):
-            self._unmap(vm, inst, index)
-        del vm.config_table[bdf]
+        removed = [inst, *inst.below()]
+        for gone in removed:
+            for index in list(gone.mappings):
+                self._unmap(vm, gone, index)
+            if gone.bdf is not None:
+                del vm.config_table[gone.bdf]
+        bus = inst.parent.children if inst.parent is not None else vm.roots[inst.root_bus]
+        del bus[inst.slot]
+        freed = inst.parent is None and not bus
+        if freed:
+            del vm.roots[inst.root_bus]
+        bridges = sum(1 for gone in removed if gone.dtype.bridge is not None)
+        vm.bridge_count -= bridges
+        if bridges or (vm.bridge_count and freed):
+            self._reroute(vm)
 
     # -------------------------------------------------------- config space
     def config_read(self, vm_id: int, bdf: Bdf, offset: int, width: int) -> int:
@@ -372,8 +465,120 @@ class DataManager:
             return b"\xff" * length
         if payload is None:
             return bytes(inst.config[offset : offset + length])
-        self._config_store(vm, inst, offset, payload)
+        if inst.dtype.bridge is None:
+            self._config_store(vm, inst, offset, payload)
+        else:
+            self._bridge_config_store(vm, inst, offset, payload)
         return b""
+
+    def _bridge_config_store(self, vm: VmElement, bridge: Instance, offset: int, payload: bytes) -> None:
+        """A write to a bridge: as any function's, then re-route when a bus number changed (R-BRG-003),
+        re-forward below when a window, command or bridge control byte changed (R-BRG-006), and reset
+        the secondary bus when bridge control bit 6 went from 0 to 1 (R-BRG-007)."""
+        before = bytes(bridge.config)
+        self._config_store(vm, bridge, offset, payload)
+        after = bridge.config
+        if before == after:
+            return
+        if before[0x19:0x1B] != after[0x19:0x1B]:
+            self._reroute(vm)
+        if before[0x04:0x06] != after[0x04:0x06] or before[0x1C:0x1E] != after[0x1C:0x1E] or (
+            before[0x20:0x34] != after[0x20:0x34] or before[0x3E:0x40] != after[0x3E:0x40]
+        ):  # fmt: skip
+            self._reforward(vm, bridge)
+        if bus_reset_raised(before[offset : offset + len(payload)], after, offset):
+            self._secondary_bus_reset(vm, bridge)
+
+    # ------------------------------------------------------------ bridges
+    def _reroute(self, vm: VmElement) -> None:
+        """Give every instance the BDF the bridges' bus numbers route to it now and rebuild the
+        configuration table (R-BRG-003, R-BRG-004). Cost: one walk of the tree plus, per bus number no
+        root bus takes, one descent through the bridges whose ranges hold it."""
+        claimed = {0} | {number for number, bus in vm.roots.items() if bus}
+        root_bridges = [bus[k] for n in sorted(vm.roots) for bus in (vm.roots[n],) for k in sorted(bus)
+                        if bus[k].dtype.bridge is not None]  # fmt: skip
+        owners = {n: cast(Instance, b) for n, b in route_numbers(root_bridges, claimed).items()}
+        vm.bus_owner = owners
+        number_of = {id(b): n for n, b in owners.items()}
+        table: dict[Bdf, Instance] = {}
+        moved: list[Instance] = []
+
+        def place(inst: Instance, number: int | None) -> None:
+            bdf = None if number is None else Bdf(number, *inst.slot)
+            if bdf != inst.bdf:
+                inst.bdf = bdf
+                moved.append(inst)
+            if bdf is not None:
+                table[bdf] = inst
+            for key in sorted(inst.children):
+                place(inst.children[key], number_of.get(id(inst)))
+
+        for number in sorted(vm.roots):
+            for key in sorted(vm.roots[number]):
+                place(vm.roots[number][key], number)
+        vm.config_table.clear()
+        vm.config_table.update(table)
+        for inst in moved:  # the overlap rule orders BARs by BDF: re-file them under the new one
+            for index, m in list(inst.mappings.items()):
+                self._refile(vm, inst, index, replace(m, bdf=inst.bdf))
+
+    def _refile(self, vm: VmElement, inst: Instance, index: int, new: Mapping) -> None:
+        table = self._table(vm, inst, index)
+        table.remove(inst.mappings[index])
+        table.insert(new)
+        inst.mappings[index] = new
+
+    def _reforward(self, vm: VmElement, bridge: Instance) -> None:
+        """Recompute the forwarded pieces of every BAR below ``bridge`` (R-BRG-006). Cost: the decoding
+        BARs below it, each times its depth."""
+        for inst in bridge.below():
+            for index, m in list(inst.mappings.items()):
+                pieces = self._pieces(inst, index, m.base, m.size)
+                if pieces != m.pieces:
+                    self._refile(vm, inst, index, replace(m, pieces=pieces))
+
+    def _pieces(self, inst: Instance, index: int, base: int, size: int) -> Ranges | None:
+        """The bytes of a BAR every bridge above forwards (R-BRG-006); None on a root bus, or when the
+        profile's bridges ignore their windows (V-BRIDGE-WINDOWS)."""
+        if inst.parent is None or self.profile.bridge_windows is BridgeWindows.IGNORED:
+            return None
+        honour_isa = self.profile.bridge_isa is BridgeIsa.HONOURED
+        io = self._table_is_io(inst, index)
+        reached: Ranges = ((base, base + size),)
+        bridge: Instance | None = inst.parent
+        while bridge is not None:
+            assert bridge.dtype.bridge is not None
+            ports, memory = forwarded_ranges(bridge.config, bridge.dtype.bridge, honour_isa)
+            reached = intersect(reached, ports if io else memory)
+            bridge = bridge.parent
+        return reached
+
+    @staticmethod
+    def _table_is_io(inst: Instance, index: int) -> bool:
+        bar = inst.dtype.bar(index) if index != ROM_INDEX else None
+        return bar is not None and bar.kind is BarKind.IO
+
+    def _secondary_bus_reset(self, vm: VmElement, bridge: Instance) -> None:
+        """Reset every instance below ``bridge`` as a function reset does (R-BRG-007, R-RST-001)."""
+        for inst in list(bridge.below()):
+            self._reset_instance(vm, inst)
+        self._reroute(vm)
+
+    def topology(self, vm_id: int) -> tuple[TopologyNode, ...]:
+        """The VM's bus tree in pre-order, with each bridge's secondary bus number and windows (R-BRG-010)."""
+        vm = self._vm(vm_id)
+        index_of: dict[int, int] = {}
+        nodes: list[TopologyNode] = []
+        number_of = {id(b): n for n, b in vm.bus_owner.items()}
+        for position, inst in enumerate(vm.tree()):
+            index_of[id(inst)] = position
+            bridge = inst.dtype.bridge
+            nodes.append(TopologyNode(
+                inst.bdf, None if inst.parent is None else index_of[id(inst.parent)],
+                inst.root_bus if inst.parent is None else None, inst.slot[0], inst.slot[1], inst.dtype.name,
+                number_of.get(id(inst)), None if bridge is None else windows(inst.config, bridge),
+            ))  # fmt: skip
+        return tuple(nodes)
 
     def _config_store(self, vm: VmElement, inst: Instance, offset: int, payload: bytes) -> None:
         """Apply masked write bytes, then re-derive the BAR windows (R-CFG-001, R-DEC-005, R-DT-008).
@@ -454,8 +659,9 @@ class DataManager:
         return vm.io_table if bar is not None and bar.kind is BarKind.IO else vm.memory_table
 
     def _map(self, vm: VmElement, inst: Instance, index: int, base: int) -> None:
-        size_log2 = bar_size(inst.dtype, index).bit_length() - 1
-        mapping = Mapping(inst.bdf, index, base, size_log2, vm.next_stamp)
+        size = bar_size(inst.dtype, index)
+        pieces = None if inst.parent is None else self._pieces(inst, index, base, size)
+        mapping = Mapping(inst.bdf, index, base, size.bit_length() - 1, vm.next_stamp, pieces, inst)
         vm.next_stamp += 1
         self._table(vm, inst, index).insert(mapping)
         inst.mappings[index] = mapping
@@ -591,7 +797,7 @@ class DataManager:
         self, vm: VmElement, m: Mapping, offset: int, payload: bytes | None, length: int
     ) -> bytes:
         """Serve a run of bytes inside one BAR, offset from its base (R-ACC-009, R-DT-003, R-BAR-007)."""
-        inst = vm.config_table[m.bdf]
+        inst: Instance = m.owner  # type: ignore[assignment]  # _map stores the instance
         if m.bar == ROM_INDEX:
             if payload is not None:
                 return b""
@@ -607,6 +813,13 @@ class DataManager:
         """Function-level reset: power-on configuration, fresh data, no decode (R-RST-001, R-RST-002)."""
         vm = self._vm(vm_id)
         inst = self._instance(vm, bdf)
+        self._reset_instance(vm, inst)
+        if inst.dtype.bridge is not None:  # R-BRG-008: its bus numbers and windows go to power-on
+            self._reroute(vm)
+            self._reforward(vm, inst)
+
+    def _reset_instance(self, vm: VmElement, inst: Instance) -> None:
+        """One instance to power-on configuration and fresh data, its BARs unmapped (R-RST-001, R-RST-002)."""
         for index in list(inst.mappings):
             self._unmap(vm, inst, index)
         inst.config[:] = inst.layout.image
@@ -614,10 +827,12 @@ class DataManager:
         inst.behaviour.reset(inst.data)
 
     def reset_vm(self, vm_id: int) -> None:
-        """Platform reset: every instance reset, 0xCF8 cleared (R-RST-003)."""
+        """Platform reset: every instance reset, reachable or not, 0xCF8 cleared (R-RST-003, R-BRG-008)."""
         vm = self._vm(vm_id)
-        for bdf in sorted(vm.config_table):
-            self.reset(vm_id, bdf)
+        for inst in list(vm.tree()):
+            self._reset_instance(vm, inst)
+        if vm.bridge_count:
+            self._reroute(vm)
         vm.cf8 = 0
 
     # ------------------------------------------------------ save / restore
@@ -646,16 +861,29 @@ class DataManager:
         vm = self._vm(vm_id)
         inst = self._instance(vm, bdf)
         record = blobfmt.decode_instance(blob)
-        new = self._instance_from(record, inst.bdf, inst.dtype)
+        new = self._instance_from(record, bdf, inst.dtype)
         for index in list(inst.mappings):
             self._unmap(vm, inst, index)
         vm.config_table[bdf] = new
+        self._take_place(vm, inst, new)
         self._map_restored(
             vm,
             new,
             record.windows,
             sorted(i for i, w in enumerate(record.windows) if w is not None),
         )
+        if new.dtype.bridge is not None:  # R-BRG-009: restoring a bridge re-routes and re-forwards
+            self._reroute(vm)
+            self._reforward(vm, new)
+
+    @staticmethod
+    def _take_place(vm: VmElement, old: Instance, new: Instance) -> None:
+        """Put ``new`` where ``old`` sits in the tree, over ``old``'s children (R-BRG-002)."""
+        new.parent, new.root_bus, new.slot, new.children = old.parent, old.root_bus, old.slot, old.children
+        bus = old.parent.children if old.parent is not None else vm.roots[old.root_bus]
+        bus[old.slot] = new
+        for child in new.children.values():
+            child.parent = new
 
     def _map_restored(
         self, vm: VmElement, inst: Instance, windows: tuple[int | None, ...], order: list[int]
@@ -722,14 +950,31 @@ class DataManager:
     def snapshot(self, vm_id: int) -> bytes:
         """Canonical snapshot of a VM: 0xCF8, ECAM, instances, decode order (R-SR-006, R-SR-009)."""
         vm = self._vm(vm_id)
+        if vm.bridge_count:
+            return self._snapshot_tree(vm)
         devices = tuple(
             (bdf.packed, blobfmt.encode_instance(self._record(vm.config_table[bdf])))
             for bdf in sorted(vm.config_table)
         )
         mappings = sorted((m for inst in vm.config_table.values() for m in inst.mappings.values()),
                           key=lambda m: m.stamp)  # fmt: skip
-        order = tuple((m.bdf.packed, m.bar) for m in mappings)
+        order = tuple((cast(Bdf, m.bdf).packed, m.bar) for m in mappings)  # no bridge: every BDF is set
         return blobfmt.encode_snapshot(blobfmt.VmRecord(vm.ecam_base, vm.cf8, devices, order))
+
+    def _snapshot_tree(self, vm: VmElement) -> bytes:
+        """A VM with bridges: devices in tree pre-order with a topology section; the BDF of an instance
+        below a bridge has bus byte 0, and the map order names devices by index (R-BLOB-007, R-BLOB-008)."""
+        listed = list(vm.tree())
+        index_of = {id(inst): k for k, inst in enumerate(listed)}
+        devices = tuple(
+            ((inst.root_bus << 8 if inst.parent is None else 0) | inst.slot[0] << 3 | inst.slot[1],
+             blobfmt.encode_instance(self._record(inst)))
+            for inst in listed
+        )  # fmt: skip
+        parents = tuple(None if inst.parent is None else index_of[id(inst.parent)] for inst in listed)
+        mappings = sorted((m for inst in listed for m in inst.mappings.values()), key=lambda m: m.stamp)
+        order = tuple((index_of[id(m.owner)], m.bar) for m in mappings)
+        return blobfmt.encode_snapshot(blobfmt.VmRecord(vm.ecam_base, vm.cf8, devices, order, parents))
 
     def restore_vm(self, vm_id: int, snapshot: bytes) -> None:
         """Create or replace VM ``vm_id`` from a snapshot, all or nothing (R-SR-006, R-SR-007)."""
@@ -741,6 +986,10 @@ class DataManager:
             raise BlobMismatch("VM snapshot 0xCF8 value has bits this profile never latches")
         vm = self._new_vm(vm_id, rec.ecam_base)
         vm.cf8 = rec.cf8
+        if rec.parents is not None:
+            self._restore_tree(vm, rec)
+            self._vms[vm_id] = vm
+            return
         windows: dict[Bdf, tuple[int | None, ...]] = {}
         for packed, device_blob in rec.devices:
             record = blobfmt.decode_instance(device_blob)
@@ -748,7 +997,11 @@ class DataManager:
             if dtype is None:
                 raise BlobMismatch(f"snapshot holds unknown device type {record.type_name!r}")
             bdf = Bdf.unpack(packed)
-            vm.config_table[bdf] = self._instance_from(record, bdf, dtype)
+            if dtype.bridge is not None:
+                raise BlobError("VM snapshot holds a bridge but no topology section (R-BLOB-008)")
+            inst = vm.config_table[bdf] = self._instance_from(record, bdf, dtype)
+            inst.root_bus, inst.slot = bdf.bus, (bdf.device, bdf.function)
+            vm.roots.setdefault(bdf.bus, {})[inst.slot] = inst
             windows[bdf] = record.windows
         expected = sorted((b.packed, i) for b, w in windows.items() for i, x in enumerate(w) if x is not None)
         if sorted(rec.map_order) != expected:
@@ -761,13 +1014,51 @@ class DataManager:
             self._map_restored(vm, vm.config_table[bdf], windows[bdf], [index])
         self._vms[vm_id] = vm
 
+    def _restore_tree(self, vm: VmElement, rec: blobfmt.VmRecord) -> None:
+        """Rebuild a VM with bridges from a snapshot's devices in tree pre-order and their parents, then
+        route, then map in the recorded order (R-BLOB-007, R-BLOB-008, R-SR-006)."""
+        assert rec.parents is not None
+        placed: list[Instance] = []
+        windows: list[tuple[int | None, ...]] = []
+        for (packed, device_blob), parent_index in zip(rec.devices, rec.parents, strict=True):
+            record = blobfmt.decode_instance(device_blob)
+            dtype = self._types.get(record.type_name)
+            if dtype is None:
+                raise BlobMismatch(f"snapshot holds unknown device type {record.type_name!r}")
+            bdf = Bdf.unpack(packed)
+            inst = self._instance_from(record, bdf, dtype)
+            inst.slot, inst.root_bus = (bdf.device, bdf.function), bdf.bus
+            if parent_index is None:
+                vm.roots.setdefault(bdf.bus, {})[inst.slot] = inst
+            else:
+                parent = placed[parent_index]
+                if parent.dtype.bridge is None:
+                    raise BlobError(
+                        f"VM snapshot topology entry {len(placed)}: parent {parent_index} is no bridge"
+                    )
+                inst.parent, inst.root_bus = parent, 0
+                parent.children[inst.slot] = inst
+            vm.bridge_count += dtype.bridge is not None
+            placed.append(inst)
+            windows.append(record.windows)
+        if not vm.bridge_count:
+            raise BlobError("VM snapshot has a topology section but no bridge (R-BLOB-008)")
+        self._reroute(vm)
+        expected = sorted((k, i) for k, w in enumerate(windows) for i, x in enumerate(w) if x is not None)
+        if sorted(rec.map_order) != expected:
+            raise BlobMismatch("snapshot map order does not list exactly the decoding BARs (by device index)")
+        for position, index in rec.map_order:
+            self._map_restored(vm, placed[position], windows[position], [index])
+
     # -------------------------------------------------------- introspection
     def tables(self, vm_id: int) -> VmTables:
         """The VM's three hash tables, for reviewers and invariant checks (R-DS-007)."""
         vm = self._vm(vm_id)
 
         def rows(table: DecodeTable) -> tuple[TableEntry, ...]:
-            return tuple(sorted(TableEntry(m.size_log2, m.base, m.size, m.bdf, m.bar) for m in table))
+            # R-BRG-003: an unreachable instance has no BDF to list its BARs under; topology() shows it
+            return tuple(sorted(TableEntry(m.size_log2, m.base, m.size, m.bdf, m.bar) for m in table
+                                if m.bdf is not None))  # fmt: skip
 
         config = tuple((bdf, vm.config_table[bdf].dtype.name) for bdf in sorted(vm.config_table))
         return VmTables(config, rows(vm.io_table), rows(vm.memory_table))
@@ -779,7 +1070,7 @@ class DataManager:
             raise InvalidArgument("space is 'io' or 'memory'")
         check_int("address", address, 0xFFFF if space == "io" else (1 << 64) - 1)
         m = (vm.io_table if space == "io" else vm.memory_table).lookup(address)
-        return None if m is None else (m.bdf, m.bar)
+        return None if m is None or m.bdf is None else (m.bdf, m.bar)
 
     def device_type(self, vm_id: int, bdf: Bdf) -> DeviceType:
         """The device type of the instance at ``bdf``."""

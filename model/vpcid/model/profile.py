@@ -83,6 +83,20 @@ class Cf8AfterAccess(StrEnum):
     CLEAR = "clear"
 
 
+class BridgeWindows(StrEnum):
+    """V-BRIDGE-WINDOWS: whether BARs below bridges are reached only through bridge windows (R-BRG-006)."""
+
+    ENFORCED = "enforced"
+    IGNORED = "ignored"
+
+
+class BridgeIsa(StrEnum):
+    """V-BRIDGE-ISA: whether a bridge's ISA enable bit filters its I/O window (R-BRG-006)."""
+
+    HONOURED = "honoured"
+    IGNORED = "ignored"
+
+
 AXES: dict[str, type[StrEnum]] = {
     "status": StatusRegister,
     "bar_move_while_decoding": BarMoveWhileDecoding,
@@ -93,6 +107,8 @@ AXES: dict[str, type[StrEnum]] = {
     "cf8_low_bits": Cf8LowBits,
     "cf8_extended": Cf8Extended,
     "cf8_after_access": Cf8AfterAccess,
+    "bridge_windows": BridgeWindows,
+    "bridge_isa": BridgeIsa,
 }
 """Every variant axis, by its manifest key, with the enum of its values (R-VAR-001)."""
 
@@ -106,6 +122,8 @@ AXIS_REQUIREMENT: dict[str, str] = {
     "cf8_low_bits": "R-CAM-002",
     "cf8_extended": "R-CAM-004",
     "cf8_after_access": "R-CAM-007",
+    "bridge_windows": "R-BRG-006",
+    "bridge_isa": "R-BRG-006",
 }
 """The requirement that states each axis's rule (spec/variants.md)."""
 
@@ -123,6 +141,8 @@ class Profile:
     cf8_low_bits: Cf8LowBits = Cf8LowBits.MASKED
     cf8_extended: Cf8Extended = Cf8Extended.IGNORED
     cf8_after_access: Cf8AfterAccess = Cf8AfterAccess.KEEP
+    bridge_windows: BridgeWindows = BridgeWindows.ENFORCED
+    bridge_isa: BridgeIsa = BridgeIsa.HONOURED
 
     def __post_init__(self) -> None:
         for axis, enum in AXES.items():

@@ -9,21 +9,32 @@ many BARs there are and of how large they are. At most 64 classes exist.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vpcid.model.bdf import Bdf
 
 
 @dataclass(frozen=True, slots=True)
 class Mapping:
-    """One decoding BAR: the instance's BDF, BAR index (6 = ROM), base and size log2."""
+    """One decoding BAR: the instance's BDF (None while bridges leave it unreachable, R-BRG-003), BAR
+    index (6 = ROM), base and size log2, and the pieces of it the bridges above forward (R-BRG-006)."""
 
-    bdf: Bdf
+    bdf: Bdf | None
     bar: int
     base: int
     size_log2: int
     stamp: int
     """Order in which mappings were made in the VM; used by the last-mapped overlap variant."""
+    pieces: tuple[tuple[int, int], ...] | None = None
+    """Half-open address ranges of the BAR that reach it through the bridges above; None: all of it
+    (an instance on a root bus)."""
+    owner: object = field(default=None, compare=False, repr=False)
+    """The instance the BAR belongs to (the manager's)."""
+
+    def forwards(self, address: int) -> bool:
+        """Whether an access to ``address`` inside the BAR reaches it (R-BRG-006)."""
+        pieces = self.pieces
+        return pieces is None or any(start <= address < stop for start, stop in pieces)
 
     @property
     def size(self) -> int:
@@ -39,8 +50,9 @@ PriorityKey = Callable[[Mapping], tuple[int, ...]]
 
 
 def lowest_bdf_first(m: Mapping) -> tuple[int, ...]:
-    """Overlap rule ``lowest-bdf``: the lowest (BDF, BAR index) wins (R-DEC-008)."""
-    return (m.bdf.packed, m.bar)
+    """Overlap rule ``lowest-bdf``: the lowest (BDF, BAR index) wins (R-DEC-008); a BAR of an unreachable
+    instance (no BDF) after every reachable one (R-BRG-003)."""
+    return (m.bdf.packed if m.bdf is not None else 0x10000, m.bar)
 
 
 def last_mapped_first(m: Mapping) -> tuple[int, ...]:
@@ -76,12 +88,25 @@ class DecodeTable:
                 del self._classes[m.size_log2]
 
     def lookup(self, address: int) -> Mapping | None:
-        """The mapping that decodes ``address`` by the overlap rule, one probe per class (R-DS-009)."""
+        """The mapping that decodes ``address`` by the overlap rule, one probe per class (R-DS-009).
+
+        In each bucket the first mapping, in priority order, whose forwarded
+        pieces hold the address takes it (R-BRG-006); a mapping on a root bus
+        holds every address of its BAR, so flat VMs look at the first only.
+        """
         best: Mapping | None = None
         for log2, slots in self._classes.items():
             bucket = slots.get(address >> log2)
-            if bucket is not None and (best is None or self._priority(bucket[0]) < self._priority(best)):
-                best = bucket[0]
+            if bucket is None:
+                continue
+            found = bucket[0]
+            if found.pieces is not None:
+                forwarded = next((m for m in bucket if m.forwards(address)), None)
+                if forwarded is None:
+                    continue
+                found = forwarded
+            if best is None or self._priority(found) < self._priority(best):
+                best = found
         return best
 
     def size_classes(self) -> int:

@@ -49,7 +49,7 @@ one buffer, turned into ``Observation`` objects only when asked for.
 """
 
 cimport cython
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.stdlib cimport malloc, calloc, realloc, free, qsort
 
 cdef extern from "<stdlib.h>":
@@ -681,7 +681,9 @@ cdef struct Mapping:
     uint8_t active
     uint8_t custom       # the device type has a custom behaviour
     uint8_t paged        # the BAR store holds pages (reads of an empty store skip the page table)
-    uint8_t _pad[11]
+    uint8_t limited      # below bridges: only the pieces in ``fwd`` reach it (R-BRG forwarding)
+    uint8_t _pad[2]
+    uint64_t* fwd        # limited: a count, then that many inclusive (first, last) address pairs
 
 cdef struct CClass:
     # one size class of a table (meaningful while its bit is in ``classes``)
@@ -716,6 +718,10 @@ cdef struct CType:
     int name_len
     const uint8_t* fp
     uint32_t index       # position in the manager's list of type names (packed table rows)
+    int rom_reg          # the expansion ROM BAR: 0x30, or 0x38 in a bridge's type 1 header
+    int bridge           # a PCI-to-PCI bridge: type 1 header, a secondary bus (R-BRG-001)
+    int io_win           # its I/O window: 0 none, 16 or 32 (bits)
+    int pref_win         # its prefetchable window: 0 none, 32 or 64 (bits)
 
 cdef struct Inst:
     # allocated 64-byte aligned: the seven windows (BAR0-5, ROM) are one cache line each
@@ -726,6 +732,7 @@ cdef struct Inst:
                          # then the instance's own copy, which follows this structure
     int cfg_size
     uint16_t bdf
+    uint32_t rank        # overlap priority: its BDF, or 0x10000 (after all) while it has none (R-BRG-003)
     uint8_t pending      # restore_vm: windows of the blob still to map, in map order
     uint64_t gen         # bumped by every change of state or data
     PyObject* pydata     # the behaviour's DeviceData (custom behaviours only)
@@ -737,6 +744,13 @@ cdef struct Inst:
     PyObject* cbuf
     Py_ssize_t coff
     Py_ssize_t clen
+    # the bus tree (fixed by plugging): the bridge it is plugged below, or NULL on a root bus; a
+    # bridge's secondary bus, by device and function; whether it has a BDF now (in the table)
+    Inst* parent
+    Inst** kids
+    uint8_t devfn
+    uint8_t reach
+    uint32_t order       # snapshot(): its index in the devices section
 
 
 cdef struct Vm:
@@ -751,6 +765,9 @@ cdef struct Vm:
     uint64_t gen         # bumped by every change in the VM
     uint64_t cgen
     PyObject* cblob      # cached snapshot (valid while cgen == gen), or NULL
+    uint32_t nbridges    # bridge instances, reachable or not
+    uint16_t rootcount[256]  # instances on each root bus (rule 1 of bus-number routing)
+    Inst** busowner      # bus number -> the bridge whose secondary bus it names (bridged VMs), or NULL
 
 cdef union OpArg:
     uint64_t value       # writes: the value
@@ -912,8 +929,8 @@ cdef inline bint before(Mapping* a, Mapping* b, bint last_mapped) noexcept nogil
     """Whether ``a`` wins over ``b`` where both decode (R-DEC-008)."""
     if last_mapped:
         return a.stamp > b.stamp
-    if a.inst.bdf != b.inst.bdf:
-        return a.inst.bdf < b.inst.bdf
+    if a.inst.rank != b.inst.rank:
+        return a.inst.rank < b.inst.rank
     return a.bar < b.bar
 
 
@@ -991,8 +1008,23 @@ cdef int table_remove(DTable* t, Mapping* m) except -1:
     return 0
 
 
+cdef inline bint forwards(Mapping* m, uint64_t a) noexcept nogil:
+    """Whether every bridge above ``m``'s instance forwards address ``a`` to it (R-BRG forwarding)."""
+    cdef uint64_t k, n
+    cdef const uint64_t* f
+    if not m.limited:
+        return True
+    f = m.fwd
+    n = f[0]
+    for k in range(n):
+        if f[1 + 2 * k] <= a <= f[2 + 2 * k]:
+            return True
+    return False
+
+
 cdef inline Mapping* table_lookup(DTable* t, uint64_t a, bint lm) noexcept nogil:
-    """One probe per size class in use (R-DS-006, R-DS-009)."""
+    """One probe per size class in use; in a bucket, the first mapping in priority order that the
+    bridges above it forward ``a`` to (R-DS-006, R-DS-009, R-BRG forwarding)."""
     cdef uint64_t cm = t.classes
     cdef Mapping* best = NULL
     cdef Mapping* h
@@ -1007,6 +1039,8 @@ cdef inline Mapping* table_lookup(DTable* t, uint64_t a, bint lm) noexcept nogil
         h = c.sole
         if h == NULL:
             h = <Mapping*>map_get(&t.map, table_key(a, k))
+        while h != NULL and h.limited and not forwards(h, a):
+            h = h.next if c.sole == NULL else NULL
         if h != NULL and (best == NULL or before(h, best, lm)):
             best = h
     return best
@@ -1020,7 +1054,7 @@ cdef inline bint decode_enabled(CType* t, const uint8_t* cfg, int i) noexcept no
     if kind == K_NONE:
         return False
     if kind == K_ROM:
-        return (cmd & 2) != 0 and (cfg[0x30] & 1) != 0
+        return (cmd & 2) != 0 and (cfg[t.rom_reg] & 1) != 0
     if kind == K_IO:
         return (cmd & 1) != 0
     return (cmd & 2) != 0
@@ -1051,7 +1085,7 @@ cdef inline bint window(CType* t, const uint8_t* cfg, int i, uint64_t* base) noe
     if kind == K_NONE:
         return False
     if kind == K_ROM:
-        low = ld32(cfg + 0x30)
+        low = ld32(cfg + t.rom_reg)
         if not ((cmd & 2) and (low & 1)):
             return False
         b = low & (<uint64_t>0xFFFFF800)
@@ -1084,12 +1118,12 @@ cdef inline bint in_decoding_register(CType* t, const uint8_t* was, int o) noexc
 
 
 cdef inline int reg_start(CType* t, int i) noexcept nogil:
-    return 0x30 if i == ROM else 0x10 + 4 * i
+    return t.rom_reg if i == ROM else 0x10 + 4 * i
 
 
 cdef inline int reg_stop(CType* t, int i) noexcept nogil:
     if i == ROM:
-        return 0x34
+        return t.rom_reg + 4
     return 0x18 + 4 * i if t.kind[i] == K_MEM64 else 0x14 + 4 * i
 
 
@@ -1170,6 +1204,12 @@ cdef class TypeInfo:
         ti.config_behaviour = dtype.config_behaviour
         c.cfg_hook = dtype.config_behaviour is not None
         c.cfg_behaviour = <PyObject*>ti.config_behaviour
+        c.rom_reg = getattr(dtype, "rom_offset", 0x30)
+        bridge = getattr(dtype, "bridge", None)
+        c.bridge = bridge is not None
+        if bridge is not None:  # R-BRG-001: the windows the type declares
+            c.io_win = {"none": 0, "16-bit": 16, "32-bit": 32}[bridge.io.value]
+            c.pref_win = {"none": 0, "32-bit": 32, "64-bit": 64}[bridge.prefetchable.value]
         return ti
 
 
@@ -1330,6 +1370,36 @@ cdef int cmp_u64(const void* a, const void* b) noexcept nogil:
 
 # ---------------------------------------------------------------- the data manager
 
+cdef list merge_ranges(list ranges):
+    """Inclusive ``(first, last)`` ranges sorted, overlapping and adjacent ones merged."""
+    cdef Py_ssize_t last
+    out = []
+    for lo, hi in sorted(ranges):  # (no negative indexes: wraparound is off in this module)
+        last = len(out) - 1
+        if last >= 0 and lo <= out[last][1] + 1:
+            if hi > out[last][1]:
+                out[last] = (out[last][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+cdef list intersect_ranges(list a, list b):
+    """The intersection of two sorted, disjoint lists of inclusive ranges."""
+    out = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo = max(a[i][0], b[j][0])
+        hi = min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
 @cython.final
 cdef class Manager:
     """The VPCID data manager (R-DS-001): VM elements with three hash tables each, compiled.
@@ -1342,6 +1412,7 @@ cdef class Manager:
     cdef U64Map vms
     cdef readonly object profile
     cdef int status_ro, move, lm, unmapped, straddle, natural, cf8_latched, cf8_ext, cf8_clear
+    cdef int windows_ignored, isa_honoured  # V-BRIDGE-WINDOWS, V-BRIDGE-ISA (R-BRG-006)
     cdef uint32_t cf8_keep
     cdef dict types_by_name
     cdef dict types_by_name_bytes    # the same, keyed by the UTF-8 name (as blobs hold it)
@@ -1365,6 +1436,8 @@ cdef class Manager:
     cdef Py_ssize_t sorder_cap
     cdef uint8_t* sview              # scratch of tree_digest(): the bytes a snapshot's digest covers
     cdef Py_ssize_t sview_cap
+    cdef Inst** stree                # scratch of preorder(): a VM's instances in tree pre-order
+    cdef Py_ssize_t stree_cap
 
     def __init__(self, profile=None):
         if profile is None:
@@ -1384,6 +1457,8 @@ cdef class Manager:
         self.cf8_latched = p["cf8_low_bits"] == "latched"
         self.cf8_ext = p["cf8_extended"] == "extends"
         self.cf8_clear = p["cf8_after_access"] == "clear"
+        self.windows_ignored = p.get("bridge_windows", "enforced") == "ignored"
+        self.isa_honoured = p.get("bridge_isa", "honoured") == "honoured"
         self.cf8_keep = (<uint64_t>0x8FFFFFFC) if self.cf8_ext else (<uint64_t>0x80FFFFFC)
         self.status_enum = profile.status
         self.types_by_name = {}
@@ -1402,6 +1477,7 @@ cdef class Manager:
         free(self.sencs)
         free(self.sorder)
         free(self.sview)
+        free(self.stree)
 
     @property
     def last_digest(self):
@@ -1551,10 +1627,14 @@ cdef class Manager:
     # ------------------------------------------------------------ hot-plug (R-HP-*)
 
     cdef int op_plug(self, OpRec* op, object dtype) except -1:
+        """Plug onto the bus the BDF's bus number routes to: a bridge's secondary bus, else root bus
+        ``b`` (R-HP-001, R-BRG plug)."""
         cdef Vm* vm = NULL
         cdef int code = self.vm_of(op, &vm)
         cdef TypeInfo ti
         cdef Inst* p = NULL
+        cdef Inst* owner = NULL
+        cdef uint8_t bus = op.bdf >> 8
         if code:
             return code
         if op.bad & B_BDF:
@@ -1568,6 +1648,10 @@ cdef class Manager:
             if ti is None:
                 return E_INVALID if not isinstance(dtype, _DeviceType) else E_BAD_TYPE
         map_reserve(&vm.cfgtab)  # so that inserting ``p`` below cannot fail
+        if ti.c.bridge and vm.busowner == NULL:
+            vm.busowner = <Inst**>calloc(256, sizeof(Inst*))
+            if vm.busowner == NULL:
+                raise MemoryError()
         p = new_inst(ti, op.bdf)
         if p.t.custom:
             try:
@@ -1578,8 +1662,25 @@ cdef class Manager:
             except BaseException:
                 free_inst(p)
                 raise
+        if ti.c.bridge:
+            p.kids = <Inst**>calloc(256, sizeof(Inst*))
+            if p.kids == NULL:
+                free_inst(p)
+                raise MemoryError()
+            vm.nbridges += 1
+        if vm.busowner != NULL:
+            owner = vm.busowner[bus]
+        p.devfn = op.bdf & 0xFF
+        p.reach = 1
+        if owner != NULL:
+            p.parent = owner
+            owner.kids[p.devfn] = p
+        else:
+            vm.rootcount[bus] += 1
         map_put(&vm.cfgtab, op.bdf, p)
         vm.gen += 1
+        if owner == NULL and vm.rootcount[bus] == 1 and vm.busowner != NULL:
+            self.reroute(vm)  # root bus ``bus`` is now named by its number (rule 1)
         return 0
 
     cdef int op_unplug(self, OpRec* op) except -1:
@@ -1588,10 +1689,14 @@ cdef class Manager:
         cdef int code = self.inst_of(op, &vm, &p)
         if code:
             return code
-        self.unmap_all(vm, p)
-        map_del(&vm.cfgtab, op.bdf)
-        free_inst(p)
+        if p.parent != NULL:
+            p.parent.kids[p.devfn] = NULL
+        else:
+            vm.rootcount[op.bdf >> 8] -= 1
+        self.drop_tree(vm, p)  # a bridge goes with everything below it (R-HP-002)
         vm.gen += 1
+        if vm.busowner != NULL:
+            self.reroute(vm)
         return 0
 
     # ------------------------------------------------------------ routing changes
@@ -1608,6 +1713,8 @@ cdef class Manager:
         m.log2 = p.t.log2[i]
         m.stamp = vm.stamp
         vm.stamp += 1
+        if p.parent != NULL:
+            self.set_forward(p, i)
         table_insert(self.table_for(vm, p, i), m, self.lm)
         m.active = 1
         return 0
@@ -1618,6 +1725,10 @@ cdef class Manager:
             touch(vm, p)
             table_remove(self.table_for(vm, p, i), m)
             m.active = 0
+            if m.fwd != NULL:
+                free(m.fwd)
+                m.fwd = NULL
+            m.limited = 0
         return 0
 
     cdef int unmap_all(self, Vm* vm, Inst* p) except -1:
@@ -1625,6 +1736,288 @@ cdef class Manager:
         for i in range(NWIN):
             if p.maps[i].active:
                 self.do_unmap(vm, p, i)
+        return 0
+
+    # ------------------------------------------------------------ bridges: the bus tree (R-BRG-*)
+
+    cdef int drop_tree(self, Vm* vm, Inst* p) except -1:
+        """Remove an instance already unlinked from its bus, and everything below it: table entries,
+        windows, memory."""
+        cdef int d
+        if p.kids != NULL:
+            for d in range(256):
+                if p.kids[d] != NULL:
+                    self.drop_tree(vm, p.kids[d])
+                    p.kids[d] = NULL
+            vm.nbridges -= 1
+        self.unmap_all(vm, p)
+        if p.reach:
+            map_del(&vm.cfgtab, p.bdf)
+        free_inst(p)
+        return 0
+
+    cdef Inst** preorder(self, Vm* vm, Py_ssize_t* n) except NULL:
+        """Every instance, reachable or not, in tree pre-order: root buses ascending, on each bus by
+        device and function, each bridge followed by what is below it (a scratch array valid until
+        the next call)."""
+        cdef Py_ssize_t nr, k, used = 0
+        cdef Inst** roots = self.sorted_insts(vm, &nr)
+        for k in range(nr):
+            if roots[k].parent == NULL:
+                self.append_tree(roots[k], &used)
+        n[0] = used
+        return self.stree
+
+    cdef int append_tree(self, Inst* p, Py_ssize_t* used) except -1:
+        cdef int d
+        grow(<void**>&self.stree, &self.stree_cap, used[0] + 1, sizeof(Inst*))
+        self.stree[used[0]] = p
+        used[0] += 1
+        if p.kids != NULL:
+            for d in range(256):
+                if p.kids[d] != NULL:
+                    self.append_tree(p.kids[d], used)
+        return 0
+
+    cdef int reroute(self, Vm* vm) except -1:
+        """Give every bus its number by the bridges' registers and key the configuration table by the
+        BDFs that follow (R-BRG-003, R-BRG-004): bus 0 and every occupied root bus are named by their
+        own number; any other number goes down through the first bridge, in (bus, device, function)
+        order, whose [secondary, subordinate] range holds it, and names the secondary bus of the
+        bridge whose secondary bus number it is. Cost: the tree once, plus 256 bus numbers handed
+        down the bridges."""
+        cdef Py_ssize_t n, k, nroot = 0
+        cdef Inst** arr = self.preorder(vm, &n)
+        cdef Inst** level
+        cdef Inst* p
+        cdef Inst* x
+        cdef uint64_t bits[4]
+        cdef int b
+        cdef uint16_t bdf
+        cdef bint reach
+        for k in range(n):  # first, no instance below a bridge is in the table
+            p = arr[k]
+            if p.parent != NULL and p.reach:
+                map_del(&vm.cfgtab, p.bdf)
+        memset(vm.busowner, 0, 256 * sizeof(Inst*))
+        memset(bits, 0, sizeof(bits))
+        for b in range(1, 256):
+            if not vm.rootcount[b]:
+                bits[b >> 6] |= (<uint64_t>1) << (b & 63)
+        level = <Inst**>malloc((n + 1) * sizeof(Inst*))
+        if level == NULL:
+            raise MemoryError()
+        try:
+            for k in range(n):
+                if arr[k].parent == NULL and arr[k].kids != NULL:
+                    level[nroot] = arr[k]
+                    nroot += 1
+            self.route_level(vm, level, nroot, bits)
+        finally:
+            free(level)
+        for k in range(n):  # then each takes the BDF its bridge's bus number gives, in tree order
+            p = arr[k]
+            x = p.parent
+            if x == NULL:
+                continue
+            b = x.cfg[0x19]
+            reach = vm.busowner[b] == x
+            bdf = <uint16_t>((b << 8) | p.devfn)
+            if reach != p.reach or (reach and bdf != p.bdf):
+                self.rekey(vm, p, bdf, reach)
+            if reach:
+                map_put(&vm.cfgtab, bdf, p)
+        vm.gen += 1
+        return 0
+
+    cdef int route_level(self, Vm* vm, Inst** bridges, Py_ssize_t nb, uint64_t* bits) except -1:
+        """Hand the bus numbers in ``bits`` to the bridges of one bus, in order (R-BRG routing)."""
+        cdef Py_ssize_t j, nk
+        cdef int b, sec, sub, d
+        cdef uint64_t taken[4]
+        cdef Inst* x
+        cdef Inst** below
+        cdef bint any_taken
+        for j in range(nb):
+            x = bridges[j]
+            sec = x.cfg[0x19]
+            sub = x.cfg[0x1A]
+            memset(taken, 0, sizeof(taken))
+            any_taken = False
+            for b in range(sec, sub + 1):
+                if bits[b >> 6] & ((<uint64_t>1) << (b & 63)):
+                    bits[b >> 6] &= ~((<uint64_t>1) << (b & 63))
+                    taken[b >> 6] |= (<uint64_t>1) << (b & 63)
+                    any_taken = True
+            if not any_taken:
+                continue
+            if taken[sec >> 6] & ((<uint64_t>1) << (sec & 63)):
+                vm.busowner[sec] = x
+                taken[sec >> 6] &= ~((<uint64_t>1) << (sec & 63))
+            if not (taken[0] | taken[1] | taken[2] | taken[3]):
+                continue
+            below = <Inst**>malloc(256 * sizeof(Inst*))
+            if below == NULL:
+                raise MemoryError()
+            try:
+                nk = 0
+                for d in range(256):
+                    if x.kids[d] != NULL and x.kids[d].kids != NULL:
+                        below[nk] = x.kids[d]
+                        nk += 1
+                self.route_level(vm, below, nk, taken)
+            finally:
+                free(below)
+        return 0
+
+    cdef int rekey(self, Vm* vm, Inst* p, uint16_t bdf, bint reach) except -1:
+        """Give ``p`` its new BDF (kept, but unused, while it has none); its windows are filed again
+        under their new overlap priority, keeping when they began decoding (R-DEC-008, R-BRG-003)."""
+        cdef int i
+        for i in range(NWIN):
+            if p.maps[i].active:
+                table_remove(self.table_for(vm, p, i), &p.maps[i])
+        p.reach = reach
+        if reach:
+            p.bdf = bdf
+        p.rank = p.bdf if reach else 0x10000
+        for i in range(NWIN):
+            if p.maps[i].active:
+                table_insert(self.table_for(vm, p, i), &p.maps[i], self.lm)
+        return 0
+
+    cdef list forwarded(self, Inst* x, bint io):
+        """The address ranges (inclusive, sorted, disjoint) bridge ``x`` forwards to its secondary
+        side: I/O with command bit 0, memory with bit 1; the windows its registers decode, ISA
+        enable keeping ports whose bits 9:8 are 00, VGA enable adding the VGA ranges (R-BRG forwarding)."""
+        cdef const uint8_t* cfg = x.cfg
+        cdef CType* t = x.t
+        cdef uint16_t cmd = ld16(cfg + 4), ctl = ld16(cfg + 0x3E)
+        cdef uint64_t base, limit, blk
+        out = []
+        if io:
+            if not (cmd & 1):
+                return out
+            if t.io_win:
+                base = (<uint64_t>(cfg[0x1C] & 0xF0)) << 8
+                limit = ((<uint64_t>(cfg[0x1D] & 0xF0)) << 8) | 0xFFF
+                if t.io_win == 32:
+                    base |= (<uint64_t>ld16(cfg + 0x30)) << 16
+                    limit |= (<uint64_t>ld16(cfg + 0x32)) << 16
+                if base <= limit:
+                    if (ctl & 0x04) and self.isa_honoured:  # ISA enable (V-BRIDGE-ISA)
+                        blk = base & ~(<uint64_t>0x3FF)
+                        while blk <= limit and blk < 0x10000:
+                            out.append((max(blk, base), min(blk + 0xFF, limit)))
+                            blk += 0x400
+                        if limit >= 0x10000:
+                            out.append((max(base, 0x10000), limit))
+                    else:
+                        out.append((base, limit))
+            if ctl & 0x08:  # VGA enable
+                out.append((0x3B0, 0x3BB))
+                out.append((0x3C0, 0x3DF))
+        else:
+            if not (cmd & 2):
+                return out
+            base = (<uint64_t>(ld16(cfg + 0x20) & 0xFFF0)) << 16
+            limit = ((<uint64_t>(ld16(cfg + 0x22) & 0xFFF0)) << 16) | 0xFFFFF
+            if base <= limit:
+                out.append((base, limit))
+            if t.pref_win:
+                base = (<uint64_t>(ld16(cfg + 0x24) & 0xFFF0)) << 16
+                limit = ((<uint64_t>(ld16(cfg + 0x26) & 0xFFF0)) << 16) | 0xFFFFF
+                if t.pref_win == 64:
+                    base |= (<uint64_t>ld32(cfg + 0x28)) << 32
+                    limit |= (<uint64_t>ld32(cfg + 0x2C)) << 32
+                if base <= limit:
+                    out.append((base, limit))
+            if ctl & 0x08:
+                out.append((0xA0000, 0xBFFFF))
+        return merge_ranges(out)
+
+    cdef int set_forward(self, Inst* p, int i) except -1:
+        """The pieces of window ``i`` every bridge above ``p`` forwards (R-BRG-006); 1 when they
+        changed."""
+        cdef Mapping* m = &p.maps[i]
+        cdef Inst* a = p.parent
+        cdef uint64_t* f = NULL
+        cdef Py_ssize_t k, count = 0
+        cdef bint io = p.t.kind[i] == K_IO, same
+        cdef uint8_t limited = 0
+        if a != NULL and not self.windows_ignored:  # V-BRIDGE-WINDOWS ignored: every byte reaches it
+            whole = (m.base, m.base + ((<uint64_t>1) << m.log2) - 1)
+            pieces = [whole]
+            while a != NULL and pieces:
+                pieces = intersect_ranges(pieces, self.forwarded(a, io))
+                a = a.parent
+            if pieces != [whole]:
+                limited = 1
+                count = len(pieces)
+                f = <uint64_t*>malloc((1 + 2 * count) * sizeof(uint64_t))
+                if f == NULL:
+                    raise MemoryError()
+                f[0] = <uint64_t>count
+                for k in range(count):
+                    f[1 + 2 * k] = pieces[k][0]
+                    f[2 + 2 * k] = pieces[k][1]
+        same = limited == m.limited and (not limited or (m.fwd[0] == <uint64_t>count and memcmp(
+            f, m.fwd, (1 + 2 * count) * sizeof(uint64_t)) == 0))
+        free(m.fwd)
+        m.fwd = f
+        m.limited = limited
+        return 0 if same else 1
+
+    cdef int refresh_forwarding(self, Vm* vm, Inst* x) except -1:
+        """Re-derive the forwarded pieces of every decoding window below bridge ``x``."""
+        cdef int d, i
+        cdef Inst* p
+        for d in range(256):
+            p = x.kids[d]
+            if p == NULL:
+                continue
+            for i in range(NWIN):
+                if p.maps[i].active and self.set_forward(p, i):
+                    table_remove(self.table_for(vm, p, i), &p.maps[i])  # filed again, as the model does
+                    table_insert(self.table_for(vm, p, i), &p.maps[i], self.lm)
+            if p.kids != NULL:
+                self.refresh_forwarding(vm, p)
+        return 0
+
+    cdef int reset_below(self, Vm* vm, Inst* x) except -1:
+        """Secondary bus reset: every instance below bridge ``x`` reset as ``reset`` does (R-RST-001)."""
+        cdef int d
+        cdef Inst* p
+        for d in range(256):
+            p = x.kids[d]
+            if p == NULL:
+                continue
+            self.reset_inst(vm, p)
+            if p.kids != NULL:
+                self.reset_below(vm, p)
+        return 0
+
+    cdef int bridge_written(self, Vm* vm, Inst* x, int off, int n, const uint8_t* prev) except -1:
+        """After a write changed bridge ``x``'s bytes ``prev`` (at ``off``): a secondary bus reset when
+        bridge control bit 6 went from 0 to 1, routing when a bus number changed, forwarding when the
+        command register, a window or bridge control changed (R-BRG-*)."""
+        cdef int k, o
+        cdef bint route = False, forward = False
+        for k in range(n):
+            o = off + k
+            if prev[k] == x.cfg[o]:
+                continue
+            if o == 0x19 or o == 0x1A:
+                route = True
+            elif o == 0x3E and (x.cfg[o] & 0x40) and not (prev[k] & 0x40):
+                self.reset_below(vm, x)
+                route = True
+            if o == 4 or o == 5 or 0x1C <= o <= 0x1D or 0x20 <= o <= 0x2F or 0x30 <= o <= 0x33 or o == 0x3E:
+                forward = True
+        if route:
+            self.reroute(vm)
+        if forward:
+            self.refresh_forwarding(vm, x)
         return 0
 
     # ------------------------------------------------------------ configuration space (R-CFG-*, R-DEC-005)
@@ -1657,9 +2050,10 @@ cdef class Manager:
         cdef uint32_t affected = 0   # bit i: window i may change
         cdef uint8_t v, old, new, changed = 0
         cdef uint8_t bytes_new[8]
+        cdef uint8_t prev[8]
         if t.cfg_hook:
             return self.cfg_store_hooked(vm, p, off, data, n)
-        if command or (off < 0x28 and end > 0x10) or (off < 0x34 and end > 0x30):
+        if command or (off < 0x28 and end > 0x10) or (off < t.rom_reg + 4 and end > t.rom_reg):
             for j in range(t.nimpl):
                 i = t.impl[j]
                 if not command and (end <= reg_start(t, i) or off >= reg_stop(t, i)):
@@ -1685,10 +2079,13 @@ cdef class Manager:
             return 0  # the windows already match these registers (R-DEC-010), and no state changed
         cfg = own_cfg(p)
         for k in range(n):
+            prev[k] = cfg[off + k]
             cfg[off + k] = bytes_new[k]
         touch(vm, p)
         if affected:
             self.rederive(vm, p, was, affected)
+        if t.bridge:
+            self.bridge_written(vm, p, off, n, prev)
         return 0
 
     cdef int cfg_store_hooked(self, Vm* vm, Inst* p, int off, const uint8_t* data, int n) except -1:
@@ -1700,6 +2097,8 @@ cdef class Manager:
         cdef uint8_t was[7]
         cdef uint32_t affected = 0
         cdef const uint8_t* got
+        cdef uint8_t prev[0x40]
+        memcpy(prev, cfg, 0x40)
         for j in range(t.nimpl):
             i = t.impl[j]
             affected |= (<uint32_t>1) << i
@@ -1723,6 +2122,8 @@ cdef class Manager:
         touch(vm, p)
         if affected:
             self.rederive(vm, p, was, affected)
+        if t.bridge:
+            self.bridge_written(vm, p, 0, 0x40, prev)
         return 0
 
     cdef int rederive(self, Vm* vm, Inst* p, uint8_t* was, uint32_t affected) except -1:
@@ -1949,12 +2350,18 @@ cdef class Manager:
         return 0
 
     cdef int op_reset(self, OpRec* op) except -1:
+        """Function-level reset; a bridge's own function only: its bus numbers go to zero, so what is
+        below it loses its BDFs, and its windows close (R-RST-001, R-BRG reset)."""
         cdef Vm* vm = NULL
         cdef Inst* p = NULL
         cdef int code = self.inst_of(op, &vm, &p)
         if code:
             return code
-        return self.reset_inst(vm, p)
+        self.reset_inst(vm, p)
+        if p.kids != NULL:
+            self.reroute(vm)
+            self.refresh_forwarding(vm, p)
+        return 0
 
     cdef int op_reset_vm(self, OpRec* op) except -1:
         cdef Vm* vm = NULL
@@ -1963,9 +2370,14 @@ cdef class Manager:
         cdef Py_ssize_t n, k
         if code:
             return code
-        arr = self.sorted_insts(vm, &n)
+        if vm.busowner != NULL:  # every instance, reachable or not (R-RST-003)
+            arr = self.preorder(vm, &n)
+        else:
+            arr = self.sorted_insts(vm, &n)
         for k in range(n):
             self.reset_inst(vm, arr[k])
+        if vm.busowner != NULL:
+            self.reroute(vm)
         vm.cf8 = 0
         vm.gen += 1
         return 0
@@ -2220,6 +2632,7 @@ cdef class Manager:
         cdef bytes blob
         cdef uint8_t* b
         cdef list keep = None
+        cdef bint bridged
         code[0] = self.vm_of(op, &vm)
         if code[0]:
             return None
@@ -2227,7 +2640,10 @@ cdef class Manager:
             blob = <bytes>vm.cblob
             self.hand_out(blob)
             return blob
-        arr = self.sorted_insts(vm, &n)
+        bridged = vm.nbridges != 0  # then in tree order, with a topology section (R-BLOB)
+        arr = self.preorder(vm, &n) if bridged else self.sorted_insts(vm, &n)
+        for k in range(n):
+            arr[k].order = <uint32_t>k
         for k in range(n):  # instances in power-on state share their type's blob, hashed once per type
             p = arr[k]
             if (p.cbuf == NULL or p.cgen != p.gen) and is_power_on(p):
@@ -2258,10 +2674,12 @@ cdef class Manager:
                     nmap += 1
         qsort(order, nmap, sizeof(Mapping*), cmp_stamp)
         total = SNAP_DEVICES + dev_len + 8 + 4 + 3 * nmap + 32
+        if bridged:
+            total += 8 + 4 + 4 * n
         blob = PyBytes_FromStringAndSize(NULL, total)
         b = <uint8_t*>PyBytes_AS_STRING(blob)
         memcpy(b, b"VPCIDVMS", 8)
-        st16(b + 8, 1); st16(b + 10, 0); st16(b + 12, 3); st16(b + 14, 0)
+        st16(b + 8, 1); st16(b + 10, 0); st16(b + 12, 4 if bridged else 3); st16(b + 14, 0)
         pos = 16
         st16(b + pos, 1); st16(b + pos + 2, 1); st32(b + pos + 4, 13); pos += 8
         b[pos] = 1 if vm.has_ecam else 0
@@ -2273,7 +2691,7 @@ cdef class Manager:
         pos += 4
         for k in range(n):
             p = arr[k]
-            st16(b + pos, p.bdf)
+            st16(b + pos, p.bdf if p.parent == NULL else p.devfn)  # below a bridge: bus byte 0
             st32(b + pos + 2, <uint32_t>encs[k].size)
             start = pos + 6
             if encs[k].p == NULL:
@@ -2297,9 +2715,16 @@ cdef class Manager:
         st32(b + pos, <uint32_t>nmap)
         pos += 4
         for k in range(nmap):
-            st16(b + pos, order[k].inst.bdf)
+            st16(b + pos, <uint16_t>order[k].inst.order if bridged else order[k].inst.bdf)
             b[pos + 2] = order[k].bar
             pos += 3
+        if bridged:  # 4 topology (critical): each instance's bridge, by index in the devices section
+            st16(b + pos, 4); st16(b + pos + 2, 1); st32(b + pos + 4, <uint32_t>(4 + 4 * n)); pos += 8
+            st32(b + pos, <uint32_t>n)
+            pos += 4
+            for k in range(n):
+                st32(b + pos, arr[k].parent.order if arr[k].parent != NULL else 0xFFFFFFFF)
+                pos += 4
         self.tree_digest(b, SNAP_DEVICES, dev_len, pos, b + pos)
         set_blob(&vm.cblob, blob)
         vm.cgen = vm.gen
@@ -2328,8 +2753,9 @@ cdef class Manager:
         return 0
 
     cdef int unframe(self, const uint8_t* b, Py_ssize_t n, const char* magic, int nknown,
-                     Py_ssize_t* off, Py_ssize_t* length, bint trusted) except -1:
-        """Framing and integrity (R-BLOB-001, R-BLOB-002); known tags are 1..nknown."""
+                     Py_ssize_t* off, Py_ssize_t* length, bint trusted, uint32_t optional=0) except -1:
+        """Framing and integrity (R-BLOB-001, R-BLOB-002); known tags are 1..nknown, each required
+        unless its bit is in ``optional`` (then its length is -1 when absent)."""
         cdef Py_ssize_t body, pos
         cdef uint16_t count, tag, flags, last = 0
         cdef uint32_t slen
@@ -2376,6 +2802,9 @@ cdef class Manager:
             return self.fail(E_BAD_BLOB, b"trailing bytes after the last section")
         for k in range(1, nknown + 1):
             if not (seen & ((<uint32_t>1) << k)):
+                if optional & ((<uint32_t>1) << k):
+                    length[k] = -1
+                    continue
                 return self.fail(E_BAD_BLOB, b"a section is missing")
         return 0
 
@@ -2552,6 +2981,9 @@ cdef class Manager:
             for i in range(NWIN):
                 if r.on[i]:
                     self.do_map(vm, p, i, r.base[i])  # ascending BAR index (R-SR-002)
+            if p.kids != NULL:  # a bridge's restored registers re-route and re-forward
+                self.reroute(vm)
+                self.refresh_forwarding(vm, p)
             if slot >= 0:  # saving again gives the same bytes (R-SR-008)
                 set_blob(&p.cbuf, blob)
                 p.coff = 0
@@ -2562,25 +2994,36 @@ cdef class Manager:
         return 0
 
     cdef int op_restore_vm(self, OpRec* op, object blob) except -1:
-        """Create or replace a VM from a snapshot, all or nothing (R-SR-006, R-SR-007, R-SR-009)."""
+        """Create or replace a VM from a snapshot, all or nothing (R-SR-006, R-SR-007, R-SR-009).
+
+        A snapshot of a VM with bridges has a topology section: the devices
+        are in tree pre-order, each names its bridge by index, and the map
+        order names instances by index (R-BLOB, bridges).
+        """
         cdef Py_buffer view
-        cdef Py_ssize_t off[4]
-        cdef Py_ssize_t ln[4]
+        cdef Py_ssize_t off[5]
+        cdef Py_ssize_t ln[5]
         cdef const uint8_t* b
         cdef const uint8_t* s
+        cdef const uint8_t* parents = NULL
         cdef int code
         cdef uint8_t has_ecam
         cdef uint64_t ecam, pos, count, k, n, dlen, bar
-        cdef uint32_t cf8
+        cdef uint32_t cf8, parent, top
         cdef uint16_t packed, prev = 0
         cdef Vm* vm = NULL
         cdef Vm* old
         cdef Inst* p = NULL
+        cdef Inst** made = NULL
+        cdef uint32_t* stack = NULL
+        cdef int32_t* last_kid = NULL
+        cdef Py_ssize_t depth = 0
         cdef InstRec r
         cdef Py_ssize_t nexpected = 0
         cdef int slot
         cdef uint64_t i
         cdef uint8_t digest[32]
+        cdef bint bridged
         if op.bad & B_VM:
             return self.fail(E_INVALID, b"vm_id must be an integer 0-0xffffffff")
         if not isinstance(blob, (bytes, bytearray, memoryview)):
@@ -2589,9 +3032,10 @@ cdef class Manager:
         PyObject_GetBuffer(blob, &view, PyBUF_SIMPLE)
         try:
             b = <const uint8_t*>view.buf
-            code = self.unframe(b, view.len, b"VPCIDVMS", 3, off, ln, True)  # its digest: below
+            code = self.unframe(b, view.len, b"VPCIDVMS", 4, off, ln, True, 1 << 4)  # its digest: below
             if code:
                 return code
+            bridged = ln[4] >= 0
             if ln[1] != 13:
                 return self.fail(E_BAD_BLOB, b"VM section has the wrong length")
             s = b + off[1]
@@ -2604,6 +3048,16 @@ cdef class Manager:
                 return self.fail(E_BAD_BLOB, b"device section is truncated")
             s = b + off[2]
             count = ld32(s)
+            if bridged:
+                if ln[4] < 4 or ld32(b + off[4]) != count or <uint64_t>ln[4] != 4 + 4 * count:
+                    return self.fail(E_BAD_BLOB, b"topology section does not list every device once")
+                parents = b + off[4] + 4
+                stack = <uint32_t*>malloc((count + 1) * sizeof(uint32_t))
+                last_kid = <int32_t*>malloc((count + 1) * sizeof(int32_t))
+                if stack == NULL or last_kid == NULL:
+                    raise MemoryError()
+                for k in range(count + 1):
+                    last_kid[k] = -1  # entry ``count`` stands for the root buses
             pos = 4
             for k in range(count):
                 if pos + 6 > <uint64_t>ln[2]:
@@ -2612,9 +3066,29 @@ cdef class Manager:
                 dlen = ld32(s + pos + 2)
                 if pos + 6 + dlen > <uint64_t>ln[2]:
                     return self.fail(E_BAD_BLOB, b"device blob runs past the end")
-                if k > 0 and packed <= prev:
-                    return self.fail(E_BAD_BLOB, b"devices are not in ascending BDF order")
-                prev = packed
+                if not bridged:
+                    if k > 0 and packed <= prev:
+                        return self.fail(E_BAD_BLOB, b"devices are not in ascending BDF order")
+                    prev = packed
+                else:
+                    # pre-order: the parent is an earlier entry still open on the path from the root
+                    parent = ld32(parents + 4 * k)
+                    if parent == 0xFFFFFFFF:
+                        depth = 0
+                        top = <uint32_t>count
+                    else:
+                        while depth > 0 and stack[depth - 1] != parent:
+                            depth -= 1
+                        if depth == 0:
+                            return self.fail(E_BAD_BLOB, b"a device's bridge is not an earlier entry on its path")
+                        if packed >> 8:
+                            return self.fail(E_BAD_BLOB, b"a device below a bridge has a bus number")
+                        top = parent
+                    if last_kid[top] >= packed:
+                        return self.fail(E_BAD_BLOB, b"devices on a bus are not in ascending order")
+                    last_kid[top] = packed
+                    stack[depth] = <uint32_t>k
+                    depth += 1
                 pos += 6 + dlen
             if pos != <uint64_t>ln[2]:
                 return self.fail(E_BAD_BLOB, b"device section has trailing bytes")
@@ -2627,12 +3101,20 @@ cdef class Manager:
             n = ld32(b + off[3])
             if <uint64_t>ln[3] != 4 + 3 * n:
                 return self.fail(E_BAD_BLOB, b"map-order section length does not match its count")
+            if bridged:
+                for k in range(n):
+                    if ld16(b + off[3] + 4 + 3 * k) >= count:
+                        return self.fail(E_BAD_BLOB, b"map order names a device index past the devices section")
             if has_ecam and ((ecam & (ECAM_SIZE - 1)) or ecam > (<uint64_t>0) - ECAM_SIZE):
                 return self.fail(E_BAD_BLOB, b"ECAM base is not a valid window")
             if not self.cf8_latched and (cf8 & ~self.cf8_keep):
                 return self.fail(E_MISMATCH, b"0xCF8 has bits this profile never latches")
             vm = new_vm(op.vm, has_ecam, ecam)
             vm.cf8 = cf8
+            if bridged:
+                made = <Inst**>malloc((count + 1) * sizeof(Inst*))
+                if made == NULL:
+                    raise MemoryError()
             pos = 4
             for k in range(count):
                 packed = ld16(s + pos)
@@ -2643,11 +3125,37 @@ cdef class Manager:
                 ti = self.types_by_name_bytes.get(PyBytes_FromStringAndSize(<char*>r.name, r.name_len))
                 if ti is None:
                     return self.fail(E_MISMATCH, b"snapshot holds an unknown device type")
+                if not bridged and (<TypeInfo>ti).c.bridge:
+                    return self.fail(E_BAD_BLOB, b"snapshot holds a bridge but no topology section")
                 data = self.check_instance(&r, <TypeInfo>ti, &code, slot >= 0)
                 if code:
                     return code
                 p = new_inst(<TypeInfo>ti, packed, False)
-                map_put(&vm.cfgtab, packed, p)
+                p.devfn = packed & 0xFF
+                if bridged:
+                    made[k] = p
+                    parent = ld32(parents + 4 * k)
+                    if parent != 0xFFFFFFFF and made[parent].kids == NULL:
+                        free_inst(p)
+                        return self.fail(E_BAD_BLOB, b"a device's parent in the topology is not a bridge")
+                    if (<TypeInfo>ti).c.bridge:
+                        p.kids = <Inst**>calloc(256, sizeof(Inst*))
+                        if p.kids == NULL:
+                            free_inst(p)
+                            raise MemoryError()
+                        vm.nbridges += 1
+                    if parent != 0xFFFFFFFF:
+                        p.parent = made[parent]
+                        p.parent.kids[p.devfn] = p
+                        p.rank = 0x10000  # no BDF until routed below
+                    else:
+                        p.reach = 1
+                        vm.rootcount[packed >> 8] += 1
+                        map_put(&vm.cfgtab, packed, p)
+                else:
+                    p.reach = 1
+                    vm.rootcount[packed >> 8] += 1
+                    map_put(&vm.cfgtab, packed, p)
                 self.load_instance(vm, p, &r, data)
                 p.coff = (s + pos + 6) - b  # where its blob is, for the caches below
                 p.clen = <Py_ssize_t>dlen
@@ -2657,6 +3165,13 @@ cdef class Manager:
                         p.pending |= 1 << bar
                         nexpected += 1
                 pos += 6 + dlen
+            if bridged:
+                if vm.nbridges == 0:
+                    return self.fail(E_BAD_BLOB, b"a topology section in a snapshot without bridges")
+                vm.busowner = <Inst**>calloc(256, sizeof(Inst*))
+                if vm.busowner == NULL:
+                    raise MemoryError()
+                self.reroute(vm)
             # the map order lists exactly the decoding BARs (R-SR-006)
             if <uint64_t>nexpected != n:
                 return self.fail(E_MISMATCH, b"map order does not list exactly the decoding BARs")
@@ -2664,13 +3179,19 @@ cdef class Manager:
             for k in range(n):
                 packed = ld16(s + 3 * k)
                 bar = s[3 * k + 2]
-                p = <Inst*>map_get(&vm.cfgtab, packed)
+                if bridged:
+                    p = made[packed] if packed < count else NULL
+                else:
+                    p = <Inst*>map_get(&vm.cfgtab, packed)
                 if p == NULL or bar >= NWIN or not (p.pending & (1 << bar)):
                     return self.fail(E_MISMATCH, b"map order does not list exactly the decoding BARs")
                 p.pending &= ~(1 << bar)
                 self.do_map(vm, p, <int>bar, p.maps[bar].base)
             if slot >= 0:  # its snapshot is these very bytes, and its instances' blobs are in them (R-SR-008)
-                for i in range(vm.cfgtab.mask + 1 if vm.cfgtab.tab != NULL else <uint64_t>0):
+                for i in range(count if bridged else <uint64_t>0):
+                    set_blob(&made[i].cbuf, blob)
+                    made[i].cgen = made[i].gen
+                for i in range(vm.cfgtab.mask + 1 if vm.cfgtab.tab != NULL and not bridged else <uint64_t>0):
                     if vm.cfgtab.tab[i].val != NULL:
                         p = <Inst*>vm.cfgtab.tab[i].val
                         set_blob(&p.cbuf, blob)
@@ -2685,6 +3206,9 @@ cdef class Manager:
                 free_vm(old)
         finally:
             PyBuffer_Release(&view)
+            free(made)
+            free(stack)
+            free(last_kid)
             if vm != NULL:
                 free_vm(vm)
         return 0
@@ -2920,6 +3444,8 @@ cdef class Manager:
         m = table_lookup(&vm.io if space == "io" else &vm.mem, a, self.lm)
         if m == NULL:
             return None
+        if not m.inst.reach:
+            return None  # R-BRG-003: an instance the bridges give no BDF to is named by none
         return (_Bdf.unpack(m.inst.bdf), m.bar)
 
     def device_type(self, vm_id, bdf):
@@ -3110,9 +3636,15 @@ cdef Vm* new_vm(uint32_t vm_id, bint has_ecam, uint64_t ecam) except NULL:
 cdef void free_vm(Vm* vm) noexcept:
     cdef uint64_t i
     if vm.cfgtab.tab != NULL and vm.cfgtab.count:
+        if vm.busowner != NULL:  # instances below bridges are freed with the instance on a root bus
+            for i in range(vm.cfgtab.mask + 1):
+                if vm.cfgtab.tab[i].val != NULL and (<Inst*>vm.cfgtab.tab[i].val).parent != NULL:
+                    vm.cfgtab.tab[i].val = NULL
         for i in range(vm.cfgtab.mask + 1):
             if vm.cfgtab.tab[i].val != NULL:
-                free_inst(<Inst*>vm.cfgtab.tab[i].val)
+                free_tree(<Inst*>vm.cfgtab.tab[i].val)
+    free(vm.busowner)
+    vm.busowner = NULL
     Py_XDECREF(vm.cblob)
     vm.cblob = NULL
     map_reset(&vm.cfgtab)
@@ -3138,6 +3670,7 @@ cdef Inst* new_inst(TypeInfo ti, uint16_t bdf, bint power_on=True) except NULL:
             raise MemoryError()
     memset(p, 0, sizeof(Inst))
     p.bdf = bdf
+    p.rank = bdf
     p.t = t
     p.tinfo = <PyObject*>ti  # kept alive by the manager's registry
     p.cfg_size = t.cfg_size
@@ -3174,9 +3707,25 @@ cdef void free_pages(Inst* p) noexcept:
         p.maps[w].hot_page = NULL
 
 
+cdef void free_tree(Inst* p) noexcept:
+    """Free an instance and, for a bridge, everything plugged below it."""
+    cdef int d
+    if p.kids != NULL:
+        for d in range(256):
+            if p.kids[d] != NULL:
+                free_tree(p.kids[d])
+    free_inst(p)
+
+
 cdef void free_inst(Inst* p) noexcept:
     cdef int cls = p.cfg_size > 256
+    cdef int w
     free_pages(p)
+    free(p.kids)
+    p.kids = NULL
+    for w in range(NWIN):
+        free(p.maps[w].fwd)
+        p.maps[w].fwd = NULL
     Py_XDECREF(p.pydata)
     Py_XDECREF(p.cbuf)
     if not pool_push(&_inst_pool[cls], &_inst_pool_n[cls], INST_POOL, p):
