@@ -220,7 +220,9 @@ def _entry(obj: Mapping[str, Any]) -> TypeEntry:
     if "config" in obj:
         config = obj["config"]
         size = config["size"]
-        space = ConfigSpace(*(_rows(config[k], size, k) for k in ("image", "wmask", "w1cmask")))
+        space = ConfigSpace(
+            *(_rows(config.get(k, {}), size, k) for k in ("image", "wmask", "w1cmask", "sticky"))
+        )
         dtype = DeviceType.from_space(name, space, bars, rom, behaviour, config_behaviour)
     else:
         ints: dict[str, Any] = {k: _int(obj[k]) for k in ("vendor_id", "device_id", "class_code", "revision",
@@ -237,6 +239,7 @@ def _entry(obj: Mapping[str, Any]) -> TypeEntry:
             registers=tuple(Register(_int(r["offset"]), r["width"], RegisterClass(r["class"]),
                                      _int(r.get("value", 0)), _bits(r.get("bits", {})))
                             for r in obj.get("registers", [])),
+            sticky=_sticky_rows(obj.get("sticky"), obj.get("express", False)),
             **ints,
         )  # fmt: skip
     if "fingerprint" in obj and obj["fingerprint"] != dtype.fingerprint().hex():
@@ -251,6 +254,13 @@ def _entry(obj: Mapping[str, Any]) -> TypeEntry:
                 f"opaque range {offsets.start:#x}-{offsets.stop:#x} is not inside BAR {bar}"
             )
     return TypeEntry(dtype, opaque, obj.get("source", ""), tuple(obj.get("notes", ())))
+
+
+def _sticky_rows(rows: Mapping[str, str] | None, express: bool) -> bytes:
+    """The sticky mask of a type declared by fields (R-RST-004): its rows over the function's size."""
+    if not rows:
+        return b""
+    return _rows(rows, 4096 if express else 256, "sticky")
 
 
 def _bar_size(dtype: DeviceType, index: int) -> int:
@@ -356,6 +366,8 @@ def type_json(entry: TypeEntry | DeviceType) -> dict[str, Any]:
         obj["opaque"] = [{"bar": b, "start": r.start, "stop": r.stop} for b, r in entry.opaque]
     obj["config"] = {"size": len(space.image), "image": _row_map(space.image), "wmask": _row_map(space.wmask),
                      "w1cmask": _row_map(space.w1cmask)}  # fmt: skip
+    if space.sticky:  # R-RST-004: written only for types that declare sticky bits
+        obj["config"]["sticky"] = _row_map(space.sticky)
     return obj
 
 
