@@ -260,7 +260,8 @@ def _check_ecam_base(base: object) -> None:
 
 def multifunction_conflict(functions: dict[Bdf, Instance], bdf: Bdf, dtype: DeviceType) -> str | None:
     """Why ``dtype`` at ``bdf`` cannot sit beside the other ``functions`` of its device, or None
-    (R-MF-001, R-MF-002).
+    (R-MF-001, R-MF-002). Nothing else is refused: a function above 0 plugs
+    and answers while function 0 is absent (R-MF-003).
 
     A function above 0 needs function 0, if present, to say multi-function
     (header type bit 7); a single-function type at function 0 needs every
