@@ -275,9 +275,20 @@ def test_initiate_flr_of_a_function_without_flr_capability_is_a_plain_bit(
 def test_flr_capability_is_read_from_the_pcie_capability() -> None:
     assert FLR_STICKY.flr_control == DEVICE_CONTROL
     assert _flr_type("no-flr", devcap=0).flr_control is None
-    with pytest.raises(DeviceTypeError, match=r"0x049: Initiate Function Level Reset reads 0"):
-        _flr_type("flr-set-at-power-on", control=0x8000)
-    assert _flr_type("not-capable-may-set-it", devcap=0, control=0x8000).flr_control is None
+    assert _flr_type("flr-set-at-power-on", control=0x8000).flr_control == DEVICE_CONTROL
+
+
+@pytest.mark.req("R-RST-005")
+def test_after_an_flr_initiate_flr_reads_its_power_on_value(make: Callable[[], Manager]) -> None:
+    """A declaration whose power-on Device Control has bit 15 set (no real function has): a write of 1
+    still resets, and only a write of 1 does, not every write while the bit reads 1."""
+    dm = _plugged(make, _flr_type("flr-set-at-power-on", control=0x8000))
+    dm.config_write(VM, FN, 0x80, 4, 0x1234)
+    dm.config_write(VM, FN, DEVICE_CONTROL, 1, 0x0F)  # bit 15 untouched: no reset
+    assert dm.config_read(VM, FN, 0x80, 4) == 0x1234
+    dm.config_write(VM, FN, DEVICE_CONTROL, 2, 0x800F)
+    assert dm.config_read(VM, FN, 0x80, 4) == 0
+    assert dm.config_read(VM, FN, DEVICE_CONTROL, 2) == 0x8000
 
 
 # ------------------------------------------------------------------ model and backend agree

@@ -422,8 +422,12 @@ class DataManager:
             return bytes(inst.config[offset : offset + length])
         self._config_store(vm, inst, offset, payload)
         control = inst.dtype.flr_control
-        if control is not None and inst.config[control + 1] & (DEVCTL_INITIATE_FLR >> 8):
-            self._reset_instance(vm, inst, keep_sticky=True)  # R-RST-005: a write left Initiate FLR set
+        if (
+            control is not None
+            and offset <= control + 1 < offset + length
+            and payload[control + 1 - offset] & inst.config[control + 1] & (DEVCTL_INITIATE_FLR >> 8)
+        ):
+            self._reset_instance(vm, inst, keep_sticky=True)  # R-RST-005: Initiate FLR written and set
         return b""
 
     def _config_store(self, vm: VmElement, inst: Instance, offset: int, payload: bytes) -> None:

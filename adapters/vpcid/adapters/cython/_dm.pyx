@@ -1713,8 +1713,8 @@ cdef class Manager:
             return 0
         self.cfg_store(vm, p, <int>off, buf, n)
         flr = p.t.flr_ctl
-        if flr >= 0 and p.cfg[flr + 1] & 0x80:
-            self.reset_inst(vm, p, True)  # R-RST-005: the write left Initiate FLR set
+        if flr >= 0 and <int>off <= flr + 1 < <int>off + n and buf[flr + 1 - <int>off] & p.cfg[flr + 1] & 0x80:
+            self.reset_inst(vm, p, True)  # R-RST-005: Initiate FLR written as 1 and reading 1
         return 0
 
     cdef int cfg_store(self, Vm* vm, Inst* p, int off, const uint8_t* data, int n) except -1:
