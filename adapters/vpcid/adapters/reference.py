@@ -91,7 +91,7 @@ class ModelAdapter:
             OpKind.PLUG: self._plug, OpKind.UNPLUG: self._unplug, OpKind.RESET: self._reset,
             OpKind.RESET_VM: self._reset_vm, OpKind.SAVE: self._save, OpKind.RESTORE: self._restore,
             OpKind.SNAPSHOT: self._snapshot, OpKind.RESTORE_VM: self._restore_vm, OpKind.TABLES: self._tables,
-            OpKind.DEFINE_TYPE: self._define_type,
+            OpKind.DEFINE_TYPE: self._define_type, OpKind.SET_ECAM_BASE: self._set_ecam_base,
         }  # fmt: skip
 
     def _config_read(self, op: Op) -> Observation:
@@ -132,6 +132,11 @@ class ModelAdapter:
 
     def _create_vm(self, op: Op) -> Observation:
         self.manager.create_vm(op.vm, ecam_base=op.ecam_base)
+        return OK
+
+    def _set_ecam_base(self, op: Op) -> Observation:
+        """The platform moves or disables the VM's ECAM window (R-ECAM-005)."""
+        self.manager.set_ecam_base(op.vm, op.ecam_base)
         return OK
 
     def _destroy_vm(self, op: Op) -> Observation:

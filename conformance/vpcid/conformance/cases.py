@@ -3691,6 +3691,7 @@ def system_cases() -> list[Case]:
         lambda s: _scripted_system(s, "errors"),
         lambda s: __import__("vpcid.conformance.variant_path_cases", fromlist=["_"]).variant_path_cases(s),
         lambda s: __import__("vpcid.conformance.register_cases", fromlist=["_"]).register_cases(s),
+        lambda s: __import__("vpcid.conformance.platform_cases", fromlist=["_"]).platform_cases(s),
     ):
         build(s)
     return s.out

@@ -419,6 +419,9 @@ def shrink(ops: list[Op], diverges: Callable[[list[Op]], bool]) -> list[Op]:
 MEM32_POOL = (0xE000_0000, 0xE000_1000, 0xE010_0000, 0xE800_0000, 0xFEBC_0000, 0xFFF0_0000, 0x8000_0000)
 MEM64_POOL = (0x10_0000_0000, 0x40_0000_0000, 0xFFFF_FFFF_0000_0000, 0x1_0000_0000, 0xE000_0000)
 IO_POOL = (0xC000, 0xC040, 0xC100, 0xCF0, 0xFF00, 0x1000)
+ECAM_MOVES = (0xE000_0000, 0x10_0000_0000, 0, None, 0xE010_0000)
+"""Where ``set_ecam_base`` moves the window: over the BAR pools, to 0, away (None), and a base that is not
+aligned to 256 MiB (rejected) (R-ECAM-005, R-ECAM-006)."""
 SYSTEM_VMS = (1, 2)
 """The full-API engine builds two VMs with the same layout, for isolation (R-DS-008)."""
 SYSTEM_LAYOUT = (
@@ -509,6 +512,7 @@ class RandomOps:
             (OpKind.RESET, self._reset, 2), (OpKind.RESET_VM, self._reset_vm, 1),
             (OpKind.PLUG, self._hotplug, 2), (OpKind.SAVE, self._save_restore, 3),
             (OpKind.SNAPSHOT, self._snapshot, 1), (OpKind.TABLES, self._tables, 2),
+            (OpKind.SET_ECAM_BASE, self._move_ecam, 1),
         ]  # fmt: skip
         choices += [(f, w) for kind, f, w in optional if kind in self.ops]
         if self.register_targets:  # R-REG-*: registers, their bits and edges, and the gaps between them
@@ -798,6 +802,23 @@ class RandomOps:
 
     def _tables(self) -> list[Op]:
         return [new_op(OpKind.TABLES, self._vm())]
+
+    def _move_ecam(self) -> list[Op]:
+        """The platform moves the window (R-ECAM-005), a function and a BAR address are read through its new
+        place and at its old one (R-ECAM-006), and it goes back where the other moves expect it."""
+        slot = self._slot()
+        home = self.ecam  # the machine's window (None: it has none), the default one for the full API
+        moved = self._pick(ECAM_MOVES)
+        offset = self._pick((0, 0x3C, 0x10))
+        ops = [Op(OpKind.SET_ECAM_BASE, vm=slot.vm, ecam_base=moved)]
+        for base in (moved, home):
+            if base is not None:
+                ops.append(
+                    new_op(OpKind.MMIO_READ, slot.vm, None, base + (slot.bdf.packed << 12) + offset, 4)
+                )
+        ops.append(new_op(OpKind.MMIO_READ, slot.vm, None, self._pick(MEM32_POOL) + 4, 4))
+        ops.append(Op(OpKind.SET_ECAM_BASE, vm=slot.vm, ecam_base=home))
+        return ops
 
     # -- registers (R-REG-*)
     def _register_access(self) -> list[Op]:

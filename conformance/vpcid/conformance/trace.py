@@ -68,6 +68,7 @@ class OpKind(StrEnum):
     RESTORE_VM = "restore_vm"
     TABLES = "tables"
     DEFINE_TYPE = "define_type"
+    SET_ECAM_BASE = "set_ecam_base"
 
 
 GUEST_VIEW = frozenset(
@@ -75,10 +76,11 @@ GUEST_VIEW = frozenset(
      OpKind.MMIO_READ, OpKind.MMIO_WRITE}
 )  # fmt: skip
 """What a guest can do to a fixed machine: the least an adapter supports."""
-FULL = frozenset(OpKind) - {OpKind.DEFINE_TYPE}
+FULL = frozenset(OpKind) - {OpKind.DEFINE_TYPE, OpKind.SET_ECAM_BASE}
 """The whole data-manager API."""
-EXTENSIONS = frozenset({OpKind.DEFINE_TYPE})
-"""Operations an adapter may add to what it supports: ``define_type`` (device types from files)."""
+EXTENSIONS = frozenset({OpKind.DEFINE_TYPE, OpKind.SET_ECAM_BASE})
+"""Operations an adapter may add to what it supports: ``define_type`` (device types from files) and
+``set_ecam_base`` (the platform moves the ECAM window, R-ECAM-005)."""
 
 _FIELDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.INIT: (),
@@ -100,6 +102,7 @@ _FIELDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.RESTORE_VM: ("vm", "slot|blob"),
     OpKind.TABLES: ("vm",),
     OpKind.DEFINE_TYPE: ("definition",),
+    OpKind.SET_ECAM_BASE: ("vm", "ecam_base"),
 }
 """Required fields per kind; ``a|b`` means exactly one of them."""
 _OPTIONAL = {OpKind.CREATE_VM: {"ecam_base"}}

@@ -223,7 +223,9 @@ def _entry(obj: Mapping[str, Any]) -> TypeEntry:
     if "config" in obj:
         config = obj["config"]
         size = config["size"]
-        space = ConfigSpace(*(_rows(config[k], size, k) for k in ("image", "wmask", "w1cmask")))
+        space = ConfigSpace(
+            *(_rows(config.get(k, {}), size, k) for k in ("image", "wmask", "w1cmask", "sticky"))
+        )
         dtype = DeviceType.from_space(name, space, bars, rom, behaviour, config_behaviour)
     else:
         ints: dict[str, Any] = {k: _int(obj[k]) for k in ("vendor_id", "device_id", "class_code", "revision",
@@ -241,6 +243,7 @@ def _entry(obj: Mapping[str, Any]) -> TypeEntry:
                                      _int(r.get("value", 0)), _bits(r.get("bits", {})))
                             for r in obj.get("registers", [])),
             bridge=None if "bridge" not in obj else _bridge(obj["bridge"]),
+            sticky=_sticky_rows(obj.get("sticky"), obj.get("express", False)),
             **ints,
         )  # fmt: skip
     if "fingerprint" in obj and obj["fingerprint"] != dtype.fingerprint().hex():
@@ -267,6 +270,13 @@ def _bridge(obj: Mapping[str, Any]) -> BridgeRegisters:
         latency_timer_writable=obj.get("latency_timer_writable", False),
         **values,
     )
+
+
+def _sticky_rows(rows: Mapping[str, str] | None, express: bool) -> bytes:
+    """The sticky mask of a type declared by fields (R-RST-004): its rows over the function's size."""
+    if not rows:
+        return b""
+    return _rows(rows, 4096 if express else 256, "sticky")
 
 
 def _bar_size(dtype: DeviceType, index: int) -> int:
@@ -372,6 +382,8 @@ def type_json(entry: TypeEntry | DeviceType) -> dict[str, Any]:
         obj["opaque"] = [{"bar": b, "start": r.start, "stop": r.stop} for b, r in entry.opaque]
     obj["config"] = {"size": len(space.image), "image": _row_map(space.image), "wmask": _row_map(space.wmask),
                      "w1cmask": _row_map(space.w1cmask)}  # fmt: skip
+    if space.sticky:  # R-RST-004: written only for types that declare sticky bits
+        obj["config"]["sticky"] = _row_map(space.sticky)
     return obj
 
 

@@ -59,6 +59,7 @@ from vpcid.model.header import (
     PrefetchWindow,
     bridge_registers,
     check_space,
+    flr_control,
 )
 from vpcid.model.profile import StatusRegister
 from vpcid.model.registers import CONFIG_ACCESS, REGISTER_MAP_NAME, Access, Bits, RegisterMap, bit_list
@@ -113,6 +114,8 @@ BAR_COUNT = 6
 ROM_INDEX = 6
 """BAR index under which the expansion ROM is mapped in the routing tables (R-BAR-007)."""
 FINGERPRINT_MAGIC = b"VPCIDTYP"
+STICKY_TAG = b"STICKY"
+"""Fingerprint input: what precedes the sticky mask of a type that declares sticky bits (R-RST-004)."""
 FINGERPRINT_VERSION = 1
 
 
@@ -306,6 +309,9 @@ class DeviceType:
     space: ConfigSpace | None = None
     config_behaviour: ConfigBehaviour | None = None
     bridge: BridgeRegisters | None = None
+    sticky: bytes = b""
+    """Per-byte mask of the bits a function-level reset keeps and a power-on reset clears, the
+    configuration space's size, or empty for none (R-RST-004)."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -325,6 +331,16 @@ class DeviceType:
             raise DeviceTypeError(f"space must be a ConfigSpace, got {type(space).__name__}")
         return cls(name=name, bars=bars, rom=rom, behaviour=behaviour, space=space,
                    config_behaviour=config_behaviour, **_space_fields(space))  # fmt: skip
+
+    @cached_property
+    def sticky_bits(self) -> int:
+        """The sticky mask of the declared bytes as one little-endian integer, 0 for none (R-RST-004)."""
+        return int.from_bytes(self.declared.sticky, "little")
+
+    @cached_property
+    def flr_control(self) -> int | None:
+        """Offset of Device Control when the function can do a function-level reset (R-RST-005)."""
+        return flr_control(self.declared.image, self.chain)
 
     @property
     def config_size(self) -> int:
@@ -419,6 +435,7 @@ def _validate(t: DeviceType) -> None:
             raise DeviceTypeError(f"{name} must be an integer of {bits} bits, got {value!r}")
     for name in ("express", "multifunction"):
         _check_field("device type", name, getattr(t, name), bool)
+    _check_field("device type", "sticky", t.sticky, bytes)
     for name, kind in (("bars", tuple), ("capabilities", tuple), ("registers", tuple),
                        ("extended_capabilities", tuple)):  # fmt: skip
         _check_field("device type", name, getattr(t, name), kind)
@@ -467,7 +484,7 @@ def _space_fields(space: ConfigSpace) -> dict[str, Any]:
         "interrupt_pin": space.image[INTERRUPT_PIN],
         "command_mask": space.word(COMMAND, 2, "wmask"), "status_rw1c": space.word(STATUS, 2, "w1cmask"),
         "express": len(space.image) == EXPRESS_CONFIG_SIZE,
-        "multifunction": bool(space.image[HEADER_TYPE] & 0x80),
+        "multifunction": bool(space.image[HEADER_TYPE] & 0x80), "sticky": space.sticky,
         "bridge": bridge, **subsystem,
     }  # fmt: skip
 
@@ -679,7 +696,10 @@ def _build(t: DeviceType) -> ConfigSpace:
                 f"register at {reg.offset:#x}: reserved bit {bit_list(reg.value & reserved)} reads as zero"
             )
         img.put(reg.offset, reg.width, reg.value, wm=writable, cm=rw1c)
-    return img.space()
+    space = img.space()
+    if t.sticky:  # R-RST-004: checked with the other rules by check_space
+        space = ConfigSpace(space.image, space.wmask, space.w1cmask, t.sticky)
+    return space
 
 
 # ------------------------------------------------------------------ fingerprint
@@ -704,7 +724,8 @@ def fingerprint_input(t: DeviceType) -> bytes:
     prefetchable; u64 size, 0 for kinds 0 and 4), the ROM (u32 size, 0 for
     none; u32 contents length; contents), and the BAR and configuration
     behaviour names (u8 length each; ``memory`` and empty by default); for
-    a register map, its encoding (:meth:`RegisterMap.encoding`).
+    a register map, its encoding (:meth:`RegisterMap.encoding`); for a type
+    with sticky bits, ``STICKY`` and the sticky mask (R-RST-004).
     """
     space = t.declared
     out = [FINGERPRINT_MAGIC, struct.pack("<H", FINGERPRINT_VERSION), _short(t.name),
@@ -725,6 +746,8 @@ def fingerprint_input(t: DeviceType) -> bytes:
     out.append(_short(t.config_behaviour.name if t.config_behaviour is not None else ""))
     if isinstance(t.behaviour, RegisterMap):
         out.append(t.behaviour.encoding())  # R-REG-001: the register map is part of the type
+    if space.sticky:
+        out.append(STICKY_TAG + space.sticky)  # R-RST-004: only types that declare sticky bits
     return b"".join(out)
 
 

@@ -31,6 +31,16 @@ COMMAND_BITS = 0x07FF
 STATUS_CAP_LIST = 0x10
 STATUS_ERROR_BITS = 0xF900
 """Master data parity error, signalled/received target abort, received master abort, SERR, parity."""
+HEADER_TYPE_MULTIFUNCTION = 0x80
+"""Header type bit 7: the device has functions besides function 0 (R-MF-001)."""
+PCIE_CAP_ID = 0x10
+"""The PCI Express capability's ID (R-RST-005)."""
+PCIE_DEVICE_CAPABILITIES, PCIE_DEVICE_CONTROL = 0x04, 0x08
+"""Offsets of Device Capabilities (32 bits) and Device Control (16 bits) inside the PCI Express capability."""
+DEVCAP_FLR = 1 << 28
+"""Device Capabilities bit 28: Function Level Reset Capability."""
+DEVCTL_INITIATE_FLR = 1 << 15
+"""Device Control bit 15: Initiate Function Level Reset (reads 0)."""
 
 IDENTITY_BYTES = (
     *range(VENDOR_ID, VENDOR_ID + 4), *range(REVISION, REVISION + 4), HEADER_TYPE,
@@ -137,12 +147,21 @@ class ConfigSpace:
     image: bytes
     wmask: bytes
     w1cmask: bytes
+    sticky: bytes = b""
+    """Bits a function-level reset keeps and a power-on reset clears (R-RST-004); empty: none. A mask
+    with no bit set is stored empty, so equal declarations compare equal."""
 
     def __post_init__(self) -> None:
-        for name in ("image", "wmask", "w1cmask"):
+        for name in ("image", "wmask", "w1cmask", "sticky"):
             if type(getattr(self, name)) is not bytes:
                 raise DeviceTypeError(f"configuration {name} must be bytes")
         size = len(self.image)
+        if self.sticky and len(self.sticky) != size:
+            raise DeviceTypeError(
+                f"the sticky mask has the space's {size} bytes or none, not {len(self.sticky)}"
+            )
+        if self.sticky and not any(self.sticky):
+            object.__setattr__(self, "sticky", b"")
         if size not in (CONVENTIONAL_CONFIG_SIZE, EXPRESS_CONFIG_SIZE):
             raise DeviceTypeError(f"configuration space is 256 or 4096 bytes, not {size}")
         if len(self.wmask) != size or len(self.w1cmask) != size:
@@ -316,4 +335,35 @@ def check_space(space: ConfigSpace, express: bool) -> tuple[ChainEntry, ...]:
         for offset in entry.header_bytes:  # inside the space: pointers are at most 0xfc / 0xffc
             if wmask[offset] | w1c[offset]:
                 raise _fail(offset, "a capability's ID and next bytes are read-only")
+    _check_sticky(space, chain)
     return chain
+
+
+def flr_control(image: bytes, chain: tuple[ChainEntry, ...]) -> int | None:
+    """Offset of Device Control when the function can do a function-level reset, else None (R-RST-005).
+
+    The function's first PCI Express capability (ID 0x10 in the standard chain) must hold Device
+    Control inside the space, and its power-on Device Capabilities must have bit 28 set.
+    """
+    entry = next((e for e in chain if not e.extended and e.cap_id == PCIE_CAP_ID), None)
+    if entry is None or entry.offset + PCIE_DEVICE_CONTROL + 2 > CONVENTIONAL_CONFIG_SIZE:
+        return None
+    at = entry.offset + PCIE_DEVICE_CAPABILITIES
+    if not int.from_bytes(image[at : at + 4], "little") & DEVCAP_FLR:
+        return None
+    return entry.offset + PCIE_DEVICE_CONTROL
+
+
+def _check_sticky(space: ConfigSpace, chain: tuple[ChainEntry, ...]) -> None:
+    """Sticky bits are writable or RW1C bits at or above 0x40, and Initiate FLR is not one
+    (R-RST-004, R-RST-005)."""
+    sticky = space.sticky
+    if sticky:
+        for offset, bits in enumerate(sticky):
+            if bits and offset < CAPABILITY_AREA:
+                raise _fail(offset, "sticky bits lie at or above 0x40: the header resets at every reset")
+            if bits & ~(space.wmask[offset] | space.w1cmask[offset]):
+                raise _fail(offset, "a sticky bit must be writable or RW1C (read-only bits never change)")
+    control = flr_control(space.image, chain)
+    if control is not None and sticky and sticky[control + 1] & 0x80:  # bit 7 of the upper byte
+        raise _fail(control + 1, "Initiate Function Level Reset is not sticky: a reset ends it")

@@ -30,6 +30,7 @@ from vpcid.model.configspace import (
     merge_byte,
 )
 from vpcid.model.devicetype import (
+    HEADER_TYPE,
     ROM_INDEX,
     BarKind,
     BarSpec,
@@ -49,6 +50,7 @@ from vpcid.model.errors import (
     UnknownDevice,
     UnknownVm,
 )
+from vpcid.model.header import DEVCTL_INITIATE_FLR, HEADER_TYPE_MULTIFUNCTION
 from vpcid.model.profile import (
     DEFAULT_PROFILE,
     Alignment,
@@ -312,6 +314,39 @@ def _map_order_difference(listed: tuple[tuple[int, int], ...], expected: list[tu
     return "; ".join(parts)
 
 
+def _check_ecam_base(base: object) -> None:
+    """An ECAM base is None (no window) or a 256 MiB aligned integer whose window ends at most at 2^64
+    (R-ECAM-001, R-ECAM-005)."""
+    if base is not None:
+        check_int("ecam_base", base, (1 << 64) - ECAM_SIZE)
+        assert isinstance(base, int)
+        if base % ECAM_SIZE:
+            raise InvalidArgument("ecam_base must be aligned to the 256 MiB window")
+
+
+def multifunction_conflict(functions: dict[Bdf, Instance], bdf: Bdf, dtype: DeviceType) -> str | None:
+    """Why ``dtype`` at ``bdf`` cannot sit beside the other ``functions`` of its device, or None
+    (R-MF-001, R-MF-002). Nothing else is refused: a function above 0 plugs
+    and answers while function 0 is absent (R-MF-003).
+
+    A function above 0 needs function 0, if present, to say multi-function
+    (header type bit 7); a single-function type at function 0 needs every
+    other function of its device empty. Bit 7 of functions above 0 is not
+    looked at, as guests do not look at it.
+    """
+    if bdf.function:
+        first = functions.get(Bdf(bdf.bus, bdf.device, 0))
+        if first is not None and not first.layout.image[HEADER_TYPE] & HEADER_TYPE_MULTIFUNCTION:
+            return "function 0 of the device is single-function (header type bit 7 clear)"
+        return None
+    if dtype.declared.image[HEADER_TYPE] & HEADER_TYPE_MULTIFUNCTION:
+        return None
+    others = [f for f in range(1, 8) if Bdf(bdf.bus, bdf.device, f) in functions]
+    if others:
+        return f"a single-function type at function 0, but function {others[0]} of the device is present"
+    return None
+
+
 def _check_bdf(bdf: object) -> Bdf:
     if not isinstance(bdf, Bdf):
         raise InvalidArgument(f"expected a Bdf, got {type(bdf).__name__}")
@@ -337,16 +372,25 @@ class DataManager:
     def create_vm(self, vm_id: int, *, ecam_base: int | None = DEFAULT_ECAM_BASE) -> None:
         """Add a VM element with empty tables (R-DS-001, R-ECAM-001)."""
         check_int("vm_id", vm_id, MAX_VM_ID)
-        if ecam_base is not None:
-            check_int("ecam_base", ecam_base, (1 << 64) - ECAM_SIZE)
-            if ecam_base % ECAM_SIZE:
-                raise InvalidArgument("ecam_base must be aligned to the 256 MiB window")
+        _check_ecam_base(ecam_base)
         if vm_id in self._vms:
             raise DuplicateVm(f"VM {vm_id} already exists")
         self._vms[vm_id] = self._new_vm(vm_id, ecam_base)
 
     def _new_vm(self, vm_id: int, ecam_base: int | None) -> VmElement:
         return VmElement(vm_id, DecodeTable(self._priority), DecodeTable(self._priority), ecam_base)
+
+    def set_ecam_base(self, vm_id: int, base: int | None) -> None:
+        """Move the VM's ECAM window to ``base``, or disable it with None, as a platform register such as
+        q35's PCIEXBAR does (R-ECAM-005). The window hides the BARs under its new place and uncovers
+        those under its old one; tables and configuration spaces are unchanged (R-ECAM-006)."""
+        vm = self._vm(vm_id)
+        _check_ecam_base(base)
+        vm.ecam_base = base
+
+    def ecam_base(self, vm_id: int) -> int | None:
+        """Where the VM's ECAM window is, or None (R-ECAM-001, R-ECAM-005)."""
+        return self._vm(vm_id).ecam_base
 
     def destroy_vm(self, vm_id: int) -> None:
         """Remove a VM element and everything it holds (R-DS-002)."""
@@ -397,6 +441,10 @@ class DataManager:
         _check_bdf(bdf)
         if bdf in vm.config_table:
             raise SlotOccupied(f"{bdf} in VM {vm_id} already holds a device")
+        if isinstance(dtype, DeviceType):  # else register_type rejects it
+            problem = multifunction_conflict(vm.config_table, bdf, dtype)
+            if problem is not None:
+                raise SlotOccupied(f"{bdf} in VM {vm_id}: {problem}")
         self.register_type(dtype)
         lay = self._layout(dtype)
         parent = vm.bus_owner.get(bdf.bus)
@@ -469,6 +517,13 @@ class DataManager:
             self._config_store(vm, inst, offset, payload)
         else:
             self._bridge_config_store(vm, inst, offset, payload)
+        control = inst.dtype.flr_control
+        if (
+            control is not None
+            and offset <= control + 1 < offset + length
+            and payload[control + 1 - offset] & inst.config[control + 1] & (DEVCTL_INITIATE_FLR >> 8)
+        ):
+            self._reset_instance(vm, inst, keep_sticky=True)  # R-RST-005: Initiate FLR written and set
         return b""
 
     def _bridge_config_store(self, vm: VmElement, bridge: Instance, offset: int, payload: bytes) -> None:
@@ -561,7 +616,7 @@ class DataManager:
     def _secondary_bus_reset(self, vm: VmElement, bridge: Instance) -> None:
         """Reset every instance below ``bridge`` as a function reset does (R-BRG-007, R-RST-001)."""
         for inst in list(bridge.below()):
-            self._reset_instance(vm, inst)
+            self._reset_instance(vm, inst, keep_sticky=True)  # a hot reset keeps sticky bits (R-RST-004)
         self._reroute(vm)
 
     def topology(self, vm_id: int) -> tuple[TopologyNode, ...]:
@@ -810,30 +865,42 @@ class DataManager:
 
     # --------------------------------------------------------------- reset
     def reset(self, vm_id: int, bdf: Bdf) -> None:
-        """Function-level reset: power-on configuration, fresh data, no decode (R-RST-001, R-RST-002)."""
+        """Function-level reset: power-on configuration except sticky bits, fresh data, no decode
+        (R-RST-001, R-RST-002, R-RST-004)."""
         vm = self._vm(vm_id)
         inst = self._instance(vm, bdf)
-        self._reset_instance(vm, inst)
+        self._reset_instance(vm, inst, keep_sticky=True)
         if inst.dtype.bridge is not None:  # R-BRG-008: its bus numbers and windows go to power-on
             self._reroute(vm)
             self._reforward(vm, inst)
 
-    def _reset_instance(self, vm: VmElement, inst: Instance) -> None:
-        """One instance to power-on configuration and fresh data, its BARs unmapped (R-RST-001, R-RST-002)."""
-        for index in list(inst.mappings):
-            self._unmap(vm, inst, index)
-        inst.config[:] = inst.layout.image
-        inst.data = DeviceData()
-        inst.behaviour.reset(inst.data)
-
     def reset_vm(self, vm_id: int) -> None:
-        """Platform reset: every instance reset, reachable or not, 0xCF8 cleared (R-RST-003, R-BRG-008)."""
+        """Platform (power-on) reset: every instance reset, reachable or not, sticky bits cleared, 0xCF8
+        cleared (R-RST-003, R-RST-004, R-BRG-008)."""
         vm = self._vm(vm_id)
         for inst in list(vm.tree()):
-            self._reset_instance(vm, inst)
+            self._reset_instance(vm, inst, keep_sticky=False)
         if vm.bridge_count:
             self._reroute(vm)
         vm.cf8 = 0
+
+    def _reset_instance(self, vm: VmElement, inst: Instance, keep_sticky: bool) -> None:
+        """Reset one instance: its windows removed, its configuration space the power-on image (its
+        sticky bits kept when ``keep_sticky``), its data re-initialised (R-RST-001, R-RST-002, R-RST-004).
+
+        Sticky bits lie at or above 0x40 (R-RST-004), so nothing decodes afterwards either way.
+        """
+        for index in list(inst.mappings):
+            self._unmap(vm, inst, index)
+        sticky = inst.dtype.sticky_bits if keep_sticky else 0
+        if sticky:
+            image = int.from_bytes(inst.layout.image, "little")
+            kept = image & ~sticky | int.from_bytes(inst.config, "little") & sticky
+            inst.config[:] = kept.to_bytes(len(inst.config), "little")
+        else:
+            inst.config[:] = inst.layout.image
+        inst.data = DeviceData()
+        inst.behaviour.reset(inst.data)
 
     # ------------------------------------------------------ save / restore
     def save(self, vm_id: int, bdf: Bdf) -> bytes:
@@ -1009,6 +1076,10 @@ class DataManager:
                 "snapshot map order does not list exactly the decoding BARs: "
                 + _map_order_difference(rec.map_order, expected)
             )
+        for bdf, inst in vm.config_table.items():
+            problem = multifunction_conflict(vm.config_table, bdf, inst.dtype)
+            if problem is not None:
+                raise BlobMismatch(f"snapshot holds {bdf}, which no sequence of plugs can: {problem}")
         for packed, index in rec.map_order:
             bdf = Bdf.unpack(packed)
             self._map_restored(vm, vm.config_table[bdf], windows[bdf], [index])

@@ -583,7 +583,8 @@ cdef enum:
     OP_RESTORE_VM = 16
     OP_TABLES = 17
     OP_DEFINE_TYPE = 18  # performed when encoded (types persist across init); the record holds its result
-    OP_KINDS = 19
+    OP_SET_ECAM_BASE = 19
+    OP_KINDS = 20
 
 cdef dict _KIND_CODES = {
     _OpKind.INIT: OP_INIT, _OpKind.CREATE_VM: OP_CREATE_VM, _OpKind.DESTROY_VM: OP_DESTROY_VM,
@@ -592,7 +593,7 @@ cdef dict _KIND_CODES = {
     _OpKind.MMIO_READ: OP_MMIO_READ, _OpKind.MMIO_WRITE: OP_MMIO_WRITE, _OpKind.RESET: OP_RESET,
     _OpKind.RESET_VM: OP_RESET_VM, _OpKind.SAVE: OP_SAVE, _OpKind.RESTORE: OP_RESTORE,
     _OpKind.SNAPSHOT: OP_SNAPSHOT, _OpKind.RESTORE_VM: OP_RESTORE_VM, _OpKind.TABLES: OP_TABLES,
-    _OpKind.DEFINE_TYPE: OP_DEFINE_TYPE,
+    _OpKind.DEFINE_TYPE: OP_DEFINE_TYPE, _OpKind.SET_ECAM_BASE: OP_SET_ECAM_BASE,
 }
 # enum members by code, for dispatch by identity (Enum.__hash__ is Python code)
 cdef PyObject* _KIND_OBJ[OP_KINDS]
@@ -603,7 +604,7 @@ cdef int _KIND_ORDER[OP_KINDS]
 for _i, _code in enumerate((OP_CONFIG_READ, OP_CONFIG_WRITE, OP_MMIO_READ, OP_IO_READ, OP_MMIO_WRITE,
                             OP_IO_WRITE, OP_PLUG, OP_CREATE_VM, OP_SAVE, OP_TABLES, OP_RESET, OP_UNPLUG,
                             OP_SNAPSHOT, OP_RESTORE, OP_INIT, OP_RESET_VM, OP_RESTORE_VM, OP_DESTROY_VM,
-                            OP_DEFINE_TYPE)):
+                            OP_DEFINE_TYPE, OP_SET_ECAM_BASE)):
     _KIND_ORDER[_i] = _code
 
 # Op fields by position when Op is a named tuple (attribute access otherwise)
@@ -703,6 +704,9 @@ cdef struct CType:
     uint8_t wmask[4096]
     uint8_t w1c[4096]
     uint8_t fixed[4096]
+    uint8_t sticky[4096] # bits a function-level reset keeps (R-RST-004)
+    int has_sticky
+    int flr_ctl          # Device Control's offset when the function can do an FLR, else -1 (R-RST-005)
     uint8_t kind[7]
     uint64_t size[7]
     uint8_t log2[7]
@@ -1130,6 +1134,43 @@ cdef inline int reg_stop(CType* t, int i) noexcept nogil:
 # ---------------------------------------------------------------- device types
 
 @cython.final
+cdef int flr_control_offset(CType* c) noexcept:
+    """Device Control's offset when the type's first PCI Express capability (ID 0x10, standard chain)
+    says Function Level Reset capable (Device Capabilities bit 28) at power-on, else -1 (R-RST-005).
+    The chain of a valid type is well formed (no cycle, pointers in 0x40-0xfc)."""
+    cdef int at, steps = 0
+    if not (c.image[0x06] & 0x10):
+        return -1
+    at = c.image[0x34]
+    while at and steps < 64:
+        if c.image[at] == 0x10:
+            if at + 0x0A > 0x100 or not (ld32(c.image + at + 4) & (<uint32_t>1 << 28)):
+                return -1
+            return at + 8
+        at = c.image[at + 1]
+        steps += 1
+    return -1
+
+
+cdef bint multifunction_conflict(U64Map* cfgtab, uint16_t bdf, int header_type) noexcept:
+    """Whether a function of header type ``header_type`` at ``bdf`` breaks the multi-function rules
+    beside the functions in ``cfgtab`` (R-MF-001, R-MF-002); header type -1: not known, no check."""
+    cdef uint16_t first = bdf & ~7
+    cdef Inst* f0
+    cdef int f
+    if header_type < 0:
+        return False
+    if bdf & 7:
+        f0 = <Inst*>map_get(cfgtab, first)
+        return f0 != NULL and not (f0.t.image[0x0E] & 0x80)
+    if header_type & 0x80:
+        return False
+    for f in range(1, 8):
+        if map_get(cfgtab, first | f) != NULL:
+            return True
+    return False
+
+
 cdef class TypeInfo:
     """A device type as the compiled manager sees it: layout, BARs, behaviour (R-DT-001, R-DT-002)."""
 
@@ -1162,12 +1203,16 @@ cdef class TypeInfo:
         cdef bytes image, wmask, w1c
         lay = _layout(dtype, status)
         image, wmask, w1c = lay.image, lay.wmask, lay.w1cmask
+        sticky = dtype.declared.sticky
         c.cfg_size = len(image)
+        c.has_sticky = len(sticky) != 0
         for o in range(c.cfg_size):
             c.image[o] = image[o]
             c.wmask[o] = wmask[o]
             c.w1c[o] = w1c[o]
             c.fixed[o] = ~(c.wmask[o] | c.w1c[o])
+            c.sticky[o] = sticky[o] if c.has_sticky else 0
+        c.flr_ctl = flr_control_offset(c)
         c.nimpl = 0
         for i in range(6):
             bar = dtype.bar(i)
@@ -1614,6 +1659,22 @@ cdef class Manager:
         map_put(&self.vms, op.vm, vm)
         return 0
 
+    cdef int op_set_ecam_base(self, OpRec* op) except -1:
+        """Move or disable the VM's ECAM window (R-ECAM-005); routing looks at it first (R-ECAM-006)."""
+        cdef Vm* vm = NULL
+        cdef int code = self.vm_of(op, &vm)
+        if code:
+            return code
+        if not op.ecam_none:
+            if (op.bad & B_ECAM) or op.address > (<uint64_t>0) - ECAM_SIZE:
+                return self.fail(E_INVALID, b"ecam_base out of range")
+            if op.address & (ECAM_SIZE - 1):
+                return self.fail(E_INVALID, b"ecam_base must be aligned to the 256 MiB window")
+        vm.has_ecam = not op.ecam_none
+        vm.ecam = 0 if op.ecam_none else op.address
+        vm.gen += 1
+        return 0
+
     cdef int op_destroy_vm(self, OpRec* op) except -1:
         cdef Vm* vm = NULL
         cdef int code = self.vm_of(op, &vm)
@@ -1635,12 +1696,22 @@ cdef class Manager:
         cdef Inst* p = NULL
         cdef Inst* owner = NULL
         cdef uint8_t bus = op.bdf >> 8
+        cdef int header_type
         if code:
             return code
         if op.bad & B_BDF:
             return self.fail(E_INVALID, b"expected a Bdf")
         if map_get(&vm.cfgtab, op.bdf) != NULL:
             return self.fail(E_SLOT, b"the BDF already holds a device")
+        if type(dtype) is TypeInfo:
+            header_type = (<TypeInfo>dtype).c.image[0x0E]
+        elif isinstance(dtype, _DeviceType):
+            header_type = dtype.declared.image[0x0E]
+        else:
+            header_type = -1  # type_info rejects it below
+        if multifunction_conflict(&vm.cfgtab, op.bdf, header_type):
+            return self.fail(E_SLOT, b"the device's function 0 is single-function, or is to be while "
+                                     b"another of its functions is present (R-MF-001, R-MF-002)")
         if type(dtype) is TypeInfo:
             ti = <TypeInfo>dtype
         else:
@@ -1992,7 +2063,7 @@ cdef class Manager:
             p = x.kids[d]
             if p == NULL:
                 continue
-            self.reset_inst(vm, p)
+            self.reset_inst(vm, p, True)  # a hot reset keeps sticky bits (R-RST-004)
             if p.kids != NULL:
                 self.reset_below(vm, p)
         return 0
@@ -2025,6 +2096,7 @@ cdef class Manager:
     cdef int cfg_access(self, Vm* vm, uint16_t bdf, uint64_t off, uint8_t* buf, int n, bint write) except -1:
         """One configuration access inside a dword; absent functions read ones (R-ACC-006, R-CFG-009)."""
         cdef Inst* p = <Inst*>map_get(&vm.cfgtab, bdf)
+        cdef int flr
         if p == NULL or off >= <uint64_t>p.cfg_size:
             if not write:
                 fill_small(buf, 0xFF, n)
@@ -2032,7 +2104,11 @@ cdef class Manager:
         if not write:
             copy_small(buf, p.cfg + off, n)
             return 0
-        return self.cfg_store(vm, p, <int>off, buf, n)
+        self.cfg_store(vm, p, <int>off, buf, n)
+        flr = p.t.flr_ctl
+        if flr >= 0 and <int>off <= flr + 1 < <int>off + n and buf[flr + 1 - <int>off] & p.cfg[flr + 1] & 0x80:
+            self.reset_inst(vm, p, True)  # R-RST-005: Initiate FLR written as 1 and reading 1
+        return 0
 
     cdef int cfg_store(self, Vm* vm, Inst* p, int off, const uint8_t* data, int n) except -1:
         """Masked write (R-CFG-001), then bring the windows in line (R-DEC-005, R-DEC-007, R-DEC-010).
@@ -2336,10 +2412,18 @@ cdef class Manager:
 
     # ------------------------------------------------------------ reset (R-RST-*)
 
-    cdef int reset_inst(self, Vm* vm, Inst* p) except -1:
+    cdef int reset_inst(self, Vm* vm, Inst* p, bint keep_sticky) except -1:
+        """Power-on configuration (its sticky bits kept when ``keep_sticky``), no windows, fresh data
+        (R-RST-001, R-RST-002, R-RST-004)."""
+        cdef CType* t = p.t
+        cdef int o
         touch(vm, p)
         self.unmap_all(vm, p)
-        p.cfg = &p.t.image[0]  # the power-on image (R-RST-001)
+        if keep_sticky and t.has_sticky and p.cfg != &t.image[0]:
+            for o in range(p.cfg_size):  # the instance's own copy: sticky bits kept
+                p.cfg[o] = (t.image[o] & ~t.sticky[o]) | (p.cfg[o] & t.sticky[o])
+        else:
+            p.cfg = &t.image[0]  # the power-on image (R-RST-001)
         free_pages(p)
         if p.t.custom:
             data = _DeviceData()
@@ -2357,7 +2441,7 @@ cdef class Manager:
         cdef int code = self.inst_of(op, &vm, &p)
         if code:
             return code
-        self.reset_inst(vm, p)
+        self.reset_inst(vm, p, True)
         if p.kids != NULL:
             self.reroute(vm)
             self.refresh_forwarding(vm, p)
@@ -2375,7 +2459,7 @@ cdef class Manager:
         else:
             arr = self.sorted_insts(vm, &n)
         for k in range(n):
-            self.reset_inst(vm, arr[k])
+            self.reset_inst(vm, arr[k], False)  # power-on reset: sticky bits cleared (R-RST-004)
         if vm.busowner != NULL:
             self.reroute(vm)
         vm.cf8 = 0
@@ -3130,6 +3214,8 @@ cdef class Manager:
                 data = self.check_instance(&r, <TypeInfo>ti, &code, slot >= 0)
                 if code:
                     return code
+                if multifunction_conflict(&vm.cfgtab, packed, (<TypeInfo>ti).c.image[0x0E]):
+                    return self.fail(E_MISMATCH, b"snapshot breaks the multi-function rules (R-MF-002)")
                 p = new_inst(<TypeInfo>ti, packed, False)
                 p.devfn = packed & 0xFF
                 if bridged:
@@ -3311,6 +3397,23 @@ cdef class Manager:
         if ecam_base is not None and not as_u64(ecam_base, &op.address):
             op.bad |= B_ECAM
         self.api_check(self.op_create_vm(&op))
+
+    def set_ecam_base(self, vm_id, base):
+        """Move the VM's ECAM window to ``base``, or disable it with None (R-ECAM-005, R-ECAM-006)."""
+        cdef OpRec op
+        self.api_rec(&op, OP_SET_ECAM_BASE, vm_id, None)
+        op.ecam_none = base is None
+        if base is not None and not as_u64(base, &op.address):
+            op.bad |= B_ECAM
+        self.api_check(self.op_set_ecam_base(&op))
+
+    def ecam_base(self, vm_id):
+        """Where the VM's ECAM window is, or None (R-ECAM-001, R-ECAM-005)."""
+        cdef OpRec op
+        cdef Vm* vm = NULL
+        self.api_rec(&op, OP_TABLES, vm_id, None)
+        self.api_check(self.vm_of(&op, &vm))
+        return vm.ecam if vm.has_ecam else None
 
     def destroy_vm(self, vm_id):
         """Remove a VM element and everything it holds (R-DS-002)."""
@@ -4034,7 +4137,7 @@ cdef class CythonAdapter:
             if kind == OP_CONFIG_WRITE or kind == OP_IO_WRITE or kind == OP_MMIO_WRITE:
                 if not as_u64(value, &r.arg.value):
                     r.bad |= B_VALUE
-        elif kind == OP_CREATE_VM:
+        elif kind == OP_CREATE_VM or kind == OP_SET_ECAM_BASE:
             if ecam is None:
                 r.ecam_none = 1
             elif not as_u64(ecam, &r.address):
@@ -4121,6 +4224,8 @@ cdef class CythonAdapter:
             code = m.op_reset_vm(op)
         elif k == OP_CREATE_VM:
             code = m.op_create_vm(op)
+        elif k == OP_SET_ECAM_BASE:
+            code = m.op_set_ecam_base(op)
         elif k == OP_DESTROY_VM:
             code = m.op_destroy_vm(op)
         elif k == OP_DEFINE_TYPE:
