@@ -50,6 +50,7 @@ BEHAVIOUR_GROUP = "vpcid.behaviours"
 BAR_BEHAVIOURS: dict[str, str | None] = {
     "memory": None,
     "edu": "vpcid.model.catalog:EduBehaviour",
+    "msix": "vpcid.model.behaviour:MsixTable",
     "qemu-edu": "vpcid.adapters.qemu.behaviours:EduBehaviour",
     "qemu-pci-testdev": "vpcid.adapters.qemu.behaviours:TestdevBehaviour",
     "qemu-zero": "vpcid.adapters.qemu.behaviours:ZeroBehaviour",

@@ -20,6 +20,7 @@ from enum import StrEnum
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
+from vpcid.model.behaviour import MsixTable
 from vpcid.model.errors import DeviceTypeError
 from vpcid.model.header import (
     BAR0,
@@ -52,7 +53,10 @@ from vpcid.model.header import (
     VENDOR_ID,
     ChainEntry,
     ConfigSpace,
+    MsixPlace,
+    check_pci_rules,
     check_space,
+    msix_place,
 )
 from vpcid.model.profile import StatusRegister
 from vpcid.model.registers import CONFIG_ACCESS, REGISTER_MAP_NAME, Access, Bits, RegisterMap, bit_list
@@ -328,6 +332,11 @@ class DeviceType:
         """The per-byte declaration: ``space`` itself, or what the builder lays out (R-DT-005)."""
         return self.space if self.space is not None else _build(self)
 
+    def check_pci(self) -> None:
+        """Reject a type whose declared structures break the PCI rules: the PCI Express capability,
+        MSI, MSI-X and INTx registers (R-DT-009, R-IRQ-001, R-IRQ-002, R-IRQ-004)."""
+        check_pci_rules(self.declared)
+
     @cached_property
     def chain(self) -> tuple[ChainEntry, ...]:
         """The capabilities found by walking both chains of the declared bytes (R-DT-006, R-DT-007)."""
@@ -426,6 +435,32 @@ def _validate(t: DeviceType) -> None:
                 raise DeviceTypeError(f"{name} {getattr(t, name)!r} disagrees with the declared bytes")
     t.chain  # noqa: B018 - builds the bytes and checks them (raises DeviceTypeError)
     _check_header_registers(t)
+    if isinstance(t.behaviour, MsixTable):
+        object.__setattr__(t, "behaviour", t.behaviour.bound(_msix_place(t, t.behaviour.place)))
+
+
+def _msix_place(t: DeviceType, declared: MsixPlace | None) -> MsixPlace:
+    """Where the type's MSI-X capability puts its table and PBA: inside memory BARs it implements,
+    apart from each other (R-IRQ-003)."""
+    place = msix_place(t.declared.image)
+    if place is None:
+        raise DeviceTypeError("BAR behaviour 'msix' serves an MSI-X capability (ID 0x11); the type has none")
+    if declared is not None and declared != place:
+        raise DeviceTypeError(f"BAR behaviour 'msix' was bound to {declared}, the capability says {place}")
+    for what, index, span in (("table", place.table_bar, place.table), ("PBA", place.pba_bar, place.pba)):
+        bar = t.bar(index)
+        if bar is None or bar.kind is BarKind.IO or span.stop > bar.size:
+            raise DeviceTypeError(
+                f"the MSI-X {what} ({span.start:#x}-{span.stop - 1:#x} of BAR{index}) lies inside an "
+                "implemented memory BAR"
+            )
+    if (
+        place.table_bar == place.pba_bar
+        and place.table.start < place.pba.stop
+        and place.pba.start < place.table.stop
+    ):
+        raise DeviceTypeError("the MSI-X table and PBA overlap")
+    return place
 
 
 def _space_fields(space: ConfigSpace) -> dict[str, Any]:
