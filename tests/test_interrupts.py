@@ -13,7 +13,7 @@ from vpcid.conformance.typefile import parse_type_file, type_file_json
 from vpcid.model import Bdf, BlobMismatch, DataManager, DeviceType, DeviceTypeError
 from vpcid.model import blob as blobfmt
 from vpcid.model.behaviour import MsixTable
-from vpcid.model.catalog import A100, CATALOG, E1000, EDU, NVME, REGISTER_SINK, _msi64, _msix
+from vpcid.model.catalog import A100, CATALOG, E1000, EDU, NVME, REGISTER_SINK, msi64_capability, _msix
 from vpcid.model.devicetype import BarKind, BarSpec, Capability
 from vpcid.model.header import ConfigSpace, MsixPlace, check_pci_rules
 
@@ -120,7 +120,7 @@ def test_msi_registers_have_the_pci_classes(offset: int, byte: int, match: str) 
 
 @pytest.mark.req("R-IRQ-001")
 def test_msi_mask_bits_are_writable_for_the_usable_vectors_and_pending_bits_read_only() -> None:
-    maskable = dataclasses.replace(EDU, name="edu-maskable", capabilities=(_msi64(capable=2, maskable=True),))
+    maskable = dataclasses.replace(EDU, name="edu-maskable", capabilities=(msi64_capability(capable=2, maskable=True),))
     maskable.check_pci()
     image, wmask, w1c = _space(maskable)
     mask, pending = 0x40 + 0x10, 0x40 + 0x14
@@ -140,7 +140,7 @@ def test_msi_mask_bits_are_writable_for_the_usable_vectors_and_pending_bits_read
 
 @pytest.mark.req("R-IRQ-001")
 def test_an_msi_capability_overlapped_by_the_next_one_is_rejected() -> None:
-    maskable = dataclasses.replace(EDU, name="edu-maskable", capabilities=(_msi64(maskable=True),))
+    maskable = dataclasses.replace(EDU, name="edu-maskable", capabilities=(msi64_capability(maskable=True),))
     image, wmask, w1c = _space(maskable)
     image[0x41] = 0x54  # a capability where the pending bits are: 0x14 bytes after MSI, which takes 0x18
     image[0x54] = 0x01
@@ -277,11 +277,11 @@ def test_a_type_naming_msix_gets_the_place_its_capability_names() -> None:
 @pytest.mark.req("R-IRQ-003")
 @pytest.mark.parametrize(("change", "match"), [
     ({"capabilities": ()}, "the type has none"),
-    ({"capabilities": (_msix(33, 0x3E00, 0x2000),)}, r"MSI-X table \(0x3e00-0x400f of BAR0\) lies inside"),
-    ({"capabilities": (_msix(33, 0x3000, 0x2001),)}, r"MSI-X PBA \(0x2000-0x2007 of BAR1\)"),
-    ({"capabilities": (_msix(33, 0x2000, 0x2100),)}, "overlap"),
+    ({"capabilities": (msix_capability(33, 0x3E00, 0x2000),)}, r"MSI-X table \(0x3e00-0x400f of BAR0\) lies inside"),
+    ({"capabilities": (msix_capability(33, 0x3000, 0x2001),)}, r"MSI-X PBA \(0x2000-0x2007 of BAR1\)"),
+    ({"capabilities": (msix_capability(33, 0x2000, 0x2100),)}, "overlap"),
     ({"bars": (BarSpec(BarKind.IO, 256), BarSpec(BarKind.MEM32, 16 << 10)),
-      "capabilities": (_msix(4, 0x0, 0x1001),)}, "BAR0"),
+      "capabilities": (msix_capability(4, 0x0, 0x1001),)}, "BAR0"),
 ])  # fmt: skip
 def test_msix_needs_a_table_and_pba_inside_memory_bars(change: dict[str, Any], match: str) -> None:
     fields = {"bars": (BarSpec(BarKind.MEM32, 16 << 10),), "behaviour": MsixTable()} | change
@@ -289,7 +289,7 @@ def test_msix_needs_a_table_and_pba_inside_memory_bars(change: dict[str, Any], m
         DeviceType(name="msix-bad", vendor_id=0x1B36, device_id=0x2, class_code=0xFF0000, **fields)
     with pytest.raises(DeviceTypeError, match="was bound to"):
         DeviceType(name="msix-bound", vendor_id=0x1B36, device_id=0x2, class_code=0xFF0000,
-                   bars=(BarSpec(BarKind.MEM32, 16 << 10),), capabilities=(_msix(4, 0, 0x1000),),
+                   bars=(BarSpec(BarKind.MEM32, 16 << 10),), capabilities=(msix_capability(4, 0, 0x1000),),
                    behaviour=MsixTable(MsixPlace(5, 0, 0, 0, 0x1000)))  # fmt: skip
 
 

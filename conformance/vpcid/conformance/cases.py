@@ -3690,6 +3690,7 @@ def system_cases() -> list[Case]:
         _sys_errors,
         lambda s: _scripted_system(s, "errors"),
         lambda s: __import__("vpcid.conformance.register_cases", fromlist=["_"]).register_cases(s),
+        lambda s: __import__("vpcid.conformance.irq_cases", fromlist=["_"]).irq_cases(s),
     ):
         build(s)
     return s.out

@@ -24,7 +24,7 @@ def _power_management() -> Capability:
                       rw1c=bytes([0, 0, 0, 0x80, 0, 0]))  # fmt: skip
 
 
-def _msi64(capable: int = 0, maskable: bool = False, offset: int | None = None) -> Capability:
+def msi64_capability(capable: int = 0, maskable: bool = False, offset: int | None = None) -> Capability:
     """64-bit MSI able to use ``2**capable`` vectors (R-IRQ-001): enable and Multiple Message Enable,
     address (dword aligned), upper address and data writable; with ``maskable``, a writable mask bit per
     vector and read-only pending bits."""
@@ -37,7 +37,7 @@ def _msi64(capable: int = 0, maskable: bool = False, offset: int | None = None) 
     return Capability(0x05, body, writable=writable, offset=offset)
 
 
-def _msix(vectors: int, table: int, pba: int, offset: int | None = None) -> Capability:
+def msix_capability(vectors: int, table: int, pba: int, offset: int | None = None) -> Capability:
     """MSI-X with ``vectors`` vectors, table and PBA at BAR offsets ``table`` and ``pba`` (BIR in bits 2:0):
     enable and function mask writable, the rest read-only (R-IRQ-002)."""
     body = struct.pack("<HII", vectors - 1, table, pba)
@@ -54,7 +54,7 @@ def _registers(size: int, fields: dict[int, tuple[int, int, int, int]]) -> tuple
     return bytes(body), bytes(writable), bytes(rw1c)
 
 
-def _pci_express_endpoint(offset: int | None = None) -> Capability:
+def pci_express_endpoint(offset: int | None = None) -> Capability:
     """PCI Express capability, version 2, of an endpoint: all 0x3C bytes (R-DT-009).
 
     Device control (bits 14:0), link control (ASPM, read completion
@@ -167,8 +167,8 @@ NVME = DeviceType(
     subsystem_vendor_id=0x144D, subsystem_id=0xA801, interrupt_pin=1,
     bars=(BarSpec(BarKind.MEM64, 16 << 10), None),
     capabilities=(
-        _power_management(), _msi64(capable=5, offset=0x50), _pci_express_endpoint(offset=0x70),
-        _msix(33, table=0x3000, pba=0x2000, offset=0xB0),
+        _power_management(), msi64_capability(capable=5, offset=0x50), pci_express_endpoint(offset=0x70),
+        msix_capability(33, table=0x3000, pba=0x2000, offset=0xB0),
     ),
     behaviour=MsixTable(),
     express=True,
@@ -183,7 +183,7 @@ EDU = DeviceType(
     vendor_id=0x1234, device_id=0x11E8, revision=0x10, class_code=0x00FF00,
     subsystem_vendor_id=0x1AF4, subsystem_id=0x1100, interrupt_pin=1,
     bars=(BarSpec(BarKind.MEM32, 1 << 20),),
-    capabilities=(_msi64(),),
+    capabilities=(msi64_capability(),),
     behaviour=EduBehaviour(),
 )  # fmt: skip
 """QEMU's edu teaching device: one 1 MiB register BAR."""
@@ -197,7 +197,7 @@ A100 = DeviceType(
         BarSpec(BarKind.MEM64, 64 << 30, prefetchable=True), None,
         BarSpec(BarKind.MEM64, 32 << 20, prefetchable=True), None,
     ),
-    capabilities=(_power_management(), _msi64(), _pci_express_endpoint()),
+    capabilities=(_power_management(), msi64_capability(), pci_express_endpoint()),
     express=True,
 )  # fmt: skip
 """NVIDIA A100 PCIe 40 GB: 16 MiB registers, 64 GiB and 32 MiB prefetchable 64-bit BARs."""
