@@ -13,7 +13,16 @@ from vpcid.conformance.typefile import parse_type_file, type_file_json
 from vpcid.model import Bdf, BlobMismatch, DataManager, DeviceType, DeviceTypeError
 from vpcid.model import blob as blobfmt
 from vpcid.model.behaviour import MsixTable
-from vpcid.model.catalog import A100, CATALOG, E1000, EDU, NVME, REGISTER_SINK, msi64_capability, _msix
+from vpcid.model.catalog import (
+    A100,
+    CATALOG,
+    E1000,
+    EDU,
+    NVME,
+    REGISTER_SINK,
+    msi64_capability,
+    msix_capability,
+)
 from vpcid.model.devicetype import BarKind, BarSpec, Capability
 from vpcid.model.header import ConfigSpace, MsixPlace, check_pci_rules
 
@@ -120,7 +129,8 @@ def test_msi_registers_have_the_pci_classes(offset: int, byte: int, match: str) 
 
 @pytest.mark.req("R-IRQ-001")
 def test_msi_mask_bits_are_writable_for_the_usable_vectors_and_pending_bits_read_only() -> None:
-    maskable = dataclasses.replace(EDU, name="edu-maskable", capabilities=(msi64_capability(capable=2, maskable=True),))
+    capability = msi64_capability(capable=2, maskable=True)
+    maskable = dataclasses.replace(EDU, name="edu-maskable", capabilities=(capability,))
     maskable.check_pci()
     image, wmask, w1c = _space(maskable)
     mask, pending = 0x40 + 0x10, 0x40 + 0x14
@@ -277,7 +287,8 @@ def test_a_type_naming_msix_gets_the_place_its_capability_names() -> None:
 @pytest.mark.req("R-IRQ-003")
 @pytest.mark.parametrize(("change", "match"), [
     ({"capabilities": ()}, "the type has none"),
-    ({"capabilities": (msix_capability(33, 0x3E00, 0x2000),)}, r"MSI-X table \(0x3e00-0x400f of BAR0\) lies inside"),
+    ({"capabilities": (msix_capability(33, 0x3E00, 0x2000),)},
+     r"MSI-X table \(0x3e00-0x400f of BAR0\) lies inside"),
     ({"capabilities": (msix_capability(33, 0x3000, 0x2001),)}, r"MSI-X PBA \(0x2000-0x2007 of BAR1\)"),
     ({"capabilities": (msix_capability(33, 0x2000, 0x2100),)}, "overlap"),
     ({"bars": (BarSpec(BarKind.IO, 256), BarSpec(BarKind.MEM32, 16 << 10)),

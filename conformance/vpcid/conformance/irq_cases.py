@@ -1,5 +1,6 @@
 """Scenario cases for interrupt registers: MSI, MSI-X and INTx (R-IRQ-001..R-IRQ-004), and the PCI
-Express capability of the catalogue's PCI Express types (R-DT-009).
+Express capability of the catalogue's PCI Express types (R-DT-009); and a restore of an earlier
+revision's blob (R-MIG-002).
 
 System cases (``full_api``), added by one line of
 :func:`vpcid.conformance.cases.system_cases`. They run on the catalogue's
@@ -15,13 +16,15 @@ forgets the reset masks shows it in an observation.
 
 from __future__ import annotations
 
+import dataclasses
+
 from vpcid.conformance.cases import CMD_MEM, SUITE_VM, _Body, _Fn, _Sys
 from vpcid.conformance.trace import define_type_op
 from vpcid.conformance.typefile import type_json
-from vpcid.model import Bdf, DeviceType
+from vpcid.model import Bdf, DataManager, DeviceType
 from vpcid.model.behaviour import MsixTable
 from vpcid.model.catalog import A100, E1000, NVME, msi64_capability, msix_capability
-from vpcid.model.devicetype import BarKind, BarSpec
+from vpcid.model.devicetype import BarKind, BarSpec, accepting
 from vpcid.model.header import CAP_EXPRESS, EXPRESS_CAPABILITY_SIZE, MsixPlace
 
 IRQ_BDF = Bdf(0, 0x0A, 0)
@@ -225,6 +228,56 @@ def _express_capability_case(s: _Sys) -> None:
           "all its 0x3c bytes", body)  # fmt: skip
 
 
+REVISED_NIC = DeviceType(
+    name="revised-nic",
+    vendor_id=0x8086, device_id=0x100E, revision=0x02, class_code=0x020000,
+    subsystem_vendor_id=0x8086, subsystem_id=0x001E, interrupt_pin=1,
+    bars=(BarSpec(BarKind.MEM32, 128 << 10), BarSpec(BarKind.IO, 64)),
+)  # fmt: skip
+"""Revision 2 of a NIC; :data:`REVISED_NIC_3` (revision 3, another subsystem ID) accepts its blobs."""
+REVISED_NIC_3 = accepting(dataclasses.replace(REVISED_NIC, revision=0x03, subsystem_id=0x0100), REVISED_NIC)
+
+
+def _revision_blob(dtype: DeviceType) -> bytes:
+    """A blob of ``dtype`` at :data:`IRQ_BDF`: BAR0 at :data:`BASE`, memory decode on, a dword written."""
+    dm = DataManager()
+    dm.create_vm(SUITE_VM)
+    dm.plug(SUITE_VM, IRQ_BDF, dtype)
+    dm.config_write(SUITE_VM, IRQ_BDF, 0x10, 4, BASE)
+    dm.config_write(SUITE_VM, IRQ_BDF, 0x04, 2, CMD_MEM | 0x0400)
+    dm.config_write(SUITE_VM, IRQ_BDF, 0x3C, 1, 0x0B)
+    dm.mmio_write(SUITE_VM, BASE + 0x10, 4, 0xC0FF_EE00)
+    return dm.save(SUITE_VM, IRQ_BDF)
+
+
+def _revision_case(s: _Sys) -> None:
+    """R-MIG-001, R-MIG-002: revision 3 declares it accepts revision 2 (a list naming it twice is refused),
+    restores revision 2's blob and refuses an unaccepted revision's."""
+    body = _Body()
+    body.check("R-MIG-001")
+    twice = type_json(REVISED_NIC_3)
+    twice["accepts"] = twice["accepts"] * 2
+    body.add(define_type_op(twice))  # a fingerprint listed twice: refused
+    body.add(define_type_op(type_json(REVISED_NIC_3)))
+    body.setup()
+    body.create_vm(SUITE_VM)
+    f = body.plug(SUITE_VM, IRQ_BDF, REVISED_NIC_3)
+    f.check("R-MIG-002")
+    f.restore(data=_revision_blob(REVISED_NIC))
+    for offset in (0x04, 0x08, 0x10, 0x2C, 0x3C):
+        f.cr(offset)
+    f.mr(BASE + 0x10)
+    f.save("revised")
+    f.restore(data=_revision_blob(dataclasses.replace(REVISED_NIC, revision=0x01)))
+    f.restore(data=_revision_blob(dataclasses.replace(REVISED_NIC, subsystem_id=0x0200)))
+    f.cr(0x2C)
+    f.mr(BASE + 0x10)
+    s.add("type-revision-restore", "save-restore",
+          "a type that accepts an earlier revision restores its blob: writable bits and BAR data from the "
+          "blob, read-only bits (revision, subsystem) from the type, saved again under the type's own "
+          "fingerprint; blobs of revisions it does not accept are refused", body)  # fmt: skip
+
+
 def irq_cases(s: _Sys) -> None:
     """Add every interrupt case to ``s`` (one line of :func:`vpcid.conformance.cases.system_cases`)."""
     _msix_table_case(s, NVME)
@@ -234,3 +287,4 @@ def irq_cases(s: _Sys) -> None:
     _msi_case(s)
     _intx_case(s)
     _express_capability_case(s)
+    _revision_case(s)
