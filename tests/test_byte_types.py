@@ -333,7 +333,7 @@ class ClampMultipleMessage:
 def test_configuration_behaviour_adjusts_writable_bits_only() -> None:
     msi = next(e.offset for e in NVME.chain if e.cap_id == 0x05)
     image, wmask, w1c = space_of(NVME)
-    image[msi + 2] |= 0x04  # Multiple Message Capable = 2 (4 vectors)
+    image[msi + 2] = image[msi + 2] & ~0x0E | 0x04  # Multiple Message Capable = 2 (4 vectors)
     hooked = raw(
         image, wmask, w1c, "nvme-clamped", bars=NVME.bars, config_behaviour=ClampMultipleMessage(msi)
     )
@@ -444,4 +444,4 @@ def test_fingerprint_covers_every_input(rom_size: int | None, io: bool, prefetch
 def test_chain_walk_finds_both_chains_in_order() -> None:
     entries = capability_chain(EXPRESS_SINK.declared.image)
     assert [(e.offset, e.extended) for e in entries] == [(0x100, True), (0x400, True)]
-    assert [e.offset for e in capability_chain(NVME.declared.image)] == [0x40, 0x48, 0x58, 0x6C]
+    assert [e.offset for e in capability_chain(NVME.declared.image)] == [0x40, 0x50, 0x70, 0xB0]

@@ -196,9 +196,9 @@ def test_v_shows_flags_and_regions_without_their_numbers(pci_ids: Path) -> None:
     ]
     assert capability_lines(blocks["00:03.0"]) == [
         "\tCapabilities: [40] Power Management version 3",
-        "\tCapabilities: [48] MSI: Enable- Count=1/1 Maskable- 64bit+",
-        "\tCapabilities: [58] Express Endpoint, MSI 00",
-        "\tCapabilities: [6c] MSI-X: Enable- Count=33 Masked-",
+        "\tCapabilities: [50] MSI: Enable- Count=1/32 Maskable- 64bit+",
+        "\tCapabilities: [70] Express Endpoint, MSI 00",
+        "\tCapabilities: [b0] MSI-X: Enable- Count=33 Masked-",
     ]
     assert blocks["00:04.0"][2] == "\tFlags: fast devsel"
 
@@ -218,9 +218,9 @@ def test_vv_walks_and_decodes_the_capability_lists() -> None:
     assert capability_lines(blocks["00:02.0"]) == ["\tCapabilities: [40] Power Management version 3"]
     assert capability_lines(blocks["00:03.0"]) == [
         "\tCapabilities: [40] Power Management version 3",
-        "\tCapabilities: [48] MSI: Enable- Count=1/1 Maskable- 64bit+",
-        "\tCapabilities: [58] Express (v2) Endpoint, MSI 00",
-        "\tCapabilities: [6c] MSI-X: Enable- Count=33 Masked-",
+        "\tCapabilities: [50] MSI: Enable- Count=1/32 Maskable- 64bit+",
+        "\tCapabilities: [70] Express (v2) Endpoint, MSI 00",
+        "\tCapabilities: [b0] MSI-X: Enable- Count=33 Masked-",
     ]
     nvme = blocks["00:03.0"]
     assert "\t\tStatus: D0 NoSoftRst- PME-Enable- DSel=0 DScale=0 PME-" in nvme
@@ -229,21 +229,21 @@ def test_vv_walks_and_decodes_the_capability_lists() -> None:
     assert (
         "\t\tDevCtl2: Completion Timeout: 50us to 50ms, TimeoutDis- LTR- 10BitTagReq- OBFF Disabled," in nvme
     )
-    assert "\t\tVector table: BAR=0 offset=00002000" in nvme
-    assert "\t\tPBA: BAR=0 offset=00003000" in nvme
+    assert "\t\tVector table: BAR=0 offset=00003000" in nvme
+    assert "\t\tPBA: BAR=0 offset=00002000" in nvme
 
 
 def test_capability_state_written_by_the_guest_is_shown() -> None:
     machine = demo()
     dm, vm = machine.manager, machine.vm_id
-    dm.config_write(vm, NVME_SLOT, 0x48 + 2, 2, 0x0001)  # MSI enable
-    dm.config_write(vm, NVME_SLOT, 0x48 + 4, 4, 0xFEE0_0000)
-    dm.config_write(vm, NVME_SLOT, 0x48 + 0xC, 2, 0x0041)
-    dm.config_write(vm, NVME_SLOT, 0x6C + 2, 2, 0x8000)  # MSI-X enable
+    dm.config_write(vm, NVME_SLOT, 0x50 + 2, 2, 0x0001)  # MSI enable
+    dm.config_write(vm, NVME_SLOT, 0x50 + 4, 4, 0xFEE0_0000)
+    dm.config_write(vm, NVME_SLOT, 0x50 + 0xC, 2, 0x0041)
+    dm.config_write(vm, NVME_SLOT, 0xB0 + 2, 2, 0x8000)  # MSI-X enable
     nvme = verbose(machine)["00:03.0"]
-    assert "\tCapabilities: [48] MSI: Enable+ Count=1/1 Maskable- 64bit+" in nvme
+    assert "\tCapabilities: [50] MSI: Enable+ Count=1/32 Maskable- 64bit+" in nvme
     assert "\t\tAddress: 00000000fee00000  Data: 0041" in nvme
-    assert "\tCapabilities: [6c] MSI-X: Enable+ Count=33 Masked-" in nvme
+    assert "\tCapabilities: [b0] MSI-X: Enable+ Count=33 Masked-" in nvme
 
 
 # ------------------------------------------------------------ decode notes

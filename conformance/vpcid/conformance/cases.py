@@ -3692,6 +3692,7 @@ def system_cases() -> list[Case]:
         lambda s: __import__("vpcid.conformance.variant_path_cases", fromlist=["_"]).variant_path_cases(s),
         lambda s: __import__("vpcid.conformance.register_cases", fromlist=["_"]).register_cases(s),
         lambda s: __import__("vpcid.conformance.platform_cases", fromlist=["_"]).platform_cases(s),
+        lambda s: __import__("vpcid.conformance.irq_cases", fromlist=["_"]).irq_cases(s),
     ):
         build(s)
     return s.out

@@ -11,6 +11,7 @@ register map (:func:`register_map`, R-REG-001), its BAR behaviour.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,6 +54,7 @@ BEHAVIOUR_GROUP = "vpcid.behaviours"
 BAR_BEHAVIOURS: dict[str, str | None] = {
     "memory": None,
     "edu": "vpcid.model.catalog:EduBehaviour",
+    "msix": "vpcid.model.behaviour:MsixTable",
     "qemu-edu": "vpcid.adapters.qemu.behaviours:EduBehaviour",
     "qemu-pci-testdev": "vpcid.adapters.qemu.behaviours:TestdevBehaviour",
     "qemu-zero": "vpcid.adapters.qemu.behaviours:ZeroBehaviour",
@@ -246,6 +248,8 @@ def _entry(obj: Mapping[str, Any]) -> TypeEntry:
             sticky=_sticky_rows(obj.get("sticky"), obj.get("express", False)),
             **ints,
         )  # fmt: skip
+    if obj.get("accepts"):  # R-MIG-001: earlier revisions whose blobs a restore accepts
+        dtype = dataclasses.replace(dtype, accepts=tuple(sorted(bytes.fromhex(f) for f in obj["accepts"])))
     if "fingerprint" in obj and obj["fingerprint"] != dtype.fingerprint().hex():
         raise DeviceTypeError(
             f"fingerprint {obj['fingerprint']} does not match the declaration ({dtype.fingerprint().hex()})"
@@ -378,6 +382,8 @@ def type_json(entry: TypeEntry | DeviceType) -> dict[str, Any]:
     if isinstance(t.behaviour, RegisterMap):
         obj["bar_registers"] = [register_json(r) for r in t.behaviour.registers]
     obj["config_behaviour"] = t.config_behaviour.name if t.config_behaviour is not None else None
+    if t.accepts:
+        obj["accepts"] = sorted(f.hex() for f in t.accepts)
     if entry.opaque:
         obj["opaque"] = [{"bar": b, "start": r.start, "stop": r.stop} for b, r in entry.opaque]
     obj["config"] = {"size": len(space.image), "image": _row_map(space.image), "wmask": _row_map(space.wmask),

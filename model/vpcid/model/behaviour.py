@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from vpcid.model.header import MSIX_ENTRY_SIZE, MSIX_VECTOR_MASK, MsixPlace
+
 PAGE_SIZE = 4096
 """Granule of the sparse BAR store; all-zero pages are never stored (R-BLOB-003)."""
 
@@ -113,6 +115,86 @@ class MemoryBehaviour:
 
 
 MEMORY = MemoryBehaviour()
+
+
+class MsixTable:
+    """BAR behaviour ``msix``: the MSI-X table and pending-bit array in the BARs the capability names
+    (R-IRQ-003); every other BAR byte is memory-like (R-DT-004).
+
+    A device type declares ``MsixTable()``; building the type binds it to the
+    place its MSI-X capability names (:meth:`bound`). Table and PBA bytes are
+    BAR data, saved in the blob like any (R-BLOB-003). Inside them only an
+    aligned dword or qword run takes effect: another reads zero and writes
+    nothing. Vector Control keeps bit 0 (the mask), set at reset; its
+    reserved bits read zero. The PBA reads its bits and ignores writes; the
+    model sends no message, so no access sets a pending bit.
+    """
+
+    name = "msix"
+
+    def __init__(self, place: MsixPlace | None = None) -> None:
+        self.place = place
+
+    def bound(self, place: MsixPlace) -> MsixTable:
+        """This behaviour serving the table and PBA at ``place``."""
+        return MsixTable(place)
+
+    def _area(self, bar: int, offset: int, length: int) -> tuple[str, bool] | None:
+        """Whether the run touches the table or the PBA, and whether it is an access PCI allows there."""
+        place = self.place
+        if place is None:
+            return None
+        for area, at, span in (("table", place.table_bar, place.table), ("pba", place.pba_bar, place.pba)):
+            if bar == at and offset < span.stop and span.start < offset + length:
+                allowed = length in (4, 8) and offset % length == 0 and span.start <= offset < span.stop
+                return area, allowed
+        return None
+
+    def read(self, data: DeviceData, bar: int, offset: int, length: int) -> bytes:
+        touched = self._area(bar, offset, length)
+        if touched is not None and not touched[1]:
+            return bytes(length)
+        return data.bar_memory(bar).read(offset, length)
+
+    def write(self, data: DeviceData, bar: int, offset: int, payload: bytes) -> None:
+        touched = self._area(bar, offset, len(payload))
+        if touched is None:
+            data.bar_memory(bar).write(offset, payload)
+            return
+        area, allowed = touched
+        if not allowed or area == "pba":
+            return
+        assert self.place is not None
+        stored = bytearray(payload)
+        for k in range(0, len(stored), 4):
+            if (offset + k - self.place.table_offset) % MSIX_ENTRY_SIZE == 12:  # Vector Control
+                stored[k : k + 4] = bytes((stored[k] & MSIX_VECTOR_MASK, 0, 0, 0))
+        data.bar_memory(bar).write(offset, bytes(stored))
+
+    def reset(self, data: DeviceData) -> None:
+        place = self.place
+        if place is None:
+            return
+        memory = data.bar_memory(place.table_bar)
+        for vector in range(place.vectors):
+            memory.write(place.table_offset + MSIX_ENTRY_SIZE * vector + 12, bytes((MSIX_VECTOR_MASK,)))
+
+    def check(self, data: DeviceData) -> str | None:
+        place = self.place
+        if data.extra:
+            return "msix behaviour keeps no extra state"
+        if place is None:
+            return None
+        table, pba = data.memory.get(place.table_bar), data.memory.get(place.pba_bar)
+        for vector in range(place.vectors):
+            at = place.table_offset + MSIX_ENTRY_SIZE * vector + 12
+            control = int.from_bytes(table.read(at, 4), "little") if table is not None else 0
+            if control & ~MSIX_VECTOR_MASK:
+                return f"MSI-X vector {vector}: reserved Vector Control bits are set"
+        pending = int.from_bytes(pba.read(place.pba_offset, len(place.pba)), "little") if pba else 0
+        if pending >> place.vectors:
+            return f"MSI-X pending bit {pending.bit_length() - 1} names no vector"
+        return None
 
 
 class ConfigBehaviour(Protocol):

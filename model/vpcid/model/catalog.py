@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from vpcid.model.behaviour import DeviceData
+from vpcid.model.behaviour import DeviceData, MsixTable
 from vpcid.model.devicetype import (
     BarKind,
     BarSpec,
@@ -33,25 +33,60 @@ def _power_management() -> Capability:
                       rw1c=bytes([0, 0, 0, 0x80, 0, 0]))  # fmt: skip
 
 
-def _msi64() -> Capability:
-    """64-bit MSI: control (enable, multiple message enable), address and data writable."""
-    body = struct.pack("<HIIH", 0x0080, 0, 0, 0)
+def msi64_capability(capable: int = 0, maskable: bool = False, offset: int | None = None) -> Capability:
+    """64-bit MSI able to use ``2**capable`` vectors (R-IRQ-001): enable and Multiple Message Enable,
+    address (dword aligned), upper address and data writable; with ``maskable``, a writable mask bit per
+    vector and read-only pending bits."""
+    control = 0x0080 | capable << 1 | (0x100 if maskable else 0)
+    body = struct.pack("<HIIH", control, 0, 0, 0)
     writable = bytes([0x71, 0x00]) + bytes([0xFC, 0xFF, 0xFF, 0xFF]) + b"\xff" * 4 + b"\xff\xff"
-    return Capability(0x05, body, writable=writable)
+    if maskable:
+        body += bytes(2 + 8)
+        writable += bytes(2) + ((1 << (1 << capable)) - 1).to_bytes(4, "little") + bytes(4)
+    return Capability(0x05, body, writable=writable, offset=offset)
 
 
-def _msix(table_size: int) -> Capability:
-    """MSI-X: enable and function-mask writable; table in BAR0 at 0x2000, PBA at 0x3000."""
-    body = struct.pack("<HII", table_size - 1, 0x2000, 0x3000)
-    return Capability(0x11, body, writable=bytes([0, 0xC0]) + bytes(8))
+def msix_capability(vectors: int, table: int, pba: int, offset: int | None = None) -> Capability:
+    """MSI-X with ``vectors`` vectors, table and PBA at BAR offsets ``table`` and ``pba`` (BIR in bits 2:0):
+    enable and function mask writable, the rest read-only (R-IRQ-002)."""
+    body = struct.pack("<HII", vectors - 1, table, pba)
+    return Capability(0x11, body, writable=bytes([0, 0xC0]) + bytes(8), offset=offset)
 
 
-def _pci_express_endpoint() -> Capability:
-    """PCI Express capability (endpoint): device control writable, device status error bits RW1C."""
-    body = struct.pack("<HIHHIHH", 0x0002, 0x0000_8000, 0x2810, 0, 0x0040_3443, 0, 0x1043)
-    writable = bytes(6) + b"\xff\x7f" + bytes(10)
-    rw1c = bytes(8) + b"\x0f\x00" + bytes(8)
-    return Capability(0x10, body, writable=writable, rw1c=rw1c)
+def _registers(size: int, fields: dict[int, tuple[int, int, int, int]]) -> tuple[bytes, bytes, bytes]:
+    """Body, writable and RW1C bytes of a capability body of ``size`` bytes from ``{offset: (width, value,
+    writable, rw1c)}``, offsets counted from the capability's ID byte; unnamed bytes are read-only zero."""
+    body, writable, rw1c = bytearray(size), bytearray(size), bytearray(size)
+    for offset, (width, value, wm, cm) in fields.items():
+        for array, word in ((body, value), (writable, wm), (rw1c, cm)):
+            array[offset - 2 : offset - 2 + width] = word.to_bytes(width, "little")
+    return bytes(body), bytes(writable), bytes(rw1c)
+
+
+def pci_express_endpoint(offset: int | None = None) -> Capability:
+    """PCI Express capability, version 2, of an endpoint: all 0x3C bytes (R-DT-009).
+
+    Device control (bits 14:0), link control (ASPM, read completion
+    boundary, common clock, extended synch, clock power management,
+    autonomous width disable), device control 2 (completion timeout, LTR)
+    and link control 2 (target speed) writable; device status error bits
+    RW1C; capabilities and status read-only; slot and root registers zero,
+    as an endpoint has none.
+    """
+    body, writable, rw1c = _registers(0x3A, {
+        0x02: (2, 0x0002, 0, 0),  # version 2, endpoint
+        0x04: (4, 0x0000_8000, 0, 0),  # device capabilities: role-based error reporting
+        0x08: (2, 0x2810, 0x7FFF, 0),  # device control
+        0x0A: (2, 0, 0, 0x000F),  # device status: error detected bits
+        0x0C: (4, 0x0040_3443, 0, 0),  # link capabilities: 8 GT/s, x4, ASPM L0s and L1
+        0x10: (2, 0, 0x03CB, 0),  # link control
+        0x12: (2, 0x1043, 0, 0),  # link status: 8 GT/s x4, slot clock
+        0x24: (4, 0x0000_081F, 0, 0),  # device capabilities 2: completion timeout ranges, LTR
+        0x28: (2, 0, 0x041F, 0),  # device control 2
+        0x2C: (4, 0x0000_000E, 0, 0),  # link capabilities 2: 2.5, 5 and 8 GT/s
+        0x30: (2, 0x0003, 0x000F, 0),  # link control 2: target speed 8 GT/s
+    })  # fmt: skip
+    return Capability(0x10, body, writable=writable, rw1c=rw1c, offset=offset)
 
 
 class EduBehaviour:
@@ -140,17 +175,24 @@ NVME = DeviceType(
     vendor_id=0x144D, device_id=0xA808, revision=0x00, class_code=0x010802,
     subsystem_vendor_id=0x144D, subsystem_id=0xA801, interrupt_pin=1,
     bars=(BarSpec(BarKind.MEM64, 16 << 10), None),
-    capabilities=(_power_management(), _msi64(), _pci_express_endpoint(), _msix(33)),
+    capabilities=(
+        _power_management(), msi64_capability(capable=5, offset=0x50), pci_express_endpoint(offset=0x70),
+        msix_capability(33, table=0x3000, pba=0x2000, offset=0xB0),
+    ),
+    behaviour=MsixTable(),
     express=True,
 )  # fmt: skip
-"""Samsung 970 EVO Plus NVMe controller: 16 KiB 64-bit BAR, PCI Express, MSI and MSI-X."""
+"""Samsung 970 EVO Plus NVMe controller: 16 KiB 64-bit BAR, PCI Express; capabilities where the part has
+them: power management at 0x40, 64-bit MSI for 32 vectors at 0x50, PCI Express at 0x70 and MSI-X (33
+vectors, table at BAR0 0x3000, PBA at BAR0 0x2000) at 0xb0, whose table the ``msix`` behaviour serves
+(R-IRQ-003)."""
 
 EDU = DeviceType(
     name="edu",
     vendor_id=0x1234, device_id=0x11E8, revision=0x10, class_code=0x00FF00,
     subsystem_vendor_id=0x1AF4, subsystem_id=0x1100, interrupt_pin=1,
     bars=(BarSpec(BarKind.MEM32, 1 << 20),),
-    capabilities=(_msi64(),),
+    capabilities=(msi64_capability(),),
     behaviour=EduBehaviour(),
 )  # fmt: skip
 """QEMU's edu teaching device: one 1 MiB register BAR."""
@@ -164,7 +206,7 @@ A100 = DeviceType(
         BarSpec(BarKind.MEM64, 64 << 30, prefetchable=True), None,
         BarSpec(BarKind.MEM64, 32 << 20, prefetchable=True), None,
     ),
-    capabilities=(_power_management(), _msi64(), _pci_express_endpoint()),
+    capabilities=(_power_management(), msi64_capability(), pci_express_endpoint()),
     express=True,
 )  # fmt: skip
 """NVIDIA A100 PCIe 40 GB: 16 MiB registers, 64 GiB and 32 MiB prefetchable 64-bit BARs."""

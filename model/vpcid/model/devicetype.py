@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
+from vpcid.model.behaviour import MsixTable
 from vpcid.model.errors import DeviceTypeError
 from vpcid.model.header import (
     BAR0,
@@ -56,10 +57,13 @@ from vpcid.model.header import (
     ChainEntry,
     ConfigSpace,
     IoWindow,
+    MsixPlace,
     PrefetchWindow,
     bridge_registers,
+    check_pci_rules,
     check_space,
     flr_control,
+    msix_place,
 )
 from vpcid.model.profile import StatusRegister
 from vpcid.model.registers import CONFIG_ACCESS, REGISTER_MAP_NAME, Access, Bits, RegisterMap, bit_list
@@ -312,6 +316,8 @@ class DeviceType:
     sticky: bytes = b""
     """Per-byte mask of the bits a function-level reset keeps and a power-on reset clears, the
     configuration space's size, or empty for none (R-RST-004)."""
+    accepts: tuple[bytes, ...] = ()
+    """Fingerprints of earlier revisions of this type whose blobs a restore accepts (R-MIG-001)."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -365,6 +371,11 @@ class DeviceType:
     def declared(self) -> ConfigSpace:
         """The per-byte declaration: ``space`` itself, or what the builder lays out (R-DT-005)."""
         return self.space if self.space is not None else _build(self)
+
+    def check_pci(self) -> None:
+        """Reject a type whose declared structures break the PCI rules: the PCI Express capability,
+        MSI, MSI-X and INTx registers (R-DT-009, R-IRQ-001, R-IRQ-002, R-IRQ-004)."""
+        check_pci_rules(self.declared)
 
     @cached_property
     def chain(self) -> tuple[ChainEntry, ...]:
@@ -470,6 +481,36 @@ def _validate(t: DeviceType) -> None:
                 raise DeviceTypeError(f"{name} {getattr(t, name)!r} disagrees with the declared bytes")
     t.chain  # noqa: B018 - builds the bytes and checks them (raises DeviceTypeError)
     _check_header_registers(t)
+    if type(t.accepts) is not tuple or not all(type(f) is bytes and len(f) == 32 for f in t.accepts):
+        raise DeviceTypeError("accepts is a tuple of 32-byte fingerprints (R-MIG-001)")
+    if len(set(t.accepts)) != len(t.accepts) or len(t.accepts) > 255:
+        raise DeviceTypeError("accepts names at most 255 fingerprints, each once")
+    if isinstance(t.behaviour, MsixTable):
+        object.__setattr__(t, "behaviour", t.behaviour.bound(_msix_place(t, t.behaviour.place)))
+
+
+def _msix_place(t: DeviceType, declared: MsixPlace | None) -> MsixPlace:
+    """Where the type's MSI-X capability puts its table and PBA: inside memory BARs it implements,
+    apart from each other (R-IRQ-003)."""
+    place = msix_place(t.declared.image)
+    if place is None:
+        raise DeviceTypeError("BAR behaviour 'msix' serves an MSI-X capability (ID 0x11); the type has none")
+    if declared is not None and declared != place:
+        raise DeviceTypeError(f"BAR behaviour 'msix' was bound to {declared}, the capability says {place}")
+    for what, index, span in (("table", place.table_bar, place.table), ("PBA", place.pba_bar, place.pba)):
+        bar = t.bar(index)
+        if bar is None or bar.kind is BarKind.IO or span.stop > bar.size:
+            raise DeviceTypeError(
+                f"the MSI-X {what} ({span.start:#x}-{span.stop - 1:#x} of BAR{index}) lies inside an "
+                "implemented memory BAR"
+            )
+    if (
+        place.table_bar == place.pba_bar
+        and place.table.start < place.pba.stop
+        and place.pba.start < place.table.stop
+    ):
+        raise DeviceTypeError("the MSI-X table and PBA overlap")
+    return place
 
 
 def _space_fields(space: ConfigSpace) -> dict[str, Any]:
@@ -725,7 +766,9 @@ def fingerprint_input(t: DeviceType) -> bytes:
     none; u32 contents length; contents), and the BAR and configuration
     behaviour names (u8 length each; ``memory`` and empty by default); for
     a register map, its encoding (:meth:`RegisterMap.encoding`); for a type
-    with sticky bits, ``STICKY`` and the sticky mask (R-RST-004).
+    with sticky bits, ``STICKY`` and the sticky mask (R-RST-004); when the
+    type accepts earlier revisions, their count (u8) and fingerprints in
+    ascending order.
     """
     space = t.declared
     out = [FINGERPRINT_MAGIC, struct.pack("<H", FINGERPRINT_VERSION), _short(t.name),
@@ -748,7 +791,60 @@ def fingerprint_input(t: DeviceType) -> bytes:
         out.append(t.behaviour.encoding())  # R-REG-001: the register map is part of the type
     if space.sticky:
         out.append(STICKY_TAG + space.sticky)  # R-RST-004: only types that declare sticky bits
+    if t.accepts:  # R-MIG-001: the revisions a restore accepts are part of the type
+        out.append(struct.pack("<B", len(t.accepts)) + b"".join(sorted(t.accepts)))
     return b"".join(out)
+
+
+# ------------------------------------------------------------------ revisions
+
+
+def revision_difference(older: DeviceType, newer: DeviceType) -> str | None:
+    """The first field that must match for ``newer`` to take ``older``'s blobs, or None (R-MIG-001).
+
+    Name, configuration space size, every BAR slot (kind, prefetchable,
+    size), the ROM's size and the BAR behaviour name must be equal;
+    configuration bytes, masks, ROM contents and the configuration
+    behaviour may differ.
+    """
+    if older.name != newer.name:
+        return f"name: {older.name!r} vs {newer.name!r}"
+    if older.config_size != newer.config_size:
+        return f"configuration space size: {older.config_size} vs {newer.config_size} bytes"
+    for index in range(BAR_COUNT):
+        was, now = older.bar(index), newer.bar(index)
+        if was != now:
+            return f"BAR{index}: {_bar_text(was)} vs {_bar_text(now)}"
+    sizes = [t.rom.size if t.rom is not None else 0 for t in (older, newer)]
+    if sizes[0] != sizes[1]:
+        return f"ROM size: {sizes[0]:#x} vs {sizes[1]:#x}"
+    names = [t.behaviour.name if t.behaviour is not None else "memory" for t in (older, newer)]
+    if names[0] != names[1]:
+        return f"BAR behaviour: {names[0]!r} vs {names[1]!r}"
+    return None
+
+
+def _bar_text(bar: BarSpec | None) -> str:
+    if bar is None:
+        return "none"
+    return f"{bar.kind.value}{' prefetchable' if bar.prefetchable else ''} {bar.size:#x} bytes"
+
+
+def accepting(newer: DeviceType, *older: DeviceType) -> DeviceType:
+    """``newer`` declared to accept the blobs of the ``older`` revisions (R-MIG-001).
+
+    Raises :class:`DeviceTypeError` naming the first field of an older
+    revision that differs where revisions must agree.
+    """
+    for revision in older:
+        if not isinstance(revision, DeviceType):
+            raise DeviceTypeError(f"a revision is a DeviceType, got {type(revision).__name__}")
+        difference = revision_difference(revision, newer)
+        if difference is not None:
+            fingerprint = revision.fingerprint().hex()[:16]
+            raise DeviceTypeError(f"{newer.name!r} cannot accept revision {fingerprint}...: {difference}")
+    fingerprints = {*newer.accepts, *(revision.fingerprint() for revision in older)}
+    return replace(newer, accepts=tuple(sorted(fingerprints)))
 
 
 # ------------------------------------------------------------------ layout

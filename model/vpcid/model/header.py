@@ -367,3 +367,137 @@ def _check_sticky(space: ConfigSpace, chain: tuple[ChainEntry, ...]) -> None:
     control = flr_control(space.image, chain)
     if control is not None and sticky and sticky[control + 1] & 0x80:  # bit 7 of the upper byte
         raise _fail(control + 1, "Initiate Function Level Reset is not sticky: a reset ends it")
+# ------------------------------------------------------------------ PCI rules of interrupt capabilities
+
+CAP_MSI, CAP_EXPRESS, CAP_MSIX = 0x05, 0x10, 0x11
+EXPRESS_CAPABILITY_SIZE = {1: 0x14, 2: 0x3C}
+"""Bytes of the PCI Express capability of an endpoint, by its version (R-DT-009)."""
+STATUS_INTERRUPT = 0x08
+"""Status bit 3, Interrupt Status: read-only, driven by the device alone (R-IRQ-004)."""
+MSIX_ENTRY_SIZE = 16
+MSIX_VECTOR_MASK = 0x1
+"""Vector Control bit 0 of an MSI-X table entry; bits 31:1 are reserved (R-IRQ-003)."""
+
+
+def capability_room(image: bytes, chain: tuple[ChainEntry, ...], entry: ChainEntry) -> int:
+    """Bytes from a standard capability's header to the next capability or the end of 0x40-0xFF."""
+    starts = [e.offset for e in chain if not e.extended and e.offset > entry.offset]
+    return min(starts, default=CONVENTIONAL_CONFIG_SIZE) - entry.offset
+
+
+@dataclass(frozen=True, slots=True)
+class MsixPlace:
+    """Where an MSI-X capability puts its table and pending-bit array (R-IRQ-003)."""
+
+    vectors: int
+    table_bar: int
+    table_offset: int
+    pba_bar: int
+    pba_offset: int
+
+    @property
+    def table(self) -> range:
+        """Offsets of the table inside its BAR: 16 bytes per vector."""
+        return range(self.table_offset, self.table_offset + MSIX_ENTRY_SIZE * self.vectors)
+
+    @property
+    def pba(self) -> range:
+        """Offsets of the pending-bit array inside its BAR: one bit per vector, whole qwords."""
+        return range(self.pba_offset, self.pba_offset + 8 * ((self.vectors + 63) // 64))
+
+
+def msix_place(image: bytes) -> MsixPlace | None:
+    """The table and PBA the first MSI-X capability of ``image`` names, or None without one (R-IRQ-003)."""
+    entry = next((e for e in standard_chain(image) if e.cap_id == CAP_MSIX), None)
+    if entry is None:
+        return None
+    at = entry.offset
+    control, table, pba = (
+        int.from_bytes(image[at + k : at + k + n], "little") for k, n in ((2, 2), (4, 4), (8, 4))
+    )
+    return MsixPlace((control & 0x7FF) + 1, table & 7, table & ~7, pba & 7, pba & ~7)
+
+
+def _expect(space: ConfigSpace, offset: int, width: int, what: str, wmask: int, w1c: int = 0) -> None:
+    """The register at ``offset`` has exactly these writable and RW1C bits, or fail naming its first byte."""
+    for k in range(width):
+        want = ((wmask >> 8 * k) & 0xFF, (w1c >> 8 * k) & 0xFF)
+        if (space.wmask[offset + k], space.w1cmask[offset + k]) != want:
+            raise _fail(
+                offset + k, f"{what}: writable {want[0]:#04x} and RW1C {want[1]:#04x} per the PCI rules"
+            )
+
+
+def check_pci_rules(space: ConfigSpace) -> None:
+    """Reject a declaration that breaks the PCI rules of the structures it declares, naming the byte.
+
+    Beyond the rules every declaration keeps (:func:`check_space`): a PCI
+    Express function carries a PCI Express capability of the size its
+    version needs (R-DT-009); MSI, MSI-X and the INTx bits have the register
+    classes the PCI specification gives them (R-IRQ-001, R-IRQ-002, R-IRQ-004).
+    """
+    image = space.image
+    chain = standard_chain(image)
+    express = [e for e in chain if e.cap_id == CAP_EXPRESS]
+    if len(image) == EXPRESS_CONFIG_SIZE and not express:
+        raise _fail(CAP_POINTER, "a PCI Express function carries a PCI Express capability (ID 0x10)")
+    for entry in express:
+        version = image[entry.offset + 2] & 0xF
+        size = EXPRESS_CAPABILITY_SIZE.get(version)
+        if size is None:
+            raise _fail(entry.offset + 2, f"PCI Express capability version {version}: 1 or 2")
+        room = capability_room(image, chain, entry)
+        if room < size:
+            raise _fail(entry.offset, f"a version {version} PCI Express capability takes {size:#x} bytes, "
+                                      f"{room:#x} are free before the next capability")  # fmt: skip
+    for entry in chain:
+        if entry.cap_id == CAP_MSI:
+            _check_msi(space, entry.offset)
+        elif entry.cap_id == CAP_MSIX:
+            _check_msix(space, entry.offset)
+    if image[STATUS] & STATUS_INTERRUPT:
+        raise _fail(STATUS, "Interrupt Status (status bit 3) is clear at power-on")
+    intx_disable = space.wmask[COMMAND + 1] & (CMD_INTX_DISABLE >> 8)
+    if image[INTERRUPT_PIN] and not intx_disable:
+        raise _fail(COMMAND + 1, "a function with an interrupt pin has a writable Interrupt Disable (bit 10)")
+
+
+def msi_layout(control: int) -> dict[str, int]:
+    """Offsets inside an MSI capability (from its ID byte) of its registers, by name (R-IRQ-001).
+
+    ``mask`` and ``pending`` exist only with per-vector masking (control bit 8).
+    """
+    wide = 4 if control & 0x80 else 0
+    layout = {"control": 2, "address": 4, "data": 8 + wide}
+    if control & 0x100:
+        layout |= {"mask": 12 + wide, "pending": 16 + wide}
+    return layout
+
+
+def _check_msi(space: ConfigSpace, at: int) -> None:
+    """MSI: enable and Multiple Message Enable writable, the rest of control read-only; address (dword
+    aligned), upper address and data writable; mask bits of the vectors it can use writable, pending bits
+    read-only (R-IRQ-001)."""
+    control = space.word(at + 2, 2)
+    layout = msi_layout(control)
+    size = max(layout.values()) + 4 if "mask" in layout else layout["data"] + 2
+    if capability_room(space.image, standard_chain(space.image), ChainEntry(at, CAP_MSI)) < size:
+        raise _fail(at, f"this MSI capability takes {size:#x} bytes; the next capability starts earlier")
+    _expect(space, at + 2, 2, "MSI Message Control", 0x0071)
+    _expect(space, at + 4, 4, "MSI Message Address", 0xFFFF_FFFC)
+    if control & 0x80:
+        _expect(space, at + 8, 4, "MSI Message Upper Address", 0xFFFF_FFFF)
+    _expect(space, at + layout["data"], 2, "MSI Message Data", 0xFFFF)
+    if "mask" in layout:
+        vectors = 1 << min((control >> 1) & 7, 5)
+        _expect(space, at + layout["mask"], 4, "MSI Mask Bits", (1 << vectors) - 1)
+        _expect(space, at + layout["pending"], 4, "MSI Pending Bits", 0)
+
+
+def _check_msix(space: ConfigSpace, at: int) -> None:
+    """MSI-X: enable and function mask writable, table size and the table and PBA locations read-only
+    (R-IRQ-002)."""
+    if capability_room(space.image, standard_chain(space.image), ChainEntry(at, CAP_MSIX)) < 12:
+        raise _fail(at, "an MSI-X capability takes 0xc bytes; the next capability starts earlier")
+    _expect(space, at + 2, 2, "MSI-X Message Control", 0xC000)
+    _expect(space, at + 4, 8, "MSI-X Table and PBA offsets", 0)

@@ -284,9 +284,19 @@ def type_difference(known: DeviceType, other: DeviceType) -> str:
         names = [hook.name if (hook := getattr(t, what)) is not None else "none" for t in (known, other)]
         if names[0] != names[1]:
             found.append(f"{what} {names[0]} vs {names[1]}")
+    if set(known.accepts) != set(other.accepts):
+        found.append(f"accepted revisions ({len(known.accepts)} vs {len(other.accepts)})")  # R-MIG-001
     shown = [t.fingerprint().hex()[:16] for t in (known, other)]
     differs = "; ".join(found) or "register map"
     return f"fingerprint {shown[0]}... vs {shown[1]}..., differing in {differs}"
+
+
+def revised_config(config: bytes, lay: ConfigLayout) -> bytes:
+    """An earlier revision's configuration bytes under this revision: read-only bits from this
+    revision's power-on image, writable and RW1C bits as the blob holds them (R-MIG-002)."""
+    fixed = int.from_bytes(lay.fixed, "little")
+    merged = int.from_bytes(config, "little") & ~fixed | int.from_bytes(lay.image, "little") & fixed
+    return merged.to_bytes(len(config), "little")
 
 
 def _bar_text(bar: BarSpec | None) -> str:
@@ -964,10 +974,12 @@ class DataManager:
         """Check a decoded blob against ``dtype``; build the instance it describes (R-SR-003..R-SR-005)."""
         if rec.type_name != dtype.name:
             raise BlobMismatch(f"blob is of device type {rec.type_name!r}, the slot holds {dtype.name!r}")
-        if rec.fingerprint != dtype.fingerprint():
+        if rec.fingerprint != dtype.fingerprint() and rec.fingerprint not in dtype.accepts:
+            accepted = f" nor one of the {len(dtype.accepts)} revisions it accepts" if dtype.accepts else ""
             raise BlobMismatch(
                 f"blob's device type {rec.type_name!r} has fingerprint {rec.fingerprint.hex()[:16]}..., "
-                f"the slot's type of that name {dtype.fingerprint().hex()[:16]}...: another definition"
+                f"the slot's type of that name {dtype.fingerprint().hex()[:16]}...{accepted}: "
+                "another definition"
             )
         lay = self._layout(dtype)
         if len(rec.config) != len(lay.image):
@@ -975,6 +987,8 @@ class DataManager:
                 f"blob configuration space size differs from the device type's: {len(rec.config)} bytes in "
                 f"the blob, {len(lay.image)} in the type"
             )
+        if rec.fingerprint != dtype.fingerprint():
+            rec = replace(rec, config=revised_config(rec.config, lay))  # R-MIG-002
         o = lay.first_fixed_difference(rec.config)
         if o is not None:
             got, want = rec.config[o], lay.image[o]

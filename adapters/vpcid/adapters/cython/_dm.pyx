@@ -1182,6 +1182,7 @@ cdef class TypeInfo:
     cdef object rom
     cdef readonly object behaviour
     cdef readonly object config_behaviour
+    cdef readonly frozenset accepts  # fingerprints of earlier revisions whose blobs it restores (R-MIG-001)
     # The blob of an instance in power-on state (no write, no data, nothing mapped): the same for
     # every such instance of the type, as the power-on configuration image is, so it is hashed
     # once per type.
@@ -1240,6 +1241,7 @@ cdef class TypeInfo:
         ti.name = dtype.name
         ti.name_bytes = dtype.name.encode()
         ti.fingerprint = bytes(dtype.fingerprint())
+        ti.accepts = frozenset(dtype.accepts)
         c.name = PyBytes_AS_STRING(ti.name_bytes)
         c.name_len = len(ti.name_bytes)
         c.fp = <const uint8_t*>PyBytes_AS_STRING(ti.fingerprint)
@@ -1462,6 +1464,7 @@ cdef class Manager:
     cdef dict types_by_name
     cdef dict types_by_name_bytes    # the same, keyed by the UTF-8 name (as blobs hold it)
     cdef dict types_by_id
+    cdef list revised                # configuration bytes of earlier revisions' blobs being restored (R-MIG-002)
     cdef object status_enum
     cdef const char* msg
     cdef list type_names             # by CType.index
@@ -1510,6 +1513,7 @@ cdef class Manager:
         self.types_by_name_bytes = {}
         self.types_by_id = {}
         self.type_names = []
+        self.revised = []
 
     def __dealloc__(self):
         cdef int k
@@ -2958,13 +2962,28 @@ cdef class Manager:
         cdef uint64_t want, size, bar, page, npg, tail
         cdef bint ok, wok
         cdef const uint8_t* e
+        cdef uint8_t* revised
+        cdef bint revision = False
         code[0] = 0
-        if r.name_len != t.name_len or memcmp(r.name, t.name, t.name_len) != 0 or memcmp(r.fp, t.fp, 32) != 0:
+        if r.name_len != t.name_len or memcmp(r.name, t.name, t.name_len) != 0:
             code[0] = self.fail(E_MISMATCH, b"blob is of another device type")
             return None
+        if memcmp(r.fp, t.fp, 32) != 0:
+            if PyBytes_FromStringAndSize(<char*>r.fp, 32) not in ti.accepts:
+                code[0] = self.fail(E_MISMATCH, b"blob is of another device type")
+                return None
+            revision = True  # an earlier revision the type accepts (R-MIG-002)
         if r.cfg_len != t.cfg_size:
             code[0] = self.fail(E_MISMATCH, b"configuration space size differs from the device type's")
             return None
+        if revision:  # its read-only bits are this revision's, its other bits the blob's
+            kept = PyBytes_FromStringAndSize(NULL, r.cfg_len)
+            self.revised.append(kept)
+            revised = <uint8_t*>PyBytes_AS_STRING(kept)
+            for o in range(t.cfg_size):
+                revised[o] = (r.cfg[o] & ~t.fixed[o]) | (t.image[o] & t.fixed[o])
+            r.cfg = revised
+            trusted = False
         if trusted and not t.custom:
             return None
         if masked_differs(r.cfg, t.image, t.fixed, t.cfg_size):
@@ -3051,6 +3070,7 @@ cdef class Manager:
             return code
         if not isinstance(blob, (bytes, bytearray, memoryview)):
             return self.fail(E_BAD_BLOB, b"a blob must be bytes")
+        self.revised = []
         slot = self.trusted(blob)
         PyObject_GetBuffer(blob, &view, PyBUF_SIMPLE)
         try:
@@ -3112,6 +3132,7 @@ cdef class Manager:
             return self.fail(E_INVALID, b"vm_id must be an integer 0-0xffffffff")
         if not isinstance(blob, (bytes, bytearray, memoryview)):
             return self.fail(E_BAD_BLOB, b"a snapshot must be bytes")
+        self.revised = []
         slot = self.trusted(blob)
         PyObject_GetBuffer(blob, &view, PyBUF_SIMPLE)
         try:
