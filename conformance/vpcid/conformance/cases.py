@@ -2080,6 +2080,7 @@ def device_cases(target: Target) -> list[Case]:
             _scripted(d, entry)
         else:
             entry(d)
+    __import__("vpcid.conformance.variant_cases", fromlist=["_"]).variant_device_cases(d)
     return d.out
 
 
@@ -3690,6 +3691,7 @@ def system_cases() -> list[Case]:
         _sys_errors,
         lambda s: _scripted_system(s, "errors"),
         lambda s: __import__("vpcid.conformance.register_cases", fromlist=["_"]).register_cases(s),
+        lambda s: __import__("vpcid.conformance.variant_cases", fromlist=["_"]).variant_system_cases(s),
     ):
         build(s)
     return s.out

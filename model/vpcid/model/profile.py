@@ -38,6 +38,7 @@ class Overlap(StrEnum):
 
     LOWEST_BDF = "lowest-bdf"
     LAST_MAPPED = "last-mapped"
+    FIRST_MAPPED = "first-mapped"
 
 
 class UnmappedMmioRead(StrEnum):
@@ -63,10 +64,41 @@ class Alignment(StrEnum):
 
 
 class Cf8LowBits(StrEnum):
-    """V-CF8-LOW: what 0xCF8 keeps of the bits it does not decode (R-CAM-002)."""
+    """V-CF8-LOW: what 0xCF8 keeps of the bits it does not decode, and whether bits 1:0 select
+    bytes of the data window (R-CAM-002, R-CAM-004)."""
 
     MASKED = "masked"
     LATCHED = "latched"
+    OFFSET = "offset"
+
+
+class Cf8Narrow(StrEnum):
+    """V-CF8-NARROW: accesses to 0xCF8-0xCFB other than a dword at 0xCF8 (R-CAM-001, R-CAM-008)."""
+
+    IO = "io"
+    READ_ADDRESS = "read-address"
+    ADDRESS_BYTES = "address-bytes"
+
+
+class BarAtTop(StrEnum):
+    """V-BAR-TOP: a memory BAR or ROM whose last byte is the last byte of its space (R-DEC-006)."""
+
+    DECODES = "decodes"
+    UNMAPPED = "unmapped"
+
+
+class AddressZero(StrEnum):
+    """V-ADDR-ZERO: a BAR programmed to address zero (R-DEC-004)."""
+
+    UNMAPPED = "unmapped"
+    DECODES = "decodes"
+
+
+class BarSizing(StrEnum):
+    """V-BAR-SIZING: which address bits of a BAR register a write keeps (R-BAR-003, R-BAR-005)."""
+
+    MASK = "mask"
+    PROBE_ONLY = "probe-only"
 
 
 class Cf8Extended(StrEnum):
@@ -93,6 +125,10 @@ AXES: dict[str, type[StrEnum]] = {
     "cf8_low_bits": Cf8LowBits,
     "cf8_extended": Cf8Extended,
     "cf8_after_access": Cf8AfterAccess,
+    "cf8_narrow": Cf8Narrow,
+    "bar_at_top": BarAtTop,
+    "address_zero": AddressZero,
+    "bar_sizing": BarSizing,
 }
 """Every variant axis, by its manifest key, with the enum of its values (R-VAR-001)."""
 
@@ -106,6 +142,10 @@ AXIS_REQUIREMENT: dict[str, str] = {
     "cf8_low_bits": "R-CAM-002",
     "cf8_extended": "R-CAM-004",
     "cf8_after_access": "R-CAM-007",
+    "cf8_narrow": "R-CAM-001",
+    "bar_at_top": "R-DEC-006",
+    "address_zero": "R-DEC-004",
+    "bar_sizing": "R-BAR-003",
 }
 """The requirement that states each axis's rule (spec/variants.md)."""
 
@@ -123,6 +163,10 @@ class Profile:
     cf8_low_bits: Cf8LowBits = Cf8LowBits.MASKED
     cf8_extended: Cf8Extended = Cf8Extended.IGNORED
     cf8_after_access: Cf8AfterAccess = Cf8AfterAccess.KEEP
+    cf8_narrow: Cf8Narrow = Cf8Narrow.IO
+    bar_at_top: BarAtTop = BarAtTop.DECODES
+    address_zero: AddressZero = AddressZero.UNMAPPED
+    bar_sizing: BarSizing = BarSizing.MASK
 
     def __post_init__(self) -> None:
         for axis, enum in AXES.items():
