@@ -246,7 +246,7 @@ EXPECTED: dict[str, dict[str, object]] = {
     "cf8_after_access": {"keep": (0x100E_8086, 0x8000_1000), "clear": (0x100E_8086, 0)},
     "cf8_narrow": {
         "io": (0x02FF, 0x02, 0x8000_1000),
-        "read-address": (0x0200, 0x02, 0x8000_1000),
+        "read-address": (0x1000, 0x02, 0x8000_1000),
         "address-bytes": (0x0200, 0x02, 0x0000_0200),
     },
     "bar_at_top": {"decodes": (NIC, 0), "unmapped": None},

@@ -290,3 +290,27 @@ def test_cython_backend_observes_what_the_model_does(axis: str, value: str) -> N
         ops = full_ops(target, case)
         compiled = observe(backend.CythonAdapter(profile), ops)
         assert compiled == observe(ModelAdapter(profile=profile), ops), case.name
+
+
+@pytest.mark.req("R-CAM-004")
+def test_offset_performs_the_window_in_aligned_pieces() -> None:
+    """``inw 0xCFD`` is two byte pieces, each ORing its own distance into 0xCF8's bits 1:0 (as QEMU's memory
+    core splits it); ``inw 0xCFE`` is one piece."""
+    dm = manager(cf8_low_bits="offset")
+    dm.io_write(VM, 0xCF8, 4, 0x8000_1001)  # register 0x00, bits 1:0 = 1
+    byte1 = dm.config_read(VM, NIC, 0x01, 1)
+    byte3 = dm.config_read(VM, NIC, 0x03, 1)
+    assert dm.io_read(VM, 0xCFD, 2) == byte1 | byte3 << 8  # pieces at distances 1 (0|1) and 2 (1|2 = 3)
+    assert (
+        dm.io_read(VM, 0xCFE, 2) == dm.config_read(VM, NIC, 0x03, 1) | dm.config_read(VM, NIC, 0x04, 1) << 8
+    )
+
+
+@pytest.mark.req("R-CAM-001", "R-CAM-008")
+def test_read_address_decodes_an_access_from_0xcf8_by_its_first_byte() -> None:
+    dm = manager(cf8_narrow="read-address")
+    dm.io_write(VM, 0xCF8, 4, 0x8000_1234)
+    dm.io_write(VM, RESET_CONTROL, 1, 0x02)
+    assert dm.io_read(VM, 0xCF8, 2) == 0x1234  # 0xCF9 inside an access from 0xCF8: CONFIG_ADDRESS
+    dm.io_write(VM, 0xCF8, 2, 0xFFFF)  # dropped, the reset control register untouched
+    assert (dm.io_read(VM, RESET_CONTROL, 1), dm.cf8(VM)) == (0x02, 0x8000_1234)

@@ -47,7 +47,7 @@ NARROW_ADDRESS_ACCESSES = Script(
     "(read-address) or read and replace its bytes (address-bytes); 0xCF9 is the reset control register, "
     "whose bits 1 and 3 read back as written",
     (
-        ("R-CAM-001", "cf8 0x3C; ior 0xCF8/1; ior 0xCFA/2; ior 0xCFB/1; ior 0xCF8/2; ior 0xCFA; ior 0xCF7"),
+        ("R-CAM-001", "cf8 0x3C; ior 0xCF8/1; ior 0xCFA/2; ior 0xCFB/1; ior 0xCF8/2; ior 0xCFA"),
         ("R-CAM-008", "ior 0xCF9/1; iow 0xCF9/1 0x02; ior 0xCF9/1; ior 0xCF8/2; ior 0xCF8"),
         ("R-CAM-001", "iow 0xCF8/1 0x08; iow 0xCFA/2 0; iow 0xCFB/1 0x80; ior 0xCF8; ior 0xCFC;"
                       "iow 0xCF8/2 0x3C; ior 0xCF8; ior 0xCFC"),

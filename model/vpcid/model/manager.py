@@ -550,13 +550,14 @@ class DataManager:
         if port == CF8 and width == 4:
             return self._cf8_access(vm, payload)
         narrow = self.profile.cf8_narrow
+        read_from_cf8 = narrow is Cf8Narrow.READ_ADDRESS and port == CF8  # decoded by the first byte
 
         def resolve(p: int) -> Target:
             if CF8 <= p < CFC:
                 # R-CAM-001, R-CAM-006: only a dword access at 0xCF8 reaches the address register; other
                 # accesses are ordinary I/O (0xCF9: the reset control register, R-CAM-008) or, in some
                 # variants, reach the register's bytes
-                if p == RESET_CONTROL and narrow is not Cf8Narrow.ADDRESS_BYTES:
+                if p == RESET_CONTROL and narrow is not Cf8Narrow.ADDRESS_BYTES and not read_from_cf8:
                     return _RESET_CONTROL
                 return None if narrow is Cf8Narrow.IO else _ADDRESS_BYTES
             if CFC <= p < CFC + 4:
@@ -613,8 +614,28 @@ class DataManager:
             return b"\xff" * length if payload is None else b""  # R-CAM-005
         bdf, register = selected
         if self.profile.cf8_low_bits is Cf8LowBits.OFFSET:
-            return self._cam_offset_data(vm, bdf, register | ((vm.cf8 | port) & 3), payload, length)
+            return self._cam_offset_pieces(vm, bdf, register, port, payload, length)
         return self._config_access(vm, bdf, register + (port - CFC), length, payload)
+
+    def _cam_offset_pieces(
+        self, vm: VmElement, bdf: Bdf, register: int, port: int, payload: bytes | None, length: int
+    ) -> bytes:
+        """``cf8_low_bits = "offset"``: the run is performed in naturally aligned pieces of the window
+        (at most its distance's alignment, 4 at 0xCFC), each from ``register`` with 0xCF8 bits 1:0 ORed
+        with the piece's distance from 0xCFC (R-CAM-004)."""
+        out = b""
+        done = 0
+        while done < length:
+            distance = port - CFC + done
+            piece = 4 if distance == 0 else distance & -distance
+            while piece > length - done:
+                piece //= 2
+            part = None if payload is None else payload[done : done + piece]
+            got = self._cam_offset_data(vm, bdf, register | ((vm.cf8 | distance) & 3), part, piece)
+            if payload is None:
+                out += got
+            done += piece
+        return out
 
     def _cam_offset_data(
         self, vm: VmElement, bdf: Bdf, register: int, payload: bytes | None, length: int

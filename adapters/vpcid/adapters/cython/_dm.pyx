@@ -1846,6 +1846,8 @@ cdef class Manager:
             last = self.target_of(vm, io, addr + width - 1)
         if first == last and not scan:
             return self.perform(vm, io, first, addr, buf, width, write)
+        if scan and addr == CF8 and self.narrow == NARROW_READ_ADDRESS:
+            return self.perform(vm, io, ADDRESS_BYTES, addr, buf, width, write)  # decoded by its first byte
         t[0] = first
         t[width - 1] = last
         j = 1
@@ -1897,9 +1899,23 @@ cdef class Manager:
         if self.cf8_ext:
             reg |= ((cf8 >> 24) & 0xF) << 8
         if self.cf8_offset:
-            return self.cam_offset_data(vm, <uint16_t>((cf8 >> 8) & 0xFFFF), reg | ((cf8 | port) & 3), buf, n,
-                                        write)
+            return self.cam_offset_pieces(vm, <uint16_t>((cf8 >> 8) & 0xFFFF), reg, port - CFC, buf, n, write)
         return self.cfg_access(vm, <uint16_t>((cf8 >> 8) & 0xFFFF), reg + (port - CFC), buf, n, write)
+
+    cdef int cam_offset_pieces(self, Vm* vm, uint16_t bdf, uint64_t reg, uint64_t distance, uint8_t* buf, int n,
+                               bint write) except -1:
+        """``cf8_low_bits = "offset"``: naturally aligned pieces of the window (4 at 0xCFC), each from
+        ``reg`` with 0xCF8 bits 1:0 ORed with the piece's distance from 0xCFC (R-CAM-004)."""
+        cdef int done = 0, piece
+        cdef uint64_t d
+        while done < n:
+            d = distance + done
+            piece = 4 if d == 0 else <int>(d & (~d + 1))
+            while piece > n - done:
+                piece //= 2
+            self.cam_offset_data(vm, bdf, reg | ((vm.cf8 | d) & 3), buf + done, piece, write)
+            done += piece
+        return 0
 
     cdef int cam_offset_data(self, Vm* vm, uint16_t bdf, uint64_t reg, uint8_t* buf, int n, bint write) except -1:
         """``cf8_low_bits = "offset"``: ``n`` bytes from ``reg``, dword by dword; bytes past the function's
