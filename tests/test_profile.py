@@ -29,6 +29,7 @@ from vpcid.model.profile import Overlap
 SPEC = Path(__file__).resolve().parent.parent / "spec"
 BAR0 = 0xFEBC_0000
 OTHER = Bdf(0, 9, 0)
+MIDDLE = Bdf(0, 5, 0)
 
 
 def variants_table() -> dict[str, tuple[str, str, list[str], str]]:
@@ -130,11 +131,11 @@ def _move_while_decoding(dm: DataManager) -> object:
 
 
 def _overlap(dm: DataManager) -> object:
-    for bdf in (NIC, OTHER):
+    for bdf in (NIC, MIDDLE, OTHER):
         dm.plug(VM, bdf, E1000)
         program_bar(dm, VM, bdf, 0, BAR0)
-    enable(dm, VM, NIC, 0x2)
-    enable(dm, VM, OTHER, 0x2)
+    for bdf in (MIDDLE, NIC, OTHER):  # first mapped, lowest, last mapped: three different functions
+        enable(dm, VM, bdf, 0x2)
     return dm.resolve(VM, "memory", BAR0)
 
 
@@ -159,13 +160,42 @@ def _alignment(dm: DataManager) -> object:
 
 
 def _cf8_low(dm: DataManager) -> object:
-    dm.io_write(VM, 0xCF8, 4, 0x8000_0003)
-    return dm.cf8(VM)
+    dm.plug(VM, NIC, E1000)
+    dm.io_write(VM, 0xCF8, 4, 0x8000_1003)
+    return dm.cf8(VM), dm.io_read(VM, 0xCFC, 4)
 
 
 def _cf8_extended(dm: DataManager) -> object:
     dm.io_write(VM, 0xCF8, 4, 0x8F00_0000)
     return dm.cf8(VM)
+
+
+def _cf8_narrow(dm: DataManager) -> object:
+    dm.io_write(VM, 0xCF8, 4, 0x8000_1000)
+    dm.io_write(VM, 0xCF9, 1, 0x02)
+    dm.io_write(VM, 0xCFA, 2, 0x0000)
+    return dm.io_read(VM, 0xCF8, 2), dm.io_read(VM, 0xCF9, 1), dm.cf8(VM)
+
+
+def _bar_at_top(dm: DataManager) -> object:
+    dm.plug(VM, NIC, E1000)
+    program_bar(dm, VM, NIC, 0, (1 << 32) - 0x2_0000)
+    enable(dm, VM, NIC, 0x2)
+    return dm.resolve(VM, "memory", 0xFFFF_FFFF)
+
+
+def _address_zero(dm: DataManager) -> object:
+    dm.plug(VM, NIC, E1000)
+    enable(dm, VM, NIC, 0x2)
+    return dm.resolve(VM, "memory", 0)
+
+
+def _bar_sizing(dm: DataManager) -> object:
+    dm.plug(VM, NIC, E1000)
+    dm.config_write(VM, NIC, 0x10, 4, 0xFEBC_0ABC)
+    written = dm.config_read(VM, NIC, 0x10, 4)
+    dm.config_write(VM, NIC, 0x10, 4, 0xFFFF_FFF0)
+    return written, dm.config_read(VM, NIC, 0x10, 4)
 
 
 def _cf8_after_access(dm: DataManager) -> object:
@@ -214,6 +244,10 @@ SCENARIOS: dict[str, Callable[[DataManager], object]] = {
     "cf8_after_access": _cf8_after_access,
     "bridge_windows": _bridge_windows,
     "bridge_isa": _bridge_isa,
+    "cf8_narrow": _cf8_narrow,
+    "bar_at_top": _bar_at_top,
+    "address_zero": _address_zero,
+    "bar_sizing": _bar_sizing,
 }
 """For each axis, operations whose observations tell every value of the axis apart."""
 
@@ -224,7 +258,7 @@ EXPECTED: dict[str, dict[str, object]] = {
         "deferred": ((NIC, 0), None, 0xFEA0_0000),
         "ignored": ((NIC, 0), None, BAR0),
     },
-    "overlap": {"lowest-bdf": (NIC, 0), "last-mapped": (OTHER, 0)},
+    "overlap": {"lowest-bdf": (NIC, 0), "last-mapped": (OTHER, 0), "first-mapped": (MIDDLE, 0)},
     "unmapped_mmio_read": {"ones": 0xFFFF_FFFF, "zeros": 0},
     "straddle": {
         "split": (0xFFFF_FFFF_2222_2222, 0x1111_1111_FFFF_FFFF),
@@ -232,11 +266,23 @@ EXPECTED: dict[str, dict[str, object]] = {
         "start-address": (0xFFFF_FFFF_2222_2222, (1 << 64) - 1),
     },
     "alignment": {"any": 0xFFFF, "natural": "misaligned"},
-    "cf8_low_bits": {"masked": 0x8000_0000, "latched": 0x8000_0003},
+    "cf8_low_bits": {
+        "masked": (0x8000_1000, 0x100E_8086),
+        "latched": (0x8000_1003, 0x100E_8086),
+        "offset": (0x8000_1003, 0x1000_0010),
+    },
     "cf8_extended": {"ignored": 0x8000_0000, "extends": 0x8F00_0000},
     "cf8_after_access": {"keep": (0x100E_8086, 0x8000_1000), "clear": (0x100E_8086, 0)},
     "bridge_windows": {"enforced": None, "ignored": (BELOW, 0)},
     "bridge_isa": {"honoured": None, "ignored": (BELOW, 1)},
+    "cf8_narrow": {
+        "io": (0x02FF, 0x02, 0x8000_1000),
+        "read-address": (0x1000, 0x02, 0x8000_1000),
+        "address-bytes": (0x0200, 0x02, 0x0000_0200),
+    },
+    "bar_at_top": {"decodes": (NIC, 0), "unmapped": None},
+    "address_zero": {"unmapped": None, "decodes": (NIC, 0)},
+    "bar_sizing": {"mask": (0xFEBC_0000, 0xFFFE_0000), "probe-only": (0xFEBC_0AB0, 0xFFFE_0000)},
 }
 
 
@@ -342,6 +388,10 @@ def test_manifest_example_of_the_spec() -> None:
         "cf8_after_access": "keep",
         "bridge_windows": "enforced",
         "bridge_isa": "honoured",
+        "cf8_narrow": "io",
+        "bar_at_top": "decodes",
+        "address_zero": "unmapped",
+        "bar_sizing": "mask",
     }
 
 

@@ -2080,6 +2080,7 @@ def device_cases(target: Target) -> list[Case]:
             _scripted(d, entry)
         else:
             entry(d)
+    __import__("vpcid.conformance.variant_cases", fromlist=["_"]).variant_device_cases(d)
     return d.out
 
 
@@ -3693,6 +3694,7 @@ def system_cases() -> list[Case]:
         lambda s: __import__("vpcid.conformance.register_cases", fromlist=["_"]).register_cases(s),
         lambda s: __import__("vpcid.conformance.platform_cases", fromlist=["_"]).platform_cases(s),
         lambda s: __import__("vpcid.conformance.irq_cases", fromlist=["_"]).irq_cases(s),
+        lambda s: __import__("vpcid.conformance.variant_cases", fromlist=["_"]).variant_system_cases(s),
     ):
         build(s)
     return s.out

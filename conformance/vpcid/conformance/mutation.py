@@ -273,6 +273,7 @@ CYTHON_BINDINGS = {
     "_errors": ("model", "errors"),
     "_DeviceData": ("model.behaviour", "DeviceData"),
     "_layout": ("model.devicetype", "layout"),
+    "_profile_layout": ("model.configspace", "profile_layout"),
     "_TableEntry": ("model.manager", "TableEntry"),
     "_VmTables": ("model.manager", "VmTables"),
     "_SUITE_TYPES": ("devices", "SUITE_TYPES"),

@@ -6,6 +6,8 @@ them directly.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from vpcid.model.devicetype import (
     BAR0,
     CMD_IO,
@@ -13,8 +15,11 @@ from vpcid.model.devicetype import (
     COMMAND,
     ROM_INDEX,
     BarKind,
+    ConfigLayout,
     DeviceType,
+    layout,
 )
+from vpcid.model.profile import DEFAULT_PROFILE, AddressZero, BarAtTop, BarSizing, Profile
 
 IO_SPACE_END = 0x1_0000
 """x86 port space is 64 KiB: an I/O BAR decodes only below this (R-DEC-006)."""
@@ -54,11 +59,17 @@ def address_limit(kind: BarKind) -> int:
     return _ADDRESS_LIMITS[kind]
 
 
-def decode_window(config: bytes | bytearray, dtype: DeviceType, index: int) -> int | None:
+def decode_window(
+    config: bytes | bytearray, dtype: DeviceType, index: int, profile: Profile = DEFAULT_PROFILE
+) -> int | None:
     """Base address at which BAR ``index`` (6 = ROM) decodes now, or None (R-DEC-001..R-DEC-006).
 
     A BAR decodes when its enable bits are set, its address is not zero and
-    its whole range lies below its address limit.
+    its whole range lies below its address limit. The profile may let address
+    zero decode (V-ADDR-ZERO, R-DEC-004), keep a memory range ending at the
+    last byte of its space from decoding (V-BAR-TOP, R-DEC-006), and under
+    ``bar_sizing = "probe-only"`` an address that is not a multiple of the
+    size does not decode (V-BAR-SIZING, R-BAR-003).
     """
     command = read_le(config, COMMAND, 2)
     if index == ROM_INDEX:
@@ -73,7 +84,11 @@ def decode_window(config: bytes | bytearray, dtype: DeviceType, index: int) -> i
         if bar is None or not command & (CMD_IO if bar.kind is BarKind.IO else CMD_MEM):
             return None
         base, size, limit = bar_address(config, index, bar.kind), bar.size, address_limit(bar.kind)
-    if base == 0 or base + size > limit:
+    if base + size > limit or (base == 0 and profile.address_zero is AddressZero.UNMAPPED):
+        return None
+    if profile.bar_at_top is BarAtTop.UNMAPPED and limit != IO_SPACE_END and base + size == limit:
+        return None
+    if profile.bar_sizing is BarSizing.PROBE_ONLY and base % size:
         return None
     return base
 
@@ -109,3 +124,48 @@ def bar_size(dtype: DeviceType, index: int) -> int:
 def implemented_bars(dtype: DeviceType) -> tuple[int, ...]:
     """Indices of the implemented BARs, ROM (6) last."""
     return dtype.implemented
+
+
+BAR_DWORDS = range(BAR0, BAR0 + 24)
+"""Configuration offsets of the six BAR registers (R-BAR-003)."""
+
+
+def bar_address_bits(dtype: DeviceType) -> bytes:
+    """Per byte of 0x10-0x27: the address bits of the implemented BARs' registers, every type bit
+    excluded (the bits a write keeps under ``bar_sizing = "probe-only"``, R-BAR-003, R-BAR-005)."""
+    bits = bytearray(len(BAR_DWORDS))
+    for index in range(6):
+        bar = dtype.bar(index)
+        if bar is None:
+            continue
+        low = 0xFFFF_FFFC if bar.kind is BarKind.IO else 0xFFFF_FFF0
+        bits[4 * index : 4 * index + 4] = low.to_bytes(4, "little")
+        if bar.kind is BarKind.MEM64:
+            bits[4 * index + 4 : 4 * index + 8] = b"\xff" * 4
+    return bytes(bits)
+
+
+def is_sizing_probe(dtype: DeviceType, offset: int, payload: bytes | bytearray) -> bool:
+    """Whether a configuration write is a sizing probe as ``bar_sizing = "probe-only"`` has it: a 4-byte
+    write to a BAR register whose address bits are all ones (R-BAR-003)."""
+    if len(payload) != 4 or offset not in BAR_DWORDS:
+        return False
+    bits = int.from_bytes(bar_address_bits(dtype)[offset - BAR0 : offset - BAR0 + 4], "little")
+    return int.from_bytes(payload, "little") & bits == bits
+
+
+@lru_cache(maxsize=512)
+def profile_layout(dtype: DeviceType, profile: Profile) -> ConfigLayout:
+    """The per-byte image and masks the manager runs ``dtype`` on in ``profile`` (R-CFG-001, R-CFG-006,
+    R-BAR-003).
+
+    Under ``bar_sizing = "probe-only"`` every address bit of an implemented BAR's register is
+    writable (the sizing mask then applies only to the probe :func:`is_sizing_probe` names).
+    """
+    declared = layout(dtype, profile.status)
+    if profile.bar_sizing is BarSizing.MASK:
+        return declared
+    wmask = bytearray(declared.wmask)
+    for k, bits in enumerate(bar_address_bits(dtype)):
+        wmask[BAR0 + k] |= bits & ~declared.w1cmask[BAR0 + k]
+    return ConfigLayout(declared.image, bytes(wmask), declared.w1cmask)

@@ -21,13 +21,16 @@ from vpcid.model import blob as blobfmt
 from vpcid.model.bdf import Bdf
 from vpcid.model.behaviour import MEMORY, PAGE_SIZE, BarBehaviour, ConfigBehaviour, DeviceData
 from vpcid.model.configspace import (
+    IO_SPACE_END,
     address_limit,
     bar_register_span,
     bar_size,
     decode_enabled,
     decode_window,
     implemented_bars,
+    is_sizing_probe,
     merge_byte,
+    profile_layout,
 )
 from vpcid.model.devicetype import (
     HEADER_TYPE,
@@ -53,13 +56,17 @@ from vpcid.model.errors import (
 from vpcid.model.header import DEVCTL_INITIATE_FLR, HEADER_TYPE_MULTIFUNCTION
 from vpcid.model.profile import (
     DEFAULT_PROFILE,
+    AddressZero,
     Alignment,
+    BarAtTop,
     BarMoveWhileDecoding,
     BridgeIsa,
     BridgeWindows,
+    BarSizing,
     Cf8AfterAccess,
     Cf8Extended,
     Cf8LowBits,
+    Cf8Narrow,
     Overlap,
     Profile,
     Straddle,
@@ -81,6 +88,12 @@ IO_WIDTHS = (1, 2, 4)
 MMIO_WIDTHS = (1, 2, 4, 8)
 CF8, CFC = 0xCF8, 0xCFC
 """Configuration mechanism #1: address register and data window (R-CAM-001)."""
+RESET_CONTROL = 0xCF9
+"""The platform's reset control register, a byte port inside 0xCF8-0xCFB (R-CAM-008)."""
+RESET_CONTROL_KEPT = 0x0A
+"""Bits of the reset control register a write keeps: 1 (system reset) and 3 (full reset) (R-CAM-008)."""
+RESET_CONTROL_RESET = 0x04
+"""Bit 2 of the reset control register: a write with it set resets the platform (R-CAM-008)."""
 ECAM_SIZE = 256 << 20
 """ECAM window: 4 KiB per function, 256 buses (R-ECAM-001)."""
 DEFAULT_ECAM_BASE = 0xB000_0000
@@ -130,6 +143,10 @@ class _PlatformWindow:
 
 
 _WINDOW = _PlatformWindow()
+_ADDRESS_BYTES = _PlatformWindow()
+"""Routing target: bytes of 0xCF8-0xCFB that reach CONFIG_ADDRESS (V-CF8-NARROW, R-CAM-001)."""
+_RESET_CONTROL = _PlatformWindow()
+"""Routing target: the reset control register at 0xCF9 (R-CAM-008)."""
 Target = Mapping | _PlatformWindow | None
 
 
@@ -149,6 +166,8 @@ class VmElement:
     bridge_count: int = 0
     bus_owner: dict[int, Instance] = field(default_factory=dict)
     """Bus number -> the bridge whose secondary bus it names now (R-BRG-003)."""
+    reset_control: int = 0
+    """The reset control register at 0xCF9: bits 1 and 3 as last written (R-CAM-008)."""
 
     def tree(self) -> Iterator[Instance]:
         """Every instance in tree pre-order: root buses ascending, each bus by (device, function), a
@@ -204,18 +223,19 @@ T = TypeVar("T")
 
 
 def split_runs(
-    resolve: Callable[[int], T], address: int, width: int, straddle: Straddle
+    resolve: Callable[[int], T], address: int, width: int, straddle: Straddle, *, scan: bool = False
 ) -> list[tuple[T | None, int, int]]:
     """The runs ``(target, start, length)`` an access is performed as (R-ACC-004, R-ACC-005).
 
     ``resolve`` names the target of one byte (None: nothing decodes it). BARs
     are at least 4 bytes (I/O) or 16 bytes (memory) and naturally aligned, so
     no BAR lies strictly inside an access: if the first and last byte resolve
-    to the same target, every byte does.
+    to the same target, every byte does. ``scan``: resolve every byte anyway
+    (an access covering 0xCF9, a one-byte target inside 0xCF8-0xCFB, R-CAM-008).
     """
     first = resolve(address)
     last = first if width == 1 else resolve(address + width - 1)
-    if first is last:
+    if first is last and not scan:
         return [(first, address, width)]
     runs: list[tuple[T | None, int, int]] = []
     for a in range(address, address + width):
@@ -224,6 +244,8 @@ def split_runs(
             runs[-1] = (t, runs[-1][1], runs[-1][2] + 1)
         else:
             runs.append((t, a, 1))
+    if len(runs) == 1:
+        return runs
     if straddle is Straddle.REJECT:
         return [(None, address, width)]
     if straddle is Straddle.START_ADDRESS:
@@ -234,7 +256,7 @@ def split_runs(
 def cf8_latched(value: int, profile: Profile) -> int:
     """What 0xCF8 keeps of a written ``value``: all of it, or under ``masked`` the enable,
     bus/device/function and register bits (bits 27:24 too where they extend the register) (R-CAM-002)."""
-    if profile.cf8_low_bits is Cf8LowBits.LATCHED:
+    if profile.cf8_low_bits is not Cf8LowBits.MASKED:
         return value
     return value & (0x8FFF_FFFC if profile.cf8_extended is Cf8Extended.EXTENDS else 0x80FF_FFFC)
 
@@ -248,6 +270,15 @@ def cam_selection(cf8: int, profile: Profile) -> tuple[Bdf, int] | None:
     if profile.cf8_extended is Cf8Extended.EXTENDS:
         register |= ((cf8 >> 24) & 0xF) << 8
     return Bdf((cf8 >> 16) & 0xFF, (cf8 >> 11) & 0x1F, (cf8 >> 8) & 0x7), register
+
+
+def first_mapped_first(m: Mapping) -> tuple[int, ...]:
+    """Overlap rule ``first-mapped``: the BAR that has decoded longest wins (R-DEC-008)."""
+    return (m.stamp,)
+
+
+_OVERLAP_RULES = {Overlap.LOWEST_BDF: lowest_bdf_first, Overlap.LAST_MAPPED: last_mapped_first,
+                  Overlap.FIRST_MAPPED: first_mapped_first}  # fmt: skip
 
 
 def check_int(name: str, value: object, top: int) -> int:
@@ -376,7 +407,7 @@ class DataManager:
         self.profile = profile
         self._vms: dict[int, VmElement] = {}
         self._types: dict[str, DeviceType] = {}
-        self._priority = lowest_bdf_first if profile.overlap is Overlap.LOWEST_BDF else last_mapped_first
+        self._priority = _OVERLAP_RULES[profile.overlap]
 
     # ----------------------------------------------------------------- VMs
     def create_vm(self, vm_id: int, *, ecam_base: int | None = DEFAULT_ECAM_BASE) -> None:
@@ -667,6 +698,10 @@ class DataManager:
                 if enabled and reg.start < end and offset < reg.stop:
                     skip.update(reg)  # R-DEC-005 ignored: no BAR write while it decodes
         before = bytes(cfg[offset:end])
+        if self.profile.bar_sizing is BarSizing.PROBE_ONLY and is_sizing_probe(inst.dtype, offset, payload):
+            # R-BAR-003 probe-only: the sizing probe writes only the bits at and above the size
+            declared = layout(inst.dtype, self.profile.status).wmask
+            payload = bytes(v & declared[offset + k] for k, v in enumerate(payload))
         for k, value in enumerate(payload):
             o = offset + k
             if o not in skip:
@@ -712,12 +747,20 @@ class DataManager:
                     self._map(vm, inst, index, want)
 
     def _layout(self, dtype: DeviceType) -> ConfigLayout:
-        """The per-byte image and masks of ``dtype`` in this profile (R-CFG-001, R-CFG-006)."""
-        return layout(dtype, self.profile.status)
+        """The per-byte image and masks of ``dtype`` in this profile (R-CFG-001, R-CFG-006, R-BAR-003)."""
+        return profile_layout(dtype, self.profile)
 
     def _window(self, config: bytes | bytearray, dtype: DeviceType, index: int) -> int | None:
         """Where BAR ``index`` decodes given its registers (R-DEC-001..R-DEC-006)."""
-        return decode_window(config, dtype, index)
+        return decode_window(config, dtype, index, self.profile)
+
+    def _may_decode_at(self, base: int, size: int, limit: int) -> bool:
+        """Whether a BAR of ``size`` may decode at aligned ``base`` below ``limit`` in this profile
+        (R-DEC-004, R-DEC-006, V-ADDR-ZERO, V-BAR-TOP)."""
+        if base + size > limit or (base == 0 and self.profile.address_zero is AddressZero.UNMAPPED):
+            return False
+        top_unmapped = self.profile.bar_at_top is BarAtTop.UNMAPPED and limit != IO_SPACE_END
+        return not (top_unmapped and base + size == limit)
 
     def _table(self, vm: VmElement, inst: Instance, index: int) -> DecodeTable:
         bar = inst.dtype.bar(index) if index != ROM_INDEX else None
@@ -777,16 +820,24 @@ class DataManager:
         """Route an I/O access: 0xCF8 register, 0xCFC window, then I/O BARs (R-CAM-*, R-DEC-*)."""
         if port == CF8 and width == 4:
             return self._cf8_access(vm, payload)
+        narrow = self.profile.cf8_narrow
+        read_from_cf8 = narrow is Cf8Narrow.READ_ADDRESS and port == CF8  # decoded by the first byte
 
         def resolve(p: int) -> Target:
             if CF8 <= p < CFC:
-                return None  # R-CAM-001: only a dword access at 0xCF8 reaches the address register
+                # R-CAM-001, R-CAM-006: only a dword access at 0xCF8 reaches the address register; other
+                # accesses are ordinary I/O (0xCF9: the reset control register, R-CAM-008) or, in some
+                # variants, reach the register's bytes
+                if p == RESET_CONTROL and narrow is not Cf8Narrow.ADDRESS_BYTES and not read_from_cf8:
+                    return _RESET_CONTROL
+                return None if narrow is Cf8Narrow.IO else _ADDRESS_BYTES
             if CFC <= p < CFC + 4:
                 return _WINDOW  # R-CAM-004: the data window
             return vm.io_table.lookup(p)
 
         touched_window = port < CFC + 4 and port + width > CFC
-        result = self._route(vm, resolve, port, width, payload, b"\xff", self._cam_data)
+        scan = port <= RESET_CONTROL < port + width
+        result = self._route(vm, resolve, port, width, payload, b"\xff", self._io_platform, scan=scan)
         if touched_window and self.profile.cf8_after_access is Cf8AfterAccess.CLEAR:
             vm.cf8 = 0  # R-CAM-007
         return result
@@ -798,13 +849,86 @@ class DataManager:
         vm.cf8 = cf8_latched(int.from_bytes(payload, "little"), self.profile)
         return b""
 
+    def _io_platform(self, vm: VmElement, port: int, payload: bytes | None, length: int) -> bytes:
+        """A run of platform ports: the data window, the reset control register or bytes of
+        CONFIG_ADDRESS (R-CAM-001, R-CAM-004, R-CAM-008)."""
+        if port >= CFC:
+            return self._cam_data(vm, port, payload, length)
+        if port == RESET_CONTROL and self.profile.cf8_narrow is not Cf8Narrow.ADDRESS_BYTES:
+            return self._reset_control(vm, payload)
+        if self.profile.cf8_narrow is Cf8Narrow.READ_ADDRESS:
+            # read-address: a read returns CONFIG_ADDRESS's low bytes wherever it falls; writes dropped
+            return (vm.cf8 & ((1 << (8 * length)) - 1)).to_bytes(length, "little") if payload is None else b""
+        shift = 8 * (port - CF8)  # address-bytes: the bytes of CONFIG_ADDRESS at the port's offset
+        if payload is None:
+            return ((vm.cf8 >> shift) & ((1 << (8 * length)) - 1)).to_bytes(length, "little")
+        mask = ((1 << (8 * length)) - 1) << shift
+        merged = (vm.cf8 & ~mask) | (int.from_bytes(payload, "little") << shift)
+        vm.cf8 = cf8_latched(merged, self.profile)
+        return b""
+
+    def _reset_control(self, vm: VmElement, payload: bytes | None) -> bytes:
+        """The reset control register at 0xCF9 (R-CAM-008): reads return bits 1 and 3 as last written;
+        a write keeps those bits and, with bit 2 set, resets the platform (R-RST-003) instead."""
+        if payload is None:
+            return bytes([vm.reset_control])
+        if payload[0] & RESET_CONTROL_RESET:
+            self.reset_vm(vm.vm_id)
+        else:
+            vm.reset_control = payload[0] & RESET_CONTROL_KEPT
+        return b""
+
     def _cam_data(self, vm: VmElement, port: int, payload: bytes | None, length: int) -> bytes:
         """Bytes of the 0xCFC-0xCFF window: the selected dword's bytes (R-CAM-004..R-CAM-006)."""
         selected = cam_selection(vm.cf8, self.profile)
         if selected is None:
             return b"\xff" * length if payload is None else b""  # R-CAM-005
         bdf, register = selected
+        if self.profile.cf8_low_bits is Cf8LowBits.OFFSET:
+            return self._cam_offset_pieces(vm, bdf, register, port, payload, length)
         return self._config_access(vm, bdf, register + (port - CFC), length, payload)
+
+    def _cam_offset_pieces(
+        self, vm: VmElement, bdf: Bdf, register: int, port: int, payload: bytes | None, length: int
+    ) -> bytes:
+        """``cf8_low_bits = "offset"``: the run is performed in naturally aligned pieces of the window
+        (at most its distance's alignment, 4 at 0xCFC), each from ``register`` with 0xCF8 bits 1:0 ORed
+        with the piece's distance from 0xCFC (R-CAM-004)."""
+        out = b""
+        done = 0
+        while done < length:
+            distance = port - CFC + done
+            piece = 4 if distance == 0 else distance & -distance
+            while piece > length - done:
+                piece //= 2
+            part = None if payload is None else payload[done : done + piece]
+            got = self._cam_offset_data(vm, bdf, register | ((vm.cf8 | distance) & 3), part, piece)
+            if payload is None:
+                out += got
+            done += piece
+        return out
+
+    def _cam_offset_data(
+        self, vm: VmElement, bdf: Bdf, register: int, payload: bytes | None, length: int
+    ) -> bytes:
+        """``cf8_low_bits = "offset"``: one access of ``length`` bytes from ``register`` (0xCF8 bits 1:0
+        ORed with the port's), performed dword by dword; bytes past the function's space read zero and
+        take no write (R-CAM-002, R-CAM-004)."""
+        inst = vm.config_table.get(bdf)
+        if inst is None:
+            return b"\xff" * length if payload is None else b""  # R-ACC-006
+        out = b""
+        done = 0
+        while done < length:
+            at = register + done
+            chunk = min(length - done, 4 - at % 4)
+            part = None if payload is None else payload[done : done + chunk]
+            past_space = at >= len(inst.config)
+            got = bytes(chunk) if past_space else self._config_access(vm, bdf, at, chunk, part)
+            if payload is None:
+                out += got
+            done += chunk
+        return out
 
     def _memory_access(self, vm: VmElement, address: int, width: int, payload: bytes | None) -> bytes:
         """Route an MMIO access: the ECAM window first, then memory BARs (R-ECAM-*, R-DEC-*)."""
@@ -843,10 +967,12 @@ class DataManager:
         payload: bytes | None,
         unmapped: bytes,
         platform: Callable[[VmElement, int, bytes | None, int], bytes],
+        *,
+        scan: bool = False,
     ) -> bytes:
         """Perform an access as the runs :func:`split_runs` gives (R-ACC-004, R-ACC-005)."""
         out = b""  # most accesses are one run: concatenating onto empty bytes copies nothing
-        for target, start, length in split_runs(resolve, address, width, self.profile.straddle):
+        for target, start, length in split_runs(resolve, address, width, self.profile.straddle, scan=scan):
             part = None if payload is None else payload[start - address : start - address + length]
             if target is None:
                 got = unmapped * length
@@ -886,13 +1012,14 @@ class DataManager:
 
     def reset_vm(self, vm_id: int) -> None:
         """Platform (power-on) reset: every instance reset, reachable or not, sticky bits cleared, 0xCF8
-        cleared (R-RST-003, R-RST-004, R-BRG-008)."""
+        and the reset control register cleared (R-RST-003, R-RST-004, R-BRG-008, R-CAM-008)."""
         vm = self._vm(vm_id)
         for inst in list(vm.tree()):
             self._reset_instance(vm, inst, keep_sticky=False)
         if vm.bridge_count:
             self._reroute(vm)
         vm.cf8 = 0
+        vm.reset_control = 0
 
     def _reset_instance(self, vm: VmElement, inst: Instance, keep_sticky: bool) -> None:
         """Reset one instance: its windows removed, its configuration space the power-on image (its
@@ -1004,8 +1131,8 @@ class DataManager:
                 size = bar_size(dtype, index)
                 bar = dtype.bar(index)
                 limit = 1 << 32 if bar is None else address_limit(bar.kind)
-                ok = base is None or (base != 0 and base % size == 0 and base + size <= limit)
-                why = "" if ok else f"not a nonzero multiple of its size {size:#x} below {limit:#x}"
+                ok = base is None or (base % size == 0 and self._may_decode_at(base, size, limit))
+                why = "" if ok else f"not a multiple of its size {size:#x} that may decode below {limit:#x}"
             else:
                 window = self._window(rec.config, dtype, index)
                 ok = base == window

@@ -38,6 +38,7 @@ class Overlap(StrEnum):
 
     LOWEST_BDF = "lowest-bdf"
     LAST_MAPPED = "last-mapped"
+    FIRST_MAPPED = "first-mapped"
 
 
 class UnmappedMmioRead(StrEnum):
@@ -63,10 +64,41 @@ class Alignment(StrEnum):
 
 
 class Cf8LowBits(StrEnum):
-    """V-CF8-LOW: what 0xCF8 keeps of the bits it does not decode (R-CAM-002)."""
+    """V-CF8-LOW: what 0xCF8 keeps of the bits it does not decode, and whether bits 1:0 select
+    bytes of the data window (R-CAM-002, R-CAM-004)."""
 
     MASKED = "masked"
     LATCHED = "latched"
+    OFFSET = "offset"
+
+
+class Cf8Narrow(StrEnum):
+    """V-CF8-NARROW: accesses to 0xCF8-0xCFB other than a dword at 0xCF8 (R-CAM-001, R-CAM-008)."""
+
+    IO = "io"
+    READ_ADDRESS = "read-address"
+    ADDRESS_BYTES = "address-bytes"
+
+
+class BarAtTop(StrEnum):
+    """V-BAR-TOP: a memory BAR or ROM whose last byte is the last byte of its space (R-DEC-006)."""
+
+    DECODES = "decodes"
+    UNMAPPED = "unmapped"
+
+
+class AddressZero(StrEnum):
+    """V-ADDR-ZERO: a BAR programmed to address zero (R-DEC-004)."""
+
+    UNMAPPED = "unmapped"
+    DECODES = "decodes"
+
+
+class BarSizing(StrEnum):
+    """V-BAR-SIZING: which address bits of a BAR register a write keeps (R-BAR-003, R-BAR-005)."""
+
+    MASK = "mask"
+    PROBE_ONLY = "probe-only"
 
 
 class Cf8Extended(StrEnum):
@@ -109,6 +141,10 @@ AXES: dict[str, type[StrEnum]] = {
     "cf8_after_access": Cf8AfterAccess,
     "bridge_windows": BridgeWindows,
     "bridge_isa": BridgeIsa,
+    "cf8_narrow": Cf8Narrow,
+    "bar_at_top": BarAtTop,
+    "address_zero": AddressZero,
+    "bar_sizing": BarSizing,
 }
 """Every variant axis, by its manifest key, with the enum of its values (R-VAR-001)."""
 
@@ -124,6 +160,10 @@ AXIS_REQUIREMENT: dict[str, str] = {
     "cf8_after_access": "R-CAM-007",
     "bridge_windows": "R-BRG-006",
     "bridge_isa": "R-BRG-006",
+    "cf8_narrow": "R-CAM-001",
+    "bar_at_top": "R-DEC-006",
+    "address_zero": "R-DEC-004",
+    "bar_sizing": "R-BAR-003",
 }
 """The requirement that states each axis's rule (spec/variants.md)."""
 
@@ -143,6 +183,10 @@ class Profile:
     cf8_after_access: Cf8AfterAccess = Cf8AfterAccess.KEEP
     bridge_windows: BridgeWindows = BridgeWindows.ENFORCED
     bridge_isa: BridgeIsa = BridgeIsa.HONOURED
+    cf8_narrow: Cf8Narrow = Cf8Narrow.IO
+    bar_at_top: BarAtTop = BarAtTop.DECODES
+    address_zero: AddressZero = AddressZero.UNMAPPED
+    bar_sizing: BarSizing = BarSizing.MASK
 
     def __post_init__(self) -> None:
         for axis, enum in AXES.items():

@@ -77,6 +77,7 @@ from vpcid.model import DeviceType as _DeviceType
 from vpcid.model import Profile as _Profile
 from vpcid.model import errors as _errors
 from vpcid.model.behaviour import DeviceData as _DeviceData
+from vpcid.model.configspace import profile_layout as _profile_layout
 from vpcid.model.devicetype import layout as _layout
 from vpcid.model.manager import TableEntry as _TableEntry
 from vpcid.model.manager import VmTables as _VmTables
@@ -654,6 +655,16 @@ cdef enum:
     STRADDLE_SPLIT = 0
     STRADDLE_REJECT = 1
     STRADDLE_START = 2
+    OVERLAP_LOWEST = 0
+    OVERLAP_LAST = 1
+    OVERLAP_FIRST = 2
+    NARROW_IO = 0
+    NARROW_READ_ADDRESS = 1
+    NARROW_ADDRESS_BYTES = 2
+    # window(): flags of the decode variants (R-DEC-004, R-DEC-006, R-BAR-003)
+    WIN_ZERO_DECODES = 1
+    WIN_TOP_UNMAPPED = 2
+    WIN_ALIGNED_ONLY = 4
 
 
 # ---------------------------------------------------------------- structures
@@ -707,6 +718,8 @@ cdef struct CType:
     uint8_t sticky[4096] # bits a function-level reset keeps (R-RST-004)
     int has_sticky
     int flr_ctl          # Device Control's offset when the function can do an FLR, else -1 (R-RST-005)
+    uint8_t probe_wmask[24]  # the declared write mask of 0x10-0x27: probe-only sizing probes (R-BAR-003)
+    uint32_t addr_bits[6]    # the address bits of each BAR dword (0: unimplemented) (R-BAR-003)
     uint8_t kind[7]
     uint64_t size[7]
     uint8_t log2[7]
@@ -762,6 +775,7 @@ cdef struct Vm:
     int has_ecam
     uint64_t ecam
     uint32_t cf8
+    uint8_t rcr          # the reset control register at 0xCF9: bits 1 and 3 (R-CAM-008)
     uint64_t stamp
     U64Map cfgtab
     DTable io
@@ -818,6 +832,10 @@ cdef struct InstRec:
 
 cdef Mapping _window_target
 cdef Mapping* WINDOW = &_window_target
+cdef Mapping _reset_control_target
+cdef Mapping* RESET_CONTROL = &_reset_control_target   # 0xCF9 (R-CAM-008)
+cdef Mapping _address_bytes_target
+cdef Mapping* ADDRESS_BYTES = &_address_bytes_target   # bytes of CONFIG_ADDRESS (V-CF8-NARROW, R-CAM-001)
 """Routing target standing for a platform configuration window (0xCFC-0xCFF or ECAM)."""
 
 
@@ -929,10 +947,12 @@ cdef inline void map_free(U64Map* m) noexcept nogil:
 
 # ---------------------------------------------------------------- decode tables (R-DS-006, R-DEC-008)
 
-cdef inline bint before(Mapping* a, Mapping* b, bint last_mapped) noexcept nogil:
-    """Whether ``a`` wins over ``b`` where both decode (R-DEC-008)."""
-    if last_mapped:
+cdef inline bint before(Mapping* a, Mapping* b, int overlap) noexcept nogil:
+    """Whether ``a`` wins over ``b`` where both decode (R-DEC-008); ``overlap``: an OVERLAP_ value."""
+    if overlap == OVERLAP_LAST:
         return a.stamp > b.stamp
+    if overlap == OVERLAP_FIRST:
+        return a.stamp < b.stamp
     if a.inst.rank != b.inst.rank:
         return a.inst.rank < b.inst.rank
     return a.bar < b.bar
@@ -943,7 +963,7 @@ cdef inline uint64_t table_key(uint64_t base, int k) noexcept nogil:
     return ((base >> k) << k) | ((<uint64_t>1) << (k - 1))
 
 
-cdef int table_insert(DTable* t, Mapping* m, bint lm) except -1:
+cdef int table_insert(DTable* t, Mapping* m, int lm) except -1:
     cdef uint64_t key = table_key(m.base, m.log2)
     cdef uint64_t last, hi
     cdef CClass* c
@@ -1026,7 +1046,7 @@ cdef inline bint forwards(Mapping* m, uint64_t a) noexcept nogil:
     return False
 
 
-cdef inline Mapping* table_lookup(DTable* t, uint64_t a, bint lm) noexcept nogil:
+cdef inline Mapping* table_lookup(DTable* t, uint64_t a, int lm) noexcept nogil:
     """One probe per size class in use; in a bucket, the first mapping in priority order that the
     bridges above it forward ``a`` to (R-DS-006, R-DS-009, R-BRG forwarding)."""
     cdef uint64_t cm = t.classes
@@ -1080,8 +1100,9 @@ cdef inline bint fits(uint64_t base, uint64_t size, uint8_t kind) noexcept nogil
     return size <= limit and base <= limit - size
 
 
-cdef inline bint window(CType* t, const uint8_t* cfg, int i, uint64_t* base) noexcept nogil:
-    """Where window ``i`` decodes given the registers; False when it does not (R-DEC-001..R-DEC-006)."""
+cdef inline bint window(CType* t, const uint8_t* cfg, int i, uint64_t* base, int flags) noexcept nogil:
+    """Where window ``i`` decodes given the registers; False when it does not (R-DEC-001..R-DEC-006).
+    ``flags``: the WIN_ variants of the profile (V-ADDR-ZERO, V-BAR-TOP, V-BAR-SIZING)."""
     cdef uint16_t cmd = ld16(cfg + 4)
     cdef uint8_t kind = t.kind[i]
     cdef uint64_t b
@@ -1105,9 +1126,24 @@ cdef inline bint window(CType* t, const uint8_t* cfg, int i, uint64_t* base) noe
             b = low & (<uint64_t>0xFFFFFFF0)
             if kind == K_MEM64:
                 b |= (<uint64_t>ld32(cfg + 0x14 + 4 * i)) << 32
-    if b == 0 or not fits(b, t.size[i], kind):
+    if not may_decode_at(b, t.size[i], kind, flags):
+        return False
+    if (flags & WIN_ALIGNED_ONLY) and (b & (t.size[i] - 1)):
         return False
     base[0] = b
+    return True
+
+
+cdef inline bint may_decode_at(uint64_t b, uint64_t size, uint8_t kind, int flags) noexcept nogil:
+    """Whether a range of ``size`` at ``b`` may decode: address zero and the top of the space as the
+    profile says, and below the limit (R-DEC-004, R-DEC-006)."""
+    cdef uint64_t limit = limit_of(kind)
+    if b == 0 and not (flags & WIN_ZERO_DECODES):
+        return False
+    if not fits(b, size, kind):
+        return False
+    if (flags & WIN_TOP_UNMAPPED) and kind != K_IO and b + size == limit:  # 0 stands for 2**64
+        return False
     return True
 
 
@@ -1197,14 +1233,25 @@ cdef class TypeInfo:
         free(self.c)
 
     @staticmethod
-    cdef TypeInfo build(object dtype, object status):
+    cdef TypeInfo build(object dtype, object profile):
         cdef TypeInfo ti = TypeInfo.__new__(TypeInfo)
         cdef CType* c = ti.c
         cdef int i, o
-        cdef bytes image, wmask, w1c
-        lay = _layout(dtype, status)
+        cdef bytes image, wmask, w1c, declared
+        lay = _profile_layout(dtype, profile)
         image, wmask, w1c = lay.image, lay.wmask, lay.w1cmask
         sticky = dtype.declared.sticky
+        declared = _layout(dtype, profile.status).wmask
+        for o in range(24):
+            c.probe_wmask[o] = declared[0x10 + o]
+        for i in range(6):
+            c.addr_bits[i] = 0
+        for i in range(6):
+            bar = dtype.bar(i)
+            if bar is not None:
+                c.addr_bits[i] = 0xFFFFFFFC if bar.kind.value == "io" else 0xFFFFFFF0
+                if bar.kind.value == "mem64":
+                    c.addr_bits[i + 1] = 0xFFFFFFFF
         c.cfg_size = len(image)
         c.has_sticky = len(sticky) != 0
         for o in range(c.cfg_size):
@@ -1460,6 +1507,7 @@ cdef class Manager:
     cdef readonly object profile
     cdef int status_ro, move, lm, unmapped, straddle, natural, cf8_latched, cf8_ext, cf8_clear
     cdef int windows_ignored, isa_honoured  # V-BRIDGE-WINDOWS, V-BRIDGE-ISA (R-BRG-006)
+    cdef int cf8_offset, narrow, win_flags, probe_only
     cdef uint32_t cf8_keep
     cdef dict types_by_name
     cdef dict types_by_name_bytes    # the same, keyed by the UTF-8 name (as blobs hold it)
@@ -1497,12 +1545,20 @@ cdef class Manager:
         self.status_ro = p["status"] == "read-only"
         self.move = {"immediate": MOVE_IMMEDIATE, "deferred": MOVE_DEFERRED, "ignored": MOVE_IGNORED}[
             p["bar_move_while_decoding"]]
-        self.lm = p["overlap"] == "last-mapped"
+        self.lm = {"lowest-bdf": OVERLAP_LOWEST, "last-mapped": OVERLAP_LAST,
+                   "first-mapped": OVERLAP_FIRST}[p["overlap"]]
         self.unmapped = 0xFF if p["unmapped_mmio_read"] == "ones" else 0x00
         self.straddle = {"split": STRADDLE_SPLIT, "reject": STRADDLE_REJECT,
                          "start-address": STRADDLE_START}[p["straddle"]]
         self.natural = p["alignment"] == "natural"
-        self.cf8_latched = p["cf8_low_bits"] == "latched"
+        self.cf8_latched = p["cf8_low_bits"] != "masked"
+        self.cf8_offset = p["cf8_low_bits"] == "offset"
+        self.narrow = {"io": NARROW_IO, "read-address": NARROW_READ_ADDRESS,
+                       "address-bytes": NARROW_ADDRESS_BYTES}[p["cf8_narrow"]]
+        self.probe_only = p["bar_sizing"] == "probe-only"
+        self.win_flags = ((WIN_ZERO_DECODES if p["address_zero"] == "decodes" else 0)
+                          | (WIN_TOP_UNMAPPED if p["bar_at_top"] == "unmapped" else 0)
+                          | (WIN_ALIGNED_ONLY if self.probe_only else 0))
         self.cf8_ext = p["cf8_extended"] == "extends"
         self.cf8_clear = p["cf8_after_access"] == "clear"
         self.windows_ignored = p.get("bridge_windows", "enforced") == "ignored"
@@ -1572,7 +1628,7 @@ cdef class Manager:
             self.msg = b"another device type is already registered under this name"
             return None
         if ti is None:
-            ti = TypeInfo.build(dtype, self.status_enum)
+            ti = TypeInfo.build(dtype, self.profile)
             ti.c.index = len(self.type_names)
             self.type_names.append(ti.name)
             self.types_by_id[id(dtype)] = ti
@@ -2131,6 +2187,8 @@ cdef class Manager:
         cdef uint8_t v, old, new, changed = 0
         cdef uint8_t bytes_new[8]
         cdef uint8_t prev[8]
+        cdef bint probe = self.probe_only and n == 4 and 0x10 <= off < 0x28 and (
+            ld32(data) & t.addr_bits[(off - 0x10) >> 2]) == t.addr_bits[(off - 0x10) >> 2]
         if t.cfg_hook:
             return self.cfg_store_hooked(vm, p, off, data, n)
         if command or (off < 0x28 and end > 0x10) or (off < t.rom_reg + 4 and end > t.rom_reg):
@@ -2151,6 +2209,8 @@ cdef class Manager:
                 continue
             o = off + k
             v = data[k]
+            if probe:
+                v &= t.probe_wmask[o - 0x10]  # R-BAR-003 probe-only: the probe writes the bits above the size
             old = cfg[o]
             new = ((old & ~t.wmask[o]) | (v & t.wmask[o])) & ~(v & t.w1c[o])
             changed |= old ^ new
@@ -2179,6 +2239,9 @@ cdef class Manager:
         cdef const uint8_t* got
         cdef uint8_t prev[0x40]
         memcpy(prev, cfg, 0x40)
+        cdef uint8_t v
+        cdef bint probe = self.probe_only and n == 4 and 0x10 <= off < 0x28 and (
+            ld32(data) & t.addr_bits[(off - 0x10) >> 2]) == t.addr_bits[(off - 0x10) >> 2]
         for j in range(t.nimpl):
             i = t.impl[j]
             affected |= (<uint32_t>1) << i
@@ -2189,7 +2252,10 @@ cdef class Manager:
             o = off + k
             if self.move == MOVE_IGNORED and in_decoding_register(t, was, o):
                 continue  # R-DEC-005 ignored: no BAR write while it decodes
-            merged[o] = ((cfg[o] & ~t.wmask[o]) | (data[k] & t.wmask[o])) & ~(data[k] & t.w1c[o])
+            v = data[k]
+            if probe:
+                v &= t.probe_wmask[o - 0x10]  # R-BAR-003 probe-only: the probe writes the bits above the size
+            merged[o] = ((cfg[o] & ~t.wmask[o]) | (v & t.wmask[o])) & ~(v & t.w1c[o])
         scratch = bytearray(merged)
         (<object>t.cfg_behaviour).config_write(scratch, off, before)
         if len(scratch) != p.cfg_size:
@@ -2218,7 +2284,7 @@ cdef class Manager:
                 continue
             if self.move == MOVE_DEFERRED and was[i] and decode_enabled(t, p.cfg, i):
                 continue  # R-DEC-005 deferred: moves when decode is next enabled
-            ok = window(t, p.cfg, i, &want)
+            ok = window(t, p.cfg, i, &want, self.win_flags)
             if p.maps[i].active:
                 if ok and p.maps[i].base == want:
                     continue
@@ -2232,7 +2298,10 @@ cdef class Manager:
     cdef inline Mapping* target_of(self, Vm* vm, bint io, uint64_t a) noexcept:
         if io:
             if a >= CF8 and a < CFC:
-                return NULL  # R-CAM-001
+                # R-CAM-001, R-CAM-006, R-CAM-008: ordinary I/O (0xCF9: reset control), or CONFIG_ADDRESS's bytes
+                if a == CF8 + 1 and self.narrow != NARROW_ADDRESS_BYTES:
+                    return RESET_CONTROL
+                return NULL if self.narrow == NARROW_IO else ADDRESS_BYTES
             if a >= CFC and a < CFC + 4:
                 return WINDOW  # R-CAM-004, R-CAM-006
             return table_lookup(&vm.io, a, self.lm)
@@ -2247,21 +2316,29 @@ cdef class Manager:
         cdef Mapping* last
         cdef int k, j
         cdef uint64_t granule = 4 if io else 16
+        cdef bint scan = io and addr <= CF8 + 1 and addr + width > CF8 + 1
         # Every target is a naturally aligned block of at least one granule (I/O BARs and the
         # 0xCF8/0xCFC blocks: 4 bytes; memory BARs: 16; ROM and ECAM: more), so bytes within
         # one granule have one target, and no target lies strictly inside an access.
-        if ((addr ^ (addr + width - 1)) & ~(granule - 1)) == 0:
+        # 0xCF9 is the exception (``scan``): a one-byte target inside the 0xCF8 block (R-CAM-008).
+        if ((addr ^ (addr + width - 1)) & ~(granule - 1)) == 0 and not scan:
             last = first
         else:
             last = self.target_of(vm, io, addr + width - 1)
-        if first == last:
+        if first == last and not scan:
+            return self.perform(vm, io, first, addr, buf, width, write)
+        if scan and addr == CF8 and self.narrow == NARROW_READ_ADDRESS:
+            return self.perform(vm, io, ADDRESS_BYTES, addr, buf, width, write)  # decoded by its first byte
+        t[0] = first
+        t[width - 1] = last
+        j = 1
+        for k in range(1, width - 1):
+            t[k] = self.target_of(vm, io, addr + k)
+            j = j and t[k] == first
+        if scan and j and first == last:
             return self.perform(vm, io, first, addr, buf, width, write)
         if self.straddle == STRADDLE_REJECT:
             return self.perform(vm, io, NULL, addr, buf, width, write)
-        t[0] = first
-        t[width - 1] = last
-        for k in range(1, width - 1):
-            t[k] = self.target_of(vm, io, addr + k)
         k = 0
         while k < width:
             if self.straddle == STRADDLE_START and k > 0:
@@ -2283,6 +2360,10 @@ cdef class Manager:
             if io:
                 return self.cam_data(vm, a, buf, n, write)
             return self.ecam_data(vm, a, buf, n, write)
+        if target == RESET_CONTROL:
+            return self.reset_control(vm, buf, write)
+        if target == ADDRESS_BYTES:
+            return self.address_bytes(vm, a, buf, n, write)
         if write or target.custom:  # a behaviour may change its state on any access
             touch(vm, target.inst)
         return self.bar_access(target, a - target.base, buf, n, write)
@@ -2298,7 +2379,82 @@ cdef class Manager:
         reg = cf8 & 0xFC
         if self.cf8_ext:
             reg |= ((cf8 >> 24) & 0xF) << 8
+        if self.cf8_offset:
+            return self.cam_offset_pieces(vm, <uint16_t>((cf8 >> 8) & 0xFFFF), reg, port - CFC, buf, n, write)
         return self.cfg_access(vm, <uint16_t>((cf8 >> 8) & 0xFFFF), reg + (port - CFC), buf, n, write)
+
+    cdef int cam_offset_pieces(self, Vm* vm, uint16_t bdf, uint64_t reg, uint64_t distance, uint8_t* buf, int n,
+                               bint write) except -1:
+        """``cf8_low_bits = "offset"``: naturally aligned pieces of the window (4 at 0xCFC), each from
+        ``reg`` with 0xCF8 bits 1:0 ORed with the piece's distance from 0xCFC (R-CAM-004)."""
+        cdef int done = 0, piece
+        cdef uint64_t d
+        while done < n:
+            d = distance + done
+            piece = 4 if d == 0 else <int>(d & (~d + 1))
+            while piece > n - done:
+                piece //= 2
+            self.cam_offset_data(vm, bdf, reg | ((vm.cf8 | d) & 3), buf + done, piece, write)
+            done += piece
+        return 0
+
+    cdef int cam_offset_data(self, Vm* vm, uint16_t bdf, uint64_t reg, uint8_t* buf, int n, bint write) except -1:
+        """``cf8_low_bits = "offset"``: ``n`` bytes from ``reg``, dword by dword; bytes past the function's
+        space read zero and take no write (R-CAM-002, R-CAM-004)."""
+        cdef Inst* p = <Inst*>map_get(&vm.cfgtab, bdf)
+        cdef int done = 0, chunk
+        if p == NULL:
+            if not write:
+                fill_small(buf, 0xFF, n)  # R-ACC-006
+            return 0
+        while done < n:
+            chunk = <int>(4 - (reg + done) % 4)
+            if chunk > n - done:
+                chunk = n - done
+            if reg + done >= <uint64_t>p.cfg_size:
+                if not write:
+                    memset(buf + done, 0, chunk)
+            else:
+                self.cfg_access(vm, bdf, reg + done, buf + done, chunk, write)
+            done += chunk
+        return 0
+
+    cdef int reset_control(self, Vm* vm, uint8_t* buf, bint write) except -1:
+        """0xCF9 (R-CAM-008): reads return bits 1 and 3 as last written; a write with bit 2 set resets
+        the platform (R-RST-003), any other write keeps bits 1 and 3."""
+        if not write:
+            buf[0] = vm.rcr
+            return 0
+        if buf[0] & 0x04:
+            return self.reset_whole_vm(vm)
+        vm.rcr = buf[0] & 0x0A
+        vm.gen += 1
+        return 0
+
+    cdef int address_bytes(self, Vm* vm, uint64_t port, uint8_t* buf, int n, bint write) except -1:
+        """Narrow accesses reaching CONFIG_ADDRESS (V-CF8-NARROW, R-CAM-001): ``read-address`` reads its
+        low bytes wherever they fall and drops writes; ``address-bytes`` reads and replaces the bytes at
+        the port's offset."""
+        cdef int k, shift
+        cdef uint32_t v
+        if self.narrow == NARROW_READ_ADDRESS:
+            if not write:
+                for k in range(n):
+                    buf[k] = (vm.cf8 >> (8 * k)) & 0xFF
+            return 0
+        shift = <int>(port - CF8)
+        if not write:
+            for k in range(n):
+                buf[k] = (vm.cf8 >> (8 * (shift + k))) & 0xFF
+            return 0
+        v = vm.cf8
+        for k in range(n):
+            v = (v & ~((<uint32_t>0xFF) << (8 * (shift + k)))) | ((<uint32_t>buf[k]) << (8 * (shift + k)))
+        if not self.cf8_latched:
+            v &= self.cf8_keep  # R-CAM-002
+        vm.cf8 = v
+        vm.gen += 1
+        return 0
 
     cdef int ecam_data(self, Vm* vm, uint64_t a, uint8_t* buf, int n, bint write) except -1:
         """ECAM bytes, one configuration access per dword (R-ECAM-002, R-ECAM-003)."""
@@ -2454,10 +2610,15 @@ cdef class Manager:
     cdef int op_reset_vm(self, OpRec* op) except -1:
         cdef Vm* vm = NULL
         cdef int code = self.vm_of(op, &vm)
-        cdef Inst** arr
-        cdef Py_ssize_t n, k
         if code:
             return code
+        return self.reset_whole_vm(vm)
+
+    cdef int reset_whole_vm(self, Vm* vm) except -1:
+        """Platform reset: every instance reset, reachable or not, sticky bits cleared, 0xCF8 and the reset
+        control register cleared (R-RST-003, R-RST-004, R-CAM-008)."""
+        cdef Inst** arr
+        cdef Py_ssize_t n, k
         if vm.busowner != NULL:  # every instance, reachable or not (R-RST-003)
             arr = self.preorder(vm, &n)
         else:
@@ -2467,6 +2628,7 @@ cdef class Manager:
         if vm.busowner != NULL:
             self.reroute(vm)
         vm.cf8 = 0
+        vm.rcr = 0
         vm.gen += 1
         return 0
 
@@ -2997,10 +3159,10 @@ cdef class Manager:
                 continue
             if self.move == MOVE_DEFERRED and decode_enabled(t, r.cfg, i):
                 size = t.size[i]
-                ok = not r.on[i] or (r.base[i] != 0 and (r.base[i] & (size - 1)) == 0
-                                     and fits(r.base[i], size, t.kind[i]))
+                ok = not r.on[i] or ((r.base[i] & (size - 1)) == 0
+                                     and may_decode_at(r.base[i], size, t.kind[i], self.win_flags))
             else:
-                wok = window(t, r.cfg, i, &want)
+                wok = window(t, r.cfg, i, &want, self.win_flags)
                 ok = (wok == (r.on[i] != 0)) and (not wok or r.base[i] == want)
             if not ok:
                 code[0] = self.fail(E_MISMATCH, b"blob window disagrees with its configuration")

@@ -91,12 +91,21 @@ QEMU_PROFILE = Profile.from_mapping(
         "unmapped_mmio_read": "zeros",
         "straddle": "split",
         "alignment": "any",
-        "cf8_low_bits": "latched",
+        "cf8_low_bits": "offset",
         "cf8_extended": "ignored",
         "cf8_after_access": "keep",
+        "cf8_narrow": "read-address",
+        "bar_at_top": "unmapped",
+        "address_zero": "unmapped",
+        "bar_sizing": "mask",
     }
 )
-"""QEMU 7.2's variants, as certification observes them (docs/qemu.md explains each)."""
+"""QEMU 7.2's variants on pc and q35, as certification observes them (docs/qemu.md explains each):
+``cf8_low_bits = "offset"`` and ``cf8_narrow = "read-address"`` are hw/pci/pci_host.c's
+``pci_host_data_read``/``_write`` and ``pci_host_config_read``/``_write`` (R-CAM-001, R-CAM-004), with
+0xCF9 the PIIX3/ICH9 reset control register (R-CAM-008); ``bar_at_top = "unmapped"`` and
+``address_zero = "unmapped"`` are ``pci_bar_address`` on machines without ``pci_allow_0_address``
+(R-DEC-004, R-DEC-006)."""
 
 GUEST_RESETS_INERT = ["-action", "reboot=shutdown,shutdown=pause"]
 """A guest write to a reset register (0xCF9, port 0x92, the keyboard controller) only pauses the
