@@ -236,7 +236,7 @@ PCI_BRIDGE = DeviceType(
     name="pci-bridge",
     vendor_id=0x1B36, device_id=0x0001, class_code=0x060400, interrupt_pin=1,
     bars=(BarSpec(BarKind.MEM64, 256), None),
-    capabilities=(Capability(0x04, bytes([0x01, 0x00])), _msi64()),
+    capabilities=(Capability(0x04, bytes([0x01, 0x00])), msi64_capability()),
     bridge=QEMU_BRIDGE_CONTROL,
 )  # fmt: skip
 """QEMU's pci-bridge (1b36:0001): conventional PCI-to-PCI bridge with a 256-byte 64-bit SHPC BAR; slot
@@ -246,7 +246,7 @@ PCIE_ROOT_PORT = DeviceType(
     name="pcie-root-port",
     vendor_id=0x1B36, device_id=0x000C, class_code=0x060400, interrupt_pin=1,
     bars=(BarSpec(BarKind.MEM32, 4096),),
-    capabilities=(_pci_express_port(4, slot=True), _msix(1)),
+    capabilities=(_pci_express_port(4, slot=True), msix_capability(1, 0x000, 0x800)),
     express=True, bridge=QEMU_BRIDGE_CONTROL,
 )  # fmt: skip
 """QEMU's pcie-root-port (1b36:000c): a PCI Express root port with an MSI-X BAR of one vector."""
@@ -254,7 +254,7 @@ PCIE_ROOT_PORT = DeviceType(
 X3130_UPSTREAM = DeviceType(
     name="x3130-upstream",
     vendor_id=0x104C, device_id=0x8232, revision=0x02, class_code=0x060400, interrupt_pin=1,
-    capabilities=(_msi64(), _pci_express_port(5, slot=False)),
+    capabilities=(msi64_capability(), _pci_express_port(5, slot=False)),
     express=True, bridge=QEMU_BRIDGE_CONTROL,
 )  # fmt: skip
 """TI XIO3130 switch upstream port (104c:8232), as QEMU's x3130-upstream models it: no BARs."""
@@ -262,7 +262,7 @@ X3130_UPSTREAM = DeviceType(
 XIO3130_DOWNSTREAM = DeviceType(
     name="xio3130-downstream",
     vendor_id=0x104C, device_id=0x8233, revision=0x01, class_code=0x060400, interrupt_pin=1,
-    capabilities=(_msi64(), _pci_express_port(6, slot=True)),
+    capabilities=(msi64_capability(), _pci_express_port(6, slot=True)),
     express=True, bridge=QEMU_BRIDGE_CONTROL,
 )  # fmt: skip
 """TI XIO3130 switch downstream port (104c:8233), as QEMU's xio3130-downstream models it: no BARs."""
