@@ -367,6 +367,8 @@ def _check_sticky(space: ConfigSpace, chain: tuple[ChainEntry, ...]) -> None:
     control = flr_control(space.image, chain)
     if control is not None and sticky and sticky[control + 1] & 0x80:  # bit 7 of the upper byte
         raise _fail(control + 1, "Initiate Function Level Reset is not sticky: a reset ends it")
+
+
 # ------------------------------------------------------------------ PCI rules of interrupt capabilities
 
 CAP_MSI, CAP_EXPRESS, CAP_MSIX = 0x05, 0x10, 0x11
