@@ -298,10 +298,12 @@ def test_msix_needs_a_table_and_pba_inside_memory_bars(change: dict[str, Any], m
     fields = {"bars": (BarSpec(BarKind.MEM32, 16 << 10),), "behaviour": MsixTable()} | change
     with pytest.raises(DeviceTypeError, match=match):
         DeviceType(name="msix-bad", vendor_id=0x1B36, device_id=0x2, class_code=0xFF0000, **fields)
-    with pytest.raises(DeviceTypeError, match="was bound to"):
-        DeviceType(name="msix-bound", vendor_id=0x1B36, device_id=0x2, class_code=0xFF0000,
-                   bars=(BarSpec(BarKind.MEM32, 16 << 10),), capabilities=(msix_capability(4, 0, 0x1000),),
-                   behaviour=MsixTable(MsixPlace(5, 0, 0, 0, 0x1000)))  # fmt: skip
+    capability = msix_capability(4, 0, 0x1000)
+    moved = DeviceType(name="msix-moved", vendor_id=0x1B36, device_id=0x2, class_code=0xFF0000,
+                       bars=(BarSpec(BarKind.MEM32, 16 << 10),), capabilities=(capability,),
+                       behaviour=MsixTable(MsixPlace(5, 0, 0, 0, 0x2000)))  # fmt: skip
+    assert isinstance(moved.behaviour, MsixTable)
+    assert moved.behaviour.place == MsixPlace(4, 0, 0, 0, 0x1000)  # the capability's, not the one given
 
 
 # ------------------------------------------------------------------ R-IRQ-004

@@ -22,6 +22,7 @@ from vpcid.conformance.cases import CMD_MEM, SUITE_VM, _Body, _Fn, _Sys
 from vpcid.conformance.trace import define_type_op
 from vpcid.conformance.typefile import type_json
 from vpcid.model import Bdf, DataManager, DeviceType
+from vpcid.model import blob as blobfmt
 from vpcid.model.behaviour import MsixTable
 from vpcid.model.catalog import A100, E1000, NVME, msi64_capability, msix_capability
 from vpcid.model.devicetype import BarKind, BarSpec, accepting
@@ -252,7 +253,8 @@ def _revision_blob(dtype: DeviceType) -> bytes:
 
 def _revision_case(s: _Sys) -> None:
     """R-MIG-001, R-MIG-002: revision 3 declares it accepts revision 2 (a list naming it twice is refused),
-    restores revision 2's blob and refuses an unaccepted revision's."""
+    still refuses a blob of its own fingerprint holding revision 2's ID, restores revision 2's blob and
+    refuses an unaccepted revision's."""
     body = _Body()
     body.check("R-MIG-001")
     twice = type_json(REVISED_NIC_3)
@@ -263,6 +265,9 @@ def _revision_case(s: _Sys) -> None:
     body.create_vm(SUITE_VM)
     f = body.plug(SUITE_VM, IRQ_BDF, REVISED_NIC_3)
     f.check("R-MIG-002")
+    own = blobfmt.decode_instance(_revision_blob(REVISED_NIC_3))
+    forged = own.config[:0x08] + bytes((0x02,)) + own.config[0x09:]  # revision 2's ID in its own blob
+    f.restore(data=blobfmt.encode_instance(dataclasses.replace(own, config=forged)))
     f.restore(data=_revision_blob(REVISED_NIC))
     for offset in (0x04, 0x08, 0x10, 0x2C, 0x3C):
         f.cr(offset)
@@ -275,7 +280,8 @@ def _revision_case(s: _Sys) -> None:
     s.add("type-revision-restore", "save-restore",
           "a type that accepts an earlier revision restores its blob: writable bits and BAR data from the "
           "blob, read-only bits (revision, subsystem) from the type, saved again under the type's own "
-          "fingerprint; blobs of revisions it does not accept are refused", body)  # fmt: skip
+          "fingerprint; a blob of its own fingerprint with another revision ID and blobs of revisions it "
+          "does not accept are refused", body)  # fmt: skip
 
 
 def irq_cases(s: _Sys) -> None:

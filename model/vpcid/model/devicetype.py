@@ -485,18 +485,16 @@ def _validate(t: DeviceType) -> None:
         raise DeviceTypeError("accepts is a tuple of 32-byte fingerprints (R-MIG-001)")
     if len(set(t.accepts)) != len(t.accepts) or len(t.accepts) > 255:
         raise DeviceTypeError("accepts names at most 255 fingerprints, each once")
-    if isinstance(t.behaviour, MsixTable):
-        object.__setattr__(t, "behaviour", t.behaviour.bound(_msix_place(t, t.behaviour.place)))
+    if isinstance(t.behaviour, MsixTable):  # bound to this type's capability, whatever it served before
+        object.__setattr__(t, "behaviour", t.behaviour.bound(_msix_place(t)))
 
 
-def _msix_place(t: DeviceType, declared: MsixPlace | None) -> MsixPlace:
+def _msix_place(t: DeviceType) -> MsixPlace:
     """Where the type's MSI-X capability puts its table and PBA: inside memory BARs it implements,
     apart from each other (R-IRQ-003)."""
     place = msix_place(t.declared.image)
     if place is None:
         raise DeviceTypeError("BAR behaviour 'msix' serves an MSI-X capability (ID 0x11); the type has none")
-    if declared is not None and declared != place:
-        raise DeviceTypeError(f"BAR behaviour 'msix' was bound to {declared}, the capability says {place}")
     for what, index, span in (("table", place.table_bar, place.table), ("PBA", place.pba_bar, place.pba)):
         bar = t.bar(index)
         if bar is None or bar.kind is BarKind.IO or span.stop > bar.size:
