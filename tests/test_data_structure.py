@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -198,7 +200,7 @@ def test_functions_of_one_device_are_independent() -> None:
     dm.plug(VM, f5, E1000)  # a function can exist without function 0
     assert dm.config_read(VM, f5, 0, 4) == 0x100E_8086
     assert dm.config_read(VM, f0, 0, 4) == 0xFFFF_FFFF
-    dm.plug(VM, f0, E1000)
+    dm.plug(VM, f0, dataclasses.replace(E1000, name="e1000-mf", multifunction=True))  # R-MF-002
     dm.plug(VM, f3, NVME)
     program_bar(dm, VM, f5, 0, 0xFE000000)
     enable(dm, VM, f5, 0x2)
@@ -629,7 +631,7 @@ BETA = DeviceType(
 )
 SLOTS: tuple[tuple[Bdf, DeviceType], ...] = (
     (Bdf(0, 1, 0), ALPHA),
-    (Bdf(0, 1, 1), BETA),
+    (Bdf(0, 4, 0), BETA),
     (Bdf(0, 2, 0), E1000),
     (Bdf(3, 0, 0), ALPHA),
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from conftest import VM, Recorder, enable, program_bar
 from vpcid.model import (
@@ -249,7 +251,7 @@ def test_eight_byte_access_across_two_functions() -> None:
 def test_access_across_functions_is_one_target_whatever_the_straddle_variant(straddle: Straddle) -> None:
     """The whole window is one target (R-ACC-005), so crossing functions inside it never straddles."""
     dm = manager(Profile(straddle=straddle))
-    dm.plug(VM, Bdf(0, 2, 0), NVME)
+    dm.plug(VM, Bdf(0, 2, 0), dataclasses.replace(NVME, name="nvme-mf", multifunction=True))  # R-MF-001
     dm.plug(VM, Bdf(0, 2, 1), E1000)
     assert dm.mmio_read(VM, ecam(Bdf(0, 2, 0), 0xFFC), 8) == 0x100E_8086 << 32
     dm.mmio_write(VM, ecam(Bdf(0, 2, 1), 0x3A), 4, 0x0D0C_0000)  # 00:02.1 bytes 0x3A-0x3D

@@ -144,6 +144,8 @@ VM_METHODS: dict[str, tuple[Any, ...]] = {
     "resolve": ("memory", BAR0),
     "device_type": (NIC,),
     "cf8": (),
+    "set_ecam_base": (0xC000_0000,),
+    "ecam_base": (),
 }
 """Every method that names an existing VM, with otherwise valid arguments."""
 

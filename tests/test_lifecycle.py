@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from conftest import CATALOG_TYPES, NIC, VM, enable, program_bar
 from vpcid.model import (
@@ -186,7 +188,10 @@ def test_plug_into_unknown_vm_rejected(dm: DataManager) -> None:
 @pytest.mark.req("R-HP-001")
 def test_plug_every_function_of_a_device_independently(dm: DataManager) -> None:
     for function in range(8):
-        dm.plug(VM, Bdf(0, 5, function), CATALOG_TYPES[function % len(CATALOG_TYPES)])
+        dtype = CATALOG_TYPES[function % len(CATALOG_TYPES)]
+        if function == 0:  # function 0 says multi-function (R-MF-001)
+            dtype = dataclasses.replace(dtype, name=f"{dtype.name}-mf", multifunction=True)
+        dm.plug(VM, Bdf(0, 5, function), dtype)
     assert [b for b, _ in dm.tables(VM).config] == [Bdf(0, 5, f) for f in range(8)]
 
 

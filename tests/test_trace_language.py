@@ -67,6 +67,10 @@ SAMPLES: dict[OpKind, list[Op]] = {
         Op(OpKind.RESTORE_VM, vm=2, data=b"\x01\x02"),
     ],
     OpKind.TABLES: [Op(OpKind.TABLES, vm=1)],
+    OpKind.SET_ECAM_BASE: [
+        Op(OpKind.SET_ECAM_BASE, vm=1, ecam_base=0xC000_0000),
+        Op(OpKind.SET_ECAM_BASE, vm=1, ecam_base=None),
+    ],
     OpKind.DEFINE_TYPE: [
         define_type_op({"name": "tiny", "vendor_id": "0x1af4", "device_id": 1, "class_code": 0})
     ],

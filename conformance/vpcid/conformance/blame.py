@@ -231,7 +231,7 @@ _OWN_RULE = {
     OpKind.RESTORE_VM: "R-SR-006", OpKind.TABLES: "R-DS-007", OpKind.DEFINE_TYPE: "R-DT-002",
     OpKind.CONFIG_READ: "R-CFG-001", OpKind.CONFIG_WRITE: "R-CFG-001", OpKind.IO_READ: "R-DEC-001",
     OpKind.IO_WRITE: "R-DEC-001", OpKind.MMIO_READ: "R-DEC-002", OpKind.MMIO_WRITE: "R-DEC-002",
-    OpKind.INIT: "R-VAR-002",
+    OpKind.INIT: "R-VAR-002", OpKind.SET_ECAM_BASE: "R-ECAM-005",
 }  # fmt: skip
 """The requirement an operation kind stands for when nothing finer applies (its own step)."""
 

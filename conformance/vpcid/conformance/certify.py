@@ -237,6 +237,7 @@ def implicated(op: Op, ecam_base: int | None = DEFAULT_ECAM_BASE) -> tuple[str, 
         OpKind.UNPLUG: ("R-HP-002",),
         OpKind.CREATE_VM: ("R-DS-001",),
         OpKind.DESTROY_VM: ("R-DS-002",),
+        OpKind.SET_ECAM_BASE: ("R-ECAM-005", "R-ECAM-006"),
     }.get(kind, ("R-VAR-002",))
 
 
@@ -617,6 +618,9 @@ def _verdicts(
 
 
 def _requirement_order(rid: str) -> tuple[int, int]:
-    order = ["DS", "DT", "CFG", "BAR", "DEC", "ACC", "CAM", "ECAM", "HP", "RST", "SR", "BLOB", "ERR", "VAR"]
+    order = [
+        *("DS", "DT", "CFG", "BAR", "DEC", "ACC", "CAM", "ECAM", "HP", "RST", "MF", "SR", "BLOB", "MIG"),
+        *("ERR", "VAR", "REG", "BRG", "IRQ"),
+    ]
     group, number = rid.split("-")[1], int(rid.split("-")[2])
     return (order.index(group) if group in order else len(order), number)

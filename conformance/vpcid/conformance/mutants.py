@@ -182,10 +182,9 @@ class ResetForgetsCommand(DataManager):
 
 
 class ResetKeepsData(DataManager):
-    def reset(self, vm_id: int, bdf: Bdf) -> None:
-        inst = self._instance(self._vm(vm_id), bdf)
+    def _reset_instance(self, vm: VmElement, inst: Instance, keep_sticky: bool) -> None:
         data = inst.data
-        super().reset(vm_id, bdf)
+        super()._reset_instance(vm, inst, keep_sticky)
         inst.data = data
 
 

@@ -20,6 +20,7 @@ from vpcid.conformance.importer import (
 )
 from vpcid.conformance.typefile import TypeEntry, load_types, read_type_file, type_file_json, write_type_file
 from vpcid.model import DeviceType
+from vpcid.model.errors import DeviceTypeError
 from vpcid.model.registers import BarRegister, RegisterMap
 
 TYPES_OPTION = click.option(
@@ -145,7 +146,8 @@ types_group.add_command(discover_command)
 @types_group.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def types_check(files: tuple[Path, ...]) -> None:
-    """Validate device-type files; print each type's fingerprint and capability chain.
+    """Validate device-type files; print each type's fingerprint and capability chain, and run the PCI
+    rules of the structures each declares (R-DT-009): exit status 1 when a type breaks one.
 
     \b
     Examples:
@@ -155,6 +157,7 @@ def types_check(files: tuple[Path, ...]) -> None:
     entries: list[TypeEntry] = []
     for path in files:
         entries += read_type_file(path)
+    broken = 0
     for entry in entries:
         t = entry.dtype
         click.echo(f"{t.name}: {t.fingerprint().hex()}  {t.config_size} bytes, chain [{_capabilities(t)}]")
@@ -162,6 +165,13 @@ def types_check(files: tuple[Path, ...]) -> None:
             click.echo(f"  registers {register_summary(t)}")
         for note in entry.notes:
             click.echo(f"  note: {note}")
+        try:
+            t.check_pci()
+        except DeviceTypeError as error:
+            broken += 1
+            click.echo(f"  breaks the PCI rules (R-DT-009): {error}")
+    if broken:
+        raise SystemExit(1)
 
 
 @types_group.command("registers")
