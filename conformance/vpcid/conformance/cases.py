@@ -73,6 +73,7 @@ GROUPS = (
     "blob",
     "errors",
     "variants",
+    "bridges",
 )
 """Every case group, in report order."""
 
@@ -3690,6 +3691,7 @@ def system_cases() -> list[Case]:
         _sys_errors,
         lambda s: _scripted_system(s, "errors"),
         lambda s: __import__("vpcid.conformance.register_cases", fromlist=["_"]).register_cases(s),
+        lambda s: __import__("vpcid.conformance.bridge_cases", fromlist=["_"]).bridge_cases(s),
     ):
         build(s)
     return s.out
