@@ -13,8 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from vpcid.adapters.qemu.discover import prepare
-from vpcid.adapters.qemu.qtest import Guest, QemuProcess, qemu_binary
+from vpcid.adapters.base import AdapterUnavailable
+from vpcid.adapters.qemu import adapter
+from vpcid.adapters.qemu.adapter import suite_runs_firmware
+from vpcid.adapters.qemu.discover import DeviceSpec, discover, prepare
+from vpcid.adapters.qemu.qtest import Guest, QemuProcess, QemuUnavailable, qemu_binary
+from vpcid.conformance.certify import Verdict, certify, load_waivers
+from vpcid.conformance.traceability import load_requirements
+from vpcid.model import Bdf
 
 if qemu_binary() is None:
     pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-debian.sh)", allow_module_level=True)
@@ -289,3 +295,120 @@ def test_vga_enable_forwards_the_vga_ports() -> None:
         guest.config_write(bridge, 0x04, 2, 0x1)
         seen.append(guest.io_read(0x3CC, 1))
     assert seen == [0xFF, 0xFF, 0x00]
+
+
+# ------------------------------------------------------------------ slots and FLR of the ports
+
+
+def test_finding_a_slot_control_write_raises_slot_status_events() -> None:
+    """A write to a port's Slot Control sets Command Completed (Slot Status bit 4) and, with
+    Electromechanical Interlock Control (bit 11) written as one, toggles Electromechanical Interlock Status
+    (bit 7), a read-only bit; EIC itself reads zero again (pcie_cap_slot_write_config and
+    pcie_cap_slot_event in hw/pci/pcie.c). Per-byte masks cannot say a write to one register sets bits of
+    another, and no configuration behaviour describes QEMU's hot-plug controller: certifying a root port
+    or a downstream port reports it (R-DT-008, or the byte's rule when the write also covers it)."""
+    with machine(ROOT_PORT + ",power_controller_present=off") as guest:
+        port = bdf(0, 4)
+        slot_control = 0x54 + 0x18  # the root port's PCI Express capability is at 0x54
+        assert guest.config_read(port, slot_control, 4) == 0x0000_00C0
+        guest.config_write(port, slot_control, 2, 0x0800)  # EIC only
+        first = guest.config_read(port, slot_control, 4)
+        guest.config_write(port, slot_control, 2, 0x0800)
+        second = guest.config_read(port, slot_control, 4)
+    assert (first, second) == (0x0090_0000, 0x0010_0000)
+
+
+def test_finding_slot_power_off_hides_the_functions_below() -> None:
+    """With a power controller (QEMU's default), writing Slot Control's Power Controller Control as one
+    powers the slot off: the functions below stop answering until it is written as zero
+    (pcie_cap_update_power). No data manager rule describes slot power, so the adapter's ports have no power
+    controller (power_controller_present=off) and discovery never writes the bit."""
+    with machine(ROOT_PORT, "edu,bus=rp1,addr=00.0") as guest:
+        port = bdf(0, 4)
+        number(guest, port, 0, 1, 1)
+        guest.config_write(port, 0x54 + 0x18, 2, 0x0400)
+        off = guest.config_read(bdf(1, 0), 0, 4)
+        guest.config_write(port, 0x54 + 0x18, 2, 0x0000)
+        on = guest.config_read(bdf(1, 0), 0, 4)
+    assert (off, on) == (NOTHING, EDU_ID)
+
+
+def test_finding_the_switch_upstream_port_resets_on_function_level_reset() -> None:
+    """x3130-upstream resets itself when Device Control's Initiate FLR is written (pcie_cap_flr_write_config
+    in xio3130_upstream.c's write_config), and it has MSI with a clamped Multiple Message Enable as well. A
+    device type names one configuration behaviour, so discovery declares msi-mme-clamp and leaves FLR
+    read-only (noted); certification then reports the reset as a masked write gone wrong (R-CFG-001)."""
+    with machine(UPSTREAM.replace(",bus=rp2,addr=00.0", ",addr=04.0")) as guest:
+        port = bdf(0, 4)
+        guest.config_write(port, BUS_NUMBERS, 4, 0x0002_0100)
+        device_control = 0x90 + 0x08
+        guest.config_write(port, device_control, 2, 0x000F)
+        before = guest.config_read(port, device_control, 2)
+        guest.config_write(port, device_control, 2, 0x800F)
+        after = guest.config_read(port, device_control, 2), guest.config_read(port, BUS_NUMBERS, 4)
+    assert (before, after) == (0x000F, (0x0000, 0))
+
+
+# ------------------------------------------------------------------ the adapter: a device below bridges
+
+
+def test_behind_options_place_the_device_and_the_bridges() -> None:
+    """vpcid-behind picks the chain: the first bridge at 00:04.0, each next one at 00:00.0 of the bus
+    above, the device on the last bus (addr= places it there); firmware numbers every bridge (secondary:
+    the next bus, subordinate: the device's), opens its windows and enables it."""
+    spec = DeviceSpec.parse("edu,vpcid-behind=x3130")
+    assert [(b.model, str(b.bdf)) for b in spec.bridges] == [
+        ("pcie-root-port", "00:04.0"), ("x3130-upstream", "01:00.0"), ("xio3130-downstream", "02:00.0")
+    ]  # fmt: skip
+    assert spec.bdf == Bdf(3, 0, 0)
+    assert spec.label == "edu,vpcid-behind=x3130"
+    args = spec.machine_args()
+    assert args[-1] == "edu,bus=vpcid-bridge2,addr=00.0"
+    assert "x3130-upstream,id=vpcid-bridge1,bus=vpcid-bridge0,addr=00.0" in args
+    numbering = [(str(b), value) for b, offset, width, value in spec.firmware if offset == BUS_NUMBERS]
+    assert numbering == [("00:04.0", 0x0003_0100), ("01:00.0", 0x0003_0201), ("02:00.0", 0x0003_0302)]
+    assert (Bdf(2, 0, 0), 0x04, 2, 0x7) in spec.firmware
+    assert DeviceSpec.parse("pci-testdev,vpcid-behind=pci-bridge,addr=05.0").bdf == Bdf(1, 5, 0)
+    on_pc = DeviceSpec.parse("edu,vpcid-behind=pci-bridge,vpcid-machine=pc").machine_args()
+    assert on_pc[-4:] == ["-device", "pci-bridge,id=vpcid-bridge0,bus=pci.0,addr=04.0,chassis_nr=1",
+                          "-device", "edu,bus=vpcid-bridge0,addr=00.0"]  # fmt: skip
+    with pytest.raises(QemuUnavailable, match="needs a PCI Express root bus"):
+        DeviceSpec.parse("edu,vpcid-behind=pcie-root-port,vpcid-machine=pc")
+    with pytest.raises(QemuUnavailable, match="vpcid-behind is"):
+        DeviceSpec.parse("edu,vpcid-behind=nowhere")
+
+
+def test_discovery_below_a_switch_probes_every_function_where_it_sits() -> None:
+    """The three ports and edu are discovered in one machine after firmware: edu's type is the one it has
+    at 00:04.0 (a conventional function), the ports' are bridges with their PCI Express port types, and
+    the root port's slot, having no power controller, keeps its Power Controller Control read-only."""
+    found = discover(DeviceSpec.parse("edu,vpcid-behind=x3130"))
+    alone = discover(DeviceSpec.parse("edu"))
+    assert found.dtype.declared == alone.dtype.declared
+    assert [(str(b), t.name) for b, t, _ in found.bridges] == [
+        ("00:04.0", "qemu:pcie-root-port"), ("01:00.0", "qemu:x3130-upstream"),
+        ("02:00.0", "qemu:xio3130-downstream"),
+    ]  # fmt: skip
+    for _, dtype, _ in found.bridges:
+        assert dtype.bridge is not None
+        assert dtype.bridge.control_mask == 0x005F
+    assert Bdf(0, 4, 0) not in found.reserved_functions
+
+
+def test_a_device_below_bridges_is_certified_with_them() -> None:
+    """A suite whose machines carry firmware writes certifies the device and its bridges together; one
+    without them refuses vpcid-behind rather than certify a tree the model cannot build."""
+    if not suite_runs_firmware():
+        with pytest.raises(AdapterUnavailable, match="FixedMachine has firmware writes"):
+            adapter("pci-testdev,vpcid-behind=pci-bridge")
+        return
+    a = adapter("pci-testdev,vpcid-behind=pci-bridge")
+    try:
+        assert a.info.machine is not None
+        assert a.info.waivers is not None
+        assert [str(b) for b, _ in a.info.machine.devices] == ["00:04.0", "01:00.0"]
+        report = certify(a, 1500, 0, load_waivers(a.info.waivers, set(load_requirements())))
+    finally:
+        a.close()
+    failed = {r.rid: r.failures[0].description for r in report.requirements if r.verdict is Verdict.FAIL}
+    assert report.conformant, failed
