@@ -175,6 +175,7 @@ def run_both(profile: Profile, ops: list[tuple[Any, ...]]) -> None:
         assert got == want, where
         assert compiled_blobs == model_blobs, where
         assert compiled.tables(VM) == model.tables(VM), where
+        assert compiled.topology(VM) == model.topology(VM), where
     assert compiled.snapshot(VM) == model.snapshot(VM)
     for bdf, _ in model.tables(VM).config:
         assert compiled.save(VM, bdf) == model.save(VM, bdf)

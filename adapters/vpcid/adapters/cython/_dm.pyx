@@ -79,6 +79,8 @@ from vpcid.model import errors as _errors
 from vpcid.model.behaviour import DeviceData as _DeviceData
 from vpcid.model.devicetype import layout as _layout
 from vpcid.model.manager import TableEntry as _TableEntry
+from vpcid.model.manager import TopologyNode as _TopologyNode
+from vpcid.model.topology import Windows as _Windows
 from vpcid.model.manager import VmTables as _VmTables
 
 cdef extern from "Python.h":
@@ -1370,6 +1372,36 @@ cdef int cmp_u64(const void* a, const void* b) noexcept nogil:
 
 # ---------------------------------------------------------------- the data manager
 
+cdef object decoded_windows(Inst* x):
+    """A bridge's I/O, memory and prefetchable windows, inclusive (base, limit), None where closed
+    (base above limit) or absent (R-BRG-005)."""
+    cdef const uint8_t* cfg = x.cfg
+    cdef CType* t = x.t
+    cdef uint64_t base, limit
+    io = memory = prefetchable = None
+    if t.io_win:
+        base = (<uint64_t>(cfg[0x1C] & 0xF0)) << 8
+        limit = ((<uint64_t>(cfg[0x1D] & 0xF0)) << 8) | 0xFFF
+        if t.io_win == 32:
+            base |= (<uint64_t>ld16(cfg + 0x30)) << 16
+            limit |= (<uint64_t>ld16(cfg + 0x32)) << 16
+        if base <= limit:
+            io = (base, limit)
+    base = (<uint64_t>(ld16(cfg + 0x20) & 0xFFF0)) << 16
+    limit = ((<uint64_t>(ld16(cfg + 0x22) & 0xFFF0)) << 16) | 0xFFFFF
+    if base <= limit:
+        memory = (base, limit)
+    if t.pref_win:
+        base = (<uint64_t>(ld16(cfg + 0x24) & 0xFFF0)) << 16
+        limit = ((<uint64_t>(ld16(cfg + 0x26) & 0xFFF0)) << 16) | 0xFFFFF
+        if t.pref_win == 64:
+            base |= (<uint64_t>ld32(cfg + 0x28)) << 32
+            limit |= (<uint64_t>ld32(cfg + 0x2C)) << 32
+        if base <= limit:
+            prefetchable = (base, limit)
+    return _Windows(io, memory, prefetchable)
+
+
 cdef list merge_ranges(list ranges):
     """Inclusive ``(first, last)`` ranges sorted, overlapping and adjacent ones merged."""
     cdef Py_ssize_t last
@@ -1762,6 +1794,7 @@ cdef class Manager:
         the next call)."""
         cdef Py_ssize_t nr, k, used = 0
         cdef Inst** roots = self.sorted_insts(vm, &nr)
+        grow(<void**>&self.stree, &self.stree_cap, 1, sizeof(Inst*))  # never NULL, even for no instance
         for k in range(nr):
             if roots[k].parent == NULL:
                 self.append_tree(roots[k], &used)
@@ -1889,49 +1922,32 @@ cdef class Manager:
     cdef list forwarded(self, Inst* x, bint io):
         """The address ranges (inclusive, sorted, disjoint) bridge ``x`` forwards to its secondary
         side: I/O with command bit 0, memory with bit 1; the windows its registers decode, ISA
-        enable keeping ports whose bits 9:8 are 00, VGA enable adding the VGA ranges (R-BRG forwarding)."""
-        cdef const uint8_t* cfg = x.cfg
-        cdef CType* t = x.t
-        cdef uint16_t cmd = ld16(cfg + 4), ctl = ld16(cfg + 0x3E)
+        enable keeping ports whose bits 9:8 are 00 (V-BRIDGE-ISA), VGA enable adding the VGA
+        ranges (R-BRG-006)."""
+        cdef uint16_t cmd = ld16(x.cfg + 4), ctl = ld16(x.cfg + 0x3E)
         cdef uint64_t base, limit, blk
         out = []
+        if not (cmd & (1 if io else 2)):
+            return out
+        decoded = decoded_windows(x)
         if io:
-            if not (cmd & 1):
-                return out
-            if t.io_win:
-                base = (<uint64_t>(cfg[0x1C] & 0xF0)) << 8
-                limit = ((<uint64_t>(cfg[0x1D] & 0xF0)) << 8) | 0xFFF
-                if t.io_win == 32:
-                    base |= (<uint64_t>ld16(cfg + 0x30)) << 16
-                    limit |= (<uint64_t>ld16(cfg + 0x32)) << 16
-                if base <= limit:
-                    if (ctl & 0x04) and self.isa_honoured:  # ISA enable (V-BRIDGE-ISA)
-                        blk = base & ~(<uint64_t>0x3FF)
-                        while blk <= limit and blk < 0x10000:
-                            out.append((max(blk, base), min(blk + 0xFF, limit)))
-                            blk += 0x400
-                        if limit >= 0x10000:
-                            out.append((max(base, 0x10000), limit))
-                    else:
-                        out.append((base, limit))
-            if ctl & 0x08:  # VGA enable
-                out.append((0x3B0, 0x3BB))
-                out.append((0x3C0, 0x3DF))
-        else:
-            if not (cmd & 2):
-                return out
-            base = (<uint64_t>(ld16(cfg + 0x20) & 0xFFF0)) << 16
-            limit = ((<uint64_t>(ld16(cfg + 0x22) & 0xFFF0)) << 16) | 0xFFFFF
-            if base <= limit:
-                out.append((base, limit))
-            if t.pref_win:
-                base = (<uint64_t>(ld16(cfg + 0x24) & 0xFFF0)) << 16
-                limit = ((<uint64_t>(ld16(cfg + 0x26) & 0xFFF0)) << 16) | 0xFFFFF
-                if t.pref_win == 64:
-                    base |= (<uint64_t>ld32(cfg + 0x28)) << 32
-                    limit |= (<uint64_t>ld32(cfg + 0x2C)) << 32
-                if base <= limit:
+            if decoded.io is not None:
+                base, limit = decoded.io
+                if (ctl & 0x04) and self.isa_honoured:  # ISA enable: bits 9:8 zero, below 64 KiB
+                    blk = base & ~(<uint64_t>0x3FF)
+                    while blk <= limit and blk < 0x10000:
+                        out.append((max(blk, base), min(blk + 0xFF, limit)))
+                        blk += 0x400
+                    if limit >= 0x10000:
+                        out.append((max(base, 0x10000), limit))
+                else:
                     out.append((base, limit))
+            if ctl & 0x08:  # VGA enable
+                out += [(0x3B0, 0x3BB), (0x3C0, 0x3DF)]
+        else:
+            for window in (decoded.memory, decoded.prefetchable):
+                if window is not None:
+                    out.append(window)
             if ctl & 0x08:
                 out.append((0xA0000, 0xBFFFF))
         return merge_ranges(out)
@@ -3447,6 +3463,30 @@ cdef class Manager:
         if not m.inst.reach:
             return None  # R-BRG-003: an instance the bridges give no BDF to is named by none
         return (_Bdf.unpack(m.inst.bdf), m.bar)
+
+    def topology(self, vm_id):
+        """The VM's bus tree in pre-order: each instance's BDF now (or None), its bridge's index (None
+        on a root bus), its root bus, device, function and type; for a bridge, the number its
+        secondary bus is reached by and its windows as its registers decode them (R-BRG-010)."""
+        cdef Vm* vm = self.api_vm(vm_id)
+        cdef Py_ssize_t n, k
+        cdef Inst** arr = self.preorder(vm, &n)
+        cdef Inst* p
+        nodes = []
+        for k in range(n):
+            arr[k].order = <uint32_t>k
+        for k in range(n):
+            p = arr[k]
+            secondary = windows = None
+            if p.kids != NULL:
+                if vm.busowner[p.cfg[0x19]] == p:
+                    secondary = p.cfg[0x19]
+                windows = decoded_windows(p)
+            nodes.append(_TopologyNode(
+                _Bdf.unpack(p.bdf) if p.reach else None, None if p.parent == NULL else p.parent.order,
+                (p.bdf >> 8) if p.parent == NULL else None, p.devfn >> 3, p.devfn & 7,
+                (<TypeInfo>p.tinfo).name, secondary, windows))
+        return tuple(nodes)
 
     def device_type(self, vm_id, bdf):
         """The device type of the instance at ``bdf``."""
