@@ -21,6 +21,7 @@ from conftest import expected_digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vpcid.adapters import cython as backend
+from vpcid.adapters.reference import ModelAdapter
 from vpcid.model import Bdf, DataManager, DeviceType, Profile, VpcidError
 from vpcid.model.catalog import BRIDGES, EDU
 from vpcid.model.devicetype import BarKind, BarSpec, BridgeRegisters, IoWindow, PrefetchWindow, RomSpec
@@ -309,3 +310,20 @@ def test_damaged_bridged_snapshots_are_rejected_alike(
     assert _verdict(compiled, "restore_vm", VM, damaged) == _verdict(model, "restore_vm", VM, damaged)
     assert compiled.snapshot(VM) == model.snapshot(VM)
     assert compiled.tables(VM) == model.tables(VM)
+
+
+@needs_backend
+@pytest.mark.req("R-BRG-010")
+def test_the_suites_bridge_cases_certify_the_adapter_per_call_and_in_batches() -> None:
+    """Every case of the ``bridges`` group gives the model's observations through ``execute`` and
+    through the batch engine (``encode`` then ``run_batch``)."""
+    from vpcid.conformance.certify import applicable_cases
+    from vpcid.conformance.engine import Differential
+
+    cases = [case for case in applicable_cases(backend.CythonAdapter().info) if case[1].group == "bridges"]
+    assert len(cases) >= 10
+    for label, _, ops in cases:
+        assert Differential(backend.CythonAdapter()).run(ops) is None, label
+        batch = backend.CythonAdapter()
+        model = ModelAdapter()
+        assert batch.run_batch(batch.encode(ops)).observations() == [model.execute(op) for op in ops], label
