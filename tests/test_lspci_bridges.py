@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from vpcid.conformance.cli import main
+from vpcid.conformance.dumps import DumpError, read_dumps
 from vpcid.conformance.lspci import (
     IdFilter,
     LspciOptions,
@@ -279,3 +280,25 @@ def test_a_decoding_bar_no_bridge_forwards_is_marked(bridged_machine: Path) -> N
     edu = listing[listing.index("03:01.0") :]
     assert "Memory at c0000000 (32-bit, non-prefetchable) [size=128K]" in e1000.splitlines()[3]
     assert "Memory at d0000000 (32-bit, non-prefetchable) [not forwarded] [size=1M]" in edu
+
+
+@pytest.mark.req("R-BRG-001")
+def test_a_bridge_dump_in_lspci_v_form_gives_its_two_bars_their_sizes(tmp_path: Path) -> None:
+    """In ``lspci -v`` text regions carry no index: they are the non-zero BAR slots in order, and a
+    bridge has two, its bus numbers and windows following (not BARs to count)."""
+    (rows,) = [dump for dump in read_dumps(BRIDGE_DUMP) if str(dump.bdf) == "00:04.0"]
+    text = "00:04.0 PCI bridge: Red Hat, Inc. QEMU PCIe Root port\n"
+    text += "\tMemory at c0000000 (32-bit, non-prefetchable) [size=4K]\n"
+    text += "".join(
+        f"{row:02x}: " + " ".join(f"{b:02x}" for b in rows.config[row : row + 16]) + "\n"
+        for row in range(0, 256, 16)
+    )
+    path = tmp_path / "bridge-v.txt"
+    path.write_text(text + "\n")
+    (dump,) = read_dumps(path)
+    assert dump.bar_sizes == (4096, 0, 0, 0, 0, 0)
+    assert dump.rom_size == 0
+    bad = tmp_path / "bridge-region-2.txt"
+    bad.write_text(text.replace("\tMemory at", "\tRegion 2: Memory at") + "\n")
+    with pytest.raises(DumpError, match="a bridge's 0-1"):
+        read_dumps(bad)
