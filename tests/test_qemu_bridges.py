@@ -412,3 +412,17 @@ def test_a_device_below_bridges_is_certified_with_them() -> None:
         a.close()
     failed = {r.rid: r.failures[0].description for r in report.requirements if r.verdict is Verdict.FAIL}
     assert report.conformant, failed
+
+
+def test_the_pci_bridge_alone_is_conformant() -> None:
+    """QEMU's conventional pci-bridge certified alone (nothing below it): its type 1 header, discovered byte
+    by byte, behaves as declared (bus numbers, windows, bridge control, secondary status, the SHPC BAR)."""
+    a = adapter("pci-bridge,chassis_nr=1")
+    try:
+        assert a.discovery.dtype.bridge is not None
+        assert a.info.waivers is not None
+        report = certify(a, 1500, 0, load_waivers(a.info.waivers, set(load_requirements())))
+    finally:
+        a.close()
+    failed = {r.rid: r.failures[0].description for r in report.requirements if r.verdict is Verdict.FAIL}
+    assert report.conformant, failed
