@@ -24,6 +24,16 @@ Data structures (all plain C, malloc'd, no Python objects on the hot path):
   keeps its state in. Its configuration space is the type's power-on image
   until a write changes it (then a copy of its own), so plug and reset copy
   nothing. Freed VMs, instances and pages go to small pools for reuse.
+* The bus tree (R-BRG-002): an instance sits on a root bus or on a bridge's
+  secondary bus (``Inst.parent``; a bridge's ``kids`` by device and
+  function). The configuration table holds the instances whose bus has a
+  number now; ``Vm.busowner`` maps each bus number to the bridge whose
+  secondary bus it names, recomputed with the table whenever a bus number,
+  a bridge or an occupied root bus changes (R-BRG-003, R-BRG-004). A
+  window below bridges carries the pieces of it every bridge above
+  forwards (``Mapping.fwd``, R-BRG-006); a lookup still probes once per
+  size class and takes, in a bucket, the first mapping forwarding the
+  address.
 * ``CType``: a device type's per-byte power-on image, write mask, RW1C mask
   and fixed-bit mask (computed once per type by
   ``vpcid.model.devicetype.layout``, the type's own definition) and its BARs.
@@ -683,7 +693,7 @@ cdef struct Mapping:
     uint8_t active
     uint8_t custom       # the device type has a custom behaviour
     uint8_t paged        # the BAR store holds pages (reads of an empty store skip the page table)
-    uint8_t limited      # below bridges: only the pieces in ``fwd`` reach it (R-BRG forwarding)
+    uint8_t limited      # below bridges: only the pieces in ``fwd`` reach it (R-BRG-006)
     uint8_t _pad[2]
     uint64_t* fwd        # limited: a count, then that many inclusive (first, last) address pairs
 
@@ -1011,7 +1021,7 @@ cdef int table_remove(DTable* t, Mapping* m) except -1:
 
 
 cdef inline bint forwards(Mapping* m, uint64_t a) noexcept nogil:
-    """Whether every bridge above ``m``'s instance forwards address ``a`` to it (R-BRG forwarding)."""
+    """Whether every bridge above ``m``'s instance forwards address ``a`` to it (R-BRG-006)."""
     cdef uint64_t k, n
     cdef const uint64_t* f
     if not m.limited:
@@ -1026,7 +1036,7 @@ cdef inline bint forwards(Mapping* m, uint64_t a) noexcept nogil:
 
 cdef inline Mapping* table_lookup(DTable* t, uint64_t a, bint lm) noexcept nogil:
     """One probe per size class in use; in a bucket, the first mapping in priority order that the
-    bridges above it forward ``a`` to (R-DS-006, R-DS-009, R-BRG forwarding)."""
+    bridges above it forward ``a`` to (R-DS-006, R-DS-009, R-BRG-006)."""
     cdef uint64_t cm = t.classes
     cdef Mapping* best = NULL
     cdef Mapping* h
@@ -1660,7 +1670,7 @@ cdef class Manager:
 
     cdef int op_plug(self, OpRec* op, object dtype) except -1:
         """Plug onto the bus the BDF's bus number routes to: a bridge's secondary bus, else root bus
-        ``b`` (R-HP-001, R-BRG plug)."""
+        ``b`` (R-HP-001, R-BRG-002)."""
         cdef Vm* vm = NULL
         cdef int code = self.vm_of(op, &vm)
         cdef TypeInfo ti
@@ -1770,7 +1780,7 @@ cdef class Manager:
                 self.do_unmap(vm, p, i)
         return 0
 
-    # ------------------------------------------------------------ bridges: the bus tree (R-BRG-*)
+    # ------------------------------------------------------------ bridges: the bus tree (R-BRG-002..R-BRG-009)
 
     cdef int drop_tree(self, Vm* vm, Inst* p) except -1:
         """Remove an instance already unlinked from its bus, and everything below it: table entries,
@@ -1864,7 +1874,7 @@ cdef class Manager:
         return 0
 
     cdef int route_level(self, Vm* vm, Inst** bridges, Py_ssize_t nb, uint64_t* bits) except -1:
-        """Hand the bus numbers in ``bits`` to the bridges of one bus, in order (R-BRG routing)."""
+        """Hand the bus numbers in ``bits`` to the bridges of one bus, in order (R-BRG-003)."""
         cdef Py_ssize_t j, nk
         cdef int b, sec, sub, d
         cdef uint64_t taken[4]
@@ -1905,7 +1915,7 @@ cdef class Manager:
 
     cdef int rekey(self, Vm* vm, Inst* p, uint16_t bdf, bint reach) except -1:
         """Give ``p`` its new BDF (kept, but unused, while it has none); its windows are filed again
-        under their new overlap priority, keeping when they began decoding (R-DEC-008, R-BRG-003)."""
+        under their new overlap priority, keeping when they began decoding (R-DEC-008, R-BRG-004)."""
         cdef int i
         for i in range(NWIN):
             if p.maps[i].active:
@@ -2001,7 +2011,7 @@ cdef class Manager:
         return 0
 
     cdef int reset_below(self, Vm* vm, Inst* x) except -1:
-        """Secondary bus reset: every instance below bridge ``x`` reset as ``reset`` does (R-RST-001)."""
+        """Secondary bus reset: every instance below bridge ``x`` reset as ``reset`` does (R-BRG-007, R-RST-001)."""
         cdef int d
         cdef Inst* p
         for d in range(256):
@@ -2016,7 +2026,7 @@ cdef class Manager:
     cdef int bridge_written(self, Vm* vm, Inst* x, int off, int n, const uint8_t* prev) except -1:
         """After a write changed bridge ``x``'s bytes ``prev`` (at ``off``): a secondary bus reset when
         bridge control bit 6 went from 0 to 1, routing when a bus number changed, forwarding when the
-        command register, a window or bridge control changed (R-BRG-*)."""
+        command register, a window or bridge control changed (R-BRG-003, R-BRG-006, R-BRG-007)."""
         cdef int k, o
         cdef bint route = False, forward = False
         for k in range(n):
@@ -2367,7 +2377,7 @@ cdef class Manager:
 
     cdef int op_reset(self, OpRec* op) except -1:
         """Function-level reset; a bridge's own function only: its bus numbers go to zero, so what is
-        below it loses its BDFs, and its windows close (R-RST-001, R-BRG reset)."""
+        below it loses its BDFs, and its windows close (R-RST-001, R-BRG-008)."""
         cdef Vm* vm = NULL
         cdef Inst* p = NULL
         cdef int code = self.inst_of(op, &vm, &p)
@@ -2656,7 +2666,7 @@ cdef class Manager:
             blob = <bytes>vm.cblob
             self.hand_out(blob)
             return blob
-        bridged = vm.nbridges != 0  # then in tree order, with a topology section (R-BLOB)
+        bridged = vm.nbridges != 0  # then in tree order, with a topology section (R-BLOB-007, R-BLOB-008)
         arr = self.preorder(vm, &n) if bridged else self.sorted_insts(vm, &n)
         for k in range(n):
             arr[k].order = <uint32_t>k
@@ -2997,7 +3007,7 @@ cdef class Manager:
             for i in range(NWIN):
                 if r.on[i]:
                     self.do_map(vm, p, i, r.base[i])  # ascending BAR index (R-SR-002)
-            if p.kids != NULL:  # a bridge's restored registers re-route and re-forward
+            if p.kids != NULL:  # a bridge's restored registers re-route and re-forward (R-BRG-009)
                 self.reroute(vm)
                 self.refresh_forwarding(vm, p)
             if slot >= 0:  # saving again gives the same bytes (R-SR-008)
@@ -3014,7 +3024,7 @@ cdef class Manager:
 
         A snapshot of a VM with bridges has a topology section: the devices
         are in tree pre-order, each names its bridge by index, and the map
-        order names instances by index (R-BLOB, bridges).
+        order names instances by index (R-BLOB-007, R-BLOB-008).
         """
         cdef Py_buffer view
         cdef Py_ssize_t off[5]
