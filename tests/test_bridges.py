@@ -313,7 +313,7 @@ def test_an_access_straddling_a_window_edge_is_split_there(vm: DataManager) -> N
     assert vm.resolve(VM, "memory", edge) is None
 
 
-@pytest.mark.req("R-BRG-006")
+@pytest.mark.req("R-BRG-011")
 def test_isa_and_vga_enable(vm: DataManager) -> None:
     chain(vm, 1, windows=False)
     vm.config_write(VM, PORT, 0x1C, 2, 0x1010)  # I/O 0x1000-0x1fff

@@ -204,7 +204,7 @@ def _forwarding(s: _Sys) -> None:
 
 
 def _isa_vga(s: _Sys) -> None:
-    """R-BRG-006: the I/O window, ISA enable and VGA enable."""
+    """R-BRG-006, R-BRG-011: the I/O window, ISA enable and VGA enable."""
     b = _Body()
     _define(b, PCI_BRIDGE)
     b.create_vm(SUITE_VM)
@@ -221,6 +221,7 @@ def _isa_vga(s: _Sys) -> None:
     b.iow(SUITE_VM, 0x1100, 4, 0x10)
     b.ior(SUITE_VM, 0x1100)
     b.mr(SUITE_VM, 0xA_0000)
+    b.check("R-BRG-011")
     bridge.cw(CONTROL, 2, 0x0004)  # ISA enable: 0x1100-0x13ff stays on the primary side
     b.ior(SUITE_VM, 0x1100)
     nic.cw(0x14, 4, 0x1400)
@@ -345,7 +346,7 @@ def _unplug(s: _Sys) -> None:
 
 
 def bridge_cases(s: _Sys) -> None:
-    """Every bridge case (R-BRG-001..R-BRG-010, R-BLOB-007, R-BLOB-008)."""
+    """Every bridge case (R-BRG-001..R-BRG-011, R-BLOB-007, R-BLOB-008)."""
     for build in (_header, _routing, _deep, _forwarding, _isa_vga, _secondary_reset, _reset, _snapshots,
                   _unplug):  # fmt: skip
         build(s)
