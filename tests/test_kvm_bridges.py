@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cython_bridges import TYPES, firmware_tree, operations, tree_operations
+from test_cython_bridges import LEAF, TYPES, firmware_tree, operations, tree_operations
 from vpcid.adapters.base import AdapterUnavailable
 from vpcid.adapters.kvm import KvmAdapter, adapter, adapter_cython, kvmapi
 from vpcid.conformance.certify import applicable_cases
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.trace import Op, OpKind, define_type_op
 from vpcid.conformance.typefile import type_json
-from vpcid.model import Bdf, Profile
+from vpcid.model import Bdf, DataManager, Profile
 
 REASON = kvmapi.unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"KVM unavailable: {REASON}")
@@ -98,6 +98,42 @@ def test_a_tree_enumerated_by_the_guest_routes_and_forwards(kvm: KvmAdapter) -> 
     assert Differential(kvm).run(ops) is None
     config_writes = sum(1 for op in ops if op.kind is OpKind.CONFIG_WRITE)
     assert config_writes >= 20  # bus numbers, windows and command bits, all by guest instructions
+
+
+class PortLog(DataManager):
+    """The model, logging the port writes the guest's exits dispatch into it."""
+
+    def __init__(self, profile: Profile = Profile()) -> None:  # noqa: B008 - immutable
+        super().__init__(profile)
+        self.writes: list[tuple[int, int, int]] = []
+
+    def io_write(self, vm_id: int, port: int, width: int, value: int) -> None:
+        self.writes.append((port, width, value))
+        super().io_write(vm_id, port, width, value)
+
+
+def test_the_guest_programs_the_bridges_through_0xcf8() -> None:
+    """Bus numbers and windows are written by guest ``out`` instructions through 0xCF8/0xCFC, and a
+    function below the bridges is selected by the bus number they route to it (R-BRG-003)."""
+    managers: list[PortLog] = []
+
+    def factory(profile: Profile) -> DataManager:
+        managers.append(PortLog(profile))
+        return managers[-1]
+
+    impl = KvmAdapter("kvm-port-log", None, factory)
+    try:
+        assert Differential(impl).run(trace(firmware_tree())) is None
+        writes = managers[-1].writes
+        assert (0xCF8, 4, 0x8000_0818) in writes  # 00:01.0 register 0x18: its bus numbers
+        assert (0xCFC, 4, 0x040100) in writes
+        assert (0xCF8, 4, 0x8001_0018) in writes  # 01:00.0, reached by the number just routed
+        assert (0xCF8, 4, 0x8003_0014) in writes  # 03:00.0, three bridges down: its BAR1
+        read = Op(OpKind.CONFIG_READ, VM, Bdf(4, 2, 0), 0, 4)
+        assert impl.execute(read).value == LEAF.vendor_id | LEAF.device_id << 16
+        assert writes[-2] == (0xCF8, 4, 0x8004_1000)
+    finally:
+        impl.close()
 
 
 KVM_SETTINGS = settings(
