@@ -220,9 +220,8 @@ def firmware_tree() -> list[tuple[Any, ...]]:
 
 
 @needs_backend
-@pytest.mark.req("R-BRG-003")
-@pytest.mark.req("R-BRG-006")
-@pytest.mark.req("R-BRG-007")
+@pytest.mark.req("R-BRG-002", "R-BRG-003", "R-BRG-004", "R-BRG-006", "R-BRG-007", "R-BRG-008", "R-BRG-009")
+@pytest.mark.req("R-BRG-010", "R-BRG-011")
 @SETTINGS
 @given(ops=st.lists(operations, min_size=15, max_size=80), which=st.integers(0, len(PROFILES) - 1),
        enumerated=st.booleans())  # fmt: skip
@@ -233,8 +232,7 @@ def test_random_bridge_sequences_match_the_model(
 
 
 @needs_backend
-@pytest.mark.req("R-BRG-006")
-@pytest.mark.req("R-BRG-007")
+@pytest.mark.req("R-BRG-006", "R-BRG-007", "R-BRG-011")
 @SETTINGS
 @given(ops=st.lists(tree_operations, min_size=15, max_size=80), which=st.integers(0, len(PROFILES) - 1))
 def test_random_operations_on_an_enumerated_tree_match_the_model(

@@ -163,6 +163,7 @@ def test_random_bridge_traces_under_kvm_match_the_model(
 
 
 @pytest.mark.req("R-BRG-006")
+@pytest.mark.req("R-BRG-011")
 def test_isa_and_windows_variants_under_kvm() -> None:
     """The V-BRIDGE-ISA and V-BRIDGE-WINDOWS alternatives give the model's observations in that profile."""
     isa = [("config_write", Bdf(2, 0, 0), 0x1C, 2, 0x1010), ("config_write", Bdf(3, 0, 0), 0x10, 4, 0x1400),

@@ -1454,7 +1454,7 @@ cdef class Manager:
     cdef U64Map vms
     cdef readonly object profile
     cdef int status_ro, move, lm, unmapped, straddle, natural, cf8_latched, cf8_ext, cf8_clear
-    cdef int windows_ignored, isa_honoured  # V-BRIDGE-WINDOWS, V-BRIDGE-ISA (R-BRG-006)
+    cdef int windows_ignored, isa_honoured  # V-BRIDGE-WINDOWS (R-BRG-006), V-BRIDGE-ISA (R-BRG-011)
     cdef uint32_t cf8_keep
     cdef dict types_by_name
     cdef dict types_by_name_bytes    # the same, keyed by the UTF-8 name (as blobs hold it)
@@ -1933,7 +1933,7 @@ cdef class Manager:
         """The address ranges (inclusive, sorted, disjoint) bridge ``x`` forwards to its secondary
         side: I/O with command bit 0, memory with bit 1; the windows its registers decode, ISA
         enable keeping ports whose bits 9:8 are 00 (V-BRIDGE-ISA), VGA enable adding the VGA
-        ranges (R-BRG-006)."""
+        ranges (R-BRG-006, R-BRG-011)."""
         cdef uint16_t cmd = ld16(x.cfg + 4), ctl = ld16(x.cfg + 0x3E)
         cdef uint64_t base, limit, blk
         out = []
