@@ -333,11 +333,11 @@ def test_finding_slot_power_off_hides_the_functions_below() -> None:
     assert (off, on) == (NOTHING, EDU_ID)
 
 
-def test_finding_the_switch_upstream_port_resets_on_function_level_reset() -> None:
+def test_the_switch_upstream_port_resets_on_function_level_reset() -> None:
     """x3130-upstream resets itself when Device Control's Initiate FLR is written (pcie_cap_flr_write_config
-    in xio3130_upstream.c's write_config), and it has MSI with a clamped Multiple Message Enable as well. A
-    device type names one configuration behaviour, so discovery declares msi-mme-clamp and leaves FLR
-    read-only (noted); certification then reports the reset as a masked write gone wrong (R-CFG-001)."""
+    in xio3130_upstream.c's write_config): its error reporting enables and bus numbers read zero. It has
+    MSI with a clamped Multiple Message Enable as well; a type names one configuration behaviour, so
+    discovery gives it SwitchPortFunctionLevelReset, which does both, and certification finds nothing."""
     with machine(UPSTREAM.replace(",bus=rp2,addr=00.0", ",addr=04.0")) as guest:
         port = bdf(0, 4)
         guest.config_write(port, BUS_NUMBERS, 4, 0x0002_0100)
@@ -426,3 +426,35 @@ def test_the_pci_bridge_alone_is_conformant() -> None:
         a.close()
     failed = {r.rid: r.failures[0].description for r in report.requirements if r.verdict is Verdict.FAIL}
     assert report.conformant, failed
+
+
+def test_the_switch_upstream_port_alone_is_conformant() -> None:
+    """x3130-upstream alone: its FLR and MSI clamp described by SwitchPortFunctionLevelReset (R-DT-008)."""
+    a = adapter("x3130-upstream")
+    try:
+        behaviour = a.discovery.dtype.config_behaviour
+        assert behaviour is not None
+        assert behaviour.name.endswith(":SwitchPortFunctionLevelReset")
+        assert a.info.waivers is not None
+        report = certify(a, 1500, 0, load_waivers(a.info.waivers, set(load_requirements())))
+    finally:
+        a.close()
+    failed = {r.rid: r.failures[0].description for r in report.requirements if r.verdict is Verdict.FAIL}
+    assert report.conformant, failed
+
+
+def test_finding_the_switch_downstream_port_resets_with_its_slot() -> None:
+    """xio3130-downstream resets on Initiate FLR too, and its reset also resets its slot
+    (pcie_cap_slot_reset), which no configuration behaviour describes: discovery leaves the bit read-only
+    (noted), and certification reports the reset (R-CFG-001: Device Control's error reporting enables
+    read zero after a write that set them)."""
+    with machine(DOWNSTREAM.replace(",bus=up,addr=00.0", ",addr=04.0")) as guest:
+        port = bdf(0, 4)
+        device_control = 0x90 + 0x08
+        guest.config_write(port, device_control, 2, 0x000F)
+        before = guest.config_read(port, device_control, 2)
+        guest.config_write(port, device_control, 2, 0x800F)
+        after = guest.config_read(port, device_control, 2)
+    assert (before, after) == (0x000F, 0x0000)
+    found = discover(DeviceSpec.parse("xio3130-downstream"))
+    assert any("resets the port and its slot" in note for note in found.notes)

@@ -40,13 +40,15 @@ from vpcid.adapters.qemu.behaviours import (
     EXPRESS_ID,
     EduBehaviour,
     FunctionLevelReset,
+    SwitchPortFunctionLevelReset,
     TestdevBehaviour,
     ZeroBehaviour,
 )
 from vpcid.adapters.qemu.qtest import Guest, QemuError, QemuProcess, QemuUnavailable
 from vpcid.conformance.discovery import ConfigAccess, Discovered, DiscoveryError, discover_type
 from vpcid.model import Bdf, DeviceTypeError, VpcidError
-from vpcid.model.behaviour import BarBehaviour
+from vpcid.model.behaviour import BarBehaviour, ConfigBehaviour
+from vpcid.model.catalog import MsiMultipleMessageClamp
 from vpcid.model.devicetype import BarSpec, ConfigSpace, DeviceType, RomSpec
 
 DEVICE_BDF = Bdf(0, 4, 0)
@@ -67,6 +69,8 @@ _MTREE_LINE = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio (-?\d+), ([^)]*)\)
 _PLATFORM_PASS = {"io", "pci-conf-idx", "pci-conf-data", "pcie-mmcfg-mmio"}
 """Flat-map regions that are not platform-owned: the I/O root (unassigned ports), the
 configuration mechanism #1 ports (the spec's own platform window) and ECAM."""
+EXPRESS_SLOT_IMPLEMENTED = 0x0100
+"""PCI Express Capabilities register bit 8: the port has a slot."""
 RESET_CONTROL = range(0xCF9, 0xCFA)
 """The reset control register (q35's ICH9, pc's PIIX3) sits inside 0xCF8-0xCFB; it is platform-owned."""
 
@@ -499,14 +503,28 @@ def function_level_reset(found: Discovered) -> Discovered:
 
     Discovery never writes the bit (it starts an action); this comes from
     QEMU's source (``pcie_cap_flr_init`` makes it writable, and
-    ``pcie_cap_flr_write_config`` resets), and the type's notes say so.
+    ``pcie_cap_flr_write_config`` resets), and the type's notes say so. A
+    bridge without a slot (the x3130 upstream port) gets
+    :class:`SwitchPortFunctionLevelReset`, which resets its type 1 header and
+    carries the MSI clamp too; a port with a slot resets its slot as well,
+    which no behaviour here describes, so its bit stays read-only (noted).
     """
     t = found.dtype
     space = t.declared
     express = next((e.offset for e in t.chain if not e.extended and e.cap_id == EXPRESS_ID), None)
     if express is None or not int.from_bytes(space.image[express + 4 : express + 8], "little") & DEVCAP_FLR:
         return found
-    if t.config_behaviour is not None:
+    behaviour: ConfigBehaviour = FunctionLevelReset()
+    if t.bridge is not None:
+        if int.from_bytes(space.image[express + 2 : express + 4], "little") & EXPRESS_SLOT_IMPLEMENTED:
+            note = (
+                f"Initiate FLR (config byte {express + 9:#05x} bit 7) resets the port and its slot in QEMU "
+                "(pcie_cap_slot_reset), which no configuration behaviour describes: declared read-only"
+            )
+            return Discovered(t, (*found.notes, note))
+        if t.config_behaviour is None or t.config_behaviour.name == MsiMultipleMessageClamp.name:
+            behaviour = SwitchPortFunctionLevelReset()
+    if t.config_behaviour is not None and behaviour.name == FunctionLevelReset.name:
         note = (
             f"Initiate FLR (config byte {express + 9:#05x} bit 7) resets the function in QEMU, but the type "
             f"already has the configuration behaviour {t.config_behaviour.name}: declared read-only"
@@ -517,14 +535,14 @@ def function_level_reset(found: Discovered) -> Discovered:
     try:
         dtype = DeviceType.from_space(
             t.name, ConfigSpace(space.image, bytes(wmask), space.w1cmask), t.bars, t.rom, t.behaviour,
-            FunctionLevelReset(),
+            behaviour,
         )  # fmt: skip
     except DeviceTypeError as exc:
         raise QemuDiscoveryError(f"{t.name}: {exc}") from None
     note = (
         f"Initiate FLR (config byte {express + 9:#05x} bit 7) was not written; from QEMU's source "
         "(pcie_cap_flr_init, pcie_cap_flr_write_config) it is declared writable, with the configuration "
-        "behaviour FunctionLevelReset that resets the function's configuration space (R-DT-008)"
+        f"behaviour {type(behaviour).__name__} that resets the function's configuration space (R-DT-008)"
     )
     return Discovered(dtype, (*found.notes, note))
 
