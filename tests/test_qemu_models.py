@@ -119,10 +119,10 @@ def test_qemu_models_command(tmp_path: Path) -> None:
         ["--list", "--only", "edu", "--only", "pcie-root-port", "--only", "virtio-blk-pci"],
     )
     assert listed.exit_code == 0, listed.output
-    rows = {line.split()[0]: line for line in listed.output.splitlines()}
-    assert rows["edu"].endswith("certifiable")
-    assert rows["pcie-root-port"].endswith("certifiable")  # a bridge, certified alone
-    assert "drive property not set" in rows["virtio-blk-pci"]
+    listing = {line.split()[0]: line for line in listed.output.splitlines()}
+    assert listing["edu"].endswith("certifiable")
+    assert listing["pcie-root-port"].endswith("certifiable")  # a bridge, certified alone
+    assert "drive property not set" in listing["virtio-blk-pci"]
     table = tmp_path / "models.md"
     result = CliRunner().invoke(
         qemu_models_command, ["--only", "edu", "--only", "AC97", "--budget", "500", "--markdown", str(table)]
