@@ -15,12 +15,13 @@ from contextlib import contextmanager
 import pytest
 from vpcid.adapters.base import AdapterUnavailable
 from vpcid.adapters.qemu import adapter
-from vpcid.adapters.qemu.adapter import suite_runs_firmware
+from vpcid.adapters.qemu.adapter import QEMU_PROFILE, suite_runs_firmware
 from vpcid.adapters.qemu.discover import DeviceSpec, discover, prepare
 from vpcid.adapters.qemu.qtest import Guest, QemuProcess, QemuUnavailable, qemu_binary
 from vpcid.conformance.certify import Verdict, certify, load_waivers
 from vpcid.conformance.traceability import load_requirements
 from vpcid.model import Bdf
+from vpcid.model.profile import BridgeIsa, BridgeWindows
 
 if qemu_binary() is None:
     pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-debian.sh)", allow_module_level=True)
@@ -97,6 +98,7 @@ def writable_bits(ones: int, zeros: int) -> int:
     return ones & ~zeros
 
 
+@pytest.mark.req("R-BRG-001")
 def test_root_port_header_registers() -> None:
     """Bus numbers and the secondary latency timer RW, the windows as above, bridge control 0x5F, interrupt
     line RW (pci_init_mask_bridge in hw/pci/pci.c)."""
@@ -108,6 +110,7 @@ def test_root_port_header_registers() -> None:
     assert (found[0x3E], found[0x3F]) == ((0x00, 0x5F, 0x00), (0x00, 0x00, 0x00))
 
 
+@pytest.mark.req("R-BRG-001")
 def test_switch_ports_header_registers() -> None:
     """x3130-upstream and xio3130-downstream: the root port's masks, but windows zero at power-on
     (xio3130 reset runs pci_bridge_reset only): open windows at 0, gated by the command register alone."""
@@ -123,6 +126,7 @@ def test_switch_ports_header_registers() -> None:
         assert (port[0x3E], port[0x3F]) == ((0x00, 0x5F, 0x00), (0x00, 0x00, 0x00))
 
 
+@pytest.mark.req("R-BRG-001")
 def test_pci_bridge_header_registers() -> None:
     """pci-bridge (conventional): windows zero at power-on; secondary status 66MHz and fast back-to-back
     (pci_bridge_initfn); bridge control bits 0-9 and 11 writable (conventional PCI's fast back-to-back and
@@ -147,6 +151,7 @@ def test_finding_secondary_latency_timer_is_writable_on_express_ports() -> None:
 # ------------------------------------------------------------------ routing by bus number
 
 
+@pytest.mark.req("R-BRG-003")
 def test_bus_numbers_route_configuration_requests() -> None:
     """Nothing behind a bridge answers until its secondary bus has a number; then the functions below answer
     at that number, also two levels down (root port -> switch upstream -> downstream -> edu)."""
@@ -202,6 +207,7 @@ def test_finding_secondary_bus_reset_hides_the_buses_past_the_secondary() -> Non
         assert guest.config_read(bdf(0, 6), BRIDGE_CONTROL, 2) == SECONDARY_BUS_RESET
 
 
+@pytest.mark.req("R-BRG-007")
 def test_secondary_bus_reset_resets_everything_below() -> None:
     """Bit 6 from 0 to 1 resets the secondary bus and everything below (bus_cold_reset in
     pci_bridge_write_config): the switch ports' bus numbers go to 0, so edu is unreachable until firmware
@@ -229,6 +235,7 @@ EDU_IDENTIFICATION = 0x0100_00ED
 """What edu's register 0 reads (hw/misc/edu.c)."""
 
 
+@pytest.mark.req("R-BRG-006")
 def test_memory_forwarding_needs_the_window_and_the_command_bit() -> None:
     """edu's 1 MiB BAR behind a root port decodes only through the bridge: its memory window (bits 31:20 of
     base and limit) or its prefetchable one (which forwards a non-prefetchable BAR too, with the upper 32
@@ -260,11 +267,15 @@ def test_memory_forwarding_needs_the_window_and_the_command_bit() -> None:
     assert seen == [0, 0, EDU_IDENTIFICATION, 0, EDU_IDENTIFICATION, 0, 0]
 
 
-def test_finding_isa_enable_does_not_stop_forwarding() -> None:
+@pytest.mark.req("R-BRG-011")
+def test_isa_enable_does_not_stop_forwarding_the_declared_variant() -> None:
     """With ISA Enable (bridge control bit 2) a bridge forwards only the first 256 ports of every 1 KiB of
     its I/O window (PCI-to-PCI Bridge Architecture 1.2, 3.2.5.18). QEMU ignores the bit:
     pci_bridge_update_mappings maps the whole window. pci-testdev's I/O BAR at 0x2100 (bits 9:8 = 01) behind
-    a pci-bridge with window 0x2000-0x2fff answers (reads 0; unforwarded ports read all ones) either way."""
+    a pci-bridge with window 0x2000-0x2fff answers (reads 0; unforwarded ports read all ones) either way.
+    QEMU's profile declares it: V-BRIDGE-ISA ``ignored`` (R-BRG-011)."""
+    assert QEMU_PROFILE.bridge_isa is BridgeIsa.IGNORED
+    assert QEMU_PROFILE.bridge_windows is BridgeWindows.ENFORCED
     with machine(PCI_BRIDGE, "pci-testdev,bus=pb1,addr=03.0") as guest:
         bridge, testdev = bdf(0, 5), bdf(1, 3)
         number(guest, bridge, 0, 1, 1)
@@ -280,6 +291,7 @@ def test_finding_isa_enable_does_not_stop_forwarding() -> None:
     assert seen == [NOTHING, 0, 0]
 
 
+@pytest.mark.req("R-BRG-011")
 def test_vga_enable_forwards_the_vga_ports() -> None:
     """VGA Enable (bit 3) forwards the VGA ports 0x3b0-0x3bb and 0x3c0-0x3df to a VGA behind the bridge,
     with the bridge's I/O Space bit (pci_bridge_init_vga_aliases, pci_register_vga): the Miscellaneous

@@ -103,9 +103,13 @@ QEMU_PROFILE = Profile.from_mapping(
         "cf8_low_bits": "latched",
         "cf8_extended": "ignored",
         "cf8_after_access": "keep",
+        "bridge_windows": "enforced",
+        "bridge_isa": "ignored",
     }
 )
-"""QEMU 7.2's variants, as certification observes them (docs/qemu.md explains each)."""
+"""QEMU 7.2's variants, as certification observes them (docs/qemu.md explains each). Bridges: a BAR below
+a bridge is reached only through its windows, and the ISA Enable bit filters nothing
+(pci_bridge_update_mappings maps each window whole; tests/test_qemu_bridges.py pins both)."""
 
 GUEST_RESETS_INERT = ["-action", "reboot=shutdown,shutdown=pause"]
 """A guest write to a reset register (0xCF9, port 0x92, the keyboard controller) only pauses the
