@@ -13,6 +13,7 @@ reach devices below them by configuration, I/O and MMIO accesses.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ from hypothesis import strategies as st
 from vpcid.adapters import cython as backend
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.model import Bdf, DataManager, DeviceType, Profile, VpcidError
+from vpcid.model.blob import VmRecord as SnapshotRecord
+from vpcid.model.blob import decode_snapshot, encode_snapshot
 from vpcid.model.catalog import BRIDGES, EDU
 from vpcid.model.devicetype import BarKind, BarSpec, BridgeRegisters, IoWindow, PrefetchWindow, RomSpec
 
@@ -325,3 +328,79 @@ def test_the_suites_bridge_cases_certify_the_adapter_per_call_and_in_batches() -
         batch = backend.CythonAdapter()
         model = ModelAdapter()
         assert batch.run_batch(batch.encode(ops)).observations() == [model.execute(op) for op in ops], label
+
+
+def _tree_record() -> tuple[SnapshotRecord, DataManager, Any]:
+    """The firmware tree with a BAR written, on the model and the backend, and its snapshot record."""
+    model, compiled = DataManager(), backend.Manager()
+    for manager in (model, compiled):
+        manager.create_vm(VM)
+        for op in [*firmware_tree(), ("mmio_write", 0xC000_0010, 4, 0xAB)]:
+            perform(manager, op, {})
+    return decode_snapshot(model.snapshot(VM)), model, compiled
+
+
+def _restructured(record: SnapshotRecord, name: str) -> SnapshotRecord:
+    """``record`` with one structural change, valid or not (R-BLOB-007, R-BLOB-008)."""
+    devices, parents = list(record.devices), list(record.parents or ())
+    leaf = next(k for k, (_, blob) in enumerate(devices) if b"leaf" in blob[:64])
+    if name == "leaf-as-parent":
+        parents[leaf + 1 :] = [leaf] * (len(parents) - leaf - 1)
+    elif name == "parent-off-the-chain":
+        parents[-1] = 0 if parents[-1] != 0 else 1
+    elif name == "parent-after-the-entry":
+        parents[1] = len(parents) - 1
+    elif name == "siblings-swapped":
+        devices[2], devices[3] = devices[3], devices[2]
+    elif name == "entry-repeated":
+        devices[3] = devices[2]
+    elif name == "bus-number-below-a-bridge":
+        devices[1] = (devices[1][0] | 0x0500, devices[1][1])
+    elif name == "no-topology":
+        return dataclasses.replace(record, parents=None)
+    elif name == "index-past-the-devices":
+        return dataclasses.replace(record, map_order=(*record.map_order, (len(devices), 0)))
+    elif name == "map-order-reversed":
+        return dataclasses.replace(record, map_order=tuple(reversed(record.map_order)))
+    elif name == "flattened":
+        parents = [None] * len(parents)
+    return dataclasses.replace(record, devices=tuple(devices), parents=tuple(parents))
+
+
+RESTRUCTURINGS = (
+    "leaf-as-parent", "parent-off-the-chain", "parent-after-the-entry", "siblings-swapped",
+    "entry-repeated", "bus-number-below-a-bridge", "no-topology", "index-past-the-devices",
+    "map-order-reversed", "flattened",
+)  # fmt: skip
+
+
+@needs_backend
+@pytest.mark.req("R-BLOB-007", "R-BLOB-008")
+@pytest.mark.parametrize("name", RESTRUCTURINGS)
+def test_restructured_topologies_get_the_models_verdict(name: str) -> None:
+    """A bridged snapshot re-encoded with its tree broken (or only reordered) gets the same verdict on both
+    sides; a rejected one creates no VM, an accepted one the same VM."""
+    record, model, compiled = _tree_record()
+    snapshot = encode_snapshot(_restructured(record, name))
+    verdict = _verdict(model, "restore_vm", 2, snapshot)
+    assert _verdict(compiled, "restore_vm", 2, snapshot) == verdict
+    assert compiled.vm_ids() == model.vm_ids()
+    if verdict == "ok":
+        assert compiled.snapshot(2) == model.snapshot(2)
+        assert compiled.topology(2) == model.topology(2)
+
+
+@needs_backend
+@pytest.mark.req("R-BLOB-008")
+def test_a_topology_section_without_a_bridge_is_rejected_alike() -> None:
+    """A snapshot of a VM with no bridge given a topology section is bad-blob on both sides."""
+    model, compiled = DataManager(), backend.Manager()
+    for manager in (model, compiled):
+        manager.create_vm(VM)
+        perform(manager, ("plug", Bdf(0, 3, 0), TYPES.index(LEAF)), {})
+        perform(manager, ("plug", Bdf(2, 0, 0), TYPES.index(LEAF)), {})
+    record = decode_snapshot(model.snapshot(VM))
+    snapshot = encode_snapshot(dataclasses.replace(record, parents=(None, None)))
+    assert _verdict(model, "restore_vm", 2, snapshot) == "bad-blob"
+    assert _verdict(compiled, "restore_vm", 2, snapshot) == "bad-blob"
+    assert compiled.vm_ids() == model.vm_ids() == (VM,)
