@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from vpcid.adapters.base import AdapterUnavailable
@@ -20,6 +21,7 @@ from vpcid.adapters.qemu.discover import DeviceSpec, discover, prepare
 from vpcid.adapters.qemu.qtest import Guest, QemuProcess, QemuUnavailable, qemu_binary
 from vpcid.conformance.certify import Verdict, certify, load_waivers
 from vpcid.conformance.traceability import load_requirements
+from vpcid.conformance.typefile import read_type_file, write_type_file
 from vpcid.model import Bdf
 from vpcid.model.profile import BridgeIsa, BridgeWindows
 
@@ -470,3 +472,15 @@ def test_finding_the_switch_downstream_port_resets_with_its_slot() -> None:
     assert (before, after) == (0x000F, 0x0000)
     found = discover(DeviceSpec.parse("xio3130-downstream"))
     assert any("resets the port and its slot" in note for note in found.notes)
+
+
+@pytest.mark.req("R-BRG-001", "R-DT-008")
+def test_discovered_bridge_types_round_trip_through_a_type_file(tmp_path: Path) -> None:
+    """A discovered bridge, its combined configuration behaviour named by module path, is read back from
+    its device-type file as the same type (R-BRG-001, R-DT-008)."""
+    found = discover(DeviceSpec.parse("x3130-upstream"))
+    path = tmp_path / "x3130-upstream.json"
+    write_type_file(path, [found.dtype])
+    (entry,) = read_type_file(path)
+    assert entry.dtype == found.dtype
+    assert entry.dtype.fingerprint() == found.dtype.fingerprint()
