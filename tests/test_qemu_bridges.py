@@ -141,10 +141,12 @@ def test_pci_bridge_header_registers() -> None:
     assert (found[0x3E], found[0x3F]) == ((0x00, 0xFF, 0x00), (0x00, 0x0B, 0x00))
 
 
-def test_finding_secondary_latency_timer_is_writable_on_express_ports() -> None:
-    """PCIe Base 7.5.1.3.5: the secondary latency timer of a PCI Express port is RO 0. QEMU 7.2 leaves it
-    writable on pcie-root-port and the xio3130 ports: pci_bridge_initfn (hw/pci/pci_bridge.c) clears its
-    write mask only from QEMU 8.2 (for machine types after 8.1: x-pci-express-writeable-slt-bug)."""
+@pytest.mark.req("R-BRG-001")
+def test_secondary_latency_timer_is_writable_on_express_ports() -> None:
+    """PCIe Base 7.5.1.3.5 makes the secondary latency timer of a PCI Express port read-only zero. QEMU 7.2
+    leaves it writable on pcie-root-port and the xio3130 ports: pci_bridge_initfn (hw/pci/pci_bridge.c)
+    clears its write mask only from QEMU 8.2 (machine types after 8.1: x-pci-express-writeable-slt-bug).
+    R-BRG-001 lets a type declare either, so the discovered types say writable and certification agrees."""
     with machine(ROOT_PORT) as guest:
         guest.config_write(bdf(0, 4), 0x1B, 1, 0x40)
         assert guest.config_read(bdf(0, 4), 0x1B, 1) == 0x40
