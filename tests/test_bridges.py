@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from vpcid.conformance.certify import DEFAULT_BUDGET, DEFAULT_SEED, certify
+from vpcid.conformance.mutants import BRIDGE_MUTANTS, Mutant, mutant_adapter
 from vpcid.conformance.typefile import parse_type_file, type_file_json
 from vpcid.model import (
     BRIDGES,
+    DEFAULT_PROFILE,
     BarKind,
     BarSpec,
     Bdf,
@@ -512,3 +515,15 @@ def test_repeated_or_unordered_siblings_are_rejected(vm: DataManager) -> None:
     with pytest.raises(BlobError, match="bus number"):
         vm.restore_vm(2, encode_snapshot(dataclasses.replace(record, devices=numbered)))
     assert vm.vm_ids() == (VM,)
+
+
+@pytest.mark.req("R-BRG-003", "R-BRG-005", "R-BRG-007")
+@pytest.mark.parametrize("mutant", BRIDGE_MUTANTS, ids=lambda m: m.name)
+def test_the_bridge_cases_kill_every_planted_bridge_bug(mutant: Mutant) -> None:
+    assert isinstance(mutant.build(DEFAULT_PROFILE), DataManager)
+    assert mutant.requirements[0].startswith("R-BRG-")
+    report = certify(mutant.adapter(), DEFAULT_BUDGET, DEFAULT_SEED, stop_at_first_failure=True)
+    assert not report.conformant, f"planted bug {mutant.name} survives"
+    failures = [f for r in report.requirements for f in r.failures]
+    assert any(f.check.startswith("case bridges/") for f in failures), [f.check for f in failures]
+    assert mutant_adapter(mutant.name).info.name == f"mutant:{mutant.name}"

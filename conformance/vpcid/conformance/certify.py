@@ -617,6 +617,7 @@ def _verdicts(
 
 
 def _requirement_order(rid: str) -> tuple[int, int]:
-    order = ["DS", "DT", "CFG", "BAR", "DEC", "ACC", "CAM", "ECAM", "HP", "RST", "SR", "BLOB", "ERR", "VAR"]
+    order = ["DS", "DT", "CFG", "BAR", "DEC", "ACC", "CAM", "ECAM", "HP", "RST", "SR", "BLOB", "ERR", "VAR",
+             "REG", "BRG"]  # fmt: skip
     group, number = rid.split("-")[1], int(rid.split("-")[2])
     return (order.index(group) if group in order else len(order), number)
