@@ -26,7 +26,7 @@ from vpcid.adapters.reference import ModelAdapter
 from vpcid.model import Bdf, DataManager, DeviceType, Profile, VpcidError
 from vpcid.model.blob import VmRecord as SnapshotRecord
 from vpcid.model.blob import decode_snapshot, encode_snapshot
-from vpcid.model.catalog import BRIDGES, EDU
+from vpcid.model.catalog import BRIDGES, EDU, PCI_BRIDGE, MsiMultipleMessageClamp
 from vpcid.model.devicetype import BarKind, BarSpec, BridgeRegisters, IoWindow, PrefetchWindow, RomSpec
 
 needs_backend = pytest.mark.skipif(not backend.available(), reason=backend.UNAVAILABLE_REASON or "")
@@ -49,7 +49,15 @@ LEAF = DeviceType(
 )  # fmt: skip
 """A function with an I/O BAR, a 4 KiB and a 1 MiB (64-bit) memory BAR and a ROM."""
 
-TYPES: tuple[DeviceType, ...] = (*BRIDGES.values(), WIDE_BRIDGE, BARE_BRIDGE, LEAF, LEAF, LEAF, EDU)
+CLAMPED_BRIDGE = dataclasses.replace(
+    PCI_BRIDGE, name="pci-bridge-clamped", config_behaviour=MsiMultipleMessageClamp()
+)
+"""QEMU's pci-bridge with QEMU's MSI clamping as a configuration behaviour (R-DT-008): every write to it
+goes through the behaviour."""
+
+TYPES: tuple[DeviceType, ...] = (
+    *BRIDGES.values(), WIDE_BRIDGE, BARE_BRIDGE, CLAMPED_BRIDGE, LEAF, LEAF, LEAF, EDU,
+)  # fmt: skip
 """Plugged types, drawn uniformly: leaves three times as often as each bridge."""
 
 MEMORY_BASES = (0xC000_0000, 0xC010_0000, 0xC020_0000, 0xC0F0_0000, 0xD000_0000, 0xE000_0000)
@@ -197,10 +205,11 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(
 
 def firmware_tree() -> list[tuple[Any, ...]]:
     """Root port 00:01.0 -> bus 1: switch upstream port -> bus 2: downstream port 02:00.0 -> bus 3 and
-    pci-bridge 02:01.0 -> bus 4, a leaf on buses 3 and 4; numbered, windowed and enabled top down as
+    pci-bridge (clamped) 02:01.0 -> bus 4, a leaf on buses 3 and 4; numbered, windowed and enabled top down as
     firmware enumerates (R-BRG-003, R-BRG-006)."""
-    names = ("pcie-root-port", "x3130-upstream", "xio3130-downstream", "pci-bridge")
-    root, up, down, pci = (TYPES.index(BRIDGES[name]) for name in names)
+    names = ("pcie-root-port", "x3130-upstream", "xio3130-downstream")
+    root, up, down = (TYPES.index(BRIDGES[name]) for name in names)
+    pci = TYPES.index(CLAMPED_BRIDGE)  # its writes go through a configuration behaviour
     leaf = TYPES.index(LEAF)
     ops: list[tuple[Any, ...]] = [("plug", Bdf(0, 1, 0), root)]
     ops += [("config_write", Bdf(0, 1, 0), 0x18, 4, 0x040100), ("plug", Bdf(1, 0, 0), up)]

@@ -1052,7 +1052,7 @@ cdef inline Mapping* table_lookup(DTable* t, uint64_t a, bint lm) noexcept nogil
         if h == NULL:
             h = <Mapping*>map_get(&t.map, table_key(a, k))
         while h != NULL and h.limited and not forwards(h, a):
-            h = h.next if c.sole == NULL else NULL
+            h = h.next  # (a class's sole mapping has no next)
         if h != NULL and (best == NULL or before(h, best, lm)):
             best = h
     return best
@@ -1216,8 +1216,8 @@ cdef class TypeInfo:
         ti.config_behaviour = dtype.config_behaviour
         c.cfg_hook = dtype.config_behaviour is not None
         c.cfg_behaviour = <PyObject*>ti.config_behaviour
-        c.rom_reg = getattr(dtype, "rom_offset", 0x30)
-        bridge = getattr(dtype, "bridge", None)
+        c.rom_reg = dtype.rom_offset
+        bridge = dtype.bridge
         c.bridge = bridge is not None
         if bridge is not None:  # R-BRG-001: the windows the type declares
             c.io_win = {"none": 0, "16-bit": 16, "32-bit": 32}[bridge.io.value]
@@ -1499,8 +1499,8 @@ cdef class Manager:
         self.cf8_latched = p["cf8_low_bits"] == "latched"
         self.cf8_ext = p["cf8_extended"] == "extends"
         self.cf8_clear = p["cf8_after_access"] == "clear"
-        self.windows_ignored = p.get("bridge_windows", "enforced") == "ignored"
-        self.isa_honoured = p.get("bridge_isa", "honoured") == "honoured"
+        self.windows_ignored = p["bridge_windows"] == "ignored"
+        self.isa_honoured = p["bridge_isa"] == "honoured"
         self.cf8_keep = (<uint64_t>0x8FFFFFFC) if self.cf8_ext else (<uint64_t>0x80FFFFFC)
         self.status_enum = profile.status
         self.types_by_name = {}
@@ -2023,10 +2023,12 @@ cdef class Manager:
                 self.reset_below(vm, p)
         return 0
 
-    cdef int bridge_written(self, Vm* vm, Inst* x, int off, int n, const uint8_t* prev) except -1:
-        """After a write changed bridge ``x``'s bytes ``prev`` (at ``off``): a secondary bus reset when
-        bridge control bit 6 went from 0 to 1, routing when a bus number changed, forwarding when the
-        command register, a window or bridge control changed (R-BRG-003, R-BRG-006, R-BRG-007)."""
+    cdef int bridge_written(self, Vm* vm, Inst* x, int off, int n, const uint8_t* prev, int wrote,
+                            int wrote_end) except -1:
+        """After a write to bytes ``wrote``..``wrote_end`` of bridge ``x`` (``prev``: its bytes from
+        ``off`` before): a secondary bus reset when the write set bridge control bit 6 from 0,
+        routing when a bus number changed, forwarding when the command register, a window or bridge
+        control changed (R-BRG-003, R-BRG-006, R-BRG-007)."""
         cdef int k, o
         cdef bint route = False, forward = False
         for k in range(n):
@@ -2035,10 +2037,10 @@ cdef class Manager:
                 continue
             if o == 0x19 or o == 0x1A:
                 route = True
-            elif o == 0x3E and (x.cfg[o] & 0x40) and not (prev[k] & 0x40):
+            elif o == 0x3E and (x.cfg[o] & 0x40) and not (prev[k] & 0x40) and wrote <= o < wrote_end:
                 self.reset_below(vm, x)
                 route = True
-            if o == 4 or o == 5 or 0x1C <= o <= 0x1D or 0x20 <= o <= 0x2F or 0x30 <= o <= 0x33 or o == 0x3E:
+            if o == 4 or o == 5 or 0x1C <= o <= 0x1D or 0x20 <= o <= 0x33 or 0x3E <= o <= 0x3F:
                 forward = True
         if route:
             self.reroute(vm)
@@ -2111,7 +2113,7 @@ cdef class Manager:
         if affected:
             self.rederive(vm, p, was, affected)
         if t.bridge:
-            self.bridge_written(vm, p, off, n, prev)
+            self.bridge_written(vm, p, off, n, prev, off, off + n)
         return 0
 
     cdef int cfg_store_hooked(self, Vm* vm, Inst* p, int off, const uint8_t* data, int n) except -1:
@@ -2149,7 +2151,7 @@ cdef class Manager:
         if affected:
             self.rederive(vm, p, was, affected)
         if t.bridge:
-            self.bridge_written(vm, p, 0, 0x40, prev)
+            self.bridge_written(vm, p, 0, 0x40, prev, off, off + n)
         return 0
 
     cdef int rederive(self, Vm* vm, Inst* p, uint8_t* was, uint32_t affected) except -1:
