@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from vpcid.conformance.certify import DEFAULT_BUDGET, DEFAULT_SEED, certify
+from vpcid.conformance.mutants import BRIDGE_MUTANTS, Mutant, mutant_adapter
 from vpcid.conformance.typefile import parse_type_file, type_file_json
 from vpcid.model import (
     BRIDGES,
+    DEFAULT_PROFILE,
     BarKind,
     BarSpec,
     Bdf,
@@ -22,6 +25,7 @@ from vpcid.model import (
     RomSpec,
     UnknownDevice,
 )
+from vpcid.model.blob import VmRecord as SnapshotRecord
 from vpcid.model.blob import decode_snapshot, encode_snapshot
 from vpcid.model.catalog import E1000, EDU, PCI_BRIDGE
 from vpcid.model.header import BRIDGE_CONTROL, COMMAND, IO_BASE, PREF_BASE, PREF_BASE_UPPER, PRIMARY_BUS
@@ -312,7 +316,7 @@ def test_an_access_straddling_a_window_edge_is_split_there(vm: DataManager) -> N
     assert vm.resolve(VM, "memory", edge) is None
 
 
-@pytest.mark.req("R-BRG-006")
+@pytest.mark.req("R-BRG-011")
 def test_isa_and_vga_enable(vm: DataManager) -> None:
     chain(vm, 1, windows=False)
     vm.config_write(VM, PORT, 0x1C, 2, 0x1010)  # I/O 0x1000-0x1fff
@@ -468,3 +472,58 @@ def test_the_configuration_table_keys_reachable_instances_by_their_bdf_now(vm: D
     vm.config_write(VM, Bdf(1, 0, 0), 0x1A, 1, 9)
     assert [bdf for bdf, _ in vm.tables(VM).config] == [PORT, Bdf(1, 0, 0), Bdf(9, 3, 0)]
     assert vm.config_read(VM, Bdf(9, 3, 0), 0, 2) == 0x1234
+
+
+def _tree_snapshot(vm: DataManager) -> SnapshotRecord:
+    """A bridge at 00:01.0 with an e1000 and an edu below it, and an edu at 00:04.0."""
+    chain(vm, 1)
+    nic_at(vm, Bdf(1, 0, 0))
+    vm.plug(VM, Bdf(1, 2, 0), EDU)
+    vm.plug(VM, Bdf(0, 4, 0), EDU)
+    return decode_snapshot(vm.snapshot(VM))
+
+
+@pytest.mark.req("R-BLOB-008")
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"parents": (None, 0, 1, None)}, "no bridge"),  # the edu's parent is the e1000
+        ({"map_order": ((7, 0),)}, "past the devices section"),
+        ({"parents": (0, 0, 0, None)}, "not an entry above"),
+    ],
+)
+def test_a_snapshot_topology_that_breaks_the_tree_order_is_rejected(
+    vm: DataManager, change: dict[str, object], words: str
+) -> None:
+    record = _tree_snapshot(vm)
+    with pytest.raises(BlobError, match=words):
+        vm.restore_vm(2, encode_snapshot(dataclasses.replace(record, **change)))  # type: ignore[arg-type]
+    assert vm.vm_ids() == (VM,)
+
+
+@pytest.mark.req("R-BLOB-008")
+def test_repeated_or_unordered_siblings_are_rejected(vm: DataManager) -> None:
+    record = _tree_snapshot(vm)
+    devices = list(record.devices)
+    swapped = (devices[0], devices[2], devices[1], devices[3])  # the bridge's children out of order
+    with pytest.raises(BlobError, match="siblings"):
+        vm.restore_vm(2, encode_snapshot(dataclasses.replace(record, devices=swapped)))
+    repeated = (devices[0], devices[1], devices[1], devices[3])
+    with pytest.raises(BlobError, match="siblings"):
+        vm.restore_vm(2, encode_snapshot(dataclasses.replace(record, devices=repeated)))
+    numbered = (devices[0], (0x0100 | devices[1][0], devices[1][1]), devices[2], devices[3])
+    with pytest.raises(BlobError, match="bus number"):
+        vm.restore_vm(2, encode_snapshot(dataclasses.replace(record, devices=numbered)))
+    assert vm.vm_ids() == (VM,)
+
+
+@pytest.mark.req("R-BRG-003", "R-BRG-005", "R-BRG-007")
+@pytest.mark.parametrize("mutant", BRIDGE_MUTANTS, ids=lambda m: m.name)
+def test_the_bridge_cases_kill_every_planted_bridge_bug(mutant: Mutant) -> None:
+    assert isinstance(mutant.build(DEFAULT_PROFILE), DataManager)
+    assert mutant.requirements[0].startswith("R-BRG-")
+    report = certify(mutant.adapter(), DEFAULT_BUDGET, DEFAULT_SEED, stop_at_first_failure=True)
+    assert not report.conformant, f"planted bug {mutant.name} survives"
+    failures = [f for r in report.requirements for f in r.failures]
+    assert any(f.check.startswith("case bridges/") for f in failures), [f.check for f in failures]
+    assert mutant_adapter(mutant.name).info.name == f"mutant:{mutant.name}"

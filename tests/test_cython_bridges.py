@@ -13,6 +13,7 @@ reach devices below them by configuration, I/O and MMIO accesses.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -21,8 +22,11 @@ from conftest import expected_digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vpcid.adapters import cython as backend
+from vpcid.adapters.reference import ModelAdapter
 from vpcid.model import Bdf, DataManager, DeviceType, Profile, VpcidError
-from vpcid.model.catalog import BRIDGES, EDU
+from vpcid.model.blob import VmRecord as SnapshotRecord
+from vpcid.model.blob import decode_snapshot, encode_snapshot
+from vpcid.model.catalog import BRIDGES, EDU, PCI_BRIDGE, MsiMultipleMessageClamp
 from vpcid.model.devicetype import BarKind, BarSpec, BridgeRegisters, IoWindow, PrefetchWindow, RomSpec
 
 needs_backend = pytest.mark.skipif(not backend.available(), reason=backend.UNAVAILABLE_REASON or "")
@@ -45,7 +49,15 @@ LEAF = DeviceType(
 )  # fmt: skip
 """A function with an I/O BAR, a 4 KiB and a 1 MiB (64-bit) memory BAR and a ROM."""
 
-TYPES: tuple[DeviceType, ...] = (*BRIDGES.values(), WIDE_BRIDGE, BARE_BRIDGE, LEAF, LEAF, LEAF, EDU)
+CLAMPED_BRIDGE = dataclasses.replace(
+    PCI_BRIDGE, name="pci-bridge-clamped", config_behaviour=MsiMultipleMessageClamp()
+)
+"""QEMU's pci-bridge with QEMU's MSI clamping as a configuration behaviour (R-DT-008): every write to it
+goes through the behaviour."""
+
+TYPES: tuple[DeviceType, ...] = (
+    *BRIDGES.values(), WIDE_BRIDGE, BARE_BRIDGE, CLAMPED_BRIDGE, LEAF, LEAF, LEAF, EDU,
+)  # fmt: skip
 """Plugged types, drawn uniformly: leaves three times as often as each bridge."""
 
 MEMORY_BASES = (0xC000_0000, 0xC010_0000, 0xC020_0000, 0xC0F0_0000, 0xD000_0000, 0xE000_0000)
@@ -175,6 +187,7 @@ def run_both(profile: Profile, ops: list[tuple[Any, ...]]) -> None:
         assert got == want, where
         assert compiled_blobs == model_blobs, where
         assert compiled.tables(VM) == model.tables(VM), where
+        assert compiled.topology(VM) == model.topology(VM), where
     assert compiled.snapshot(VM) == model.snapshot(VM)
     for bdf, _ in model.tables(VM).config:
         assert compiled.save(VM, bdf) == model.save(VM, bdf)
@@ -192,10 +205,11 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(
 
 def firmware_tree() -> list[tuple[Any, ...]]:
     """Root port 00:01.0 -> bus 1: switch upstream port -> bus 2: downstream port 02:00.0 -> bus 3 and
-    pci-bridge 02:01.0 -> bus 4, a leaf on buses 3 and 4; numbered, windowed and enabled top down as
+    pci-bridge (clamped) 02:01.0 -> bus 4, a leaf on buses 3 and 4; numbered, windowed and enabled top down as
     firmware enumerates (R-BRG-003, R-BRG-006)."""
-    names = ("pcie-root-port", "x3130-upstream", "xio3130-downstream", "pci-bridge")
-    root, up, down, pci = (TYPES.index(BRIDGES[name]) for name in names)
+    names = ("pcie-root-port", "x3130-upstream", "xio3130-downstream")
+    root, up, down = (TYPES.index(BRIDGES[name]) for name in names)
+    pci = TYPES.index(CLAMPED_BRIDGE)  # its writes go through a configuration behaviour
     leaf = TYPES.index(LEAF)
     ops: list[tuple[Any, ...]] = [("plug", Bdf(0, 1, 0), root)]
     ops += [("config_write", Bdf(0, 1, 0), 0x18, 4, 0x040100), ("plug", Bdf(1, 0, 0), up)]
@@ -218,9 +232,8 @@ def firmware_tree() -> list[tuple[Any, ...]]:
 
 
 @needs_backend
-@pytest.mark.req("R-BRG-003")
-@pytest.mark.req("R-BRG-006")
-@pytest.mark.req("R-BRG-007")
+@pytest.mark.req("R-BRG-002", "R-BRG-003", "R-BRG-004", "R-BRG-006", "R-BRG-007", "R-BRG-008", "R-BRG-009")
+@pytest.mark.req("R-BRG-010", "R-BRG-011")
 @SETTINGS
 @given(ops=st.lists(operations, min_size=15, max_size=80), which=st.integers(0, len(PROFILES) - 1),
        enumerated=st.booleans())  # fmt: skip
@@ -231,8 +244,7 @@ def test_random_bridge_sequences_match_the_model(
 
 
 @needs_backend
-@pytest.mark.req("R-BRG-006")
-@pytest.mark.req("R-BRG-007")
+@pytest.mark.req("R-BRG-006", "R-BRG-007", "R-BRG-011")
 @SETTINGS
 @given(ops=st.lists(tree_operations, min_size=15, max_size=80), which=st.integers(0, len(PROFILES) - 1))
 def test_random_operations_on_an_enumerated_tree_match_the_model(
@@ -308,3 +320,96 @@ def test_damaged_bridged_snapshots_are_rejected_alike(
     assert _verdict(compiled, "restore_vm", VM, damaged) == _verdict(model, "restore_vm", VM, damaged)
     assert compiled.snapshot(VM) == model.snapshot(VM)
     assert compiled.tables(VM) == model.tables(VM)
+
+
+@needs_backend
+@pytest.mark.req("R-BRG-010")
+def test_the_suites_bridge_cases_certify_the_adapter_per_call_and_in_batches() -> None:
+    """Every case of the ``bridges`` group gives the model's observations through ``execute`` and
+    through the batch engine (``encode`` then ``run_batch``)."""
+    from vpcid.conformance.certify import applicable_cases
+    from vpcid.conformance.engine import Differential
+
+    cases = [case for case in applicable_cases(backend.CythonAdapter().info) if case[1].group == "bridges"]
+    assert len(cases) >= 10
+    for label, _, ops in cases:
+        assert Differential(backend.CythonAdapter()).run(ops) is None, label
+        batch = backend.CythonAdapter()
+        model = ModelAdapter()
+        assert batch.run_batch(batch.encode(ops)).observations() == [model.execute(op) for op in ops], label
+
+
+def _tree_record() -> tuple[SnapshotRecord, DataManager, Any]:
+    """The firmware tree with a BAR written, on the model and the backend, and its snapshot record."""
+    model, compiled = DataManager(), backend.Manager()
+    for manager in (model, compiled):
+        manager.create_vm(VM)
+        for op in [*firmware_tree(), ("mmio_write", 0xC000_0010, 4, 0xAB)]:
+            perform(manager, op, {})
+    return decode_snapshot(model.snapshot(VM)), model, compiled
+
+
+def _restructured(record: SnapshotRecord, name: str) -> SnapshotRecord:
+    """``record`` with one structural change, valid or not (R-BLOB-007, R-BLOB-008)."""
+    devices, parents = list(record.devices), list(record.parents or ())
+    leaf = next(k for k, (_, blob) in enumerate(devices) if b"leaf" in blob[:64])
+    if name == "leaf-as-parent":
+        parents[leaf + 1 :] = [leaf] * (len(parents) - leaf - 1)
+    elif name == "parent-off-the-chain":
+        parents[-1] = 0 if parents[-1] != 0 else 1
+    elif name == "parent-after-the-entry":
+        parents[1] = len(parents) - 1
+    elif name == "siblings-swapped":
+        devices[2], devices[3] = devices[3], devices[2]
+    elif name == "entry-repeated":
+        devices[3] = devices[2]
+    elif name == "bus-number-below-a-bridge":
+        devices[1] = (devices[1][0] | 0x0500, devices[1][1])
+    elif name == "no-topology":
+        return dataclasses.replace(record, parents=None)
+    elif name == "index-past-the-devices":
+        return dataclasses.replace(record, map_order=(*record.map_order, (len(devices), 0)))
+    elif name == "map-order-reversed":
+        return dataclasses.replace(record, map_order=tuple(reversed(record.map_order)))
+    elif name == "flattened":
+        parents = [None] * len(parents)
+    return dataclasses.replace(record, devices=tuple(devices), parents=tuple(parents))
+
+
+RESTRUCTURINGS = (
+    "leaf-as-parent", "parent-off-the-chain", "parent-after-the-entry", "siblings-swapped",
+    "entry-repeated", "bus-number-below-a-bridge", "no-topology", "index-past-the-devices",
+    "map-order-reversed", "flattened",
+)  # fmt: skip
+
+
+@needs_backend
+@pytest.mark.req("R-BLOB-007", "R-BLOB-008")
+@pytest.mark.parametrize("name", RESTRUCTURINGS)
+def test_restructured_topologies_get_the_models_verdict(name: str) -> None:
+    """A bridged snapshot re-encoded with its tree broken (or only reordered) gets the same verdict on both
+    sides; a rejected one creates no VM, an accepted one the same VM."""
+    record, model, compiled = _tree_record()
+    snapshot = encode_snapshot(_restructured(record, name))
+    verdict = _verdict(model, "restore_vm", 2, snapshot)
+    assert _verdict(compiled, "restore_vm", 2, snapshot) == verdict
+    assert compiled.vm_ids() == model.vm_ids()
+    if verdict == "ok":
+        assert compiled.snapshot(2) == model.snapshot(2)
+        assert compiled.topology(2) == model.topology(2)
+
+
+@needs_backend
+@pytest.mark.req("R-BLOB-008")
+def test_a_topology_section_without_a_bridge_is_rejected_alike() -> None:
+    """A snapshot of a VM with no bridge given a topology section is bad-blob on both sides."""
+    model, compiled = DataManager(), backend.Manager()
+    for manager in (model, compiled):
+        manager.create_vm(VM)
+        perform(manager, ("plug", Bdf(0, 3, 0), TYPES.index(LEAF)), {})
+        perform(manager, ("plug", Bdf(2, 0, 0), TYPES.index(LEAF)), {})
+    record = decode_snapshot(model.snapshot(VM))
+    snapshot = encode_snapshot(dataclasses.replace(record, parents=(None, None)))
+    assert _verdict(model, "restore_vm", 2, snapshot) == "bad-blob"
+    assert _verdict(compiled, "restore_vm", 2, snapshot) == "bad-blob"
+    assert compiled.vm_ids() == model.vm_ids() == (VM,)

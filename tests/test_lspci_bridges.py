@@ -18,8 +18,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from vpcid.conformance.cli import main
-from vpcid.conformance.lspci import IdFilter, LspciOptions, SlotFilter, dump_functions, render
+from vpcid.conformance.dumps import DumpError, read_dumps
+from vpcid.conformance.lspci import (
+    IdFilter,
+    LspciOptions,
+    SlotFilter,
+    dump_functions,
+    machine_functions,
+    render,
+)
+from vpcid.conformance.machine import load_machine
 from vpcid.conformance.pciids import IdNames, PciIds
+from vpcid.conformance.typefile import write_type_file
+from vpcid.model.catalog import BRIDGES
 
 REPO = Path(__file__).resolve().parents[1]
 BRIDGE_DUMP = REPO / "tests" / "data" / "bridge-dumps" / "qemu-bridges.txt"
@@ -189,3 +200,105 @@ def test_a_bridge_below_a_bridge_nests_in_the_drawing(tmp_path: Path) -> None:
     drawn = tree(dump, LspciOptions(tree=True))
     assert drawn == "-[0000:00]---01.0-[01-03]----00.0-[02-03]----00.0-[03]----00.0\n"
     assert drawn == pciutils("-t", "-F", str(dump))
+
+
+# ------------------------------------------------------------------ a machine with bridges
+
+MACHINE_WITH_BRIDGES = """\
+types = ["bridges.json"]
+
+[vm]
+id = 1
+
+[[device]]
+bdf = "00:04.0"
+type = "pcie-root-port"
+writes = [[0x18, 4, 0x00020100], [0x20, 4, 0xfeb0c000]]
+command = 0x7
+
+[[device]]
+bdf = "00:05.0"
+type = "pci-bridge"
+writes = [[0x18, 4, 0x00030300]]
+
+[[device]]
+bdf = "01:00.0"
+type = "x3130-upstream"
+writes = [[0x18, 4, 0x00020201], [0x20, 4, 0xc000c000]]
+command = 0x2
+
+[[device]]
+bdf = "02:00.0"
+type = "e1000"
+bars = { 0 = 0xc0000000 }
+command = 0x2
+
+[[device]]
+bdf = "03:01.0"
+type = "edu"
+bars = { 0 = 0xd0000000 }
+command = 0x2
+"""
+"""A root port (buses 1-2) with a switch upstream port below it (bus 2) and an e1000 below that, whose
+BAR the windows forward; a pci-bridge (bus 3) with edu below it, whose BAR its closed-at-zero window
+does not forward. Plugged in BDF order, each bridge numbered before what is below it is plugged."""
+
+
+@pytest.fixture
+def bridged_machine(tmp_path: Path) -> Path:
+    write_type_file(tmp_path / "bridges.json", BRIDGES.values())
+    path = tmp_path / "machine.toml"
+    path.write_text(MACHINE_WITH_BRIDGES)
+    return path
+
+
+@pytest.mark.req("R-BRG-003", "R-BRG-010")
+def test_a_machine_with_bridges_is_drawn_from_its_routing(bridged_machine: Path, tmp_path: Path) -> None:
+    """vpcid lspci -t of a machine: the tree the model's routing makes (DataManager.topology), drawn as
+    pciutils draws the hex dump vpcid lists for the same machine."""
+    machine = load_machine(bridged_machine)
+    functions = machine_functions(machine.manager, machine.vm_id)
+    drawn = render(functions, LspciOptions(tree=True), IdNames(None))
+    assert drawn.splitlines() == [
+        "-[0000:00]-+-04.0-[01-02]----00.0-[02]----00.0",
+        "           \\-05.0-[03]----01.0",
+    ]
+    nodes = machine.manager.topology(machine.vm_id)
+    below = {str(n.bdf): nodes[n.parent].type_name for n in nodes if n.parent is not None and n.bdf}
+    assert below == {"01:00.0": "pcie-root-port", "02:00.0": "x3130-upstream", "03:01.0": "pci-bridge"}
+    dump = tmp_path / "machine.txt"
+    dump.write_text(vpcid_lspci("-xxx", "--machine", str(bridged_machine)))
+    assert drawn == pciutils("-t", "-F", str(dump))
+
+
+@pytest.mark.req("R-BRG-006")
+def test_a_decoding_bar_no_bridge_forwards_is_marked(bridged_machine: Path) -> None:
+    """The e1000's BAR sits in both windows on its path; edu's BAR decodes by its own registers, but the
+    pci-bridge's memory window (0-0xfffff, as it powers on) does not hold it: [not forwarded]."""
+    listing = vpcid_lspci("-v", "--machine", str(bridged_machine))
+    e1000 = listing[listing.index("02:00.0") :]
+    edu = listing[listing.index("03:01.0") :]
+    assert "Memory at c0000000 (32-bit, non-prefetchable) [size=128K]" in e1000.splitlines()[3]
+    assert "Memory at d0000000 (32-bit, non-prefetchable) [not forwarded] [size=1M]" in edu
+
+
+@pytest.mark.req("R-BRG-001")
+def test_a_bridge_dump_in_lspci_v_form_gives_its_two_bars_their_sizes(tmp_path: Path) -> None:
+    """In ``lspci -v`` text regions carry no index: they are the non-zero BAR slots in order, and a
+    bridge has two, its bus numbers and windows following (not BARs to count)."""
+    (rows,) = [dump for dump in read_dumps(BRIDGE_DUMP) if str(dump.bdf) == "00:04.0"]
+    text = "00:04.0 PCI bridge: Red Hat, Inc. QEMU PCIe Root port\n"
+    text += "\tMemory at c0000000 (32-bit, non-prefetchable) [size=4K]\n"
+    text += "".join(
+        f"{row:02x}: " + " ".join(f"{b:02x}" for b in rows.config[row : row + 16]) + "\n"
+        for row in range(0, 256, 16)
+    )
+    path = tmp_path / "bridge-v.txt"
+    path.write_text(text + "\n")
+    (dump,) = read_dumps(path)
+    assert dump.bar_sizes == (4096, 0, 0, 0, 0, 0)
+    assert dump.rom_size == 0
+    bad = tmp_path / "bridge-region-2.txt"
+    bad.write_text(text.replace("\tMemory at", "\tRegion 2: Memory at") + "\n")
+    with pytest.raises(DumpError, match="a bridge's 0-1"):
+        read_dumps(bad)

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
-from vpcid.adapters.qemu.discover import prepare
-from vpcid.adapters.qemu.qtest import Guest, QemuProcess, qemu_binary
+from vpcid.adapters.base import AdapterUnavailable
+from vpcid.adapters.qemu import adapter
+from vpcid.adapters.qemu.adapter import QEMU_PROFILE, suite_runs_firmware
+from vpcid.adapters.qemu.discover import DeviceSpec, discover, prepare
+from vpcid.adapters.qemu.qtest import Guest, QemuProcess, QemuUnavailable, qemu_binary
+from vpcid.conformance.certify import Verdict, certify, load_waivers
+from vpcid.conformance.traceability import load_requirements
+from vpcid.conformance.typefile import read_type_file, write_type_file
+from vpcid.model import Bdf
+from vpcid.model.profile import BridgeIsa, BridgeWindows
 
 if qemu_binary() is None:
     pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-debian.sh)", allow_module_level=True)
@@ -91,6 +100,7 @@ def writable_bits(ones: int, zeros: int) -> int:
     return ones & ~zeros
 
 
+@pytest.mark.req("R-BRG-001")
 def test_root_port_header_registers() -> None:
     """Bus numbers and the secondary latency timer RW, the windows as above, bridge control 0x5F, interrupt
     line RW (pci_init_mask_bridge in hw/pci/pci.c)."""
@@ -102,6 +112,7 @@ def test_root_port_header_registers() -> None:
     assert (found[0x3E], found[0x3F]) == ((0x00, 0x5F, 0x00), (0x00, 0x00, 0x00))
 
 
+@pytest.mark.req("R-BRG-001")
 def test_switch_ports_header_registers() -> None:
     """x3130-upstream and xio3130-downstream: the root port's masks, but windows zero at power-on
     (xio3130 reset runs pci_bridge_reset only): open windows at 0, gated by the command register alone."""
@@ -117,6 +128,7 @@ def test_switch_ports_header_registers() -> None:
         assert (port[0x3E], port[0x3F]) == ((0x00, 0x5F, 0x00), (0x00, 0x00, 0x00))
 
 
+@pytest.mark.req("R-BRG-001")
 def test_pci_bridge_header_registers() -> None:
     """pci-bridge (conventional): windows zero at power-on; secondary status 66MHz and fast back-to-back
     (pci_bridge_initfn); bridge control bits 0-9 and 11 writable (conventional PCI's fast back-to-back and
@@ -129,10 +141,12 @@ def test_pci_bridge_header_registers() -> None:
     assert (found[0x3E], found[0x3F]) == ((0x00, 0xFF, 0x00), (0x00, 0x0B, 0x00))
 
 
-def test_finding_secondary_latency_timer_is_writable_on_express_ports() -> None:
-    """PCIe Base 7.5.1.3.5: the secondary latency timer of a PCI Express port is RO 0. QEMU 7.2 leaves it
-    writable on pcie-root-port and the xio3130 ports: pci_bridge_initfn (hw/pci/pci_bridge.c) clears its
-    write mask only from QEMU 8.2 (for machine types after 8.1: x-pci-express-writeable-slt-bug)."""
+@pytest.mark.req("R-BRG-001")
+def test_secondary_latency_timer_is_writable_on_express_ports() -> None:
+    """PCIe Base 7.5.1.3.5 makes the secondary latency timer of a PCI Express port read-only zero. QEMU 7.2
+    leaves it writable on pcie-root-port and the xio3130 ports: pci_bridge_initfn (hw/pci/pci_bridge.c)
+    clears its write mask only from QEMU 8.2 (machine types after 8.1: x-pci-express-writeable-slt-bug).
+    R-BRG-001 lets a type declare either, so the discovered types say writable and certification agrees."""
     with machine(ROOT_PORT) as guest:
         guest.config_write(bdf(0, 4), 0x1B, 1, 0x40)
         assert guest.config_read(bdf(0, 4), 0x1B, 1) == 0x40
@@ -141,6 +155,7 @@ def test_finding_secondary_latency_timer_is_writable_on_express_ports() -> None:
 # ------------------------------------------------------------------ routing by bus number
 
 
+@pytest.mark.req("R-BRG-003")
 def test_bus_numbers_route_configuration_requests() -> None:
     """Nothing behind a bridge answers until its secondary bus has a number; then the functions below answer
     at that number, also two levels down (root port -> switch upstream -> downstream -> edu)."""
@@ -196,6 +211,7 @@ def test_finding_secondary_bus_reset_hides_the_buses_past_the_secondary() -> Non
         assert guest.config_read(bdf(0, 6), BRIDGE_CONTROL, 2) == SECONDARY_BUS_RESET
 
 
+@pytest.mark.req("R-BRG-007")
 def test_secondary_bus_reset_resets_everything_below() -> None:
     """Bit 6 from 0 to 1 resets the secondary bus and everything below (bus_cold_reset in
     pci_bridge_write_config): the switch ports' bus numbers go to 0, so edu is unreachable until firmware
@@ -223,6 +239,7 @@ EDU_IDENTIFICATION = 0x0100_00ED
 """What edu's register 0 reads (hw/misc/edu.c)."""
 
 
+@pytest.mark.req("R-BRG-006")
 def test_memory_forwarding_needs_the_window_and_the_command_bit() -> None:
     """edu's 1 MiB BAR behind a root port decodes only through the bridge: its memory window (bits 31:20 of
     base and limit) or its prefetchable one (which forwards a non-prefetchable BAR too, with the upper 32
@@ -254,11 +271,15 @@ def test_memory_forwarding_needs_the_window_and_the_command_bit() -> None:
     assert seen == [0, 0, EDU_IDENTIFICATION, 0, EDU_IDENTIFICATION, 0, 0]
 
 
-def test_finding_isa_enable_does_not_stop_forwarding() -> None:
+@pytest.mark.req("R-BRG-011")
+def test_isa_enable_does_not_stop_forwarding_the_declared_variant() -> None:
     """With ISA Enable (bridge control bit 2) a bridge forwards only the first 256 ports of every 1 KiB of
     its I/O window (PCI-to-PCI Bridge Architecture 1.2, 3.2.5.18). QEMU ignores the bit:
     pci_bridge_update_mappings maps the whole window. pci-testdev's I/O BAR at 0x2100 (bits 9:8 = 01) behind
-    a pci-bridge with window 0x2000-0x2fff answers (reads 0; unforwarded ports read all ones) either way."""
+    a pci-bridge with window 0x2000-0x2fff answers (reads 0; unforwarded ports read all ones) either way.
+    QEMU's profile declares it: V-BRIDGE-ISA ``ignored`` (R-BRG-011)."""
+    assert QEMU_PROFILE.bridge_isa is BridgeIsa.IGNORED
+    assert QEMU_PROFILE.bridge_windows is BridgeWindows.ENFORCED
     with machine(PCI_BRIDGE, "pci-testdev,bus=pb1,addr=03.0") as guest:
         bridge, testdev = bdf(0, 5), bdf(1, 3)
         number(guest, bridge, 0, 1, 1)
@@ -274,6 +295,7 @@ def test_finding_isa_enable_does_not_stop_forwarding() -> None:
     assert seen == [NOTHING, 0, 0]
 
 
+@pytest.mark.req("R-BRG-011")
 def test_vga_enable_forwards_the_vga_ports() -> None:
     """VGA Enable (bit 3) forwards the VGA ports 0x3b0-0x3bb and 0x3c0-0x3df to a VGA behind the bridge,
     with the bridge's I/O Space bit (pci_bridge_init_vga_aliases, pci_register_vga): the Miscellaneous
@@ -289,3 +311,178 @@ def test_vga_enable_forwards_the_vga_ports() -> None:
         guest.config_write(bridge, 0x04, 2, 0x1)
         seen.append(guest.io_read(0x3CC, 1))
     assert seen == [0xFF, 0xFF, 0x00]
+
+
+# ------------------------------------------------------------------ slots and FLR of the ports
+
+
+def test_finding_a_slot_control_write_raises_slot_status_events() -> None:
+    """A write to a port's Slot Control sets Command Completed (Slot Status bit 4) and, with
+    Electromechanical Interlock Control (bit 11) written as one, toggles Electromechanical Interlock Status
+    (bit 7), a read-only bit; EIC itself reads zero again (pcie_cap_slot_write_config and
+    pcie_cap_slot_event in hw/pci/pcie.c). Per-byte masks cannot say a write to one register sets bits of
+    another, and no configuration behaviour describes QEMU's hot-plug controller: certifying a root port
+    or a downstream port reports it (R-DT-008, or the byte's rule when the write also covers it)."""
+    with machine(ROOT_PORT + ",power_controller_present=off") as guest:
+        port = bdf(0, 4)
+        slot_control = 0x54 + 0x18  # the root port's PCI Express capability is at 0x54
+        assert guest.config_read(port, slot_control, 4) == 0x0000_00C0
+        guest.config_write(port, slot_control, 2, 0x0800)  # EIC only
+        first = guest.config_read(port, slot_control, 4)
+        guest.config_write(port, slot_control, 2, 0x0800)
+        second = guest.config_read(port, slot_control, 4)
+    assert (first, second) == (0x0090_0000, 0x0010_0000)
+
+
+def test_finding_slot_power_off_hides_the_functions_below() -> None:
+    """With a power controller (QEMU's default), writing Slot Control's Power Controller Control as one
+    powers the slot off: the functions below stop answering until it is written as zero
+    (pcie_cap_update_power). No data manager rule describes slot power, so the adapter's ports have no power
+    controller (power_controller_present=off) and discovery never writes the bit."""
+    with machine(ROOT_PORT, "edu,bus=rp1,addr=00.0") as guest:
+        port = bdf(0, 4)
+        number(guest, port, 0, 1, 1)
+        guest.config_write(port, 0x54 + 0x18, 2, 0x0400)
+        off = guest.config_read(bdf(1, 0), 0, 4)
+        guest.config_write(port, 0x54 + 0x18, 2, 0x0000)
+        on = guest.config_read(bdf(1, 0), 0, 4)
+    assert (off, on) == (NOTHING, EDU_ID)
+
+
+def test_the_switch_upstream_port_resets_on_function_level_reset() -> None:
+    """x3130-upstream resets itself when Device Control's Initiate FLR is written (pcie_cap_flr_write_config
+    in xio3130_upstream.c's write_config): its error reporting enables and bus numbers read zero. It has
+    MSI with a clamped Multiple Message Enable as well; a type names one configuration behaviour, so
+    discovery gives it SwitchPortFunctionLevelReset, which does both, and certification finds nothing."""
+    with machine(UPSTREAM.replace(",bus=rp2,addr=00.0", ",addr=04.0")) as guest:
+        port = bdf(0, 4)
+        guest.config_write(port, BUS_NUMBERS, 4, 0x0002_0100)
+        device_control = 0x90 + 0x08
+        guest.config_write(port, device_control, 2, 0x000F)
+        before = guest.config_read(port, device_control, 2)
+        guest.config_write(port, device_control, 2, 0x800F)
+        after = guest.config_read(port, device_control, 2), guest.config_read(port, BUS_NUMBERS, 4)
+    assert (before, after) == (0x000F, (0x0000, 0))
+
+
+# ------------------------------------------------------------------ the adapter: a device below bridges
+
+
+def test_behind_options_place_the_device_and_the_bridges() -> None:
+    """vpcid-behind picks the chain: the first bridge at 00:04.0, each next one at 00:00.0 of the bus
+    above, the device on the last bus (addr= places it there); firmware numbers every bridge (secondary:
+    the next bus, subordinate: the device's), opens its windows and enables it."""
+    spec = DeviceSpec.parse("edu,vpcid-behind=x3130")
+    assert [(b.model, str(b.bdf)) for b in spec.bridges] == [
+        ("pcie-root-port", "00:04.0"), ("x3130-upstream", "01:00.0"), ("xio3130-downstream", "02:00.0")
+    ]  # fmt: skip
+    assert spec.bdf == Bdf(3, 0, 0)
+    assert spec.label == "edu,vpcid-behind=x3130"
+    args = spec.machine_args()
+    assert args[-1] == "edu,bus=vpcid-bridge2,addr=00.0"
+    assert "x3130-upstream,id=vpcid-bridge1,bus=vpcid-bridge0,addr=00.0" in args
+    numbering = [(str(b), value) for b, offset, width, value in spec.firmware if offset == BUS_NUMBERS]
+    assert numbering == [("00:04.0", 0x0003_0100), ("01:00.0", 0x0003_0201), ("02:00.0", 0x0003_0302)]
+    assert (Bdf(2, 0, 0), 0x04, 2, 0x7) in spec.firmware
+    assert DeviceSpec.parse("pci-testdev,vpcid-behind=pci-bridge,addr=05.0").bdf == Bdf(1, 5, 0)
+    on_pc = DeviceSpec.parse("edu,vpcid-behind=pci-bridge,vpcid-machine=pc").machine_args()
+    assert on_pc[-4:] == ["-device", "pci-bridge,id=vpcid-bridge0,bus=pci.0,addr=04.0,chassis_nr=1",
+                          "-device", "edu,bus=vpcid-bridge0,addr=00.0"]  # fmt: skip
+    with pytest.raises(QemuUnavailable, match="needs a PCI Express root bus"):
+        DeviceSpec.parse("edu,vpcid-behind=pcie-root-port,vpcid-machine=pc")
+    with pytest.raises(QemuUnavailable, match="vpcid-behind is"):
+        DeviceSpec.parse("edu,vpcid-behind=nowhere")
+
+
+def test_discovery_below_a_switch_probes_every_function_where_it_sits() -> None:
+    """The three ports and edu are discovered in one machine after firmware: edu's type is the one it has
+    at 00:04.0 (a conventional function), the ports' are bridges with their PCI Express port types, and
+    the root port's slot, having no power controller, keeps its Power Controller Control read-only."""
+    found = discover(DeviceSpec.parse("edu,vpcid-behind=x3130"))
+    alone = discover(DeviceSpec.parse("edu"))
+    assert found.dtype.declared == alone.dtype.declared
+    assert [(str(b), t.name) for b, t, _ in found.bridges] == [
+        ("00:04.0", "qemu:pcie-root-port"), ("01:00.0", "qemu:x3130-upstream"),
+        ("02:00.0", "qemu:xio3130-downstream"),
+    ]  # fmt: skip
+    for _, dtype, _ in found.bridges:
+        assert dtype.bridge is not None
+        assert dtype.bridge.control_mask == 0x005F
+    assert Bdf(0, 4, 0) not in found.reserved_functions
+
+
+def test_a_device_below_bridges_is_certified_with_them() -> None:
+    """A suite whose machines carry firmware writes certifies the device and its bridges together; one
+    without them refuses vpcid-behind rather than certify a tree the model cannot build."""
+    if not suite_runs_firmware():
+        with pytest.raises(AdapterUnavailable, match="FixedMachine has firmware writes"):
+            adapter("pci-testdev,vpcid-behind=pci-bridge")
+        return
+    a = adapter("pci-testdev,vpcid-behind=pci-bridge")
+    try:
+        assert a.info.machine is not None
+        assert a.info.waivers is not None
+        assert [str(b) for b, _ in a.info.machine.devices] == ["00:04.0", "01:00.0"]
+        report = certify(a, 1500, 0, load_waivers(a.info.waivers, set(load_requirements())))
+    finally:
+        a.close()
+    failed = {r.rid: r.failures[0].description for r in report.requirements if r.verdict is Verdict.FAIL}
+    assert report.conformant, failed
+
+
+def test_the_pci_bridge_alone_is_conformant() -> None:
+    """QEMU's conventional pci-bridge certified alone (nothing below it): its type 1 header, discovered byte
+    by byte, behaves as declared (bus numbers, windows, bridge control, secondary status, the SHPC BAR)."""
+    a = adapter("pci-bridge,chassis_nr=1")
+    try:
+        assert a.discovery.dtype.bridge is not None
+        assert a.info.waivers is not None
+        report = certify(a, 1500, 0, load_waivers(a.info.waivers, set(load_requirements())))
+    finally:
+        a.close()
+    failed = {r.rid: r.failures[0].description for r in report.requirements if r.verdict is Verdict.FAIL}
+    assert report.conformant, failed
+
+
+def test_the_switch_upstream_port_alone_is_conformant() -> None:
+    """x3130-upstream alone: its FLR and MSI clamp described by SwitchPortFunctionLevelReset (R-DT-008)."""
+    a = adapter("x3130-upstream")
+    try:
+        behaviour = a.discovery.dtype.config_behaviour
+        assert behaviour is not None
+        assert behaviour.name.endswith(":SwitchPortFunctionLevelReset")
+        assert a.info.waivers is not None
+        report = certify(a, 1500, 0, load_waivers(a.info.waivers, set(load_requirements())))
+    finally:
+        a.close()
+    failed = {r.rid: r.failures[0].description for r in report.requirements if r.verdict is Verdict.FAIL}
+    assert report.conformant, failed
+
+
+def test_finding_the_switch_downstream_port_resets_with_its_slot() -> None:
+    """xio3130-downstream resets on Initiate FLR too, and its reset also resets its slot
+    (pcie_cap_slot_reset), which no configuration behaviour describes: discovery leaves the bit read-only
+    (noted), and certification reports the reset (R-CFG-001: Device Control's error reporting enables
+    read zero after a write that set them)."""
+    with machine(DOWNSTREAM.replace(",bus=up,addr=00.0", ",addr=04.0")) as guest:
+        port = bdf(0, 4)
+        device_control = 0x90 + 0x08
+        guest.config_write(port, device_control, 2, 0x000F)
+        before = guest.config_read(port, device_control, 2)
+        guest.config_write(port, device_control, 2, 0x800F)
+        after = guest.config_read(port, device_control, 2)
+    assert (before, after) == (0x000F, 0x0000)
+    found = discover(DeviceSpec.parse("xio3130-downstream"))
+    assert any("resets the port and its slot" in note for note in found.notes)
+
+
+@pytest.mark.req("R-BRG-001", "R-DT-008")
+def test_discovered_bridge_types_round_trip_through_a_type_file(tmp_path: Path) -> None:
+    """A discovered bridge, its combined configuration behaviour named by module path, is read back from
+    its device-type file as the same type (R-BRG-001, R-DT-008)."""
+    found = discover(DeviceSpec.parse("x3130-upstream"))
+    path = tmp_path / "x3130-upstream.json"
+    write_type_file(path, [found.dtype])
+    (entry,) = read_type_file(path)
+    assert entry.dtype == found.dtype
+    assert entry.dtype.fingerprint() == found.dtype.fingerprint()

@@ -73,6 +73,7 @@ GROUPS = (
     "blob",
     "errors",
     "variants",
+    "bridges",
 )
 """Every case group, in report order."""
 
@@ -3695,6 +3696,7 @@ def system_cases() -> list[Case]:
         lambda s: __import__("vpcid.conformance.platform_cases", fromlist=["_"]).platform_cases(s),
         lambda s: __import__("vpcid.conformance.irq_cases", fromlist=["_"]).irq_cases(s),
         lambda s: __import__("vpcid.conformance.variant_cases", fromlist=["_"]).variant_system_cases(s),
+        lambda s: __import__("vpcid.conformance.bridge_cases", fromlist=["_"]).bridge_cases(s),
     ):
         build(s)
     return s.out

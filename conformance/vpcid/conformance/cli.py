@@ -98,6 +98,7 @@ def main() -> None:
 )
 @click.option("-n", "numeric", count=True, help="Numeric IDs: -n numbers only, -nn names and numbers.")
 @click.option("-D", "always_domains", is_flag=True, help="Always show domain numbers.")
+@click.option("-t", "tree", is_flag=True, help="Show the bus tree (with -v: names), as lspci -t draws it.")
 @click.option(
     "-s", "slot", metavar="[[[[DOMAIN]:]BUS]:][DEV][.[FN]]", help="Show only functions in these slots."
 )
@@ -133,6 +134,7 @@ def lspci_command(
     hex_dump: int,
     numeric: int,
     always_domains: bool,
+    tree: bool,
     slot: str | None,
     ids: str | None,
     id_file: Path | None,
@@ -154,6 +156,7 @@ def lspci_command(
       vpcid lspci -s 00:03.0 -xxx              # one function with its 256-byte dump
       vpcid lspci -d 8086: -v --machine vm.toml --types my-types.json
       vpcid lspci -vv -F dump.txt              # a dump from lspci -xxxx (or sysfs)
+      vpcid lspci -tv --machine bridged.toml   # the bus tree below the machine's bridges
     """
     if dump_file is not None and (machine_file is not None or type_files):
         raise click.UsageError(
@@ -164,6 +167,7 @@ def lspci_command(
         hex_dump=hex_dump,
         numeric=numeric,
         always_domains=always_domains,
+        tree=tree,
         slot=SlotFilter.parse(slot) if slot is not None else None,
         ids=IdFilter.parse(ids) if ids is not None else None,
     )

@@ -167,8 +167,10 @@ HAZARDS = (
     Hazard(EXPRESS_ID, False, 0x10, 0x20, "PCI Express Link Control bit 5 (Retrain Link)"),
     Hazard(SRIOV_ID, True, 0x08, 0x01, "SR-IOV Control bit 0 (VF Enable)"),
 )
-"""What :func:`discover_type` never writes as one; nor a bridge's Secondary Bus Reset (see
-:meth:`_Probe.probe_values`)."""
+"""What :func:`discover_type` never writes as one; nor a bridge's Secondary Bus Reset, nor a slot's
+Power Controller Control (see :meth:`_Probe.probe_values`)."""
+EXPRESS_FLAGS, EXPRESS_SLOT_CAPABILITIES, EXPRESS_SLOT_CONTROL = 0x02, 0x14, 0x18
+SLOT_IMPLEMENTED, POWER_CONTROLLER_PRESENT, POWER_CONTROLLER_CONTROL = 0x0100, 0x0002, 0x0400
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ class _Probe:
         power_on = self.space(size)
         chain = self.chain(power_on)
         bars, rom_size = self.size_bars(power_on)
-        probes = self.probe_values(chain, size)
+        probes = self.probe_values(chain, size, power_on)
         wmask, w1c = self.masks(power_on, probes)
         config_behaviour = self.msi(power_on, chain, probes, wmask)
         image = bytearray(power_on)
@@ -403,8 +405,14 @@ class _Probe:
 
     # ------------------------------------------------------------ masks
 
-    def probe_values(self, chain: Sequence[ChainEntry], size: int) -> dict[int, int]:
-        """Per probed byte, the bits written as ones: all but the hazards' (noted)."""
+    def probe_values(self, chain: Sequence[ChainEntry], size: int, power_on: bytes) -> dict[int, int]:
+        """Per probed byte, the bits written as ones: all but the hazards' (noted).
+
+        Besides :data:`HAZARDS`: a bridge's Secondary Bus Reset (it resets
+        everything below), and the Power Controller Control bit of a PCI
+        Express port's slot that has a power controller (powering the slot off
+        takes the functions below it away).
+        """
         sized = BRIDGE_BAR_REGISTERS if self.bridge else BAR_REGISTERS
         probes = {o: 0xFF for o in range(size) if o not in sized}
         if self.bridge:
@@ -425,6 +433,18 @@ class _Probe:
                         f"config byte {at:#05x} bits {hazard.bits:#04x} ({hazard.what}) start an action "
                         "when written: not probed, declared read-only"
                     )
+            if entry.cap_id != EXPRESS_ID or entry.extended:
+                continue
+            flags = _word(power_on, entry.offset + EXPRESS_FLAGS, 2)
+            slot = _word(power_on, entry.offset + EXPRESS_SLOT_CAPABILITIES, 4)
+            if flags & SLOT_IMPLEMENTED and slot & POWER_CONTROLLER_PRESENT:
+                at = entry.offset + EXPRESS_SLOT_CONTROL + 1
+                probes[at] &= ~(POWER_CONTROLLER_CONTROL >> 8)
+                self.notes.append(
+                    f"config byte {at:#05x} bit 0x04 (PCI Express Slot Control bit 10, Power Controller "
+                    "Control) powers the slot off when written as one, taking the functions below away: "
+                    "not probed, declared read-only"
+                )
         return probes
 
     def masks(self, power_on: bytes, probes: dict[int, int]) -> tuple[bytearray, bytearray]:

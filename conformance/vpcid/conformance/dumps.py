@@ -311,6 +311,7 @@ def _verbose_sizes(function: _Function, where: str) -> tuple[tuple[int | None, .
     regions: list[tuple[int | None, int | None]] = []
     rom: int | None = None
     rom_seen = any_size = False
+    slot_count = _bar_slots(bytes(function.data))
     for k, line in enumerate(function.text, start=1):
         place = f"{where} line {function.line + k}"
         if (match := _REGION.match(line)) is not None:
@@ -318,8 +319,11 @@ def _verbose_sizes(function: _Function, where: str) -> tuple[tuple[int | None, .
             any_size |= size is not None
             if not match["virtual"]:
                 index = None if match["index"] is None else int(match["index"])
-                if index is not None and index >= BAR_COUNT:
-                    raise DumpError(f"{place}: region {index}: a type 0 header has BARs 0-5")
+                if index is not None and index >= slot_count:
+                    raise DumpError(
+                        f"{place}: region {index}: a type 0 header has BARs 0-5, a bridge's 0-1, a CardBus "
+                        "bridge's 0"
+                    )
                 regions.append((index, size))
         elif (match := _ROM.match(line)) is not None:
             size = _size(match, place)
@@ -344,11 +348,19 @@ def _verbose_sizes(function: _Function, where: str) -> tuple[tuple[int | None, .
     return tuple(sizes), rom
 
 
+def _bar_slots(config: bytes) -> int:
+    """BAR slots of the header: six (type 0), two (a type 1 bridge, R-BRG-001), one (a CardBus bridge)."""
+    header = config[0x0E] & 0x7F if len(config) > 0x0E else 0
+    return {1: 2, 2: 1}.get(header, BAR_COUNT)
+
+
 def _shown_slots(config: bytes) -> list[int]:
-    """BAR slots whose register is non-zero, a 64-bit BAR once: what ``lspci -v`` lists from a dump."""
+    """BAR slots whose register is non-zero, a 64-bit BAR once: what ``lspci -v`` lists from a dump
+    (a bridge's two slots only: its bus numbers and windows follow them)."""
     slots: list[int] = []
     slot = 0
-    while slot < BAR_COUNT and len(config) >= 0x28:
+    count = _bar_slots(config)
+    while slot < count and len(config) >= 0x28:
         register = int.from_bytes(config[0x10 + 4 * slot : 0x14 + 4 * slot], "little")
         if register in (0, 0xFFFF_FFFF):
             slot += 1

@@ -12,8 +12,12 @@ manager's tables telling whether each region really decodes) or a dump in
 Where vpcid knows more than a dump tells, it says so in pciutils' own
 style: ``[size=...]`` for a machine's regions, ``[not decoding]`` or
 ``[shadowed by BDF BAR n]`` where the manager's tables disagree with the
-command register (R-DS-007), and a ``VPCID device type`` line where lspci
-names the kernel driver. Rendering reads only: the VM is left as found.
+command register (R-DS-007), ``[not forwarded]`` for a decoding BAR whose
+base no bridge above it forwards, and a ``VPCID device type`` line where
+lspci names the kernel driver. ``-t`` draws the bus tree (:func:`render_tree`);
+a machine's functions below bridges are at the addresses routing gives them
+now, and those no bus number reaches are not listed (a guest cannot see them).
+Rendering reads only: the VM is left as found.
 """
 
 from __future__ import annotations
@@ -270,7 +274,8 @@ def _decoders(manager: DataManager, vm_id: int, tables: VmTables) -> Decoders:
 def _decode_notes(
     bdf: Bdf, implemented: Sequence[int], config: bytes, bars: Sequence[BarSpec | None], decoders: Decoders
 ) -> dict[int, str]:
-    """Why an enabled region does not decode its base: out of its space, or another window wins."""
+    """Why an enabled region does not decode its base: out of its space, another window wins, or a bridge
+    above it does not forward its base (R-BRG: the BAR decodes, but no access reaches it there)."""
     command = int.from_bytes(config[COMMAND : COMMAND + 2], "little")
     notes: dict[int, str] = {}
     for index in implemented:
@@ -288,7 +293,9 @@ def _decode_notes(
             notes[index] = " [not decoding]"
             continue
         owner = decoders[window]
-        if owner is not None and owner != window:
+        if owner is None:
+            notes[index] = " [not forwarded]"
+        elif owner != window:
             other, other_index = owner
             what = "ROM" if other_index == ROM_INDEX else f"BAR {other_index}"
             notes[index] = f" [shadowed by {other} {what}]"

@@ -27,6 +27,7 @@ from vpcid.model.profile import (
     UnmappedMmioRead,
 )
 from vpcid.model.registers import BarRegister, CompiledRegister, Effect, RegisterMap
+from vpcid.model.topology import Ranges, claims
 
 
 @dataclass(frozen=True)
@@ -175,10 +176,10 @@ class IsolationLeak(DataManager):
 
 
 class ResetForgetsCommand(DataManager):
-    def reset(self, vm_id: int, bdf: Bdf) -> None:
-        command = self.config_read(vm_id, bdf, COMMAND, 2)
-        super().reset(vm_id, bdf)
-        self.config_write(vm_id, bdf, COMMAND, 2, command)
+    def _reset_instance(self, vm: VmElement, inst: Instance, keep_sticky: bool) -> None:
+        command = bytes(inst.config[COMMAND : COMMAND + 2])
+        super()._reset_instance(vm, inst, keep_sticky)
+        self._config_store(vm, inst, COMMAND, command)
 
 
 class ResetKeepsData(DataManager):
@@ -356,6 +357,50 @@ class Rw1sAsRw(RegisterMap):
         return super()._apply_write(plain, old, value, covered)
 
 
+class BridgeLimitGranularity(DataManager):
+    """Memory window limits end in 0xfff instead of 0xfffff: 4 KiB granularity (R-BRG-005)."""
+
+    def _forwarding(self, bridge: Instance) -> tuple[Ranges, Ranges]:
+        ports, memory = super()._forwarding(bridge)
+        return ports, tuple((start, stop - 0xFF000) for start, stop in memory if stop - 0xFF000 > start)
+
+
+class BridgePrefetchUpperIgnored(DataManager):
+    """A 64-bit prefetchable window ignores its upper 32 bits (R-BRG-005)."""
+
+    def _forwarding(self, bridge: Instance) -> tuple[Ranges, Ranges]:
+        config = bytearray(bridge.config)
+        config[0x28:0x30] = bytes(8)
+        return super()._forwarding(dataclasses.replace(bridge, config=config))
+
+
+class BridgeRangeOffByOne(DataManager):
+    """A bridge's bus range leaves out its subordinate bus number (R-BRG-003)."""
+
+    @staticmethod
+    def _route_numbers(root_bridges: list[Instance], claimed: set[int]) -> dict[int, Instance]:
+        found: dict[int, Instance] = {}
+        for number in set(range(256)) - claimed:
+            level: list[Instance] = root_bridges
+            while (bridge := next((b for b in level if claims(b.config, number)
+                                   and number != b.config[0x1A]), None)) is not None:  # fmt: skip
+                if bridge.config[0x19] == number:
+                    found[number] = bridge
+                    break
+                level = bridge.sub_bridges
+        return found
+
+
+class BridgeResetShallow(DataManager):
+    """Secondary bus reset resets the functions on the secondary bus only, not those further below
+    (R-BRG-007)."""
+
+    def _secondary_bus_reset(self, vm: VmElement, bridge: Instance) -> None:
+        for inst in list(bridge.children.values()):
+            self._reset_instance(vm, inst, keep_sticky=True)
+        self._reroute(vm)
+
+
 def _registers_run(bug: type[RegisterMap]) -> Callable[[Profile], DataManager]:
     """A manager whose plugged types' register maps run ``bug`` (same declaration, so the same
     fingerprint: a blob or a define_type cannot tell them apart)."""
@@ -459,12 +504,27 @@ MUTANTS: tuple[Mutant, ...] = (
 
 BY_NAME = {m.name: m for m in MUTANTS}
 
+BRIDGE_MUTANTS: tuple[Mutant, ...] = (
+    Mutant("bridge-limit-granularity", "bridge memory window limits have 4 KiB granularity, not 1 MiB",
+           ("R-BRG-005",), lambda p: BridgeLimitGranularity(p)),
+    Mutant("bridge-prefetch-upper-ignored", "a 64-bit prefetchable window ignores its upper half",
+           ("R-BRG-005",), lambda p: BridgePrefetchUpperIgnored(p)),
+    Mutant("bridge-range-off-by-one", "a bridge's bus range leaves out its subordinate number",
+           ("R-BRG-003",), lambda p: BridgeRangeOffByOne(p)),
+    Mutant("bridge-reset-shallow", "secondary bus reset does not reach below the secondary bus",
+           ("R-BRG-007",), lambda p: BridgeResetShallow(p)),
+)  # fmt: skip
+"""Planted bridge bugs (R-BRG-*). The bridge cases kill each, but blame does not know bridges yet: it
+names the decode rule (R-DEC-*) a BAR below a bridge seems to break rather than the bridge rule, so
+these stay out of :data:`MUTANTS`, whose every member certification must blame on its own rule."""
+
 
 def mutant_adapter(argument: str | None) -> ModelAdapter:
     """Factory for ``--adapter mutant:NAME``."""
-    mutant = BY_NAME.get(argument or "")
+    mutant = BY_NAME.get(argument or "") or {m.name: m for m in BRIDGE_MUTANTS}.get(argument or "")
     if mutant is None:
         from vpcid.adapters.base import AdapterUnavailable
 
-        raise AdapterUnavailable(f"name a planted bug: mutant:NAME, one of {', '.join(BY_NAME)}")
+        names = [*BY_NAME, *(m.name for m in BRIDGE_MUTANTS)]
+        raise AdapterUnavailable(f"name a planted bug: mutant:NAME, one of {', '.join(names)}")
     return mutant.adapter()

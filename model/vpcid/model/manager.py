@@ -593,7 +593,7 @@ class DataManager:
         claimed = {0} | {number for number, bus in vm.roots.items() if bus}
         root_bridges = [bus[k] for n in sorted(vm.roots) for bus in (vm.roots[n],) for k in sorted(bus)
                         if bus[k].dtype.bridge is not None]  # fmt: skip
-        owners = {n: cast(Instance, b) for n, b in route_numbers(root_bridges, claimed).items()}
+        owners = self._route_numbers(root_bridges, claimed)
         vm.bus_owner = owners
         number_of = {id(b): n for n, b in owners.items()}
         table: dict[Bdf, Instance] = {}
@@ -618,6 +618,17 @@ class DataManager:
             for index, m in list(inst.mappings.items()):
                 self._refile(vm, inst, index, replace(m, bdf=inst.bdf))
 
+    @staticmethod
+    def _route_numbers(root_bridges: list[Instance], claimed: set[int]) -> dict[int, Instance]:
+        """Bus number -> the bridge whose secondary bus it names (R-BRG-003)."""
+        return {n: cast(Instance, b) for n, b in route_numbers(root_bridges, claimed).items()}
+
+    def _forwarding(self, bridge: Instance) -> tuple[Ranges, Ranges]:
+        """The ports and memory addresses ``bridge`` forwards now (R-BRG-005, R-BRG-006)."""
+        assert bridge.dtype.bridge is not None
+        honour_isa = self.profile.bridge_isa is BridgeIsa.HONOURED
+        return forwarded_ranges(bridge.config, bridge.dtype.bridge, honour_isa)
+
     def _refile(self, vm: VmElement, inst: Instance, index: int, new: Mapping) -> None:
         table = self._table(vm, inst, index)
         table.remove(inst.mappings[index])
@@ -638,13 +649,11 @@ class DataManager:
         profile's bridges ignore their windows (V-BRIDGE-WINDOWS)."""
         if inst.parent is None or self.profile.bridge_windows is BridgeWindows.IGNORED:
             return None
-        honour_isa = self.profile.bridge_isa is BridgeIsa.HONOURED
         io = self._table_is_io(inst, index)
         reached: Ranges = ((base, base + size),)
         bridge: Instance | None = inst.parent
         while bridge is not None:
-            assert bridge.dtype.bridge is not None
-            ports, memory = forwarded_ranges(bridge.config, bridge.dtype.bridge, honour_isa)
+            ports, memory = self._forwarding(bridge)
             reached = intersect(reached, ports if io else memory)
             bridge = bridge.parent
         return reached

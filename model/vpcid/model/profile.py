@@ -123,7 +123,7 @@ class BridgeWindows(StrEnum):
 
 
 class BridgeIsa(StrEnum):
-    """V-BRIDGE-ISA: whether a bridge's ISA enable bit filters its I/O window (R-BRG-006)."""
+    """V-BRIDGE-ISA: whether a bridge's ISA enable bit filters its I/O window (R-BRG-011)."""
 
     HONOURED = "honoured"
     IGNORED = "ignored"
@@ -159,7 +159,7 @@ AXIS_REQUIREMENT: dict[str, str] = {
     "cf8_extended": "R-CAM-004",
     "cf8_after_access": "R-CAM-007",
     "bridge_windows": "R-BRG-006",
-    "bridge_isa": "R-BRG-006",
+    "bridge_isa": "R-BRG-011",
     "cf8_narrow": "R-CAM-001",
     "bar_at_top": "R-DEC-006",
     "address_zero": "R-DEC-004",

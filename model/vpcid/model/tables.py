@@ -60,6 +60,17 @@ def last_mapped_first(m: Mapping) -> tuple[int, ...]:
     return (-m.stamp,)
 
 
+def _first_forwarded(bucket: list[Mapping], address: int) -> Mapping | None:
+    """The first mapping of a bucket, in priority order, that ``address`` reaches (R-BRG-006)."""
+    for m in bucket:
+        if m.pieces is None:
+            return m
+        for start, stop in m.pieces:
+            if start <= address < stop:
+                return m
+    return None
+
+
 class DecodeTable:
     """Hash table from (size class, aligned base) to the BARs decoding there (R-DS-006)."""
 
@@ -100,8 +111,8 @@ class DecodeTable:
             if bucket is None:
                 continue
             found = bucket[0]
-            if found.pieces is not None:
-                forwarded = next((m for m in bucket if m.forwards(address)), None)
+            if found.pieces is not None:  # below bridges: the first mapping forwarded there
+                forwarded = _first_forwarded(bucket, address)
                 if forwarded is None:
                     continue
                 found = forwarded

@@ -43,7 +43,7 @@ Ranges = tuple[tuple[int, int], ...]
 """Sorted, disjoint, half-open address ranges."""
 VGA_MEMORY: Ranges = ((0xA0000, 0xC0000),)
 VGA_PORTS: Ranges = ((0x3B0, 0x3BC), (0x3C0, 0x3E0))
-"""What VGA enable forwards: the legacy frame buffer and the VGA register ports (R-BRG-006)."""
+"""What VGA enable forwards: the legacy frame buffer and the VGA register ports (R-BRG-011)."""
 IO_SPACE_END = 0x1_0000
 
 
@@ -134,7 +134,7 @@ def intersect(a: Ranges, b: Ranges) -> Ranges:
 
 def _isa_filtered(window: tuple[int, int]) -> list[tuple[int, int]]:
     """The ports of an I/O window ISA enable leaves forwarded: in every 1 KiB block of the first 64 KiB,
-    only the first 256 ports (address bits 9:8 zero); above 64 KiB everything (R-BRG-006)."""
+    only the first 256 ports (address bits 9:8 zero); above 64 KiB everything (R-BRG-011)."""
     start, stop = window[0], window[1] + 1
     kept: list[tuple[int, int]] = []
     block = start & ~0x3FF
@@ -149,7 +149,8 @@ def _isa_filtered(window: tuple[int, int]) -> list[tuple[int, int]]:
 def forwarded_ranges(
     config: bytes | bytearray, bridge: BridgeRegisters, honour_isa: bool
 ) -> tuple[Ranges, Ranges]:
-    """The I/O ports and memory addresses a bridge forwards to its secondary bus now (R-BRG-006).
+    """The I/O ports and memory addresses a bridge forwards to its secondary bus now (R-BRG-006,
+    R-BRG-011).
 
     I/O: with command bit 0 set, its I/O window (less, with ISA enable
     honoured, the ports whose bits 9:8 are not 00) and with VGA enable the

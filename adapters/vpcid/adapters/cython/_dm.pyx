@@ -24,6 +24,16 @@ Data structures (all plain C, malloc'd, no Python objects on the hot path):
   keeps its state in. Its configuration space is the type's power-on image
   until a write changes it (then a copy of its own), so plug and reset copy
   nothing. Freed VMs, instances and pages go to small pools for reuse.
+* The bus tree (R-BRG-002): an instance sits on a root bus or on a bridge's
+  secondary bus (``Inst.parent``; a bridge's ``kids`` by device and
+  function). The configuration table holds the instances whose bus has a
+  number now; ``Vm.busowner`` maps each bus number to the bridge whose
+  secondary bus it names, recomputed with the table whenever a bus number,
+  a bridge or an occupied root bus changes (R-BRG-003, R-BRG-004). A
+  window below bridges carries the pieces of it every bridge above
+  forwards (``Mapping.fwd``, R-BRG-006); a lookup still probes once per
+  size class and takes, in a bucket, the first mapping forwarding the
+  address.
 * ``CType``: a device type's per-byte power-on image, write mask, RW1C mask
   and fixed-bit mask (computed once per type by
   ``vpcid.model.devicetype.layout``, the type's own definition) and its BARs.
@@ -80,6 +90,8 @@ from vpcid.model.behaviour import DeviceData as _DeviceData
 from vpcid.model.configspace import profile_layout as _profile_layout
 from vpcid.model.devicetype import layout as _layout
 from vpcid.model.manager import TableEntry as _TableEntry
+from vpcid.model.manager import TopologyNode as _TopologyNode
+from vpcid.model.topology import Windows as _Windows
 from vpcid.model.manager import VmTables as _VmTables
 
 cdef extern from "Python.h":
@@ -693,7 +705,7 @@ cdef struct Mapping:
     uint8_t active
     uint8_t custom       # the device type has a custom behaviour
     uint8_t paged        # the BAR store holds pages (reads of an empty store skip the page table)
-    uint8_t limited      # below bridges: only the pieces in ``fwd`` reach it (R-BRG forwarding)
+    uint8_t limited      # below bridges: only the pieces in ``fwd`` reach it (R-BRG-006)
     uint8_t _pad[2]
     uint64_t* fwd        # limited: a count, then that many inclusive (first, last) address pairs
 
@@ -1033,7 +1045,7 @@ cdef int table_remove(DTable* t, Mapping* m) except -1:
 
 
 cdef inline bint forwards(Mapping* m, uint64_t a) noexcept nogil:
-    """Whether every bridge above ``m``'s instance forwards address ``a`` to it (R-BRG forwarding)."""
+    """Whether every bridge above ``m``'s instance forwards address ``a`` to it (R-BRG-006)."""
     cdef uint64_t k, n
     cdef const uint64_t* f
     if not m.limited:
@@ -1048,7 +1060,7 @@ cdef inline bint forwards(Mapping* m, uint64_t a) noexcept nogil:
 
 cdef inline Mapping* table_lookup(DTable* t, uint64_t a, int lm) noexcept nogil:
     """One probe per size class in use; in a bucket, the first mapping in priority order that the
-    bridges above it forward ``a`` to (R-DS-006, R-DS-009, R-BRG forwarding)."""
+    bridges above it forward ``a`` to (R-DS-006, R-DS-009, R-BRG-006)."""
     cdef uint64_t cm = t.classes
     cdef Mapping* best = NULL
     cdef Mapping* h
@@ -1064,7 +1076,7 @@ cdef inline Mapping* table_lookup(DTable* t, uint64_t a, int lm) noexcept nogil:
         if h == NULL:
             h = <Mapping*>map_get(&t.map, table_key(a, k))
         while h != NULL and h.limited and not forwards(h, a):
-            h = h.next if c.sole == NULL else NULL
+            h = h.next  # (a class's sole mapping has no next)
         if h != NULL and (best == NULL or before(h, best, lm)):
             best = h
     return best
@@ -1298,8 +1310,8 @@ cdef class TypeInfo:
         ti.config_behaviour = dtype.config_behaviour
         c.cfg_hook = dtype.config_behaviour is not None
         c.cfg_behaviour = <PyObject*>ti.config_behaviour
-        c.rom_reg = getattr(dtype, "rom_offset", 0x30)
-        bridge = getattr(dtype, "bridge", None)
+        c.rom_reg = dtype.rom_offset
+        bridge = dtype.bridge
         c.bridge = bridge is not None
         if bridge is not None:  # R-BRG-001: the windows the type declares
             c.io_win = {"none": 0, "16-bit": 16, "32-bit": 32}[bridge.io.value]
@@ -1464,6 +1476,36 @@ cdef int cmp_u64(const void* a, const void* b) noexcept nogil:
 
 # ---------------------------------------------------------------- the data manager
 
+cdef object decoded_windows(Inst* x):
+    """A bridge's I/O, memory and prefetchable windows, inclusive (base, limit), None where closed
+    (base above limit) or absent (R-BRG-005)."""
+    cdef const uint8_t* cfg = x.cfg
+    cdef CType* t = x.t
+    cdef uint64_t base, limit
+    io = memory = prefetchable = None
+    if t.io_win:
+        base = (<uint64_t>(cfg[0x1C] & 0xF0)) << 8
+        limit = ((<uint64_t>(cfg[0x1D] & 0xF0)) << 8) | 0xFFF
+        if t.io_win == 32:
+            base |= (<uint64_t>ld16(cfg + 0x30)) << 16
+            limit |= (<uint64_t>ld16(cfg + 0x32)) << 16
+        if base <= limit:
+            io = (base, limit)
+    base = (<uint64_t>(ld16(cfg + 0x20) & 0xFFF0)) << 16
+    limit = ((<uint64_t>(ld16(cfg + 0x22) & 0xFFF0)) << 16) | 0xFFFFF
+    if base <= limit:
+        memory = (base, limit)
+    if t.pref_win:
+        base = (<uint64_t>(ld16(cfg + 0x24) & 0xFFF0)) << 16
+        limit = ((<uint64_t>(ld16(cfg + 0x26) & 0xFFF0)) << 16) | 0xFFFFF
+        if t.pref_win == 64:
+            base |= (<uint64_t>ld32(cfg + 0x28)) << 32
+            limit |= (<uint64_t>ld32(cfg + 0x2C)) << 32
+        if base <= limit:
+            prefetchable = (base, limit)
+    return _Windows(io, memory, prefetchable)
+
+
 cdef list merge_ranges(list ranges):
     """Inclusive ``(first, last)`` ranges sorted, overlapping and adjacent ones merged."""
     cdef Py_ssize_t last
@@ -1506,7 +1548,7 @@ cdef class Manager:
     cdef U64Map vms
     cdef readonly object profile
     cdef int status_ro, move, lm, unmapped, straddle, natural, cf8_latched, cf8_ext, cf8_clear
-    cdef int windows_ignored, isa_honoured  # V-BRIDGE-WINDOWS, V-BRIDGE-ISA (R-BRG-006)
+    cdef int windows_ignored, isa_honoured  # V-BRIDGE-WINDOWS (R-BRG-006), V-BRIDGE-ISA (R-BRG-011)
     cdef int cf8_offset, narrow, win_flags, probe_only
     cdef uint32_t cf8_keep
     cdef dict types_by_name
@@ -1561,8 +1603,8 @@ cdef class Manager:
                           | (WIN_ALIGNED_ONLY if self.probe_only else 0))
         self.cf8_ext = p["cf8_extended"] == "extends"
         self.cf8_clear = p["cf8_after_access"] == "clear"
-        self.windows_ignored = p.get("bridge_windows", "enforced") == "ignored"
-        self.isa_honoured = p.get("bridge_isa", "honoured") == "honoured"
+        self.windows_ignored = p["bridge_windows"] == "ignored"
+        self.isa_honoured = p["bridge_isa"] == "honoured"
         self.cf8_keep = (<uint64_t>0x8FFFFFFC) if self.cf8_ext else (<uint64_t>0x80FFFFFC)
         self.status_enum = profile.status
         self.types_by_name = {}
@@ -1749,7 +1791,7 @@ cdef class Manager:
 
     cdef int op_plug(self, OpRec* op, object dtype) except -1:
         """Plug onto the bus the BDF's bus number routes to: a bridge's secondary bus, else root bus
-        ``b`` (R-HP-001, R-BRG plug)."""
+        ``b`` (R-HP-001, R-BRG-002)."""
         cdef Vm* vm = NULL
         cdef int code = self.vm_of(op, &vm)
         cdef TypeInfo ti
@@ -1869,7 +1911,7 @@ cdef class Manager:
                 self.do_unmap(vm, p, i)
         return 0
 
-    # ------------------------------------------------------------ bridges: the bus tree (R-BRG-*)
+    # ------------------------------------------------------------ bridges: the bus tree (R-BRG-002..R-BRG-009)
 
     cdef int drop_tree(self, Vm* vm, Inst* p) except -1:
         """Remove an instance already unlinked from its bus, and everything below it: table entries,
@@ -1893,6 +1935,7 @@ cdef class Manager:
         the next call)."""
         cdef Py_ssize_t nr, k, used = 0
         cdef Inst** roots = self.sorted_insts(vm, &nr)
+        grow(<void**>&self.stree, &self.stree_cap, 1, sizeof(Inst*))  # never NULL, even for no instance
         for k in range(nr):
             if roots[k].parent == NULL:
                 self.append_tree(roots[k], &used)
@@ -1962,7 +2005,7 @@ cdef class Manager:
         return 0
 
     cdef int route_level(self, Vm* vm, Inst** bridges, Py_ssize_t nb, uint64_t* bits) except -1:
-        """Hand the bus numbers in ``bits`` to the bridges of one bus, in order (R-BRG routing)."""
+        """Hand the bus numbers in ``bits`` to the bridges of one bus, in order (R-BRG-003)."""
         cdef Py_ssize_t j, nk
         cdef int b, sec, sub, d
         cdef uint64_t taken[4]
@@ -2003,7 +2046,7 @@ cdef class Manager:
 
     cdef int rekey(self, Vm* vm, Inst* p, uint16_t bdf, bint reach) except -1:
         """Give ``p`` its new BDF (kept, but unused, while it has none); its windows are filed again
-        under their new overlap priority, keeping when they began decoding (R-DEC-008, R-BRG-003)."""
+        under their new overlap priority, keeping when they began decoding (R-DEC-008, R-BRG-004)."""
         cdef int i
         for i in range(NWIN):
             if p.maps[i].active:
@@ -2020,49 +2063,32 @@ cdef class Manager:
     cdef list forwarded(self, Inst* x, bint io):
         """The address ranges (inclusive, sorted, disjoint) bridge ``x`` forwards to its secondary
         side: I/O with command bit 0, memory with bit 1; the windows its registers decode, ISA
-        enable keeping ports whose bits 9:8 are 00, VGA enable adding the VGA ranges (R-BRG forwarding)."""
-        cdef const uint8_t* cfg = x.cfg
-        cdef CType* t = x.t
-        cdef uint16_t cmd = ld16(cfg + 4), ctl = ld16(cfg + 0x3E)
+        enable keeping ports whose bits 9:8 are 00 (V-BRIDGE-ISA), VGA enable adding the VGA
+        ranges (R-BRG-006, R-BRG-011)."""
+        cdef uint16_t cmd = ld16(x.cfg + 4), ctl = ld16(x.cfg + 0x3E)
         cdef uint64_t base, limit, blk
         out = []
+        if not (cmd & (1 if io else 2)):
+            return out
+        decoded = decoded_windows(x)
         if io:
-            if not (cmd & 1):
-                return out
-            if t.io_win:
-                base = (<uint64_t>(cfg[0x1C] & 0xF0)) << 8
-                limit = ((<uint64_t>(cfg[0x1D] & 0xF0)) << 8) | 0xFFF
-                if t.io_win == 32:
-                    base |= (<uint64_t>ld16(cfg + 0x30)) << 16
-                    limit |= (<uint64_t>ld16(cfg + 0x32)) << 16
-                if base <= limit:
-                    if (ctl & 0x04) and self.isa_honoured:  # ISA enable (V-BRIDGE-ISA)
-                        blk = base & ~(<uint64_t>0x3FF)
-                        while blk <= limit and blk < 0x10000:
-                            out.append((max(blk, base), min(blk + 0xFF, limit)))
-                            blk += 0x400
-                        if limit >= 0x10000:
-                            out.append((max(base, 0x10000), limit))
-                    else:
-                        out.append((base, limit))
-            if ctl & 0x08:  # VGA enable
-                out.append((0x3B0, 0x3BB))
-                out.append((0x3C0, 0x3DF))
-        else:
-            if not (cmd & 2):
-                return out
-            base = (<uint64_t>(ld16(cfg + 0x20) & 0xFFF0)) << 16
-            limit = ((<uint64_t>(ld16(cfg + 0x22) & 0xFFF0)) << 16) | 0xFFFFF
-            if base <= limit:
-                out.append((base, limit))
-            if t.pref_win:
-                base = (<uint64_t>(ld16(cfg + 0x24) & 0xFFF0)) << 16
-                limit = ((<uint64_t>(ld16(cfg + 0x26) & 0xFFF0)) << 16) | 0xFFFFF
-                if t.pref_win == 64:
-                    base |= (<uint64_t>ld32(cfg + 0x28)) << 32
-                    limit |= (<uint64_t>ld32(cfg + 0x2C)) << 32
-                if base <= limit:
+            if decoded.io is not None:
+                base, limit = decoded.io
+                if (ctl & 0x04) and self.isa_honoured:  # ISA enable: bits 9:8 zero, below 64 KiB
+                    blk = base & ~(<uint64_t>0x3FF)
+                    while blk <= limit and blk < 0x10000:
+                        out.append((max(blk, base), min(blk + 0xFF, limit)))
+                        blk += 0x400
+                    if limit >= 0x10000:
+                        out.append((max(base, 0x10000), limit))
+                else:
                     out.append((base, limit))
+            if ctl & 0x08:  # VGA enable
+                out += [(0x3B0, 0x3BB), (0x3C0, 0x3DF)]
+        else:
+            for window in (decoded.memory, decoded.prefetchable):
+                if window is not None:
+                    out.append(window)
             if ctl & 0x08:
                 out.append((0xA0000, 0xBFFFF))
         return merge_ranges(out)
@@ -2116,7 +2142,7 @@ cdef class Manager:
         return 0
 
     cdef int reset_below(self, Vm* vm, Inst* x) except -1:
-        """Secondary bus reset: every instance below bridge ``x`` reset as ``reset`` does (R-RST-001)."""
+        """Secondary bus reset: every instance below bridge ``x`` reset as ``reset`` does (R-BRG-007, R-RST-001)."""
         cdef int d
         cdef Inst* p
         for d in range(256):
@@ -2128,10 +2154,12 @@ cdef class Manager:
                 self.reset_below(vm, p)
         return 0
 
-    cdef int bridge_written(self, Vm* vm, Inst* x, int off, int n, const uint8_t* prev) except -1:
-        """After a write changed bridge ``x``'s bytes ``prev`` (at ``off``): a secondary bus reset when
-        bridge control bit 6 went from 0 to 1, routing when a bus number changed, forwarding when the
-        command register, a window or bridge control changed (R-BRG-*)."""
+    cdef int bridge_written(self, Vm* vm, Inst* x, int off, int n, const uint8_t* prev, int wrote,
+                            int wrote_end) except -1:
+        """After a write to bytes ``wrote``..``wrote_end`` of bridge ``x`` (``prev``: its bytes from
+        ``off`` before): a secondary bus reset when the write set bridge control bit 6 from 0,
+        routing when a bus number changed, forwarding when the command register, a window or bridge
+        control changed (R-BRG-003, R-BRG-006, R-BRG-007)."""
         cdef int k, o
         cdef bint route = False, forward = False
         for k in range(n):
@@ -2140,10 +2168,10 @@ cdef class Manager:
                 continue
             if o == 0x19 or o == 0x1A:
                 route = True
-            elif o == 0x3E and (x.cfg[o] & 0x40) and not (prev[k] & 0x40):
+            elif o == 0x3E and (x.cfg[o] & 0x40) and not (prev[k] & 0x40) and wrote <= o < wrote_end:
                 self.reset_below(vm, x)
                 route = True
-            if o == 4 or o == 5 or 0x1C <= o <= 0x1D or 0x20 <= o <= 0x2F or 0x30 <= o <= 0x33 or o == 0x3E:
+            if o == 4 or o == 5 or 0x1C <= o <= 0x1D or 0x20 <= o <= 0x33 or 0x3E <= o <= 0x3F:
                 forward = True
         if route:
             self.reroute(vm)
@@ -2225,7 +2253,7 @@ cdef class Manager:
         if affected:
             self.rederive(vm, p, was, affected)
         if t.bridge:
-            self.bridge_written(vm, p, off, n, prev)
+            self.bridge_written(vm, p, off, n, prev, off, off + n)
         return 0
 
     cdef int cfg_store_hooked(self, Vm* vm, Inst* p, int off, const uint8_t* data, int n) except -1:
@@ -2269,7 +2297,7 @@ cdef class Manager:
         if affected:
             self.rederive(vm, p, was, affected)
         if t.bridge:
-            self.bridge_written(vm, p, 0, 0x40, prev)
+            self.bridge_written(vm, p, 0, 0x40, prev, off, off + n)
         return 0
 
     cdef int rederive(self, Vm* vm, Inst* p, uint8_t* was, uint32_t affected) except -1:
@@ -2595,7 +2623,7 @@ cdef class Manager:
 
     cdef int op_reset(self, OpRec* op) except -1:
         """Function-level reset; a bridge's own function only: its bus numbers go to zero, so what is
-        below it loses its BDFs, and its windows close (R-RST-001, R-BRG reset)."""
+        below it loses its BDFs, and its windows close (R-RST-001, R-BRG-008)."""
         cdef Vm* vm = NULL
         cdef Inst* p = NULL
         cdef int code = self.inst_of(op, &vm, &p)
@@ -2890,7 +2918,7 @@ cdef class Manager:
             blob = <bytes>vm.cblob
             self.hand_out(blob)
             return blob
-        bridged = vm.nbridges != 0  # then in tree order, with a topology section (R-BLOB)
+        bridged = vm.nbridges != 0  # then in tree order, with a topology section (R-BLOB-007, R-BLOB-008)
         arr = self.preorder(vm, &n) if bridged else self.sorted_insts(vm, &n)
         for k in range(n):
             arr[k].order = <uint32_t>k
@@ -3247,7 +3275,7 @@ cdef class Manager:
             for i in range(NWIN):
                 if r.on[i]:
                     self.do_map(vm, p, i, r.base[i])  # ascending BAR index (R-SR-002)
-            if p.kids != NULL:  # a bridge's restored registers re-route and re-forward
+            if p.kids != NULL:  # a bridge's restored registers re-route and re-forward (R-BRG-009)
                 self.reroute(vm)
                 self.refresh_forwarding(vm, p)
             if slot >= 0:  # saving again gives the same bytes (R-SR-008)
@@ -3264,7 +3292,7 @@ cdef class Manager:
 
         A snapshot of a VM with bridges has a topology section: the devices
         are in tree pre-order, each names its bridge by index, and the map
-        order names instances by index (R-BLOB, bridges).
+        order names instances by index (R-BLOB-007, R-BLOB-008).
         """
         cdef Py_buffer view
         cdef Py_ssize_t off[5]
@@ -3733,6 +3761,30 @@ cdef class Manager:
         if not m.inst.reach:
             return None  # R-BRG-003: an instance the bridges give no BDF to is named by none
         return (_Bdf.unpack(m.inst.bdf), m.bar)
+
+    def topology(self, vm_id):
+        """The VM's bus tree in pre-order: each instance's BDF now (or None), its bridge's index (None
+        on a root bus), its root bus, device, function and type; for a bridge, the number its
+        secondary bus is reached by and its windows as its registers decode them (R-BRG-010)."""
+        cdef Vm* vm = self.api_vm(vm_id)
+        cdef Py_ssize_t n, k
+        cdef Inst** arr = self.preorder(vm, &n)
+        cdef Inst* p
+        nodes = []
+        for k in range(n):
+            arr[k].order = <uint32_t>k
+        for k in range(n):
+            p = arr[k]
+            secondary = windows = None
+            if p.kids != NULL:
+                if vm.busowner[p.cfg[0x19]] == p:
+                    secondary = p.cfg[0x19]
+                windows = decoded_windows(p)
+            nodes.append(_TopologyNode(
+                _Bdf.unpack(p.bdf) if p.reach else None, None if p.parent == NULL else p.parent.order,
+                (p.bdf >> 8) if p.parent == NULL else None, p.devfn >> 3, p.devfn & 7,
+                (<TypeInfo>p.tinfo).name, secondary, windows))
+        return tuple(nodes)
 
     def device_type(self, vm_id, bdf):
         """The device type of the instance at ``bdf``."""

@@ -41,6 +41,13 @@ error kinds. Errors the data manager raises while serving an exit (e.g.
 ``misaligned`` under ``alignment = "natural"``) become the operation's
 observation; the instruction is completed with all-ones.
 
+Bridges (R-BRG-*) need nothing of the guest beyond this: the configuration
+writes that number buses, open windows and set command and bridge control
+bits are guest ``out`` instructions through 0xCF8/0xCFC (or ``mov`` in the
+configuration window) like any other, so the guest enumerates as firmware
+does, and a function below bridges is selected by the bus number they route
+to it; the data manager behind the exits routes and forwards.
+
 One KVM VM per VPCID VM: bound when the VM first runs guest code, returned
 to a pool of parked guests when the VM is destroyed or on ``init`` (a
 parked guest holds no state: all state is the data manager's).

@@ -5,7 +5,15 @@
 discovers the device's type (:mod:`vpcid.adapters.qemu.discover`), then
 presents the suite a fixed machine: VM 1 with the device at 00:04.0 of a q35
 machine whose ECAM window is at 0xB0000000, or of a pc machine
-(``vpcid-machine=pc``), which has no ECAM. The machine's platform waivers
+(``vpcid-machine=pc``), which has no ECAM. With ``vpcid-behind=BRIDGES`` the
+device sits below QEMU's bridges instead, at 01:00.0 below a
+``pcie-root-port`` or a ``pci-bridge`` at 00:04.0, or at 03:00.0 below an
+x3130 switch (``x3130``: root port 00:04.0, upstream port 01:00.0, downstream
+port 02:00.0); the bridges are devices of the machine too, certified with
+it, and every ``init`` programs them as firmware would (bus numbers, open
+windows, command register: :attr:`DeviceSpec.firmware`, declared in
+``FixedMachine.firmware`` for the model to do the same). ``addr=`` places
+the device on the last bridge's bus then. The machine's platform waivers
 (``waivers/MACHINE.toml``) are declared in :attr:`AdapterInfo.waivers`
 unless ``vpcid-waivers=off``. QEMU runs paused, so no firmware runs.
 Operations become qtest requests:
@@ -60,6 +68,7 @@ from vpcid.adapters.qemu.discover import (
     RAM,
     DeviceSpec,
     Discovery,
+    apply_firmware,
     discover,
     migrate_in,
     migrate_out,
@@ -98,6 +107,8 @@ QEMU_PROFILE = Profile.from_mapping(
         "bar_at_top": "unmapped",
         "address_zero": "unmapped",
         "bar_sizing": "mask",
+        "bridge_windows": "enforced",
+        "bridge_isa": "ignored",
     }
 )
 """QEMU 7.2's variants on pc and q35, as certification observes them (docs/qemu.md explains each):
@@ -105,7 +116,9 @@ QEMU_PROFILE = Profile.from_mapping(
 ``pci_host_data_read``/``_write`` and ``pci_host_config_read``/``_write`` (R-CAM-001, R-CAM-004), with
 0xCF9 the PIIX3/ICH9 reset control register (R-CAM-008); ``bar_at_top = "unmapped"`` and
 ``address_zero = "unmapped"`` are ``pci_bar_address`` on machines without ``pci_allow_0_address``
-(R-DEC-004, R-DEC-006)."""
+(R-DEC-004, R-DEC-006). Bridges: a BAR below a bridge is reached only through its windows, and the ISA
+Enable bit filters nothing (pci_bridge_update_mappings maps each window whole; tests/test_qemu_bridges.py
+pins both; R-BRG-006, R-BRG-011)."""
 
 GUEST_RESETS_INERT = ["-action", "reboot=shutdown,shutdown=pause"]
 """A guest write to a reset register (0xCF9, port 0x92, the keyboard controller) only pauses the
@@ -132,20 +145,38 @@ class OpaqueRange:
 
 
 @dataclass(frozen=True)
-class _MachineWithOpaque(FixedMachine):
-    """``FixedMachine`` plus ``opaque``, for suites that predate ``FixedMachine.opaque``."""
+class _MachineWithExtras(FixedMachine):
+    """``FixedMachine`` plus ``opaque`` and ``firmware``, for suites that predate those fields."""
 
     opaque: tuple[Any, ...] = ()
+    firmware: tuple[tuple[Bdf, int, int, int], ...] = ()
 
 
-def _fixed_machine(opaque: tuple[tuple[Bdf, int, range], ...], **fields: Any) -> FixedMachine:
-    """The machine, with its opaque BAR contents in the suite's own types when it has them."""
-    if "opaque" in FixedMachine.__dataclass_fields__:
+def _fixed_machine(
+    opaque: tuple[tuple[Bdf, int, range], ...], firmware: tuple[tuple[Bdf, int, int, int], ...], **fields: Any
+) -> FixedMachine:
+    """The machine, with its opaque BAR contents and firmware writes where the suite's own type has them."""
+    declared = FixedMachine.__dataclass_fields__
+    if "opaque" in declared:
         from vpcid.adapters import base
 
         fields["opaque"] = tuple(base.OpaqueRange(*r) for r in opaque)  # type: ignore[attr-defined,unused-ignore]
+    else:
+        fields["opaque"] = tuple(OpaqueRange(*r) for r in opaque)
+    fields["firmware"] = firmware
+    if all(name in declared for name in ("opaque", "firmware")):
         return FixedMachine(**fields)
-    return _MachineWithOpaque(opaque=tuple(OpaqueRange(*r) for r in opaque), **fields)
+    return _MachineWithExtras(**fields)
+
+
+def suite_runs_firmware() -> bool:
+    """Whether this suite's machines carry firmware writes (``FixedMachine.firmware``) the model performs."""
+    return "firmware" in FixedMachine.__dataclass_fields__
+
+
+def firmware_of(machine: FixedMachine | None) -> tuple[tuple[Bdf, int, int, int], ...]:
+    """The configuration writes a machine's firmware makes at power-on (``FixedMachine.firmware``)."""
+    return tuple(getattr(machine, "firmware", ()))
 
 
 def opaque_of(machine: FixedMachine | None) -> tuple[OpaqueRange, ...]:
@@ -178,6 +209,11 @@ class QemuAdapter:
     """
 
     def __init__(self, spec: DeviceSpec, *, snapshots: bool | None = None) -> None:
+        if spec.bridges and not suite_runs_firmware():
+            raise QemuUnavailable(
+                "vpcid-behind needs a suite whose FixedMachine has firmware writes (adapters/vpcid/adapters/"
+                "base.py): without them the model cannot number the bridges the device sits below"
+            )
         self.spec = spec
         self.discovery = found = _discovery(spec.device)
         if snapshots and not found.migratable:
@@ -186,12 +222,14 @@ class QemuAdapter:
         operations = set(GUEST_VIEW)
         if spec.reset:
             operations.add(OpKind.RESET_VM)
-        if found.migratable:
-            operations |= {OpKind.SAVE, OpKind.RESTORE}
+        if found.migratable and not spec.bridges:
+            operations |= {OpKind.SAVE, OpKind.RESTORE}  # a save is the whole machine: one device only
+        opaque = tuple((bdf, bar, offsets) for bdf, _, parts in found.bridges for bar, offsets in parts)
         self.machine = _fixed_machine(
-            tuple((spec.bdf, bar, offsets) for bar, offsets in found.opaque),
+            (*opaque, *((spec.bdf, bar, offsets) for bar, offsets in found.opaque)),
+            spec.firmware,
             vm=VM_ID,
-            devices=((spec.bdf, found.dtype),),
+            devices=(*((bdf, dtype) for bdf, dtype, _ in found.bridges), (spec.bdf, found.dtype)),
             ecam_base=found.ecam_base,
             reserved_functions=found.reserved_functions,
             reserved_io=found.reserved_io,
@@ -389,6 +427,7 @@ class QemuAdapter:
             qemu.kill()
             qemu = self._spawn()
             guest = prepare(qemu)
+        apply_firmware(guest, self.spec.firmware)
         self._current, self._guest = qemu, guest
         self._next = self._spawn()
 
@@ -399,6 +438,7 @@ class QemuAdapter:
             try:
                 qemu.load_snapshot(POWER_ON)
                 self._guest = prepare(qemu)
+                apply_firmware(self._guest, self.spec.firmware)
                 return
             except QemuError:
                 pass  # a new QEMU, below
@@ -410,6 +450,7 @@ class QemuAdapter:
             qemu.save_snapshot(POWER_ON)
             qemu.load_snapshot(POWER_ON)  # every init, this first one too, is a load of the power-on state
             self._current, self._guest = qemu, prepare(qemu)
+            apply_firmware(self._guest, self.spec.firmware)
         except QemuError:
             qemu.kill()
             raise
@@ -603,6 +644,13 @@ class QemuAdapter:
             + ("" if honoured or not opaque else " - this suite does not honour FixedMachine.opaque yet"),
             "QEMU's variants and deviations: docs/qemu.md",
         ]
+        if found.bridges:
+            chain = " -> ".join(f"{dtype.name} at {bdf}" for bdf, dtype, _ in found.bridges)
+            parts.insert(
+                1,
+                f"below {chain}, numbered and with windows opened at every init as firmware would "
+                "(FixedMachine.firmware); no save/restore (a QEMU save is the whole machine)",
+            )
         parts += [f"discovery: {note}" for note in found.notes]
         return ". ".join(parts)
 

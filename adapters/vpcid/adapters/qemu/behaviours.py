@@ -19,6 +19,9 @@ Behaviours here:
 - :class:`FunctionLevelReset` - a configuration behaviour (R-DT-008): what
   a write of PCI Express Initiate Function Level Reset does to configuration
   space in QEMU's PCI core (nvme).
+- :class:`SwitchPortFunctionLevelReset` - the same for the x3130 switch's
+  upstream port, a bridge (R-BRG-001), together with the MSI clamp QEMU's
+  core applies to every function with MSI.
 
 Every piece of state lives in ``DeviceData.extra`` so that it travels in
 blobs (R-DS-005). A BAR whose behaviour is not known is *opaque*: declared in
@@ -34,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from vpcid.model.behaviour import DeviceData
+from vpcid.model.catalog import MsiMultipleMessageClamp
 from vpcid.model.header import standard_chain
 
 ReadFn = Callable[[DeviceData, int, int], int]
@@ -414,3 +418,64 @@ def _msi_reset(config: bytearray, cap: int) -> None:
     wide, masking = bool(flags & 0x0080), bool(flags & 0x0100)
     end = cap + (14 if wide else 10) + (10 if masking else 0)
     config[cap + 4 : end] = bytes(end - cap - 4)  # address (high), data, reserved, mask, pending
+
+
+DEVCTL_ERROR_REPORTING = 0x000F
+"""Device Control bits 3:0 (correctable, non-fatal, fatal, unsupported request reporting enables)."""
+
+
+class SwitchPortFunctionLevelReset:
+    """Initiate Function Level Reset of QEMU's x3130-upstream, a bridge, with its MSI clamp (R-DT-008).
+
+    ``xio3130_upstream_write_config`` (hw/pci-bridge/xio3130_upstream.c) runs
+    the PCI core's write first - where ``msi_write_config`` clamps Multiple
+    Message Enable (:class:`~vpcid.model.catalog.MsiMultipleMessageClamp`) -
+    and then ``pcie_cap_flr_write_config``: with Device Control bit 15 set the
+    function is reset and the bit reads zero again. The reset is
+    ``pci_do_device_reset`` on a type 1 header (command, the status register's
+    RW1C bits, cache line size and interrupt line cleared; the two BARs and the
+    ROM BAR at 0x38 back to their type bits; MSI reset) and the port's own
+    reset, ``pci_bridge_reset`` (bus numbers, secondary latency timer, the
+    address bits of every window base and limit, the prefetchable upper halves
+    and bridge control cleared) and ``pcie_cap_deverr_reset`` (Device Control's
+    error reporting enables cleared). A type names one configuration behaviour,
+    so this one carries both.
+    """
+
+    name = "vpcid.adapters.qemu.behaviours:SwitchPortFunctionLevelReset"
+
+    def __init__(self) -> None:
+        self._clamp = MsiMultipleMessageClamp()
+
+    def config_write(self, config: bytearray, offset: int, before: bytes) -> None:
+        self._clamp.config_write(config, offset, before)
+        chain = standard_chain(bytes(config))
+        express = next((e.offset for e in chain if e.cap_id == EXPRESS_ID), None)
+        if express is None:
+            return
+        control = express + DEVCTL
+        value = int.from_bytes(config[control : control + 2], "little")
+        if not value & DEVCTL_FLR:
+            return
+        value &= ~(DEVCTL_FLR | DEVCTL_ERROR_REPORTING)
+        config[control : control + 2] = value.to_bytes(2, "little")
+        config[0x04:0x06] = bytes(2)  # command
+        config[0x07] &= 0x06  # status: the error bits (0xf900) cleared
+        config[0x0C] = config[0x3C] = 0  # cache line size, interrupt line
+        config[0x10:0x18] = bytes(8)  # the two BARs: the manager keeps their read-only type bits
+        config[0x38:0x3C] = bytes(4)  # the ROM BAR
+        config[0x18:0x1C] = bytes(4)  # primary, secondary, subordinate, secondary latency timer
+        config[0x1C] &= 0x0F  # I/O base and limit: the address bits; the type nibbles are read-only
+        config[0x1D] &= 0x0F
+        config[0x20:0x24] = bytes(4)  # memory base and limit
+        config[0x24] &= 0x0F  # prefetchable base and limit: the address bits
+        config[0x25] = 0
+        config[0x26] &= 0x0F
+        config[0x27] = 0
+        config[0x28:0x30] = bytes(8)  # the prefetchable upper halves
+        config[0x3E:0x40] = bytes(2)  # bridge control
+        for entry in chain:
+            if entry.cap_id == MSI_ID:
+                _msi_reset(config, entry.offset)
+            elif entry.cap_id == MSIX_ID:
+                config[entry.offset + 3] &= 0x3F

@@ -1,7 +1,11 @@
 """Discover a QEMU PCI device model's type from the guest's side, and the machine around it.
 
 Discovery runs on its own throw-away QEMU, paused, with the device at a fixed
-address on bus 0 of a q35 (default) or pc machine:
+address on bus 0 of a q35 (default) or pc machine, or behind one of QEMU's
+bridges (``vpcid-behind=``, :data:`BRIDGE_CHAINS`): then the bridges are
+numbered and their windows opened first, as firmware would
+(:attr:`DeviceSpec.firmware`), and every function's type is discovered
+where it sits;
 
 1. the device type: :func:`vpcid.conformance.discovery.discover_type`, the
    one discovery of the suite, through :class:`QtestPort` - ECAM on q35;
@@ -36,13 +40,15 @@ from vpcid.adapters.qemu.behaviours import (
     EXPRESS_ID,
     EduBehaviour,
     FunctionLevelReset,
+    SwitchPortFunctionLevelReset,
     TestdevBehaviour,
     ZeroBehaviour,
 )
 from vpcid.adapters.qemu.qtest import Guest, QemuError, QemuProcess, QemuUnavailable
 from vpcid.conformance.discovery import ConfigAccess, Discovered, DiscoveryError, discover_type
 from vpcid.model import Bdf, DeviceTypeError, VpcidError
-from vpcid.model.behaviour import BarBehaviour
+from vpcid.model.behaviour import BarBehaviour, ConfigBehaviour
+from vpcid.model.catalog import MsiMultipleMessageClamp
 from vpcid.model.devicetype import BarSpec, ConfigSpace, DeviceType, RomSpec
 
 DEVICE_BDF = Bdf(0, 4, 0)
@@ -63,12 +69,89 @@ _MTREE_LINE = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio (-?\d+), ([^)]*)\)
 _PLATFORM_PASS = {"io", "pci-conf-idx", "pci-conf-data", "pcie-mmcfg-mmio"}
 """Flat-map regions that are not platform-owned: the I/O root (unassigned ports), the
 configuration mechanism #1 ports (the spec's own platform window) and ECAM."""
+EXPRESS_SLOT_IMPLEMENTED = 0x0100
+"""PCI Express Capabilities register bit 8: the port has a slot."""
 RESET_CONTROL = range(0xCF9, 0xCFA)
 """The reset control register (q35's ICH9, pc's PIIX3) sits inside 0xCF8-0xCFB; it is platform-owned."""
 
 
 class QemuDiscoveryError(QemuUnavailable):
     """The device's layout cannot be read or cannot be expressed as a device type."""
+
+
+SLOT_WITHOUT_POWER_CONTROL = "power_controller_present=off"
+BRIDGE_CHAINS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "pcie-root-port": (("pcie-root-port", ("chassis=1", "slot=1", SLOT_WITHOUT_POWER_CONTROL)),),
+    "pci-bridge": (("pci-bridge", ("chassis_nr=1",)),),
+    "x3130": (
+        ("pcie-root-port", ("chassis=1", "slot=1", SLOT_WITHOUT_POWER_CONTROL)),
+        ("x3130-upstream", ()),
+        ("xio3130-downstream", ("chassis=2", "slot=1", SLOT_WITHOUT_POWER_CONTROL)),
+    ),
+}
+"""``vpcid-behind=`` -> the bridges above the device, from the root bus down (QEMU model, properties):
+a PCI Express root port; a conventional PCI-to-PCI bridge; an x3130 switch (upstream and downstream port)
+below a root port. The first sits at 00:04.0, each next one at 00:00.0 of the bus above it, the device on
+the last one's secondary bus. The ports' slots have no power controller: with one, a guest write of
+Slot Control's Power Controller Control powers the slot off and everything below stops answering
+(pcie_cap_update_power in hw/pci/pcie.c), which no data manager rule describes."""
+EXPRESS_ONLY = frozenset({"pcie-root-port", "x3130"})
+"""Chains QEMU plugs only into a PCI Express root bus (q35)."""
+ROOT_BUS = {"q35": "pcie.0", "pc": "pci.0"}
+BRIDGE_IO_WINDOW = (0x6000, 0x9FFF)
+"""The I/O window firmware opens on every bridge: free of the platform's ports on both machines (QEMU maps
+a bridge window over the platform's I/O ports, so it must not cover 0xCF8 or the ACPI ports)."""
+BRIDGE_MEMORY_WINDOW = (0xC000_0000, 0xFEBF_FFFF)
+"""The memory window: the PCI hole above q35's ECAM window and below the I/O APIC."""
+BRIDGE_PREFETCHABLE_WINDOW = (0x1_0000_0000, 0xFFFF_FFFE_FFFF_FFFF)
+"""The 64-bit prefetchable window: everything above 4 GiB (QEMU cannot map a window ending at 2^64 - 1)."""
+BRIDGE_COMMAND = 0x7
+"""I/O space, memory space and bus master, as firmware leaves a bridge."""
+
+
+@dataclass(frozen=True)
+class BridgeSpec:
+    """One bridge of a ``vpcid-behind=`` chain: its QEMU model and properties, where it sits, its qdev id."""
+
+    model: str
+    options: tuple[str, ...]
+    bdf: Bdf
+    qdev_id: str
+
+    def device_arg(self, bus: str) -> str:
+        place = f"addr={self.bdf.device:02x}.{self.bdf.function}"
+        return ",".join((self.model, f"id={self.qdev_id}", f"bus={bus}", place, *self.options))
+
+
+FirmwareWrite = tuple[Bdf, int, int, int]
+"""(function, offset, width, value): a configuration write firmware makes at power-on."""
+
+
+def bridge_firmware(bridge: Bdf, secondary: int, subordinate: int) -> tuple[FirmwareWrite, ...]:
+    """What firmware writes to a bridge: its bus numbers, its three windows open, its command register.
+
+    Windows: :data:`BRIDGE_IO_WINDOW`, :data:`BRIDGE_MEMORY_WINDOW` and
+    :data:`BRIDGE_PREFETCHABLE_WINDOW` (a bridge without a 64-bit prefetchable
+    window ignores the upper halves; read-only type nibbles ignore the writes).
+    """
+    io_base, io_limit = BRIDGE_IO_WINDOW
+    mem_base, mem_limit = BRIDGE_MEMORY_WINDOW
+    pref_base, pref_limit = BRIDGE_PREFETCHABLE_WINDOW
+    return (
+        (bridge, 0x18, 4, subordinate << 16 | secondary << 8 | bridge.bus),
+        (bridge, 0x1C, 2, (io_limit >> 8 & 0xF0) << 8 | io_base >> 8 & 0xF0),
+        (bridge, 0x20, 4, (mem_limit >> 16 & 0xFFF0) << 16 | mem_base >> 16 & 0xFFF0),
+        (bridge, 0x24, 4, (pref_limit >> 16 & 0xFFF0) << 16 | pref_base >> 16 & 0xFFF0),
+        (bridge, 0x28, 4, pref_base >> 32),
+        (bridge, 0x2C, 4, pref_limit >> 32),
+        (bridge, 0x04, 2, BRIDGE_COMMAND),
+    )
+
+
+def apply_firmware(guest: Guest, writes: Sequence[FirmwareWrite]) -> None:
+    """Make ``writes`` in order (one batch per function, so a bridge is numbered before what is below it)."""
+    for bdf, offset, width, value in writes:
+        guest.config_batch(bdf.packed, [(offset, width, value)])
 
 
 @dataclass(frozen=True)
@@ -90,6 +173,8 @@ class DeviceSpec:
     """``vpcid-machine=q35|pc``: the QEMU machine the device is plugged into."""
     waivers: bool = True
     """``vpcid-waivers=off``: do not declare the machine's platform waivers."""
+    behind: str | None = None
+    """``vpcid-behind=`` one of :data:`BRIDGE_CHAINS`: the device sits below those bridges."""
 
     @classmethod
     def parse(cls, text: str | None) -> DeviceSpec:
@@ -98,9 +183,10 @@ class DeviceSpec:
         model, *options = [part.strip() for part in text.split(",")]
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", model):
             raise QemuUnavailable(f"{model!r} is not a QEMU device model name")
-        bdf = DEVICE_BDF
+        slot: tuple[int, int] | None = None
         reset, waivers = False, True
         profile, machine = "qemu", "q35"
+        behind: str | None = None
         kept: list[str] = []
         for option in options:
             key, _, value = option.partition("=")
@@ -119,37 +205,70 @@ class DeviceSpec:
                 if value not in MACHINES:
                     raise QemuUnavailable(f"vpcid-machine is {' or '.join(MACHINES)}, not {value!r}")
                 machine = value
+            elif key == "vpcid-behind":
+                if value not in BRIDGE_CHAINS:
+                    raise QemuUnavailable(f"vpcid-behind is {', '.join(BRIDGE_CHAINS)}, not {value!r}")
+                behind = value
             elif key.startswith("vpcid-"):
                 raise QemuUnavailable(
                     f"unknown adapter option {key!r} "
-                    "(known: vpcid-reset, vpcid-profile, vpcid-machine, vpcid-waivers)"
+                    "(known: vpcid-reset, vpcid-profile, vpcid-machine, vpcid-waivers, vpcid-behind)"
                 )
             elif key == "addr":
-                device, _, function = value.partition(".")
+                slot_text, _, function_text = value.partition(".")
                 try:
-                    bdf = Bdf(0, int(device, 16), int(function or "0", 16))
+                    checked = Bdf(0, int(slot_text, 16), int(function_text or "0", 16))
+                    slot = checked.device, checked.function
                 except (ValueError, VpcidError) as exc:
-                    raise QemuUnavailable(f"addr={value!r}: expected DD.F on bus 0 ({exc})") from None
+                    raise QemuUnavailable(f"addr={value!r}: expected DD.F ({exc})") from None
             elif key in ("bus", "id"):
                 raise QemuUnavailable(f"option {key}= is chosen by the adapter")
             elif not key or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
                 raise QemuUnavailable(f"{option!r} is not a device property (property=value)")
             else:
                 kept.append(option)
-        return cls(model, tuple(kept), bdf, reset, profile, machine, waivers)
+        if behind in EXPRESS_ONLY and machine != "q35":
+            raise QemuUnavailable(f"vpcid-behind={behind} needs a PCI Express root bus: vpcid-machine=q35")
+        depth = len(BRIDGE_CHAINS[behind]) if behind is not None else 0
+        number, function = slot if slot is not None else (DEVICE_BDF.device if behind is None else 0, 0)
+        return cls(model, tuple(kept), Bdf(depth, number, function), reset, profile, machine, waivers, behind)
 
     @property
     def label(self) -> str:
-        return ",".join((self.model, *self.options))
+        return ",".join(
+            (self.model, *self.options, *([f"vpcid-behind={self.behind}"] if self.behind else []))
+        )
 
     @property
     def device(self) -> DeviceSpec:
-        """What discovery depends on: the device, its properties, its address and its machine."""
-        return DeviceSpec(self.model, self.options, self.bdf, machine=self.machine)
+        """What discovery depends on: the device, its properties, its address, its machine, its bridges."""
+        return DeviceSpec(self.model, self.options, self.bdf, machine=self.machine, behind=self.behind)
+
+    @property
+    def bridges(self) -> tuple[BridgeSpec, ...]:
+        """The bridges above the device, from the root bus down (none without ``vpcid-behind``)."""
+        chain = BRIDGE_CHAINS[self.behind] if self.behind is not None else ()
+        return tuple(
+            BridgeSpec(model, options, DEVICE_BDF if depth == 0 else Bdf(depth, 0, 0), f"vpcid-bridge{depth}")
+            for depth, (model, options) in enumerate(chain)
+        )
+
+    @property
+    def firmware(self) -> tuple[FirmwareWrite, ...]:
+        """Configuration writes firmware makes at power-on: each bridge numbered (secondary: the next bus,
+        subordinate: the device's bus) and its windows opened (:func:`bridge_firmware`)."""
+        depth = len(self.bridges)
+        return tuple(w for b in self.bridges for w in bridge_firmware(b.bdf, b.bdf.bus + 1, depth))
 
     def machine_args(self) -> list[str]:
-        device = ",".join((self.model, f"addr={self.bdf.device:02x}.{self.bdf.function}", *self.options))
-        return ["-machine", self.machine, "-m", RAM, "-device", device]
+        slot = f"addr={self.bdf.device:02x}.{self.bdf.function}"
+        args = ["-machine", self.machine, "-m", RAM]
+        bus = ROOT_BUS[self.machine]
+        for bridge in self.bridges:
+            args += ["-device", bridge.device_arg(bus)]
+            bus = bridge.qdev_id
+        place = [f"bus={bus}", slot] if self.bridges else [slot]
+        return [*args, "-device", ",".join((self.model, *place, *self.options))]
 
     def waiver_file(self) -> Path | None:
         """The machine's platform waivers (``waivers/MACHINE.toml``), unless ``vpcid-waivers=off``."""
@@ -272,6 +391,9 @@ class Discovery:
     notes: tuple[str, ...] = field(default=())
     version: str = ""
     """QEMU's version, as QMP ``query-version`` reports it."""
+    bridges: tuple[tuple[Bdf, DeviceType, tuple[tuple[int, range], ...]], ...] = ()
+    """The bridges above the device (``vpcid-behind``), from the root bus down: where each sits, its type
+    (discovered alone), its opaque BAR parts."""
 
     @property
     def ecam_base(self) -> int | None:
@@ -315,16 +437,45 @@ def behaviour_for(
 
 
 def discover(spec: DeviceSpec) -> Discovery:
-    """Start a throw-away QEMU with the device, read its type and the platform, kill it."""
+    """Start a throw-away QEMU with the device, read its type and the platform, kill it.
+
+    Below bridges (``vpcid-behind``): firmware numbers the buses and opens the
+    windows first, then every function is probed where it sits (a root
+    port's slot registers read as its populated slot makes them; discovery
+    never powers the slot off, :data:`~vpcid.conformance.discovery.HAZARDS`).
+    """
     qemu = QemuProcess.spawn(spec.machine_args())
     try:
         guest = prepare(qemu)
+        apply_firmware(guest, spec.firmware)
+        bridges = tuple(_bridge_type(spec, bridge, guest) for bridge in spec.bridges)
         found = _discover(spec, guest)
     except QemuError as exc:
         raise QemuDiscoveryError(f"discovering {spec.label}: {exc}") from None
     finally:
         qemu.kill()
-    return dataclasses.replace(found, migratable=_migrates(spec))
+    notes = [f"bridge {bdf} ({dtype.name}): {note}" for bdf, dtype, _, found_notes in bridges
+             for note in found_notes]  # fmt: skip
+    return dataclasses.replace(
+        found,
+        migratable=_migrates(spec),
+        bridges=tuple(bridge[:3] for bridge in bridges),
+        notes=(*found.notes, *notes),
+    )
+
+
+def _bridge_type(
+    spec: DeviceSpec, bridge: BridgeSpec, guest: Guest
+) -> tuple[Bdf, DeviceType, tuple[tuple[int, range], ...], tuple[str, ...]]:
+    """One bridge's type, probed where it sits (its bus numbers and windows are written back)."""
+    port = QtestPort(guest, bridge.bdf, f"qemu:{bridge.model} at {bridge.bdf} ({spec.machine})")
+    try:
+        found = discover_type(port, f"qemu:{bridge.model}")
+        behaviour, opaque = behaviour_for(bridge.model, found.dtype.bars)
+        found = function_level_reset(found.with_behaviour(behaviour))
+    except DiscoveryError as exc:
+        raise QemuDiscoveryError(str(exc)) from None
+    return bridge.bdf, found.dtype, opaque, found.notes
 
 
 def _discover(spec: DeviceSpec, guest: Guest) -> Discovery:
@@ -337,7 +488,7 @@ def _discover(spec: DeviceSpec, guest: Guest) -> Discovery:
     except DiscoveryError as exc:
         hint = f" (is {spec.model!r} a PCI device model?)" if "no function answers" in str(exc) else ""
         raise QemuDiscoveryError(f"{exc}{hint}") from None
-    functions, io, memory = _platform(guest, bdf)
+    functions, io, memory = _platform(guest, spec.bridges[0].bdf if spec.bridges else bdf)
     version = guest.qemu.qmp("query-version")
     numbers = version.get("qemu", {})
     text = (
@@ -352,14 +503,28 @@ def function_level_reset(found: Discovered) -> Discovered:
 
     Discovery never writes the bit (it starts an action); this comes from
     QEMU's source (``pcie_cap_flr_init`` makes it writable, and
-    ``pcie_cap_flr_write_config`` resets), and the type's notes say so.
+    ``pcie_cap_flr_write_config`` resets), and the type's notes say so. A
+    bridge without a slot (the x3130 upstream port) gets
+    :class:`SwitchPortFunctionLevelReset`, which resets its type 1 header and
+    carries the MSI clamp too; a port with a slot resets its slot as well,
+    which no behaviour here describes, so its bit stays read-only (noted).
     """
     t = found.dtype
     space = t.declared
     express = next((e.offset for e in t.chain if not e.extended and e.cap_id == EXPRESS_ID), None)
     if express is None or not int.from_bytes(space.image[express + 4 : express + 8], "little") & DEVCAP_FLR:
         return found
-    if t.config_behaviour is not None:
+    behaviour: ConfigBehaviour = FunctionLevelReset()
+    if t.bridge is not None:
+        if int.from_bytes(space.image[express + 2 : express + 4], "little") & EXPRESS_SLOT_IMPLEMENTED:
+            note = (
+                f"Initiate FLR (config byte {express + 9:#05x} bit 7) resets the port and its slot in QEMU "
+                "(pcie_cap_slot_reset), which no configuration behaviour describes: declared read-only"
+            )
+            return Discovered(t, (*found.notes, note))
+        if t.config_behaviour is None or t.config_behaviour.name == MsiMultipleMessageClamp.name:
+            behaviour = SwitchPortFunctionLevelReset()
+    if t.config_behaviour is not None and behaviour.name == FunctionLevelReset.name:
         note = (
             f"Initiate FLR (config byte {express + 9:#05x} bit 7) resets the function in QEMU, but the type "
             f"already has the configuration behaviour {t.config_behaviour.name}: declared read-only"
@@ -370,14 +535,14 @@ def function_level_reset(found: Discovered) -> Discovered:
     try:
         dtype = DeviceType.from_space(
             t.name, ConfigSpace(space.image, bytes(wmask), space.w1cmask), t.bars, t.rom, t.behaviour,
-            FunctionLevelReset(),
+            behaviour,
         )  # fmt: skip
     except DeviceTypeError as exc:
         raise QemuDiscoveryError(f"{t.name}: {exc}") from None
     note = (
         f"Initiate FLR (config byte {express + 9:#05x} bit 7) was not written; from QEMU's source "
         "(pcie_cap_flr_init, pcie_cap_flr_write_config) it is declared writable, with the configuration "
-        "behaviour FunctionLevelReset that resets the function's configuration space (R-DT-008)"
+        f"behaviour {type(behaviour).__name__} that resets the function's configuration space (R-DT-008)"
     )
     return Discovered(dtype, (*found.notes, note))
 
@@ -466,6 +631,7 @@ def _migrates(spec: DeviceSpec) -> bool:
     target: QemuProcess | None = None
     try:
         guest = prepare(source)
+        apply_firmware(guest, spec.firmware)
         guest.config_write(spec.bdf.packed, 0x3C, 1, 0x5A)
         stream = source.workdir / "probe.mig"
         migrate_out(source, stream)

@@ -4,10 +4,12 @@
 device on the PCI bus, and starts each one, paused under qtest, at 00:04.0
 of the chosen machine with nothing else: a model that refuses to start
 without a host backend (a drive, a netdev of a kind, a chardev, a memory
-backend, a host device) or that is not a type 0 function (bridges) is listed
-with the reason and left out. A few models need a property that is not a
-backend to start at all (nvme's serial number): :data:`REQUIRED_PROPERTIES`
-supplies it.
+backend, a host device) or that is neither a type 0 function nor a type 1
+bridge (R-BRG-001) is listed with the reason and left out. A few models need
+a property that is not a backend to start at all (nvme's serial number, a
+pci-bridge's chassis number): :data:`REQUIRED_PROPERTIES` supplies it.
+Bridges are certified alone here, nothing below them; ``vpcid-behind=``
+certifies a device below them.
 
 ``vpcid qemu-models [--budget N]`` (:data:`qemu_models_command`, opt-in: it
 certifies every certifiable model, minutes of work) prints one row per
@@ -36,8 +38,12 @@ from vpcid.model import Bdf
 
 PROBE_BDF = Bdf(0, 4, 0)
 HELP_TIMEOUT = 60.0
-REQUIRED_PROPERTIES: dict[str, tuple[str, ...]] = {"nvme": ("serial=vpcid0001",)}
-"""Properties a model will not start without that are not host backends (nvme: a serial number)."""
+REQUIRED_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "nvme": ("serial=vpcid0001",),
+    "pci-bridge": ("chassis_nr=1",),
+}
+"""Properties a model will not start without that are not host backends (nvme: a serial number;
+pci-bridge: a chassis number other than 0)."""
 _HELP_LINE = re.compile(r'^name "(?P<name>[^"]+)", bus (?P<bus>[\w-]+)')
 _QEMU_PREFIX = re.compile(r"^qemu-system-x86_64: (-device [^ ]+: )?")
 """What QEMU puts before its error message: the program and the -device option that failed."""
@@ -96,7 +102,7 @@ def device_help() -> str:
 
 
 def probe_model(name: str, category: str, machine: str = "q35") -> PciModel:
-    """Start ``name`` alone at 00:04.0 of ``machine`` under qtest: does a type 0 function answer?"""
+    """Start ``name`` alone at 00:04.0 of ``machine`` under qtest: does a type 0 or type 1 function answer?"""
     options = REQUIRED_PROPERTIES.get(name, ())
     spec = DeviceSpec(name, options, PROBE_BDF, machine=machine)
     try:
@@ -116,9 +122,9 @@ def probe_model(name: str, category: str, machine: str = "q35") -> PciModel:
         return PciModel(name, category, options, False, f"no function answers at {PROBE_BDF}")
     if vendor == 0x0000:
         return PciModel(name, category, options, False, "vendor ID 0x0000: a part another device configures")
-    if header & 0x7F:
+    if header & 0x7F > 1:
         return PciModel(
-            name, category, options, False, f"header type {header & 0x7F} (not a type 0 function)"
+            name, category, options, False, f"header type {header & 0x7F} (neither a function nor a bridge)"
         )
     return PciModel(name, category, options, True)
 

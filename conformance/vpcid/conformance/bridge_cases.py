@@ -1,0 +1,352 @@
+"""Scenario cases for PCI-to-PCI bridges (R-BRG-*, R-BLOB-007, R-BLOB-008).
+
+System cases: each defines the bundled bridge types it plugs with
+``define_type`` (they are not suite types, so an implementation that cannot
+hold a bridge declines the definition or the case), builds a tree of
+bridges and functions, and observes routing by bus number through direct
+configuration accesses, 0xCF8/0xCFC and ECAM, forwarding through I/O and
+memory reads and writes, secondary bus reset, and snapshots of the tree.
+Every step names the requirement it checks.
+"""
+
+from __future__ import annotations
+
+from vpcid.conformance.cases import CMD_IO, CMD_MEM, SUITE_VM, _Body, _Fn, _Sys
+from vpcid.conformance.trace import Op, OpKind, define_type_op
+from vpcid.conformance.typefile import type_json
+from vpcid.model import Bdf, BridgeRegisters, DeviceType, IoWindow, PrefetchWindow
+from vpcid.model.catalog import E1000, EDU, PCI_BRIDGE, PCIE_ROOT_PORT
+from vpcid.model.manager import DEFAULT_ECAM_BASE
+
+GROUP = "bridges"
+PORT = Bdf(0, 1, 0)
+NIC_BAR = 0xE000_0000
+"""Where the cases put the e1000's 128 KiB BAR0; the bridges' memory windows start here."""
+WINDOW = 0xE000_E000
+"""Memory base and limit dword: 0xE0000000-0xE00FFFFF."""
+BUS_NUMBERS, IO_WINDOW, MEMORY_WINDOW, PREF_WINDOW, CONTROL = 0x18, 0x1C, 0x20, 0x24, 0x3E
+CLOSED_PREF = 0x0001_FFF1
+"""Prefetchable base 0xfff00000 above limit 0xfffff: closed."""
+WIDE_BRIDGE = DeviceType(
+    name="bridge-io32-nopref", vendor_id=0x1B36, device_id=0x00E1, class_code=0x060400,
+    bridge=BridgeRegisters(IoWindow.BITS32, PrefetchWindow.NONE),
+)  # fmt: skip
+"""A bridge declared by fields: 32-bit I/O window, no prefetchable window, bridge control bits 0-6."""
+
+
+def _define(b: _Body, *types: DeviceType) -> None:
+    b.setup()
+    for dtype in types:
+        b.add(define_type_op(type_json(dtype)))
+
+
+def _fn(b: _Body, bdf: Bdf, dtype: DeviceType, vm: int = SUITE_VM) -> _Fn:
+    """Operations on a function already plugged (or reached under another BDF after re-routing)."""
+    return _Fn(b, vm, bdf, dtype, DEFAULT_ECAM_BASE)
+
+
+def _chain(b: _Body, depth: int, *, forward: bool = True, vm: int = SUITE_VM) -> list[_Fn]:
+    """``depth`` pci-bridges one below the other from 00:01.0 (bus n+1 below the n-th, subordinate
+    ``depth``), each forwarding memory 0xE0000000-0xE00FFFFF when ``forward``."""
+    bridges: list[_Fn] = []
+    for level in range(depth):
+        bdf = Bdf(level, 1 if level == 0 else 0, 0)
+        bridge = b.plug(vm, bdf, PCI_BRIDGE)
+        bridge.cw(BUS_NUMBERS, 4, level | (level + 1) << 8 | depth << 16)
+        if forward:
+            bridge.cw(MEMORY_WINDOW, 4, WINDOW)
+            bridge.cw(PREF_WINDOW, 4, CLOSED_PREF)
+            bridge.command(CMD_MEM)
+        bridges.append(bridge)
+    return bridges
+
+
+def _nic(b: _Body, bdf: Bdf, vm: int = SUITE_VM) -> _Fn:
+    nic = b.plug(vm, bdf, E1000)
+    nic.cw(0x10, 4, NIC_BAR)
+    nic.command(CMD_MEM)
+    return nic
+
+
+def _header(s: _Sys) -> None:
+    """R-BRG-001: every register of a type 1 header read at power-on and after all ones are written."""
+    for dtype in (PCI_BRIDGE, PCIE_ROOT_PORT, WIDE_BRIDGE):
+        b = _Body()
+        _define(b, dtype)
+        b.create_vm(SUITE_VM)
+        f = b.plug(SUITE_VM, PORT, dtype)
+        b.check("R-BRG-001")
+        for offset in range(0x0C, 0x40, 4):
+            f.cr(offset)
+        for offset in (*range(0x18, 0x38, 4), 0x3C):
+            f.cw(offset, 4, 0xFFFF_FFFF)
+            f.cr(offset)
+        s.add(f"bridge-header-{dtype.name}", GROUP,
+              f"the type 1 header of {dtype.name}: bus numbers, windows with their type nibbles and "
+              "upper halves, secondary status, bridge control and the ROM BAR at 0x38, at power-on "
+              "and after all ones", b)  # fmt: skip
+
+
+def _routing(s: _Sys) -> None:
+    """R-BRG-002..R-BRG-004 and R-BRG-010: plug below a bridge, reach it by the routed number through
+    all three mechanisms, lose it when the range empties, find it again under a new number."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    (bridge,) = _chain(b, 1, forward=False)
+    b.check("R-BRG-002")
+    b.plug(SUITE_VM, Bdf(1, 3, 0), EDU)
+    b.check("R-BRG-003")
+    below = _fn(b, Bdf(1, 3, 0), EDU)
+    below.cr(0x00)
+    below.cf8(0x00)
+    b.ior(SUITE_VM, 0xCFC)
+    b.mr(SUITE_VM, below.ecam(0x00))
+    bridge.cw(BUS_NUMBERS + 1, 1, 5)  # secondary 5 above subordinate 1: nothing
+    below.cr(0x00)
+    b.add(Op(OpKind.SAVE, vm=SUITE_VM, bdf=Bdf(1, 3, 0), name="gone"))
+    b.check("R-BRG-004")
+    b.tables(SUITE_VM)
+    b.check("R-BRG-003")
+    bridge.cw(BUS_NUMBERS + 2, 1, 7)  # 5-7: the bus is 5 now
+    moved = _fn(b, Bdf(5, 3, 0), EDU)
+    moved.cr(0x00)
+    moved.cf8(0x2C)
+    b.ior(SUITE_VM, 0xCFC)
+    bridge.cw(BUS_NUMBERS, 1, 0x33)  # the primary bus number routes nothing
+    moved.cr(0x00)
+    b.check("R-BRG-010")
+    b.tables(SUITE_VM)
+    b.check("R-BRG-003")
+    b.plug(SUITE_VM, Bdf(6, 0, 0), E1000)  # bus 6 is in 5-7 but names nothing: a root bus now
+    moved.cr(0x00)
+    _fn(b, Bdf(6, 0, 0), E1000).cr(0x00)
+    b.check("R-BRG-002")
+    b.plug(SUITE_VM, Bdf(5, 3, 0), E1000)  # taken
+    b.plug(SUITE_VM, Bdf(5, 4, 0), E1000)
+    b.check("R-BRG-010")
+    b.tables(SUITE_VM)
+    s.add("bridge-routing", GROUP,
+          "a function below a bridge is reached by the bridge's secondary bus number through direct "
+          "accesses, 0xCFC and ECAM; an empty range hides it (all ones, unknown-device); a new range "
+          "finds it under a new number; root buses keep their numbers", b)  # fmt: skip
+
+
+def _deep(s: _Sys) -> None:
+    """R-BRG-003, R-BRG-006: four bridges deep, routing and forwarding through every level."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    bridges = _chain(b, 4)
+    nic = _nic(b, Bdf(4, 2, 0))
+    b.check("R-BRG-003")
+    nic.cr(0x00)
+    nic.cr(0x10)
+    b.check("R-BRG-006")
+    b.mw(SUITE_VM, NIC_BAR + 0x40, 4, 0x1357_9BDF)
+    b.mr(SUITE_VM, NIC_BAR + 0x40)
+    bridges[2].cw(BUS_NUMBERS + 2, 1, 2)  # the third bridge's range empties
+    b.check("R-BRG-003")
+    nic.cr(0x00)
+    b.check("R-BRG-006")
+    b.mr(SUITE_VM, NIC_BAR + 0x40)  # memory still reaches it: forwarding ignores bus numbers
+    bridges[1].command(0)
+    b.mr(SUITE_VM, NIC_BAR + 0x40)
+    bridges[1].command(CMD_MEM)
+    bridges[2].cw(BUS_NUMBERS + 2, 1, 4)
+    b.check("R-BRG-003")
+    nic.cr(0x04)
+    s.add("bridge-four-deep", GROUP,
+          "a function four bridges deep is routed to through every level and reached by memory "
+          "through every window; emptying one range hides it from configuration only", b)  # fmt: skip
+
+
+def _forwarding(s: _Sys) -> None:
+    """R-BRG-005, R-BRG-006: windows, command bits, prefetchable window, straddling the edge."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    bridges = _chain(b, 2)
+    nic = _nic(b, Bdf(2, 0, 0))
+    b.check("R-BRG-005")  # 0xe000fffc is inside the windows only if their limits end in 0xfffff
+    b.mw(SUITE_VM, NIC_BAR + 0xFFFC, 4, 0xAABB_CCDD)
+    b.mr(SUITE_VM, NIC_BAR + 0xFFFC)
+    b.check("R-BRG-006")
+    bridges[1].command(CMD_IO)  # the second bridge stops forwarding memory
+    b.mr(SUITE_VM, NIC_BAR + 0xFFFC)
+    b.tables(SUITE_VM)
+    bridges[1].command(CMD_MEM)
+    b.check("R-BRG-005")
+    bridges[1].cw(MEMORY_WINDOW, 4, WINDOW + 0x0010_0010)  # 0xe0100000-0xe01fffff
+    bridges[1].cr(MEMORY_WINDOW)
+    b.mr(SUITE_VM, NIC_BAR + 0xFFFC)
+    bridges[1].cw(PREF_WINDOW, 4, 0xE001_E001)  # the prefetchable window (64-bit type) covers it
+    bridges[1].cr(PREF_WINDOW)
+    b.check("R-BRG-006")
+    b.mr(SUITE_VM, NIC_BAR + 0xFFFC)
+    b.check("R-BRG-005")
+    bridges[1].cw(PREF_WINDOW + 4, 4, 1)  # upper half 1: the window moves above 4 GiB
+    b.mr(SUITE_VM, NIC_BAR + 0xFFFC)
+    bridges[1].cw(PREF_WINDOW + 4, 4, 0)
+    b.check("R-BRG-006")
+    bridges[0].cw(MEMORY_WINDOW, 4, 0xE000_E000 | 0x0010 << 16)  # first: 0xe0000000-0xe01fffff
+    bridges[1].cw(PREF_WINDOW, 4, CLOSED_PREF)
+    bridges[1].cw(MEMORY_WINDOW, 4, WINDOW)  # second: 1 MiB, the NIC's BAR ends inside it
+    nic.cw(0x10, 4, NIC_BAR + 0xE_0000)  # BAR 0xe00e0000-0xe00fffff, up to the window's edge
+    b.mw(SUITE_VM, NIC_BAR + 0xF_FFFC, 4, 0x0102_0304)
+    b.mr(SUITE_VM, NIC_BAR + 0xF_FFFC, 8)  # straddles the window's end
+    b.mw(SUITE_VM, NIC_BAR + 0xF_FFFC, 8, 0x1111_2222_3333_4444)
+    b.mr(SUITE_VM, NIC_BAR + 0xF_FFF8, 8)
+    s.add("bridge-forwarding", GROUP,
+          "memory reaches a BAR below two bridges only inside every bridge's windows with their "
+          "memory bit set; the prefetchable window and its upper half forward too; an access across "
+          "a window's edge is split there", b)  # fmt: skip
+
+
+def _isa_vga(s: _Sys) -> None:
+    """R-BRG-006, R-BRG-011: the I/O window, ISA enable and VGA enable."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    (bridge,) = _chain(b, 1, forward=False)
+    bridge.cw(IO_WINDOW, 2, 0x1010)  # 0x1000-0x1fff
+    bridge.cw(MEMORY_WINDOW, 4, 0x0000_FFF0)  # memory window closed
+    bridge.cw(PREF_WINDOW, 4, CLOSED_PREF)
+    bridge.command(CMD_IO | CMD_MEM)
+    nic = b.plug(SUITE_VM, Bdf(1, 0, 0), E1000)
+    nic.cw(0x14, 4, 0x1100)
+    nic.cw(0x10, 4, 0x000A_0000)
+    nic.command(CMD_IO | CMD_MEM)
+    b.check("R-BRG-006")
+    b.iow(SUITE_VM, 0x1100, 4, 0x10)
+    b.ior(SUITE_VM, 0x1100)
+    b.mr(SUITE_VM, 0xA_0000)
+    b.check("R-BRG-011")
+    bridge.cw(CONTROL, 2, 0x0004)  # ISA enable: 0x1100-0x13ff stays on the primary side
+    b.ior(SUITE_VM, 0x1100)
+    nic.cw(0x14, 4, 0x1400)
+    b.ior(SUITE_VM, 0x1400)
+    bridge.cw(CONTROL, 2, 0x0008)  # VGA enable: 0xa0000-0xbffff forwarded
+    b.mr(SUITE_VM, 0xA_0000)
+    bridge.command(CMD_IO)
+    b.mr(SUITE_VM, 0xA_0000)
+    s.add("bridge-isa-vga", GROUP,
+          "a bridge's I/O window forwards ports; ISA enable keeps ports whose bits 9:8 are not 00 "
+          "upstream; VGA enable forwards the legacy frame buffer under the memory bit", b)  # fmt: skip
+
+
+def _secondary_reset(s: _Sys) -> None:
+    """R-BRG-007: bridge control bit 6 from 0 to 1 resets everything below, not the bridge."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    bridges = _chain(b, 2)
+    nic = _nic(b, Bdf(2, 0, 0))
+    nic.cw(0x3C, 1, 0x0B)
+    b.mw(SUITE_VM, NIC_BAR, 4, 0x55)
+    b.check("R-BRG-007")
+    bridges[0].cw(CONTROL, 2, 0x0040)
+    bridges[0].cr(CONTROL, 2)
+    bridges[0].cr(BUS_NUMBERS)
+    bridges[1].cr(BUS_NUMBERS)
+    nic.cr(0x3C, 1)
+    b.mr(SUITE_VM, NIC_BAR)
+    bridges[1].cw(BUS_NUMBERS, 4, 0x0002_0201)
+    nic.cr(0x04)
+    nic.cr(0x10)
+    nic.cr(0x3C, 1)
+    nic.cw(0x3C, 1, 0x0C)
+    bridges[0].cw(CONTROL, 2, 0x0040)  # already set: no reset
+    nic.cr(0x3C, 1)
+    bridges[0].cw(CONTROL, 2, 0x0000)  # cleared: nothing else
+    nic.cr(0x3C, 1)
+    s.add("bridge-secondary-bus-reset", GROUP,
+          "setting secondary bus reset resets every function below, bridges below included, and "
+          "not the bridge; writing it set again or clearing it resets nothing", b)  # fmt: skip
+
+
+def _reset(s: _Sys) -> None:
+    """R-BRG-008: a bridge's function reset, and the VM reset over unreachable functions."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    (bridge,) = _chain(b, 1)
+    nic = _nic(b, Bdf(1, 0, 0))
+    b.mw(SUITE_VM, NIC_BAR, 4, 0x77)
+    b.check("R-BRG-008")
+    b.add(Op(OpKind.RESET, vm=SUITE_VM, bdf=PORT))
+    bridge.cr(BUS_NUMBERS)
+    nic.cr(0x04)
+    b.mr(SUITE_VM, NIC_BAR)
+    bridge.cw(BUS_NUMBERS, 4, 0x0001_0100)
+    nic.cr(0x04)
+    bridge.cw(BUS_NUMBERS + 1, 1, 0)
+    b.reset_vm(SUITE_VM)
+    bridge.cw(BUS_NUMBERS, 4, 0x0001_0100)
+    nic.cr(0x04)
+    nic.cr(0x10)
+    s.add("bridge-reset", GROUP,
+          "resetting a bridge resets its own function only (what is below keeps its state, "
+          "unreachable); the VM reset reaches unreachable functions too", b)  # fmt: skip
+
+
+def _snapshots(s: _Sys) -> None:
+    """R-BRG-009, R-BLOB-007, R-BLOB-008: bridge blobs and snapshots of a tree."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    bridges = _chain(b, 3)
+    nic = _nic(b, Bdf(3, 0, 0))
+    b.plug(SUITE_VM, Bdf(0, 4, 0), EDU)
+    b.plug(SUITE_VM, Bdf(2, 5, 0), EDU)
+    b.mw(SUITE_VM, NIC_BAR + 8, 4, 0xCAFE)
+    b.check("R-BLOB-007")
+    b.snapshot(SUITE_VM, "tree")
+    b.check("R-BLOB-008")
+    b.restore_vm(2, "tree")
+    b.snapshot(2, "again")
+    b.check("R-BRG-009")
+    b.mr(2, NIC_BAR + 8)
+    _fn(b, Bdf(3, 0, 0), E1000, vm=2).cr(0x10)
+    b.tables(2)
+    b.add(Op(OpKind.SAVE, vm=SUITE_VM, bdf=Bdf(1, 0, 0), name="middle"))
+    bridges[1].cw(BUS_NUMBERS, 4, 0)
+    bridges[1].command(0)
+    nic.cr(0x00)
+    b.mr(SUITE_VM, NIC_BAR + 8)
+    b.add(Op(OpKind.RESTORE, vm=SUITE_VM, bdf=Bdf(1, 0, 0), name="middle"))
+    nic.cr(0x00)
+    b.mr(SUITE_VM, NIC_BAR + 8)
+    b.check("R-BLOB-007")
+    b.unplug(SUITE_VM, PORT)
+    b.snapshot(SUITE_VM, "flat")
+    s.add("bridge-snapshots", GROUP,
+          "a snapshot of a tree restores bridges, bus numbers, windows and what is below; a bridge's "
+          "blob restored re-routes and re-forwards; without bridges it is flat again", b)  # fmt: skip
+
+
+def _unplug(s: _Sys) -> None:
+    """R-BRG-002: unplugging a bridge removes what is below it."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    _chain(b, 2)
+    nic = _nic(b, Bdf(2, 0, 0))
+    b.check("R-BRG-002")
+    b.unplug(SUITE_VM, PORT)
+    nic.cr(0x00)
+    b.mr(SUITE_VM, NIC_BAR)
+    b.tables(SUITE_VM)
+    b.unplug(SUITE_VM, Bdf(2, 0, 0))
+    b.plug(SUITE_VM, Bdf(2, 0, 0), E1000)  # bus 2 is a root bus now
+    _fn(b, Bdf(2, 0, 0), E1000).cr(0x04)
+    b.tables(SUITE_VM)
+    s.add("bridge-unplug", GROUP,
+          "unplugging a bridge removes every function below it with its table entries", b)  # fmt: skip
+
+
+def bridge_cases(s: _Sys) -> None:
+    """Every bridge case (R-BRG-001..R-BRG-011, R-BLOB-007, R-BLOB-008)."""
+    for build in (_header, _routing, _deep, _forwarding, _isa_vga, _secondary_reset, _reset, _snapshots,
+                  _unplug):  # fmt: skip
+        build(s)
