@@ -58,7 +58,8 @@ BUILTIN: tuple[AdapterEntry, ...] = (
     AdapterEntry("cython", "vpcid.adapters.cython:adapter",
                  "compiled (Cython) second implementation of the data manager", "cython"),
     AdapterEntry("qemu", "vpcid.adapters.qemu:adapter",
-                 "QEMU's PCI device models through qtest: DEVICE[,property=value...][,vpcid-machine=q35|pc]",
+                 "QEMU's PCI device models through qtest: DEVICE[,property=value...][,vpcid-machine=q35|pc]"
+                 "[,vpcid-behind=pcie-root-port|pci-bridge|x3130]",
                  "qemu:edu",
                  bundled=("qemu:edu", "qemu:pci-testdev", "qemu:e1000"),
                  waivers="vpcid.adapters.qemu:waivers/q35.toml", third_party=True),
