@@ -717,6 +717,41 @@ def traced_certification(target: Target, settings: Settings) -> dict[str, Any]:
     return {"conformant": not judgement.killed, "reason": judgement.reason, "lines": lines}
 
 
+def statement_lines(source: str) -> dict[int, range]:
+    """For each line of ``source`` inside a statement, every line of that statement (of a compound
+    statement, its header: up to the line before its body).
+
+    A statement that runs reports a line event only for the lines its bytecode is placed on, so the
+    continuation lines of a constant folded at compile time (``(("vendor_id", 16), ...)`` over three
+    lines), or the ``*`` of a signature, never show in a line trace: a mutation there ran when any
+    line of its statement did.
+    """
+    spans: dict[int, range] = {}
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt):
+                starts = [_first_line(s) for field in ("body", "handlers", "orelse", "finalbody", "cases")
+                          for s in getattr(child, field, ())]  # fmt: skip
+                last = min(starts, default=(child.end_lineno or child.lineno) + 1) - 1
+                span = range(child.lineno, max(child.lineno, last) + 1)
+                for line in span:
+                    spans[line] = span
+            visit(child)
+
+    visit(ast.parse(source))
+    return spans
+
+
+def _first_line(node: ast.AST) -> int:
+    """The first line of a statement, an except clause or a match case (whose pattern starts it)."""
+    if isinstance(node, ast.match_case):
+        return node.pattern.lineno
+    if isinstance(node, ast.stmt | ast.excepthandler):
+        return node.lineno
+    raise MutationError(f"not a statement: {type(node).__name__}")
+
+
 def qualified_names(source: str) -> dict[int, str]:
     """For each line inside a function or class of ``source``, the dotted name of the innermost one
     (``DataManager.resolve``, ``DataManager._io_access.resolve``): cosmic-ray names a mutation's
@@ -859,14 +894,18 @@ class Session:
     def mark_not_executed(
         self, candidates: Sequence[Mutation], executed: Mapping[str, Sequence[int]]
     ) -> set[str]:
-        """Survivors without a run: those of ``candidates`` on lines the unmutated certification never
-        ran, recorded so; returns their job IDs."""
+        """Survivors without a run: those of ``candidates`` in statements the unmutated certification
+        never ran (:func:`statement_lines`), recorded so; returns their job IDs."""
         lines = {path: set(found) for path, found in executed.items()}
-        idle = [
-            m.job_id
-            for m in candidates
-            if not lines.get(m.path, set()) & set(range(m.start[0], m.end[0] + 1))
-        ]
+        spans: dict[str, dict[int, range]] = {}
+        for path in {m.path for m in candidates}:
+            spans[path] = statement_lines((project_root() / path).read_text(encoding="utf-8"))
+
+        def reached(m: Mutation) -> set[int]:
+            mutated = range(m.start[0], m.end[0] + 1)
+            return {line for at in mutated for line in spans[m.path].get(at, (at,))}
+
+        idle = [m.job_id for m in candidates if not lines.get(m.path, set()) & reached(m)]
         self._set_many(idle, "normal", "survived", NOT_EXECUTED)
         return set(idle)
 
@@ -919,9 +958,9 @@ def run_session(
         raise MutationError(f"the unmutated mirror is not conformant ({why}): the harness is broken")
     candidates = session.survivors() if recheck else session.pending()
     candidates = [m for m in candidates if not only or m.path in only]
-    if recheck and gaps_only:
+    if recheck and gaps_only:  # survivors that never ran have no diff: traced again, and judged if run now
         diffs = {m.job_id: diff for m, _, diff in session.summary().survivors}
-        candidates = [m for m in candidates if classify(m, diffs.get(m.job_id) or m.diff()) is None]
+        candidates = [m for m in candidates if (d := diffs.get(m.job_id)) is None or classify(m, d) is None]
     idle = session.mark_not_executed(candidates, answer["lines"])
     pending = [m for m in candidates if m.job_id not in idle]
     pending.sort(key=lambda m: (not first_pass(m), m.path, m.start, m.operator))
@@ -1505,6 +1544,15 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         function="lookup",
         operator="Lt_LtE",
     ),
+    SurvivorRule(
+        "equivalent",
+        "frame's * marker turned into /: its first parameters become positional-only and the others may "
+        "also be passed by position; every caller still passes them as it did",
+        "blob.py",
+        function="^frame$",
+        text=r"^\s*\*,$",
+        after=r"^\s*/,$",
+    ),
     # ---- Python API guards the trace language cannot reach
     SurvivorRule(
         "api-guard",
@@ -1530,6 +1578,17 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "devicetype.py",
         function="^_validate$|_check_field|^$",
         text=r"type\(|isinstance|_FIELD_BITS|for name|hook",
+    ),
+    SurvivorRule(
+        "api-guard",
+        _GUARD.format(
+            "a wider field width lets the builder take a larger identity or mask value, while a definition's "
+            "fields are read off its bytes and always fit their registers"
+        ),
+        "devicetype.py",
+        function="^$",
+        text=r'\("(vendor_id|device_id|class_code|revision|subsystem_vendor_id|subsystem_id|interrupt_pin|'
+        r'command_mask|status_rw1c)", \d+\)',
     ),
     SurvivorRule(
         "api-guard",
