@@ -1306,6 +1306,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "catalog.py",
         function="^read$",
         text=r"return value\.to_bytes\(4",
+        after=r"to_bytes\( 5",
     ),
     SurvivorRule(
         "equivalent",
@@ -1353,6 +1354,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "configspace.py",
         function="bar_address",
         text=r"low & ~0xF",
+        after=r"low & (-0xF|~ 14)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1369,6 +1371,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "configspace.py",
         function="decode_window|decode_enabled",
         text=r"read_le\(config, COMMAND, 2\)",
+        after=r"COMMAND, [13]\)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1377,6 +1380,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "configspace.py",
         function="decode_window",
         text=r"read_le\(config, ROM_BAR, 4\)",
+        after=r"ROM_BAR, 5\)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1401,6 +1405,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "configspace.py",
         function="bar_register_span",
         text=r"range\(ROM_BAR, ROM_BAR \+ 4\)",
+        after=r"ROM_BAR (\| 4|\^ 4|\+ 5)\)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1422,6 +1427,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "order): starting at 0 or 2, or stepping by 2, keeps every order",
         "manager.py",
         text=r"next_stamp(: int = 1| \+= 1)",
+        after=r"next_stamp(: int = [02]$| \+= 2$)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1430,6 +1436,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="split_runs",
         text=r"last = first if width == 1|t = first if a == address else last",
+        after=r"width == 0 else|address - width - 1|address \+ width (\+ 1|% 1|- 0)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1439,6 +1446,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="split_runs",
         text=r"return \[runs\[0\], \(None, runs\[1\]\[1\]",
+        after=r"runs\[ 0\]\[1\]|runs\[1\]\[ 2\]|address \+ width \^ runs",
     ),
     SurvivorRule(
         "equivalent",
@@ -1448,6 +1456,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_config_store",
         text=r"affected = inst\.dtype\.decode_dwords",
+        after=r"if not hook is None|if hook is not None",
     ),
     SurvivorRule(
         "equivalent",
@@ -1456,6 +1465,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_config_store",
         text=r"if affected and rule is not BarMoveWhileDecoding\.IMMEDIATE",
+        after=r"if affected or rule",
     ),
     SurvivorRule(
         "equivalent",
@@ -1464,6 +1474,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_config_store",
         text=r"if rule is BarMoveWhileDecoding\.IGNORED",
+        after=r"rule >= BarMoveWhileDecoding\.IGNORED",
     ),
     SurvivorRule(
         "equivalent",
@@ -1472,6 +1483,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_config_store",
         text=r"if enabled and reg\.start < end and offset < reg\.stop",
+        after=r"reg\.start (!=|<=|is not) end|offset (!=|<=|is not) reg\.stop",
     ),
     SurvivorRule(
         "equivalent",
@@ -1479,6 +1491,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_run_config_behaviour",
         text=r"if len\(scratch\) != len\(merged\)",
+        after=r"len\(scratch\) > len\(merged\)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1487,6 +1500,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_run_config_behaviour",
         text=r"& ~fixed",
+        after=r"& -fixed",
     ),
     SurvivorRule(
         "equivalent",
@@ -1494,6 +1508,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="^_table$|_instance_from",
         text=r"if index != ROM_INDEX else None|if bar_index < 6 else None",
+        after=r"index <= ROM_INDEX|bar_index <= 6|bar_index < 7",
     ),
     SurvivorRule(
         "equivalent",
@@ -1509,6 +1524,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_cf8_access",
         text=r"vm\.cf8\.to_bytes\(4",
+        after=r"to_bytes\( 5",
     ),
     SurvivorRule(
         "equivalent",
@@ -1528,6 +1544,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_instance_from",
         text=r"past_end = content\[max\(0|page \* PAGE_SIZE >= bar_spec\.size",
+        after=r"max\( -?1,|size \+ page \* PAGE_SIZE|page \* PAGE_SIZE > bar_spec",
     ),
     SurvivorRule(
         "equivalent",
@@ -1536,6 +1553,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="restore_vm",
         text=r"rec\.ecam_base > \(1 << 64\) - ECAM_SIZE",
+        after=r"is \(1 << 64\)|\( 2 << 64\)|1 << 65\)|\(1 << 64\) \+ ECAM_SIZE",
     ),
     SurvivorRule(
         "equivalent",
