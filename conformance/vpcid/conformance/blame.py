@@ -689,6 +689,9 @@ class _Inquiry:
                 f"the ECAM write at step {index} did not reach {bdf} as written directly it does: {shown}",
             )
         cf8 = Op(OpKind.IO_READ, vm=op.vm, address=CF8, width=4)
+        if symptom.op == cf8:  # what the write did to 0xCF8 itself, not where its bytes went
+            rids, why = self.cf8_rule(symptom, index)
+            return rids[0], why
         both = self.probe_values(index, [cf8])
         if both is not None and _normal(both[0][0], self.info) != _normal(both[1][0], self.info):
             got, want = both[0][0], both[1][0]
