@@ -104,3 +104,23 @@ def test_certifying_a_variant_path_mutant_names_the_rule_of_the_step_it_breaks_f
     step = first["blame"]["step"]
     blamed_op = first["trace"][step]
     assert {key: blamed_op.get(key) for key in guilty} == guilty, (step, blamed_op, first["blame"])
+
+
+def _every_variant_path_mutant() -> list[Any]:
+    """The mutants tests/test_variant_path_cases.py plants, each case with the profile that reaches it."""
+    from test_variant_path_cases import MUTANTS as CASE_MUTANTS
+
+    return [
+        pytest.param(*param.values, id=param.id, marks=pytest.mark.req(param.values[5]))
+        for param in CASE_MUTANTS
+    ]
+
+
+@pytest.mark.parametrize(("case", "path", "old", "new", "axes", "rule"), _every_variant_path_mutant())
+def test_certifying_any_variant_path_mutant_names_its_rule_first(
+    case: str, path: str, old: str, new: str, axes: dict[str, str], rule: str
+) -> None:
+    failures = certified_failures(edited(path, old, new), axes)
+    assert failures, "certification accepts the mutant"
+    assert failures[0]["check"].endswith(f"/{case}"), "another check rejects the mutant first"
+    assert failures[0]["blame"]["requirements"][0] == rule, failures[0]["blame"]
