@@ -8,9 +8,11 @@ asks, in order:
 2. Which operation went wrong? The first state-changing operation whose
    effect already diverges when probed right after it (read-back of a
    write, the header, 0xCF8 and the tables after a reset, restore, plug or
-   unplug, and after any rejected operation); else an operation the
-   implementation behaves as if it had never run; else the diverging
-   operation itself.
+   unplug, 0xCF8 after any I/O access at or beside 0xCF8-0xCFF, and after
+   any rejected operation); else an operation the implementation behaves as
+   if it had never run (a write over overlapping BARs that reached another
+   than the overlap rule's pick: R-DEC-008); else the diverging operation
+   itself.
 3. Which rule of that operation? A lifecycle operation is blamed on its own
    requirement (a divergence first visible after a reset is R-RST-*, after a
    restore R-SR-*, after a rejected operation R-ERR-001 or R-SR-007); a
@@ -19,7 +21,9 @@ asks, in order:
    capability headers and bodies, beyond the space); a write through 0xCFC
    or ECAM that a direct write would get right on the mechanism; a routing
    decision on the rule that makes the model decode or not decode there
-   (enable bits, address zero, limits, moves, 64-bit address, overlap); a
+   (enable bits, address zero, limits, moves, 64-bit address, overlap), or
+   on the tables' bookkeeping when an operation on another function took
+   away the entry of a BAR that still decodes (R-DS-006); a
    wide access whose bytes read one at a time agree on byte order,
    straddling or splitting; a blob digest on what the blob fails to carry;
    an error on the argument check that applies.
