@@ -274,6 +274,51 @@ class ClearsCf8AfterAccess(DataManager):
         return out
 
 
+class ClearsCf8BesideWindow(DataManager):
+    """Clears 0xCF8 after an I/O access that starts at 0xD00, right after the data window (R-CAM-007)."""
+
+    def _io_access(self, vm: VmElement, port: int, width: int, payload: bytes | None) -> bytes:
+        out = super()._io_access(vm, port, width, payload)
+        if port == 0xD00:
+            vm.cf8 = 0
+        return out
+
+
+class Cf8ByteWrites(DataManager):
+    """A 1-byte write to 0xCF8-0xCFB replaces that byte of 0xCF8 (cloud-hypervisor's set_config_address)."""
+
+    def _io_access(self, vm: VmElement, port: int, width: int, payload: bytes | None) -> bytes:
+        if payload is not None and width == 1 and 0xCF8 <= port < 0xCFC:
+            shift = 8 * (port - 0xCF8)
+            vm.cf8 = vm.cf8 & ~(0xFF << shift) | payload[0] << shift
+            return b""
+        return super()._io_access(vm, port, width, payload)
+
+
+@pytest.mark.req("R-CAM-007")
+def test_0xcf8_cleared_by_an_access_beside_the_data_window_is_blamed_on_that_access() -> None:
+    """Under ``keep``, 0xCF8 read right after each access near the ports shows which one cleared it; an
+    access that includes no data-window port must not (R-CAM-007), whatever 0xCF8 was written."""
+    body = [*vm_with((KS, "e1000")), io(0xCF8, 4, 0x8000_1800), io(0xD00, 1), io(0xCF8)]
+    found = blamed(buggy(ClearsCf8BesideWindow), body)
+    assert found.requirements == ("R-CAM-007",), found
+    assert found.step == 4, "the read at 0xD00, not the 0xCF8 write before it"
+    assert "includes none" in found.reason
+
+
+@pytest.mark.req("R-CAM-007", "R-CAM-001")
+def test_a_data_window_write_that_clears_0xcf8_is_not_a_write_to_0xcf8() -> None:
+    """A write through 0xCFC that clears 0xCF8 breaks what a data access leaves (R-CAM-007); a byte
+    write to 0xCF9 that changes 0xCF8 is an access other than a dword at 0xCF8 reaching it (R-CAM-001)."""
+    body = [*vm_with((KS, "e1000")), io(0xCF8, 4, 0x8000_1800), io(0xCFC, 4, 0), io(0xCF8)]
+    found = blamed(buggy(ClearsCf8AfterAccess), body)
+    assert found.requirements == ("R-CAM-007",), found
+    body = [*vm_with((KS, "e1000")), io(0xCF8, 4, 0x8000_1800), io(0xCF9, 1, 0x20), io(0xCF8)]
+    found = blamed(buggy(Cf8ByteWrites), body)
+    assert found.requirements == ("R-CAM-001",), found
+    assert found.step == 4
+
+
 @pytest.mark.req("R-CAM-004", "R-CAM-005", "R-CAM-007", "R-ECAM-002")
 def test_configuration_mechanism_findings_name_the_rule_that_applied() -> None:
     function4 = Bdf(0, 3, 4)  # function bit 2: cam-function-bit loses it

@@ -301,6 +301,32 @@ def test_lines_run_traces_methods_and_the_functions_nested_in_them() -> None:
     assert 7 not in lines["demo.py"]
 
 
+def test_a_mutation_on_a_line_without_bytecode_counts_as_run_with_its_statement() -> None:
+    """A constant folded at compile time reports no line event for its continuation lines (nor does the
+    ``*`` of a signature): the statement that holds the mutation decides whether it ran."""
+    from vpcid.conformance.mutation import MIRROR_FILE_PREFIX, lines_run, statement_lines
+
+    source = (
+        "BITS = (('vendor_id', 16),\n"  # 1
+        "        ('device_id', 16))\n"  # 2
+        "def frame(magic,\n"  # 3
+        "          *,\n"  # 4
+        "          minor=0):\n"  # 5
+        "    return magic\n"  # 6
+    )
+    space: dict[str, Any] = {}
+    _, lines = lines_run(lambda: exec(compile(source, MIRROR_FILE_PREFIX + "demo.py", "exec"), space))
+    assert 2 not in lines["demo.py"]
+    assert 4 not in lines["demo.py"]
+    spans = statement_lines(source)
+    assert spans[2] == range(1, 3)
+    assert spans[4] == range(3, 6)
+    assert spans[6] == range(6, 7)
+    assert set(spans[2]) & lines["demo.py"]
+    assert set(spans[4]) & lines["demo.py"]
+    assert not set(spans[6]) & lines["demo.py"], "the body of a function never called did not run"
+
+
 def test_not_executed_mutants_are_grouped_by_their_qualified_definition(tmp_path: Path) -> None:
     """cosmic-ray names a definition by its last part only: the table tells the manager's public
     resolve method (never called by an operation) from the _io_access closure of the same name."""

@@ -30,6 +30,7 @@ CONFIGSPACE = "model/vpcid/model/configspace.py"
 MANAGER = "model/vpcid/model/manager.py"
 TABLES = "model/vpcid/model/tables.py"
 CATALOG = "model/vpcid/model/catalog.py"
+BEHAVIOUR = "model/vpcid/model/behaviour.py"
 
 NAMES = (
     *(script.name for script in SCRIPTS),
@@ -130,6 +131,8 @@ MUTANTS = [
             id="tie-across-classes"),
     _mutant("overlap-ties-and-removal", TABLES, "if not slots:", "if slots:", {}, "R-DS-006",
             id="size-class-removal"),
+    _mutant("bar-data-across-a-page", BEHAVIOUR, "self.write(offset + k, bytes((byte,)))",
+            "self.write(offset, bytes((byte,)))", {}, "R-DT-004", id="page-crossing-write"),
     _mutant("msi-clamp-keeps-message-address", CATALOG, "(config[entry.offset + 2 : entry.offset + 4], ",
             "(config[entry.offset + 2 : entry.offset + 5], ", {}, "R-DT-008", id="msi-control-width"),
 ]  # fmt: skip

@@ -8,9 +8,11 @@ asks, in order:
 2. Which operation went wrong? The first state-changing operation whose
    effect already diverges when probed right after it (read-back of a
    write, the header, 0xCF8 and the tables after a reset, restore, plug or
-   unplug, and after any rejected operation); else an operation the
-   implementation behaves as if it had never run; else the diverging
-   operation itself.
+   unplug, 0xCF8 after any I/O access at or beside 0xCF8-0xCFF, and after
+   any rejected operation); else an operation the implementation behaves as
+   if it had never run (a write over overlapping BARs that reached another
+   than the overlap rule's pick: R-DEC-008); else the diverging operation
+   itself.
 3. Which rule of that operation? A lifecycle operation is blamed on its own
    requirement (a divergence first visible after a reset is R-RST-*, after a
    restore R-SR-*, after a rejected operation R-ERR-001 or R-SR-007); a
@@ -19,7 +21,9 @@ asks, in order:
    capability headers and bodies, beyond the space); a write through 0xCFC
    or ECAM that a direct write would get right on the mechanism; a routing
    decision on the rule that makes the model decode or not decode there
-   (enable bits, address zero, limits, moves, 64-bit address, overlap); a
+   (enable bits, address zero, limits, moves, 64-bit address, overlap), or
+   on the tables' bookkeeping when an operation on another function took
+   away the entry of a BAR that still decodes (R-DS-006); a
    wide access whose bytes read one at a time agree on byte order,
    straddling or splitting; a blob digest on what the blob fails to carry;
    an error on the argument check that applies.
@@ -245,6 +249,13 @@ _MMIO_KINDS = (OpKind.MMIO_READ, OpKind.MMIO_WRITE)
 _WRITES = (OpKind.CONFIG_WRITE, OpKind.IO_WRITE, OpKind.MMIO_WRITE)
 _LIFECYCLE = (OpKind.RESET, OpKind.RESET_VM, OpKind.RESTORE, OpKind.RESTORE_VM, OpKind.PLUG,
               OpKind.UNPLUG, OpKind.CREATE_VM, OpKind.DESTROY_VM)  # fmt: skip
+_ONE_FUNCTION = (OpKind.RESET, OpKind.RESTORE, OpKind.PLUG, OpKind.UNPLUG)
+"""Lifecycle operations on one function (named by their BDF)."""
+_CAM_NEIGHBOURHOOD = (CF8 - 4, CFC + 8)
+"""Ports [start, stop) of the configuration mechanism and the dword on either side of it: an I/O access
+touching them may change 0xCF8 (a data access clears it under ``cf8_after_access = clear``, R-CAM-007;
+an off-by-one in which ports count as the window clears it beside the window), so 0xCF8 is probed
+after each."""
 
 
 def _fits(value: object, width: object) -> bool:
@@ -547,7 +558,7 @@ class _Inquiry:
         for index, op in enumerate(self.trace[: self.last]):
             own = seen[index]
             rejected = isinstance(own, Observation) and own.error is not None
-            window = op.kind in _IO_KINDS and _touches(op, CF8, CFC + 4)
+            window = op.kind in _IO_KINDS and _touches(op, *_CAM_NEIGHBOURHOOD)
             if op.kind in _WRITES or op.kind in _LIFECYCLE or rejected or window:
                 out.append(index)
         return out
@@ -588,8 +599,8 @@ class _Inquiry:
             elif op.kind in (OpKind.IO_WRITE, OpKind.MMIO_WRITE) and _fits(op.value, op.width):
                 read = OpKind.IO_READ if op.kind is OpKind.IO_WRITE else OpKind.MMIO_READ
                 out.append(Op(read, vm=vm, address=op.address, width=op.width))
-        if op.kind in _IO_KINDS and _touches(op, CFC, CFC + 4):
-            out.append(cf8)
+        if op.kind in _IO_KINDS and _touches(op, *_CAM_NEIGHBOURHOOD):
+            out.append(cf8)  # a data access may clear it (R-CAM-007), one beside the window must not
         if op.kind in (OpKind.RESET, OpKind.RESTORE, OpKind.PLUG, OpKind.UNPLUG) and op.bdf is not None:
             out += self.function_probes(vm, op.bdf)
             out.append(tables)
@@ -633,6 +644,9 @@ class _Inquiry:
             mechanism = self.mechanism_fault(index, symptom)
             if mechanism is not None:
                 return Blame((mechanism[0],), index, mechanism[1])
+            misrouted = self.overlap_misroute(index) if ignored else None
+            if misrouted is not None:
+                return Blame(("R-DEC-008",), index, misrouted)
         rids, why = self.symptom_rule(symptom, index if op.kind in _WRITES else None)
         if not rids:
             rule = self.rules[index] if self.rules is not None else None
@@ -679,6 +693,9 @@ class _Inquiry:
                 f"the ECAM write at step {index} did not reach {bdf} as written directly it does: {shown}",
             )
         cf8 = Op(OpKind.IO_READ, vm=op.vm, address=CF8, width=4)
+        if symptom.op == cf8:  # what the write did to 0xCF8 itself, not where its bytes went
+            rids, why = self.cf8_rule(symptom, index)
+            return rids[0], why
         both = self.probe_values(index, [cf8])
         if both is not None and _normal(both[0][0], self.info) != _normal(both[1][0], self.info):
             got, want = both[0][0], both[1][0]
@@ -687,6 +704,38 @@ class _Inquiry:
         return (
             "R-CAM-004",
             f"the write through 0xCFC at step {index} missed {bdf}, which a direct write reaches: {shown}",
+        )
+
+    def overlap_misroute(self, index: int) -> str | None:
+        """For an I/O or memory write the implementation behaves as if it had never run although
+        reading its address right after it agreed: whether, of the BARs overlapping there, it reached
+        another than the one the overlap rule picks (R-DEC-008). Asked by turning the pick's decode
+        off after the write and reading the address again: the model then reads the next BAR's old
+        bytes, an implementation that wrote that BAR reads what was written."""
+        op = self.trace[index]
+        if op.kind not in (OpKind.IO_WRITE, OpKind.MMIO_WRITE) or type(op.address) is not int:
+            return None
+        io = op.kind is OpKind.IO_WRITE
+        model = self.model_at(index)
+        covering = sorted((r for r in _rows(model, op.vm) if _covers(r, io, op.address)), key=repr)
+        pick = self.target(model, op.vm, io, op.address)
+        if len(covering) < 2 or not isinstance(pick, tuple):
+            return None
+        bdf, bar = pick
+        command = self.model_at(index + 1).manager.config_read(op.vm, bdf, 0x04, 2)
+        off = Op(OpKind.CONFIG_WRITE, vm=op.vm, bdf=bdf, address=0x04, width=2,
+                 value=command & ~(0x1 if io else 0x2))  # fmt: skip
+        read = Op(OpKind.IO_READ if io else OpKind.MMIO_READ, vm=op.vm, address=op.address, width=op.width)
+        seen = self.probe_values(index + 1, [off, read])
+        if seen is None or _normal(seen[0][1], self.info) == _normal(seen[1][1], self.info):
+            return None
+        names = ", ".join(f"{r[3]} BAR {r[4]}" for r in covering)
+        place = f"{'port' if io else 'address'} {hex_value(op.address)}"
+        return (
+            f"step {index} wrote {place}, which {names} decode; the overlap rule sends it to {bdf} BAR "
+            f"{bar}, yet with that BAR's decode off the implementation reads "
+            f"{_shown(seen[0][1], read)} there and the model {_shown(seen[1][1], read)}: the write "
+            f"reached another of them"
         )
 
     def lifecycle(self, index: int, symptom: _Symptom, ignored: bool) -> Blame | None:
@@ -1259,24 +1308,35 @@ class _Inquiry:
         shown = _symptom_text(symptom)
         if write is not None:
             cause = self.trace[write]
-            if cause.kind is OpKind.IO_WRITE and not (cause.address == CF8 and cause.width == 4):
+            dword = cause.address == CF8 and cause.width == 4
+            if cause.kind is OpKind.IO_WRITE and _touches(cause, CF8, CFC) and not dword:
                 return ("R-CAM-001",), f"{shown}: a non-dword access at step {write} reached 0xCF8"
         last_write: int | None = None
         accessed = False
+        beside: int | None = None
         for index, earlier in enumerate(self.trace[: symptom.at]):
             if earlier.vm != op.vm:
                 continue
             if earlier.kind in (OpKind.CREATE_VM, OpKind.RESET_VM, OpKind.RESTORE_VM):
-                last_write, accessed = None, False
+                last_write, accessed, beside = None, False, None
             elif earlier.kind is OpKind.IO_WRITE and earlier.address == CF8 and earlier.width == 4:
-                last_write, accessed = index, False
+                last_write, accessed, beside = index, False, None
             elif earlier.kind in _IO_KINDS and _touches(earlier, CFC, CFC + 4):
                 accessed = True
+            elif earlier.kind in _IO_KINDS and _touches(earlier, *_CAM_NEIGHBOURHOOD):
+                beside = index
         observed = symptom.observed
         if last_write is None:
             return ("R-CAM-003",), f"{shown}: 0xCF8 reads zero after VM creation or reset"
         if accessed and observed is not None and observed.value == 0:
             return ("R-CAM-007",), f"{shown}: 0xCF8 keeps its value across data accesses"
+        if beside is not None and observed is not None and observed.value == 0:
+            access = self.trace[beside]
+            ports = f"{hex_value(access.address)}+{access.width}"
+            return ("R-CAM-007",), (
+                f"{shown}: only an access whose bytes include a port of the data window 0xCFC-0xCFF "
+                f"clears 0xCF8, and step {beside} ({access.kind.value} {ports}) includes none"
+            )
         return ("R-CAM-002",), f"{shown}: 0xCF8 keeps bit 31 and bits 23:2 of what step {last_write} wrote"
 
     def window_rule(self, symptom: _Symptom, port: int, values: str) -> tuple[tuple[str, ...], str]:
@@ -1369,6 +1429,9 @@ class _Inquiry:
                 return (
                     rid,
                 ), f"{bdf} BAR {bar} decodes at {hex_value(elsewhere)}, the model at {hex_value(base)}"
+            lost = self.lost_entry(at, vm, row)
+            if lost is not None:
+                return ("R-DS-006",), lost
             rid, why = self.why_decoding(at, vm, io, base, bdf, bar)
             return (rid,), f"{why}, but the implementation's tables lack it"
         for row in extra:
@@ -1379,6 +1442,41 @@ class _Inquiry:
                     reason[0],
                 ), f"the implementation lists {row[3]} BAR {row[4]} at {hex_value(base)}: {reason[1]}"
         return ("R-DS-009",), "the tables list other entries than the decoding BARs"
+
+    def lost_entry(self, at: int, vm: int, row: tuple[object, ...]) -> str | None:
+        """For a table row the implementation lacks after ``at`` operations: whether operation
+        ``at - 1`` changed other functions only, the row's BAR decoding where it does in the model
+        before and after it, and the implementation listed the row before it. Then that operation
+        took away the entry of a BAR that still decodes: the table's bookkeeping (R-DS-006), not the
+        BAR's decode."""
+        if at < 1:
+            return None
+        cause = self.trace[at - 1]
+        if cause.vm != vm:
+            return None
+        if cause.kind in _WRITES:
+            changed = {part[0] for part in config_parts(self.model_at(at - 1), cause)}
+        elif cause.kind in _ONE_FUNCTION and cause.bdf is not None:
+            changed = {cause.bdf}
+        else:
+            return None
+        bdf = Bdf.parse(str(row[3]))
+        if bdf in changed or vm not in self.model_at(at - 1).manager.vm_ids():
+            return None
+        if row not in _rows(self.model_at(at - 1), vm) or row not in _rows(self.model_at(at), vm):
+            return None
+        before = self.probe_values(at - 1, [Op(OpKind.TABLES, vm=vm)])
+        listed = before[0][0] if before is not None else None
+        if not isinstance(listed, Observation) or listed.tables is None:
+            return None
+        if row not in {tuple(r) for r in listed.tables}:
+            return None
+        others = ", ".join(str(b) for b in sorted(changed, key=str)) or "no function's configuration"
+        return (
+            f"{bdf} BAR {row[4]} decodes at {hex_value(int(str(row[1])))} before and after step {at - 1} "
+            f"({cause.kind.value}, which changes {others}), yet the implementation's tables lose its "
+            f"entry there: a table holds an entry while its BAR decodes"
+        )
 
     def digest_rule(self, symptom: _Symptom) -> tuple[tuple[str, ...], str]:
         """A saved blob or snapshot with another digest. First the live state: if the data the blob

@@ -718,6 +718,41 @@ def traced_certification(target: Target, settings: Settings) -> dict[str, Any]:
     return {"conformant": not judgement.killed, "reason": judgement.reason, "lines": lines}
 
 
+def statement_lines(source: str) -> dict[int, range]:
+    """For each line of ``source`` inside a statement, every line of that statement (of a compound
+    statement, its header: up to the line before its body).
+
+    A statement that runs reports a line event only for the lines its bytecode is placed on, so the
+    continuation lines of a constant folded at compile time (``(("vendor_id", 16), ...)`` over three
+    lines), or the ``*`` of a signature, never show in a line trace: a mutation there ran when any
+    line of its statement did.
+    """
+    spans: dict[int, range] = {}
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt):
+                starts = [_first_line(s) for field in ("body", "handlers", "orelse", "finalbody", "cases")
+                          for s in getattr(child, field, ())]  # fmt: skip
+                last = min(starts, default=(child.end_lineno or child.lineno) + 1) - 1
+                span = range(child.lineno, max(child.lineno, last) + 1)
+                for line in span:
+                    spans[line] = span
+            visit(child)
+
+    visit(ast.parse(source))
+    return spans
+
+
+def _first_line(node: ast.AST) -> int:
+    """The first line of a statement, an except clause or a match case (whose pattern starts it)."""
+    if isinstance(node, ast.match_case):
+        return node.pattern.lineno
+    if isinstance(node, ast.stmt | ast.excepthandler):
+        return node.lineno
+    raise MutationError(f"not a statement: {type(node).__name__}")
+
+
 def qualified_names(source: str) -> dict[int, str]:
     """For each line inside a function or class of ``source``, the dotted name of the innermost one
     (``DataManager.resolve``, ``DataManager._io_access.resolve``): cosmic-ray names a mutation's
@@ -860,14 +895,18 @@ class Session:
     def mark_not_executed(
         self, candidates: Sequence[Mutation], executed: Mapping[str, Sequence[int]]
     ) -> set[str]:
-        """Survivors without a run: those of ``candidates`` on lines the unmutated certification never
-        ran, recorded so; returns their job IDs."""
+        """Survivors without a run: those of ``candidates`` in statements the unmutated certification
+        never ran (:func:`statement_lines`), recorded so; returns their job IDs."""
         lines = {path: set(found) for path, found in executed.items()}
-        idle = [
-            m.job_id
-            for m in candidates
-            if not lines.get(m.path, set()) & set(range(m.start[0], m.end[0] + 1))
-        ]
+        spans: dict[str, dict[int, range]] = {}
+        for path in {m.path for m in candidates}:
+            spans[path] = statement_lines((project_root() / path).read_text(encoding="utf-8"))
+
+        def reached(m: Mutation) -> set[int]:
+            mutated = range(m.start[0], m.end[0] + 1)
+            return {line for at in mutated for line in spans[m.path].get(at, (at,))}
+
+        idle = [m.job_id for m in candidates if not lines.get(m.path, set()) & reached(m)]
         self._set_many(idle, "normal", "survived", NOT_EXECUTED)
         return set(idle)
 
@@ -920,9 +959,9 @@ def run_session(
         raise MutationError(f"the unmutated mirror is not conformant ({why}): the harness is broken")
     candidates = session.survivors() if recheck else session.pending()
     candidates = [m for m in candidates if not only or m.path in only]
-    if recheck and gaps_only:
+    if recheck and gaps_only:  # survivors that never ran have no diff: traced again, and judged if run now
         diffs = {m.job_id: diff for m, _, diff in session.summary().survivors}
-        candidates = [m for m in candidates if classify(m, diffs.get(m.job_id) or m.diff()) is None]
+        candidates = [m for m in candidates if (d := diffs.get(m.job_id)) is None or classify(m, d) is None]
     idle = session.mark_not_executed(candidates, answer["lines"])
     pending = [m for m in candidates if m.job_id not in idle]
     pending.sort(key=lambda m: (not first_pass(m), m.path, m.start, m.operator))
@@ -1268,6 +1307,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "catalog.py",
         function="^read$",
         text=r"return value\.to_bytes\(4",
+        after=r"to_bytes\( 5",
     ),
     SurvivorRule(
         "equivalent",
@@ -1315,6 +1355,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "configspace.py",
         function="bar_address",
         text=r"low & ~0xF",
+        after=r"low & (-0xF|~ 14)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1331,6 +1372,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "configspace.py",
         function="decode_window|decode_enabled",
         text=r"read_le\(config, COMMAND, 2\)",
+        after=r"COMMAND, [13]\)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1339,6 +1381,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "configspace.py",
         function="decode_window",
         text=r"read_le\(config, ROM_BAR, 4\)",
+        after=r"ROM_BAR, 5\)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1363,6 +1406,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "configspace.py",
         function="bar_register_span",
         text=r"range\(ROM_BAR, ROM_BAR \+ 4\)",
+        after=r"ROM_BAR (\| 4|\^ 4|\+ 5)\)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1384,6 +1428,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "order): starting at 0 or 2, or stepping by 2, keeps every order",
         "manager.py",
         text=r"next_stamp(: int = 1| \+= 1)",
+        after=r"next_stamp(: int = [02]$| \+= 2$)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1392,6 +1437,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="split_runs",
         text=r"last = first if width == 1|t = first if a == address else last",
+        after=r"width == 0 else|address - width - 1|address \+ width (\+ 1|% 1|- 0)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1401,6 +1447,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="split_runs",
         text=r"return \[runs\[0\], \(None, runs\[1\]\[1\]",
+        after=r"runs\[ 0\]\[1\]|runs\[1\]\[ 2\]|address \+ width \^ runs",
     ),
     SurvivorRule(
         "equivalent",
@@ -1410,6 +1457,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_config_store",
         text=r"affected = inst\.dtype\.decode_dwords",
+        after=r"if not hook is None|if hook is not None",
     ),
     SurvivorRule(
         "equivalent",
@@ -1418,6 +1466,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_config_store",
         text=r"if affected and rule is not BarMoveWhileDecoding\.IMMEDIATE",
+        after=r"if affected or rule",
     ),
     SurvivorRule(
         "equivalent",
@@ -1426,6 +1475,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_config_store",
         text=r"if rule is BarMoveWhileDecoding\.IGNORED",
+        after=r"rule >= BarMoveWhileDecoding\.IGNORED",
     ),
     SurvivorRule(
         "equivalent",
@@ -1434,6 +1484,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_config_store",
         text=r"if enabled and reg\.start < end and offset < reg\.stop",
+        after=r"reg\.start (!=|<=|is not) end|offset (!=|<=|is not) reg\.stop",
     ),
     SurvivorRule(
         "equivalent",
@@ -1441,6 +1492,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_run_config_behaviour",
         text=r"if len\(scratch\) != len\(merged\)",
+        after=r"len\(scratch\) > len\(merged\)",
     ),
     SurvivorRule(
         "equivalent",
@@ -1449,6 +1501,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_run_config_behaviour",
         text=r"& ~fixed",
+        after=r"& -fixed",
     ),
     SurvivorRule(
         "equivalent",
@@ -1456,6 +1509,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="^_table$|_instance_from",
         text=r"if index != ROM_INDEX else None|if bar_index < 6 else None",
+        after=r"index <= ROM_INDEX|bar_index <= 6|bar_index < 7",
     ),
     SurvivorRule(
         "equivalent",
@@ -1471,6 +1525,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_cf8_access",
         text=r"vm\.cf8\.to_bytes\(4",
+        after=r"to_bytes\( 5",
     ),
     SurvivorRule(
         "equivalent",
@@ -1490,6 +1545,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="_instance_from",
         text=r"past_end = content\[max\(0|page \* PAGE_SIZE >= bar_spec\.size",
+        after=r"max\( -?1,|size \+ page \* PAGE_SIZE|page \* PAGE_SIZE > bar_spec",
     ),
     SurvivorRule(
         "equivalent",
@@ -1498,6 +1554,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "manager.py",
         function="restore_vm",
         text=r"rec\.ecam_base > \(1 << 64\) - ECAM_SIZE",
+        after=r"is \(1 << 64\)|\( 2 << 64\)|1 << 65\)|\(1 << 64\) \+ ECAM_SIZE",
     ),
     SurvivorRule(
         "equivalent",
@@ -1505,6 +1562,15 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "tables.py",
         function="lookup",
         operator="Lt_LtE",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "frame's * marker turned into /: its first parameters become positional-only and the others may "
+        "also be passed by position; every caller still passes them as it did",
+        "blob.py",
+        function="^frame$",
+        text=r"^\s*\*,$",
+        after=r"^\s*/,$",
     ),
     # ---- Python API guards the trace language cannot reach
     SurvivorRule(
@@ -1531,6 +1597,17 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "devicetype.py",
         function="^_validate$|_check_field|^$",
         text=r"type\(|isinstance|_FIELD_BITS|for name|hook",
+    ),
+    SurvivorRule(
+        "api-guard",
+        _GUARD.format(
+            "a wider field width lets the builder take a larger identity or mask value, while a definition's "
+            "fields are read off its bytes and always fit their registers"
+        ),
+        "devicetype.py",
+        function="^$",
+        text=r'\("(vendor_id|device_id|class_code|revision|subsystem_vendor_id|subsystem_id|interrupt_pin|'
+        r'command_mask|status_rw1c)", \d+\)',
     ),
     SurvivorRule(
         "api-guard",

@@ -22,6 +22,8 @@ profile named with each is the one whose model tells the mutant apart:
 - three BARs overlapping, two of one size at one base (a tie in one hash
   bucket) beside a larger one: the lowest BDF wins; removing a BAR from one
   bucket keeps the other buckets of its size class (R-DEC-008, R-DS-006);
+- a memory-like BAR keeps bytes a write puts on both sides of a page
+  boundary (R-DT-004);
 - msi-mme-clamp rewrites the two control bytes only: a clamp after the
   message address's low byte was written leaves that byte (R-DT-008).
 """
@@ -110,6 +112,18 @@ SCRIPTS: tuple[Script, ...] = (
             ("R-CAM-007", "ior 0xCFB/1; ior 0xCF8; ior 0xCFA/2; ior 0xCF8; iow 0xCFB/1 0; ior 0xCF8;"
                           "ior 0xD00/1; ior 0xCF8; iow 0xD00/2 0; ior 0xCF8; ior 0xD00; ior 0xCF8"),
             ("R-CAM-007", "ior 0xCFF/1; ior 0xCF8"),
+        ),
+    ),
+    Script(
+        "bar-data-across-a-page", "access",
+        "memory-like BAR contents are kept a 4 KiB page at a time: writes whose bytes cross a page "
+        "boundary inside a BAR (8 bytes from 0xffc, 4 from 0x1ffe) read back whole, from either page",
+        (
+            (None, "vm 1; plug 1 00:03.0 kitchen-sink; cw 0x18 0x00100000; cw 0x1C 0x10; cw 0x04/2 0x2"),
+            ("R-DT-004", "mw 0x1000100FFC/8 0x1122334455667788; mr 0x1000100FFC/8; mr 0x1000100FFC;"
+                         "mr 0x1000101000; mr 0x1000100FF8/8; mr 0x1000101004"),
+            ("R-DT-004", "mw 0x1000101FFE/4 0xAABBCCDD; mr 0x1000101FFC/8; mr 0x1000101FFE/4;"
+                         "mr 0x1000102000/2"),
         ),
     ),
     Script(
