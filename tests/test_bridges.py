@@ -527,3 +527,27 @@ def test_the_bridge_cases_kill_every_planted_bridge_bug(mutant: Mutant) -> None:
     failures = [f for r in report.requirements for f in r.failures]
     assert any(f.check.startswith("case bridges/") for f in failures), [f.check for f in failures]
     assert mutant_adapter(mutant.name).info.name == f"mutant:{mutant.name}"
+
+
+@pytest.mark.req("R-BRG-003")
+def test_secondary_zero_never_routes_and_the_command_register_does_not_matter(vm: DataManager) -> None:
+    chain(vm, 1, windows=False)
+    vm.plug(VM, Bdf(1, 0, 0), EDU)
+    vm.config_write(VM, PORT, COMMAND, 2, 0)  # routing ignores the bridge's command register
+    assert vm.config_read(VM, Bdf(1, 0, 0), 0, 2) == 0x1234
+    vm.config_write(VM, PORT, 0x18, 4, 0x0005_0000)  # secondary 0, subordinate 5
+    assert vm.topology(VM)[0].secondary is None
+    assert vm.config_read(VM, Bdf(0, 0, 0), 0, 4) == 0xFFFF_FFFF  # bus 0 is the root bus
+    assert vm.topology(VM)[1].bdf is None
+
+
+@pytest.mark.req("R-BRG-003")
+def test_of_two_bridges_with_overlapping_ranges_the_first_takes_the_number(vm: DataManager) -> None:
+    for device in (1, 2):
+        vm.plug(VM, Bdf(0, device, 0), PCI_BRIDGE)
+        vm.config_write(VM, Bdf(0, device, 0), 0x18, 4, 0x0003_0300)  # both: secondary 3, 3-3
+    vm.plug(VM, Bdf(3, 0, 0), EDU)  # below 00:01.0, the first in (device, function) order
+    assert vm.topology(VM)[1].parent == 0
+    vm.config_write(VM, Bdf(0, 1, 0), 0x19, 1, 4)  # the first one's range empties: 00:02.0 takes 3
+    assert vm.config_read(VM, Bdf(3, 0, 0), 0, 4) == 0xFFFF_FFFF
+    assert vm.topology(VM)[2].secondary == 3
