@@ -218,12 +218,15 @@ def test_a_device_below_a_bridge_is_reached_by_the_bridges_secondary_bus_number(
     vm.plug(VM, Bdf(1, 3, 0), E1000)
     assert vm.config_read(VM, Bdf(1, 3, 0), 0, 4) == 0x100E_8086
     assert vm.topology(VM)[1].parent == 0
-    vm.config_write(VM, PORT, 0x19, 1, 5)  # secondary 5 > subordinate 1: the range is empty
+    vm.config_write(VM, PORT, 0x19, 1, 0)  # secondary 0: bus 0 is the root's, so the bus below has no number
     assert vm.config_read(VM, Bdf(1, 3, 0), 0, 4) == 0xFFFF_FFFF
     assert vm.topology(VM)[1].bdf is None
     with pytest.raises(UnknownDevice):
         vm.save(VM, Bdf(1, 3, 0))
-    vm.config_write(VM, PORT, 0x1A, 1, 7)  # now 5-7: the bus is 5
+    vm.config_write(VM, PORT, 0x19, 1, 5)  # secondary 5 above subordinate 1: 5 is still its secondary number
+    assert vm.config_read(VM, Bdf(5, 3, 0), 0, 4) == 0x100E_8086
+    assert vm.config_read(VM, Bdf(1, 3, 0), 0, 4) == 0xFFFF_FFFF
+    vm.config_write(VM, PORT, 0x1A, 1, 7)  # now 5-7: the bus is still 5
     assert vm.config_read(VM, Bdf(5, 3, 0), 0, 4) == 0x100E_8086
     vm.io_write(VM, 0xCF8, 4, 0x8005_1800)  # 0xCFC and ECAM route alike
     assert vm.io_read(VM, 0xCFC, 4) == 0x100E_8086
@@ -251,9 +254,12 @@ def test_routing_goes_down_several_levels(vm: DataManager) -> None:
     nic_at(vm, Bdf(4, 2, 0))
     assert [n.secondary for n in vm.topology(VM)[:4]] == [1, 2, 3, 4]
     assert vm.topology(VM)[4].bdf == Bdf(4, 2, 0)
-    vm.config_write(VM, bridges[2], 0x1A, 1, 2)  # the third bridge's range shrinks to 3-2: empty
-    assert vm.topology(VM)[4].bdf is None
-    assert vm.topology(VM)[3].bdf is None  # the fourth bridge sits on bus 3, no longer reached
+    vm.config_write(VM, bridges[2], 0x1A, 1, 2)  # the third bridge takes only its secondary number, 3
+    assert vm.topology(VM)[4].bdf is None  # bus 4, below the fourth bridge, is no longer reached
+    assert vm.topology(VM)[3].bdf == Bdf(3, 0, 0)  # the fourth bridge sits on bus 3, still reached
+    vm.config_write(VM, bridges[1], 0x1A, 1, 1)  # the second bridge's subordinate 1, below its secondary 2
+    assert vm.topology(VM)[3].bdf is None  # number 3 is no longer passed down to bus 2
+    assert vm.topology(VM)[2].bdf == Bdf(2, 0, 0)
 
 
 @pytest.mark.req("R-BRG-002")
@@ -527,3 +533,27 @@ def test_the_bridge_cases_kill_every_planted_bridge_bug(mutant: Mutant) -> None:
     failures = [f for r in report.requirements for f in r.failures]
     assert any(f.check.startswith("case bridges/") for f in failures), [f.check for f in failures]
     assert mutant_adapter(mutant.name).info.name == f"mutant:{mutant.name}"
+
+
+@pytest.mark.req("R-BRG-003")
+def test_secondary_zero_never_routes_and_the_command_register_does_not_matter(vm: DataManager) -> None:
+    chain(vm, 1, windows=False)
+    vm.plug(VM, Bdf(1, 0, 0), EDU)
+    vm.config_write(VM, PORT, COMMAND, 2, 0)  # routing ignores the bridge's command register
+    assert vm.config_read(VM, Bdf(1, 0, 0), 0, 2) == 0x1234
+    vm.config_write(VM, PORT, 0x18, 4, 0x0005_0000)  # secondary 0, subordinate 5
+    assert vm.topology(VM)[0].secondary is None
+    assert vm.config_read(VM, Bdf(0, 0, 0), 0, 4) == 0xFFFF_FFFF  # bus 0 is the root bus
+    assert vm.topology(VM)[1].bdf is None
+
+
+@pytest.mark.req("R-BRG-003")
+def test_of_two_bridges_with_overlapping_ranges_the_first_takes_the_number(vm: DataManager) -> None:
+    for device in (1, 2):
+        vm.plug(VM, Bdf(0, device, 0), PCI_BRIDGE)
+        vm.config_write(VM, Bdf(0, device, 0), 0x18, 4, 0x0003_0300)  # both: secondary 3, 3-3
+    vm.plug(VM, Bdf(3, 0, 0), EDU)  # below 00:01.0, the first in (device, function) order
+    assert vm.topology(VM)[1].parent == 0
+    vm.config_write(VM, Bdf(0, 1, 0), 0x19, 1, 4)  # the first one's range empties: 00:02.0 takes 3
+    assert vm.config_read(VM, Bdf(3, 0, 0), 0, 4) == 0xFFFF_FFFF
+    assert vm.topology(VM)[2].secondary == 3

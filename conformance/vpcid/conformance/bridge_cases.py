@@ -102,7 +102,7 @@ def _routing(s: _Sys) -> None:
     below.cf8(0x00)
     b.ior(SUITE_VM, 0xCFC)
     b.mr(SUITE_VM, below.ecam(0x00))
-    bridge.cw(BUS_NUMBERS + 1, 1, 5)  # secondary 5 above subordinate 1: nothing
+    bridge.cw(BUS_NUMBERS + 1, 1, 5)  # secondary 5 above subordinate 1: bus 5 still, 01:03.0 is gone
     below.cr(0x00)
     b.add(Op(OpKind.SAVE, vm=SUITE_VM, bdf=Bdf(1, 3, 0), name="gone"))
     b.check("R-BRG-004")

@@ -57,8 +57,11 @@ def bus_range(config: bytes | bytearray) -> tuple[int, int]:
 
 
 def claims(config: bytes | bytearray, number: int) -> bool:
-    """Whether ``number`` lies in the bridge's [secondary, subordinate] range, inclusive (R-BRG-003)."""
-    return config[SECONDARY_BUS] <= number <= config[SUBORDINATE_BUS]
+    """Whether the bridge takes ``number``: its secondary bus number, or above it up to the subordinate
+    bus number (R-BRG-003). The secondary number is taken whatever the subordinate says, as a bridge
+    turns a request for its secondary bus into a type 0 one before looking at the range."""
+    secondary = config[SECONDARY_BUS]
+    return secondary <= number <= max(secondary, config[SUBORDINATE_BUS])
 
 
 @dataclass(frozen=True, slots=True)
