@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from vpcid.conformance.trace import EXTENSIONS, FULL, GUEST_VIEW, Observation, Op, OpKind, TraceError
+from vpcid.conformance.trace import (
+    EXTENSIONS,
+    FULL,
+    GUEST_VIEW,
+    INTROSPECTION,
+    Observation,
+    Op,
+    OpKind,
+    TraceError,
+)
 from vpcid.model import Bdf, DeviceType, DeviceTypeError, Profile, VpcidError
 from vpcid.model.manager import DEFAULT_ECAM_BASE
 
@@ -84,6 +93,10 @@ class FixedMachine:
     """Guest-physical ranges the platform owns (RAM, firmware, APICs, ...): likewise."""
     opaque: tuple[OpaqueRange, ...] = ()
     """BAR contents the suite must not access; the BARs' registers and decode are still checked."""
+    firmware: tuple[tuple[Bdf, int, int, int], ...] = ()
+    """Configuration writes ``(function, offset, width, value)`` firmware makes at power-on, each made
+    right after the device it names is plugged (``devices`` lists a bridge before what is below it), so
+    a bridge is numbered before its secondary bus is populated (R-BRG-003)."""
 
     def opaque_bars(self, bdf: Bdf, dtype: DeviceType) -> frozenset[int]:
         """Indices of ``bdf``'s BARs whose whole contents are opaque (cases leave them out)."""
@@ -123,13 +136,23 @@ class AdapterInfo:
     waivers: Path | None = None
     """A strict waiver file for the platform the adapter presents (e.g. QEMU's q35 host bridge):
     certify applies it unless told not to or given another file."""
+    unsupported_reasons: tuple[tuple[OpKind, str], ...] = ()
+    """Why the adapter does not support an operation kind it leaves out (e.g. ``topology``): the
+    suite reports the cases needing it as skipped with this reason (spec/formats/adapter.md)."""
 
     def __post_init__(self) -> None:
         if not self.operations >= GUEST_VIEW:
             missing = ", ".join(sorted(k.value for k in GUEST_VIEW - self.operations))
             raise ValueError(f"adapter {self.name!r} must support the guest-view operations; lacks {missing}")
-        if self.machine is None and not FULL <= self.operations <= FULL | EXTENSIONS:
+        if self.machine is None and not FULL <= self.operations <= FULL | EXTENSIONS | INTROSPECTION:
             raise ValueError(f"adapter {self.name!r}: without a fixed machine the full API is required")
+
+    def why_unsupported(self, kind: OpKind) -> str:
+        """Why this adapter does not support ``kind``: its declared reason, or that it does not declare it."""
+        for declared, reason in self.unsupported_reasons:
+            if declared is kind:
+                return reason
+        return f"adapter {self.name!r} does not declare {kind.value}"
 
     def unsupported(self, op: Op) -> TraceError:
         """The error for an operation of a kind this adapter does not declare (the trace is at fault)."""

@@ -14,6 +14,7 @@ from vpcid.conformance.devices import SUITE_TYPES
 from vpcid.conformance.trace import (
     EXTENSIONS,
     FULL,
+    INTROSPECTION,
     OK,
     Observation,
     Op,
@@ -44,7 +45,7 @@ class ModelAdapter:
         operations: frozenset[OpKind] | None = None,
     ) -> None:
         profile = profile or Profile()
-        default_ops = FULL | EXTENSIONS if machine is None else FULL
+        default_ops = (FULL | EXTENSIONS if machine is None else FULL) | INTROSPECTION
         self._info = AdapterInfo(name, profile, operations=operations or default_ops, machine=machine)
         self._operations = self._info.operations
         self._factory = manager_factory
@@ -68,6 +69,9 @@ class ModelAdapter:
             manager.create_vm(machine.vm, ecam_base=machine.ecam_base)
             for bdf, dtype in machine.devices:
                 manager.plug(machine.vm, bdf, dtype)
+                for target, offset, width, value in machine.firmware:
+                    if target == bdf:
+                        manager.config_write(machine.vm, bdf, offset, width, value)
         return manager
 
     def execute(self, op: Op) -> Observation:
@@ -92,6 +96,7 @@ class ModelAdapter:
             OpKind.RESET_VM: self._reset_vm, OpKind.SAVE: self._save, OpKind.RESTORE: self._restore,
             OpKind.SNAPSHOT: self._snapshot, OpKind.RESTORE_VM: self._restore_vm, OpKind.TABLES: self._tables,
             OpKind.DEFINE_TYPE: self._define_type, OpKind.SET_ECAM_BASE: self._set_ecam_base,
+            OpKind.TOPOLOGY: self._topology,
         }  # fmt: skip
 
     def _config_read(self, op: Op) -> Observation:
@@ -198,6 +203,15 @@ class ModelAdapter:
         for space, entries in (("io", tables.io), ("memory", tables.memory)):
             rows += [(space, e.base, e.size, str(e.bdf), e.bar) for e in entries]
         return Observation(tables=tuple(rows))
+
+    def _topology(self, op: Op) -> Observation:
+        """The VM's bus tree as ``topology`` rows, in the manager's tree order (R-BRG-010)."""
+        rows = tuple(
+            (None if node.bdf is None else str(node.bdf), node.parent, node.root_bus, node.device,
+             node.function, node.type_name, node.secondary)
+            for node in self.manager.topology(op.vm)
+        )  # fmt: skip
+        return Observation(topology=rows)
 
 
 def reference(argument: str | None) -> ModelAdapter:

@@ -345,8 +345,42 @@ def _unplug(s: _Sys) -> None:
           "unplugging a bridge removes every function below it with its table entries", b)  # fmt: skip
 
 
+def _topology(s: _Sys) -> None:
+    """R-BRG-010: the ``topology`` operation lists the tree as it is plugged and numbered now.
+
+    A case of its own (the routing case observes the same tree through accesses and ``tables``), so
+    an adapter without ``topology`` skips only this one."""
+    b = _Body()
+    _define(b, PCI_BRIDGE, PCIE_ROOT_PORT)
+    b.create_vm(SUITE_VM)
+    topology = Op(OpKind.TOPOLOGY, vm=SUITE_VM)
+    b.plug(SUITE_VM, Bdf(0, 5, 0), EDU)
+    bridges = _chain(b, 2, forward=False)
+    b.plug(SUITE_VM, Bdf(2, 3, 0), EDU)
+    b.plug(SUITE_VM, Bdf(1, 4, 0), E1000)
+    b.plug(SUITE_VM, Bdf(0, 2, 0), PCIE_ROOT_PORT)  # not numbered: its bus has no number
+    b.plug(SUITE_VM, Bdf(9, 0, 0), EDU)  # bus 9 is routed nowhere: a root bus
+    b.check("R-BRG-010")
+    b.add(topology)
+    bridges[1].cw(BUS_NUMBERS + 1, 1, 6)  # the lower bridge's secondary above the upper's range
+    b.add(topology)
+    bridges[0].cw(BUS_NUMBERS + 2, 1, 6)  # the upper range grows: bus 6 is reached again
+    b.add(topology)
+    bridges[0].cw(BUS_NUMBERS, 4, 0)  # the upper bridge loses its numbers: all below is unreachable
+    b.add(topology)
+    b.reset_vm(SUITE_VM)
+    b.add(topology)
+    b.unplug(SUITE_VM, PORT)  # the upper bridge and all below it go
+    b.add(topology)
+    b.add(Op(OpKind.TOPOLOGY, vm=SUITE_VM + 1))  # no such VM
+    s.add("bridge-topology", GROUP,
+          "the topology operation lists every instance in tree order with its BDF now (or none), its "
+          "bridge, its root bus, slot, type and a bridge's secondary number, as numbering changes, after "
+          "a VM reset and after a bridge is unplugged", b)  # fmt: skip
+
+
 def bridge_cases(s: _Sys) -> None:
     """Every bridge case (R-BRG-001..R-BRG-011, R-BLOB-007, R-BLOB-008)."""
     for build in (_header, _routing, _deep, _forwarding, _isa_vga, _secondary_reset, _reset, _snapshots,
-                  _unplug):  # fmt: skip
+                  _unplug, _topology):  # fmt: skip
         build(s)

@@ -162,6 +162,8 @@ class CertificationReport:
     """Variant values that explain the failures (explain_variants): what the implementation does."""
     declined_types: dict[str, str] = field(default_factory=dict)
     """``--types`` types the implementation declined (name -> the error its define_type observed)."""
+    skipped_cases: dict[str, str] = field(default_factory=dict)
+    """Cases left out because they need an operation the adapter does not support (label -> why)."""
 
     @property
     def conformant(self) -> bool:
@@ -187,6 +189,7 @@ class CertificationReport:
             "errors": self.errors,
             "observed_variants": self.variants,
             "declined_types": self.declined_types,
+            "skipped_cases": self.skipped_cases,
             "requirements": [
                 {
                     "id": r.rid,
@@ -238,6 +241,7 @@ def implicated(op: Op, ecam_base: int | None = DEFAULT_ECAM_BASE) -> tuple[str, 
         OpKind.CREATE_VM: ("R-DS-001",),
         OpKind.DESTROY_VM: ("R-DS-002",),
         OpKind.SET_ECAM_BASE: ("R-ECAM-005", "R-ECAM-006"),
+        OpKind.TOPOLOGY: ("R-BRG-010",),
     }.get(kind, ("R-VAR-002",))
 
 
@@ -423,6 +427,32 @@ def applicable_cases(info: AdapterInfo, types: Sequence[DeviceType] = ()) -> lis
     return runnable
 
 
+def skipped_cases(info: AdapterInfo, types: Sequence[DeviceType] = ()) -> dict[str, str]:
+    """The cases :func:`applicable_cases` leaves out because they need an operation the adapter does
+    not support, by label, with the adapter's reason for the first such operation (e.g. ``topology``,
+    R-BRG-010). Only system cases and device cases of the machine's targets are considered."""
+    skipped: dict[str, str] = {}
+    if info.machine is None:
+        listed = [(f"{c.group}/{c.name}", c) for c in system_cases()]
+        targets = default_targets() + extra_targets(types)
+    else:
+        listed, machine = [], info.machine
+        targets = [
+            Target(machine.vm, bdf, dtype, machine.ecam_base, machine.opaque_bars(bdf, dtype),
+                   machine.reserved_functions)
+            for bdf, dtype in machine.devices
+        ]  # fmt: skip
+    for target in targets:
+        listed += [(f"{c.group}/{c.name}@{target.dtype.name}:{target.bdf}", c) for c in device_cases(target)]
+    for label, case in listed:
+        missing = sorted(case.needs - info.operations)
+        if missing:
+            skipped[label] = (
+                f"needs {', '.join(k.value for k in missing)}: {info.why_unsupported(missing[0])}"
+            )
+    return skipped
+
+
 Progress = Callable[[str, int, int], None]
 """Callback: (phase, done, total)."""
 
@@ -506,6 +536,9 @@ def certify(
         engines["cases"]["withheld"] = diff.withheld
     if left_out:
         engines["cases"]["declined"] = len(left_out)
+    skipped = skipped_cases(info, types)
+    if skipped:
+        engines["cases"]["skipped"] = len(skipped)
 
     # 2. fast random engine
     if not (failed_cases and stop_at_first_failure):
@@ -550,6 +583,7 @@ def certify(
         errors=errors,
         variants=explained,
         declined_types=declined,
+        skipped_cases=skipped,
     )
 
 

@@ -122,6 +122,8 @@ def format_observation(obs: Observation | None, op: Op | None = None) -> str:
         return f"blob digest {obs.digest[:BLOB_DIGEST_SHOWN]}…"
     if obs.tables is not None:
         return "tables [" + "; ".join(format_row(row) for row in obs.tables) + "]"
+    if obs.topology is not None:
+        return "topology [" + "; ".join(format_topology_row(row) for row in obs.topology) + "]"
     return "ok"
 
 
@@ -132,6 +134,15 @@ def format_row(row: Sequence[object]) -> str:
     if len(cells) == 5:
         return f"{cells[0]} {cells[1]}+{cells[2]} {cells[3]} BAR {cells[4]}"
     return " ".join(cells)
+
+
+def format_topology_row(row: Sequence[object]) -> str:
+    """A topology row (R-BRG-010): ``BDF type``, where it sits, and a bridge's secondary bus number."""
+    bdf, parent, root, device, function, name, secondary = row
+    where = f"root bus {root}" if parent is None else f"below #{parent}"
+    shown = bdf if bdf is not None else "unreachable"
+    text = f"{shown} {name} (slot {device}.{function}, {where})"
+    return text if secondary is None else f"{text} secondary {secondary}"
 
 
 def blob_summary(blob: bytes) -> str:

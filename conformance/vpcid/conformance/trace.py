@@ -69,6 +69,7 @@ class OpKind(StrEnum):
     TABLES = "tables"
     DEFINE_TYPE = "define_type"
     SET_ECAM_BASE = "set_ecam_base"
+    TOPOLOGY = "topology"
 
 
 GUEST_VIEW = frozenset(
@@ -76,11 +77,14 @@ GUEST_VIEW = frozenset(
      OpKind.MMIO_READ, OpKind.MMIO_WRITE}
 )  # fmt: skip
 """What a guest can do to a fixed machine: the least an adapter supports."""
-FULL = frozenset(OpKind) - {OpKind.DEFINE_TYPE, OpKind.SET_ECAM_BASE}
+FULL = frozenset(OpKind) - {OpKind.DEFINE_TYPE, OpKind.SET_ECAM_BASE, OpKind.TOPOLOGY}
 """The whole data-manager API."""
 EXTENSIONS = frozenset({OpKind.DEFINE_TYPE, OpKind.SET_ECAM_BASE})
 """Operations an adapter may add to what it supports: ``define_type`` (device types from files) and
 ``set_ecam_base`` (the platform moves the ECAM window, R-ECAM-005)."""
+INTROSPECTION = frozenset({OpKind.TOPOLOGY})
+"""Introspection an adapter may add, full-API or guest-view: ``topology``, the bus tree (R-BRG-010).
+Apart from :data:`EXTENSIONS` so that an adapter declaring ``FULL | EXTENSIONS`` claims no more."""
 
 _FIELDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.INIT: (),
@@ -103,6 +107,7 @@ _FIELDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.TABLES: ("vm",),
     OpKind.DEFINE_TYPE: ("definition",),
     OpKind.SET_ECAM_BASE: ("vm", "ecam_base"),
+    OpKind.TOPOLOGY: ("vm",),
 }
 """Required fields per kind; ``a|b`` means exactly one of them."""
 _OPTIONAL = {OpKind.CREATE_VM: {"ecam_base"}}
@@ -230,13 +235,21 @@ def new_op(
     return _new_tuple(Op, (kind, vm, bdf, address, width, value, "", b"", DEFAULT_ECAM_BASE))
 
 
+TopologyRow = tuple[str | None, int | None, int | None, int, int, str, int | None]
+"""One instance in a ``topology`` observation (R-BRG-010): its BDF now (``bb:dd.f``) or None, the
+index of its bridge in the listing or None, its root bus or None, device, function, type name, and
+for a bridge the number its secondary bus is reached by, else None."""
+
+
 class Observation(NamedTuple):
-    """What an operation produced: a read value, an error kind, a blob digest, or tables (a named tuple)."""
+    """What an operation produced: a read value, an error kind, a blob digest, tables or the bus tree
+    (a named tuple)."""
 
     value: int | None = None
     error: str | None = None
     digest: str | None = None
     tables: tuple[tuple[Any, ...], ...] | None = None
+    topology: tuple[TopologyRow, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
@@ -247,6 +260,8 @@ class Observation(NamedTuple):
             return {"digest": self.digest}
         if self.tables is not None:
             return {"tables": [list(row) for row in self.tables]}
+        if self.topology is not None:
+            return {"topology": [list(row) for row in self.topology]}
         return {"ok": True}
 
     @classmethod
@@ -265,6 +280,8 @@ class Observation(NamedTuple):
             return cls(digest=raw)
         if key == "tables" and isinstance(raw, list) and all(isinstance(r, list) for r in raw):
             return cls(tables=tuple(tuple(r) for r in raw))
+        if key == "topology" and isinstance(raw, list):
+            return cls(topology=tuple(_topology_row(r) for r in raw))
         raise TraceError(f"not an observation: {dict(obj)!r}")
 
     def __str__(self) -> str:
@@ -278,9 +295,34 @@ class Observation(NamedTuple):
 OK = Observation()
 
 
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _topology_row(raw: object) -> TopologyRow:
+    """One row of a ``topology`` observation, checked field by field (spec/formats/trace.md)."""
+    if not isinstance(raw, list) or len(raw) != 7:
+        raise TraceError(f"a topology row is a list of 7 fields, got {raw!r}")
+    bdf, parent, root, device, function, name, secondary = raw
+    if not (
+        (bdf is None or isinstance(bdf, str))
+        and (parent is None or _is_count(parent))
+        and (root is None or _is_count(root))
+        and _is_count(device)
+        and _is_count(function)
+        and isinstance(name, str)
+        and (secondary is None or _is_count(secondary))
+    ):
+        raise TraceError(
+            f"not a topology row: {raw!r} (bdf or null, parent or null, root bus or null, device, "
+            "function, type, secondary or null)"
+        )
+    return (bdf, parent, root, device, function, name, secondary)
+
+
 def value_observation(value: int) -> Observation:
     """``Observation(value)``, built as a plain tuple (see :func:`new_op`)."""
-    return _new_tuple(Observation, (value, None, None, None))
+    return _new_tuple(Observation, (value, None, None, None, None))
 
 
 def blob_digest(blob: bytes) -> str:

@@ -1,0 +1,135 @@
+"""The ``topology`` trace operation (R-BRG-010) and firmware writes of fixed machines (R-BRG-003)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from vpcid.adapters.base import AdapterInfo, FixedMachine
+from vpcid.adapters.reference import ModelAdapter
+from vpcid.conformance.cases import system_cases
+from vpcid.conformance.certify import implicated, skipped_cases
+from vpcid.conformance.engine import Differential, format_observation
+from vpcid.conformance.trace import (
+    EXTENSIONS,
+    FULL,
+    INTROSPECTION,
+    Observation,
+    Op,
+    OpKind,
+    TraceError,
+    parse_lines,
+)
+from vpcid.model import Bdf, DataManager, Profile
+from vpcid.model.catalog import EDU, PCI_BRIDGE
+from vpcid.model.manager import TopologyNode
+
+VM = 1
+CASE = "bridges/bridge-topology"
+
+
+def topology_case_ops() -> list[Op]:
+    (case,) = [c for c in system_cases() if f"{c.group}/{c.name}" == CASE]
+    return [Op(OpKind.INIT), *case.ops]
+
+
+@pytest.mark.req("R-BRG-010")
+def test_topology_operation_and_observation_round_trip() -> None:
+    rows = [["00:01.0", None, 0, 1, 0, "pci-bridge", 1], [None, 0, None, 3, 0, "edu", None]]
+    line = {"op": "topology", "vm": 1, "expect": {"topology": rows}}
+    _, (step,) = parse_lines([json.dumps(line)])
+    assert step.op == Op(OpKind.TOPOLOGY, vm=1)
+    assert step.expect is not None
+    assert step.expect.topology == (
+        ("00:01.0", None, 0, 1, 0, "pci-bridge", 1),
+        (None, 0, None, 3, 0, "edu", None),
+    )
+    assert step.to_json() == line
+    assert "00:01.0 pci-bridge (slot 1.0, root bus 0) secondary 1" in format_observation(step.expect)
+    assert "unreachable edu (slot 3.0, below #0)" in format_observation(step.expect)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [["00:01.0", None, 0, 1, 0, "pci-bridge"], ["00:01.0", None, -1, 1, 0, "x", None],
+     [1, None, 0, 1, 0, "x", None], ["00:01.0", None, 0, 1, 0, 7, None], "row"],
+)  # fmt: skip
+def test_a_malformed_topology_row_is_a_trace_error(row: object) -> None:
+    with pytest.raises(TraceError, match="topology row"):
+        Observation.from_json({"topology": [row]})
+
+
+def test_topology_is_introspection_apart_from_the_full_api() -> None:
+    """An adapter declaring ``FULL | EXTENSIONS`` (written before ``topology``) does not claim it."""
+    assert OpKind.TOPOLOGY in INTROSPECTION
+    assert OpKind.TOPOLOGY not in FULL | EXTENSIONS
+    assert frozenset(OpKind) == FULL | EXTENSIONS | INTROSPECTION
+    assert OpKind.TOPOLOGY in ModelAdapter().info.operations
+    assert implicated(Op(OpKind.TOPOLOGY, vm=VM), None) == ("R-BRG-010",)
+
+
+@pytest.mark.req("R-BRG-010")
+def test_the_reference_adapter_observes_the_managers_tree() -> None:
+    model = ModelAdapter()
+    for op in topology_case_ops():
+        observed = model.execute(op)
+        if op.kind is OpKind.TOPOLOGY and op.vm == VM:
+            nodes = model.manager.topology(VM)
+            assert observed.topology == tuple(
+                (None if n.bdf is None else str(n.bdf), n.parent, n.root_bus, n.device, n.function,
+                 n.type_name, n.secondary)
+                for n in nodes
+            )  # fmt: skip
+    assert model.execute(Op(OpKind.TOPOLOGY, vm=VM + 1)).error == "unknown-vm"
+
+
+class _NoSecondary(DataManager):
+    """A planted bug: the topology never names a bridge's secondary bus number."""
+
+    def topology(self, vm_id: int) -> tuple[TopologyNode, ...]:
+        return tuple(
+            TopologyNode(n.bdf, n.parent, n.root_bus, n.device, n.function, n.type_name, None, n.windows)
+            for n in super().topology(vm_id)
+        )
+
+
+@pytest.mark.req("R-BRG-010")
+def test_the_topology_case_catches_a_tree_without_secondary_numbers() -> None:
+    ops = topology_case_ops()
+    assert Differential(ModelAdapter()).run(ops) is None
+    divergence = Differential(ModelAdapter(manager_factory=_NoSecondary)).run(ops)
+    assert divergence is not None
+    assert divergence.op.kind is OpKind.TOPOLOGY
+
+
+@pytest.mark.req("R-BRG-010")
+def test_cases_needing_topology_are_skipped_with_the_adapters_reason() -> None:
+    without = AdapterInfo("plain", Profile(), operations=FULL | EXTENSIONS)
+    skipped = skipped_cases(without)
+    assert skipped[CASE] == "needs topology: adapter 'plain' does not declare topology"
+    reasoned = AdapterInfo(
+        "reasoned", Profile(), operations=FULL | EXTENSIONS,
+        unsupported_reasons=((OpKind.TOPOLOGY, "its implementation has no introspection"),),
+    )  # fmt: skip
+    assert skipped_cases(reasoned)[CASE] == "needs topology: its implementation has no introspection"
+    assert CASE not in skipped_cases(ModelAdapter().info)
+
+
+@pytest.mark.req("R-BRG-003")
+def test_firmware_writes_number_a_bridge_before_what_is_below_it_is_plugged() -> None:
+    """``FixedMachine.firmware``: each write right after its device is plugged, so the device listed at
+    01:00.0 goes onto the bridge's secondary bus, not onto a root bus 1."""
+    devices = ((Bdf(0, 4, 0), PCI_BRIDGE), (Bdf(1, 0, 0), EDU))
+    numbering = (Bdf(0, 4, 0), 0x18, 4, 0x0001_0100)
+    with_firmware = ModelAdapter(machine=FixedMachine(VM, devices, firmware=(numbering,)))
+    rows = with_firmware.execute(Op(OpKind.TOPOLOGY, vm=VM)).topology
+    assert rows == (("00:04.0", None, 0, 4, 0, "pci-bridge", 1), ("01:00.0", 0, None, 0, 0, "edu", None))
+    bare = ModelAdapter(machine=FixedMachine(VM, devices))
+    assert bare.execute(Op(OpKind.TOPOLOGY, vm=VM)).topology == (
+        ("00:04.0", None, 0, 4, 0, "pci-bridge", None), ("01:00.0", None, 1, 0, 0, "edu", None),
+    )  # fmt: skip
+    with_firmware.execute(Op(OpKind.RESET_VM, vm=VM))  # power-on numbers again; firmware runs at init only
+    below = Op(OpKind.CONFIG_READ, vm=VM, bdf=Bdf(1, 0, 0), width=2)
+    assert with_firmware.execute(below).value == 0xFFFF  # bus 1 names nothing now (R-ACC-006)
+    with_firmware.execute(Op(OpKind.INIT))
+    assert with_firmware.execute(below).value == EDU.vendor_id
