@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from vpcid.adapters.base import AdapterInfo, FixedMachine
 from vpcid.adapters.reference import ModelAdapter
+from vpcid.adapters.vfio_user.adapter import DECLINED_BRIDGE, declined_reason
 from vpcid.conformance.cases import system_cases
-from vpcid.conformance.certify import implicated, skipped_cases
+from vpcid.conformance.certify import certify, implicated, skipped_cases
 from vpcid.conformance.engine import Differential, format_observation
 from vpcid.conformance.trace import (
     EXTENSIONS,
@@ -133,3 +135,31 @@ def test_firmware_writes_number_a_bridge_before_what_is_below_it_is_plugged() ->
     assert with_firmware.execute(below).value == 0xFFFF  # bus 1 names nothing now (R-ACC-006)
     with_firmware.execute(Op(OpKind.INIT))
     assert with_firmware.execute(below).value == EDU.vendor_id
+
+
+class _Declining:
+    """The reference model behind a fixed machine, declaring a bridge it left out (as vfio-user does)."""
+
+    def __init__(self) -> None:
+        self.model = ModelAdapter(machine=FixedMachine(VM, ((Bdf(0, 2, 0), EDU),)))
+        self.info = dataclasses.replace(
+            self.model.info, name="declining", declined_types=(("pci-bridge", DECLINED_BRIDGE),)
+        )
+
+    def execute(self, op: Op) -> Observation:
+        return self.model.execute(op)
+
+    def close(self) -> None:
+        self.model.close()
+
+
+@pytest.mark.req("R-BRG-001")
+def test_the_vfio_user_adapter_declines_bridges_and_the_report_lists_them() -> None:
+    """A vfio-user server is one function: a type 1 type is declined with its reason, which the
+    certification report lists with the other declined types; the adapter has no ``topology``."""
+    assert declined_reason(PCI_BRIDGE) == DECLINED_BRIDGE
+    assert declined_reason(EDU) is None
+    report = certify(_Declining(), 200, 0)
+    assert report.declined_types == {"pci-bridge": DECLINED_BRIDGE}
+    assert report.to_json()["declined_types"] == {"pci-bridge": DECLINED_BRIDGE}
+    assert report.conformant

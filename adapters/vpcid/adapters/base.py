@@ -136,6 +136,9 @@ class AdapterInfo:
     waivers: Path | None = None
     """A strict waiver file for the platform the adapter presents (e.g. QEMU's q35 host bridge):
     certify applies it unless told not to or given another file."""
+    declined_types: tuple[tuple[str, str], ...] = ()
+    """Device types the adapter was given and declines, with why (e.g. a bridge behind a vfio-user
+    server, which is one function): left out of its machine; certification reports them as declined."""
     unsupported_reasons: tuple[tuple[OpKind, str], ...] = ()
     """Why the adapter does not support an operation kind it leaves out (e.g. ``topology``): the
     suite reports the cases needing it as skipped with this reason (spec/formats/adapter.md)."""

@@ -475,6 +475,7 @@ def certify(
     check_types(info, types)
     declined = declined_types(impl, types)
     types = [t for t in types if t.name not in declined]
+    declined.update(info.declined_types)
     requirements: dict[str, Requirement] = load_requirements()
     results = {rid: RequirementResult(rid, req.title) for rid, req in requirements.items()}
     engines: dict[str, dict[str, int]] = {}

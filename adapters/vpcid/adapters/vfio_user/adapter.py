@@ -67,7 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,6 +297,7 @@ class VfioUserAdapter:
         canonical: bool,
         description: str,
         on_close: Callable[[], None] | None = None,
+        declined: Mapping[str, str] | None = None,
     ) -> None:
         self.functions = list(functions)
         self.by_bdf = {f.bdf: f for f in self.functions}
@@ -320,6 +321,8 @@ class VfioUserAdapter:
             machine=machine,
             canonical_blobs=canonical,
             description=description,
+            declined_types=tuple((declined or {}).items()),
+            unsupported_reasons=((OpKind.TOPOLOGY, NO_TOPOLOGY),),
         )
         self.profile = profile
         self.cf8 = 0
@@ -807,6 +810,20 @@ MIGRATION_CHOICES = {"auto": True, "off": False}
 """Values of the ``migration=`` item."""
 
 
+DECLINED_BRIDGE = (
+    "the vfio-user adapter declines type 1 (bridge) types: a server is one function, so nothing can "
+    "sit on the bridge's secondary bus (R-BRG-001)"
+)
+"""Why a server presenting a type 1 header is left out of the machine."""
+NO_TOPOLOGY = "a vfio-user server is one function on the adapter's bus 0: there is no bus tree to list"
+"""Why the adapter does not support ``topology`` (R-BRG-010)."""
+
+
+def declined_reason(dtype: DeviceType) -> str | None:
+    """Why the adapter declines a device of type ``dtype`` (a bridge: :data:`DECLINED_BRIDGE`), or None."""
+    return DECLINED_BRIDGE if dtype.bridge is not None else None
+
+
 def parse_argument(argument: str | None) -> AdapterArgument:
     """Parse the text after ``vfio-user:`` (see the module docstring)."""
     if not argument:
@@ -1225,10 +1242,19 @@ def build(arg: AdapterArgument) -> VfioUserAdapter:
     functions: list[Function] = []
     try:
         migratable = True
+        declined: dict[str, str] = {}
         for n, device in enumerate(devices):
             function, can_migrate = _discover(Bdf(0, FIRST_DEVICE + n, 0), device, arg.migration)
+            why = declined_reason(function.dtype)
+            if why is not None:
+                declined[function.dtype.name] = why
+                for link in function.links():
+                    link.close()
+                continue
             functions.append(function)
             migratable = migratable and can_migrate
+        if not functions:
+            raise AdapterUnavailable("; ".join(f"{name}: {why}" for name, why in declined.items()))
         canonical = migratable and _canonical(functions)
         where = ", ".join(
             f"{f.bdf}={f.dtype.name} at {f.primary.path}" + (f" (peer {f.peer.path})" if f.peer else "")
@@ -1237,6 +1263,7 @@ def build(arg: AdapterArgument) -> VfioUserAdapter:
         notes = "".join(
             f". {f.bdf} discovery: {note}" for f in functions for note in f.notes if note != MIGRATION_OFF
         )
+        notes += "".join(f". declined {name}: {why}" for name, why in declined.items())
         how = "v2, vpcid blob stream" if canonical else "v2" if migratable else "unsupported"
         if not arg.migration:
             how = "off (migration=off: not probed, save and restore not offered)"
@@ -1250,6 +1277,7 @@ def build(arg: AdapterArgument) -> VfioUserAdapter:
             canonical=canonical,
             description=description,
             on_close=spawned.close if spawned is not None else None,
+            declined=declined,
         )
     except (ServerFailed, ServerFault, VfioUserError) as exc:
         for f in functions:
