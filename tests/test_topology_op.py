@@ -22,8 +22,16 @@ from vpcid.conformance.trace import (
     TraceError,
     parse_lines,
 )
-from vpcid.model import Bdf, DataManager, Profile
-from vpcid.model.catalog import EDU, PCI_BRIDGE
+from vpcid.model import Bdf, ConfigSpace, DataManager, DeviceTypeError, Profile
+from vpcid.model.catalog import (
+    EDU,
+    PCI_BRIDGE,
+    PCIE_ROOT_PORT,
+    QEMU_EXPRESS_PORT_CONTROL,
+    X3130_UPSTREAM,
+    XIO3130_DOWNSTREAM,
+)
+from vpcid.model.header import bridge_registers
 from vpcid.model.manager import TopologyNode
 
 VM = 1
@@ -163,3 +171,58 @@ def test_the_vfio_user_adapter_declines_bridges_and_the_report_lists_them() -> N
     assert report.declined_types == {"pci-bridge": DECLINED_BRIDGE}
     assert report.to_json()["declined_types"] == {"pci-bridge": DECLINED_BRIDGE}
     assert report.conformant
+
+
+# ------------------------------------------------------------------ QEMU's PCI Express ports (R-BRG-001)
+
+
+@pytest.mark.req("R-BRG-001")
+def test_qemus_express_ports_have_their_measured_bridge_registers() -> None:
+    """pcie-root-port, x3130-upstream and xio3130-downstream: bridge control 0x005F, secondary status 0;
+    the root port powers on with its windows closed, as QEMU's rp_reset leaves them."""
+    for t in (PCIE_ROOT_PORT, X3130_UPSTREAM, XIO3130_DOWNSTREAM):
+        assert t.bridge == QEMU_EXPRESS_PORT_CONTROL
+        assert t.declared.word(0x3E, 2, "wmask") == 0x005F
+        assert t.declared.word(0x1E, 2) == 0
+    assert PCI_BRIDGE.declared.word(0x3E, 2, "wmask") == 0x0BFF
+    image = PCIE_ROOT_PORT.declared.image
+    assert (image[0x1C], image[0x1D]) == (0xF0, 0x00)
+    assert PCIE_ROOT_PORT.declared.word(0x20, 4) == 0x0000_FFF0
+    assert PCIE_ROOT_PORT.declared.word(0x24, 4) == 0x0001_FFF1
+    assert X3130_UPSTREAM.declared.word(0x20, 4) == 0
+
+
+@pytest.mark.req("R-BRG-001")
+def test_a_closed_root_port_stays_closed_and_reset_closes_it_again() -> None:
+    """Nothing below a powered-on root port is forwarded; after a window is opened and the port reset
+    the closed power-on windows are back (R-BRG-001, R-BRG-005)."""
+    manager = DataManager()
+    manager.create_vm(VM)
+    port = Bdf(0, 4, 0)
+    manager.plug(VM, port, PCIE_ROOT_PORT)
+    (node,) = manager.topology(VM)
+    assert node.windows is not None
+    assert manager.config_read(VM, port, 0x20, 4) == 0x0000_FFF0
+    manager.config_write(VM, port, 0x20, 4, 0xE000_E000)
+    assert manager.config_read(VM, port, 0x20, 4) == 0xE000_E000
+    manager.reset(VM, port)
+    assert manager.config_read(VM, port, 0x1C, 2) == 0x00F0
+    assert manager.config_read(VM, port, 0x24, 4) == 0x0001_FFF1
+
+
+@pytest.mark.req("R-BRG-001")
+def test_window_address_bits_may_have_any_power_on_value_but_type_nibbles_may_not() -> None:
+    """Only the read-only type nibbles and the masks of base and limit are rules (R-BRG-001)."""
+    space = PCI_BRIDGE.declared
+    image = bytearray(space.image)
+    image[0x20:0x24] = bytes([0x50, 0x12, 0x30, 0x00])  # memory base 0x1250, limit 0x0030: any address bits
+    image[0x1C] = 0xA0
+    opened = ConfigSpace(bytes(image), space.wmask, space.w1cmask)
+    assert bridge_registers(opened) == PCI_BRIDGE.bridge
+    image[0x20] = 0x51  # a memory window's low nibble is read-only zero
+    with pytest.raises(DeviceTypeError, match="0x020"):
+        bridge_registers(ConfigSpace(bytes(image), space.wmask, space.w1cmask))
+    image[0x20] = 0x50
+    image[0x24] = 0xF0  # base says 32-bit prefetchable, its limit still says 64-bit
+    with pytest.raises(DeviceTypeError, match="0x026: .* 32-bit prefetchable"):
+        bridge_registers(ConfigSpace(bytes(image), space.wmask, space.w1cmask))

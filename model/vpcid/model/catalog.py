@@ -22,7 +22,7 @@ from vpcid.model.devicetype import (
     PrefetchWindow,
     RomSpec,
 )
-from vpcid.model.header import standard_chain
+from vpcid.model.header import ConfigSpace, standard_chain
 from vpcid.model.registers import Access, Action, BarRegister, Bits, Effect, RegisterMap
 
 
@@ -226,11 +226,40 @@ QEMU_BRIDGE_CONTROL = BridgeRegisters(
     IoWindow.BITS16, PrefetchWindow.BITS64, control_mask=0x0BFF, control_rw1c=0x0400,
     secondary_status=0x00A0, secondary_status_rw1c=0, latency_timer_writable=True,
 )  # fmt: skip
-"""The bridge registers QEMU 7.2 gives every bridge (hw/pci/pci.c pci_init_mask_bridge, hw/pci/pci_bridge.c
-pci_bridge_initfn): 16-bit I/O and 64-bit prefetchable windows, bridge control bits 0-9 and 11 writable
-and 10 (discard timer status) RW1C, secondary status 66 MHz and fast back-to-back capable with no RW1C
+"""The bridge registers QEMU 7.2 gives its conventional pci-bridge (hw/pci/pci.c pci_init_mask_bridge,
+hw/pci/pci_bridge.c pci_bridge_initfn; its PCI Express ports: :data:`QEMU_EXPRESS_PORT_CONTROL`):
+16-bit I/O and 64-bit prefetchable windows, bridge control bits 0-9 and 11 writable and 10 (discard
+timer status) RW1C, secondary status 66 MHz and fast back-to-back capable with no RW1C
 bits, and a writable secondary latency timer (QEMU 8.2 makes it read-only zero below PCI Express ports,
 as PCIe Base §7.5.1.3.6 says)."""
+
+QEMU_EXPRESS_PORT_CONTROL = BridgeRegisters(
+    IoWindow.BITS16, PrefetchWindow.BITS64, control_mask=0x005F, control_rw1c=0,
+    secondary_status=0, secondary_status_rw1c=0, latency_timer_writable=True,
+)  # fmt: skip
+"""The bridge registers of QEMU 7.2's PCI Express ports (pcie-root-port, x3130-upstream,
+xio3130-downstream), measured through qtest: bridge control bits 0-4 and 6 writable (no Master Abort
+Mode and no conventional bits 7-11, as PCIe Base §7.5.1.3.13 has it), secondary status 0, and the
+secondary latency timer writable (QEMU 8.2 makes it read-only zero)."""
+
+CLOSED_WINDOWS = ((0x1C, bytes([0xF0, 0x00])), (0x20, bytes([0xF0, 0xFF, 0x00, 0x00])),
+                  (0x24, bytes([0xF1, 0xFF, 0x01, 0x00])))  # fmt: skip
+"""Power-on I/O, memory and prefetchable base and limit of QEMU's pcie-root-port: rp_reset
+(hw/pci-bridge/pcie_root_port.c) calls pci_bridge_disable_base_limit, leaving each base above its limit
+(I/O 0xF0/0x00, memory 0xFFF0/0x0000, prefetchable 0xFFF1/0x0001: the type nibble kept)."""
+
+
+def _with_closed_windows(dtype: DeviceType) -> DeviceType:
+    """``dtype`` (a bridge) powering on with :data:`CLOSED_WINDOWS` instead of open zero windows."""
+    space = dtype.declared
+    image = bytearray(space.image)
+    for offset, data in CLOSED_WINDOWS:
+        image[offset : offset + len(data)] = data
+    closed = ConfigSpace(bytes(image), space.wmask, space.w1cmask, space.sticky)
+    return DeviceType.from_space(
+        dtype.name, closed, dtype.bars, dtype.rom, dtype.behaviour, dtype.config_behaviour
+    )
+
 
 PCI_BRIDGE = DeviceType(
     name="pci-bridge",
@@ -242,20 +271,21 @@ PCI_BRIDGE = DeviceType(
 """QEMU's pci-bridge (1b36:0001): conventional PCI-to-PCI bridge with a 256-byte 64-bit SHPC BAR; slot
 ID and MSI capabilities (the SHPC capability is left out)."""
 
-PCIE_ROOT_PORT = DeviceType(
+PCIE_ROOT_PORT = _with_closed_windows(DeviceType(
     name="pcie-root-port",
     vendor_id=0x1B36, device_id=0x000C, class_code=0x060400, interrupt_pin=1,
     bars=(BarSpec(BarKind.MEM32, 4096),),
     capabilities=(_pci_express_port(4, slot=True), msix_capability(1, 0x000, 0x800)),
-    express=True, bridge=QEMU_BRIDGE_CONTROL,
-)  # fmt: skip
-"""QEMU's pcie-root-port (1b36:000c): a PCI Express root port with an MSI-X BAR of one vector."""
+    express=True, bridge=QEMU_EXPRESS_PORT_CONTROL,
+))  # fmt: skip
+"""QEMU's pcie-root-port (1b36:000c): a PCI Express root port with an MSI-X BAR of one vector, its
+windows closed at power-on."""
 
 X3130_UPSTREAM = DeviceType(
     name="x3130-upstream",
     vendor_id=0x104C, device_id=0x8232, revision=0x02, class_code=0x060400, interrupt_pin=1,
     capabilities=(msi64_capability(), _pci_express_port(5, slot=False)),
-    express=True, bridge=QEMU_BRIDGE_CONTROL,
+    express=True, bridge=QEMU_EXPRESS_PORT_CONTROL,
 )  # fmt: skip
 """TI XIO3130 switch upstream port (104c:8232), as QEMU's x3130-upstream models it: no BARs."""
 
@@ -263,7 +293,7 @@ XIO3130_DOWNSTREAM = DeviceType(
     name="xio3130-downstream",
     vendor_id=0x104C, device_id=0x8233, revision=0x01, class_code=0x060400, interrupt_pin=1,
     capabilities=(msi64_capability(), _pci_express_port(6, slot=True)),
-    express=True, bridge=QEMU_BRIDGE_CONTROL,
+    express=True, bridge=QEMU_EXPRESS_PORT_CONTROL,
 )  # fmt: skip
 """TI XIO3130 switch downstream port (104c:8233), as QEMU's xio3130-downstream models it: no BARs."""
 

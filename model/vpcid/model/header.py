@@ -66,6 +66,11 @@ BRIDGE_IDENTITY_BYTES = (
 limit's upper half)."""
 
 
+WINDOW_BYTES = frozenset((*range(0x1C, 0x1E), *range(0x20, 0x30), *range(0x30, 0x34)))
+"""Bytes of a type 1 header's window registers (I/O base and limit, memory and prefetchable base and
+limit, their upper halves): writable bits here may have any power-on value (R-BRG-001)."""
+
+
 class IoWindow(StrEnum):
     """The I/O window a bridge implements: bits 3:0 of its I/O base and limit (R-BRG-001)."""
 
@@ -257,6 +262,8 @@ def bridge_registers(space: ConfigSpace) -> BridgeRegisters | None:
     contradict every window kind: bus numbers not writable or not zero at
     power-on, a window's type nibbles differing between base and limit or
     from its writable bits, upper halves writable without the wide window.
+    The address bits of window bases and limits (their writable bits) may hold
+    any power-on value: QEMU's pcie-root-port powers on with its windows closed.
     """
     if space.image[HEADER_TYPE] & 0x7F != HEADER_TYPE_BRIDGE:
         return None
@@ -287,6 +294,8 @@ def bridge_registers(space: ConfigSpace) -> BridgeRegisters | None:
         for k in range(width):
             o, shift = offset + k, 8 * k
             want = ((value >> shift) & 0xFF, (wm >> shift) & 0xFF, (cm >> shift) & 0xFF)
+            if o in WINDOW_BYTES:  # any power-on address bits; the read-only bits are the rule
+                want = (want[0] | (image[o] & want[1]), want[1], want[2])
             if (image[o], wmask[o], space.w1cmask[o]) != want:
                 raise _fail(o, f"a {io.value} I/O, {pref.value} prefetchable bridge has {want[0]:#04x}, "
                                f"writable {want[1]:#04x}, RW1C {want[2]:#04x} here")  # fmt: skip
