@@ -52,6 +52,7 @@ from vpcid.conformance.engine import (
     blob_diff,
     format_observation,
     format_op,
+    format_topology_row,
     hex_value,
     model_for,
     observations,
@@ -65,9 +66,10 @@ from vpcid.model.behaviour import PAGE_SIZE
 from vpcid.model.configspace import bar_address, decode_enabled, merge_byte
 from vpcid.model.devicetype import ROM_INDEX, BarKind, ConfigLayout, layout
 from vpcid.model.header import IDENTITY_BYTES, ChainEntry
-from vpcid.model.manager import CF8, CFC, ECAM_SIZE, cam_selection
+from vpcid.model.manager import CF8, CFC, ECAM_SIZE, Instance, cam_selection
 from vpcid.model.profile import AXES, AXIS_REQUIREMENT, Profile, UnmappedMmioRead
 from vpcid.model.registers import ACCESS_RULE, Access, Action, BarRegister, RegisterMap, bit_list
+from vpcid.model.topology import bus_reset_raised
 
 Seen = Observation | str
 """An observation, or the text of a crash."""
@@ -158,6 +160,10 @@ def config_field(
     builder = dtype.space is None
     if offset >= dtype.config_size:
         return "R-CFG-009", f"beyond the function's {dtype.config_size}-byte space"
+    if dtype.bridge is not None:
+        type1 = _bridge_field(dtype, offset, bits, written)
+        if type1 is not None:
+            return type1
     if offset in _IDENTITY:
         return "R-CFG-002", f"{_IDENTITY[offset]}, read-only"
     if offset == 0x0E:
@@ -191,13 +197,56 @@ def config_field(
                 return "R-REG-012", f"device-specific register at {reg.offset:#x}, classes per bit"
             return "R-CFG-012", f"device-specific {reg.cls.value} register at {reg.offset:#x}"
     owner = _capability_owning(dtype, offset)
-    if owner is not None and declared:
+    if owner is not None and (declared or offset < owner.offset + _CAPABILITY_LENGTH.get(owner.cap_id, 0)):
         return (
             "R-CFG-001" if written else "R-DT-005"
         ), f"body of capability {owner.cap_id:#x} at {owner.offset:#x}"
     if declared:
         return ("R-CFG-001" if written else "R-DT-005"), "declared byte"
     return "R-CFG-010", "unclaimed byte, reads zero"
+
+
+_TYPE1_REGISTERS = {
+    0x18: "primary bus number", 0x19: "secondary bus number", 0x1A: "subordinate bus number",
+    0x1B: "secondary latency timer", 0x1C: "I/O base", 0x1D: "I/O limit", 0x1E: "secondary status",
+    0x1F: "secondary status", 0x20: "memory base", 0x21: "memory base", 0x22: "memory limit",
+    0x23: "memory limit", 0x24: "prefetchable base", 0x25: "prefetchable base", 0x26: "prefetchable limit",
+    0x27: "prefetchable limit", **dict.fromkeys(range(0x28, 0x2C), "prefetchable base upper 32 bits"),
+    **dict.fromkeys(range(0x2C, 0x30), "prefetchable limit upper 32 bits"),
+    0x30: "I/O base upper 16 bits", 0x31: "I/O base upper 16 bits", 0x32: "I/O limit upper 16 bits",
+    0x33: "I/O limit upper 16 bits", 0x3F: "bridge control",
+}  # fmt: skip
+"""The registers of a type 1 header that a type 0 header does not have at the same offset (R-BRG-001)."""
+_BUS_RESET_BIT = 0x40
+"""Bridge control bit 6 (byte 0x3E): secondary bus reset (R-BRG-007)."""
+_ISA_VGA_BITS = 0x0C
+"""Bridge control bits 2 and 3 (byte 0x3E): ISA enable and VGA enable (R-BRG-011)."""
+_BUS_NUMBERS = frozenset({0x19, 0x1A})
+"""The bus-number bytes that route (R-BRG-003); the primary bus number at 0x18 is stored only."""
+_FORWARDING_BYTES = frozenset({0x04, 0x05, 0x1C, 0x1D, *range(0x20, 0x34), 0x3E, 0x3F})
+"""Bridge bytes whose value decides what it forwards: command, windows, bridge control (R-BRG-006)."""
+_CAPABILITY_LENGTH = {0x01: 8, 0x05: 0x18, 0x10: 0x3C, 0x11: 12}
+"""Bytes of a capability's structure by ID (power management, MSI at its longest, PCI Express with its
+slot and version 2 registers, MSI-X): its registers even where the type declares them zero (R-CFG-010
+covers only bytes no capability claims)."""
+
+
+def _bridge_field(dtype: DeviceType, offset: int, bits: int, written: bool) -> tuple[str, str] | None:
+    """(requirement, what the byte is) for a byte a type 1 header lays out otherwise than a type 0
+    header (R-BRG-001); None for bytes both headers share."""
+    if 0x10 <= offset < 0x18:
+        return _bar_field(dtype, offset, bits, written)
+    if 0x38 <= offset < 0x3C:
+        return "R-BAR-007", "expansion ROM BAR of a type 1 header (at 0x38)"
+    if offset == 0x3E:
+        if bits & _BUS_RESET_BIT:
+            return "R-BRG-007", "bridge control bit 6, secondary bus reset"
+        if bits & _ISA_VGA_BITS:
+            return "R-BRG-011", "bridge control bits 2-3, ISA enable and VGA enable"
+        return "R-BRG-001", "bridge control"
+    if offset in _TYPE1_REGISTERS:
+        return "R-BRG-001", f"{_TYPE1_REGISTERS[offset]} of a type 1 header"
+    return None
 
 
 def _capability_owning(dtype: DeviceType, offset: int) -> ChainEntry | None:
@@ -611,7 +660,13 @@ class _Inquiry:
                     for bdf, _name in model.manager.tables(vm).config:
                         out += self.function_probes(vm, bdf)
             out.append(tables)
-        return list(dict.fromkeys(out))
+        if tables in out and (self.bridges_in(index, vm) or self.bridges_in(index + 1, vm)):
+            out.append(Op(OpKind.TOPOLOGY, vm=vm))  # where each instance sits, which numbers reach it
+        out = list(dict.fromkeys(out))
+        if op.kind is OpKind.RESET and self.is_bridge(index, vm, op.bdf):
+            assert op.bdf is not None
+            out += self.below_probes(index, vm, op.bdf)
+        return out
 
     def function_probes(self, vm: int, bdf: Bdf) -> list[Op]:
         """Dword reads of a function's header and of every dword the trace touches in it."""
@@ -644,6 +699,9 @@ class _Inquiry:
             mechanism = self.mechanism_fault(index, symptom)
             if mechanism is not None:
                 return Blame((mechanism[0],), index, mechanism[1])
+            bridged = self.bridge_write(index, symptom)
+            if bridged is not None:
+                return Blame((bridged[0],), index, bridged[1])
             misrouted = self.overlap_misroute(index) if ignored else None
             if misrouted is not None:
                 return Blame(("R-DEC-008",), index, misrouted)
@@ -747,7 +805,10 @@ class _Inquiry:
         shown = _symptom_text(symptom)
         after = "is as if it had not run" if ignored else "diverges right after it"
         rid: str | None = None
-        if op.kind is OpKind.RESET:
+        bridge = op.kind in _ONE_FUNCTION and self.is_bridge(index, op.vm, op.bdf)
+        if op.kind is OpKind.RESET and bridge:
+            rid = "R-BRG-008"
+        elif op.kind is OpKind.RESET:
             rid = "R-RST-002" if data else "R-RST-001"
         elif op.kind is OpKind.RESET_VM:
             cf8 = symptom.op.kind is OpKind.IO_READ and symptom.op.address == CF8
@@ -758,13 +819,15 @@ class _Inquiry:
             cf8 = symptom.op.kind is OpKind.IO_READ and symptom.op.address == CF8
             rid = "R-SR-009" if cf8 else "R-SR-006"
         elif op.kind is OpKind.UNPLUG:
-            rid = "R-HP-002"
+            rid = "R-BRG-002" if bridge else "R-HP-002"
         elif op.kind is OpKind.PLUG:
             replug = any(
                 o.kind is OpKind.UNPLUG and o.vm == op.vm and o.bdf == op.bdf for o in self.trace[:index]
             )
             if replug:
                 rid = "R-HP-003"
+            elif symptom.op.kind is OpKind.TOPOLOGY:
+                rid = "R-BRG-002"
             elif symptom.op.kind is not OpKind.CONFIG_READ:
                 rid = "R-HP-001"
         elif op.kind is OpKind.CREATE_VM:
@@ -796,6 +859,8 @@ class _Inquiry:
             return self.tables_rule(symptom, expected.tables, observed.tables)
         if op.kind in (OpKind.SAVE, OpKind.SNAPSHOT) and expected.digest is not None:
             return self.digest_rule(symptom)
+        if op.kind is OpKind.TOPOLOGY and expected.topology is not None and observed.topology is not None:
+            return topology_rule(expected.topology, observed.topology)
         self.weak = True
         return ("R-ERR-003",), f"{_symptom_text(symptom)}: not the kind of observation the operation gives"
 
@@ -1060,6 +1125,9 @@ class _Inquiry:
             if held is not None:
                 return held
         if got_byte == unmapped and want_byte != unmapped:
+            forwarded = self.forwarding_stops(at, op.vm, io, address, bdf, bar)
+            if forwarded is not None:
+                return ("R-BRG-006",), f"{place}: {forwarded} ({values})"
             rid, why = self.why_decoding(at, op.vm, io, address, bdf, bar)
             return (rid,), f"{place}: {why}, but the implementation reads it as unmapped ({values})"
         rows = (
@@ -1168,6 +1236,9 @@ class _Inquiry:
         manager = model.manager
         if vm not in manager.vm_ids():
             return None
+        unreached = not_forwarded(model, vm, io, address, only)
+        if unreached is not None:
+            return "R-BRG-006", unreached
         stopped = self.stopped_here(at, vm, io, address, only)
         if stopped is not None:
             return stopped
@@ -1408,9 +1479,11 @@ class _Inquiry:
         missing = [r for r in want if r not in got]
         extra = [r for r in got if r not in want]
         config_rows = [r for r in missing + extra if r[0] == "config"]
+        at, vm = symptom.at, symptom.op.vm
+        if config_rows and self.bridges_in(at, vm):
+            return (self.routing_rule(at, vm),), f"configuration table rows differ: {config_rows[0]}"
         if config_rows:
             return ("R-DS-003",), f"configuration table rows differ: {config_rows[0]}"
-        at, vm = symptom.at, symptom.op.vm
         for row in missing:
             io, base = row[0] == "io", int(str(row[1]))
             bdf, bar = Bdf.parse(str(row[3])), int(str(row[4]))
@@ -1520,12 +1593,33 @@ class _Inquiry:
             target = max(model.manager.vm_ids(), default=0) + 1
             probes = [Op(OpKind.SNAPSHOT, vm=op.vm, name=slot), Op(OpKind.RESTORE_VM, vm=target, name=slot),
                       Op(OpKind.IO_READ, vm=target, address=CF8, width=4)]  # fmt: skip
+        bridges = op.kind is OpKind.SNAPSHOT and self.bridges_in(at, op.vm)
+        if bridges:  # the tree first: an instance elsewhere makes every probe of it differ
+            probes.append(Op(OpKind.TOPOLOGY, vm=target))
         for bdf in instances:
             probes += self.function_probes(target, bdf)
         probes += [*self.data_probes(op.vm, target), Op(OpKind.TABLES, vm=target)]
         probes += self.reveal_probes(at, op.vm, target, instances, {})
+        if bridges:
+            refused = self.own_snapshot_refused(at, probes[:2])
+            if refused is not None:
+                return ("R-BLOB-007",), (
+                    f"{shown}; the implementation refuses to restore its own snapshot ({refused}), which the "
+                    f"model restores: its devices section (tree order, bus byte 0 below a bridge) or the "
+                    f"topology section matching it breaks the format"
+                )
         found = self.disagreement(at, probes, skip=2)
         what = "blob" if op.kind is OpKind.SAVE else "snapshot"
+        if found is None and bridges:
+            return ("R-BLOB-007",), (
+                f"{shown}; it restores to the same tree and state, so its devices section (tree order, "
+                f"bus byte 0 below a bridge) is not the canonical one"
+            )
+        if found is not None and found.op.kind is OpKind.TOPOLOGY:
+            return ("R-BLOB-008",), (
+                f"{shown}; restoring the implementation's snapshot rebuilds another tree: "
+                f"{_symptom_text(found)}"
+            )
         if found is None:
             rid = "R-BLOB-004" if op.kind is OpKind.SAVE else "R-BLOB-005"
             return (rid,), f"{shown}; it restores to the same state, so its encoding is not canonical"
@@ -1535,6 +1629,141 @@ class _Inquiry:
         if found.op.kind is OpKind.TABLES and op.kind is OpKind.SNAPSHOT:
             return ("R-SR-006",), restored
         return ("R-BLOB-003",), restored
+
+    # ---------------------------------------------------------------- bridges (R-BRG-*)
+    def bridges_in(self, steps: int, vm: int) -> bool:
+        """Whether the model's VM ``vm`` holds a bridge after ``steps`` operations."""
+        manager = self.model_at(steps).manager
+        return vm in manager.vm_ids() and manager._vm(vm).bridge_count > 0
+
+    def is_bridge(self, steps: int, vm: int, bdf: Bdf | None) -> bool:
+        """Whether ``bdf`` names a bridge in the model after ``steps`` operations."""
+        manager = self.model_at(steps).manager
+        if bdf is None or vm not in manager.vm_ids():
+            return False
+        inst = manager._vm(vm).config_table.get(bdf)
+        return inst is not None and inst.dtype.bridge is not None
+
+    def bridge_write(self, index: int, symptom: _Symptom) -> tuple[str, str] | None:
+        """For a configuration write to a bridge whose effect shows elsewhere than in the bytes it
+        wrote: the bridge rule that effect follows - secondary bus reset (R-BRG-007), routing by the
+        bus numbers (R-BRG-003, R-BRG-004), forwarding by the command, window and bridge control
+        bytes (R-BRG-006, R-BRG-011)."""
+        op = self.trace[index]
+        if op.kind not in _WRITES:
+            return None
+        before_model, after_model = self.model_at(index), self.model_at(index + 1)
+        if op.vm not in after_model.manager.vm_ids():
+            return None
+        shown = _symptom_text(symptom)
+        for bdf, start, length, _skip in config_parts(before_model, op):
+            old_inst = before_model.manager._vm(op.vm).config_table.get(bdf)
+            if old_inst is None or old_inst.dtype.bridge is None:
+                continue
+            if symptom.op.kind is OpKind.CONFIG_READ and symptom.op.bdf == bdf:
+                continue  # the bridge's own bytes: the rule of the byte (config_field)
+            before = bytes(old_inst.config)
+            after = self.bridge_config_after(index, op.vm, old_inst)
+            if after is None:
+                continue
+            if bus_reset_raised(before[start : start + length], after, start):
+                return "R-BRG-007", (
+                    f"step {index} set secondary bus reset (bridge control bit 6) of {bdf}, which resets "
+                    f"every instance below it: {shown}"
+                )
+            changed = {o for o in range(start, start + length) if before[o] != after[o]}
+            if changed & _BUS_NUMBERS:
+                rid = self.routing_rule(index + 1, op.vm)
+                return rid, (
+                    f"step {index} changed the bus numbers of {bdf} (secondary {before[0x19]:#04x} -> "
+                    f"{after[0x19]:#04x}, subordinate {before[0x1A]:#04x} -> {after[0x1A]:#04x}): {shown}"
+                )
+            if changed & _FORWARDING_BYTES:
+                flipped = (before[0x3E] ^ after[0x3E]) & _ISA_VGA_BITS
+                isa_vga = bool(flipped) and symptom.op.kind not in _CONFIG_KINDS
+                what = "ISA/VGA enable" if isa_vga else "what it forwards (command, windows, bridge control)"
+                return ("R-BRG-011" if isa_vga else "R-BRG-006"), (
+                    f"step {index} changed {what} of bridge {bdf}: {shown}"
+                )
+        return None
+
+    def bridge_config_after(self, index: int, vm: int, bridge: Instance) -> bytes | None:
+        """The configuration bytes of ``bridge`` (an instance of the model before step ``index``) in
+        the model after that step, found by its place in the tree."""
+        before = list(self.model_at(index).manager._vm(vm).tree())
+        after = list(self.model_at(index + 1).manager._vm(vm).tree())
+        position = next((k for k, inst in enumerate(before) if inst is bridge), None)
+        if position is None or len(after) != len(before):
+            return None
+        return bytes(after[position].config)
+
+    def routing_rule(self, steps: int, vm: int) -> str:
+        """R-BRG-004 when the implementation's bus tree after ``steps`` operations is the model's (the
+        numbers route right, the configuration table did not follow them), else R-BRG-003."""
+        values = self.probe_values(steps, [Op(OpKind.TOPOLOGY, vm=vm)])
+        if values is None:
+            return "R-BRG-003"
+        got, want = values[0][0], values[1][0]
+        same = isinstance(got, Observation) and _normal(got, self.info) == _normal(want, self.info)
+        return "R-BRG-004" if same else "R-BRG-003"
+
+    def forwarding_stops(self, at: int, vm: int, io: bool, address: int, bdf: Bdf, bar: int) -> str | None:
+        """For a BAR of an instance below bridges that the model reaches at ``address`` and the
+        implementation does not: whether the implementation reads it as the model does once every
+        bridge above forwards everything of that space. Then the BAR decodes there and the bridges'
+        forwarding is what stops it (R-BRG-006); None when it does not (the BAR's own rules)."""
+        model = self.model_at(at)
+        inst = model.manager._vm(vm).config_table.get(bdf)
+        if inst is None or inst.parent is None:
+            return None
+        path: list[Instance] = []
+        above: Instance | None = inst.parent
+        while above is not None:
+            if above.bdf is None:
+                return None
+            path.append(above)
+            above = above.parent
+        probes = [probe for bridge in path for probe in _forward_everything(vm, bridge, io)]
+        read = Op(OpKind.IO_READ if io else OpKind.MMIO_READ, vm=vm, address=address, width=1)
+        values = self.probe_values(at, [*probes, read])
+        if values is None:
+            return None
+        seen, expected = values
+        if _normal(seen[-1], self.info) != _normal(expected[-1], self.info):
+            return None
+        names = ", ".join(str(b.bdf) for b in path)
+        return (
+            f"{bdf} {'ROM' if bar == ROM_INDEX else f'BAR{bar}'} decodes it and bridge(s) {names} above it "
+            f"forward it; with their windows opened to the whole space the implementation reaches it, so "
+            f"its bridges' forwarding stops it"
+        )
+
+    def own_snapshot_refused(self, at: int, snapshot_and_restore: list[Op]) -> str | None:
+        """The error the implementation gives restoring the snapshot it takes after ``at`` operations,
+        when the model restores its own."""
+        values = self.probe_values(at, snapshot_and_restore)
+        if values is None:
+            return None
+        got, want = values[0][-1], values[1][-1]
+        if isinstance(got, Observation) and got.error is not None and isinstance(want, Observation):
+            return got.error if want.error is None else None
+        return None
+
+    def below_probes(self, index: int, vm: int, bridge: Bdf) -> list[Op]:
+        """After a function reset of ``bridge`` (operation ``index``), which leaves what is below it
+        unreachable: its bus numbers written back as they were, then the header of every instance
+        below and the tables, so that what the reset did below shows (R-BRG-008)."""
+        inst = self.model_at(index).manager._vm(vm).config_table.get(bridge)
+        if inst is None or inst.dtype.bridge is None:
+            return []
+        numbers = int.from_bytes(inst.config[0x18:0x1C], "little")
+        below = [lower.bdf for lower in inst.below() if lower.bdf is not None]
+        if not below:
+            return []
+        out = [Op(OpKind.CONFIG_WRITE, vm=vm, bdf=bridge, address=0x18, width=4, value=numbers)]
+        for bdf in below:
+            out += self.function_probes(vm, bdf)
+        return [*out, Op(OpKind.TABLES, vm=vm)]
 
     # ---------------------------------------------------------------- registers (R-REG-*)
     def register_rule(
@@ -2018,11 +2247,113 @@ _STOP_RULE = {
 """Lifecycle operations that stop a BAR decoding, and the rule by which they do."""
 
 
+def topology_rule(
+    expected: Sequence[Sequence[object]], observed: Sequence[Sequence[object]]
+) -> tuple[tuple[str, ...], str]:
+    """Bus trees that disagree: where an instance sits - its bridge or root bus, device, function,
+    type - is the tree (R-BRG-002); the numbers its bus and a bridge's secondary bus are reached by
+    are routing (R-BRG-003)."""
+
+    def place(row: Sequence[object]) -> tuple[object, ...]:
+        return tuple(row[1:6])
+
+    for k, (want, got) in enumerate(itertools.zip_longest(expected, observed)):
+        if want is None or got is None or place(want) != place(got):
+            shown = f"expected {format_topology_row(want) if want else 'none'}, got " \
+                    f"{format_topology_row(got) if got else 'none'}"  # fmt: skip
+            return ("R-BRG-002",), f"entry {k} of the bus tree sits elsewhere: {shown}"
+    for k, (want, got) in enumerate(zip(expected, observed, strict=True)):
+        if tuple(want) != tuple(got):
+            shown = f"expected {format_topology_row(want)}, got {format_topology_row(got)}"
+            return ("R-BRG-003",), f"entry {k} of the bus tree is reached by other bus numbers: {shown}"
+    return ("R-BRG-010",), "the bus trees differ in nothing the rows compare"
+
+
+def not_forwarded(
+    model: ModelAdapter, vm: int, io: bool, address: int, only: tuple[str, int] | None = None
+) -> str | None:
+    """Why no BAR is reached at ``address`` in the model although one decodes it: a bridge above
+    that BAR does not forward the address (R-BRG-006). ``only``: that (BDF, BAR) alone."""
+    manager = model.manager
+    for inst in manager._vm(vm).tree():
+        if inst.parent is None:
+            continue
+        for index, mapping in sorted(inst.mappings.items()):
+            spec = inst.dtype.bar(index) if index != ROM_INDEX else None
+            is_io = spec is not None and spec.kind is BarKind.IO
+            if is_io != io or only not in (None, (str(inst.bdf), index)):
+                continue
+            if not mapping.base <= address < mapping.base + mapping.size or mapping.forwards(address):
+                continue
+            bridge: Instance | None = inst.parent
+            while bridge is not None and address in _Ranges(manager._forwarding(bridge)[0 if io else 1]):
+                bridge = bridge.parent
+            name = f"{inst.bdf if inst.bdf is not None else 'unreachable ' + inst.dtype.name} " \
+                   f"{'ROM' if index == ROM_INDEX else f'BAR{index}'}"  # fmt: skip
+            stop = "a bridge above it" if bridge is None else f"bridge {bridge.bdf or bridge.dtype.name}"
+            return f"{name} decodes it at {hex_value(mapping.base)}, but {stop} does not forward it"
+    return None
+
+
+class _Ranges:
+    """Membership in half-open ranges."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
+        self.ranges = tuple(ranges)
+
+    def __contains__(self, value: object) -> bool:
+        return type(value) is int and any(start <= value < stop for start, stop in self.ranges)
+
+
+def _forward_everything(vm: int, bridge: Instance, io: bool) -> list[Op]:
+    """Configuration writes that make ``bridge`` forward the whole I/O or memory space: its window
+    opened from 0 to the top (upper halves included), the space's command bit set, and for I/O ISA
+    enable cleared (R-BRG-005, R-BRG-006, R-BRG-011)."""
+    assert bridge.bdf is not None
+    bdf = bridge.bdf
+
+    def write(offset: int, width: int, value: int) -> Op:
+        return Op(OpKind.CONFIG_WRITE, vm=vm, bdf=bdf, address=offset, width=width, value=value)
+
+    command = int.from_bytes(bridge.config[0x04:0x06], "little")
+    if io:
+        control = int.from_bytes(bridge.config[0x3E:0x40], "little")
+        return [write(0x1C, 1, 0x00), write(0x1D, 1, 0xF0), write(0x30, 4, 0xFFFF_0000),
+                write(0x3E, 2, control & ~0x4), write(0x04, 2, command | 0x1)]  # fmt: skip
+    return [write(0x20, 4, 0xFFF0_0000), write(0x24, 4, 0xFFF0_0000), write(0x28, 4, 0),
+            write(0x2C, 4, 0xFFFF_FFFF), write(0x04, 2, command | 0x2)]  # fmt: skip
+
+
+def _bridge_write_rule(op: Op, row: tuple[object, ...], before: ModelAdapter) -> str | None:
+    """The bridge rule by which configuration write ``op`` to a bridge above the BAR of ``row``
+    changed whether it is reached: secondary bus reset (R-BRG-007), bus numbers (R-BRG-003), or
+    forwarding (R-BRG-006); None when it writes no bridge."""
+    if op.kind not in _WRITES or op.vm not in before.manager.vm_ids():
+        return None
+    for bdf, start, length, skip in config_parts(before, op):
+        inst = before.manager._vm(op.vm).config_table.get(bdf)
+        if inst is None or inst.dtype.bridge is None or str(bdf) == row[3]:
+            continue
+        touched = set(range(start, start + length))
+        if 0x3E in touched and type(op.value) is int:
+            written = op.value >> 8 * (skip + 0x3E - start) & 0xFF
+            if written & _BUS_RESET_BIT and not inst.config[0x3E] & _BUS_RESET_BIT:
+                return "R-BRG-007"
+        if touched & _BUS_NUMBERS:
+            return "R-BRG-003"
+        if touched & _FORWARDING_BYTES:
+            return "R-BRG-006"
+    return None
+
+
 def _stop_rule(op: Op, row: tuple[object, ...], before: ModelAdapter) -> str:
     """The rule by which operation ``op`` made the BAR of ``row`` stop decoding where it did."""
     rule = _STOP_RULE.get(op.kind)
     if rule is not None:
         return rule
+    bridged = _bridge_write_rule(op, row, before)
+    if bridged is not None:
+        return bridged
     parts = config_parts(before, op) if op.kind in _WRITES else []
     touched = {o for _, start, length, _ in parts for o in range(start, start + length)}
     bar = int(str(row[4]))
