@@ -14,15 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from vpcid.adapters.base import AdapterUnavailable
 from vpcid.adapters.qemu import adapter
 from vpcid.adapters.qemu.adapter import QEMU_PROFILE, suite_runs_firmware
 from vpcid.adapters.qemu.discover import DeviceSpec, discover, prepare
 from vpcid.adapters.qemu.qtest import Guest, QemuProcess, QemuUnavailable, qemu_binary
-from vpcid.conformance.certify import Verdict, certify, load_waivers
+from vpcid.conformance.certify import CertificationReport, Verdict, certify, load_waivers
 from vpcid.conformance.traceability import load_requirements
 from vpcid.conformance.typefile import read_type_file, write_type_file
 from vpcid.model import Bdf
+from vpcid.model.catalog import BRIDGES
 from vpcid.model.profile import BridgeIsa, BridgeWindows
 
 if qemu_binary() is None:
@@ -413,23 +413,129 @@ def test_discovery_below_a_switch_probes_every_function_where_it_sits() -> None:
     assert Bdf(0, 4, 0) not in found.reserved_functions
 
 
+def certified(argument: str) -> CertificationReport:
+    """``qemu:ARGUMENT`` certified as ``vpcid certify`` does (its platform waivers, budget 1500, seed 0)."""
+    a = adapter(argument)
+    try:
+        assert a.info.waivers is not None
+        return certify(a, 1500, 0, load_waivers(a.info.waivers, set(load_requirements())))
+    finally:
+        a.close()
+
+
+def diverging_steps(report: CertificationReport) -> set[str]:
+    """Each failure's diverging step (``step N: OPERATION``), whichever requirement blame names."""
+    return {f.description.split(": expected")[0] for r in report.requirements for f in r.failures}
+
+
+def failed_cases(report: CertificationReport) -> set[str]:
+    return {f.check.removeprefix("case ") for r in report.requirements for f in r.failures
+            if f.check.startswith("case ")}  # fmt: skip
+
+
+SLOT_EVENTS = "step 2: config_read vm 1 {port} offset {slot_control:#x} width 4"
+"""A slot control write raises slot status events
+(test_finding_a_slot_control_write_raises_slot_status_events)."""
+CF8_PAST_0XFF = "step 2: io_read vm 1 port 0xcfc width 4"
+"""A 0xCFC read that runs past byte 0xff (test_finding_the_cf8_window_stops_at_byte_0xff)."""
+EXPRESS_FINDINGS = {"R-CFG-001", "R-CFG-010", "R-DT-008", "R-CAM-004"}
+"""What blame may call those findings (the body of a capability, an unclaimed byte, the behaviour)."""
+
+
 def test_a_device_below_bridges_is_certified_with_them() -> None:
-    """A suite whose machines carry firmware writes certifies the device and its bridges together; one
-    without them refuses vpcid-behind rather than certify a tree the model cannot build."""
-    if not suite_runs_firmware():
-        with pytest.raises(AdapterUnavailable, match="FixedMachine has firmware writes"):
-            adapter("pci-testdev,vpcid-behind=pci-bridge")
-        return
+    """pci-testdev below a pci-bridge: the model performs the machine's firmware writes (bus numbers,
+    windows, command) after plugging the bridge, so both hold the same tree; nothing diverges."""
+    assert suite_runs_firmware()
     a = adapter("pci-testdev,vpcid-behind=pci-bridge")
     try:
         assert a.info.machine is not None
-        assert a.info.waivers is not None
         assert [str(b) for b, _ in a.info.machine.devices] == ["00:04.0", "01:00.0"]
-        report = certify(a, 1500, 0, load_waivers(a.info.waivers, set(load_requirements())))
+        assert a.info.machine.firmware == a.spec.firmware
     finally:
         a.close()
+    report = certified("pci-testdev,vpcid-behind=pci-bridge")
     failed = {r.rid: r.failures[0].description for r in report.requirements if r.verdict is Verdict.FAIL}
     assert report.conformant, failed
+
+
+def test_finding_edu_below_a_root_port() -> None:
+    """edu below pcie-root-port: edu and the routing through the port conform; the two findings are the
+    port's own: its slot control write raises slot status events, and a 0xCFC read at register 0xff
+    stops at byte 0xff where the model's offset variant reads on into the extended space."""
+    report = certified("edu,vpcid-behind=pcie-root-port")
+    failed = {r.rid for r in report.requirements if r.verdict is Verdict.FAIL}
+    assert failed <= EXPRESS_FINDINGS
+    assert "R-CAM-004" in failed
+    assert diverging_steps(report) == {
+        SLOT_EVENTS.format(port="00:04.0", slot_control=0x6C), CF8_PAST_0XFF,
+    }  # fmt: skip
+    assert failed_cases(report) == {
+        "configuration-space/capability-0-id-10-at-054-part1@qemu:pcie-root-port:00:04.0",
+        "config-mechanism/cf8-byte-select@qemu:pcie-root-port:00:04.0",
+    }
+
+
+def test_finding_edu_below_the_x3130_switch() -> None:
+    """edu below pcie-root-port, x3130-upstream and xio3130-downstream: the root port's two findings, the
+    downstream port's slot (slot status events; its FLR resets Device Control,
+    test_finding_the_switch_downstream_port_resets_with_its_slot), and the 0xCFC read past 0xff on both
+    switch ports. Nothing about routing, forwarding or edu diverges."""
+    report = certified("edu,vpcid-behind=x3130")
+    failed = {r.rid for r in report.requirements if r.verdict is Verdict.FAIL}
+    assert failed <= EXPRESS_FINDINGS
+    assert "R-CAM-004" in failed
+    assert diverging_steps(report) == {
+        SLOT_EVENTS.format(port="00:04.0", slot_control=0x6C),
+        SLOT_EVENTS.format(port="02:00.0", slot_control=0xA8),
+        "step 2: config_read vm 1 02:00.0 offset 0x98 width 4",
+        CF8_PAST_0XFF,
+    }
+    assert failed_cases(report) == {
+        "configuration-space/capability-0-id-10-at-054-part1@qemu:pcie-root-port:00:04.0",
+        "configuration-space/capability-0-id-10-at-090-part0@qemu:xio3130-downstream:02:00.0",
+        "configuration-space/capability-0-id-10-at-090-part1@qemu:xio3130-downstream:02:00.0",
+        "config-mechanism/cf8-byte-select@qemu:pcie-root-port:00:04.0",
+        "config-mechanism/cf8-byte-select@qemu:x3130-upstream:01:00.0",
+        "config-mechanism/cf8-byte-select@qemu:xio3130-downstream:02:00.0",
+    }
+
+
+@pytest.mark.req("R-CAM-004")
+def test_finding_the_cf8_window_stops_at_byte_0xff() -> None:
+    """With 0xCF8's low bits selecting byte 0xff (QEMU's cf8_low_bits = offset), a dword read of 0xCFC
+    returns byte 0xff alone: pci_data_read (hw/pci/pci_host.c) limits the access to the first 256 bytes,
+    so the bytes of the extended space at 0x100 (the root port's AER header, non-zero through ECAM) read
+    zero. The model reads on into 0x100-0x102: the finding R-CAM-004 of the two certifications above."""
+    with machine(ROOT_PORT) as guest:
+        port = bdf(0, 4)
+        extended = guest.config_read(port, 0x100, 4)
+        guest.io_write(0xCF8, 4, 0x8000_0000 | port << 8 | 0xFF)
+        through_cf8 = guest.io_read(0xCFC, 4)
+    assert extended & 0xFFFFFF != 0
+    assert through_cf8 == 0
+
+
+@pytest.mark.req("R-BRG-001")
+def test_the_bundled_express_ports_hold_qemus_bridge_registers() -> None:
+    """The catalogue's pcie-root-port, x3130-upstream and xio3130-downstream power on with QEMU's bytes in
+    0x18-0x33 (the root port's windows closed) and its bridge control write mask 0x005F."""
+    with machine(SWITCH_PORT.replace("addr=06.0", "addr=04.0").replace("rp2", "rp1"),
+                 UPSTREAM.replace("rp2", "rp1"), DOWNSTREAM) as guest:  # fmt: skip
+        number(guest, bdf(0, 4), 0, 1, 2)
+        number(guest, bdf(1, 0), 1, 2, 2)
+        # deepest first: setting bridge control bit 6 resets what is below
+        found = {
+            name: masks(guest, function, range(0x1C, 0x40))
+            for name, function in (("xio3130-downstream", bdf(2, 0)), ("x3130-upstream", bdf(1, 0)),
+                                   ("pcie-root-port", bdf(0, 4)))
+        }  # fmt: skip
+    for name, registers in found.items():
+        declared = BRIDGES[name].declared
+        assert {o: v[0] for o, v in registers.items() if o < 0x34} == {
+            o: declared.image[o] for o in range(0x1C, 0x34)
+        }, name
+        assert (registers[0x3E][1], registers[0x3F][1]) == (0x5F, 0x00)
+        assert declared.word(0x3E, 2, "wmask") == 0x005F
 
 
 def test_the_pci_bridge_alone_is_conformant() -> None:
