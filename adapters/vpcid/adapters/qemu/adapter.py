@@ -169,6 +169,10 @@ def _fixed_machine(
     return _MachineWithExtras(**fields)
 
 
+NO_TOPOLOGY = "not implemented: QMP query-pci lists QEMU's buses, but the adapter does not translate it yet"
+"""Why the QEMU adapter does not support ``topology`` (R-BRG-010)."""
+
+
 def suite_runs_firmware() -> bool:
     """Whether this suite's machines carry firmware writes (``FixedMachine.firmware``) the model performs."""
     return "firmware" in FixedMachine.__dataclass_fields__
@@ -243,6 +247,7 @@ class QemuAdapter:
             canonical_blobs=False,
             description=self._describe(),
             waivers=spec.waiver_file(),
+            unsupported_reasons=((OpKind.TOPOLOGY, NO_TOPOLOGY),),
         )
         self._workdir = Path(tempfile.mkdtemp(prefix="vpcid-qemu-slots-"))
         self._slots: dict[str, Path] = {}
