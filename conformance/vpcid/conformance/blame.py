@@ -1678,7 +1678,7 @@ class _Inquiry:
                     f"step {index} changed the bus numbers of {bdf} (secondary {before[0x19]:#04x} -> "
                     f"{after[0x19]:#04x}, subordinate {before[0x1A]:#04x} -> {after[0x1A]:#04x}): {shown}"
                 )
-            if changed & _FORWARDING_BYTES:
+            if changed & _FORWARDING_BYTES and _below_concerned(old_inst, bdf, symptom):
                 flipped = (before[0x3E] ^ after[0x3E]) & _ISA_VGA_BITS
                 isa_vga = bool(flipped) and symptom.op.kind not in _CONFIG_KINDS
                 what = "ISA/VGA enable" if isa_vga else "what it forwards (command, windows, bridge control)"
@@ -2267,6 +2267,23 @@ def topology_rule(
             shown = f"expected {format_topology_row(want)}, got {format_topology_row(got)}"
             return ("R-BRG-003",), f"entry {k} of the bus tree is reached by other bus numbers: {shown}"
     return ("R-BRG-010",), "the bus trees differ in nothing the rows compare"
+
+
+def _below_concerned(bridge: Instance, bdf: Bdf, symptom: _Symptom) -> bool:
+    """Whether ``symptom`` may show what ``bridge`` (at ``bdf``) forwards: something below it has a
+    decoding BAR, and when tables disagree, not only in rows of the bridge's own BARs (those decode on
+    its primary side by the rules of R-DEC-*)."""
+    if not any(lower.mappings for lower in bridge.below()):
+        return False
+    if (
+        symptom.op.kind is OpKind.TABLES
+        and symptom.observed is not None
+        and symptom.observed.tables is not None
+    ):
+        expected = {tuple(row) for row in symptom.expected.tables or ()}
+        observed = {tuple(row) for row in symptom.observed.tables}
+        return any(row[0] == "config" or row[3] != str(bdf) for row in expected ^ observed)
+    return True
 
 
 def not_forwarded(

@@ -366,7 +366,8 @@ class BridgeLimitGranularity(DataManager):
 
 
 class BridgePrefetchUpperIgnored(DataManager):
-    """A 64-bit prefetchable window ignores its upper 32 bits (R-BRG-005)."""
+    """A 64-bit prefetchable window ignores its upper 32 bits (R-BRG-005), so it forwards below 4 GiB what it
+    must not (R-BRG-006)."""
 
     def _forwarding(self, bridge: Instance) -> tuple[Ranges, Ranges]:
         config = bytearray(bridge.config)
