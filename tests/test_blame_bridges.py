@@ -191,6 +191,13 @@ def test_an_address_no_window_forwards_that_reaches_the_bar_is_forwarding() -> N
     assert "does not forward it" in found.reason
 
 
+@pytest.mark.req("R-DEC-004", "R-BRG-006")
+def test_a_bridges_own_bar_decodes_by_the_decode_rules_not_by_forwarding() -> None:
+    trace = [*PROLOGUE, plug(BRIDGE, "pci-bridge"), cw(BRIDGE, 0x04, 2, 0x2), op(OpKind.TABLES)]
+    found = blamed(BY_NAME["address-zero-decodes"].adapter(), trace)
+    assert found.requirements == ("R-DEC-004",)
+
+
 # --------------------------------------------------------------------------- resets (R-BRG-007, R-BRG-008)
 
 
