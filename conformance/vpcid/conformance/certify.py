@@ -423,7 +423,9 @@ def applicable_cases(info: AdapterInfo, types: Sequence[DeviceType] = ()) -> lis
                 label = f"{case.group}/{case.name}@{target.dtype.name}:{target.bdf}"
                 runnable.append((label, case, prologue + list(case.ops)))
     if info.machine is None:
-        runnable += [(f"{c.group}/{c.name}", c, [INIT, *c.ops]) for c in system_cases()]
+        runnable += [
+            (f"{c.group}/{c.name}", c, [INIT, *c.ops]) for c in system_cases() if c.needs <= info.operations
+        ]
     return runnable
 
 
