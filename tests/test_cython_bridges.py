@@ -413,3 +413,31 @@ def test_a_topology_section_without_a_bridge_is_rejected_alike() -> None:
     assert _verdict(model, "restore_vm", 2, snapshot) == "bad-blob"
     assert _verdict(compiled, "restore_vm", 2, snapshot) == "bad-blob"
     assert compiled.vm_ids() == model.vm_ids() == (VM,)
+
+
+@needs_backend
+@pytest.mark.req("R-BRG-003", "R-BRG-004")
+@pytest.mark.parametrize("profile", [Profile(), Profile.from_mapping({"overlap": "last-mapped"})], ids=str)
+def test_overlapping_bars_change_places_when_routing_renumbers_a_function(profile: Profile) -> None:
+    """Two BARs at one address: the one below the bridges (03:00.0) before the one on root bus 5 under
+    the lowest-BDF rule; when the downstream port's bus loses its number the function below has no BDF
+    and comes after every reachable one, and back when the number returns (R-DEC-008, R-BRG-003)."""
+    leaf = TYPES.index(LEAF)
+    ops: list[tuple[Any, ...]] = [
+        ("plug", Bdf(5, 0, 0), leaf), ("config_write", Bdf(5, 0, 0), 0x14, 4, 0xC000_0000),
+        ("config_write", Bdf(5, 0, 0), 0x04, 2, 2), ("mmio_write", 0xC000_0000, 1, 0x11),
+        ("mmio_read", 0xC000_0000, 1), ("resolve", "memory", 0xC000_0000),
+        ("config_write", Bdf(2, 0, 0), 0x19, 1, 7),  # secondary 7 above subordinate 3: bus 3 unnumbered
+        ("mmio_read", 0xC000_0000, 1), ("resolve", "memory", 0xC000_0000),
+        ("mmio_write", 0xC000_0000, 1, 0x22),
+        ("config_write", Bdf(2, 0, 0), 0x18, 4, 0x030302),  # back: 03:00.0
+        ("mmio_read", 0xC000_0000, 1), ("resolve", "memory", 0xC000_0000),
+    ]  # fmt: skip
+    run_both(profile, firmware_tree() + ops)
+    model = DataManager(profile)
+    model.create_vm(VM)
+    results = [perform(model, op, {}) for op in firmware_tree() + ops][-len(ops) :]
+    if profile.overlap.value == "lowest-bdf":  # the model itself moves the winner back and forth
+        assert [results[k] for k in (4, 5, 7, 8, 11, 12)] == [
+            0x11, (Bdf(3, 0, 0), 1), 0, (Bdf(5, 0, 0), 1), 0x11, (Bdf(3, 0, 0), 1)
+        ]  # fmt: skip

@@ -1957,8 +1957,8 @@ cdef class Manager:
         """Give every bus its number by the bridges' registers and key the configuration table by the
         BDFs that follow (R-BRG-003, R-BRG-004): bus 0 and every occupied root bus are named by their
         own number; any other number goes down through the first bridge, in (bus, device, function)
-        order, whose [secondary, subordinate] range holds it, and names the secondary bus of the
-        bridge whose secondary bus number it is. Cost: the tree once, plus 256 bus numbers handed
+        order, that takes it (its secondary bus number, or above it up to its subordinate bus
+        number), and names the secondary bus of the bridge whose secondary bus number it is. Cost: the tree once, plus 256 bus numbers handed
         down the bridges."""
         cdef Py_ssize_t n, k, nroot = 0
         cdef Inst** arr = self.preorder(vm, &n)
@@ -2018,7 +2018,7 @@ cdef class Manager:
             sub = x.cfg[0x1A]
             memset(taken, 0, sizeof(taken))
             any_taken = False
-            for b in range(sec, sub + 1):
+            for b in range(sec, max(sec, sub) + 1):  # its secondary number whatever the subordinate says
                 if bits[b >> 6] & ((<uint64_t>1) << (b & 63)):
                     bits[b >> 6] &= ~((<uint64_t>1) << (b & 63))
                     taken[b >> 6] |= (<uint64_t>1) << (b & 63)
