@@ -306,6 +306,11 @@ def decode_snapshot(blob: bytes) -> VmRecord:
     return VmRecord(ecam if has_ecam else None, cf8, tuple(devices), order, parents)
 
 
+MAX_BRIDGE_DEPTH = 255
+"""The most bridges above one instance: every bus below a bridge needs its own number 1-255 to be
+reached, so no sequence of operations builds a deeper tree (R-BLOB-008)."""
+
+
 def _topology(raw: bytes, packed: list[int], what: str) -> tuple[int | None, ...]:
     """Parse and check a topology section against the devices' BDFs (R-BLOB-007, R-BLOB-008).
 
@@ -331,6 +336,8 @@ def _topology(raw: bytes, packed: list[int], what: str) -> tuple[int | None, ...
             chain.pop()
         if parent is not None and not chain:
             raise BlobError(f"{what} topology entry {index}: parent {parent} is not an entry above it")
+        if len(chain) > MAX_BRIDGE_DEPTH:
+            raise BlobError(f"{what} topology entry {index} sits below more than {MAX_BRIDGE_DEPTH} bridges")
         if parent is not None and packed[index] >> 8:
             raise BlobError(f"{what} topology entry {index} is below a bridge but its BDF has a bus number")
         previous = last_child.get(parent)

@@ -3376,6 +3376,8 @@ cdef class Manager:
                             depth -= 1
                         if depth == 0:
                             return self.fail(E_BAD_BLOB, b"a device's bridge is not an earlier entry on its path")
+                        if depth > 255:  # R-BLOB-008: no operations build a deeper tree
+                            return self.fail(E_BAD_BLOB, b"a device sits below more than 255 bridges")
                         if packed >> 8:
                             return self.fail(E_BAD_BLOB, b"a device below a bridge has a bus number")
                         top = parent
