@@ -154,7 +154,7 @@ def test_offset_ors_bits_1_0_into_the_register_and_spans_dwords() -> None:
     assert dm.io_read(VM, 0xCFC, 4) == int.from_bytes(flat[1:5], "little")
     assert dm.io_read(VM, 0xCFE, 2) == int.from_bytes(flat[3:5], "little")  # (1 | 2) = 3
     dm.io_write(VM, 0xCF8, 4, 0x8000_10FF)
-    assert dm.io_read(VM, 0xCFC, 4) == flat[0xFF]  # 0x100-0x102 are past a conventional space: zero
+    assert dm.io_read(VM, 0xCFC, 4) == flat[0xFF]  # 0x100-0x102 are past the block of 0xFF: zero
 
 
 @pytest.mark.req("R-CAM-004", "R-DEC-005")
@@ -314,3 +314,15 @@ def test_read_address_decodes_an_access_from_0xcf8_by_its_first_byte() -> None:
     assert dm.io_read(VM, 0xCF8, 2) == 0x1234  # 0xCF9 inside an access from 0xCF8: CONFIG_ADDRESS
     dm.io_write(VM, 0xCF8, 2, 0xFFFF)  # dropped, the reset control register untouched
     assert (dm.io_read(VM, RESET_CONTROL, 1), dm.cf8(VM)) == (0x02, 0x8000_1234)
+
+
+@pytest.mark.req("R-CAM-004")
+def test_offset_reads_zero_past_0xff_on_express_functions_too() -> None:
+    from vpcid.model.catalog import NVME
+
+    dm = DataManager(Profile.from_mapping({"cf8_low_bits": "offset"}))
+    dm.create_vm(VM)
+    dm.plug(VM, NIC, NVME)
+    dm.config_write(VM, NIC, 0x100, 4, 0xFFFF_FFFF)
+    dm.io_write(VM, 0xCF8, 4, 0x8000_10FF)
+    assert dm.io_read(VM, 0xCFC, 4) == dm.config_read(VM, NIC, 0xFF, 1)

@@ -58,7 +58,7 @@ NARROW_ADDRESS_ACCESSES = Script(
 CF8_BYTE_SELECT = Script(
     "cf8-byte-select", "config-mechanism",
     "0xCF8 bits 1:0 select no bytes (default) or are ORed into the register offset (offset), so a "
-    "dword read then spans two dwords and bytes past 0xFF of a conventional function read zero",
+    "dword read then spans two dwords and bytes past 0xFF read zero",
     (
         ("R-CAM-004", "cf8 0x00 +1; ior 0xCFC; ior 0xCFC/1; ior 0xCFD/1; ior 0xCFE/2; cf8 0x08 +2; ior 0xCFC;"
                       "ior 0xCFC/2"),

@@ -641,8 +641,8 @@ class DataManager:
         self, vm: VmElement, bdf: Bdf, register: int, payload: bytes | None, length: int
     ) -> bytes:
         """``cf8_low_bits = "offset"``: one access of ``length`` bytes from ``register`` (0xCF8 bits 1:0
-        ORed with the port's), performed dword by dword; bytes past the function's space read zero and
-        take no write (R-CAM-002, R-CAM-004)."""
+        ORed with the port's), performed dword by dword; bytes past the 256-byte block ``register`` lies
+        in read zero and take no write (R-CAM-002, R-CAM-004)."""
         inst = vm.config_table.get(bdf)
         if inst is None:
             return b"\xff" * length if payload is None else b""  # R-ACC-006
@@ -652,8 +652,8 @@ class DataManager:
             at = register + done
             chunk = min(length - done, 4 - at % 4)
             part = None if payload is None else payload[done : done + chunk]
-            past_space = at >= len(inst.config)
-            got = bytes(chunk) if past_space else self._config_access(vm, bdf, at, chunk, part)
+            past_block = at >= (register & ~0xFF) + 0x100
+            got = bytes(chunk) if past_block else self._config_access(vm, bdf, at, chunk, part)
             if payload is None:
                 out += got
             done += chunk

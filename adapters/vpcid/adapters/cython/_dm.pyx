@@ -1918,8 +1918,8 @@ cdef class Manager:
         return 0
 
     cdef int cam_offset_data(self, Vm* vm, uint16_t bdf, uint64_t reg, uint8_t* buf, int n, bint write) except -1:
-        """``cf8_low_bits = "offset"``: ``n`` bytes from ``reg``, dword by dword; bytes past the function's
-        space read zero and take no write (R-CAM-002, R-CAM-004)."""
+        """``cf8_low_bits = "offset"``: ``n`` bytes from ``reg``, dword by dword; bytes past the 256-byte
+        block ``reg`` lies in read zero and take no write (R-CAM-002, R-CAM-004)."""
         cdef Inst* p = <Inst*>map_get(&vm.cfgtab, bdf)
         cdef int done = 0, chunk
         if p == NULL:
@@ -1930,7 +1930,7 @@ cdef class Manager:
             chunk = <int>(4 - (reg + done) % 4)
             if chunk > n - done:
                 chunk = n - done
-            if reg + done >= <uint64_t>p.cfg_size:
+            if reg + done >= (reg & ~(<uint64_t>0xFF)) + 0x100:
                 if not write:
                     memset(buf + done, 0, chunk)
             else:
