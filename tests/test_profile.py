@@ -198,6 +198,22 @@ def _bar_sizing(dm: DataManager) -> object:
     return written, dm.config_read(VM, NIC, 0x10, 4)
 
 
+def _unmapped_io_read(dm: DataManager) -> object:
+    return dm.io_read(VM, 0x1000, 2)
+
+
+def _config_past_space(dm: DataManager) -> object:
+    dm.plug(VM, NIC, E1000)
+    return dm.config_read(VM, NIC, 0x100, 4)
+
+
+def _rom_enable(dm: DataManager) -> object:
+    dm.plug(VM, NIC, E1000)
+    dm.config_write(VM, NIC, 0x30, 4, 0xFEB0_0000)  # enable bit clear
+    enable(dm, VM, NIC, 0x2)
+    return dm.resolve(VM, "memory", 0xFEB0_0000)
+
+
 def _cf8_after_access(dm: DataManager) -> object:
     dm.plug(VM, NIC, E1000)
     dm.io_write(VM, 0xCF8, 4, 0x8000_1000)
@@ -219,6 +235,9 @@ SCENARIOS: dict[str, Callable[[DataManager], object]] = {
     "bar_at_top": _bar_at_top,
     "address_zero": _address_zero,
     "bar_sizing": _bar_sizing,
+    "unmapped_io_read": _unmapped_io_read,
+    "config_past_space": _config_past_space,
+    "rom_enable": _rom_enable,
 }
 """For each axis, operations whose observations tell every value of the axis apart."""
 
@@ -252,6 +271,9 @@ EXPECTED: dict[str, dict[str, object]] = {
     "bar_at_top": {"decodes": (NIC, 0), "unmapped": None},
     "address_zero": {"unmapped": None, "decodes": (NIC, 0)},
     "bar_sizing": {"mask": (0xFEBC_0000, 0xFFFE_0000), "probe-only": (0xFEBC_0AB0, 0xFFFE_0000)},
+    "unmapped_io_read": {"ones": 0xFFFF, "zeros": 0},
+    "config_past_space": {"ones": 0xFFFF_FFFF, "zeros": 0},
+    "rom_enable": {"required": None, "ignored": (NIC, 6)},
 }
 
 
@@ -359,6 +381,9 @@ def test_manifest_example_of_the_spec() -> None:
         "bar_at_top": "decodes",
         "address_zero": "unmapped",
         "bar_sizing": "mask",
+        "unmapped_io_read": "ones",
+        "config_past_space": "ones",
+        "rom_enable": "required",
     }
 
 

@@ -27,11 +27,15 @@ NEW_VALUES = [
     ("address_zero", "decodes"),
     ("overlap", "first-mapped"),
     ("bar_sizing", "probe-only"),
+    ("unmapped_io_read", "zeros"),
+    ("config_past_space", "zeros"),
+    ("rom_enable", "ignored"),
 ]
 """Every axis value added for the differences of spec/variants.md."""
 VARIANT_CASE_PREFIXES = (
     "narrow-address-accesses", "cf8-byte-select", "top-of-space", "overlap-first-mapped", "sizing-writes",
-    "reset-control-register", "top-of-32-bit-space", "address-zero",
+    "reset-control-register", "top-of-32-bit-space", "address-zero", "nothing-there",
+    "rom-without-enable-bit",
 )  # fmt: skip
 """Names (or name prefixes) of the cases of vpcid.conformance.variant_cases."""
 OTHER = Bdf(0, 9, 0)
@@ -326,3 +330,36 @@ def test_offset_reads_zero_past_0xff_on_express_functions_too() -> None:
     dm.config_write(VM, NIC, 0x100, 4, 0xFFFF_FFFF)
     dm.io_write(VM, 0xCF8, 4, 0x8000_10FF)
     assert dm.io_read(VM, 0xCFC, 4) == dm.config_read(VM, NIC, 0xFF, 1)
+
+
+@pytest.mark.req("R-ACC-004")
+def test_unmapped_io_zeros_reads_zero_from_ports_and_platform_gaps() -> None:
+    dm = manager(unmapped_io_read="zeros")
+    assert dm.io_read(VM, 0xC000, 4) == 0
+    assert dm.io_read(VM, 0xCF8, 1) == 0  # ordinary I/O nothing decodes (R-CAM-001)
+    dm.io_write(VM, 0xCF8, 4, 0x0000_1000)  # enable bit clear: the window still reads ones (R-CAM-005)
+    assert dm.io_read(VM, 0xCFC, 4) == 0xFFFF_FFFF
+    assert manager().io_read(VM, 0xC000, 4) == 0xFFFF_FFFF
+
+
+@pytest.mark.req("R-CFG-009", "R-ACC-006")
+def test_config_past_space_zeros_reads_zero_but_absent_functions_read_ones() -> None:
+    dm = manager(config_past_space="zeros")
+    assert dm.config_read(VM, NIC, 0x100, 4) == 0
+    dm.config_write(VM, NIC, 0x100, 4, 0x1234_5678)
+    assert dm.config_read(VM, NIC, 0x100, 4) == 0
+    assert dm.config_read(VM, OTHER, 0x100, 4) == 0xFFFF_FFFF
+
+
+@pytest.mark.req("R-DEC-003", "R-DEC-005")
+def test_rom_enable_ignored_decodes_with_memory_space_alone() -> None:
+    dm = manager(rom_enable="ignored")
+    dm.config_write(VM, NIC, 0x30, 4, 0xFEB0_0000)
+    enable(dm, VM, NIC, 0x2)
+    assert dm.resolve(VM, "memory", 0xFEB0_0000) == (NIC, 6)
+    assert dm.config_read(VM, NIC, 0x30, 4) & 1 == 0  # the bit reads back as written
+    deferred = manager(rom_enable="ignored", bar_move_while_decoding="deferred")
+    deferred.config_write(VM, NIC, 0x30, 4, 0xFEB0_0000)
+    enable(deferred, VM, NIC, 0x2)
+    deferred.config_write(VM, NIC, 0x30, 4, 0xFEA0_0000)  # decode enabled without the bit: deferred
+    assert deferred.resolve(VM, "memory", 0xFEB0_0000) == (NIC, 6)

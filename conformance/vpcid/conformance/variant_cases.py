@@ -12,7 +12,9 @@ implementation (or a mutant) that runs on the wrong value fails it:
 - ``address_zero`` (R-DEC-004): BARs at address and port zero (system case: RAM and legacy
   devices live there on real platforms);
 - ``overlap = "first-mapped"`` (R-DEC-008): the lower BAR moved onto one already decoding;
-- ``bar_sizing`` (R-BAR-003): writes of address bits below a BAR's size, and the sizing probe.
+- ``bar_sizing`` (R-BAR-003): writes of address bits below a BAR's size, and the sizing probe;
+- ``unmapped_io_read`` (R-ACC-004), ``config_past_space`` (R-CFG-009): reads that nothing answers;
+- ``rom_enable`` (R-DEC-003): a ROM whose enable bit is clear.
 
 Registered by :func:`vpcid.conformance.cases.device_cases` and :func:`~vpcid.conformance.cases.system_cases`.
 """
@@ -66,6 +68,46 @@ CF8_BYTE_SELECT = Script(
         ("R-CAM-004", "cf8 0xFC +3; ior 0xCFC; ior 0xCFD/2; cf8 0x3C; ior 0xCFC"),
     ),
 )  # fmt: skip
+
+
+NOTHING_THERE = Script(
+    "nothing-there", "access",
+    "a port nothing decodes (0xCF8, 0xCFA, 0xCFB) reads all ones by default and zero under "
+    "unmapped_io_read = zeros; a "
+    "conventional function's offsets from 0x100 read all ones by default and zero under "
+    "config_past_space = zeros, and take no write either way",
+    (
+        ("R-ACC-004", "cf8- 0x3C; ior 0xCF8/1; ior 0xCFA/2; iow 0xCFB/1 0x12; ior 0xCFB/1; ior 0xCFA"),
+        ("R-CFG-009", "cr 0x100; cr 0x102/2; cr 0xFFF/1; cw 0x100 0x12345678; cr 0x100", "conventional"),
+        ("R-CFG-009", "cr 0x3C", "conventional"),
+    ),
+)  # fmt: skip
+
+
+def _rom_without_enable(d: _Dev) -> None:
+    """R-DEC-003 (V-ROM-ENABLE): a ROM whose enable bit is clear decodes only under rom_enable = ignored."""
+    f = d.start()
+    roms = [b for b in f.placed() if b.is_rom]
+    if not roms:
+        return
+    rom = roms[0]
+    base = f.addr(rom)
+    f.program(rom, base, rom_enable=False)
+    f.command(CMD_MEM)
+    f.check("R-DEC-003")
+    f.mr(base)
+    f.mr(base + rom.size - 4)
+    f.cr(ROM_BAR)
+    f.cw(ROM_BAR, 1, 1)
+    f.mr(base)
+    f.cw(ROM_BAR, 1, 0)
+    f.mr(base)
+    d.done(
+        "rom-without-enable-bit",
+        "decode",
+        "with memory space on and the ROM enable bit clear the ROM decodes nowhere by default and at "
+        "its address under rom_enable = ignored",
+    )
 
 
 def _top_of_space(d: _Dev) -> None:
@@ -170,8 +212,9 @@ def _bar_sizing(d: _Dev) -> None:
 
 def variant_device_cases(d: _Dev) -> None:
     """Append this module's device cases for ``d``'s target (called by ``device_cases``)."""
-    for script in (NARROW_ADDRESS_ACCESSES, CF8_BYTE_SELECT):
+    for script in (NARROW_ADDRESS_ACCESSES, CF8_BYTE_SELECT, NOTHING_THERE):
         _scripted(d, script)
+    _rom_without_enable(d)
     _top_of_space(d)
     _overlap_first_mapped(d)
     _bar_sizing(d)

@@ -63,9 +63,11 @@ from vpcid.model.profile import (
     Cf8Extended,
     Cf8LowBits,
     Cf8Narrow,
+    ConfigPastSpace,
     Overlap,
     Profile,
     Straddle,
+    UnmappedIoRead,
     UnmappedMmioRead,
 )
 from vpcid.model.tables import DecodeTable, Mapping, last_mapped_first, lowest_bdf_first
@@ -399,8 +401,10 @@ class DataManager:
     ) -> bytes:
         """One configuration access of ``length`` bytes inside a dword (R-ACC-006, R-CFG-009)."""
         inst = vm.config_table.get(bdf)
-        if inst is None or offset >= len(inst.config):
+        if inst is None:
             return b"\xff" * length
+        if offset >= len(inst.config):
+            return (b"\x00" if self.profile.config_past_space is ConfigPastSpace.ZEROS else b"\xff") * length
         if payload is None:
             return bytes(inst.config[offset : offset + length])
         self._config_store(vm, inst, offset, payload)
@@ -421,7 +425,7 @@ class DataManager:
         was_enabled: dict[int, bool] = {}
         skip: set[int] = set()
         if affected and rule is not BarMoveWhileDecoding.IMMEDIATE:
-            was_enabled = {i: decode_enabled(cfg, inst.dtype, i) for i in affected}
+            was_enabled = {i: decode_enabled(cfg, inst.dtype, i, self.profile) for i in affected}
         if rule is BarMoveWhileDecoding.IGNORED:
             for index, enabled in was_enabled.items():
                 reg = bar_register_span(inst.dtype, index)
@@ -467,7 +471,8 @@ class DataManager:
         """
         deferred = self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED
         for index in affected:
-            if deferred and was_enabled[index] and decode_enabled(inst.config, inst.dtype, index):
+            still_enabled = deferred and decode_enabled(inst.config, inst.dtype, index, self.profile)
+            if still_enabled and was_enabled[index]:
                 continue  # R-DEC-005 deferred: the window moves when decode is next enabled
             want = self._window(inst.config, inst.dtype, index)
             current = inst.mappings.get(index)
@@ -566,7 +571,8 @@ class DataManager:
 
         touched_window = port < CFC + 4 and port + width > CFC
         scan = port <= RESET_CONTROL < port + width
-        result = self._route(vm, resolve, port, width, payload, b"\xff", self._io_platform, scan=scan)
+        unmapped = b"\x00" if self.profile.unmapped_io_read is UnmappedIoRead.ZEROS else b"\xff"
+        result = self._route(vm, resolve, port, width, payload, unmapped, self._io_platform, scan=scan)
         if touched_window and self.profile.cf8_after_access is Cf8AfterAccess.CLEAR:
             vm.cf8 = 0  # R-CAM-007
         return result
@@ -819,7 +825,7 @@ class DataManager:
                 if base is not None:
                     raise BlobMismatch(f"blob maps BAR {index}, which the device type does not implement")
                 continue
-            if deferred and decode_enabled(rec.config, dtype, index):
+            if deferred and decode_enabled(rec.config, dtype, index, self.profile):
                 size = bar_size(dtype, index)
                 bar = dtype.bar(index)
                 limit = 1 << 32 if bar is None else address_limit(bar.kind)

@@ -94,6 +94,27 @@ class AddressZero(StrEnum):
     DECODES = "decodes"
 
 
+class UnmappedIoRead(StrEnum):
+    """V-UNMAPPED-IO: the value an I/O read that hits nothing returns (R-ACC-004)."""
+
+    ONES = "ones"
+    ZEROS = "zeros"
+
+
+class ConfigPastSpace(StrEnum):
+    """V-CFG-PAST: reads of offsets from the end of a function's space up to 0xFFF (R-CFG-009)."""
+
+    ONES = "ones"
+    ZEROS = "zeros"
+
+
+class RomEnable(StrEnum):
+    """V-ROM-ENABLE: whether the ROM BAR's enable bit gates its decode (R-DEC-003)."""
+
+    REQUIRED = "required"
+    IGNORED = "ignored"
+
+
 class BarSizing(StrEnum):
     """V-BAR-SIZING: which address bits of a BAR register a write keeps (R-BAR-003, R-BAR-005)."""
 
@@ -129,6 +150,9 @@ AXES: dict[str, type[StrEnum]] = {
     "bar_at_top": BarAtTop,
     "address_zero": AddressZero,
     "bar_sizing": BarSizing,
+    "unmapped_io_read": UnmappedIoRead,
+    "config_past_space": ConfigPastSpace,
+    "rom_enable": RomEnable,
 }
 """Every variant axis, by its manifest key, with the enum of its values (R-VAR-001)."""
 
@@ -146,6 +170,9 @@ AXIS_REQUIREMENT: dict[str, str] = {
     "bar_at_top": "R-DEC-006",
     "address_zero": "R-DEC-004",
     "bar_sizing": "R-BAR-003",
+    "unmapped_io_read": "R-ACC-004",
+    "config_past_space": "R-CFG-009",
+    "rom_enable": "R-DEC-003",
 }
 """The requirement that states each axis's rule (spec/variants.md)."""
 
@@ -167,6 +194,9 @@ class Profile:
     bar_at_top: BarAtTop = BarAtTop.DECODES
     address_zero: AddressZero = AddressZero.UNMAPPED
     bar_sizing: BarSizing = BarSizing.MASK
+    unmapped_io_read: UnmappedIoRead = UnmappedIoRead.ONES
+    config_past_space: ConfigPastSpace = ConfigPastSpace.ONES
+    rom_enable: RomEnable = RomEnable.REQUIRED
 
     def __post_init__(self) -> None:
         for axis, enum in AXES.items():

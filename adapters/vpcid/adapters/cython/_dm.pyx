@@ -664,6 +664,7 @@ cdef enum:
     WIN_ZERO_DECODES = 1
     WIN_TOP_UNMAPPED = 2
     WIN_ALIGNED_ONLY = 4
+    WIN_ROM_ENABLE_IGNORED = 8
 
 
 # ---------------------------------------------------------------- structures
@@ -1034,13 +1035,14 @@ cdef inline Mapping* table_lookup(DTable* t, uint64_t a, int lm) noexcept nogil:
 
 # ---------------------------------------------------------------- BAR decode (R-DEC-001..R-DEC-006)
 
-cdef inline bint decode_enabled(CType* t, const uint8_t* cfg, int i) noexcept nogil:
+cdef inline bint decode_enabled(CType* t, const uint8_t* cfg, int i, int flags) noexcept nogil:
+    """Whether window ``i``'s enable bits are set (R-DEC-001..R-DEC-003); ``flags``: WIN_ variants."""
     cdef uint16_t cmd = ld16(cfg + 4)
     cdef uint8_t kind = t.kind[i]
     if kind == K_NONE:
         return False
     if kind == K_ROM:
-        return (cmd & 2) != 0 and (cfg[0x30] & 1) != 0
+        return (cmd & 2) != 0 and ((cfg[0x30] & 1) != 0 or (flags & WIN_ROM_ENABLE_IGNORED) != 0)
     if kind == K_IO:
         return (cmd & 1) != 0
     return (cmd & 2) != 0
@@ -1073,7 +1075,7 @@ cdef inline bint window(CType* t, const uint8_t* cfg, int i, uint64_t* base, int
         return False
     if kind == K_ROM:
         low = ld32(cfg + 0x30)
-        if not ((cmd & 2) and (low & 1)):
+        if not ((cmd & 2) and ((low & 1) or (flags & WIN_ROM_ENABLE_IGNORED))):
             return False
         b = low & (<uint64_t>0xFFFFF800)
     else:
@@ -1389,7 +1391,7 @@ cdef class Manager:
     cdef U64Map vms
     cdef readonly object profile
     cdef int status_ro, move, lm, unmapped, straddle, natural, cf8_latched, cf8_ext, cf8_clear
-    cdef int cf8_offset, narrow, win_flags, probe_only
+    cdef int cf8_offset, narrow, win_flags, probe_only, io_unmapped, past_space
     cdef uint32_t cf8_keep
     cdef dict types_by_name
     cdef dict types_by_name_bytes    # the same, keyed by the UTF-8 name (as blobs hold it)
@@ -1437,7 +1439,10 @@ cdef class Manager:
         self.probe_only = p["bar_sizing"] == "probe-only"
         self.win_flags = ((WIN_ZERO_DECODES if p["address_zero"] == "decodes" else 0)
                           | (WIN_TOP_UNMAPPED if p["bar_at_top"] == "unmapped" else 0)
-                          | (WIN_ALIGNED_ONLY if self.probe_only else 0))
+                          | (WIN_ALIGNED_ONLY if self.probe_only else 0)
+                          | (WIN_ROM_ENABLE_IGNORED if p["rom_enable"] == "ignored" else 0))
+        self.io_unmapped = 0x00 if p["unmapped_io_read"] == "zeros" else 0xFF
+        self.past_space = 0x00 if p["config_past_space"] == "zeros" else 0xFF
         self.cf8_ext = p["cf8_extended"] == "extends"
         self.cf8_clear = p["cf8_after_access"] == "clear"
         self.cf8_keep = (<uint64_t>0x8FFFFFFC) if self.cf8_ext else (<uint64_t>0x80FFFFFC)
@@ -1690,7 +1695,7 @@ cdef class Manager:
         cdef Inst* p = <Inst*>map_get(&vm.cfgtab, bdf)
         if p == NULL or off >= <uint64_t>p.cfg_size:
             if not write:
-                fill_small(buf, 0xFF, n)
+                fill_small(buf, 0xFF if p == NULL else self.past_space, n)  # R-CFG-009: V-CFG-PAST
             return 0
         if not write:
             copy_small(buf, p.cfg + off, n)
@@ -1723,7 +1728,7 @@ cdef class Manager:
                 if not command and (end <= reg_start(t, i) or off >= reg_stop(t, i)):
                     continue
                 affected |= (<uint32_t>1) << i
-                was[i] = decode_enabled(t, cfg, i)
+                was[i] = decode_enabled(t, cfg, i, self.win_flags)
                 if self.move == MOVE_IGNORED and was[i]:
                     for k in range(n):
                         o = off + k
@@ -1766,7 +1771,7 @@ cdef class Manager:
         for j in range(t.nimpl):
             i = t.impl[j]
             affected |= (<uint32_t>1) << i
-            was[i] = decode_enabled(t, cfg, i)
+            was[i] = decode_enabled(t, cfg, i, self.win_flags)
         before = PyBytes_FromStringAndSize(<const char*>cfg + off, n)
         merged = bytearray(PyBytes_FromStringAndSize(<const char*>cfg, p.cfg_size))
         for k in range(n):
@@ -1801,7 +1806,7 @@ cdef class Manager:
             i = t.impl[j]
             if not (affected & ((<uint32_t>1) << i)):
                 continue
-            if self.move == MOVE_DEFERRED and was[i] and decode_enabled(t, p.cfg, i):
+            if self.move == MOVE_DEFERRED and was[i] and decode_enabled(t, p.cfg, i, self.win_flags):
                 continue  # R-DEC-005 deferred: moves when decode is next enabled
             ok = window(t, p.cfg, i, &want, self.win_flags)
             if p.maps[i].active:
@@ -1873,7 +1878,7 @@ cdef class Manager:
                      bint write) except -1:
         if target == NULL:
             if not write:
-                fill_small(buf, 0xFF if io else self.unmapped, n)  # R-ACC-004
+                fill_small(buf, self.io_unmapped if io else self.unmapped, n)  # R-ACC-004
             return 0
         if target == WINDOW:
             if io:
@@ -2625,7 +2630,7 @@ cdef class Manager:
                     code[0] = self.fail(E_MISMATCH, b"blob maps a BAR the type does not implement")
                     return None
                 continue
-            if self.move == MOVE_DEFERRED and decode_enabled(t, r.cfg, i):
+            if self.move == MOVE_DEFERRED and decode_enabled(t, r.cfg, i, self.win_flags):
                 size = t.size[i]
                 ok = not r.on[i] or ((r.base[i] & (size - 1)) == 0
                                      and may_decode_at(r.base[i], size, t.kind[i], self.win_flags))
