@@ -214,6 +214,12 @@ def _rom_enable(dm: DataManager) -> object:
     return dm.resolve(VM, "memory", 0xFEB0_0000)
 
 
+def _odd_word_write(dm: DataManager) -> object:
+    dm.plug(VM, NIC, E1000)
+    dm.config_write(VM, NIC, 0x05, 2, 0x0004)  # command bit 10 (INTx disable) and status bits 7:0
+    return dm.config_read(VM, NIC, 0x04, 2)
+
+
 def _cf8_after_access(dm: DataManager) -> object:
     dm.plug(VM, NIC, E1000)
     dm.io_write(VM, 0xCF8, 4, 0x8000_1000)
@@ -238,6 +244,7 @@ SCENARIOS: dict[str, Callable[[DataManager], object]] = {
     "unmapped_io_read": _unmapped_io_read,
     "config_past_space": _config_past_space,
     "rom_enable": _rom_enable,
+    "odd_word_write": _odd_word_write,
 }
 """For each axis, operations whose observations tell every value of the axis apart."""
 
@@ -274,6 +281,7 @@ EXPECTED: dict[str, dict[str, object]] = {
     "unmapped_io_read": {"ones": 0xFFFF, "zeros": 0},
     "config_past_space": {"ones": 0xFFFF_FFFF, "zeros": 0},
     "rom_enable": {"required": None, "ignored": (NIC, 6)},
+    "odd_word_write": {"performed": 0x0400, "dropped": 0},
 }
 
 
@@ -384,6 +392,7 @@ def test_manifest_example_of_the_spec() -> None:
         "unmapped_io_read": "ones",
         "config_past_space": "ones",
         "rom_enable": "required",
+        "odd_word_write": "performed",
     }
 
 

@@ -30,12 +30,13 @@ NEW_VALUES = [
     ("unmapped_io_read", "zeros"),
     ("config_past_space", "zeros"),
     ("rom_enable", "ignored"),
+    ("odd_word_write", "dropped"),
 ]
 """Every axis value added for the differences of spec/variants.md."""
 VARIANT_CASE_PREFIXES = (
     "narrow-address-accesses", "cf8-byte-select", "top-of-space", "overlap-first-mapped", "sizing-writes",
     "reset-control-register", "top-of-32-bit-space", "address-zero", "nothing-there",
-    "rom-without-enable-bit",
+    "rom-without-enable-bit", "odd-word-writes",
 )  # fmt: skip
 """Names (or name prefixes) of the cases of vpcid.conformance.variant_cases."""
 OTHER = Bdf(0, 9, 0)
@@ -363,3 +364,16 @@ def test_rom_enable_ignored_decodes_with_memory_space_alone() -> None:
     enable(deferred, VM, NIC, 0x2)
     deferred.config_write(VM, NIC, 0x30, 4, 0xFEA0_0000)  # decode enabled without the bit: deferred
     assert deferred.resolve(VM, "memory", 0xFEB0_0000) == (NIC, 6)
+
+
+@pytest.mark.req("R-ACC-003")
+def test_odd_word_writes_are_dropped_everywhere_under_dropped() -> None:
+    dm = manager(odd_word_write="dropped")
+    dm.config_write(VM, NIC, 0x05, 2, 0x0004)
+    dm.io_write(VM, 0xCF8, 4, 0x8000_1004)
+    dm.io_write(VM, 0xCFD, 2, 0x0004)
+    dm.mmio_write(VM, 0xB000_0000 + (NIC.device << 15) + 0x05, 2, 0x0004)
+    assert dm.config_read(VM, NIC, 0x04, 2) == 0
+    dm.config_write(VM, NIC, 0x05, 1, 0x04)  # a byte at an odd offset is performed
+    dm.config_write(VM, NIC, 0x0C, 2, 0x0010)  # a word at an even offset too
+    assert (dm.config_read(VM, NIC, 0x04, 2), dm.config_read(VM, NIC, 0x0C, 1)) == (0x0400, 0x10)

@@ -14,7 +14,8 @@ implementation (or a mutant) that runs on the wrong value fails it:
 - ``overlap = "first-mapped"`` (R-DEC-008): the lower BAR moved onto one already decoding;
 - ``bar_sizing`` (R-BAR-003): writes of address bits below a BAR's size, and the sizing probe;
 - ``unmapped_io_read`` (R-ACC-004), ``config_past_space`` (R-CFG-009): reads that nothing answers;
-- ``rom_enable`` (R-DEC-003): a ROM whose enable bit is clear.
+- ``rom_enable`` (R-DEC-003): a ROM whose enable bit is clear;
+- ``odd_word_write`` (R-ACC-003): word writes at offset 1 of a dword.
 
 Registered by :func:`vpcid.conformance.cases.device_cases` and :func:`~vpcid.conformance.cases.system_cases`.
 """
@@ -80,6 +81,18 @@ NOTHING_THERE = Script(
         ("R-ACC-004", "cf8- 0x3C; ior 0xCF8/1; ior 0xCFA/2; iow 0xCFB/1 0x12; ior 0xCFB/1; ior 0xCFA"),
         ("R-CFG-009", "cr 0x100; cr 0x102/2; cr 0xFFF/1; cw 0x100 0x12345678; cr 0x100", "conventional"),
         ("R-CFG-009", "cr 0x3C", "conventional"),
+    ),
+)  # fmt: skip
+
+
+ODD_WORD_WRITES = Script(
+    "odd-word-writes", "configuration-space",
+    "a 2-byte configuration write at offset 1 of a dword is performed by default and dropped under "
+    "odd_word_write = dropped, through the API, the 0xCFC window and ECAM",
+    (
+        ("R-ACC-003", "cw 0x05/2 0xFFFF; cr 0x04; cw 0x0D/2 0xFFFF; cr 0x0C; cw 0x04/2 0; cw 0x0C/1 0"),
+        ("R-ACC-003", "cf8 0x04; iow 0xCFD/2 0xFFFF; ior 0xCFC; cr 0x04/2; cw 0x04/2 0"),
+        ("R-ACC-003", "ew 0x05/2 0xFFFF; er 0x04; cw 0x04/2 0", "ecam"),
     ),
 )  # fmt: skip
 
@@ -212,7 +225,7 @@ def _bar_sizing(d: _Dev) -> None:
 
 def variant_device_cases(d: _Dev) -> None:
     """Append this module's device cases for ``d``'s target (called by ``device_cases``)."""
-    for script in (NARROW_ADDRESS_ACCESSES, CF8_BYTE_SELECT, NOTHING_THERE):
+    for script in (NARROW_ADDRESS_ACCESSES, CF8_BYTE_SELECT, NOTHING_THERE, ODD_WORD_WRITES):
         _scripted(d, script)
     _rom_without_enable(d)
     _top_of_space(d)

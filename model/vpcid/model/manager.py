@@ -64,6 +64,7 @@ from vpcid.model.profile import (
     Cf8LowBits,
     Cf8Narrow,
     ConfigPastSpace,
+    OddWordWrite,
     Overlap,
     Profile,
     Straddle,
@@ -407,6 +408,8 @@ class DataManager:
             return (b"\x00" if self.profile.config_past_space is ConfigPastSpace.ZEROS else b"\xff") * length
         if payload is None:
             return bytes(inst.config[offset : offset + length])
+        if length == 2 and offset % 2 and self.profile.odd_word_write is OddWordWrite.DROPPED:
+            return b""  # R-ACC-003 odd_word_write = dropped
         self._config_store(vm, inst, offset, payload)
         return b""
 

@@ -115,6 +115,13 @@ class RomEnable(StrEnum):
     IGNORED = "ignored"
 
 
+class OddWordWrite(StrEnum):
+    """V-ODD-WORD: a 2-byte configuration write at an odd offset (R-ACC-003)."""
+
+    PERFORMED = "performed"
+    DROPPED = "dropped"
+
+
 class BarSizing(StrEnum):
     """V-BAR-SIZING: which address bits of a BAR register a write keeps (R-BAR-003, R-BAR-005)."""
 
@@ -153,6 +160,7 @@ AXES: dict[str, type[StrEnum]] = {
     "unmapped_io_read": UnmappedIoRead,
     "config_past_space": ConfigPastSpace,
     "rom_enable": RomEnable,
+    "odd_word_write": OddWordWrite,
 }
 """Every variant axis, by its manifest key, with the enum of its values (R-VAR-001)."""
 
@@ -173,6 +181,7 @@ AXIS_REQUIREMENT: dict[str, str] = {
     "unmapped_io_read": "R-ACC-004",
     "config_past_space": "R-CFG-009",
     "rom_enable": "R-DEC-003",
+    "odd_word_write": "R-ACC-003",
 }
 """The requirement that states each axis's rule (spec/variants.md)."""
 
@@ -197,6 +206,7 @@ class Profile:
     unmapped_io_read: UnmappedIoRead = UnmappedIoRead.ONES
     config_past_space: ConfigPastSpace = ConfigPastSpace.ONES
     rom_enable: RomEnable = RomEnable.REQUIRED
+    odd_word_write: OddWordWrite = OddWordWrite.PERFORMED
 
     def __post_init__(self) -> None:
         for axis, enum in AXES.items():

@@ -1391,7 +1391,7 @@ cdef class Manager:
     cdef U64Map vms
     cdef readonly object profile
     cdef int status_ro, move, lm, unmapped, straddle, natural, cf8_latched, cf8_ext, cf8_clear
-    cdef int cf8_offset, narrow, win_flags, probe_only, io_unmapped, past_space
+    cdef int cf8_offset, narrow, win_flags, probe_only, io_unmapped, past_space, odd_word_dropped
     cdef uint32_t cf8_keep
     cdef dict types_by_name
     cdef dict types_by_name_bytes    # the same, keyed by the UTF-8 name (as blobs hold it)
@@ -1443,6 +1443,7 @@ cdef class Manager:
                           | (WIN_ROM_ENABLE_IGNORED if p["rom_enable"] == "ignored" else 0))
         self.io_unmapped = 0x00 if p["unmapped_io_read"] == "zeros" else 0xFF
         self.past_space = 0x00 if p["config_past_space"] == "zeros" else 0xFF
+        self.odd_word_dropped = p["odd_word_write"] == "dropped"
         self.cf8_ext = p["cf8_extended"] == "extends"
         self.cf8_clear = p["cf8_after_access"] == "clear"
         self.cf8_keep = (<uint64_t>0x8FFFFFFC) if self.cf8_ext else (<uint64_t>0x80FFFFFC)
@@ -1700,6 +1701,8 @@ cdef class Manager:
         if not write:
             copy_small(buf, p.cfg + off, n)
             return 0
+        if n == 2 and (off & 1) and self.odd_word_dropped:
+            return 0  # R-ACC-003 odd_word_write = dropped
         return self.cfg_store(vm, p, <int>off, buf, n)
 
     cdef int cfg_store(self, Vm* vm, Inst* p, int off, const uint8_t* data, int n) except -1:
