@@ -207,13 +207,6 @@ def _config_past_space(dm: DataManager) -> object:
     return dm.config_read(VM, NIC, 0x100, 4)
 
 
-def _rom_enable(dm: DataManager) -> object:
-    dm.plug(VM, NIC, E1000)
-    dm.config_write(VM, NIC, 0x30, 4, 0xFEB0_0000)  # enable bit clear
-    enable(dm, VM, NIC, 0x2)
-    return dm.resolve(VM, "memory", 0xFEB0_0000)
-
-
 def _odd_word_write(dm: DataManager) -> object:
     dm.plug(VM, NIC, E1000)
     dm.config_write(VM, NIC, 0x05, 2, 0x0004)  # command bit 10 (INTx disable) and status bits 7:0
@@ -243,7 +236,6 @@ SCENARIOS: dict[str, Callable[[DataManager], object]] = {
     "bar_sizing": _bar_sizing,
     "unmapped_io_read": _unmapped_io_read,
     "config_past_space": _config_past_space,
-    "rom_enable": _rom_enable,
     "odd_word_write": _odd_word_write,
 }
 """For each axis, operations whose observations tell every value of the axis apart."""
@@ -271,7 +263,8 @@ EXPECTED: dict[str, dict[str, object]] = {
     "cf8_extended": {"ignored": 0x8000_0000, "extends": 0x8F00_0000},
     "cf8_after_access": {"keep": (0x100E_8086, 0x8000_1000), "clear": (0x100E_8086, 0)},
     "cf8_narrow": {
-        "io": (0x02FF, 0x02, 0x8000_1000),
+        "unmapped": (0xFFFF, 0xFF, 0x8000_1000),
+        "reset-control": (0x02FF, 0x02, 0x8000_1000),
         "read-address": (0x1000, 0x02, 0x8000_1000),
         "address-bytes": (0x0200, 0x02, 0x0000_0200),
     },
@@ -280,7 +273,6 @@ EXPECTED: dict[str, dict[str, object]] = {
     "bar_sizing": {"mask": (0xFEBC_0000, 0xFFFE_0000), "probe-only": (0xFEBC_0AB0, 0xFFFE_0000)},
     "unmapped_io_read": {"ones": 0xFFFF, "zeros": 0},
     "config_past_space": {"ones": 0xFFFF_FFFF, "zeros": 0},
-    "rom_enable": {"required": None, "ignored": (NIC, 6)},
     "odd_word_write": {"performed": 0x0400, "dropped": 0},
 }
 
@@ -385,13 +377,12 @@ def test_manifest_example_of_the_spec() -> None:
         "cf8_low_bits": "latched",
         "cf8_extended": "ignored",
         "cf8_after_access": "keep",
-        "cf8_narrow": "io",
+        "cf8_narrow": "unmapped",
         "bar_at_top": "decodes",
         "address_zero": "unmapped",
         "bar_sizing": "mask",
         "unmapped_io_read": "ones",
         "config_past_space": "ones",
-        "rom_enable": "required",
         "odd_word_write": "performed",
     }
 

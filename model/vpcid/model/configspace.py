@@ -20,7 +20,7 @@ from vpcid.model.devicetype import (
     DeviceType,
     layout,
 )
-from vpcid.model.profile import DEFAULT_PROFILE, AddressZero, BarAtTop, BarSizing, Profile, RomEnable
+from vpcid.model.profile import DEFAULT_PROFILE, AddressZero, BarAtTop, BarSizing, Profile
 
 IO_SPACE_END = 0x1_0000
 """x86 port space is 64 KiB: an I/O BAR decodes only below this (R-DEC-006)."""
@@ -77,7 +77,7 @@ def decode_window(
         if dtype.rom is None or not command & CMD_MEM:
             return None
         rom = read_le(config, ROM_BAR, 4)
-        if not rom & 1 and profile.rom_enable is RomEnable.REQUIRED:
+        if not rom & 1:
             return None
         base, size, limit = rom & 0xFFFFF800, dtype.rom.size, 1 << 32
     else:
@@ -94,15 +94,11 @@ def decode_window(
     return base
 
 
-def decode_enabled(
-    config: bytes | bytearray, dtype: DeviceType, index: int, profile: Profile = DEFAULT_PROFILE
-) -> bool:
-    """Whether BAR ``index``'s enable bits are set, whatever its address (R-DEC-001..R-DEC-003; the ROM's
-    enable bit counts unless ``rom_enable = "ignored"``)."""
+def decode_enabled(config: bytes | bytearray, dtype: DeviceType, index: int) -> bool:
+    """Whether BAR ``index``'s enable bits are set, whatever its address (R-DEC-001, R-DEC-002)."""
     command = read_le(config, COMMAND, 2)
     if index == ROM_INDEX:
-        enabled = bool(read_le(config, ROM_BAR, 1) & 1) or profile.rom_enable is RomEnable.IGNORED
-        return dtype.rom is not None and bool(command & CMD_MEM) and enabled
+        return dtype.rom is not None and bool(command & CMD_MEM) and bool(read_le(config, ROM_BAR, 1) & 1)
     bar = dtype.bar(index)
     if bar is None:
         return False

@@ -428,7 +428,7 @@ class DataManager:
         was_enabled: dict[int, bool] = {}
         skip: set[int] = set()
         if affected and rule is not BarMoveWhileDecoding.IMMEDIATE:
-            was_enabled = {i: decode_enabled(cfg, inst.dtype, i, self.profile) for i in affected}
+            was_enabled = {i: decode_enabled(cfg, inst.dtype, i) for i in affected}
         if rule is BarMoveWhileDecoding.IGNORED:
             for index, enabled in was_enabled.items():
                 reg = bar_register_span(inst.dtype, index)
@@ -474,8 +474,7 @@ class DataManager:
         """
         deferred = self.profile.bar_move_while_decoding is BarMoveWhileDecoding.DEFERRED
         for index in affected:
-            still_enabled = deferred and decode_enabled(inst.config, inst.dtype, index, self.profile)
-            if still_enabled and was_enabled[index]:
+            if deferred and was_enabled[index] and decode_enabled(inst.config, inst.dtype, index):
                 continue  # R-DEC-005 deferred: the window moves when decode is next enabled
             want = self._window(inst.config, inst.dtype, index)
             current = inst.mappings.get(index)
@@ -563,17 +562,17 @@ class DataManager:
         def resolve(p: int) -> Target:
             if CF8 <= p < CFC:
                 # R-CAM-001, R-CAM-006: only a dword access at 0xCF8 reaches the address register; other
-                # accesses are ordinary I/O (0xCF9: the reset control register, R-CAM-008) or, in some
-                # variants, reach the register's bytes
-                if p == RESET_CONTROL and narrow is not Cf8Narrow.ADDRESS_BYTES and not read_from_cf8:
+                # accesses are ordinary I/O nothing decodes, 0xCF9 the reset control register in some
+                # variants (R-CAM-008), or reach the register's bytes
+                if p == RESET_CONTROL and narrow.has_reset_control and not read_from_cf8:
                     return _RESET_CONTROL
-                return None if narrow is Cf8Narrow.IO else _ADDRESS_BYTES
+                return None if narrow in (Cf8Narrow.UNMAPPED, Cf8Narrow.RESET_CONTROL) else _ADDRESS_BYTES
             if CFC <= p < CFC + 4:
                 return _WINDOW  # R-CAM-004: the data window
             return vm.io_table.lookup(p)
 
         touched_window = port < CFC + 4 and port + width > CFC
-        scan = port <= RESET_CONTROL < port + width
+        scan = narrow.has_reset_control and port <= RESET_CONTROL < port + width
         unmapped = b"\x00" if self.profile.unmapped_io_read is UnmappedIoRead.ZEROS else b"\xff"
         result = self._route(vm, resolve, port, width, payload, unmapped, self._io_platform, scan=scan)
         if touched_window and self.profile.cf8_after_access is Cf8AfterAccess.CLEAR:
@@ -592,7 +591,7 @@ class DataManager:
         CONFIG_ADDRESS (R-CAM-001, R-CAM-004, R-CAM-008)."""
         if port >= CFC:
             return self._cam_data(vm, port, payload, length)
-        if port == RESET_CONTROL and self.profile.cf8_narrow is not Cf8Narrow.ADDRESS_BYTES:
+        if port == RESET_CONTROL and self.profile.cf8_narrow.has_reset_control:
             return self._reset_control(vm, payload)
         if self.profile.cf8_narrow is Cf8Narrow.READ_ADDRESS:
             # read-address: a read returns CONFIG_ADDRESS's low bytes wherever it falls; writes dropped
@@ -828,7 +827,7 @@ class DataManager:
                 if base is not None:
                     raise BlobMismatch(f"blob maps BAR {index}, which the device type does not implement")
                 continue
-            if deferred and decode_enabled(rec.config, dtype, index, self.profile):
+            if deferred and decode_enabled(rec.config, dtype, index):
                 size = bar_size(dtype, index)
                 bar = dtype.bar(index)
                 limit = 1 << 32 if bar is None else address_limit(bar.kind)

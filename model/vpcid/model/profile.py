@@ -75,9 +75,15 @@ class Cf8LowBits(StrEnum):
 class Cf8Narrow(StrEnum):
     """V-CF8-NARROW: accesses to 0xCF8-0xCFB other than a dword at 0xCF8 (R-CAM-001, R-CAM-008)."""
 
-    IO = "io"
+    UNMAPPED = "unmapped"
+    RESET_CONTROL = "reset-control"
     READ_ADDRESS = "read-address"
     ADDRESS_BYTES = "address-bytes"
+
+    @property
+    def has_reset_control(self) -> bool:
+        """Whether 0xCF9 is the reset control register under this value (R-CAM-008)."""
+        return self in (Cf8Narrow.RESET_CONTROL, Cf8Narrow.READ_ADDRESS)
 
 
 class BarAtTop(StrEnum):
@@ -106,13 +112,6 @@ class ConfigPastSpace(StrEnum):
 
     ONES = "ones"
     ZEROS = "zeros"
-
-
-class RomEnable(StrEnum):
-    """V-ROM-ENABLE: whether the ROM BAR's enable bit gates its decode (R-DEC-003)."""
-
-    REQUIRED = "required"
-    IGNORED = "ignored"
 
 
 class OddWordWrite(StrEnum):
@@ -159,7 +158,6 @@ AXES: dict[str, type[StrEnum]] = {
     "bar_sizing": BarSizing,
     "unmapped_io_read": UnmappedIoRead,
     "config_past_space": ConfigPastSpace,
-    "rom_enable": RomEnable,
     "odd_word_write": OddWordWrite,
 }
 """Every variant axis, by its manifest key, with the enum of its values (R-VAR-001)."""
@@ -180,7 +178,6 @@ AXIS_REQUIREMENT: dict[str, str] = {
     "bar_sizing": "R-BAR-003",
     "unmapped_io_read": "R-ACC-004",
     "config_past_space": "R-CFG-009",
-    "rom_enable": "R-DEC-003",
     "odd_word_write": "R-ACC-003",
 }
 """The requirement that states each axis's rule (spec/variants.md)."""
@@ -199,13 +196,12 @@ class Profile:
     cf8_low_bits: Cf8LowBits = Cf8LowBits.MASKED
     cf8_extended: Cf8Extended = Cf8Extended.IGNORED
     cf8_after_access: Cf8AfterAccess = Cf8AfterAccess.KEEP
-    cf8_narrow: Cf8Narrow = Cf8Narrow.IO
+    cf8_narrow: Cf8Narrow = Cf8Narrow.UNMAPPED
     bar_at_top: BarAtTop = BarAtTop.DECODES
     address_zero: AddressZero = AddressZero.UNMAPPED
     bar_sizing: BarSizing = BarSizing.MASK
     unmapped_io_read: UnmappedIoRead = UnmappedIoRead.ONES
     config_past_space: ConfigPastSpace = ConfigPastSpace.ONES
-    rom_enable: RomEnable = RomEnable.REQUIRED
     odd_word_write: OddWordWrite = OddWordWrite.PERFORMED
 
     def __post_init__(self) -> None:

@@ -657,14 +657,14 @@ cdef enum:
     OVERLAP_LOWEST = 0
     OVERLAP_LAST = 1
     OVERLAP_FIRST = 2
-    NARROW_IO = 0
+    NARROW_UNMAPPED = 0
     NARROW_READ_ADDRESS = 1
     NARROW_ADDRESS_BYTES = 2
+    NARROW_RESET_CONTROL = 3
     # window(): flags of the decode variants (R-DEC-004, R-DEC-006, R-BAR-003)
     WIN_ZERO_DECODES = 1
     WIN_TOP_UNMAPPED = 2
     WIN_ALIGNED_ONLY = 4
-    WIN_ROM_ENABLE_IGNORED = 8
 
 
 # ---------------------------------------------------------------- structures
@@ -1035,14 +1035,13 @@ cdef inline Mapping* table_lookup(DTable* t, uint64_t a, int lm) noexcept nogil:
 
 # ---------------------------------------------------------------- BAR decode (R-DEC-001..R-DEC-006)
 
-cdef inline bint decode_enabled(CType* t, const uint8_t* cfg, int i, int flags) noexcept nogil:
-    """Whether window ``i``'s enable bits are set (R-DEC-001..R-DEC-003); ``flags``: WIN_ variants."""
+cdef inline bint decode_enabled(CType* t, const uint8_t* cfg, int i) noexcept nogil:
     cdef uint16_t cmd = ld16(cfg + 4)
     cdef uint8_t kind = t.kind[i]
     if kind == K_NONE:
         return False
     if kind == K_ROM:
-        return (cmd & 2) != 0 and ((cfg[0x30] & 1) != 0 or (flags & WIN_ROM_ENABLE_IGNORED) != 0)
+        return (cmd & 2) != 0 and (cfg[0x30] & 1) != 0
     if kind == K_IO:
         return (cmd & 1) != 0
     return (cmd & 2) != 0
@@ -1075,7 +1074,7 @@ cdef inline bint window(CType* t, const uint8_t* cfg, int i, uint64_t* base, int
         return False
     if kind == K_ROM:
         low = ld32(cfg + 0x30)
-        if not ((cmd & 2) and ((low & 1) or (flags & WIN_ROM_ENABLE_IGNORED))):
+        if not ((cmd & 2) and (low & 1)):
             return False
         b = low & (<uint64_t>0xFFFFF800)
     else:
@@ -1391,7 +1390,7 @@ cdef class Manager:
     cdef U64Map vms
     cdef readonly object profile
     cdef int status_ro, move, lm, unmapped, straddle, natural, cf8_latched, cf8_ext, cf8_clear
-    cdef int cf8_offset, narrow, win_flags, probe_only, io_unmapped, past_space, odd_word_dropped
+    cdef int cf8_offset, narrow, rcr, win_flags, probe_only, io_unmapped, past_space, odd_word_dropped
     cdef uint32_t cf8_keep
     cdef dict types_by_name
     cdef dict types_by_name_bytes    # the same, keyed by the UTF-8 name (as blobs hold it)
@@ -1434,13 +1433,13 @@ cdef class Manager:
         self.natural = p["alignment"] == "natural"
         self.cf8_latched = p["cf8_low_bits"] != "masked"
         self.cf8_offset = p["cf8_low_bits"] == "offset"
-        self.narrow = {"io": NARROW_IO, "read-address": NARROW_READ_ADDRESS,
-                       "address-bytes": NARROW_ADDRESS_BYTES}[p["cf8_narrow"]]
+        self.narrow = {"unmapped": NARROW_UNMAPPED, "reset-control": NARROW_RESET_CONTROL,
+                       "read-address": NARROW_READ_ADDRESS, "address-bytes": NARROW_ADDRESS_BYTES}[p["cf8_narrow"]]
+        self.rcr = self.narrow == NARROW_RESET_CONTROL or self.narrow == NARROW_READ_ADDRESS
         self.probe_only = p["bar_sizing"] == "probe-only"
         self.win_flags = ((WIN_ZERO_DECODES if p["address_zero"] == "decodes" else 0)
                           | (WIN_TOP_UNMAPPED if p["bar_at_top"] == "unmapped" else 0)
-                          | (WIN_ALIGNED_ONLY if self.probe_only else 0)
-                          | (WIN_ROM_ENABLE_IGNORED if p["rom_enable"] == "ignored" else 0))
+                          | (WIN_ALIGNED_ONLY if self.probe_only else 0))
         self.io_unmapped = 0x00 if p["unmapped_io_read"] == "zeros" else 0xFF
         self.past_space = 0x00 if p["config_past_space"] == "zeros" else 0xFF
         self.odd_word_dropped = p["odd_word_write"] == "dropped"
@@ -1731,7 +1730,7 @@ cdef class Manager:
                 if not command and (end <= reg_start(t, i) or off >= reg_stop(t, i)):
                     continue
                 affected |= (<uint32_t>1) << i
-                was[i] = decode_enabled(t, cfg, i, self.win_flags)
+                was[i] = decode_enabled(t, cfg, i)
                 if self.move == MOVE_IGNORED and was[i]:
                     for k in range(n):
                         o = off + k
@@ -1774,7 +1773,7 @@ cdef class Manager:
         for j in range(t.nimpl):
             i = t.impl[j]
             affected |= (<uint32_t>1) << i
-            was[i] = decode_enabled(t, cfg, i, self.win_flags)
+            was[i] = decode_enabled(t, cfg, i)
         before = PyBytes_FromStringAndSize(<const char*>cfg + off, n)
         merged = bytearray(PyBytes_FromStringAndSize(<const char*>cfg, p.cfg_size))
         for k in range(n):
@@ -1809,7 +1808,7 @@ cdef class Manager:
             i = t.impl[j]
             if not (affected & ((<uint32_t>1) << i)):
                 continue
-            if self.move == MOVE_DEFERRED and was[i] and decode_enabled(t, p.cfg, i, self.win_flags):
+            if self.move == MOVE_DEFERRED and was[i] and decode_enabled(t, p.cfg, i):
                 continue  # R-DEC-005 deferred: moves when decode is next enabled
             ok = window(t, p.cfg, i, &want, self.win_flags)
             if p.maps[i].active:
@@ -1826,9 +1825,11 @@ cdef class Manager:
         if io:
             if a >= CF8 and a < CFC:
                 # R-CAM-001, R-CAM-006, R-CAM-008: ordinary I/O (0xCF9: reset control), or CONFIG_ADDRESS's bytes
-                if a == CF8 + 1 and self.narrow != NARROW_ADDRESS_BYTES:
+                if a == CF8 + 1 and self.rcr:
                     return RESET_CONTROL
-                return NULL if self.narrow == NARROW_IO else ADDRESS_BYTES
+                if self.narrow == NARROW_UNMAPPED or self.narrow == NARROW_RESET_CONTROL:
+                    return NULL
+                return ADDRESS_BYTES
             if a >= CFC and a < CFC + 4:
                 return WINDOW  # R-CAM-004, R-CAM-006
             return table_lookup(&vm.io, a, self.lm)
@@ -1843,7 +1844,7 @@ cdef class Manager:
         cdef Mapping* last
         cdef int k, j
         cdef uint64_t granule = 4 if io else 16
-        cdef bint scan = io and addr <= CF8 + 1 and addr + width > CF8 + 1
+        cdef bint scan = io and self.rcr and addr <= CF8 + 1 and addr + width > CF8 + 1
         # Every target is a naturally aligned block of at least one granule (I/O BARs and the
         # 0xCF8/0xCFC blocks: 4 bytes; memory BARs: 16; ROM and ECAM: more), so bytes within
         # one granule have one target, and no target lies strictly inside an access.
@@ -2633,7 +2634,7 @@ cdef class Manager:
                     code[0] = self.fail(E_MISMATCH, b"blob maps a BAR the type does not implement")
                     return None
                 continue
-            if self.move == MOVE_DEFERRED and decode_enabled(t, r.cfg, i, self.win_flags):
+            if self.move == MOVE_DEFERRED and decode_enabled(t, r.cfg, i):
                 size = t.size[i]
                 ok = not r.on[i] or ((r.base[i] & (size - 1)) == 0
                                      and may_decode_at(r.base[i], size, t.kind[i], self.win_flags))
