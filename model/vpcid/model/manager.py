@@ -832,7 +832,8 @@ class DataManager:
                 bar = dtype.bar(index)
                 limit = 1 << 32 if bar is None else address_limit(bar.kind)
                 ok = base is None or (base % size == 0 and self._may_decode_at(base, size, limit))
-                why = "" if ok else f"not a multiple of its size {size:#x} that may decode below {limit:#x}"
+                nonzero = "" if self.profile.address_zero is AddressZero.DECODES else "nonzero "
+                why = "" if ok else f"not a {nonzero}multiple of its size {size:#x} below {limit:#x}"
             else:
                 window = self._window(rec.config, dtype, index)
                 ok = base == window
