@@ -419,7 +419,8 @@ def test_an_undeclared_variant_decides_where_the_diagnosis_falls_back() -> None:
     read_only = ModelAdapter("read-only", Profile(), manager_factory=lambda _p: DataManager(
         Profile.from_mapping({"status": "read-only"})))  # fmt: skip
     found = blamed(read_only, [*vm_with((KS, "kitchen-sink")), Op(OpKind.RESTORE, vm=1, bdf=KS, data=blob)])
-    assert found.requirements[0] == "R-CFG-006"  # the literal blob's BARs at zero also fit address_zero
+    # address_zero = decodes also rejects this blob (its BARs at zero would decode), so it is named second
+    assert found.requirements[0] == "R-CFG-006"
     assert "status=read-only" in found.reason
 
 

@@ -110,7 +110,8 @@ def test_every_difference_names_requirements_the_three_vmms_and_an_axis_or_none(
         axis_part = entry.split("Axis:", 1)
         assert len(axis_part) == 2, f"difference {head!r} says nothing about an axis"
         named_axes = set(re.findall(r"`([a-z0-9_]+)`", axis_part[1])) & set(AXES)
-        assert named_axes or NOT_YET in axis_part[1], f"difference {head!r}: {axis_part[1]!r}"
+        says_why_not = axis_part[1].strip().startswith("none") and len(axis_part[1]) > 80  # "none" + reason
+        assert named_axes or NOT_YET in axis_part[1] or says_why_not, f"difference {head!r}: {axis_part[1]!r}"
 
 
 def test_the_differences_the_issue_lists_are_all_there() -> None:

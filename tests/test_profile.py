@@ -198,6 +198,21 @@ def _bar_sizing(dm: DataManager) -> object:
     return written, dm.config_read(VM, NIC, 0x10, 4)
 
 
+def _unmapped_io_read(dm: DataManager) -> object:
+    return dm.io_read(VM, 0x1000, 2)
+
+
+def _config_past_space(dm: DataManager) -> object:
+    dm.plug(VM, NIC, E1000)
+    return dm.config_read(VM, NIC, 0x100, 4)
+
+
+def _odd_word_write(dm: DataManager) -> object:
+    dm.plug(VM, NIC, E1000)
+    dm.config_write(VM, NIC, 0x05, 2, 0x0004)  # command bit 10 (INTx disable) and status bits 7:0
+    return dm.config_read(VM, NIC, 0x04, 2)
+
+
 def _cf8_after_access(dm: DataManager) -> object:
     dm.plug(VM, NIC, E1000)
     dm.io_write(VM, 0xCF8, 4, 0x8000_1000)
@@ -248,6 +263,9 @@ SCENARIOS: dict[str, Callable[[DataManager], object]] = {
     "bar_at_top": _bar_at_top,
     "address_zero": _address_zero,
     "bar_sizing": _bar_sizing,
+    "unmapped_io_read": _unmapped_io_read,
+    "config_past_space": _config_past_space,
+    "odd_word_write": _odd_word_write,
 }
 """For each axis, operations whose observations tell every value of the axis apart."""
 
@@ -276,13 +294,17 @@ EXPECTED: dict[str, dict[str, object]] = {
     "bridge_windows": {"enforced": None, "ignored": (BELOW, 0)},
     "bridge_isa": {"honoured": None, "ignored": (BELOW, 1)},
     "cf8_narrow": {
-        "io": (0x02FF, 0x02, 0x8000_1000),
+        "unmapped": (0xFFFF, 0xFF, 0x8000_1000),
+        "reset-control": (0x02FF, 0x02, 0x8000_1000),
         "read-address": (0x1000, 0x02, 0x8000_1000),
         "address-bytes": (0x0200, 0x02, 0x0000_0200),
     },
     "bar_at_top": {"decodes": (NIC, 0), "unmapped": None},
     "address_zero": {"unmapped": None, "decodes": (NIC, 0)},
     "bar_sizing": {"mask": (0xFEBC_0000, 0xFFFE_0000), "probe-only": (0xFEBC_0AB0, 0xFFFE_0000)},
+    "unmapped_io_read": {"ones": 0xFFFF, "zeros": 0},
+    "config_past_space": {"ones": 0xFFFF_FFFF, "zeros": 0},
+    "odd_word_write": {"performed": 0x0400, "dropped": 0},
 }
 
 
@@ -388,10 +410,13 @@ def test_manifest_example_of_the_spec() -> None:
         "cf8_after_access": "keep",
         "bridge_windows": "enforced",
         "bridge_isa": "honoured",
-        "cf8_narrow": "io",
+        "cf8_narrow": "unmapped",
         "bar_at_top": "decodes",
         "address_zero": "unmapped",
         "bar_sizing": "mask",
+        "unmapped_io_read": "ones",
+        "config_past_space": "ones",
+        "odd_word_write": "performed",
     }
 
 

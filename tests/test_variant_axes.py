@@ -20,6 +20,7 @@ from vpcid.model.configspace import is_sizing_probe, profile_layout
 from vpcid.model.devicetype import layout
 
 NEW_VALUES = [
+    ("cf8_narrow", "reset-control"),
     ("cf8_narrow", "read-address"),
     ("cf8_narrow", "address-bytes"),
     ("cf8_low_bits", "offset"),
@@ -27,11 +28,15 @@ NEW_VALUES = [
     ("address_zero", "decodes"),
     ("overlap", "first-mapped"),
     ("bar_sizing", "probe-only"),
+    ("unmapped_io_read", "zeros"),
+    ("config_past_space", "zeros"),
+    ("odd_word_write", "dropped"),
 ]
 """Every axis value added for the differences of spec/variants.md."""
 VARIANT_CASE_PREFIXES = (
     "narrow-address-accesses", "cf8-byte-select", "top-of-space", "overlap-first-mapped", "sizing-writes",
-    "reset-control-register", "top-of-32-bit-space", "address-zero",
+    "reset-control-register", "top-of-32-bit-space", "address-zero", "nothing-there",
+    "odd-word-writes",
 )  # fmt: skip
 """Names (or name prefixes) of the cases of vpcid.conformance.variant_cases."""
 OTHER = Bdf(0, 9, 0)
@@ -72,7 +77,7 @@ def observe(adapter: object, ops: Sequence[Op]) -> list[Observation]:
 
 @pytest.mark.req("R-CAM-008")
 def test_reset_control_keeps_bits_1_and_3_and_bit_2_resets_the_platform() -> None:
-    dm = manager()
+    dm = manager(cf8_narrow="reset-control")
     assert dm.io_read(VM, RESET_CONTROL, 1) == 0
     dm.io_write(VM, RESET_CONTROL, 1, 0xFB)
     assert dm.io_read(VM, RESET_CONTROL, 1) == 0x0A
@@ -90,7 +95,7 @@ def test_reset_control_keeps_bits_1_and_3_and_bit_2_resets_the_platform() -> Non
 
 @pytest.mark.req("R-CAM-008", "R-RST-003")
 def test_reset_control_is_cleared_by_any_platform_reset_and_not_carried_by_snapshots() -> None:
-    dm = manager()
+    dm = manager(cf8_narrow="reset-control")
     dm.io_write(VM, RESET_CONTROL, 1, 0x02)
     snapshot = dm.snapshot(VM)
     dm.reset_vm(VM)
@@ -102,13 +107,14 @@ def test_reset_control_is_cleared_by_any_platform_reset_and_not_carried_by_snaps
 
 @pytest.mark.req("R-CAM-008", "R-ACC-005")
 def test_an_access_covering_0xcf9_reaches_it_byte_by_byte() -> None:
-    dm = manager()
+    assert manager().io_read(VM, 0xCF8, 2) == 0xFFFF  # default: no reset control register
+    dm = manager(cf8_narrow="reset-control")
     dm.io_write(VM, RESET_CONTROL, 1, 0x02)
     assert dm.io_read(VM, 0xCF7, 4) == 0xFF02_FFFF
     assert dm.io_read(VM, 0xCF8, 2) == 0x02FF
     dm.io_write(VM, 0xCF7, 4, 0x0008_0800)  # 0xCF9 takes 0x08: bit 3 kept, no reset
     assert dm.io_read(VM, RESET_CONTROL, 1) == 0x08
-    assert manager(straddle="reject").io_read(VM, 0xCF8, 2) == 0xFFFF
+    assert manager(straddle="reject", cf8_narrow="reset-control").io_read(VM, 0xCF8, 2) == 0xFFFF
 
 
 # ---------------------------------------------------------------- R-CAM-001: narrow accesses
@@ -154,7 +160,7 @@ def test_offset_ors_bits_1_0_into_the_register_and_spans_dwords() -> None:
     assert dm.io_read(VM, 0xCFC, 4) == int.from_bytes(flat[1:5], "little")
     assert dm.io_read(VM, 0xCFE, 2) == int.from_bytes(flat[3:5], "little")  # (1 | 2) = 3
     dm.io_write(VM, 0xCF8, 4, 0x8000_10FF)
-    assert dm.io_read(VM, 0xCFC, 4) == flat[0xFF]  # 0x100-0x102 are past a conventional space: zero
+    assert dm.io_read(VM, 0xCFC, 4) == flat[0xFF]  # 0x100-0x102 are past the block of 0xFF: zero
 
 
 @pytest.mark.req("R-CAM-004", "R-DEC-005")
@@ -314,3 +320,47 @@ def test_read_address_decodes_an_access_from_0xcf8_by_its_first_byte() -> None:
     assert dm.io_read(VM, 0xCF8, 2) == 0x1234  # 0xCF9 inside an access from 0xCF8: CONFIG_ADDRESS
     dm.io_write(VM, 0xCF8, 2, 0xFFFF)  # dropped, the reset control register untouched
     assert (dm.io_read(VM, RESET_CONTROL, 1), dm.cf8(VM)) == (0x02, 0x8000_1234)
+
+
+@pytest.mark.req("R-CAM-004")
+def test_offset_reads_zero_past_0xff_on_express_functions_too() -> None:
+    from vpcid.model.catalog import NVME
+
+    dm = DataManager(Profile.from_mapping({"cf8_low_bits": "offset"}))
+    dm.create_vm(VM)
+    dm.plug(VM, NIC, NVME)
+    dm.config_write(VM, NIC, 0x100, 4, 0xFFFF_FFFF)
+    dm.io_write(VM, 0xCF8, 4, 0x8000_10FF)
+    assert dm.io_read(VM, 0xCFC, 4) == dm.config_read(VM, NIC, 0xFF, 1)
+
+
+@pytest.mark.req("R-ACC-004")
+def test_unmapped_io_zeros_reads_zero_from_ports_and_platform_gaps() -> None:
+    dm = manager(unmapped_io_read="zeros")
+    assert dm.io_read(VM, 0xC000, 4) == 0
+    assert dm.io_read(VM, 0xCF8, 1) == 0  # ordinary I/O nothing decodes (R-CAM-001)
+    dm.io_write(VM, 0xCF8, 4, 0x0000_1000)  # enable bit clear: the window still reads ones (R-CAM-005)
+    assert dm.io_read(VM, 0xCFC, 4) == 0xFFFF_FFFF
+    assert manager().io_read(VM, 0xC000, 4) == 0xFFFF_FFFF
+
+
+@pytest.mark.req("R-CFG-009", "R-ACC-006")
+def test_config_past_space_zeros_reads_zero_but_absent_functions_read_ones() -> None:
+    dm = manager(config_past_space="zeros")
+    assert dm.config_read(VM, NIC, 0x100, 4) == 0
+    dm.config_write(VM, NIC, 0x100, 4, 0x1234_5678)
+    assert dm.config_read(VM, NIC, 0x100, 4) == 0
+    assert dm.config_read(VM, OTHER, 0x100, 4) == 0xFFFF_FFFF
+
+
+@pytest.mark.req("R-ACC-003")
+def test_odd_word_writes_are_dropped_everywhere_under_dropped() -> None:
+    dm = manager(odd_word_write="dropped")
+    dm.config_write(VM, NIC, 0x05, 2, 0x0004)
+    dm.io_write(VM, 0xCF8, 4, 0x8000_1004)
+    dm.io_write(VM, 0xCFD, 2, 0x0004)
+    dm.mmio_write(VM, 0xB000_0000 + (NIC.device << 15) + 0x05, 2, 0x0004)
+    assert dm.config_read(VM, NIC, 0x04, 2) == 0
+    dm.config_write(VM, NIC, 0x05, 1, 0x04)  # a byte at an odd offset is performed
+    dm.config_write(VM, NIC, 0x0C, 2, 0x0010)  # a word at an even offset too
+    assert (dm.config_read(VM, NIC, 0x04, 2), dm.config_read(VM, NIC, 0x0C, 1)) == (0x0400, 0x10)

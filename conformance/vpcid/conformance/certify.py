@@ -635,10 +635,14 @@ def _verdicts(
 ) -> list[str]:
     errors: list[str] = []
     declared = info.profile.to_mapping()
-    for axis, rid in AXIS_REQUIREMENT.items():
-        results[rid].variant = f"{axis}={declared[axis]}"
+    shown: dict[str, list[str]] = {}
+    for axis, rid in AXIS_REQUIREMENT.items():  # a requirement may state several axes (R-ACC-004: two)
+        text = f"{axis}={declared[axis]}"
         if axis in explained:
-            results[rid].variant = f"observed {axis}={explained[axis]} (declared {axis}={declared[axis]})"
+            text = f"observed {axis}={explained[axis]} (declared {axis}={declared[axis]})"
+        shown.setdefault(rid, []).append(text)
+    for rid, texts in shown.items():
+        results[rid].variant = ", ".join(texts)
     for rid, result in results.items():
         if result.failures:
             result.verdict = Verdict.FAIL

@@ -4,15 +4,18 @@ Each case's observations differ between an axis's default and its other values, 
 implementation (or a mutant) that runs on the wrong value fails it:
 
 - ``cf8_narrow`` and the reset control register (R-CAM-001, R-CAM-008): narrow accesses to
-  0xCF8-0xCFB, and 0xCF9's bits 1 and 3 (the platform reset, bit 2, only in a system case, since a
-  real VMM's reset cannot be undone inside one device case);
+  0xCF8-0xCFB, and 0xCF9's bits 1 and 3 where it is the reset control register (the platform
+  reset, bit 2, only in a system case, since a real VMM's reset cannot be undone inside one device
+  case);
 - ``cf8_low_bits = "offset"`` (R-CAM-002, R-CAM-004): 0xCF8 bits 1:0 select bytes;
 - ``bar_at_top`` (R-DEC-006): a 64-bit BAR ending at 2^64-1 (device case), a 32-bit BAR and the ROM
   ending at 4 GiB (system case: on real platforms firmware lives there);
 - ``address_zero`` (R-DEC-004): BARs at address and port zero (system case: RAM and legacy
   devices live there on real platforms);
 - ``overlap = "first-mapped"`` (R-DEC-008): the lower BAR moved onto one already decoding;
-- ``bar_sizing`` (R-BAR-003): writes of address bits below a BAR's size, and the sizing probe.
+- ``bar_sizing`` (R-BAR-003): writes of address bits below a BAR's size, and the sizing probe;
+- ``unmapped_io_read`` (R-ACC-004), ``config_past_space`` (R-CFG-009): reads that nothing answers;
+- ``odd_word_write`` (R-ACC-003): word writes at offset 1 of a dword.
 
 Registered by :func:`vpcid.conformance.cases.device_cases` and :func:`~vpcid.conformance.cases.system_cases`.
 """
@@ -43,9 +46,9 @@ RESET_CONTROL = 0xCF9
 
 NARROW_ADDRESS_ACCESSES = Script(
     "narrow-address-accesses", "config-mechanism",
-    "byte and word accesses to 0xCF8-0xCFB are ordinary I/O (default), read CONFIG_ADDRESS's low bytes "
-    "(read-address) or read and replace its bytes (address-bytes); 0xCF9 is the reset control register, "
-    "whose bits 1 and 3 read back as written",
+    "byte and word accesses to 0xCF8-0xCFB are ordinary I/O nothing decodes (default), the same with "
+    "the reset control register at 0xCF9 (reset-control), read CONFIG_ADDRESS's low bytes "
+    "(read-address) or read and replace its bytes (address-bytes)",
     (
         ("R-CAM-001", "cf8 0x3C; ior 0xCF8/1; ior 0xCFA/2; ior 0xCFB/1; ior 0xCF8/2; ior 0xCFA"),
         ("R-CAM-008", "ior 0xCF9/1; iow 0xCF9/1 0x02; ior 0xCF9/1; ior 0xCF8/2; ior 0xCF8"),
@@ -58,12 +61,38 @@ NARROW_ADDRESS_ACCESSES = Script(
 CF8_BYTE_SELECT = Script(
     "cf8-byte-select", "config-mechanism",
     "0xCF8 bits 1:0 select no bytes (default) or are ORed into the register offset (offset), so a "
-    "dword read then spans two dwords and bytes past 0xFF of a conventional function read zero",
+    "dword read then spans two dwords and bytes past 0xFF read zero",
     (
         ("R-CAM-004", "cf8 0x00 +1; ior 0xCFC; ior 0xCFC/1; ior 0xCFD/1; ior 0xCFE/2; cf8 0x08 +2; ior 0xCFC;"
                       "ior 0xCFC/2"),
         ("R-CAM-004", "cf8 0x3C +1; iow 0xCFC/1 0x5A; cr 0x3C; cf8 0x3C +3; ior 0xCFC; ior 0xCFE/2"),
         ("R-CAM-004", "cf8 0xFC +3; ior 0xCFC; ior 0xCFD/2; cf8 0x3C; ior 0xCFC"),
+    ),
+)  # fmt: skip
+
+
+NOTHING_THERE = Script(
+    "nothing-there", "access",
+    "a port nothing decodes (0xCF8, 0xCFA, 0xCFB) reads all ones by default and zero under "
+    "unmapped_io_read = zeros; a "
+    "conventional function's offsets from 0x100 read all ones by default and zero under "
+    "config_past_space = zeros, and take no write either way",
+    (
+        ("R-ACC-004", "cf8- 0x3C; ior 0xCF8/1; ior 0xCFA/2; iow 0xCFB/1 0x12; ior 0xCFB/1; ior 0xCFA"),
+        ("R-CFG-009", "cr 0x100; cr 0x102/2; cr 0xFFF/1; cw 0x100 0x12345678; cr 0x100", "conventional"),
+        ("R-CFG-009", "cr 0x3C", "conventional"),
+    ),
+)  # fmt: skip
+
+
+ODD_WORD_WRITES = Script(
+    "odd-word-writes", "configuration-space",
+    "a 2-byte configuration write at offset 1 of a dword is performed by default and dropped under "
+    "odd_word_write = dropped, through the API, the 0xCFC window and ECAM",
+    (
+        ("R-ACC-003", "cw 0x05/2 0xFFFF; cr 0x04; cw 0x0D/2 0xFFFF; cr 0x0C; cw 0x04/2 0; cw 0x0C/1 0"),
+        ("R-ACC-003", "cf8 0x04; iow 0xCFD/2 0xFFFF; ior 0xCFC; cr 0x04/2; cw 0x04/2 0"),
+        ("R-ACC-003", "ew 0x05/2 0xFFFF; er 0x04; cw 0x04/2 0", "ecam"),
     ),
 )  # fmt: skip
 
@@ -170,7 +199,7 @@ def _bar_sizing(d: _Dev) -> None:
 
 def variant_device_cases(d: _Dev) -> None:
     """Append this module's device cases for ``d``'s target (called by ``device_cases``)."""
-    for script in (NARROW_ADDRESS_ACCESSES, CF8_BYTE_SELECT):
+    for script in (NARROW_ADDRESS_ACCESSES, CF8_BYTE_SELECT, NOTHING_THERE, ODD_WORD_WRITES):
         _scripted(d, script)
     _top_of_space(d)
     _overlap_first_mapped(d)
@@ -213,8 +242,8 @@ def _sys_reset_control(s: _Sys) -> None:
     s.add(
         "reset-control-register",
         "reset",
-        "a write of bit 2 to 0xCF9 resets the platform: devices to power-on, 0xCF8 and 0xCF9 to zero; "
-        "bits 1 and 3 read back as written",
+        "where 0xCF9 is the reset control register, a write of bit 2 resets the platform: devices to "
+        "power-on, 0xCF8 and 0xCF9 to zero; bits 1 and 3 read back as written",
         b,
     )
 

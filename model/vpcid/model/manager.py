@@ -67,9 +67,12 @@ from vpcid.model.profile import (
     Cf8Extended,
     Cf8LowBits,
     Cf8Narrow,
+    ConfigPastSpace,
+    OddWordWrite,
     Overlap,
     Profile,
     Straddle,
+    UnmappedIoRead,
     UnmappedMmioRead,
 )
 from vpcid.model.tables import DecodeTable, Mapping, last_mapped_first, lowest_bdf_first
@@ -550,10 +553,14 @@ class DataManager:
     ) -> bytes:
         """One configuration access of ``length`` bytes inside a dword (R-ACC-006, R-CFG-009)."""
         inst = vm.config_table.get(bdf)
-        if inst is None or offset >= len(inst.config):
+        if inst is None:
             return b"\xff" * length
+        if offset >= len(inst.config):
+            return (b"\x00" if self.profile.config_past_space is ConfigPastSpace.ZEROS else b"\xff") * length
         if payload is None:
             return bytes(inst.config[offset : offset + length])
+        if length == 2 and offset % 2 and self.profile.odd_word_write is OddWordWrite.DROPPED:
+            return b""  # R-ACC-003 odd_word_write = dropped
         if inst.dtype.bridge is None:
             self._config_store(vm, inst, offset, payload)
         else:
@@ -835,18 +842,19 @@ class DataManager:
         def resolve(p: int) -> Target:
             if CF8 <= p < CFC:
                 # R-CAM-001, R-CAM-006: only a dword access at 0xCF8 reaches the address register; other
-                # accesses are ordinary I/O (0xCF9: the reset control register, R-CAM-008) or, in some
-                # variants, reach the register's bytes
-                if p == RESET_CONTROL and narrow is not Cf8Narrow.ADDRESS_BYTES and not read_from_cf8:
+                # accesses are ordinary I/O nothing decodes, 0xCF9 the reset control register in some
+                # variants (R-CAM-008), or reach the register's bytes
+                if p == RESET_CONTROL and narrow.has_reset_control and not read_from_cf8:
                     return _RESET_CONTROL
-                return None if narrow is Cf8Narrow.IO else _ADDRESS_BYTES
+                return None if narrow in (Cf8Narrow.UNMAPPED, Cf8Narrow.RESET_CONTROL) else _ADDRESS_BYTES
             if CFC <= p < CFC + 4:
                 return _WINDOW  # R-CAM-004: the data window
             return vm.io_table.lookup(p)
 
         touched_window = port < CFC + 4 and port + width > CFC
-        scan = port <= RESET_CONTROL < port + width
-        result = self._route(vm, resolve, port, width, payload, b"\xff", self._io_platform, scan=scan)
+        scan = narrow.has_reset_control and port <= RESET_CONTROL < port + width
+        unmapped = b"\x00" if self.profile.unmapped_io_read is UnmappedIoRead.ZEROS else b"\xff"
+        result = self._route(vm, resolve, port, width, payload, unmapped, self._io_platform, scan=scan)
         if touched_window and self.profile.cf8_after_access is Cf8AfterAccess.CLEAR:
             vm.cf8 = 0  # R-CAM-007
         return result
@@ -863,7 +871,7 @@ class DataManager:
         CONFIG_ADDRESS (R-CAM-001, R-CAM-004, R-CAM-008)."""
         if port >= CFC:
             return self._cam_data(vm, port, payload, length)
-        if port == RESET_CONTROL and self.profile.cf8_narrow is not Cf8Narrow.ADDRESS_BYTES:
+        if port == RESET_CONTROL and self.profile.cf8_narrow.has_reset_control:
             return self._reset_control(vm, payload)
         if self.profile.cf8_narrow is Cf8Narrow.READ_ADDRESS:
             # read-address: a read returns CONFIG_ADDRESS's low bytes wherever it falls; writes dropped
@@ -921,8 +929,8 @@ class DataManager:
         self, vm: VmElement, bdf: Bdf, register: int, payload: bytes | None, length: int
     ) -> bytes:
         """``cf8_low_bits = "offset"``: one access of ``length`` bytes from ``register`` (0xCF8 bits 1:0
-        ORed with the port's), performed dword by dword; bytes past the function's space read zero and
-        take no write (R-CAM-002, R-CAM-004)."""
+        ORed with the port's), performed dword by dword; bytes past the 256-byte block ``register`` lies
+        in read zero and take no write (R-CAM-002, R-CAM-004)."""
         inst = vm.config_table.get(bdf)
         if inst is None:
             return b"\xff" * length if payload is None else b""  # R-ACC-006
@@ -932,8 +940,8 @@ class DataManager:
             at = register + done
             chunk = min(length - done, 4 - at % 4)
             part = None if payload is None else payload[done : done + chunk]
-            past_space = at >= len(inst.config)
-            got = bytes(chunk) if past_space else self._config_access(vm, bdf, at, chunk, part)
+            past_block = at >= (register & ~0xFF) + 0x100
+            got = bytes(chunk) if past_block else self._config_access(vm, bdf, at, chunk, part)
             if payload is None:
                 out += got
             done += chunk
@@ -1141,7 +1149,8 @@ class DataManager:
                 bar = dtype.bar(index)
                 limit = 1 << 32 if bar is None else address_limit(bar.kind)
                 ok = base is None or (base % size == 0 and self._may_decode_at(base, size, limit))
-                why = "" if ok else f"not a multiple of its size {size:#x} that may decode below {limit:#x}"
+                nonzero = "" if self.profile.address_zero is AddressZero.DECODES else "nonzero "
+                why = "" if ok else f"not a {nonzero}multiple of its size {size:#x} below {limit:#x}"
             else:
                 window = self._window(rec.config, dtype, index)
                 ok = base == window

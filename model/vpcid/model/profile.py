@@ -75,9 +75,15 @@ class Cf8LowBits(StrEnum):
 class Cf8Narrow(StrEnum):
     """V-CF8-NARROW: accesses to 0xCF8-0xCFB other than a dword at 0xCF8 (R-CAM-001, R-CAM-008)."""
 
-    IO = "io"
+    UNMAPPED = "unmapped"
+    RESET_CONTROL = "reset-control"
     READ_ADDRESS = "read-address"
     ADDRESS_BYTES = "address-bytes"
+
+    @property
+    def has_reset_control(self) -> bool:
+        """Whether 0xCF9 is the reset control register under this value (R-CAM-008)."""
+        return self in (Cf8Narrow.RESET_CONTROL, Cf8Narrow.READ_ADDRESS)
 
 
 class BarAtTop(StrEnum):
@@ -92,6 +98,27 @@ class AddressZero(StrEnum):
 
     UNMAPPED = "unmapped"
     DECODES = "decodes"
+
+
+class UnmappedIoRead(StrEnum):
+    """V-UNMAPPED-IO: the value an I/O read that hits nothing returns (R-ACC-004)."""
+
+    ONES = "ones"
+    ZEROS = "zeros"
+
+
+class ConfigPastSpace(StrEnum):
+    """V-CFG-PAST: reads of offsets from the end of a function's space up to 0xFFF (R-CFG-009)."""
+
+    ONES = "ones"
+    ZEROS = "zeros"
+
+
+class OddWordWrite(StrEnum):
+    """V-ODD-WORD: a 2-byte configuration write at an odd offset (R-ACC-003)."""
+
+    PERFORMED = "performed"
+    DROPPED = "dropped"
 
 
 class BarSizing(StrEnum):
@@ -145,6 +172,9 @@ AXES: dict[str, type[StrEnum]] = {
     "bar_at_top": BarAtTop,
     "address_zero": AddressZero,
     "bar_sizing": BarSizing,
+    "unmapped_io_read": UnmappedIoRead,
+    "config_past_space": ConfigPastSpace,
+    "odd_word_write": OddWordWrite,
 }
 """Every variant axis, by its manifest key, with the enum of its values (R-VAR-001)."""
 
@@ -164,6 +194,9 @@ AXIS_REQUIREMENT: dict[str, str] = {
     "bar_at_top": "R-DEC-006",
     "address_zero": "R-DEC-004",
     "bar_sizing": "R-BAR-003",
+    "unmapped_io_read": "R-ACC-004",
+    "config_past_space": "R-CFG-009",
+    "odd_word_write": "R-ACC-003",
 }
 """The requirement that states each axis's rule (spec/variants.md)."""
 
@@ -183,10 +216,13 @@ class Profile:
     cf8_after_access: Cf8AfterAccess = Cf8AfterAccess.KEEP
     bridge_windows: BridgeWindows = BridgeWindows.ENFORCED
     bridge_isa: BridgeIsa = BridgeIsa.HONOURED
-    cf8_narrow: Cf8Narrow = Cf8Narrow.IO
+    cf8_narrow: Cf8Narrow = Cf8Narrow.UNMAPPED
     bar_at_top: BarAtTop = BarAtTop.DECODES
     address_zero: AddressZero = AddressZero.UNMAPPED
     bar_sizing: BarSizing = BarSizing.MASK
+    unmapped_io_read: UnmappedIoRead = UnmappedIoRead.ONES
+    config_past_space: ConfigPastSpace = ConfigPastSpace.ONES
+    odd_word_write: OddWordWrite = OddWordWrite.PERFORMED
 
     def __post_init__(self) -> None:
         for axis, enum in AXES.items():

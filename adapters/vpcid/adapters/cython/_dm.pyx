@@ -670,9 +670,10 @@ cdef enum:
     OVERLAP_LOWEST = 0
     OVERLAP_LAST = 1
     OVERLAP_FIRST = 2
-    NARROW_IO = 0
+    NARROW_UNMAPPED = 0
     NARROW_READ_ADDRESS = 1
     NARROW_ADDRESS_BYTES = 2
+    NARROW_RESET_CONTROL = 3
     # window(): flags of the decode variants (R-DEC-004, R-DEC-006, R-BAR-003)
     WIN_ZERO_DECODES = 1
     WIN_TOP_UNMAPPED = 2
@@ -1549,7 +1550,7 @@ cdef class Manager:
     cdef readonly object profile
     cdef int status_ro, move, lm, unmapped, straddle, natural, cf8_latched, cf8_ext, cf8_clear
     cdef int windows_ignored, isa_honoured  # V-BRIDGE-WINDOWS (R-BRG-006), V-BRIDGE-ISA (R-BRG-011)
-    cdef int cf8_offset, narrow, win_flags, probe_only
+    cdef int cf8_offset, narrow, rcr, win_flags, probe_only, io_unmapped, past_space, odd_word_dropped
     cdef uint32_t cf8_keep
     cdef dict types_by_name
     cdef dict types_by_name_bytes    # the same, keyed by the UTF-8 name (as blobs hold it)
@@ -1595,12 +1596,16 @@ cdef class Manager:
         self.natural = p["alignment"] == "natural"
         self.cf8_latched = p["cf8_low_bits"] != "masked"
         self.cf8_offset = p["cf8_low_bits"] == "offset"
-        self.narrow = {"io": NARROW_IO, "read-address": NARROW_READ_ADDRESS,
-                       "address-bytes": NARROW_ADDRESS_BYTES}[p["cf8_narrow"]]
+        self.narrow = {"unmapped": NARROW_UNMAPPED, "reset-control": NARROW_RESET_CONTROL,
+                       "read-address": NARROW_READ_ADDRESS, "address-bytes": NARROW_ADDRESS_BYTES}[p["cf8_narrow"]]
+        self.rcr = self.narrow == NARROW_RESET_CONTROL or self.narrow == NARROW_READ_ADDRESS
         self.probe_only = p["bar_sizing"] == "probe-only"
         self.win_flags = ((WIN_ZERO_DECODES if p["address_zero"] == "decodes" else 0)
                           | (WIN_TOP_UNMAPPED if p["bar_at_top"] == "unmapped" else 0)
                           | (WIN_ALIGNED_ONLY if self.probe_only else 0))
+        self.io_unmapped = 0x00 if p["unmapped_io_read"] == "zeros" else 0xFF
+        self.past_space = 0x00 if p["config_past_space"] == "zeros" else 0xFF
+        self.odd_word_dropped = p["odd_word_write"] == "dropped"
         self.cf8_ext = p["cf8_extended"] == "extends"
         self.cf8_clear = p["cf8_after_access"] == "clear"
         self.windows_ignored = p["bridge_windows"] == "ignored"
@@ -2187,11 +2192,13 @@ cdef class Manager:
         cdef int flr
         if p == NULL or off >= <uint64_t>p.cfg_size:
             if not write:
-                fill_small(buf, 0xFF, n)
+                fill_small(buf, 0xFF if p == NULL else self.past_space, n)  # R-CFG-009: V-CFG-PAST
             return 0
         if not write:
             copy_small(buf, p.cfg + off, n)
             return 0
+        if n == 2 and (off & 1) and self.odd_word_dropped:
+            return 0  # R-ACC-003 odd_word_write = dropped
         self.cfg_store(vm, p, <int>off, buf, n)
         flr = p.t.flr_ctl
         if flr >= 0 and <int>off <= flr + 1 < <int>off + n and buf[flr + 1 - <int>off] & p.cfg[flr + 1] & 0x80:
@@ -2327,9 +2334,11 @@ cdef class Manager:
         if io:
             if a >= CF8 and a < CFC:
                 # R-CAM-001, R-CAM-006, R-CAM-008: ordinary I/O (0xCF9: reset control), or CONFIG_ADDRESS's bytes
-                if a == CF8 + 1 and self.narrow != NARROW_ADDRESS_BYTES:
+                if a == CF8 + 1 and self.rcr:
                     return RESET_CONTROL
-                return NULL if self.narrow == NARROW_IO else ADDRESS_BYTES
+                if self.narrow == NARROW_UNMAPPED or self.narrow == NARROW_RESET_CONTROL:
+                    return NULL
+                return ADDRESS_BYTES
             if a >= CFC and a < CFC + 4:
                 return WINDOW  # R-CAM-004, R-CAM-006
             return table_lookup(&vm.io, a, self.lm)
@@ -2344,7 +2353,7 @@ cdef class Manager:
         cdef Mapping* last
         cdef int k, j
         cdef uint64_t granule = 4 if io else 16
-        cdef bint scan = io and addr <= CF8 + 1 and addr + width > CF8 + 1
+        cdef bint scan = io and self.rcr and addr <= CF8 + 1 and addr + width > CF8 + 1
         # Every target is a naturally aligned block of at least one granule (I/O BARs and the
         # 0xCF8/0xCFC blocks: 4 bytes; memory BARs: 16; ROM and ECAM: more), so bytes within
         # one granule have one target, and no target lies strictly inside an access.
@@ -2382,7 +2391,7 @@ cdef class Manager:
                      bint write) except -1:
         if target == NULL:
             if not write:
-                fill_small(buf, 0xFF if io else self.unmapped, n)  # R-ACC-004
+                fill_small(buf, self.io_unmapped if io else self.unmapped, n)  # R-ACC-004
             return 0
         if target == WINDOW:
             if io:
@@ -2427,8 +2436,8 @@ cdef class Manager:
         return 0
 
     cdef int cam_offset_data(self, Vm* vm, uint16_t bdf, uint64_t reg, uint8_t* buf, int n, bint write) except -1:
-        """``cf8_low_bits = "offset"``: ``n`` bytes from ``reg``, dword by dword; bytes past the function's
-        space read zero and take no write (R-CAM-002, R-CAM-004)."""
+        """``cf8_low_bits = "offset"``: ``n`` bytes from ``reg``, dword by dword; bytes past the 256-byte
+        block ``reg`` lies in read zero and take no write (R-CAM-002, R-CAM-004)."""
         cdef Inst* p = <Inst*>map_get(&vm.cfgtab, bdf)
         cdef int done = 0, chunk
         if p == NULL:
@@ -2439,7 +2448,7 @@ cdef class Manager:
             chunk = <int>(4 - (reg + done) % 4)
             if chunk > n - done:
                 chunk = n - done
-            if reg + done >= <uint64_t>p.cfg_size:
+            if reg + done >= (reg & ~(<uint64_t>0xFF)) + 0x100:
                 if not write:
                     memset(buf + done, 0, chunk)
             else:
