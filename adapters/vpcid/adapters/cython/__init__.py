@@ -7,8 +7,9 @@ I/O and memory hash tables, instances, sparse BAR memory, blobs and
 snapshots, bridges (the bus tree, routing by bus number, forwarding
 windows, secondary bus reset), every operation and every variant axis. It
 reads a device type's per-byte layout once per type
-(``vpcid.model.devicetype.layout``, the type's own definition) and calls a type's custom ``BarBehaviour`` (the catalog's
-``edu``) as Python code; everything else is compiled.
+(``vpcid.model.devicetype.layout``, the type's own definition) and calls a
+type's custom ``BarBehaviour`` (the catalog's ``edu``) as Python code;
+everything else is compiled.
 
 Three ways in:
 
