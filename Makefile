@@ -38,6 +38,7 @@ site: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/access_cost.py
 	$(BIN)/python benchmarks/engine_throughput.py
+	$(BIN)/python benchmarks/bridge_cost.py
 	$(BIN)/python benchmarks/cython_speed.py
 	$(BIN)/python benchmarks/kvm_rates.py --cython
 	$(BIN)/python benchmarks/vfio_user_rates.py
