@@ -26,7 +26,16 @@ asks, in order:
    away the entry of a BAR that still decodes (R-DS-006); a
    wide access whose bytes read one at a time agree on byte order,
    straddling or splitting; a blob digest on what the blob fails to carry;
-   an error on the argument check that applies.
+   an error on the argument check that applies. In a VM with bridges the
+   probes add the bus tree (``topology``): a write to a bridge's bus numbers
+   is routing (R-BRG-003, or R-BRG-004 when the tree is right and the
+   configuration table is not), raising bridge control bit 6 the secondary
+   bus reset (R-BRG-007), a command, window or bridge control write whose
+   effect shows below the bridge forwarding (R-BRG-006, R-BRG-011); a
+   function reset of a bridge is R-BRG-008; a BAR below bridges reached or
+   not against the model is forwarding when opening the bridges' windows
+   wide makes the implementation agree; a snapshot with bridges that does
+   not restore or restores another tree is R-BLOB-007 or R-BLOB-008.
 4. Only where step 3 fell back on an operation's own rule: does the
    implementation behave as a variant its profile does not declare? Then
    the requirement stating that axis (R-VAR-002 with R-CFG-006, R-DEC-005,
