@@ -224,5 +224,5 @@ def test_window_address_bits_may_have_any_power_on_value_but_type_nibbles_may_no
         bridge_registers(ConfigSpace(bytes(image), space.wmask, space.w1cmask))
     image[0x20] = 0x50
     image[0x24] = 0xF0  # base says 32-bit prefetchable, its limit still says 64-bit
-    with pytest.raises(DeviceTypeError, match="0x026: .* 32-bit prefetchable"):
+    with pytest.raises(DeviceTypeError, match=r"0x026: .* 32-bit prefetchable"):
         bridge_registers(ConfigSpace(bytes(image), space.wmask, space.w1cmask))
