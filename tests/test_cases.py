@@ -81,7 +81,7 @@ def test_every_requirement_is_checked_by_a_case() -> None:
     cited = {rid for c in cases for rid in c.requirements}
     assert defined - cited == set(), "requirements without a case"
     assert cited - defined == set(), "cases citing requirements the spec does not define"
-    assert 150 <= len(cases) <= 400
+    assert 150 <= len(cases) <= 600  # a guard against a generator run wild (425 with bridges, MSI-X, axes)
 
 
 def test_names_groups_and_needs() -> None:
