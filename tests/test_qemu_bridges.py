@@ -436,9 +436,7 @@ def failed_cases(report: CertificationReport) -> set[str]:
 SLOT_EVENTS = "step 2: config_read vm 1 {port} offset {slot_control:#x} width 4"
 """A slot control write raises slot status events
 (test_finding_a_slot_control_write_raises_slot_status_events)."""
-CF8_PAST_0XFF = "step 2: io_read vm 1 port 0xcfc width 4"
-"""A 0xCFC read that runs past byte 0xff (test_finding_the_cf8_window_stops_at_byte_0xff)."""
-EXPRESS_FINDINGS = {"R-CFG-001", "R-CFG-010", "R-DT-008", "R-CAM-004"}
+EXPRESS_FINDINGS = {"R-CFG-001", "R-CFG-010", "R-DT-008"}
 """What blame may call those findings (the body of a capability, an unclaimed byte, the behaviour)."""
 
 
@@ -459,53 +457,43 @@ def test_a_device_below_bridges_is_certified_with_them() -> None:
 
 
 def test_finding_edu_below_a_root_port() -> None:
-    """edu below pcie-root-port: edu and the routing through the port conform; the two findings are the
-    port's own: its slot control write raises slot status events, and a 0xCFC read at register 0xff
-    stops at byte 0xff where the model's offset variant reads on into the extended space."""
+    """edu below pcie-root-port: edu and the routing through the port conform; the one finding is the
+    port's own: its slot control write raises slot status events."""
     report = certified("edu,vpcid-behind=pcie-root-port")
     failed = {r.rid for r in report.requirements if r.verdict is Verdict.FAIL}
-    assert failed <= EXPRESS_FINDINGS
-    assert "R-CAM-004" in failed
-    assert diverging_steps(report) == {
-        SLOT_EVENTS.format(port="00:04.0", slot_control=0x6C), CF8_PAST_0XFF,
-    }  # fmt: skip
+    assert failed <= EXPRESS_FINDINGS  # which of them blame names (or explains as a variant) may vary
+    assert diverging_steps(report) == {SLOT_EVENTS.format(port="00:04.0", slot_control=0x6C)}
     assert failed_cases(report) == {
         "configuration-space/capability-0-id-10-at-054-part1@qemu:pcie-root-port:00:04.0",
-        "config-mechanism/cf8-byte-select@qemu:pcie-root-port:00:04.0",
     }
 
 
 def test_finding_edu_below_the_x3130_switch() -> None:
-    """edu below pcie-root-port, x3130-upstream and xio3130-downstream: the root port's two findings, the
+    """edu below pcie-root-port, x3130-upstream and xio3130-downstream: the root port's finding and the
     downstream port's slot (slot status events; its FLR resets Device Control,
-    test_finding_the_switch_downstream_port_resets_with_its_slot), and the 0xCFC read past 0xff on both
-    switch ports. Nothing about routing, forwarding or edu diverges."""
+    test_finding_the_switch_downstream_port_resets_with_its_slot). Nothing about routing, forwarding or
+    edu diverges."""
     report = certified("edu,vpcid-behind=x3130")
     failed = {r.rid for r in report.requirements if r.verdict is Verdict.FAIL}
-    assert failed <= EXPRESS_FINDINGS
-    assert "R-CAM-004" in failed
+    assert failed <= EXPRESS_FINDINGS  # which of them blame names (or explains as a variant) may vary
     assert diverging_steps(report) == {
         SLOT_EVENTS.format(port="00:04.0", slot_control=0x6C),
         SLOT_EVENTS.format(port="02:00.0", slot_control=0xA8),
         "step 2: config_read vm 1 02:00.0 offset 0x98 width 4",
-        CF8_PAST_0XFF,
     }
     assert failed_cases(report) == {
         "configuration-space/capability-0-id-10-at-054-part1@qemu:pcie-root-port:00:04.0",
         "configuration-space/capability-0-id-10-at-090-part0@qemu:xio3130-downstream:02:00.0",
         "configuration-space/capability-0-id-10-at-090-part1@qemu:xio3130-downstream:02:00.0",
-        "config-mechanism/cf8-byte-select@qemu:pcie-root-port:00:04.0",
-        "config-mechanism/cf8-byte-select@qemu:x3130-upstream:01:00.0",
-        "config-mechanism/cf8-byte-select@qemu:xio3130-downstream:02:00.0",
     }
 
 
 @pytest.mark.req("R-CAM-004")
-def test_finding_the_cf8_window_stops_at_byte_0xff() -> None:
+def test_the_cf8_window_stops_at_byte_0xff_below_bridges_too() -> None:
     """With 0xCF8's low bits selecting byte 0xff (QEMU's cf8_low_bits = offset), a dword read of 0xCFC
     returns byte 0xff alone: pci_data_read (hw/pci/pci_host.c) limits the access to the first 256 bytes,
     so the bytes of the extended space at 0x100 (the root port's AER header, non-zero through ECAM) read
-    zero. The model reads on into 0x100-0x102: the finding R-CAM-004 of the two certifications above."""
+    zero, as the model's offset variant says (R-CAM-004); the certifications above agree on every port."""
     with machine(ROOT_PORT) as guest:
         port = bdf(0, 4)
         extended = guest.config_read(port, 0x100, 4)
