@@ -167,7 +167,7 @@ def test_the_reference_has_no_finding_and_every_kind_of_operation_ran() -> None:
     result = run_campaign(Target.for_adapter(ModelAdapter(), "reference"), examples=150)
     assert result.finding is None
     ran = set(result.coverage.operations)
-    assert {kind.value for kind in OpKind} - {"define_type", "destroy_vm", "set_ecam_base"} <= ran
+    assert {kind.value for kind in OpKind} - {"define_type", "destroy_vm", "set_ecam_base", "topology"} <= ran
     regions = {region for _, region in result.coverage.accesses}
     assert {"config", "BAR0", "BAR1", "BAR6"} <= regions
 

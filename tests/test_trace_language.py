@@ -13,6 +13,7 @@ from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.trace import (
     EXTENSIONS,
+    INTROSPECTION,
     FULL,
     GUEST_VIEW,
     OK,
@@ -71,6 +72,9 @@ SAMPLES: dict[OpKind, list[Op]] = {
         Op(OpKind.SET_ECAM_BASE, vm=1, ecam_base=0xC000_0000),
         Op(OpKind.SET_ECAM_BASE, vm=1, ecam_base=None),
     ],
+    OpKind.TOPOLOGY: [
+        Op(OpKind.TOPOLOGY, vm=1),
+    ],
     OpKind.DEFINE_TYPE: [
         define_type_op({"name": "tiny", "vendor_id": "0x1af4", "device_id": 1, "class_code": 0})
     ],
@@ -94,7 +98,7 @@ def parse_one(line: str) -> list[Step]:
 
 def test_samples_cover_every_kind() -> None:
     assert set(SAMPLES) == set(OpKind)
-    assert frozenset(OpKind) == FULL | EXTENSIONS
+    assert frozenset(OpKind) == FULL | EXTENSIONS | INTROSPECTION
     assert GUEST_VIEW <= FULL
     assert OpKind.INIT in GUEST_VIEW
 
