@@ -15,6 +15,7 @@ from vpcid.model import blob as blobfmt
 from vpcid.model.behaviour import MsixTable
 from vpcid.model.catalog import (
     A100,
+    BRIDGES,
     CATALOG,
     E1000,
     EDU,
@@ -58,7 +59,7 @@ def _rejected(image: bytearray, wmask: bytearray, w1c: bytearray, match: str) ->
 
 
 @pytest.mark.req("R-DT-009")
-@pytest.mark.parametrize("dtype", [*CATALOG.values(), REGISTER_SINK], ids=lambda t: t.name)
+@pytest.mark.parametrize("dtype", [*CATALOG.values(), *BRIDGES.values(), REGISTER_SINK], ids=lambda t: t.name)
 def test_the_catalogue_follows_the_pci_rules(dtype: DeviceType) -> None:
     dtype.check_pci()
 

@@ -212,14 +212,26 @@ A100 = DeviceType(
 """NVIDIA A100 PCIe 40 GB: 16 MiB registers, 64 GiB and 32 MiB prefetchable 64-bit BARs."""
 
 
-def _pci_express_port(port_type: int, slot: bool) -> Capability:
-    """PCI Express capability of a port (type 4 root, 5 switch upstream, 6 switch downstream):
-    device control writable, device status error bits RW1C, link control writable (R-BRG-001)."""
+def _pci_express_port(port_type: int, slot: bool, offset: int | None = None) -> Capability:
+    """PCI Express capability, version 2, of a port (type 4 root, 5 switch upstream, 6 switch
+    downstream), all 0x3C bytes (R-DT-009): device control writable, device status error bits RW1C,
+    link control writable, a slot of its own when ``slot``; other registers read zero (R-BRG-001)."""
     caps = 0x0002 | port_type << 4 | (0x0100 if slot else 0)
-    body = struct.pack("<HIHHIHH", caps, 0x0000_8000, 0x2810, 0, 0x0040_3443, 0, 0x1043)
-    writable = bytes(6) + b"\xff\x7f" + bytes(6) + b"\xfb\x01" + bytes(2)
-    rw1c = bytes(8) + b"\x0f\x00" + bytes(8)
-    return Capability(0x10, body, writable=writable, rw1c=rw1c)
+    body, writable, rw1c = _registers(0x3A, {
+        0x02: (2, caps, 0, 0),
+        0x04: (4, 0x0000_8000, 0, 0),  # device capabilities: role-based error reporting
+        0x08: (2, 0x2810, 0x7FFF, 0),  # device control
+        0x0A: (2, 0, 0, 0x000F),  # device status: error detected bits
+        0x0C: (4, 0x0040_3443, 0, 0),  # link capabilities
+        0x10: (2, 0, 0x01FB, 0),  # link control
+        0x12: (2, 0x1043, 0, 0),  # link status
+    })  # fmt: skip
+    return Capability(0x10, body, writable=writable, rw1c=rw1c, offset=offset)
+
+
+def _subsystem_vendor(offset: int) -> Capability:
+    """Bridge subsystem vendor ID capability (ID 0x0D) with subsystem IDs zero, as QEMU's root port."""
+    return Capability(0x0D, bytes(6), offset=offset)
 
 
 QEMU_BRIDGE_CONTROL = BridgeRegisters(
@@ -275,7 +287,8 @@ PCIE_ROOT_PORT = _with_closed_windows(DeviceType(
     name="pcie-root-port",
     vendor_id=0x1B36, device_id=0x000C, class_code=0x060400, interrupt_pin=1,
     bars=(BarSpec(BarKind.MEM32, 4096),),
-    capabilities=(_pci_express_port(4, slot=True), msix_capability(1, 0x000, 0x800)),
+    capabilities=(_subsystem_vendor(0x40), msix_capability(1, 0x000, 0x800, offset=0x48),
+                  _pci_express_port(4, slot=True, offset=0x54)),
     express=True, bridge=QEMU_EXPRESS_PORT_CONTROL,
 ))  # fmt: skip
 """QEMU's pcie-root-port (1b36:000c): a PCI Express root port with an MSI-X BAR of one vector, its
