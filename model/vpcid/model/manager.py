@@ -1259,7 +1259,7 @@ class DataManager:
             inst = self._instance_from(record, bdf, dtype)
             inst.slot, inst.root_bus = (bdf.device, bdf.function), bdf.bus
             if parent_index is None:
-                vm.roots.setdefault(bdf.bus, {})[inst.slot] = inst
+                bus = vm.roots.setdefault(bdf.bus, {})
             else:
                 parent = placed[parent_index]
                 if parent.dtype.bridge is None:
@@ -1267,7 +1267,17 @@ class DataManager:
                         f"VM snapshot topology entry {len(placed)}: parent {parent_index} is no bridge"
                     )
                 inst.parent, inst.root_bus = parent, 0
-                parent.children[inst.slot] = inst
+                bus = parent.children
+            first = bus.get((bdf.device, 0))  # siblings come in ascending order: function 0 is placed
+            if (
+                bdf.function
+                and first is not None
+                and not first.layout.image[HEADER_TYPE] & HEADER_TYPE_MULTIFUNCTION
+            ):
+                raise BlobMismatch(  # R-MF-001, R-MF-002: no sequence of plugs builds this bus
+                    f"snapshot entry {len(placed)}: function {bdf.function} beside single-function function 0"
+                )
+            bus[inst.slot] = inst
             vm.bridge_count += dtype.bridge is not None
             placed.append(inst)
             windows.append(record.windows)

@@ -3436,7 +3436,13 @@ cdef class Manager:
                 data = self.check_instance(&r, <TypeInfo>ti, &code, slot >= 0)
                 if code:
                     return code
-                if multifunction_conflict(&vm.cfgtab, packed, (<TypeInfo>ti).c.image[0x0E]):
+                if bridged:
+                    parent = ld32(parents + 4 * k)
+                if bridged and parent != 0xFFFFFFFF:  # below a bridge: beside its siblings (R-MF-001)
+                    if made[parent].kids != NULL and (packed & 7) and made[parent].kids[packed & 0xF8] != NULL \
+                            and not (made[parent].kids[packed & 0xF8].t.image[0x0E] & 0x80):
+                        return self.fail(E_MISMATCH, b"snapshot breaks the multi-function rules (R-MF-002)")
+                elif multifunction_conflict(&vm.cfgtab, packed, (<TypeInfo>ti).c.image[0x0E]):
                     return self.fail(E_MISMATCH, b"snapshot breaks the multi-function rules (R-MF-002)")
                 p = new_inst(<TypeInfo>ti, packed, False)
                 p.devfn = packed & 0xFF
