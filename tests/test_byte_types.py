@@ -443,5 +443,5 @@ def test_fingerprint_covers_every_input(rom_size: int | None, io: bool, prefetch
 @pytest.mark.req("R-DT-006", "R-DT-007")
 def test_chain_walk_finds_both_chains_in_order() -> None:
     entries = capability_chain(EXPRESS_SINK.declared.image)
-    assert [(e.offset, e.extended) for e in entries] == [(0x100, True), (0x400, True)]
+    assert [(e.offset, e.extended) for e in entries] == [(0x40, False), (0x100, True), (0x400, True)]
     assert [e.offset for e in capability_chain(NVME.declared.image)] == [0x40, 0x50, 0x70, 0xB0]

@@ -146,6 +146,7 @@ VM_METHODS: dict[str, tuple[Any, ...]] = {
     "cf8": (),
     "set_ecam_base": (0xC000_0000,),
     "ecam_base": (),
+    "topology": (),
 }
 """Every method that names an existing VM, with otherwise valid arguments."""
 

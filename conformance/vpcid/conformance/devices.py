@@ -20,7 +20,7 @@ from vpcid.model import (
     RegisterClass,
     RomSpec,
 )
-from vpcid.model.catalog import MsiMultipleMessageClamp
+from vpcid.model.catalog import MsiMultipleMessageClamp, pci_express_endpoint
 
 KITCHEN_SINK = DeviceType(
     name="kitchen-sink",
@@ -57,6 +57,7 @@ EXPRESS_SINK = DeviceType(
     name="express-sink",
     vendor_id=0x1B36, device_id=0x00F1, class_code=0x058000,
     bars=(BarSpec(BarKind.MEM64, 1 << 32), None, BarSpec(BarKind.IO, 256)),
+    capabilities=(pci_express_endpoint(),),  # R-DT-009: a PCI Express function carries one
     extended_capabilities=(
         ExtendedCapability(0x000B, 1, bytes([0x01, 0x10, 0x00, 0x01]) + bytes(8),
                            writable=bytes(4) + b"\xff" * 4 + bytes(4), rw1c=bytes(8) + b"\x0f" + bytes(3)),
@@ -65,7 +66,8 @@ EXPRESS_SINK = DeviceType(
     registers=(Register(0x200, 4, RegisterClass.RW, 0), Register(0xFFC, 4, RegisterClass.RW1C, 0xFFFF_FFFF)),
     express=True,
 )  # fmt: skip
-"""A PCI Express function with a 4 GiB BAR, a vendor-specific extended capability at 0x100, a second
+"""A PCI Express function with a 4 GiB BAR, its PCI Express capability at 0x40, a vendor-specific
+extended capability at 0x100, a second
 extended capability placed at 0x400, and registers in extended configuration space."""
 
 SUITE_TYPES: dict[str, DeviceType] = {
