@@ -13,9 +13,9 @@ from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.engine import Differential
 from vpcid.conformance.trace import (
     EXTENSIONS,
-    INTROSPECTION,
     FULL,
     GUEST_VIEW,
+    INTROSPECTION,
     OK,
     Observation,
     Op,
