@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from vpcid.adapters.base import AdapterInfo, AdapterUnavailable, FixedMachine
+from vpcid.adapters.base import OpaqueRange as BaseOpaqueRange
 from vpcid.adapters.qemu.discover import (
     RAM,
     DeviceSpec,
@@ -144,43 +145,15 @@ class OpaqueRange:
     offsets: range
 
 
-@dataclass(frozen=True)
-class _MachineWithExtras(FixedMachine):
-    """``FixedMachine`` plus ``opaque`` and ``firmware``, for suites that predate those fields."""
-
-    opaque: tuple[Any, ...] = ()
-    firmware: tuple[tuple[Bdf, int, int, int], ...] = ()
-
-
 def _fixed_machine(
     opaque: tuple[tuple[Bdf, int, range], ...], firmware: tuple[tuple[Bdf, int, int, int], ...], **fields: Any
 ) -> FixedMachine:
-    """The machine, with its opaque BAR contents and firmware writes where the suite's own type has them."""
-    declared = FixedMachine.__dataclass_fields__
-    if "opaque" in declared:
-        from vpcid.adapters import base
-
-        fields["opaque"] = tuple(base.OpaqueRange(*r) for r in opaque)  # type: ignore[attr-defined,unused-ignore]
-    else:
-        fields["opaque"] = tuple(OpaqueRange(*r) for r in opaque)
-    fields["firmware"] = firmware
-    if all(name in declared for name in ("opaque", "firmware")):
-        return FixedMachine(**fields)
-    return _MachineWithExtras(**fields)
+    """The machine, with its opaque BAR contents and the firmware writes the model makes too."""
+    return FixedMachine(opaque=tuple(BaseOpaqueRange(*r) for r in opaque), firmware=firmware, **fields)
 
 
 NO_TOPOLOGY = "not implemented: QMP query-pci lists QEMU's buses, but the adapter does not translate it yet"
 """Why the QEMU adapter does not support ``topology`` (R-BRG-010)."""
-
-
-def suite_runs_firmware() -> bool:
-    """Whether this suite's machines carry firmware writes (``FixedMachine.firmware``) the model performs."""
-    return "firmware" in FixedMachine.__dataclass_fields__
-
-
-def firmware_of(machine: FixedMachine | None) -> tuple[tuple[Bdf, int, int, int], ...]:
-    """The configuration writes a machine's firmware makes at power-on (``FixedMachine.firmware``)."""
-    return tuple(getattr(machine, "firmware", ()))
 
 
 def opaque_of(machine: FixedMachine | None) -> tuple[OpaqueRange, ...]:
@@ -213,11 +186,6 @@ class QemuAdapter:
     """
 
     def __init__(self, spec: DeviceSpec, *, snapshots: bool | None = None) -> None:
-        if spec.bridges and not suite_runs_firmware():
-            raise QemuUnavailable(
-                "vpcid-behind needs a suite whose FixedMachine has firmware writes (adapters/vpcid/adapters/"
-                "base.py): without them the model cannot number the bridges the device sits below"
-            )
         self.spec = spec
         self.discovery = found = _discovery(spec.device)
         if snapshots and not found.migratable:
