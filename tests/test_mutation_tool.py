@@ -375,3 +375,83 @@ def test_gaps_goes_with_recheck(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--gaps goes with --recheck" in result.output
     assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_a_mutant_that_hangs_in_one_profile_is_killed_by_that_profiles_alarm() -> None:
+    """The timeout is per profile (a conformant mutant certifies once per declared profile): the
+    child's alarm ends a hanging certification and names the profile it hung in."""
+    head = "    def lookup(self, address: int) -> Mapping | None:\n"
+    hanging = edited(TABLES, head, head + "        while True:\n            pass\n")
+    profiles = (Profile(), Profile.from_mapping({"status": "read-only"}))
+    settings = Settings(profiles=profiles, timeout=1.0)
+    assert settings.allowance > 2 * settings.timeout
+    started = time.monotonic()
+    answer, ended = in_child(lambda: judge(target_named("model"), hanging, settings, alarm=True).to_json())
+    assert ended == "done"
+    assert answer == {"killed": True, "reason": "[default] certification ran past 1 s", "how": "timeout"}
+    assert time.monotonic() - started < 60  # ended by the child's alarm, not the parent's allowance
+
+
+def _git(root: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+def test_changed_lines_are_the_new_sides_of_git_diffs_hunks(tmp_path: Path, monkeypatch: Any) -> None:
+    import vpcid.conformance.mutation as mutation
+
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "config", "user.email", "t@example.org")
+    _git(tmp_path, "config", "user.name", "t")
+    (tmp_path / "a.py").write_text("".join(f"line{i}\n" for i in range(1, 11)))
+    _git(tmp_path, "add", "a.py")
+    _git(tmp_path, "commit", "-q", "-m", "base")
+    lines = (tmp_path / "a.py").read_text().splitlines()
+    lines[2] = "changed3"
+    lines[6:8] = ["new7", "new7b", "new8"]
+    del lines[9]
+    (tmp_path / "a.py").write_text("\n".join(lines) + "\n")
+    (tmp_path / "b.py").write_text("x = 1\ny = 2\n")
+    _git(tmp_path, "add", "b.py")
+    monkeypatch.setattr(mutation, "project_root", lambda: tmp_path)
+    found = mutation.changed_lines("HEAD", ["a.py", "b.py", "c.py"])
+    assert found == {"a.py": frozenset({3, 7, 8, 9}), "b.py": frozenset({1, 2}), "c.py": frozenset()}
+
+    def at(first: int, last: int) -> Mutation:
+        return Mutation("id", "a.py", "core/NumberReplacer", 0, (first, 0), (last, 1), None)
+
+    assert mutation.on_lines(at(3, 3), found)
+    assert mutation.on_lines(at(1, 7), found)
+    assert not mutation.on_lines(at(4, 6), found)
+    assert mutation.on_lines(at(4, 6), None)
+    with pytest.raises(mutation.MutationError, match="git diff failed"):
+        mutation.changed_lines("no-such-revision", ["a.py"])
+
+
+def test_vpcid_mutate_changed_since_judges_only_changed_lines(tmp_path: Path, monkeypatch: Any) -> None:
+    import vpcid.conformance.mutation as mutation
+
+    runner = CliRunner()
+    bad = runner.invoke(
+        main, ["mutate", "--session", str(tmp_path / "s.sqlite"), "--changed-since", "no-such-rev"]
+    )
+    assert bad.exit_code == 2
+    assert "--changed-since no-such-rev: git diff failed" in bad.output
+    source = (project_root() / TABLES).read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(source, 1) if line == "        key = m.base >> m.size_log2")
+    monkeypatch.setattr(mutation, "changed_lines", lambda revision, files: {TABLES: frozenset({at})})
+    session = tmp_path / "tables.sqlite"
+    args = ["mutate", "--session", str(session), "--only", TABLES, "--changed-since", "HEAD",
+            "--profiles", "default"]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "only mutants on the 1 lines changed since HEAD" in result.output
+    judged = [line for line in result.output.splitlines() if line.startswith(("killed ", "SURVIVED "))]
+    assert judged
+    assert all(f"{TABLES}:{at} " in line for line in judged)
+    with sqlite3.connect(session) as db:
+        (results,) = db.execute(
+            "select count(*) from work_results where worker_outcome != 'SKIPPED'"
+        ).fetchone()
+    assert results == len(judged)

@@ -24,8 +24,12 @@ How a session runs (:func:`run_session`):
    running: certification is deterministic for a seed, so the mutant behaves exactly as the original.
 4. Every other mutant runs in a forked child (the parent has imported the suite once): the mutated
    module is served from memory, the target builds its adapter from the mirror, and
-   ``certify(..., stop_at_first_failure=True)`` at the default budget judges it. Rejected, failing to
-   load, crashing or running past the timeout is killed (cosmic-ray's convention for timeouts).
+   ``certify(..., stop_at_first_failure=True)`` at the default budget judges it, declaring each
+   profile in turn. Rejected, failing to load, crashing or one profile's certification running past
+   the timeout is killed (cosmic-ray's convention for timeouts).
+
+``--changed-since REV`` keeps a session to the mutants on lines changed since a git revision (judged
+and reported alike), so a grown model is measured without judging again what an earlier session did.
 
 Targets (:data:`TARGETS`): ``model`` certifies the mutated model behind the adapter protocol (its own
 device types, profile and BDFs, built by the mirror); ``cython`` certifies the compiled backend with
@@ -70,7 +74,12 @@ MIRROR = "vpcid_mutant"
 MIRROR_FILE_PREFIX = "mutant:"
 """Prefix of the file names the mirror's code objects carry (tells them apart from the pristine files)."""
 DEFAULT_TIMEOUT = 60.0
-"""Seconds a mutant's certification may take before it counts as killed (a hang is a rejection)."""
+"""Seconds one certification of a mutant (one profile) may take before the mutant counts as killed (a
+hang is a rejection). Per profile, not per mutant: a conformant mutant certifies once per declared
+profile (25 of them with 18 axes), a few seconds each."""
+BACKSTOP = 60.0
+"""Seconds the parent waits past a mutant's total allowance (timeout times profiles) before killing its
+child: the child's own alarm ends a Python-level hang; this ends one in compiled code."""
 MEMORY_LIMIT = 4 << 30
 """Address space a mutant's child process may use; a mutant that allocates without bound is killed."""
 INSTALL_HINT = "install the dev extra: pip install -e '.[dev]' (cosmic-ray)"
@@ -543,28 +552,53 @@ class Settings:
     profiles: tuple[Profile, ...] = (Profile(),)
     """A mutant is certified declaring each in turn; the first that rejects it kills it."""
     timeout: float = DEFAULT_TIMEOUT
-    """Seconds for one mutant (all its profiles) before it counts as killed."""
+    """Seconds for one of a mutant's certifications (one profile) before it counts as killed."""
+
+    @property
+    def allowance(self) -> float:
+        """Seconds the parent gives a child judging one mutant: every profile's timeout, and a backstop."""
+        return self.timeout * len(self.profiles) + BACKSTOP
 
 
-def judge(target: Target, sources: Mapping[str, str], settings: Settings) -> Judgement:
+class CertificationOverran(BaseException):
+    """Raised by the alarm in a child whose certification of one profile ran past the timeout.
+
+    A BaseException, so that no ``except Exception`` in the suite or an adapter takes it for the
+    implementation's error."""
+
+
+def _overran(signum: int, frame: types.FrameType | None) -> None:
+    raise CertificationOverran
+
+
+def judge(target: Target, sources: Mapping[str, str], settings: Settings, alarm: bool = False) -> Judgement:
     """Certify ``target`` built from the mirror with ``sources`` replacing the files they name,
     declaring each of the settings' profiles in turn, in this process (which keeps the mirror
-    installed: call it in a child)."""
+    installed: call it in a child). With ``alarm`` (a child's main thread), each profile's
+    certification is cut off after the settings' timeout by SIGALRM and the mutant is killed."""
     try:
         mirror = load_mirror(sources)
     except Exception as exc:  # any failure to load is the mutant's
         return Judgement(True, f"{type(exc).__name__}: {_one_line(exc)}", "load")
+    if alarm:
+        signal.signal(signal.SIGALRM, _overran)
     for profile in settings.profiles:
+        where = "" if len(settings.profiles) == 1 else f"[{profile_label(profile)}] "
         try:
             adapter = target.build(mirror, profile)
         except Exception as exc:  # any failure to build the implementation is the mutant's
             return Judgement(True, f"{type(exc).__name__}: {_one_line(exc)}", "load")
         try:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, settings.timeout)
             report = certify(adapter, settings.budget, settings.seed, stop_at_first_failure=True)
+        except CertificationOverran:
+            return Judgement(True, f"{where}certification ran past {settings.timeout:g} s", "timeout")
         finally:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
             adapter.close()
         if not report.conformant:
-            where = "" if len(settings.profiles) == 1 else f"[{profile_label(profile)}] "
             return Judgement(True, where + verdict_reason(report))
     return Judgement(False, "conformant")
 
@@ -647,10 +681,10 @@ def judge_in_child(target: Target, mutation: Mutation, settings: Settings) -> Ch
 
     def work() -> dict[str, Any]:
         mutated = mutation.mutated_source()  # in the child: the jobs apply their mutations in parallel
-        judgement = judge(target, {mutation.path: mutated}, settings)
+        judgement = judge(target, {mutation.path: mutated}, settings, alarm=True)
         return {**judgement.to_json(), "diff": mutation.diff(mutated)}
 
-    return fork_judge(work, settings.timeout, mutation)
+    return fork_judge(work, settings.allowance, mutation)
 
 
 def judgement_of(answer: dict[str, Any] | None, ended: str, timeout: float) -> Judgement:
@@ -658,14 +692,14 @@ def judgement_of(answer: dict[str, Any] | None, ended: str, timeout: float) -> J
     if answer is not None:
         return Judgement(bool(answer["killed"]), str(answer["reason"]), str(answer["how"]))
     if ended == "timeout":
-        return Judgement(True, f"certification ran past {timeout:g} s", "timeout")
+        return Judgement(True, f"certification ran past {timeout:g} s in all", "timeout")
     return Judgement(True, ended.removeprefix("crash: "), "crash")
 
 
 def judge_one(target: Target, mutation: Mutation, settings: Settings) -> Judgement:
     """Judge one mutant in a child and wait for it."""
     _, answer, ended = wait_for(judge_in_child(target, mutation, settings))
-    return judgement_of(answer, ended, settings.timeout)
+    return judgement_of(answer, ended, settings.allowance)
 
 
 def wait_for(child: Child) -> tuple[Child, dict[str, Any] | None, str]:
@@ -826,18 +860,73 @@ def outcome_of(result: Any) -> str:
     return "survived"
 
 
+ChangedLines = Mapping[str, frozenset[int]]
+"""Lines by repository path: those a ``--changed-since`` filter keeps."""
+
+
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+
+
+def changed_lines(revision: str, files: Sequence[str]) -> dict[str, frozenset[int]]:
+    """The lines of ``files`` (repository paths) added or changed since git ``revision``, as they
+    are now in the working tree (``git diff --unified=0 REVISION``); a file new since then is all
+    changed. Raises :class:`MutationError` when git cannot answer."""
+    import subprocess
+
+    root = project_root()
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "diff", "--unified=0", "--no-color", "--no-ext-diff", revision, "--",
+             *files],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    except OSError as exc:
+        raise MutationError(f"--changed-since needs git: {exc}") from exc
+    if done.returncode != 0:
+        why = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
+        raise MutationError(f"--changed-since {revision}: git diff failed: {why}")
+    found: dict[str, set[int]] = {path: set() for path in files}
+    current: str | None = None
+    for line in done.stdout.splitlines():
+        if line.startswith("+++ "):
+            name = line[4:]
+            current = name[2:] if name.startswith("b/") else None
+        elif current is not None and (hunk := _HUNK.match(line)):
+            start, count = int(hunk.group(1)), int(hunk.group(2) or "1")
+            found.setdefault(current, set()).update(range(start, start + count))
+    return {path: frozenset(lines) for path, lines in found.items()}
+
+
+def on_lines(mutation: Mutation, lines: ChangedLines | None) -> bool:
+    """Whether ``mutation`` touches one of ``lines`` (every mutation when there is no filter)."""
+    if lines is None:
+        return True
+    kept = lines.get(mutation.path, frozenset())
+    return any(at in kept for at in range(mutation.start[0], mutation.end[0] + 1))
+
+
 @dataclass
 class Session:
-    """A cosmic-ray session database for one target."""
+    """A cosmic-ray session database for one target; with ``lines``, only the mutations on those lines
+    are judged and counted (``--changed-since``)."""
 
     path: Path
     target: Target
     db: Any
+    lines: ChangedLines | None = None
 
     @classmethod
-    def open(cls, path: Path, target: Target, fresh: bool, files: Sequence[str] = ()) -> Session:
+    def open(
+        cls,
+        path: Path,
+        target: Target,
+        fresh: bool,
+        files: Sequence[str] = (),
+        lines: ChangedLines | None = None,
+    ) -> Session:
         """Open ``path`` (created, and filled by cosmic-ray's ``init`` over ``files`` or else all the
-        target's files, when new or ``fresh``)."""
+        target's files, when new or ``fresh``), judging and counting only mutations on ``lines`` when
+        given."""
         work_db = cosmic_ray("work_db")
         new = fresh or not path.exists()
         if new and path.exists():
@@ -846,7 +935,7 @@ class Session:
             db = work_db.WorkDB(str(path), work_db.WorkDB.Mode.create)
         except Exception as exc:
             raise MutationError(f"cannot open mutation session {path}: {exc}") from exc
-        session = cls(path, target, db)
+        session = cls(path, target, db, lines)
         if new or db.num_work_items == 0:
             session.initialise(files or target.files)
         return session
@@ -863,14 +952,15 @@ class Session:
         for path in files:
             source = (root / path).read_text(encoding="utf-8")
             spans[path] = annotation_spans(source) if FUTURE_ANNOTATIONS in source else []
-        skipped = [m.job_id for m in self.mutations() if in_annotation(m, spans[m.path])]
+        every = [_mutation(item) for item in self.db.work_items]  # the line filter aside
+        skipped = [m.job_id for m in every if in_annotation(m, spans[m.path])]
         self._set_many(skipped, "skipped", None, SKIPPED_ANNOTATION)
 
     def mutations(self) -> list[Mutation]:
-        return [_mutation(item) for item in self.db.work_items]
+        return [m for item in self.db.work_items if on_lines(m := _mutation(item), self.lines)]
 
     def pending(self) -> list[Mutation]:
-        return [_mutation(item) for item in self.db.pending_work_items]
+        return [m for item in self.db.pending_work_items if on_lines(m := _mutation(item), self.lines)]
 
     def _result(self, worker: str, test: str | None, output: str, diff: str | None = None) -> Any:
         item = cosmic_ray("work_item")
@@ -950,7 +1040,7 @@ def run_session(
     if reason is not None:
         raise MutationError(f"target {target.name!r} cannot run here: {reason}")
     _, answer, ended = wait_for(
-        fork_judge(lambda: traced_certification(target, settings), settings.timeout * 10)
+        fork_judge(lambda: traced_certification(target, settings), settings.allowance * 10)
     )
     if answer is None:
         raise MutationError(f"the unmutated mirror's certification did not finish ({ended})")
@@ -976,7 +1066,7 @@ def run_session(
         for child, found, how in list(collect(running, 5.0)):
             running.remove(child)
             assert child.mutation is not None
-            judgement = judgement_of(found, how, settings.timeout)
+            judgement = judgement_of(found, how, settings.allowance)
             session.record(child.mutation, judgement, None if found is None else str(found.get("diff", "")))
             if progress is not None:
                 progress(child.mutation, judgement)
@@ -1716,6 +1806,7 @@ def _mutate_command() -> Any:
             "\b\nExamples:\n"
             "  vpcid mutate --jobs 2                        # every mutant of model/ (long: opt-in)\n"
             "  vpcid mutate --only model/vpcid/model/tables.py --limit 50\n"
+            "  vpcid mutate --changed-since v1.0 --first-pass   # only mutants of what changed since\n"
             "  vpcid mutate --target cython --session cy.sqlite\n"
             "  vpcid mutate --report --survivors            # what the last run left alive\n"
             "  cr-report mutation-model.sqlite              # cosmic-ray's own report of the session\n"
@@ -1734,6 +1825,10 @@ def _mutate_command() -> Any:
     @click.option("--only", "only", multiple=True, metavar="FILE",
                   help="Judge only mutants of this repository file (repeatable); a new session then "
                   "holds only these files' mutants.")  # fmt: skip
+    @click.option("--changed-since", "changed_since", metavar="REV", default=None,
+                  help="Judge and report only mutants on lines added or changed since this git revision "
+                  "(the checkout's working tree against it): a grown model measured without judging "
+                  "again what an earlier session judged.")  # fmt: skip
     @click.option("--limit", type=click.IntRange(min=1), default=None, help="Judge at most N mutants.")
     @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
                   help="Mutants certified at once (one process each).")  # fmt: skip
@@ -1766,6 +1861,7 @@ def _mutate_command() -> Any:
         session_path: Path | None,
         fresh: bool,
         only: tuple[str, ...],
+        changed_since: str | None,
         limit: int | None,
         jobs: int,
         budget: int,
@@ -1807,7 +1903,8 @@ def _mutate_command() -> Any:
         path = session_path or Path(f"mutation-{target.name}.sqlite")
         if report_only and not path.exists():
             raise MutationError(f"no mutation session at {path}; run vpcid mutate first")
-        session = Session.open(path, target, fresh and not report_only, only)
+        lines = None if changed_since is None else changed_lines(changed_since, only or target.files)
+        session = Session.open(path, target, fresh and not report_only, only, lines)
         try:
             if report_only:
                 summary = session.summary()
@@ -1823,6 +1920,9 @@ def _mutate_command() -> Any:
                 summary = run_session(
                     session, settings, jobs, limit, only, show, first_pass_only, recheck, gaps_only
                 )
+            if lines is not None:
+                count = sum(len(found) for found in lines.values())
+                click.echo(f"only mutants on the {count} lines changed since {changed_since}")
             click.echo("\n".join(summary_lines(summary, target)))
             if survivors:
                 click.echo("\nsurvivors:")
