@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from vpcid.model import MEMORY, Bdf, DataManager, DeviceData, DeviceType, Profile
@@ -163,3 +164,17 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         self.process.send_signal(signal.SIGTERM)
         _, self.stderr = self.process.communicate(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def full_vectors(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The full-API golden vectors, written once per test session by ``vpcid vectors generate`` (it
+    runs every case under every axis value it touches: minutes), and what the command printed.
+    Read only: a test that tampers with them copies them first."""
+    from click.testing import CliRunner
+    from vpcid.conformance.cli import main
+
+    directory = tmp_path_factory.mktemp("vectors") / "out"
+    result = CliRunner().invoke(main, ["vectors", "generate", str(directory)])
+    assert result.exit_code == 0, result.output
+    return directory, result.output

@@ -50,13 +50,11 @@ class Generated:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
-    """The vectors, generated once for the module through ``vpcid vectors generate``."""
-    directory = tmp_path_factory.mktemp("vectors") / "out"
-    result = CliRunner().invoke(main, ["vectors", "generate", str(directory)])
-    assert result.exit_code == 0, result.output
-    match = re.fullmatch(rf"wrote (\d+) vectors to {re.escape(str(directory))}\n", result.output)
-    assert match, result.output
+def generated(full_vectors: tuple[Path, str]) -> Generated:
+    """The vectors ``vpcid vectors generate`` wrote (once per test session, see conftest.py)."""
+    directory, output = full_vectors
+    match = re.fullmatch(rf"wrote (\d+) vectors to {re.escape(str(directory))}\n", output)
+    assert match, output
     index = json.loads((directory / "index.json").read_text(encoding="utf-8"))
     assert index["format"] == vectors.FORMAT
     return Generated(directory, int(match[1]), index["cases"])
@@ -469,3 +467,23 @@ def test_cli_generates_vectors_for_an_adapters_machine_only(tmp_path: Path) -> N
     )
     assert result.exit_code == 2
     assert "offers the full API, not a fixed machine" in result.output
+
+
+def test_generate_case_patterns_pick_cases_by_label_or_vector_id(tmp_path: Path) -> None:
+    """``--case`` keeps the cases a shell pattern matches, by label or by vector ID; a pattern that
+    matches nothing is bad input, and nothing is written."""
+    runner = CliRunner()
+    by_id = runner.invoke(main, ["vectors", "generate", str(tmp_path / "a"), "--case", "bridges/*"])
+    assert by_id.exit_code == 0, by_id.output
+    ids = [c["id"] for c in json.loads((tmp_path / "a" / "index.json").read_text())["cases"]]
+    assert ids
+    assert all(i.startswith("bridges/") for i in ids)
+    label = runner.invoke(main, ["vectors", "generate", str(tmp_path / "b"), "--case", "*@edu:*"])
+    assert label.exit_code == 0, label.output
+    ids = [c["id"] for c in json.loads((tmp_path / "b" / "index.json").read_text())["cases"]]
+    assert ids
+    assert all("--edu-" in i for i in ids)
+    none = runner.invoke(main, ["vectors", "generate", str(tmp_path / "c"), "--case", "no-such-*"])
+    assert none.exit_code == 2
+    assert "vpcid: error: no case matches no-such-*" in none.output
+    assert not (tmp_path / "c").exists()

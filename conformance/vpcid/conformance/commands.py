@@ -269,7 +269,14 @@ def vectors_group() -> None:
     help="Adapter whose fixed machine (guest view) the vectors are for; default: the full-API cases.",
 )  # fmt: skip
 @TYPES_OPTION
-def vectors_generate(directory: Path, adapter_spec: str | None, type_files: tuple[Path, ...]) -> None:
+@click.option(
+    "--case", "patterns", multiple=True, metavar="PATTERN",
+    help="Only the cases whose label (group/case@type:bdf) or vector ID matches this shell pattern; "
+    "repeatable.",
+)  # fmt: skip
+def vectors_generate(
+    directory: Path, adapter_spec: str | None, type_files: tuple[Path, ...], patterns: tuple[str, ...]
+) -> None:
     """Write one folder per requirement group, a manifest and a trace per case.
 
     \b
@@ -277,6 +284,7 @@ def vectors_generate(directory: Path, adapter_spec: str | None, type_files: tupl
       vpcid vectors generate vectors/
       vpcid vectors generate vectors/ --types my-device.json
       vpcid vectors generate edu/ --machine-of qemu:edu
+      vpcid vectors generate bridges/ --case 'bridges/*'
     """
     machine = None
     types = [entry.dtype for entry in load_types(type_files).values()]
@@ -287,7 +295,7 @@ def vectors_generate(directory: Path, adapter_spec: str | None, type_files: tupl
             machine = adapter.info.machine
         if machine is None:
             raise click.UsageError(f"adapter {adapter_spec!r} offers the full API, not a fixed machine")
-    count = vector_suite.generate(directory, machine, types)
+    count = vector_suite.generate(directory, machine, types, patterns)
     click.echo(f"wrote {count} vectors to {directory}")
 
 

@@ -314,8 +314,9 @@ def formal_sites(sources: Sources) -> list[FormalSite]:
 
 def vector_id(label: str, group: str) -> str:
     """The ID ``vpcid vectors generate`` gives the case labelled ``label`` (``group/case@type:bdf``)."""
-    name = label.split("/", 1)[1].replace("@", "--").replace(":", "-").replace(".", "-")
-    return f"{group}/{name}"
+    from vpcid.conformance.vectors import vector_name
+
+    return f"{group}/{vector_name(label)}"
 
 
 def _vector(label: str, description: str, requirements: tuple[str, ...], rules: Sequence[str | None],

@@ -15,6 +15,7 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,15 @@ def machine_description(machine: FixedMachine) -> dict[str, Any]:
     }
 
 
+def vector_name(label: str) -> str:
+    """The folder name of the case labelled ``group/case@type:bdf`` (its vector ID without the group)."""
+    return label.split("/", 1)[1].replace("@", "--").replace(":", "-").replace(".", "-")
+
+
+def _chosen(label: str, vector_id: str, patterns: Sequence[str]) -> bool:
+    return not patterns or any(fnmatchcase(label, p) or fnmatchcase(vector_id, p) for p in patterns)
+
+
 def _obs_json(obs: Observation | str) -> dict[str, Any]:
     if isinstance(obs, str):
         raise TraceError(f"the model crashed while generating vectors: {obs}")
@@ -127,8 +137,14 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def generate(directory: Path, machine: FixedMachine | None = None, types: Sequence[DeviceType] = ()) -> int:
-    """Write every case; return the number written.
+def generate(
+    directory: Path,
+    machine: FixedMachine | None = None,
+    types: Sequence[DeviceType] = (),
+    patterns: Sequence[str] = (),
+) -> int:
+    """Write every case (with ``patterns``, those whose label or vector ID one of the shell patterns
+    matches); return the number written.
 
     Without ``machine``: the full-API cases (default targets and system
     cases), plus the device cases of ``types`` (``--types``), whose traces
@@ -140,8 +156,14 @@ def generate(directory: Path, machine: FixedMachine | None = None, types: Sequen
     info = AdapterInfo("vectors", Profile(), operations=operations, machine=machine)
     described = machine_description(machine) if machine is not None else None
     index: list[dict[str, Any]] = []
-    for label, case, ops in applicable_cases(info, types):
-        name = label.split("/", 1)[1].replace("@", "--").replace(":", "-").replace(".", "-")
+    chosen = [
+        (label, case, ops, name)
+        for label, case, ops in applicable_cases(info, types)
+        if _chosen(label, f"{case.group}/{(name := vector_name(label))}", patterns)
+    ]
+    if patterns and not chosen:
+        raise TraceError(f"no case matches {', '.join(patterns)} (patterns match case labels or vector IDs)")
+    for label, case, ops, name in chosen:
         folder = directory / case.group / name
         folder.mkdir(parents=True, exist_ok=True)
         axes, outcomes = _outcomes(ops, machine)
