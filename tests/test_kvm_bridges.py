@@ -75,7 +75,7 @@ def test_the_suites_bridge_cases_run_alike_under_kvm(kvm: KvmAdapter) -> None:
     """Every case of the ``bridges`` group gives the model's observations, its accesses made by the
     guest (R-BRG-001..R-BRG-010)."""
     cases = [case for case in applicable_cases(kvm.info) if case[1].group == "bridges"]
-    assert cases
+    assert any(label.startswith("bridges/bridge-topology") for label, _, _ in cases)  # R-BRG-010 answered
     for label, _, ops in cases:
         divergence = Differential(kvm).run(ops)
         assert divergence is None, f"{label}: {divergence}"

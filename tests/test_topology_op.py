@@ -226,3 +226,25 @@ def test_window_address_bits_may_have_any_power_on_value_but_type_nibbles_may_no
     image[0x24] = 0xF0  # base says 32-bit prefetchable, its limit still says 64-bit
     with pytest.raises(DeviceTypeError, match=r"0x026: .* 32-bit prefetchable"):
         bridge_registers(ConfigSpace(bytes(image), space.wmask, space.w1cmask))
+
+
+@pytest.mark.req("R-BRG-010")
+def test_the_cython_backend_answers_topology_per_call_and_in_a_batch() -> None:
+    """The compiled adapter declares ``topology`` and observes what the model does, whether each
+    operation is executed on its own or the whole trace runs as one compiled batch (where each
+    observation is the tree at its step, not at the end)."""
+    from vpcid.adapters import cython as backend
+
+    if not backend.available():
+        pytest.skip(f"Cython backend not built: {backend.UNAVAILABLE_REASON}")
+    ops = topology_case_ops()
+    assert ops.count(Op(OpKind.TOPOLOGY, vm=VM)) >= 2
+    compiled = backend.adapter(None)
+    assert OpKind.TOPOLOGY in compiled.info.operations
+    assert CASE not in skipped_cases(compiled.info)
+    model = ModelAdapter()
+    expected = [model.execute(op) for op in ops]
+    trees = [o.topology for o in expected if o.topology is not None]
+    assert len(set(trees)) >= 3  # the tree changes along the trace
+    assert [compiled.execute(op) for op in ops] == expected
+    assert backend.adapter(None).execute_all(ops) == expected

@@ -597,7 +597,8 @@ cdef enum:
     OP_TABLES = 17
     OP_DEFINE_TYPE = 18  # performed when encoded (types persist across init); the record holds its result
     OP_SET_ECAM_BASE = 19
-    OP_KINDS = 20
+    OP_TOPOLOGY = 20
+    OP_KINDS = 21
 
 cdef dict _KIND_CODES = {
     _OpKind.INIT: OP_INIT, _OpKind.CREATE_VM: OP_CREATE_VM, _OpKind.DESTROY_VM: OP_DESTROY_VM,
@@ -607,6 +608,7 @@ cdef dict _KIND_CODES = {
     _OpKind.RESET_VM: OP_RESET_VM, _OpKind.SAVE: OP_SAVE, _OpKind.RESTORE: OP_RESTORE,
     _OpKind.SNAPSHOT: OP_SNAPSHOT, _OpKind.RESTORE_VM: OP_RESTORE_VM, _OpKind.TABLES: OP_TABLES,
     _OpKind.DEFINE_TYPE: OP_DEFINE_TYPE, _OpKind.SET_ECAM_BASE: OP_SET_ECAM_BASE,
+    _OpKind.TOPOLOGY: OP_TOPOLOGY,
 }
 # enum members by code, for dispatch by identity (Enum.__hash__ is Python code)
 cdef PyObject* _KIND_OBJ[OP_KINDS]
@@ -617,7 +619,7 @@ cdef int _KIND_ORDER[OP_KINDS]
 for _i, _code in enumerate((OP_CONFIG_READ, OP_CONFIG_WRITE, OP_MMIO_READ, OP_IO_READ, OP_MMIO_WRITE,
                             OP_IO_WRITE, OP_PLUG, OP_CREATE_VM, OP_SAVE, OP_TABLES, OP_RESET, OP_UNPLUG,
                             OP_SNAPSHOT, OP_RESTORE, OP_INIT, OP_RESET_VM, OP_RESTORE_VM, OP_DESTROY_VM,
-                            OP_DEFINE_TYPE, OP_SET_ECAM_BASE)):
+                            OP_DEFINE_TYPE, OP_SET_ECAM_BASE, OP_TOPOLOGY)):
     _KIND_ORDER[_i] = _code
 
 # Op fields by position when Op is a named tuple (attribute access otherwise)
@@ -658,6 +660,7 @@ cdef enum:
     R_ERROR = 2
     R_DIGEST = 3
     R_TABLES = 4
+    R_TOPOLOGY = 5
 
 # profile values (spec/variants.md)
 cdef enum:
@@ -3783,7 +3786,17 @@ cdef class Manager:
         """The VM's bus tree in pre-order: each instance's BDF now (or None), its bridge's index (None
         on a root bus), its root bus, device, function and type; for a bridge, the number its
         secondary bus is reached by and its windows as its registers decode them (R-BRG-010)."""
-        cdef Vm* vm = self.api_vm(vm_id)
+        return self.topology_of(self.api_vm(vm_id))
+
+    cdef tuple topology_rows(self, Vm* vm):
+        """The ``topology`` operation's rows (``Observation.topology``) of the VM's bus tree."""
+        return tuple(
+            (None if node.bdf is None else str(node.bdf), node.parent, node.root_bus, node.device,
+             node.function, node.type_name, node.secondary)
+            for node in self.topology_of(vm)
+        )
+
+    cdef tuple topology_of(self, Vm* vm):
         cdef Py_ssize_t n, k
         cdef Inst** arr = self.preorder(vm, &n)
         cdef Inst* p
@@ -4234,12 +4247,15 @@ cdef class BatchResult:
     """All observations of a batch run: a kind and a value per operation, digests and tables aside.
 
     Digests (32 raw bytes) and table rows (``Row`` records) are kept in one
-    buffer; the value of such an operation is where its record starts.
+    buffer; the value of such an operation is where its record starts. A
+    ``topology`` operation's rows are a Python tuple in ``trees``; its value
+    is their index there.
     """
 
     cdef bytearray _kinds
     cdef bytearray _values
     cdef Buf aux
+    cdef list trees              # topology rows, by index
     cdef list names              # the manager's type names, by index
     cdef readonly Py_ssize_t length
     cdef readonly dict profile
@@ -4249,7 +4265,7 @@ cdef class BatchResult:
 
     @property
     def kinds(self):
-        """Per operation: 0 ok, 1 value, 2 error (value = error code), 3 digest, 4 tables."""
+        """Per operation: 0 ok, 1 value, 2 error (value = error code), 3 digest, 4 tables, 5 topology."""
         return bytes(self._kinds)
 
     def value(self, Py_ssize_t i):
@@ -4274,6 +4290,8 @@ cdef class BatchResult:
             return _ERROR_OBS[v]
         if kind == R_DIGEST:
             return _Observation(digest=PyBytes_FromStringAndSize(<char*>self.aux.data + v, 32).hex())
+        if kind == R_TOPOLOGY:
+            return _Observation(topology=self.trees[v])
         return _Observation(tables=unpack_rows(self.aux.data + v, self.names))
 
     def observations(self):
@@ -4306,9 +4324,9 @@ cdef class CythonAdapter:
         if profile is None:
             profile = _Profile()
         self.manager = Manager(profile)
-        from vpcid.conformance.trace import EXTENSIONS, FULL
+        from vpcid.conformance.trace import EXTENSIONS, FULL, INTROSPECTION
 
-        self._info = AdapterInfo(name, profile, operations=FULL | EXTENSIONS, canonical_blobs=True,
+        self._info = AdapterInfo(name, profile, operations=FULL | EXTENSIONS | INTROSPECTION, canonical_blobs=True,
                                  description="compiled (Cython) second implementation of the data manager")
         self._types = dict(types) if types is not None else dict(_SUITE_TYPES)
         self._tinfo = {}
@@ -4482,10 +4500,10 @@ cdef class CythonAdapter:
             code = m.op_destroy_vm(op)
         elif k == OP_DEFINE_TYPE:
             code = <int>op.arg.value
-        elif k == OP_TABLES:
+        elif k == OP_TABLES or k == OP_TOPOLOGY:
             code = m.vm_of(op, &vm)
             if not code:
-                res.kind = R_TABLES
+                res.kind = R_TABLES if k == OP_TABLES else R_TOPOLOGY
                 res.vm = vm
         elif k == OP_INIT:
             m.clear()
@@ -4509,6 +4527,8 @@ cdef class CythonAdapter:
             return _ERROR_OBS[res.value]
         if res.kind == R_DIGEST:
             return _Observation(digest=self.manager.last_digest.hex())
+        if res.kind == R_TOPOLOGY:
+            return _Observation(topology=self.manager.topology_rows(res.vm))
         return _Observation(tables=self.manager.rows(res.vm))
 
     def run_batch(self, Trace trace, bint profile=False):
@@ -4535,6 +4555,7 @@ cdef class CythonAdapter:
         memset(count, 0, sizeof(count))
         out._kinds = bytearray(n)
         out._values = bytearray(8 * n)
+        out.trees = []
         out.length = n
         kinds = <uint8_t*>(<char*>out._kinds)
         values = <uint64_t*>(<char*>out._values)
@@ -4572,6 +4593,9 @@ cdef class CythonAdapter:
                 out.aux.len += 32
             elif res.kind == R_TABLES:
                 res.value = <uint64_t>m.pack_rows(res.vm, &out.aux)
+            elif res.kind == R_TOPOLOGY:  # rare: kept as Python rows
+                res.value = <uint64_t>len(out.trees)
+                out.trees.append(m.topology_rows(res.vm))
             kinds[i] = <uint8_t>res.kind
             values[i] = res.value if res.kind != R_OK else 0
             if profile:

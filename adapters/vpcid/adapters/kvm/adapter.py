@@ -71,7 +71,7 @@ from vpcid.adapters.kvm import guest as g
 from vpcid.adapters.kvm.kvmapi import KVM_RUN, ExitReason, KvmError, get_errno, raw_ioctl, unavailable_reason
 from vpcid.adapters.kvm.machine import Guest, GuestError, Platform
 from vpcid.adapters.reference import ManagerFactory, ModelAdapter
-from vpcid.conformance.trace import EXTENSIONS, FULL, OK, Observation, Op, OpKind, TraceError
+from vpcid.conformance.trace import EXTENSIONS, FULL, INTROSPECTION, OK, Observation, Op, OpKind, TraceError
 from vpcid.model import Bdf, DataManager, Profile, VpcidError
 from vpcid.model.manager import MAX_VM_ID
 from vpcid.model.profile import Alignment, Cf8Extended
@@ -143,7 +143,7 @@ class KvmAdapter:
         self._info = AdapterInfo(
             name,
             self._host.info.profile,
-            FULL | EXTENSIONS,
+            FULL | EXTENSIONS | INTROSPECTION,
             None,
             description=description or f"real vCPUs execute every guest access (KVM, CPL{cpl})",
         )
