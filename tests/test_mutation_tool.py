@@ -455,3 +455,21 @@ def test_vpcid_mutate_changed_since_judges_only_changed_lines(tmp_path: Path, mo
             "select count(*) from work_results where worker_outcome != 'SKIPPED'"
         ).fetchone()
     assert results == len(judged)
+
+
+def test_the_cython_target_rebinds_every_model_name_the_compiled_module_imports() -> None:
+    """A name of the model the compiled module imports but the mutation target does not rebind would
+    keep the pristine object: mutants of it could never be killed through the Cython backend."""
+    import re
+
+    from vpcid.conformance.mutation import CYTHON_BINDINGS
+
+    source = (project_root() / "adapters/vpcid/adapters/cython/_dm.pyx").read_text(encoding="utf-8")
+    imported = {
+        alias: ("devices" if where == "conformance.devices" else where, name)
+        for where, name, alias in re.findall(
+            r"^from vpcid\.(model[\w.]*|conformance\.devices) import (\w+) as (\w+)$", source, re.MULTILINE
+        )
+    }
+    assert "_TopologyNode" in imported
+    assert imported == CYTHON_BINDINGS

@@ -11,10 +11,13 @@ Every step names the requirement it checks.
 
 from __future__ import annotations
 
-from vpcid.conformance.cases import CMD_IO, CMD_MEM, SUITE_VM, _Body, _Fn, _Sys
+import dataclasses
+
+from vpcid.conformance.cases import CMD_IO, CMD_MEM, SUITE_VM, _Body, _Fn, _split, _Sys
 from vpcid.conformance.trace import Op, OpKind, define_type_op
 from vpcid.conformance.typefile import type_json
-from vpcid.model import Bdf, BridgeRegisters, DeviceType, IoWindow, PrefetchWindow
+from vpcid.model import Bdf, BridgeRegisters, DataManager, DeviceType, IoWindow, PrefetchWindow
+from vpcid.model import blob as blobfmt
 from vpcid.model.catalog import E1000, EDU, PCI_BRIDGE, PCIE_ROOT_PORT
 from vpcid.model.manager import DEFAULT_ECAM_BASE
 
@@ -325,6 +328,52 @@ def _snapshots(s: _Sys) -> None:
           "blob restored re-routes and re-forwards; without bridges it is flat again", b)  # fmt: skip
 
 
+def _chained_snapshot(depth: int) -> bytes:
+    """A snapshot of ``depth`` pci-bridges one below the other (each at device 0, function 0 of the
+    secondary bus of the one above) and an edu below the last; built from the entries of a one-bridge
+    snapshot, since no sequence of operations numbers more than 255 buses."""
+    dm = DataManager()
+    dm.register_type(PCI_BRIDGE)
+    dm.create_vm(SUITE_VM)
+    dm.plug(SUITE_VM, Bdf(0, 0, 0), PCI_BRIDGE)
+    dm.config_write(SUITE_VM, Bdf(0, 0, 0), BUS_NUMBERS, 4, 0x0001_0100)
+    dm.plug(SUITE_VM, Bdf(1, 0, 0), EDU)
+    record = blobfmt.decode_snapshot(dm.snapshot(SUITE_VM))
+    bridge, edu = record.devices
+    devices = (bridge, *[(0, bridge[1])] * (depth - 1), edu)
+    parents = (None, *range(depth))
+    return blobfmt.encode_snapshot(
+        dataclasses.replace(record, devices=devices, parents=parents, map_order=())
+    )
+
+
+def _snapshot_limits(s: _Sys) -> None:
+    """R-BLOB-008: the structure of a bridged snapshot - the depth limit, the map order naming device
+    entries by index, and the topology section's own length - checked before anything is restored."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    b.check("R-BLOB-008")
+    deepest = _chained_snapshot(blobfmt.MAX_BRIDGE_DEPTH)
+    b.restore_vm(2, data=deepest)  # an edu below 255 bridges: accepted
+    b.tables(2)
+    b.restore_vm(3, data=_chained_snapshot(blobfmt.MAX_BRIDGE_DEPTH + 1))  # below 256: bad-blob
+    shallow = _chained_snapshot(2)
+    record = blobfmt.decode_snapshot(shallow)
+    count = len(record.devices)
+    for index in (count - 1, count):  # the last entry's BAR 0, then an index past the entries
+        b.restore_vm(3, data=blobfmt.encode_snapshot(dataclasses.replace(record, map_order=((index, 0),))))
+    magic, _major, _minor, sections = _split(shallow)
+    for payload in (b"", b"\x03", b"\x03\x00", b"\x03\x00\x00", b"\x00\x00\x00\x00", b"\x03\x00\x00\x00"):
+        truncated = [(t, f, payload if t == blobfmt.TAG_TOPOLOGY else p) for t, f, p in sections]
+        b.restore_vm(3, data=blobfmt.frame(magic, truncated))
+    b.tables(3)
+    s.add("bridge-snapshot-limits", GROUP,
+          "a snapshot with an instance below 255 bridges restores and one below 256 is rejected; so are "
+          "a map order naming a device entry past the last and a topology section shorter than its "
+          "count or than the count field itself", b)  # fmt: skip
+
+
 def _unplug(s: _Sys) -> None:
     """R-BRG-002: unplugging a bridge removes what is below it."""
     b = _Body()
@@ -382,5 +431,5 @@ def _topology(s: _Sys) -> None:
 def bridge_cases(s: _Sys) -> None:
     """Every bridge case (R-BRG-001..R-BRG-011, R-BLOB-007, R-BLOB-008)."""
     for build in (_header, _routing, _deep, _forwarding, _isa_vga, _secondary_reset, _reset, _snapshots,
-                  _unplug, _topology):  # fmt: skip
+                  _snapshot_limits, _unplug, _topology):  # fmt: skip
         build(s)

@@ -64,7 +64,7 @@ from typing import Any, TypeVar
 from vpcid.adapters.base import Adapter, AdapterInfo, define_type
 from vpcid.adapters.reference import ModelAdapter
 from vpcid.conformance.certify import DEFAULT_BUDGET, DEFAULT_SEED, CertificationReport, Verdict, certify
-from vpcid.conformance.trace import EXTENSIONS, FULL, Observation, Op
+from vpcid.conformance.trace import EXTENSIONS, FULL, INTROSPECTION, Observation, Op
 from vpcid.model import Profile
 from vpcid.model.errors import VpcidError
 from vpcid.model.profile import AXES
@@ -240,7 +240,7 @@ class MirrorModelAdapter(ModelAdapter):
             profile,
             manager_factory=lambda _: mirror.model.DataManager(mirrored),
             types=mirror.suite_types(),
-            operations=FULL | EXTENSIONS,
+            operations=FULL | EXTENSIONS | INTROSPECTION,
         )
         self._parse_definition = mirror.module("typefile").parse_type_definition
 
@@ -285,6 +285,8 @@ CYTHON_BINDINGS = {
     "_profile_layout": ("model.configspace", "profile_layout"),
     "_TableEntry": ("model.manager", "TableEntry"),
     "_VmTables": ("model.manager", "VmTables"),
+    "_TopologyNode": ("model.manager", "TopologyNode"),
+    "_Windows": ("model.topology", "Windows"),
     "_SUITE_TYPES": ("devices", "SUITE_TYPES"),
 }
 """The compiled module's globals that name Python objects of the model, and where the mirror has them."""
@@ -1194,6 +1196,39 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "'at' names the byte at fault in the error message only: " + _MESSAGE,
         "header.py",
         text=r"^\s*at, (pointer|offset) = ",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "an Instance is given its place right after it is built (root bus and slot at plug, by _take_place "
+        "on a restore, by the snapshot restore's tree walk): these defaults are never read",
+        "manager.py",
+        function="^Instance$",
+        text=r"root_bus: int = 0|slot: tuple\[int, int\] = \(0, 0\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "_digest_text only shows the stored and computed digests in an integrity error's message: "
+        + _MESSAGE,
+        "blob.py",
+        function="^_digest_text$",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "struct.unpack_from of one field returns a 1-tuple, whose [-1] is its [0]",
+        ".py",
+        text=r'unpack_from\("<[A-Z]", [a-z_]+\)\[0\]',
+        after=r'unpack_from\("<[A-Z]", [a-z_]+\)\[ -1\]',
+    ),
+    SurvivorRule(
+        "equivalent",
+        _REDUNDANT.format(
+            "bad-blob: a topology section of just its count field lists no instance, and every snapshot with "
+            "a topology section has devices (a bridge at least), so the count check rejects it"
+        ),
+        "blob.py",
+        function="^_topology$",
+        text=r"len\(raw\) < 4 or",
+        after=r"len\(raw\) (< 5|<= 4) or",
     ),
     SurvivorRule(
         "equivalent",
