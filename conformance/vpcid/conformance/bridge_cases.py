@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from vpcid.conformance.cases import CMD_IO, CMD_MEM, SUITE_VM, _Body, _Fn, _split, _Sys
+from vpcid.conformance.devices import KITCHEN_SINK
 from vpcid.conformance.trace import Op, OpKind, define_type_op
 from vpcid.conformance.typefile import type_json
 from vpcid.model import Bdf, BridgeRegisters, DataManager, DeviceType, IoWindow, PrefetchWindow
@@ -204,6 +205,80 @@ def _forwarding(s: _Sys) -> None:
           "memory reaches a BAR below two bridges only inside every bridge's windows with their "
           "memory bit set; the prefetchable window and its upper half forward too; an access across "
           "a window's edge is split there", b)  # fmt: skip
+
+
+def _probe_io(b: _Body, sink: _Fn, ports: tuple[int, ...]) -> None:
+    """Move the kitchen sink's 4-byte I/O BAR 5 to each port's dword and read the port's byte: a
+    forwarded port reads the BAR's zeros, one the bridge keeps upstream reads all ones."""
+    for port in ports:
+        sink.cw(0x24, 4, port & ~0x3)
+        b.ior(SUITE_VM, port, 1)
+
+
+def _probe_memory(b: _Body, sink: _Fn, addresses: tuple[int, ...], register: int = 0x20) -> None:
+    """Move a kitchen-sink memory BAR (16-byte BAR 4, or with ``register`` 0x18 the 1 MiB 64-bit BAR
+    2) over each address and read its byte."""
+    size = 0x10 if register == 0x20 else 0x10_0000
+    for address in addresses:
+        base = address & ~(size - 1)
+        sink.cw(register, 4, base & 0xFFFF_FFFF)
+        if register == 0x18:
+            sink.cw(register + 4, 4, base >> 32)
+        b.mr(SUITE_VM, address, 1)
+
+
+def _window_edges(s: _Sys) -> None:
+    """R-BRG-006, R-BRG-011: every window forwards from its first byte to its last and nothing
+    either side - a 32-bit I/O window whose upper halves move it past the I/O space, ISA enable in
+    each 1 KiB block, memory, and a 64-bit prefetchable window high above 4 GiB (its upper halves
+    taken whole)."""
+    b = _Body()
+    _define(b, WIDE_BRIDGE, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    wide = b.plug(SUITE_VM, PORT, WIDE_BRIDGE)
+    wide.cw(BUS_NUMBERS, 4, 0x0001_0100)
+    sink = b.plug(SUITE_VM, Bdf(1, 0, 0), KITCHEN_SINK)
+    sink.command(CMD_IO | CMD_MEM)
+    b.check("R-BRG-006")
+    wide.cw(IO_WINDOW, 2, 0x7050)  # 0x5000-0x?7fff, the low nibbles say 32-bit
+    wide.cw(0x30, 4, 0x0001_0000)  # limit's upper half 1: every port from 0x5000 up is forwarded
+    wide.cr(IO_WINDOW, 2)
+    wide.command(CMD_IO)
+    _probe_io(b, sink, (0x4FFF, 0x5000, 0x5FFF, 0x8000, 0xFFFF))
+    wide.cw(0x30, 4, 0)  # 0x5000-0x7fff
+    _probe_io(b, sink, (0x4FFF, 0x5000, 0x7FFF, 0x8000))
+    wide.cw(0x30, 4, 0x0001_0001)  # 0x15000-0x17fff: above the I/O space
+    _probe_io(b, sink, (0x5000, 0x7FFF))
+    b.check("R-BRG-011")
+    wide.cw(IO_WINDOW, 2, 0x00F0)  # 0xf000-0x10fff: ISA enable filters in each 1 KiB block
+    wide.cw(0x30, 4, 0x0001_0000)
+    wide.cw(CONTROL, 2, 0x0004)
+    _probe_io(b, sink, (0xEFFF, 0xF000, 0xF0FF, 0xF100, 0xF3FF, 0xF400, 0xF4FF, 0xFC00, 0xFCFF, 0xFD00,
+                        0xFFFF))  # fmt: skip
+    b.check("R-BRG-006")
+    wide.cw(CONTROL, 2, 0)
+    _probe_io(b, sink, (0xF100, 0xFFFF))
+    wide.command(CMD_MEM)
+    wide.cw(MEMORY_WINDOW, 4, 0xE030_E010)  # 0xe0100000-0xe03fffff
+    _probe_memory(b, sink, (0xE00F_FFFF, 0xE010_0000, 0xE02F_FFFF, 0xE030_0000, 0xE03F_FFFF, 0xE040_0000))
+    b.unplug(SUITE_VM, PORT)
+    bridge = b.plug(SUITE_VM, PORT, PCI_BRIDGE)
+    bridge.cw(BUS_NUMBERS, 4, 0x0001_0100)
+    sink = b.plug(SUITE_VM, Bdf(1, 0, 0), KITCHEN_SINK)
+    sink.command(CMD_MEM)
+    bridge.command(CMD_MEM)
+    bridge.cw(MEMORY_WINDOW, 4, 0x0000_FFF0)  # closed
+    bridge.cw(PREF_WINDOW, 4, 0x0031_0011)  # 0x?00100000-0x?003fffff, 64-bit
+    bridge.cw(PREF_WINDOW + 4, 4, 0x0100_0002)
+    bridge.cw(PREF_WINDOW + 8, 4, 0x0100_0002)  # upper halves: 0x0100000200100000-0x01000002003fffff
+    bridge.cr(PREF_WINDOW)
+    high = 0x0100_0002 << 32
+    _probe_memory(b, sink, (high + 0x000F_FFFF, high + 0x0010_0000, high + 0x0020_0000, high + 0x003F_FFFF,
+                            high + 0x0040_0000, 0x0010_0000), register=0x18)  # fmt: skip
+    s.add("bridge-window-edges", GROUP,
+          "each window forwards its first and last byte and nothing beside: a 32-bit I/O window with its "
+          "upper halves, ISA enable (the first 256 ports of each 1 KiB block), the memory window, and a "
+          "64-bit prefetchable window above 2^56", b)  # fmt: skip
 
 
 def _isa_vga(s: _Sys) -> None:
@@ -430,6 +505,6 @@ def _topology(s: _Sys) -> None:
 
 def bridge_cases(s: _Sys) -> None:
     """Every bridge case (R-BRG-001..R-BRG-011, R-BLOB-007, R-BLOB-008)."""
-    for build in (_header, _routing, _deep, _forwarding, _isa_vga, _secondary_reset, _reset, _snapshots,
-                  _snapshot_limits, _unplug, _topology):  # fmt: skip
+    for build in (_header, _routing, _deep, _forwarding, _window_edges, _isa_vga, _secondary_reset, _reset,
+                  _snapshots, _snapshot_limits, _unplug, _topology):  # fmt: skip
         build(s)
