@@ -438,6 +438,16 @@ def _snapshot_limits(s: _Sys) -> None:
     count = len(record.devices)
     for index in (count - 1, count):  # the last entry's BAR 0, then an index past the entries
         b.restore_vm(3, data=blobfmt.encode_snapshot(dataclasses.replace(record, map_order=((index, 0),))))
+    bridge, _, edu = record.devices
+    for devices in (
+        (bridge, (0x0100, edu[1])),  # below a bridge with bus number 1 in its BDF
+        (bridge, edu, edu),  # the same slot twice on one secondary bus
+        (bridge, (0x0008, edu[1]), edu),  # siblings out of order: 00.0 after 01.0
+        (bridge, edu, (0x0008, edu[1])),  # in order: accepted
+    ):
+        tree = dataclasses.replace(record, devices=devices, parents=(None,) + (0,) * (len(devices) - 1))
+        b.restore_vm(3, data=blobfmt.encode_snapshot(tree))
+        b.tables(3)
     magic, _major, _minor, sections = _split(shallow)
     for payload in (b"", b"\x03", b"\x03\x00", b"\x03\x00\x00", b"\x00\x00\x00\x00", b"\x03\x00\x00\x00"):
         truncated = [(t, f, payload if t == blobfmt.TAG_TOPOLOGY else p) for t, f, p in sections]
@@ -445,8 +455,9 @@ def _snapshot_limits(s: _Sys) -> None:
     b.tables(3)
     s.add("bridge-snapshot-limits", GROUP,
           "a snapshot with an instance below 255 bridges restores and one below 256 is rejected; so are "
-          "a map order naming a device entry past the last and a topology section shorter than its "
-          "count or than the count field itself", b)  # fmt: skip
+          "a map order naming a device entry past the last, an instance below a bridge with a bus number, "
+          "siblings repeated or out of order, and a topology section shorter than its count or than the "
+          "count field itself", b)  # fmt: skip
 
 
 def _unplug(s: _Sys) -> None:
