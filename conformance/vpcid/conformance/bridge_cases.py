@@ -15,6 +15,7 @@ import dataclasses
 
 from vpcid.conformance.cases import CMD_IO, CMD_MEM, SUITE_VM, _Body, _Fn, _split, _Sys
 from vpcid.conformance.devices import KITCHEN_SINK
+from vpcid.conformance.platform_cases import FLR_STICKY, MULTIFUNCTION, SINGLE, STICKY_RW
 from vpcid.conformance.trace import Op, OpKind, define_type_op
 from vpcid.conformance.typefile import type_json
 from vpcid.model import Bdf, BridgeRegisters, DataManager, DeviceType, IoWindow, PrefetchWindow
@@ -460,6 +461,147 @@ def _snapshot_limits(s: _Sys) -> None:
           "count field itself", b)  # fmt: skip
 
 
+def _tree_edits(s: _Sys) -> None:
+    """R-BRG-002, R-BRG-003, R-BRG-004, R-DEC-008: plugging and unplugging around bridges re-routes
+    exactly where it must - a secondary bus emptied and filled again, a bridge unplugged so that an
+    overlapping one takes its numbers, bus 0 kept by the host even when it is empty, and a BAR's
+    overlap order following its new BDF when renumbering moves it."""
+    b = _Body()
+    _define(b, PCI_BRIDGE)
+    b.create_vm(SUITE_VM)
+    b.check("R-BRG-002")
+    first = b.plug(SUITE_VM, PORT, PCI_BRIDGE)
+    first.cw(BUS_NUMBERS, 4, 0x0001_0100)
+    b.plug(SUITE_VM, Bdf(1, 0, 0), EDU)
+    b.unplug(SUITE_VM, Bdf(1, 0, 0))  # the secondary bus is empty again
+    b.plug(SUITE_VM, Bdf(1, 0, 0), EDU)
+    _fn(b, Bdf(1, 0, 0), EDU).cr(0x00)
+    b.tables(SUITE_VM)
+    b.check("R-BRG-003")
+    second = b.plug(SUITE_VM, Bdf(0, 2, 0), PCI_BRIDGE)
+    second.cw(BUS_NUMBERS, 4, 0x0002_0200)
+    b.plug(SUITE_VM, Bdf(2, 0, 0), E1000)
+    second.cw(BUS_NUMBERS, 4, 0x0001_0100)  # both bridges take bus 1: the first one's bus wins
+    _fn(b, Bdf(1, 0, 0), EDU).cr(0x00)
+    b.tables(SUITE_VM)
+    b.check("R-BRG-004")
+    b.unplug(SUITE_VM, PORT)  # the first bridge goes: the second's bus is bus 1 now
+    _fn(b, Bdf(1, 0, 0), E1000).cr(0x00)
+    b.tables(SUITE_VM)
+    b.check("R-BRG-003")
+    rooted = b.plug(SUITE_VM, Bdf(5, 0, 0), PCI_BRIDGE)  # no bridge names bus 5: a root bus
+    rooted.cw(BUS_NUMBERS, 4, 0x0006_0605)
+    b.plug(SUITE_VM, Bdf(6, 0, 0), KITCHEN_SINK)
+    b.unplug(SUITE_VM, Bdf(0, 2, 0))  # root bus 0 is empty now
+    rooted.cw(BUS_NUMBERS, 4, 0x0000_0005)  # secondary 0: bus 0 still names the host's root bus 0
+    _fn(b, Bdf(0, 0, 0), KITCHEN_SINK).cr(0x00)
+    b.tables(SUITE_VM)
+    b.check("R-DEC-008")
+    rooted.cw(BUS_NUMBERS, 4, 0x0006_0605)
+    rooted.cw(MEMORY_WINDOW, 4, 0xE010_E010)  # 0xe0100000-0xe01fffff
+    rooted.command(CMD_MEM)
+    below, beside = _fn(b, Bdf(6, 0, 0), KITCHEN_SINK), b.plug(SUITE_VM, Bdf(7, 0, 0), KITCHEN_SINK)
+    below.cw(0x20, 4, 0xE010_0000)
+    beside.cw(0x20, 4, 0xE010_0010)
+    for sink, value in ((below, 0x11), (beside, 0x22)):
+        sink.command(CMD_MEM)
+        sink.mw(0xE010_0000 if sink is below else 0xE010_0010, 4, value)
+    beside.cw(0x20, 4, 0xE010_0000)  # overlapping: 06:00.0 is the lower BDF and wins by default
+    b.mr(SUITE_VM, 0xE010_0000)
+    rooted.cw(BUS_NUMBERS, 4, 0x0008_0805)  # 06:00.0 becomes 08:00.0: 07:00.0 wins now
+    b.mr(SUITE_VM, 0xE010_0000)
+    b.tables(SUITE_VM)
+    b.check("R-BLOB-007")
+    b.snapshot(SUITE_VM, "roots")  # instances on root buses 5 and 7
+    b.restore_vm(2, "roots")
+    b.tables(2)
+    b.mr(2, 0xE010_0000)
+    b.check("R-BRG-003")
+    rooted.cw(BUS_NUMBERS, 4, 0x00FF_FF05)  # bus 255, the last number, names the secondary bus
+    _fn(b, Bdf(0xFF, 0, 0), KITCHEN_SINK).cr(0x00)
+    b.check("R-DEC-008")
+    b.unplug(SUITE_VM, Bdf(7, 0, 0))
+    below = _fn(b, Bdf(0xFF, 0, 0), KITCHEN_SINK)
+    below.cw(0x20, 4, 0)
+    below.cw(0x14, 4, 0xE010_0000)  # BAR 1 (4 KiB) decodes 0xe0100000 through the bridge
+    rooted.cw(BUS_NUMBERS, 4, 0x0000_0005)  # and keeps decoding while unreachable (no BDF)
+    last = b.plug(SUITE_VM, Bdf(0xFF, 0x1F, 7), KITCHEN_SINK)  # root bus 255, the highest BDF
+    last.cw(0x20, 4, 0xE010_0010)
+    last.command(CMD_MEM)
+    last.mw(0xE010_0010, 4, 0x33)
+    last.cw(0x20, 4, 0xE010_0000)  # overlapping: any BDF is lower than none, so ff:1f.7 wins
+    b.mr(SUITE_VM, 0xE010_0000)
+    b.check("R-DS-009")
+    last.cw(0x20, 4, 0xE020_0000)  # the 16-byte class: ff:1f.7 alone at 0xe0200000
+    below.cw(0x14, 4, 0xE020_0000)  # the 4 KiB class, outside the bridge's window: not forwarded
+    b.mr(SUITE_VM, 0xE020_0000)
+    b.mr(SUITE_VM, 0xE020_0010)
+    s.add("bridge-tree-edits", GROUP,
+          "plugging and unplugging around bridges re-routes where it must: a secondary bus emptied and "
+          "filled, an unplugged bridge's numbers taken by an overlapping one, bus 0 kept by the host "
+          "when empty, bus 255, the overlap order following a BDF that renumbering changed or took "
+          "away, a BAR outside its bridge's window beside one that decodes, and root buses other than "
+          "0 in a snapshot", b)  # fmt: skip
+
+    b = _Body()
+    _define(b, PCI_BRIDGE, FLR_STICKY)
+    b.create_vm(SUITE_VM)
+    bridge = b.plug(SUITE_VM, PORT, PCI_BRIDGE)
+    bridge.cw(BUS_NUMBERS, 4, 0x0001_0100)
+    sticky = b.plug(SUITE_VM, Bdf(1, 0, 0), FLR_STICKY)
+    b.check("R-RST-004")
+    sticky.cw(STICKY_RW, 4, 0xAAAA_5555)
+    sticky.cw(0x3C, 1, 0x0B)
+    bridge.cw(CONTROL, 1, 0x40)  # secondary bus reset: sticky bits kept, the rest to power-on
+    sticky.cr(STICKY_RW)
+    sticky.cr(0x3C, 1)
+    b.check("R-BRG-007")
+    sticky.cw(0x3C, 1, 0x0C)
+    bridge.cw(CONTROL + 1, 1, 0)  # the byte above: bit 6 of 0x3e was already set, no new reset
+    bridge.cw(0x3C, 2, 0x0105)  # interrupt line and pin, ending just below bridge control
+    sticky.cr(0x3C, 1)
+    bridge.cr(CONTROL, 2)
+    bridge.cw(CONTROL, 2, 0)
+    bridge.cw(CONTROL, 2, 0x0040)  # set again from 0: a new reset
+    sticky.cr(0x3C, 1)
+    sticky.cr(STICKY_RW)
+    s.add("bridge-reset-keeps-sticky", GROUP,
+          "a secondary bus reset keeps the sticky bits of the functions below it and resets the rest; "
+          "only a write that takes bridge control bit 6 from 0 to 1 resets, not one beside it or above "
+          "it while the bit stays set", b)  # fmt: skip
+
+
+def _multifunction_snapshots(s: _Sys) -> None:
+    """R-MF-001, R-MF-002, R-BLOB-008: the multi-function rules hold for the functions of one device
+    below a bridge in a snapshot: single-function function 0 with function 1 beside it is a tree no
+    plugs can build, and is rejected; a multi-function function 0 is accepted."""
+    dm = DataManager()
+    for dtype in (PCI_BRIDGE, MULTIFUNCTION, SINGLE):
+        dm.register_type(dtype)
+    dm.create_vm(SUITE_VM)
+    dm.plug(SUITE_VM, Bdf(0, 0, 0), PCI_BRIDGE)
+    dm.config_write(SUITE_VM, Bdf(0, 0, 0), BUS_NUMBERS, 4, 0x0001_0100)
+    dm.plug(SUITE_VM, Bdf(1, 0, 0), MULTIFUNCTION)
+    dm.plug(SUITE_VM, Bdf(1, 0, 1), SINGLE)
+    record = blobfmt.decode_snapshot(dm.snapshot(SUITE_VM))
+    bridge, multi, single = record.devices
+    b = _Body()
+    _define(b, PCI_BRIDGE, MULTIFUNCTION, SINGLE)
+    b.create_vm(SUITE_VM)
+    b.check("R-MF-002")
+    for devices in (
+        (bridge, (0x0000, single[1]), single),
+        (bridge, multi, single),
+        (bridge, (0x0001, single[1])),
+    ):
+        tree = dataclasses.replace(record, devices=devices, parents=(None,) + (0,) * (len(devices) - 1))
+        b.restore_vm(2, data=blobfmt.encode_snapshot(tree))
+        b.tables(2)
+    s.add("bridge-multifunction-snapshots", GROUP,
+          "below a bridge, a snapshot with a single-function function 0 and function 1 beside it is "
+          "rejected; with a multi-function function 0, or function 1 alone, it restores", b)  # fmt: skip
+
+
 def _unplug(s: _Sys) -> None:
     """R-BRG-002: unplugging a bridge removes what is below it."""
     b = _Body()
@@ -517,5 +659,6 @@ def _topology(s: _Sys) -> None:
 def bridge_cases(s: _Sys) -> None:
     """Every bridge case (R-BRG-001..R-BRG-011, R-BLOB-007, R-BLOB-008)."""
     for build in (_header, _routing, _deep, _forwarding, _window_edges, _isa_vga, _secondary_reset, _reset,
-                  _snapshots, _snapshot_limits, _unplug, _topology):  # fmt: skip
+                  _snapshots, _snapshot_limits, _tree_edits, _multifunction_snapshots, _unplug,
+                  _topology):  # fmt: skip
         build(s)
