@@ -20,7 +20,7 @@ from vpcid.conformance.trace import Op, OpKind, define_type_op
 from vpcid.conformance.typefile import type_json
 from vpcid.model import Bdf, BridgeRegisters, DataManager, DeviceType, IoWindow, PrefetchWindow
 from vpcid.model import blob as blobfmt
-from vpcid.model.catalog import E1000, EDU, PCI_BRIDGE, PCIE_ROOT_PORT
+from vpcid.model.catalog import A100, E1000, EDU, PCI_BRIDGE, PCIE_ROOT_PORT
 from vpcid.model.manager import DEFAULT_ECAM_BASE
 
 GROUP = "bridges"
@@ -280,6 +280,39 @@ def _window_edges(s: _Sys) -> None:
           "each window forwards its first and last byte and nothing beside: a 32-bit I/O window with its "
           "upper halves, ISA enable (the first 256 ports of each 1 KiB block), the memory window, and a "
           "64-bit prefetchable window above 2^56", b)  # fmt: skip
+
+
+def _forwarded_pieces(s: _Sys) -> None:
+    """R-BRG-006, R-BRG-011: a BAR larger than the windows is forwarded in pieces - what every bridge
+    above forwards of it - with one bridge's overlapping windows merged beside its VGA range."""
+    b = _Body()
+    _define(b, PCI_BRIDGE, A100)
+    b.create_vm(SUITE_VM)
+    upper, lower = _chain(b, 2, forward=False)
+    gpu = b.plug(SUITE_VM, Bdf(2, 0, 0), A100)
+    gpu.cw(0x10, 4, 0x0100_0000)  # BAR 0: 16 MiB at 0x1000000, over every window below
+    gpu.command(CMD_MEM)
+    for bridge in (upper, lower):
+        bridge.cw(CONTROL, 2, 0x0008)  # VGA enable: 0xa0000-0xbffff comes first among the ranges
+        bridge.command(CMD_MEM)
+    upper.cw(MEMORY_WINDOW, 4, 0x0130_0100)  # 0x1000000-0x13fffff
+    upper.cw(PREF_WINDOW, 4, CLOSED_PREF)
+    lower.cw(PREF_WINDOW, 4, 0x0120_0110)  # prefetchable 0x1100000-0x12fffff
+    lower.cw(MEMORY_WINDOW, 4, 0x0130_0120)  # memory 0x1200000-0x13fffff, overlapping it
+    probes = (0x100_0000, 0x10F_FFFF, 0x110_0000, 0x11F_FFFF, 0x120_0000, 0x12F_FFFF, 0x130_0000, 0x13F_FFFF)
+    b.check("R-BRG-006")
+    for address in probes:
+        b.mr(SUITE_VM, address, 1)
+    upper.cw(MEMORY_WINDOW, 4, 0x0110_0110)  # 0x1100000-0x11fffff
+    upper.cw(PREF_WINDOW, 4, 0x0131_0131)  # and 0x1300000-0x13fffff: the BAR reaches the lower
+    upper.cw(PREF_WINDOW + 4, 4, 0)  # bridge in two pieces
+    upper.cw(PREF_WINDOW + 8, 4, 0)
+    for address in probes:
+        b.mr(SUITE_VM, address, 1)
+    b.tables(SUITE_VM)
+    s.add("bridge-forwarded-pieces", GROUP,
+          "a BAR larger than the windows is reached only where every bridge above forwards it, in "
+          "pieces, one bridge's overlapping windows merged beside its VGA range", b)  # fmt: skip
 
 
 def _isa_vga(s: _Sys) -> None:
@@ -658,7 +691,7 @@ def _topology(s: _Sys) -> None:
 
 def bridge_cases(s: _Sys) -> None:
     """Every bridge case (R-BRG-001..R-BRG-011, R-BLOB-007, R-BLOB-008)."""
-    for build in (_header, _routing, _deep, _forwarding, _window_edges, _isa_vga, _secondary_reset, _reset,
-                  _snapshots, _snapshot_limits, _tree_edits, _multifunction_snapshots, _unplug,
-                  _topology):  # fmt: skip
+    for build in (_header, _routing, _deep, _forwarding, _window_edges, _forwarded_pieces, _isa_vga,
+                  _secondary_reset, _reset, _snapshots, _snapshot_limits, _tree_edits,
+                  _multifunction_snapshots, _unplug, _topology):  # fmt: skip
         build(s)
