@@ -98,8 +98,10 @@ def _msix_table_case(s: _Sys, dtype: DeviceType) -> None:
     f.mr(table + 8, 8)
     f.mw(table + 12, 4, 0xFFFF_FFFE)  # reserved bits set, mask clear
     f.mr(table + 12)
+    f.mr(table + 16, 8)  # the next entry is untouched
     f.mw(table + 16 * last + 8, 8, 0xFFFF_FFFF_0000_0042)  # data and Vector Control in one qword
     f.mr(table + 16 * last + 8, 8)
+    f.mr(table + 16 * (last + 1), 8)  # past the table
     for offset, width in ((0, 1), (12, 1), (2, 2), (2, 4), (4, 8)):
         f.mw(table + offset, width, (1 << 8 * width) - 2)
         f.mr(table + offset, width)
@@ -115,6 +117,33 @@ def _msix_table_case(s: _Sys, dtype: DeviceType) -> None:
           f"{dtype.name}'s MSI-X table: every vector masked at power-on, entries written by dword and "
           "qword, Vector Control keeping bit 0 only, other widths reading zero and writing nothing, a "
           "read-only PBA, memory-like bytes next to them", body)  # fmt: skip
+
+
+def _hostile_msix_blobs() -> list[bytes]:
+    """NVMe blobs whose MSI-X state no guest can make: a reserved Vector Control bit set on the last
+    vector; a pending bit one past the last vector; and, accepted, pending bits of real vectors."""
+    dm = DataManager()
+    dm.create_vm(SUITE_VM)
+    bdf = Bdf(0, 4, 0)
+    dm.plug(SUITE_VM, bdf, NVME)
+    record = blobfmt.decode_instance(dm.save(SUITE_VM, bdf))
+    place = _place(NVME)
+    page_size = blobfmt.PAGE_SIZE
+
+    def with_byte(bar: int, offset: int, value: int) -> bytes:
+        pages = {(b, n): bytearray(c) for b, n, c in record.pages}
+        page = pages.setdefault((bar, offset // page_size), bytearray(page_size))
+        page[offset % page_size] |= value
+        ordered = tuple((b, n, bytes(c)) for (b, n), c in sorted(pages.items()))
+        return blobfmt.encode_instance(dataclasses.replace(record, pages=ordered))
+
+    last = place.vectors - 1
+    past = place.pba_offset + place.vectors // 8
+    return [
+        with_byte(place.table_bar, place.table_offset + 16 * last + 12, 0x02),
+        with_byte(place.pba_bar, past, 1 << (place.vectors % 8)),
+        with_byte(place.pba_bar, place.pba_offset, 0x01),
+    ]
 
 
 def _msix_lifecycle_case(s: _Sys) -> None:
@@ -138,6 +167,10 @@ def _msix_lifecycle_case(s: _Sys) -> None:
     f.mr(table + 16 * 5 + 12)
     f.mr(table + 16 * 6 + 12)
     f.save("after")
+    f.check("R-SR-003")
+    for blob in _hostile_msix_blobs():  # reserved Vector Control bits, a pending bit past the vectors
+        f.restore(data=blob)
+    f.mr(table + 16 * 5, 8)
     s.add("msix-table-reset-restore", "save-restore",
           "reset clears the MSI-X table and masks every vector again; save and restore carry the table as "
           "BAR data", body)  # fmt: skip
