@@ -247,7 +247,10 @@ def _window_edges(s: _Sys) -> None:
     wide.command(CMD_IO)
     _probe_io(b, sink, (0x4FFF, 0x5000, 0x5FFF, 0x8000, 0xFFFF))
     wide.cw(0x30, 4, 0)  # 0x5000-0x7fff
-    _probe_io(b, sink, (0x4FFF, 0x5000, 0x7FFF, 0x8000))
+    _probe_io(b, sink, (0x4FFF, 0x5000, 0x7FFF, 0x8000, 0x3C0))  # VGA ports need VGA enable
+    wide.command(CMD_MEM)  # the I/O bit off: the window forwards nothing
+    _probe_io(b, sink, (0x5000,))
+    wide.command(CMD_IO)
     wide.cw(0x30, 4, 0x0001_0001)  # 0x15000-0x17fff: above the I/O space
     _probe_io(b, sink, (0x5000, 0x7FFF))
     b.check("R-BRG-011")
@@ -262,6 +265,14 @@ def _window_edges(s: _Sys) -> None:
     wide.command(CMD_MEM)
     wide.cw(MEMORY_WINDOW, 4, 0xE030_E010)  # 0xe0100000-0xe03fffff
     _probe_memory(b, sink, (0xE00F_FFFF, 0xE010_0000, 0xE02F_FFFF, 0xE030_0000, 0xE03F_FFFF, 0xE040_0000))
+    b.check("R-BRG-011")
+    wide.cw(MEMORY_WINDOW, 4, 0x0000_FFF0)  # windows closed: only VGA enable forwards
+    wide.cw(IO_WINDOW, 2, 0x00F0)
+    wide.cw(0x30, 4, 0)
+    wide.cw(CONTROL, 2, 0x0008)
+    wide.command(CMD_IO | CMD_MEM)
+    _probe_io(b, sink, (0x3AF, 0x3B0, 0x3BB, 0x3BC, 0x3BF, 0x3C0, 0x3DF, 0x3E0))
+    _probe_memory(b, sink, (0x9_FFFF, 0xA_0000, 0xB_FFFF, 0xC_0000))
     b.unplug(SUITE_VM, PORT)
     bridge = b.plug(SUITE_VM, PORT, PCI_BRIDGE)
     bridge.cw(BUS_NUMBERS, 4, 0x0001_0100)
@@ -278,8 +289,8 @@ def _window_edges(s: _Sys) -> None:
                             high + 0x0040_0000, 0x0010_0000), register=0x18)  # fmt: skip
     s.add("bridge-window-edges", GROUP,
           "each window forwards its first and last byte and nothing beside: a 32-bit I/O window with its "
-          "upper halves, ISA enable (the first 256 ports of each 1 KiB block), the memory window, and a "
-          "64-bit prefetchable window above 2^56", b)  # fmt: skip
+          "upper halves, ISA enable (the first 256 ports of each 1 KiB block), the memory window, the VGA "
+          "ports and frame buffer, and a 64-bit prefetchable window above 2^56", b)  # fmt: skip
 
 
 def _forwarded_pieces(s: _Sys) -> None:

@@ -1170,6 +1170,13 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
     ),
     SurvivorRule(
         "equivalent",
+        "a @property of a Protocol class (an interface no code calls on the protocol itself)",
+        "topology.py",
+        function="^Bus$",
+        operator="RemoveDecorator",
+    ),
+    SurvivorRule(
+        "equivalent",
         "Mapping.size is for introspection; the data manager's operations use size_log2",
         "tables.py",
         function="Mapping",
@@ -1196,6 +1203,147 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "'at' names the byte at fault in the error message only: " + _MESSAGE,
         "header.py",
         text=r"^\s*at, (pointer|offset) = ",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "_map_order_difference only lists what a rejected snapshot's map order lacks or repeats, for the "
+        "error's message: " + _MESSAGE,
+        "manager.py",
+        function="^_map_order_difference$",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the revisions a type accepts and where a blob's registers decode a BAR are named in a rejected "
+        "restore's message only: " + _MESSAGE,
+        "manager.py",
+        function="^_instance_from$",
+        text=r"^\s*(accepted|why) = ",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "plugging on a root bus takes only a number that named no bus (a number that names a bridge's "
+        "secondary bus puts the instance below that bridge, R-BRG-002), so routing of every other number "
+        "is unchanged: a re-route there, or none, rebuilds the same table",
+        "manager.py",
+        function="^plug$",
+        text=r"claims_number",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "an unplug that removes no bridge and frees no root bus changes no routing: re-routing there too "
+        "rebuilds the same table",
+        "manager.py",
+        function="^unplug$",
+        text=r"if bridges or \(vm\.bridge_count and freed\):",
+        after=r"if not bridges or \(vm\.bridge_count and freed\):|"
+        r"if bridges or \(vm\.bridge_count or freed\):",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "an instance below a bridge never loses its parent, and its root_bus is read only when it has none "
+        "(its bus, tree order, the snapshot's BDF, topology rows)",
+        "manager.py",
+        function="^_restore_tree$",
+        text=r"inst\.parent, inst\.root_bus = parent, 0",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "bus numbers are register bytes 0-255: no bridge's range holds 256",
+        "topology.py",
+        function="^route_numbers$",
+        text=r"range\(256\)",
+        after=r"range\( 257\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a window's limit ends in ones below its granularity and its base in zeros, so base == limit never "
+        "happens and <= is <",
+        "topology.py",
+        function="^_open$",
+        operator="LtE_Lt",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "empty ranges, and adjacent ranges left unmerged, forward exactly the same addresses: every use of "
+        "the ranges asks whether an address lies in one",
+        "topology.py",
+        function="^(normalise|intersect)$",
+        text=r"if r\[0\] < r\[1\]|if start < stop:|start <= merged\[-1\]\[1\]",
+        after=r"r\[0\] <= r\[1\]|if start <= stop:|start < merged\[-1\]\[1\]",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "when both ranges end at one address, advancing either one first gives the same pieces: the next "
+        "range of the one advanced starts at or after that end, where the other has nothing left",
+        "topology.py",
+        function="^intersect$",
+        text=r"if a\[i\]\[1\] < b\[j\]\[1\]:",
+        after=r"if a\[i\]\[1\] <= b\[j\]\[1\]:",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "an I/O window's base is 4 KiB aligned, so the first 1 KiB block is its base whatever low bits "
+        "the mutant keeps or sets first (blocks below the base are clipped empty), and the window's last "
+        "ports lie in the part of their block ISA enable filters out; ports from 0x10000 are outside the "
+        "I/O space no access reaches (R-ACC-002), so the part above 64 KiB changes nothing",
+        "topology.py",
+        function="^_isa_filtered$",
+        text=r"block = start & ~0x3FF|start, stop = window\[0\], window\[1\] \+ 1|"
+        r"while block < min\(stop, IO_SPACE_END\)|if stop > IO_SPACE_END:|"
+        r"kept\.append\(\(max\(start, IO_SPACE_END\)",
+        after=r"block = start (\| ~0x3FF|& \+0x3FF|& -0x3FF|& 0x3FF|& ~ 1024|& ~ 1022)|"
+        r"window\[1\] (- 1|\+ 2|\+ 0)$|"
+        r"while block <= min|if stop >= IO_SPACE_END|if not stop > IO_SPACE_END|IO_SPACE_END\), stop\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the command bits tested (I/O, memory) and the bridge control bits tested (ISA, VGA) are in the "
+        "register's first byte, whichever width it is read at",
+        "topology.py",
+        function="^forwarded_ranges$",
+        text=r"_le\(config, COMMAND, 2\), _le\(config, BRIDGE_CONTROL, 2\)",
+        after=r"_le\(config, COMMAND, [13]\)|_le\(config, BRIDGE_CONTROL, [13]\)",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "any value above 0xffff sorts a mapping without a BDF after every BDF, as 0x10000 does",
+        "tables.py",
+        function="^lowest_bdf_first$",
+        after=r"else 65537",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the MSI-X table offset is a multiple of 8 (its low 3 bits name the BAR), so adding or "
+        "subtracting it gives the same residue modulo the 16-byte entry",
+        "behaviour.py",
+        function="^write$",
+        text=r"\(offset \+ k - self\.place\.table_offset\) % MSIX_ENTRY_SIZE",
+        after=r"\(offset \+ k \+ self\.place\.table_offset\) % MSIX_ENTRY_SIZE",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "Vector Control's upper three bytes are always stored as zero, so a slice one byte wider writes the "
+        "zero the entry already holds there",
+        "behaviour.py",
+        function="^write$",
+        after=r"stored\[k : k \+ 5\]",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the enclosing test already requires offset < span.stop, so offset <= span.stop holds alike",
+        "behaviour.py",
+        function="^_area$",
+        text=r"span\.start <= offset < span\.stop",
+        after=r"span\.start <= offset <= span\.stop",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "bit 0 of every configuration space is the vendor ID's, read-only: keeping it through a reset keeps "
+        "the power-on value it already has",
+        "manager.py",
+        function="^_reset_instance$",
+        text=r"sticky = inst\.dtype\.sticky_bits if keep_sticky else 0",
+        after=r"else 1$",
     ),
     SurvivorRule(
         "equivalent",
