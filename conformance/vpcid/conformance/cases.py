@@ -1028,6 +1028,17 @@ def _cfg_declared_bytes(d: _Dev) -> None:
         )
 
 
+def _cfg_power_on(d: _Dev) -> None:
+    """R-DT-005: every dword of the configuration space reads the type's power-on bytes, before any
+    write (the catalogue's and the definitions' bytes, capability bodies included, byte for byte)."""
+    f = d.start()
+    f.check("R-DT-005")
+    for dw in range(0, d.target.dtype.config_size, 4):
+        f.cr(dw)
+    d.done("power-on-space", "configuration-space",
+           "every dword of the configuration space reads its power-on value before any write")  # fmt: skip
+
+
 def _cfg_size(d: _Dev) -> None:
     """R-CFG-009, R-CFG-010: bytes past the function's space read all ones; unclaimed bytes read zero."""
     f = d.start()
@@ -2035,6 +2046,7 @@ _DEVICE_CASES: tuple[Callable[[_Dev], None] | Script, ...] = (
     _cfg_capabilities,
     _cfg_msi_clamp,
     _cfg_declared_bytes,
+    _cfg_power_on,
     _cfg_size,
     _cfg_registers,
     _bar_registers,

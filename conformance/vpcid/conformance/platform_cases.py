@@ -199,6 +199,11 @@ def _sys_multifunction(s: _Sys) -> None:
     _cw(b, fn[3], 0x3C, 1, 0x0A)
     _cr(b, fn[3], 0x3C, 1)
     b.tables(SUITE_VM)
+    b.check("R-MF-002")
+    b.unplug(SUITE_VM, fn[3])
+    b.plug(SUITE_VM, fn[7], SINGLE)
+    b.plug(SUITE_VM, fn[0], SINGLE)  # slot-occupied: function 7 is present
+    b.tables(SUITE_VM)
     what = "a single-function function 0 needs its device empty; functions above 0 answer alone"
     s.add("multifunction-function-0-last", PLUG_GROUP, what, b)
 
