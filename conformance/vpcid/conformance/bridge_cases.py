@@ -228,18 +228,23 @@ def _probe_memory(b: _Body, sink: _Fn, addresses: tuple[int, ...], register: int
         b.mr(SUITE_VM, address, 1)
 
 
-def _window_edges(s: _Sys) -> None:
-    """R-BRG-006, R-BRG-011: every window forwards from its first byte to its last and nothing
-    either side - a 32-bit I/O window whose upper halves move it past the I/O space, ISA enable in
-    each 1 KiB block, memory, and a 64-bit prefetchable window high above 4 GiB (its upper halves
-    taken whole)."""
-    b = _Body()
-    _define(b, WIDE_BRIDGE, PCI_BRIDGE)
+def _below(b: _Body, bridge_type: DeviceType) -> tuple[_Fn, _Fn]:
+    """A bridge of ``bridge_type`` at 00:01.0 numbered 1, and a kitchen sink below it decoding."""
+    _define(b, bridge_type)
     b.create_vm(SUITE_VM)
-    wide = b.plug(SUITE_VM, PORT, WIDE_BRIDGE)
-    wide.cw(BUS_NUMBERS, 4, 0x0001_0100)
+    bridge = b.plug(SUITE_VM, PORT, bridge_type)
+    bridge.cw(BUS_NUMBERS, 4, 0x0001_0100)
     sink = b.plug(SUITE_VM, Bdf(1, 0, 0), KITCHEN_SINK)
     sink.command(CMD_IO | CMD_MEM)
+    return bridge, sink
+
+
+def _window_edges(s: _Sys) -> None:
+    """R-BRG-006, R-BRG-011: every window forwards from its first byte to its last and nothing
+    either side - a 32-bit I/O window with its upper halves, ISA enable in each 1 KiB block, the VGA
+    ranges, memory, and a 64-bit prefetchable window high above 4 GiB (its upper halves taken whole)."""
+    b = _Body()
+    wide, sink = _below(b, WIDE_BRIDGE)
     b.check("R-BRG-006")
     wide.cw(IO_WINDOW, 2, 0x7050)  # 0x5000-0x?7fff, the low nibbles say 32-bit
     wide.cw(0x30, 4, 0x0001_0000)  # limit's upper half 1: every port from 0x5000 up is forwarded
@@ -253,27 +258,41 @@ def _window_edges(s: _Sys) -> None:
     wide.command(CMD_IO)
     wide.cw(0x30, 4, 0x0001_0001)  # 0x15000-0x17fff: above the I/O space
     _probe_io(b, sink, (0x5000, 0x7FFF))
+    s.add("bridge-io-window-edges", GROUP,
+          "a 32-bit I/O window forwards its first and last port and nothing beside, its upper halves "
+          "taken whole, and only with the I/O bit set", b)  # fmt: skip
+
+    b = _Body()
+    wide, sink = _below(b, WIDE_BRIDGE)
     b.check("R-BRG-011")
     wide.cw(IO_WINDOW, 2, 0x00F0)  # 0xf000-0x10fff: ISA enable filters in each 1 KiB block
     wide.cw(0x30, 4, 0x0001_0000)
     wide.cw(CONTROL, 2, 0x0004)
-    _probe_io(b, sink, (0xEFFF, 0xF000, 0xF0FF, 0xF100, 0xF3FF, 0xF400, 0xF4FF, 0xFC00, 0xFCFF, 0xFD00,
-                        0xFFFF))  # fmt: skip
+    wide.command(CMD_IO)
+    _probe_io(b, sink, (0xEFFF, 0xF000, 0xF0FF, 0xF100, 0xF3FF, 0xF400, 0xF4FF, 0xFC00, 0xFCFF, 0xFFFF))
     b.check("R-BRG-006")
     wide.cw(CONTROL, 2, 0)
-    _probe_io(b, sink, (0xF100, 0xFFFF))
-    wide.command(CMD_MEM)
-    wide.cw(MEMORY_WINDOW, 4, 0xE030_E010)  # 0xe0100000-0xe03fffff
-    _probe_memory(b, sink, (0xE00F_FFFF, 0xE010_0000, 0xE02F_FFFF, 0xE030_0000, 0xE03F_FFFF, 0xE040_0000))
+    _probe_io(b, sink, (0xF100,))
     b.check("R-BRG-011")
-    wide.cw(MEMORY_WINDOW, 4, 0x0000_FFF0)  # windows closed: only VGA enable forwards
-    wide.cw(IO_WINDOW, 2, 0x00F0)
+    wide.cw(IO_WINDOW, 2, 0x00F0)  # windows closed: only VGA enable forwards
     wide.cw(0x30, 4, 0)
+    wide.cw(MEMORY_WINDOW, 4, 0x0000_FFF0)
     wide.cw(CONTROL, 2, 0x0008)
     wide.command(CMD_IO | CMD_MEM)
     _probe_io(b, sink, (0x3AF, 0x3B0, 0x3BB, 0x3BC, 0x3BF, 0x3C0, 0x3DF, 0x3E0))
     _probe_memory(b, sink, (0x9_FFFF, 0xA_0000, 0xB_FFFF, 0xC_0000))
+    s.add("bridge-isa-vga-edges", GROUP,
+          "ISA enable forwards the first 256 ports of each 1 KiB block of the I/O window; VGA enable "
+          "forwards the VGA ports and frame buffer from their first byte to their last", b)  # fmt: skip
+
+    b = _Body()
+    wide, sink = _below(b, WIDE_BRIDGE)
+    b.check("R-BRG-006")
+    wide.command(CMD_MEM)
+    wide.cw(MEMORY_WINDOW, 4, 0xE030_E010)  # 0xe0100000-0xe03fffff
+    _probe_memory(b, sink, (0xE00F_FFFF, 0xE010_0000, 0xE02F_FFFF, 0xE030_0000, 0xE03F_FFFF, 0xE040_0000))
     b.unplug(SUITE_VM, PORT)
+    _define(b, PCI_BRIDGE)
     bridge = b.plug(SUITE_VM, PORT, PCI_BRIDGE)
     bridge.cw(BUS_NUMBERS, 4, 0x0001_0100)
     sink = b.plug(SUITE_VM, Bdf(1, 0, 0), KITCHEN_SINK)
@@ -287,10 +306,9 @@ def _window_edges(s: _Sys) -> None:
     high = 0x0100_0002 << 32
     _probe_memory(b, sink, (high + 0x000F_FFFF, high + 0x0010_0000, high + 0x0020_0000, high + 0x003F_FFFF,
                             high + 0x0040_0000, 0x0010_0000), register=0x18)  # fmt: skip
-    s.add("bridge-window-edges", GROUP,
-          "each window forwards its first and last byte and nothing beside: a 32-bit I/O window with its "
-          "upper halves, ISA enable (the first 256 ports of each 1 KiB block), the memory window, the VGA "
-          "ports and frame buffer, and a 64-bit prefetchable window above 2^56", b)  # fmt: skip
+    s.add("bridge-memory-window-edges", GROUP,
+          "the memory window and a 64-bit prefetchable window above 2^56 forward their first and last "
+          "byte and nothing beside", b)  # fmt: skip
 
 
 def _forwarded_pieces(s: _Sys) -> None:
