@@ -121,7 +121,8 @@ def _msix_table_case(s: _Sys, dtype: DeviceType) -> None:
 
 def _hostile_msix_blobs() -> list[bytes]:
     """NVMe blobs whose MSI-X state no guest can make: a reserved Vector Control bit set on the last
-    vector; a pending bit one past the last vector; and, accepted, pending bits of real vectors."""
+    vector (in its low and its high byte); a pending bit one past the last vector; and, accepted,
+    pending bits of real vectors, and a table with every vector unmasked (its page left out)."""
     dm = DataManager()
     dm.create_vm(SUITE_VM)
     bdf = Bdf(0, 4, 0)
@@ -139,10 +140,14 @@ def _hostile_msix_blobs() -> list[bytes]:
 
     last = place.vectors - 1
     past = place.pba_offset + place.vectors // 8
+    table_page = (place.table_bar, place.table_offset // page_size)
+    unmasked = tuple(page for page in record.pages if page[:2] != table_page)  # every vector unmasked
     return [
         with_byte(place.table_bar, place.table_offset + 16 * last + 12, 0x02),
+        with_byte(place.table_bar, place.table_offset + 16 * last + 15, 0x80),
         with_byte(place.pba_bar, past, 1 << (place.vectors % 8)),
         with_byte(place.pba_bar, place.pba_offset, 0x01),
+        blobfmt.encode_instance(dataclasses.replace(record, pages=unmasked)),
     ]
 
 
@@ -152,7 +157,7 @@ def _msix_lifecycle_case(s: _Sys) -> None:
     f = _device(body, NVME)
     table, _ = _table(NVME)
     f.check("R-IRQ-003")
-    f.mw(table + 16 * 5, 8, 0xFEE0_2000)
+    f.mw(table + 16 * 5, 8, 0xFEE0_2004)  # entry 5's first byte, right after entry 4's Vector Control
     f.mw(table + 16 * 5 + 12, 4, 0)
     f.save("irq")
     f.reset()

@@ -1348,6 +1348,15 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
     ),
     SurvivorRule(
         "equivalent",
+        "a table with no memory reads zero: taking its Vector Control as 1 instead sets only the mask bit, "
+        "which the test for reserved bits leaves out",
+        "behaviour.py",
+        function="^check$",
+        text=r"if table is not None else 0",
+        after=r"if table is not None else 1$",
+    ),
+    SurvivorRule(
+        "equivalent",
         "Vector Control's upper three bytes are always stored as zero, so a slice one byte wider writes the "
         "zero the entry already holds there",
         "behaviour.py",
