@@ -1135,6 +1135,8 @@ class _Inquiry:
                 return held
         if got_byte == unmapped and want_byte != unmapped:
             forwarded = self.forwarding_stops(at, op.vm, io, address, bdf, bar)
+            if forwarded is None and not io:
+                forwarded = self.high_forwarding_stops(at, op.vm, address, bdf, bar)
             if forwarded is not None:
                 return ("R-BRG-006",), f"{place}: {forwarded} ({values})"
             rid, why = self.why_decoding(at, op.vm, io, address, bdf, bar)
@@ -1745,6 +1747,50 @@ class _Inquiry:
             f"{bdf} {'ROM' if bar == ROM_INDEX else f'BAR{bar}'} decodes it and bridge(s) {names} above it "
             f"forward it; with their windows opened to the whole space the implementation reaches it, so "
             f"its bridges' forwarding stops it"
+        )
+
+    def high_forwarding_stops(self, at: int, vm: int, address: int, bdf: Bdf, bar: int) -> str | None:
+        """For a 64-bit BAR above 4 GiB below bridges that the implementation does not reach even with
+        the bridges' windows opened (a bridge that drops a window's upper half opens it only to 4 GiB):
+        a fresh function of the same type plugged on a free root bus, its BAR at an address above 4 GiB
+        beside it, decoded alike by implementation and model shows that the type's 64-bit decode works,
+        so the bridges above stop it (R-BRG-006); None when that does not hold or cannot be asked."""
+        model = self.model_at(at)
+        manager = model.manager
+        inst = manager._vm(vm).config_table.get(bdf)
+        spec = inst.dtype.bar(bar) if inst is not None and bar != ROM_INDEX else None
+        if inst is None or inst.parent is None or spec is None or spec.kind is not BarKind.MEM64:
+            return None
+        base = self.base_of(model, vm, bdf, bar)
+        if base < 1 << 32:
+            return None
+        taken = {b.bus for b in manager._vm(vm).config_table} | set(manager._vm(vm).bus_owner)
+        free = next((n for n in range(255, 0, -1) if n not in taken), None)
+        twin_base = base + (1 << 33) if base + (1 << 33) + spec.size <= 1 << 64 else base - (1 << 33)
+        if free is None or twin_base < 1 << 32 or spec.size > 1 << 33:
+            return None
+        twin = Bdf(free, 0, 0)
+        register = 0x10 + 4 * bar
+
+        def write(offset: int, width: int, value: int) -> Op:
+            return Op(OpKind.CONFIG_WRITE, vm=vm, bdf=twin, address=offset, width=width, value=value)
+
+        probes = [Op(OpKind.PLUG, vm=vm, bdf=twin, name=inst.dtype.name),
+                  write(register, 4, twin_base & 0xFFFF_FFFF), write(register + 4, 4, twin_base >> 32),
+                  write(0x04, 2, 0x2),
+                  Op(OpKind.MMIO_READ, vm=vm, address=twin_base + (address - base), width=1)]  # fmt: skip
+        values = self.probe_values(at, probes)
+        if values is None:
+            return None
+        seen, expected = values
+        if not all(
+            _normal(a, self.info) == _normal(b, self.info) for a, b in zip(seen, expected, strict=True)
+        ):
+            return None
+        return (
+            f"{bdf} BAR{bar} decodes it at {hex_value(base)} above 4 GiB; a fresh {inst.dtype.name} "
+            f"plugged at {twin} on a root bus decodes {hex_value(twin_base)} as the model does, so the "
+            f"type's 64-bit decode works and the bridges above {bdf} stop it"
         )
 
     def own_snapshot_refused(self, at: int, snapshot_and_restore: list[Op]) -> str | None:
