@@ -506,7 +506,7 @@ def _snapshot_limits(s: _Sys) -> None:
         (bridge, (0x0100, edu[1])),  # below a bridge with bus number 1 in its BDF
         (bridge, edu, edu),  # the same slot twice on one secondary bus
         (bridge, (0x0008, edu[1]), edu),  # siblings out of order: 00.0 after 01.0
-        (bridge, edu, (0x0008, edu[1])),  # in order: accepted
+        (bridge, edu, (0x0080, edu[1])),  # in order, the second at device 16: accepted
     ):
         tree = dataclasses.replace(record, devices=devices, parents=(None,) + (0,) * (len(devices) - 1))
         b.restore_vm(3, data=blobfmt.encode_snapshot(tree))

@@ -150,6 +150,8 @@ def _sys_resets(s: _Sys) -> None:
     b.check("R-RST-005")
     _cw(b, FLR_BDF, DEVICE_CONTROL, 1, 0x80)  # the low byte: bit 7 there is not Initiate FLR
     _read_flr_sticky(b)
+    _cw(b, FLR_BDF, DEVICE_CONTROL + 1, 1, 0x7F)  # the high byte without bit 15: no FLR either
+    _read_flr_sticky(b)
     b.iow(SUITE_VM, 0xCF8, 4, 0x8000_0000 | FLR_BDF.packed << 8 | DEVICE_CONTROL)
     b.iow(SUITE_VM, 0xCFD, 1, 0x80)  # through configuration mechanism #1
     _read_flr_sticky(b)
