@@ -149,7 +149,6 @@ def _sys_resets(s: _Sys) -> None:
     _dirty_flr_sticky(b)
     b.check("R-RST-005")
     _cw(b, FLR_BDF, DEVICE_CONTROL, 1, 0x80)  # the low byte: bit 7 there is not Initiate FLR
-    _read_flr_sticky(b)
     _cw(b, FLR_BDF, DEVICE_CONTROL + 1, 1, 0x7F)  # the high byte without bit 15: no FLR either
     _read_flr_sticky(b)
     b.iow(SUITE_VM, 0xCF8, 4, 0x8000_0000 | FLR_BDF.packed << 8 | DEVICE_CONTROL)
