@@ -322,6 +322,31 @@ def _revision_case(s: _Sys) -> None:
           "does not accept are refused", body)  # fmt: skip
 
 
+REBADGED_NIC = dataclasses.replace(
+    REVISED_NIC, name="rebadged-nic", vendor_id=0x8087, subsystem_vendor_id=0x8087
+)
+"""The NIC sold under another vendor ID (bit 0 set where :data:`REVISED_NIC`'s is clear)."""
+REBADGED_NIC_3 = accepting(dataclasses.replace(REBADGED_NIC, vendor_id=0x8086, revision=0x03), REBADGED_NIC)
+"""Revision 3 under the first vendor ID, accepting the other vendor's blobs (R-MIG-001)."""
+
+
+def _revision_identity_case(s: _Sys) -> None:
+    """R-MIG-002: identity bytes come from the restoring type, whichever bits the accepted revision set."""
+    body = _Body()
+    body.add(define_type_op(type_json(REBADGED_NIC_3)))
+    body.setup()
+    body.create_vm(SUITE_VM)
+    f = body.plug(SUITE_VM, IRQ_BDF, REBADGED_NIC_3)
+    f.check("R-MIG-002")
+    f.restore(data=_revision_blob(REBADGED_NIC))
+    for offset in (0x00, 0x08, 0x2C):
+        f.cr(offset)
+    f.save("rebadged")
+    s.add("type-revision-identity", "save-restore",
+          "a blob of an accepted revision with another vendor ID restores with the restoring type's "
+          "vendor ID, revision and subsystem: read-only bits never come from the blob", body)  # fmt: skip
+
+
 def irq_cases(s: _Sys) -> None:
     """Add every interrupt case to ``s`` (one line of :func:`vpcid.conformance.cases.system_cases`)."""
     _msix_table_case(s, NVME)
@@ -332,3 +357,4 @@ def irq_cases(s: _Sys) -> None:
     _intx_case(s)
     _express_capability_case(s)
     _revision_case(s)
+    _revision_identity_case(s)
