@@ -805,6 +805,19 @@ class _Inquiry:
             f"reached another of them"
         )
 
+    def restores_revision(self, index: int) -> bool:
+        """Whether operation ``index`` restores a literal blob of an earlier revision its device's type
+        accepts (R-MIG-001): then what the restore makes of it is R-MIG-002's."""
+        op = self.trace[index]
+        if not op.data or op.bdf is None:
+            return False
+        try:
+            fingerprint = blobfmt.decode_instance(op.data).fingerprint
+            dtype = self.model_at(index).manager.device_type(op.vm, op.bdf)
+        except VpcidError:
+            return False
+        return fingerprint != dtype.fingerprint() and fingerprint in dtype.accepts
+
     def lifecycle(self, index: int, symptom: _Symptom, ignored: bool) -> Blame | None:
         """A reset, restore, plug, unplug, VM creation or destruction is blamed on its own rule."""
         op = self.trace[index]
@@ -823,7 +836,7 @@ class _Inquiry:
             cf8 = symptom.op.kind is OpKind.IO_READ and symptom.op.address == CF8
             rid = "R-RST-003" if cf8 else "R-RST-002" if data else "R-RST-001"
         elif op.kind is OpKind.RESTORE:
-            rid = "R-SR-002"
+            rid = "R-MIG-002" if self.restores_revision(index) else "R-SR-002"
         elif op.kind is OpKind.RESTORE_VM:
             cf8 = symptom.op.kind is OpKind.IO_READ and symptom.op.address == CF8
             rid = "R-SR-009" if cf8 else "R-SR-006"
