@@ -40,6 +40,7 @@ from vpcid.conformance.cases import (
     _vm_with,
 )
 from vpcid.conformance.devices import KITCHEN_SINK
+from vpcid.model import DataManager
 
 RESET_CONTROL = 0xCF9
 """The platform's reset control register (R-CAM-008)."""
@@ -125,6 +126,34 @@ def _top_of_space(d: _Dev) -> None:
     )
 
 
+def _top_of_space_restore(d: _Dev) -> None:
+    """R-DEC-006 (V-BAR-TOP), R-SR-003: a blob whose BAR window ends at 2^64 restores by default and
+    is refused under bar_at_top = unmapped, where no BAR decodes there."""
+    f = d.start()
+    bars = [b for b in f.placed(rom=False) if b.is64]
+    if not bars:
+        return
+    bar, target = bars[0], d.target
+    top = U64 - bar.size
+    dm = DataManager()
+    dm.register_type(target.dtype)
+    dm.create_vm(target.vm)
+    dm.plug(target.vm, target.bdf, target.dtype)
+    dm.config_write(target.vm, target.bdf, bar.reg, 4, top & 0xFFFF_FFFF)
+    dm.config_write(target.vm, target.bdf, bar.reg + 4, 4, top >> 32)
+    dm.config_write(target.vm, target.bdf, 0x04, 2, CMD_MEM)
+    f.check("R-DEC-006")
+    f.restore(data=dm.save(target.vm, target.bdf))
+    f.peek(bar, top)
+    f.read_reg(bar)
+    d.done(
+        f"top-of-space-restore-{bar.label}",
+        "save-restore",
+        "a blob whose BAR decodes up to 2^64-1 restores by default and is refused under "
+        "bar_at_top = unmapped",
+    )
+
+
 def _overlap_first_mapped(d: _Dev) -> None:
     """R-DEC-008 (V-OVERLAP): the lower BAR moved onto a higher one that already decodes there wins by
     default and under last-mapped, and loses under first-mapped."""
@@ -204,6 +233,7 @@ def variant_device_cases(d: _Dev) -> None:
     for script in (NARROW_ADDRESS_ACCESSES, CF8_BYTE_SELECT, NOTHING_THERE, ODD_WORD_WRITES):
         _scripted(d, script)
     _top_of_space(d)
+    _top_of_space_restore(d)
     _overlap_first_mapped(d)
     _bar_sizing(d)
 
