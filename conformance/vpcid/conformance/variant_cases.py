@@ -271,6 +271,10 @@ def _sys_reset_control(s: _Sys) -> None:
     b.ior(SUITE_VM, CF8, 4)
     b.ior(SUITE_VM, CFC, 4)
     b.ior(SUITE_VM, 0xCF6, 4)
+    b.check("R-CAM-008")
+    b.iow(SUITE_VM, RESET_CONTROL, 1, 0x0A)
+    b.ior(SUITE_VM, 0xCF7, 4)  # an unaligned dword with the reset control register in its middle
+    b.ior(SUITE_VM, RESET_CONTROL, 2)
     s.add(
         "reset-control-register",
         "reset",
