@@ -258,6 +258,8 @@ def _window_edges(s: _Sys) -> None:
     wide.command(CMD_IO)
     wide.cw(0x30, 4, 0x0001_0001)  # 0x15000-0x17fff: above the I/O space
     _probe_io(b, sink, (0x5000, 0x7FFF))
+    wide.cw(0x30, 4, 0x0100_0100)  # 0x1005000-0x1007fff: the upper halves' high bytes count too
+    _probe_io(b, sink, (0x5000,))
     s.add("bridge-io-window-edges", GROUP,
           "a 32-bit I/O window forwards its first and last port and nothing beside, its upper halves "
           "taken whole, and only with the I/O bit set", b)  # fmt: skip
@@ -299,13 +301,13 @@ def _window_edges(s: _Sys) -> None:
     sink.command(CMD_MEM)
     bridge.command(CMD_MEM)
     bridge.cw(MEMORY_WINDOW, 4, 0x0000_FFF0)  # closed
-    bridge.cw(PREF_WINDOW, 4, 0x0031_0011)  # 0x?00100000-0x?003fffff, 64-bit
+    bridge.cw(PREF_WINDOW, 4, 0x0131_0111)  # 0x?01100000-0x?013fffff, 64-bit
     bridge.cw(PREF_WINDOW + 4, 4, 0x0100_0002)
-    bridge.cw(PREF_WINDOW + 8, 4, 0x0100_0002)  # upper halves: 0x0100000200100000-0x01000002003fffff
+    bridge.cw(PREF_WINDOW + 8, 4, 0x0100_0002)  # upper halves: 0x0100000201100000-0x01000002013fffff
     bridge.cr(PREF_WINDOW)
     high = 0x0100_0002 << 32
-    _probe_memory(b, sink, (high + 0x000F_FFFF, high + 0x0010_0000, high + 0x0020_0000, high + 0x003F_FFFF,
-                            high + 0x0040_0000, 0x0010_0000), register=0x18)  # fmt: skip
+    _probe_memory(b, sink, (high + 0x010F_FFFF, high + 0x0110_0000, high + 0x0120_0000, high + 0x013F_FFFF,
+                            high + 0x0140_0000, 0x0110_0000), register=0x18)  # fmt: skip
     s.add("bridge-memory-window-edges", GROUP,
           "the memory window and a 64-bit prefetchable window above 2^56 forward their first and last "
           "byte and nothing beside", b)  # fmt: skip

@@ -1323,6 +1323,31 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
     ),
     SurvivorRule(
         "equivalent",
+        "a window register read one byte wider brings in bits above the 0xFFF0 mask, which drops them",
+        "topology.py",
+        function="^windows$",
+        after=r"_le\(config, (MEMORY_BASE|MEMORY_LIMIT|PREF_BASE|PREF_LIMIT), 3\) & 0xFFF0",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a limit's bit 0 kept by the mask lands inside the ones below the window's granularity "
+        "(0xFFF, 0xFFFFF) the limit is ORed with; the memory base's bits 3:0 are read-only zero",
+        "topology.py",
+        function="^windows$",
+        after=r"\(config\[IO_LIMIT\] & 241\) << 8 \| 0xFFF|"
+        r"\(_le\(config, (MEMORY_LIMIT|PREF_LIMIT), 2\) & 65521\) << 16 \| 0xFFFFF|"
+        r"\(_le\(config, MEMORY_BASE, 2\) & 65521\) << 16",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "an I/O window base whose upper half is not zero lies above the 64 KiB I/O space however far "
+        "the mutant shifts it, so no access tells it apart (ports end at 0xFFFF, R-ACC-002)",
+        "topology.py",
+        function="^windows$",
+        after=r"base \|= _le\(config, IO_BASE_UPPER, 2\) << 17",
+    ),
+    SurvivorRule(
+        "equivalent",
         "the command bits tested (I/O, memory) and the bridge control bits tested (ISA, VGA) are in the "
         "register's first byte, whichever width it is read at",
         "topology.py",
