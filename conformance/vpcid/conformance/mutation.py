@@ -1348,6 +1348,15 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
     ),
     SurvivorRule(
         "equivalent",
+        "the reset control register is one byte: every run of an access it receives is one byte long, "
+        "so its last byte is its first",
+        "manager.py",
+        function="^_reset_control$",
+        text=r"payload\[0\]",
+        after=r"payload\[ -1\]",
+    ),
+    SurvivorRule(
+        "equivalent",
         "the command bits tested (I/O, memory) and the bridge control bits tested (ISA, VGA) are in the "
         "register's first byte, whichever width it is read at",
         "topology.py",
