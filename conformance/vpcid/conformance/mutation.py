@@ -1348,6 +1348,24 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
     ),
     SurvivorRule(
         "equivalent",
+        "2 * 0xCFC is 0 modulo 8, so port + 0xCFC has the low three bits of port - 0xCFC: the piece "
+        "(its lowest set bit, at most 4) and the offset bits (& 3) come out the same",
+        "manager.py",
+        function="^_cam_offset_pieces$",
+        text=r"distance = port - CFC \+ done",
+        after=r"distance = port \+ CFC \+ done",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a run in the 4-byte window starting at distance d holds at most 4 - d bytes, so a piece of d "
+        "halved until it fits is the lowest set bit of d (1, 2, or 1 for d = 3)",
+        "manager.py",
+        function="^_cam_offset_pieces$",
+        text=r"distance & -distance",
+        after=r"distance & \+?distance$",
+    ),
+    SurvivorRule(
+        "equivalent",
         "the reset control register is one byte: every run of an access it receives is one byte long, "
         "so its last byte is its first",
         "manager.py",
