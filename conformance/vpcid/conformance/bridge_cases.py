@@ -661,9 +661,13 @@ def _multifunction_snapshots(s: _Sys) -> None:
         tree = dataclasses.replace(record, devices=devices, parents=(None,) + (0,) * (len(devices) - 1))
         b.restore_vm(2, data=blobfmt.encode_snapshot(tree))
         b.tables(2)
+    flat = ((0x0B << 3, single[1]), ((0x0B << 3) | 1, single[1]))  # 00:0b.0 and 00:0b.1, no bridge
+    b.restore_vm(3, data=blobfmt.encode_snapshot(dataclasses.replace(record, devices=flat, parents=None)))
+    b.tables(3)
     s.add("bridge-multifunction-snapshots", GROUP,
-          "below a bridge, a snapshot with a single-function function 0 and function 1 beside it is "
-          "rejected; with a multi-function function 0, or function 1 alone, it restores", b)  # fmt: skip
+          "below a bridge or on a root bus, a snapshot with a single-function function 0 and function 1 "
+          "beside it is rejected; with a multi-function function 0, or function 1 alone, it restores",
+          b)  # fmt: skip
 
 
 def _unplug(s: _Sys) -> None:

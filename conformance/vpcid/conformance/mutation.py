@@ -1217,7 +1217,7 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         "restore's message only: " + _MESSAGE,
         "manager.py",
         function="^_instance_from$",
-        text=r"^\s*(accepted|why) = ",
+        text=r"^\s*(accepted|why|nonzero) = ",
     ),
     SurvivorRule(
         "equivalent",
@@ -1363,6 +1363,34 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
         function="^_cam_offset_pieces$",
         text=r"distance & -distance",
         after=r"distance & \+?distance$",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "the topology section's count is checked against the devices section before the tree is built "
+        "(R-BLOB-008), so both sequences zipped have one length",
+        "manager.py",
+        function="^_restore_tree$",
+        text=r"strict=True",
+        after=r"strict=False",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "resolving every byte of an access is always right (no BAR lies strictly inside an access, and "
+        "where the one-byte reset control register may, the access is scanned anyway): scanning more "
+        "accesses than needed only costs time",
+        "manager.py",
+        function="^(split_runs|_route|_io_access)$",
+        text=r"scan: bool = False|scan = narrow\.has_reset_control and port <= RESET_CONTROL < port \+ width",
+        after=r"scan: bool = True|narrow\.has_reset_control or port|RESET_CONTROL <= port \+ width|"
+        r"port < RESET_CONTROL < port \+ width",
+    ),
+    SurvivorRule(
+        "equivalent",
+        "resetting a bridge re-routes already (R-BRG-008), so the platform reset's own re-route after "
+        "resetting every instance, or one in a VM without bridges, rebuilds the same table",
+        "manager.py",
+        function="^reset_vm$",
+        text=r"if vm\.bridge_count:",
     ),
     SurvivorRule(
         "equivalent",
