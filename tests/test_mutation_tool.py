@@ -18,6 +18,7 @@ pytest.importorskip("cosmic_ray", reason="cosmic-ray is not installed (pip insta
 
 from vpcid.conformance.cli import main
 from vpcid.conformance.mutation import (
+    PAIRED_VALUES,
     Mutation,
     Settings,
     annotation_spans,
@@ -92,8 +93,33 @@ def test_alternate_profiles_give_every_axis_each_of_its_values() -> None:
     for axis, values in AXES.items():
         assert {p.to_mapping()[axis] for p in profiles} == {v.value for v in values}
     default = Profile().to_mapping()
-    for profile in profiles[1:]:  # one axis away from the default each, so no value hides another
+    singles = profiles[1 : len(profiles) - len(PAIRED_VALUES)]
+    for profile in singles:  # one axis away from the default each, so no value hides another
         assert len([a for a, v in profile.to_mapping().items() if v != default[a]]) == 1, profile
+    paired = [
+        {a: v for a, v in p.to_mapping().items() if v != default[a]} for p in profiles[len(singles) + 1 :]
+    ]
+    assert paired == list(PAIRED_VALUES)  # then the pairs whose rules only meet together
+
+
+def test_a_restore_under_the_deferred_move_at_the_top_of_memory_needs_both_values() -> None:
+    """The paired profile kills a mutant of the top-of-space check a deferred restore makes, which
+    neither value alone reaches."""
+    source = (project_root() / "model/vpcid/model/manager.py").read_text(encoding="utf-8")
+    old = "return not (top_unmapped and base + size == limit)"
+    assert source.count(old) == 1
+    mutated = {
+        "model/vpcid/model/manager.py": source.replace(
+            old, "return not (top_unmapped and base - size == limit)"
+        )
+    }
+    pair = Profile.from_mapping(PAIRED_VALUES[0])
+    alone = [Profile.from_mapping({axis: value}) for axis, value in PAIRED_VALUES[0].items()]
+    for profile, killed in ((alone[0], False), (alone[1], False), (pair, True)):
+        settings = Settings(budget=500, profiles=(profile,))
+        answer, _ = in_child(lambda s=settings: judge(target_named("model"), mutated, s).to_json())
+        assert answer is not None
+        assert answer["killed"] is killed, (profile, answer)
 
 
 def test_the_mirror_is_a_separate_package_built_from_the_model_sources() -> None:

@@ -260,6 +260,10 @@ def _window_edges(s: _Sys) -> None:
     _probe_io(b, sink, (0x5000, 0x7FFF))
     wide.cw(0x30, 4, 0x0100_0100)  # 0x1005000-0x1007fff: the upper halves' high bytes count too
     _probe_io(b, sink, (0x5000,))
+    wide.cw(0x30, 4, 0)  # the BAR stays at 0x5000 while only the window's base moves past it
+    b.ior(SUITE_VM, 0x5000, 1)
+    wide.cw(IO_WINDOW, 2, 0x7060)
+    b.ior(SUITE_VM, 0x5000, 1)
     s.add("bridge-io-window-edges", GROUP,
           "a 32-bit I/O window forwards its first and last port and nothing beside, its upper halves "
           "taken whole, and only with the I/O bit set", b)  # fmt: skip
@@ -313,37 +317,83 @@ def _window_edges(s: _Sys) -> None:
           "byte and nothing beside", b)  # fmt: skip
 
 
-def _forwarded_pieces(s: _Sys) -> None:
-    """R-BRG-006, R-BRG-011: a BAR larger than the windows is forwarded in pieces - what every bridge
-    above forwards of it - with one bridge's overlapping windows merged beside its VGA range."""
-    b = _Body()
+def _gpu_below_two(b: _Body) -> tuple[_Fn, _Fn]:
+    """Two bridges (VGA enable, memory bit) with an a100 below both, its 16 MiB BAR 0 at 0x1000000,
+    and a kitchen sink on the root bus whose 16-byte BAR 4 sits at 0x1000000 too."""
     _define(b, PCI_BRIDGE, A100)
     b.create_vm(SUITE_VM)
     upper, lower = _chain(b, 2, forward=False)
     gpu = b.plug(SUITE_VM, Bdf(2, 0, 0), A100)
-    gpu.cw(0x10, 4, 0x0100_0000)  # BAR 0: 16 MiB at 0x1000000, over every window below
+    gpu.cw(0x10, 4, 0x0100_0000)
     gpu.command(CMD_MEM)
+    beside = b.plug(SUITE_VM, Bdf(0, 5, 0), KITCHEN_SINK)  # its size class is probed after the a100's
+    beside.cw(0x20, 4, 0x0100_0000)
+    beside.command(CMD_MEM)
     for bridge in (upper, lower):
         bridge.cw(CONTROL, 2, 0x0008)  # VGA enable: 0xa0000-0xbffff comes first among the ranges
         bridge.command(CMD_MEM)
+        bridge.cw(PREF_WINDOW, 4, CLOSED_PREF)
+    return upper, lower
+
+
+PIECE_PROBES = (
+    0x100_0000,
+    0x10F_FFFF,
+    0x110_0000,
+    0x11F_FFFF,
+    0x120_0000,
+    0x12F_FFFF,
+    0x130_0000,
+    0x13F_FFFF,
+)
+"""Addresses in the a100's BAR 0 either side of every window edge the pieces cases use."""
+
+
+def _forwarded_pieces(s: _Sys) -> None:
+    """R-BRG-006, R-BRG-011: a BAR larger than the windows is forwarded in pieces - what every bridge
+    above forwards of it - with one bridge's overlapping windows merged beside its VGA range, and a
+    root-bus BAR of another size class decoding where the pieces do not reach."""
+    b = _Body()
+    upper, lower = _gpu_below_two(b)
     upper.cw(MEMORY_WINDOW, 4, 0x0130_0100)  # 0x1000000-0x13fffff
-    upper.cw(PREF_WINDOW, 4, CLOSED_PREF)
     lower.cw(PREF_WINDOW, 4, 0x0120_0110)  # prefetchable 0x1100000-0x12fffff
     lower.cw(MEMORY_WINDOW, 4, 0x0130_0120)  # memory 0x1200000-0x13fffff, overlapping it
-    probes = (0x100_0000, 0x10F_FFFF, 0x110_0000, 0x11F_FFFF, 0x120_0000, 0x12F_FFFF, 0x130_0000, 0x13F_FFFF)
     b.check("R-BRG-006")
-    for address in probes:
+    for address in PIECE_PROBES:
         b.mr(SUITE_VM, address, 1)
     upper.cw(MEMORY_WINDOW, 4, 0x0110_0110)  # 0x1100000-0x11fffff
     upper.cw(PREF_WINDOW, 4, 0x0131_0131)  # and 0x1300000-0x13fffff: the BAR reaches the lower
     upper.cw(PREF_WINDOW + 4, 4, 0)  # bridge in two pieces
     upper.cw(PREF_WINDOW + 8, 4, 0)
-    for address in probes:
+    for address in PIECE_PROBES:
         b.mr(SUITE_VM, address, 1)
     b.tables(SUITE_VM)
     s.add("bridge-forwarded-pieces", GROUP,
           "a BAR larger than the windows is reached only where every bridge above forwards it, in "
-          "pieces, one bridge's overlapping windows merged beside its VGA range", b)  # fmt: skip
+          "pieces, one bridge's overlapping windows merged beside its VGA range; a root-bus BAR decodes "
+          "where the pieces do not reach", b)  # fmt: skip
+
+    b = _Body()
+    upper, lower = _gpu_below_two(b)
+    sink = b.plug(SUITE_VM, Bdf(2, 1, 0), KITCHEN_SINK)  # below both bridges, over the frame buffer
+    sink.cw(0x20, 4, 0x000A_0000)
+    sink.command(CMD_MEM)
+    upper.cw(MEMORY_WINDOW, 4, 0x0130_0100)  # 0x1000000-0x13fffff
+    lower.cw(PREF_WINDOW, 4, 0x0130_0110)  # prefetchable 0x1100000-0x13fffff
+    lower.cw(MEMORY_WINDOW, 4, 0x0120_0120)  # memory 0x1200000-0x12fffff, inside it
+    b.check("R-BRG-011")
+    b.mr(SUITE_VM, 0xA_0000, 1)
+    b.check("R-BRG-006")
+    for address in PIECE_PROBES:
+        b.mr(SUITE_VM, address, 1)
+    lower.cw(PREF_WINDOW, 4, 0x0110_0110)  # 0x1100000-0x11fffff and 0x1300000-0x13fffff: the lower
+    lower.cw(MEMORY_WINDOW, 4, 0x0130_0130)  # bridge splits the BAR into two pieces first
+    for address in PIECE_PROBES:
+        b.mr(SUITE_VM, address, 1)
+    s.add("bridge-forwarded-pieces-nested", GROUP,
+          "one bridge's memory window inside its prefetchable window forwards their union, with its VGA "
+          "range kept; a lower bridge splitting a BAR into pieces that the upper bridge forwards whole",
+          b)  # fmt: skip
 
 
 def _isa_vga(s: _Sys) -> None:
@@ -448,6 +498,9 @@ def _snapshots(s: _Sys) -> None:
     b.check("R-BLOB-008")
     b.restore_vm(2, "tree")
     b.snapshot(2, "again")
+    b.unplug(2, PORT)  # the restored VM's bridges go: its snapshot is flat again
+    b.snapshot(2, "again-flat")
+    b.restore_vm(2, "again")
     b.check("R-BRG-009")
     b.mr(2, NIC_BAR + 8)
     _fn(b, Bdf(3, 0, 0), E1000, vm=2).cr(0x10)

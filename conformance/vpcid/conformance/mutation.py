@@ -523,11 +523,22 @@ def verdict_reason(report: CertificationReport) -> str:
     return "; ".join(report.errors) or "conformant"
 
 
+PAIRED_VALUES: tuple[dict[str, str], ...] = (
+    {"bar_move_while_decoding": "deferred", "bar_at_top": "unmapped"},
+    {"bar_move_while_decoding": "deferred", "address_zero": "decodes"},
+    {"straddle": "reject", "cf8_narrow": "reset-control"},
+)
+"""Pairs of non-default values whose rules meet in one code path: a restore under the deferred move
+checks a latched window against the top-of-space and address-zero rules; a one-byte run at the reset
+control register reaches the straddle rules only while the access is scanned."""
+
+
 def declared_profiles() -> tuple[Profile, ...]:
     """The default profile, then one profile per non-default value of each variant axis, every other
     axis at its default (R-VAR-001): a value is never judged only beside another that hides it (an
     unaligned access ``alignment = natural`` rejects reaches no ``straddle`` rule; under
-    ``cf8_low_bits = latched`` no ``cf8_extended`` mask applies)."""
+    ``cf8_low_bits = latched`` no ``cf8_extended`` mask applies); then the pairs of
+    :data:`PAIRED_VALUES`, whose rules only meet together."""
     default = Profile().to_mapping()
     alternates = [
         Profile.from_mapping({**default, axis: value.value})
@@ -535,7 +546,8 @@ def declared_profiles() -> tuple[Profile, ...]:
         for value in enum
         if value.value != default[axis]
     ]
-    return (Profile(), *alternates)
+    pairs = [Profile.from_mapping({**default, **pair}) for pair in PAIRED_VALUES]
+    return (Profile(), *alternates, *pairs)
 
 
 def profile_label(profile: Profile) -> str:
