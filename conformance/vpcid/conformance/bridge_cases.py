@@ -257,7 +257,9 @@ def _window_edges(s: _Sys) -> None:
     _probe_io(b, sink, (0x5000,))
     wide.command(CMD_IO)
     wide.cw(0x30, 4, 0x0001_0001)  # 0x15000-0x17fff: above the I/O space
-    _probe_io(b, sink, (0x5000, 0x7FFF))
+    _probe_io(b, sink, (0x5000, 0xFFFF))
+    wide.cw(0x30, 4, 0x0100_0000)  # 0x5000-0x1007fff: the limit's upper half counts whole
+    _probe_io(b, sink, (0x8000,))
     wide.cw(0x30, 4, 0x0100_0100)  # 0x1005000-0x1007fff: the upper halves' high bytes count too
     _probe_io(b, sink, (0x5000,))
     wide.cw(0x30, 4, 0)  # the BAR stays at 0x5000 while only the window's base moves past it
@@ -674,7 +676,7 @@ def _tree_edits(s: _Sys) -> None:
     sticky.cr(0x3C, 1)
     b.check("R-BRG-007")
     sticky.cw(0x3C, 1, 0x0C)
-    bridge.cw(CONTROL + 1, 1, 0)  # the byte above: bit 6 of 0x3e was already set, no new reset
+    bridge.cw(CONTROL + 1, 1, 0x01)  # the byte above changes: bit 6 of 0x3e was already set, no reset
     bridge.cw(0x3C, 2, 0x0105)  # interrupt line and pin, ending just below bridge control
     sticky.cr(0x3C, 1)
     bridge.cr(CONTROL, 2)

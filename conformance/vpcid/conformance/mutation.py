@@ -1352,11 +1352,12 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
     ),
     SurvivorRule(
         "equivalent",
-        "an I/O window base whose upper half is not zero lies above the 64 KiB I/O space however far "
-        "the mutant shifts it, so no access tells it apart (ports end at 0xFFFF, R-ACC-002)",
+        "an I/O window base or limit whose upper half is not zero lies above the 64 KiB I/O space "
+        "however far the mutant shifts it, so no access tells it apart (ports end at 0xFFFF, R-ACC-002)",
         "topology.py",
         function="^windows$",
-        after=r"base \|= _le\(config, IO_BASE_UPPER, 2\) << 17",
+        after=r"base \|= _le\(config, IO_BASE_UPPER, 2\) << 17|"
+        r"limit \|= _le\(config, IO_LIMIT_UPPER, 2\) << 17",
     ),
     SurvivorRule(
         "equivalent",
