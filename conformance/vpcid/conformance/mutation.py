@@ -1441,6 +1441,22 @@ SURVIVOR_RULES: tuple[SurvivorRule, ...] = (
     ),
     SurvivorRule(
         "equivalent",
+        "which pending bit names no vector is in a rejected restore's message only: " + _MESSAGE,
+        "behaviour.py",
+        function="^check$",
+        text=r'return f"MSI-X pending bit',
+    ),
+    SurvivorRule(
+        "equivalent",
+        "a PBA with no memory reads zero: taking it as 1 sets only the bit of vector 0, which every "
+        "MSI-X capability has, so no bit past the vectors is set either way",
+        "behaviour.py",
+        function="^check$",
+        text=r"if pba else 0",
+        after=r"if pba else 1$",
+    ),
+    SurvivorRule(
+        "equivalent",
         "a table with no memory reads zero: taking its Vector Control as 1 instead sets only the mask bit, "
         "which the test for reserved bits leaves out",
         "behaviour.py",

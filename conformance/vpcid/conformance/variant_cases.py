@@ -57,7 +57,7 @@ NARROW_ADDRESS_ACCESSES = Script(
                       "iow 0xCF8/2 0x3C; ior 0xCF8; ior 0xCFC"),
         ("R-CAM-008", "cf8 0x3C; iow 0xCF9/1 0; ior 0xCF9/1; ior 0xCF8"),
         ("R-CAM-001", "iow 0xCF8 0x800301FC; ior 0xCF8/1; ior 0xCF8/2; ior 0xCFA/2"),
-        ("R-CAM-008", "iow 0xCF9/1 0xFB; ior 0xCF9/1; ior 0xCF8"),
+        ("R-CAM-008", "iow 0xCF9/1 0xF3; ior 0xCF9/1; ior 0xCF8"),  # not bit 3: PIIX3 has no full reset
     ),
 )  # fmt: skip
 
