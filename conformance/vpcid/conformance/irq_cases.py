@@ -23,7 +23,7 @@ from vpcid.conformance.trace import define_type_op
 from vpcid.conformance.typefile import type_json
 from vpcid.model import Bdf, DataManager, DeviceType
 from vpcid.model import blob as blobfmt
-from vpcid.model.behaviour import MsixTable
+from vpcid.model.behaviour import PAGE_SIZE, MsixTable
 from vpcid.model.catalog import A100, E1000, NVME, msi64_capability, msix_capability
 from vpcid.model.devicetype import BarKind, BarSpec, accepting
 from vpcid.model.header import CAP_EXPRESS, EXPRESS_CAPABILITY_SIZE, MsixPlace
@@ -129,7 +129,7 @@ def _hostile_msix_blobs() -> list[bytes]:
     dm.plug(SUITE_VM, bdf, NVME)
     record = blobfmt.decode_instance(dm.save(SUITE_VM, bdf))
     place = _place(NVME)
-    page_size = blobfmt.PAGE_SIZE
+    page_size = PAGE_SIZE
 
     def with_byte(bar: int, offset: int, value: int) -> bytes:
         pages = {(b, n): bytearray(c) for b, n, c in record.pages}
