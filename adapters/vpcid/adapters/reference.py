@@ -21,6 +21,7 @@ from vpcid.conformance.trace import (
     OpKind,
     TraceError,
     blob_digest,
+    topology_rows,
     value_observation,
 )
 from vpcid.model import Bdf, DataManager, DeviceType, Profile, VpcidError
@@ -206,12 +207,7 @@ class ModelAdapter:
 
     def _topology(self, op: Op) -> Observation:
         """The VM's bus tree as ``topology`` rows, in the manager's tree order (R-BRG-010)."""
-        rows = tuple(
-            (None if node.bdf is None else str(node.bdf), node.parent, node.root_bus, node.device,
-             node.function, node.type_name, node.secondary)
-            for node in self.manager.topology(op.vm)
-        )  # fmt: skip
-        return Observation(topology=rows)
+        return Observation(topology=topology_rows(self.manager.topology(op.vm)))
 
 
 def reference(argument: str | None) -> ModelAdapter:

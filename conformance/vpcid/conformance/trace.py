@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from vpcid.conformance.inputs import MIB, parse_json, read_text, validate
 from vpcid.model import Bdf, ProfileError, VpcidError
-from vpcid.model.manager import DEFAULT_ECAM_BASE
+from vpcid.model.manager import DEFAULT_ECAM_BASE, TopologyNode
 from vpcid.model.profile import Profile
 
 TRACE_LIMIT = 256 * MIB
@@ -297,6 +297,15 @@ OK = Observation()
 
 def _is_count(value: object) -> bool:
     return type(value) is int and value >= 0
+
+
+def topology_rows(nodes: Iterable[TopologyNode]) -> tuple[TopologyRow, ...]:
+    """A data manager's bus tree (``topology()``, in its tree order) as ``topology`` rows (R-BRG-010)."""
+    return tuple(
+        (None if n.bdf is None else str(n.bdf), n.parent, n.root_bus, n.device, n.function, n.type_name,
+         n.secondary)
+        for n in nodes
+    )  # fmt: skip
 
 
 def _topology_row(raw: object) -> TopologyRow:

@@ -82,6 +82,7 @@ from vpcid.conformance.trace import Observation as _Observation
 from vpcid.conformance.trace import Op as _Op
 from vpcid.conformance.trace import OpKind as _OpKind
 from vpcid.conformance.trace import TraceError as _TraceError
+from vpcid.conformance.trace import topology_rows as _topology_rows
 from vpcid.model import Bdf as _Bdf
 from vpcid.model import DeviceType as _DeviceType
 from vpcid.model import Profile as _Profile
@@ -3790,11 +3791,7 @@ cdef class Manager:
 
     cdef tuple topology_rows(self, Vm* vm):
         """The ``topology`` operation's rows (``Observation.topology``) of the VM's bus tree."""
-        return tuple(
-            (None if node.bdf is None else str(node.bdf), node.parent, node.root_bus, node.device,
-             node.function, node.type_name, node.secondary)
-            for node in self.topology_of(vm)
-        )
+        return _topology_rows(self.topology_of(vm))
 
     cdef tuple topology_of(self, Vm* vm):
         cdef Py_ssize_t n, k
