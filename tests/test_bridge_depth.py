@@ -3,29 +3,13 @@ the Cython backend alike, with a typed error and nothing changed (R-BLOB-008).""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
-from vpcid.model import Bdf, BlobError, DataManager, VpcidError
-from vpcid.model.blob import MAX_BRIDGE_DEPTH, decode_snapshot, encode_snapshot
+from vpcid.conformance.bridge_cases import chained_snapshot
+from vpcid.model import BlobError, DataManager, VpcidError
+from vpcid.model.blob import MAX_BRIDGE_DEPTH
 from vpcid.model.catalog import EDU, PCI_BRIDGE
 
 VM = 1
-
-
-def chained_snapshot(depth: int) -> bytes:
-    """A snapshot of ``depth`` pci-bridges one below the other and an edu below the last, made from the
-    entries of a one-bridge snapshot (device 0, function 0 at every level)."""
-    dm = DataManager()
-    dm.create_vm(VM)
-    dm.plug(VM, Bdf(0, 0, 0), PCI_BRIDGE)
-    dm.config_write(VM, Bdf(0, 0, 0), 0x18, 4, 0x0001_0100)
-    dm.plug(VM, Bdf(1, 0, 0), EDU)
-    record = decode_snapshot(dm.snapshot(VM))
-    bridge, edu = record.devices
-    devices = (bridge, *[(0, bridge[1])] * (depth - 1), edu)
-    parents = (None, *range(depth))
-    return encode_snapshot(dataclasses.replace(record, devices=devices, parents=parents, map_order=()))
 
 
 def managers() -> list[object]:

@@ -523,7 +523,7 @@ def _snapshots(s: _Sys) -> None:
           "blob restored re-routes and re-forwards; without bridges it is flat again", b)  # fmt: skip
 
 
-def _chained_snapshot(depth: int) -> bytes:
+def chained_snapshot(depth: int) -> bytes:
     """A snapshot of ``depth`` pci-bridges one below the other (each at device 0, function 0 of the
     secondary bus of the one above) and an edu below the last; built from the entries of a one-bridge
     snapshot, since no sequence of operations numbers more than 255 buses."""
@@ -549,11 +549,11 @@ def _snapshot_limits(s: _Sys) -> None:
     _define(b, PCI_BRIDGE)
     b.create_vm(SUITE_VM)
     b.check("R-BLOB-008")
-    deepest = _chained_snapshot(blobfmt.MAX_BRIDGE_DEPTH)
+    deepest = chained_snapshot(blobfmt.MAX_BRIDGE_DEPTH)
     b.restore_vm(2, data=deepest)  # an edu below 255 bridges: accepted
     b.tables(2)
-    b.restore_vm(3, data=_chained_snapshot(blobfmt.MAX_BRIDGE_DEPTH + 1))  # below 256: bad-blob
-    shallow = _chained_snapshot(2)
+    b.restore_vm(3, data=chained_snapshot(blobfmt.MAX_BRIDGE_DEPTH + 1))  # below 256: bad-blob
+    shallow = chained_snapshot(2)
     record = blobfmt.decode_snapshot(shallow)
     count = len(record.devices)
     for index in (count - 1, count):  # the last entry's BAR 0, then an index past the entries
