@@ -9,8 +9,6 @@ from vpcid.model import BlobError, DataManager, VpcidError
 from vpcid.model.blob import MAX_BRIDGE_DEPTH
 from vpcid.model.catalog import EDU, PCI_BRIDGE
 
-VM = 1
-
 
 def managers() -> list[object]:
     found: list[object] = [DataManager()]
