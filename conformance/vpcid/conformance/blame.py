@@ -1363,13 +1363,7 @@ class _Inquiry:
             return Op(OpKind.CONFIG_WRITE, vm=vm, bdf=bdf, address=0x04, width=2, value=value)
 
         read = Op(OpKind.IO_READ if io else OpKind.MMIO_READ, vm=vm, address=address, width=1)
-        values = self.probe_values(at, [write(command & ~bit), write(command), read])
-        if values is None:
-            return True
-        seen, expected = values
-        return all(
-            _normal(a, self.info) == _normal(b, self.info) for a, b in zip(seen, expected, strict=True)
-        )
+        return self.probes_agree(at, [write(command & ~bit), write(command), read]) is not False
 
     def decodes_below_4g(self, at: int, vm: int, bdf: Bdf, index: int, size: int, offset: int) -> bool:
         """Whether the implementation decodes a 64-bit BAR as the model does once it is moved to a free
@@ -1380,17 +1374,14 @@ class _Inquiry:
         if low is None:
             return False
         command = model.manager.config_read(vm, bdf, 0x04, 2)
-        register = 0x10 + 4 * index
+        return self.probes_agree(at, _moved_bar_read(vm, bdf, index, low, command, low + offset)) is True
 
-        def write(offset_: int, width: int, value: int) -> Op:
-            return Op(OpKind.CONFIG_WRITE, vm=vm, bdf=bdf, address=offset_, width=width, value=value)
-
-        read = Op(OpKind.MMIO_READ, vm=vm, address=low + offset, width=1)
-        probes = [write(0x04, 2, command & ~0x2), write(register, 4, low), write(register + 4, 4, 0),
-                  write(0x04, 2, command), read]  # fmt: skip
+    def probes_agree(self, at: int, probes: Sequence[Op]) -> bool | None:
+        """Whether the implementation observes every one of ``probes`` after ``at`` operations as the
+        model does; None when one of them may not be sent."""
         values = self.probe_values(at, probes)
         if values is None:
-            return False
+            return None
         seen, expected = values
         return all(
             _normal(a, self.info) == _normal(b, self.info) for a, b in zip(seen, expected, strict=True)
@@ -1783,22 +1774,9 @@ class _Inquiry:
         if free is None or twin_base < 1 << 32 or spec.size > 1 << 33:
             return None
         twin = Bdf(free, 0, 0)
-        register = 0x10 + 4 * bar
-
-        def write(offset: int, width: int, value: int) -> Op:
-            return Op(OpKind.CONFIG_WRITE, vm=vm, bdf=twin, address=offset, width=width, value=value)
-
         probes = [Op(OpKind.PLUG, vm=vm, bdf=twin, name=inst.dtype.name),
-                  write(register, 4, twin_base & 0xFFFF_FFFF), write(register + 4, 4, twin_base >> 32),
-                  write(0x04, 2, 0x2),
-                  Op(OpKind.MMIO_READ, vm=vm, address=twin_base + (address - base), width=1)]  # fmt: skip
-        values = self.probe_values(at, probes)
-        if values is None:
-            return None
-        seen, expected = values
-        if not all(
-            _normal(a, self.info) == _normal(b, self.info) for a, b in zip(seen, expected, strict=True)
-        ):
+                  *_moved_bar_read(vm, twin, bar, twin_base, 0x2, twin_base + (address - base))]  # fmt: skip
+        if self.probes_agree(at, probes) is not True:
             return None
         return (
             f"{bdf} BAR{bar} decodes it at {hex_value(base)} above 4 GiB; a fresh {inst.dtype.name} "
@@ -2388,6 +2366,19 @@ class _Ranges:
 
     def __contains__(self, value: object) -> bool:
         return type(value) is int and any(start <= value < stop for start, stop in self.ranges)
+
+
+def _moved_bar_read(vm: int, bdf: Bdf, index: int, base: int, command: int, read_at: int) -> list[Op]:
+    """Probes that move memory BAR ``index`` of ``bdf`` to ``base`` (both dwords, memory decode off
+    while it moves, then ``command``) and read the byte at ``read_at``."""
+
+    def write(offset: int, width: int, value: int) -> Op:
+        return Op(OpKind.CONFIG_WRITE, vm=vm, bdf=bdf, address=offset, width=width, value=value)
+
+    register = 0x10 + 4 * index
+    return [write(0x04, 2, command & ~0x2), write(register, 4, base & 0xFFFF_FFFF),
+            write(register + 4, 4, base >> 32), write(0x04, 2, command),
+            Op(OpKind.MMIO_READ, vm=vm, address=read_at, width=1)]  # fmt: skip
 
 
 def _forward_everything(vm: int, bridge: Instance, io: bool) -> list[Op]:
